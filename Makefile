@@ -1,0 +1,49 @@
+# agora: the two commands a new user needs are `make run` and `make test`.
+GO       ?= go
+BIN      ?= bin/agora
+PKGS     ?= ./...
+BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: all build run test test-short lint proto proto-tools bench chaos clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/agora
+
+## run: 3 masters + 2 agents on loopback (HTTP on 7100-7102); Ctrl-C stops it.
+run:
+	$(GO) run ./cmd/agora dev $(ARGS)
+
+## test: vet, buf lint (where buf is installed) and the whole test suite under the race detector.
+test:
+	$(GO) vet $(PKGS)
+	@if [ -n "$(BUF)" ]; then (cd rpc && $(BUF) lint) && echo "buf lint: ok"; else echo "buf lint: skipped (buf not installed; make proto-tools installs it)"; fi
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+## lint: gofmt, go vet and staticcheck.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 $(PKGS)
+
+proto-tools:
+	$(GO) install github.com/bufbuild/buf/cmd/buf@v1.75.0
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.21.1
+
+## proto: regenerate rpc/gen from rpc/proto with local plugins only (developers only; the output is committed).
+proto: proto-tools
+	cd rpc && PATH="$(GOBIN):$$PATH" buf lint && PATH="$(GOBIN):$$PATH" buf generate
+
+## bench: Go benchmarks of the hot paths (figures go to BENCHMARKS.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./allocator/ ./fsm/ ./resources/
+	$(GO) run ./cmd/agora bench allocator --agents 10000 --frameworks 1000
+
+clean:
+	rm -rf bin

@@ -1,0 +1,521 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+)
+
+// missedHeartbeats is how many heartbeat intervals may pass without any event
+// before the SDK considers the stream dead and resubscribes.
+const missedHeartbeats = 5
+
+// firstEventTimeout bounds the wait for SUBSCRIBED, before the heartbeat
+// interval is known.
+const firstEventTimeout = 30 * time.Second
+
+// callAttempts is how many times a unary call is tried when the master
+// answers Unavailable (a leader change); redirects to a named leader do not
+// count, up to maxRedirectHops in a row.
+const (
+	callAttempts    = 7
+	maxRedirectHops = 3
+)
+
+// Errors Run returns.
+var (
+	// ErrTornDown: the framework was torn down (by itself or an operator).
+	ErrTornDown = errors.New("framework: torn down")
+	// ErrStopped: a Driver call was made after Run returned.
+	ErrStopped = errors.New("framework: run has ended")
+	// ErrNoMasters: Config.Masters is empty.
+	ErrNoMasters = errors.New("framework: no master addresses")
+)
+
+// Config configures Run.
+type Config struct {
+	// Masters are addresses of any masters ("http://127.0.0.1:7100" or
+	// "127.0.0.1:7100"). The SDK follows redirects to the leader and tries
+	// the others in turn when one does not answer.
+	Masters []string
+
+	// Info describes the framework. Leave Info.Id empty for a new
+	// framework; set it to resubscribe as an existing one (a restarted
+	// scheduler within the failover timeout). Run does not modify it.
+	Info *agorav1.FrameworkInfo
+
+	// DisableAutoAck turns off automatic acknowledgement. By default every
+	// UPDATE that carries a uuid is acknowledged after Scheduler.Update
+	// returns; with DisableAutoAck the Scheduler must call
+	// Driver.Acknowledge itself, or the master keeps resending the update.
+	DisableAutoAck bool
+
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// resubscription attempts and retried calls (defaults 100ms and 5s).
+	MinBackoff, MaxBackoff time.Duration
+
+	// HTTPClient carries all calls; nil uses a client without timeouts
+	// (calls are bounded by their contexts).
+	HTTPClient *http.Client
+
+	// Logger receives connection events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Scheduler receives a framework's events. Run calls its methods from one
+// goroutine, one at a time, in the order the master sent the events; a
+// method may call the Driver, and the next event is delivered after it
+// returns.
+type Scheduler interface {
+	// Subscribed is called after every successful (re)subscription;
+	// resubscribed is true when the framework already had its id.
+	Subscribed(d Driver, frameworkID string, resubscribed bool)
+	// Offers delivers new offers. Answer each with Accept or Decline.
+	Offers(d Driver, offers []*agorav1.Offer)
+	// Rescind says an offer was withdrawn; accepting it would fail.
+	Rescind(d Driver, offerID string)
+	// Update delivers a task status. Updates with a uuid are acknowledged
+	// after Update returns unless Config.DisableAutoAck is set.
+	Update(d Driver, status *agorav1.TaskStatus)
+	// Failure says an agent was lost.
+	Failure(d Driver, agentID string)
+	// Error reports an error that ends the subscription; Run then returns.
+	Error(d Driver, message string)
+}
+
+// Driver makes calls to the master on behalf of the framework. Calls wait
+// until the framework is subscribed, go to the current leader, and are
+// retried across leader changes a few times. A Driver is safe for use from
+// any goroutine, including from inside Scheduler methods.
+type Driver interface {
+	// FrameworkID is the framework's id, "" before the first SUBSCRIBED.
+	FrameworkID() string
+	// Accept applies ops, atomically, to the resources of offerIDs; the
+	// unused rest is filtered for refuseSeconds (nil: master default).
+	Accept(ctx context.Context, offerIDs []string, ops []*agorav1.Operation, refuseSeconds *float64) error
+	// Decline returns offers; their agents are filtered for refuseSeconds.
+	Decline(ctx context.Context, offerIDs []string, refuseSeconds *float64) error
+	// Kill asks for a task to be killed.
+	Kill(ctx context.Context, taskID, agentID string) error
+	// Acknowledge acknowledges a status update (one with a uuid).
+	Acknowledge(ctx context.Context, st *agorav1.TaskStatus) error
+	// Reconcile asks for the latest states of tasks (all non-terminal tasks
+	// when empty). The answers also arrive as Update events.
+	Reconcile(ctx context.Context, tasks []*agorav1.ReconcileTask) ([]*agorav1.TaskStatus, error)
+	// Revive removes filters and suppression for roles (all when none).
+	Revive(ctx context.Context, roles ...string) error
+	// Suppress stops offers for roles (all when none) until Revive.
+	Suppress(ctx context.Context, roles ...string) error
+	// Teardown ends the framework: its tasks are killed and Run returns
+	// ErrTornDown.
+	Teardown(ctx context.Context) error
+}
+
+// Run subscribes the framework and delivers its events to s until ctx ends
+// (it then returns nil; the framework stays registered until its failover
+// timeout) or a fatal error: the framework was torn down (ErrTornDown), an
+// ERROR event arrived, or the master refused the subscription
+// (PermissionDenied, InvalidArgument, NotFound, ...).
+func Run(ctx context.Context, cfg Config, s Scheduler) error {
+	r, err := newRunner(cfg, s)
+	if err != nil {
+		return err
+	}
+	defer close(r.done)
+	return r.run(ctx)
+}
+
+// runner is the state of one Run.
+type runner struct {
+	cfg   Config
+	sched Scheduler
+	log   *slog.Logger
+	httpc connect.HTTPClient
+	drv   *driver
+	done  chan struct{} // closed when Run returns
+
+	mu        sync.Mutex
+	masters   []string
+	target    string // base URL calls and subscriptions go to first
+	clients   map[string]agorav1connect.SchedulerServiceClient
+	info      *agorav1.FrameworkInfo
+	token     string
+	connected bool
+	ready     chan struct{} // closed while connected
+	tornDown  bool
+	stopSess  context.CancelFunc // cancels the current session
+}
+
+func newRunner(cfg Config, s Scheduler) (*runner, error) {
+	if s == nil {
+		return nil, errors.New("framework: nil scheduler")
+	}
+	if cfg.Info == nil {
+		return nil, errors.New("framework: nil framework info")
+	}
+	var masters []string
+	for _, m := range cfg.Masters {
+		if a := normalizeAddr(m); a != "" {
+			masters = append(masters, a)
+		}
+	}
+	if len(masters) == 0 {
+		return nil, ErrNoMasters
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	r := &runner{
+		cfg:     cfg,
+		sched:   s,
+		log:     cfg.Logger,
+		done:    make(chan struct{}),
+		masters: masters,
+		target:  masters[0],
+		clients: map[string]agorav1connect.SchedulerServiceClient{},
+		info:    proto.Clone(cfg.Info).(*agorav1.FrameworkInfo),
+		ready:   make(chan struct{}),
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.log = r.log.With("component", "framework")
+	if cfg.HTTPClient != nil {
+		r.httpc = cfg.HTTPClient
+	} else {
+		r.httpc = &http.Client{}
+	}
+	r.drv = &driver{r: r}
+	return r, nil
+}
+
+// clientFor returns the current target and its client.
+func (r *runner) current() (string, agorav1connect.SchedulerServiceClient) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.clients[r.target]
+	if !ok {
+		c = agorav1connect.NewSchedulerServiceClient(r.httpc, r.target)
+		r.clients[r.target] = c
+	}
+	return r.target, c
+}
+
+// redirect moves the target to addr, unless another goroutine already moved
+// it away from failed.
+func (r *runner) redirect(failed, addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.target == failed && addr != "" {
+		r.target = addr
+	}
+}
+
+// rotate moves the target to the next configured master after failed did not
+// answer, unless another goroutine already moved it.
+func (r *runner) rotate(failed string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.target != failed {
+		return
+	}
+	next := r.masters[0]
+	for i, m := range r.masters {
+		if m == failed {
+			next = r.masters[(i+1)%len(r.masters)]
+			break
+		}
+	}
+	r.target = next
+}
+
+func (r *runner) frameworkID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.info.GetId()
+}
+
+// run is the subscribe/reconnect loop.
+func (r *runner) run(ctx context.Context) error {
+	bo := newBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
+	hops := 0
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		target, subscribed, err := r.session(ctx)
+		r.setDisconnected()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if r.isTornDown() {
+			return ErrTornDown
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return fatal.err
+		}
+		if subscribed {
+			bo.Reset()
+		}
+		if _, addr, ok := leaderFromError(err); ok && addr != "" && addr != target && hops < maxRedirectHops {
+			hops++
+			r.log.Info("following redirect to the leader", "from", target, "to", addr)
+			r.redirect(target, addr)
+			continue
+		}
+		hops = 0
+		if !subscribed {
+			r.rotate(target)
+		}
+		wait := bo.Next()
+		r.log.Info("subscription ended; resubscribing", "master", target, "err", err, "backoff", wait)
+		if !sleepCtx(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// fatalError ends Run.
+type fatalError struct{ err error }
+
+func (f *fatalError) Error() string { return f.err.Error() }
+func (f *fatalError) Unwrap() error { return f.err }
+
+// fatalCode reports whether a subscription refused with code must not be
+// retried.
+func fatalCode(c connect.Code) bool {
+	switch c {
+	case connect.CodeInvalidArgument, connect.CodeNotFound, connect.CodePermissionDenied,
+		connect.CodeUnauthenticated, connect.CodeFailedPrecondition, connect.CodeUnimplemented,
+		connect.CodeAlreadyExists:
+		return true
+	}
+	return false
+}
+
+// session subscribes once and dispatches events until the stream ends. It
+// returns the master it talked to, whether SUBSCRIBED arrived, and why the
+// stream ended (a *fatalError when Run must stop).
+func (r *runner) session(ctx context.Context) (target string, subscribed bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	r.stopSess = cancel
+	info := proto.Clone(r.info).(*agorav1.FrameworkInfo)
+	r.mu.Unlock()
+	resubscribe := info.GetId() != ""
+
+	target, client := r.current()
+	stream, err := client.Subscribe(sctx, connect.NewRequest(&agorav1.SubscribeRequest{FrameworkInfo: info}))
+	if err != nil {
+		return target, false, r.classify(err)
+	}
+	defer stream.Close()
+
+	dog := newWatchdog(firstEventTimeout, cancel)
+	defer dog.stop()
+	events := make(chan *agorav1.SubscribeResponse, 64)
+	go func() {
+		defer close(events)
+		for stream.Receive() {
+			dog.pause()
+			select {
+			case events <- stream.Msg():
+			case <-sctx.Done():
+				return
+			}
+			dog.resume()
+		}
+	}()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs before wg.Wait: stops the reconciliation goroutine
+	for ev := range events {
+		if !subscribed {
+			sub := ev.GetSubscribed()
+			if sub == nil {
+				return target, false, fmt.Errorf("framework: first event from %s is not SUBSCRIBED", target)
+			}
+			subscribed = true
+			hb := time.Duration(sub.GetHeartbeatIntervalSeconds() * float64(time.Second))
+			if hb <= 0 {
+				hb = 15 * time.Second
+			}
+			dog.setTimeout(missedHeartbeats * hb)
+			r.setConnected(sub.GetFrameworkId(), sub.GetStreamToken())
+			r.log.Info("subscribed", "framework_id", sub.GetFrameworkId(), "master", target,
+				"master_id", sub.GetMasterId(), "resubscribed", resubscribe)
+			r.sched.Subscribed(r.drv, sub.GetFrameworkId(), resubscribe)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Implicit reconciliation: the answers arrive as UPDATE events.
+				if _, err := r.drv.Reconcile(sctx, nil); err != nil && sctx.Err() == nil {
+					r.log.Warn("implicit reconciliation failed", "err", err)
+				}
+			}()
+			continue
+		}
+		if ferr := r.dispatch(ctx, ev); ferr != nil {
+			return target, true, ferr
+		}
+	}
+	err = stream.Err()
+	if err == nil && dog.fired() {
+		err = fmt.Errorf("framework: no event from %s for %d heartbeat intervals", target, missedHeartbeats)
+	}
+	if err == nil {
+		err = fmt.Errorf("framework: stream from %s ended", target)
+	}
+	if !subscribed {
+		return target, false, r.classify(err)
+	}
+	if ctx.Err() == nil {
+		if c := connect.CodeOf(err); fatalCode(c) {
+			return target, true, &fatalError{fmt.Errorf("framework: subscription ended: %w", err)}
+		}
+	}
+	return target, true, err
+}
+
+// classify marks subscription refusals that retrying cannot fix as fatal.
+func (r *runner) classify(err error) error {
+	if fatalCode(connect.CodeOf(err)) {
+		return &fatalError{fmt.Errorf("framework: subscribe: %w", err)}
+	}
+	return err
+}
+
+// dispatch delivers one event to the Scheduler.
+func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) error {
+	switch e := ev.GetEvent().(type) {
+	case *agorav1.SubscribeResponse_Offers:
+		r.sched.Offers(r.drv, e.Offers.GetOffers())
+	case *agorav1.SubscribeResponse_Rescind:
+		r.sched.Rescind(r.drv, e.Rescind.GetOfferId())
+	case *agorav1.SubscribeResponse_Update:
+		st := e.Update.GetStatus()
+		r.sched.Update(r.drv, st)
+		if !r.cfg.DisableAutoAck && st.GetUuid() != "" {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := r.drv.Acknowledge(actx, st)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				// The master resends unacknowledged updates; nothing is lost.
+				r.log.Warn("acknowledgement failed", "task_id", st.GetTaskId(), "uuid", st.GetUuid(), "err", err)
+			}
+		}
+	case *agorav1.SubscribeResponse_Failure:
+		r.sched.Failure(r.drv, e.Failure.GetAgentId())
+	case *agorav1.SubscribeResponse_Error:
+		r.sched.Error(r.drv, e.Error.GetMessage())
+		return &fatalError{fmt.Errorf("framework: error event: %s", e.Error.GetMessage())}
+	case *agorav1.SubscribeResponse_Heartbeat:
+	case *agorav1.SubscribeResponse_Subscribed:
+		r.log.Warn("unexpected second SUBSCRIBED event")
+	default:
+		r.log.Warn("unknown event ignored")
+	}
+	return nil
+}
+
+func (r *runner) setConnected(id, token string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.info.Id = id
+	r.token = token
+	if !r.connected {
+		r.connected = true
+		close(r.ready)
+	}
+}
+
+func (r *runner) setDisconnected() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopSess = nil
+	if r.connected {
+		r.connected = false
+		r.ready = make(chan struct{})
+	}
+}
+
+func (r *runner) markTornDown() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tornDown = true
+	if r.stopSess != nil {
+		r.stopSess()
+	}
+}
+
+func (r *runner) isTornDown() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tornDown
+}
+
+// watchdog cancels a stream when no event arrives within its timeout.
+type watchdog struct {
+	mu      sync.Mutex
+	timeout time.Duration
+	t       *time.Timer
+	didFire bool
+}
+
+func newWatchdog(timeout time.Duration, cancel context.CancelFunc) *watchdog {
+	w := &watchdog{timeout: timeout}
+	w.t = time.AfterFunc(timeout, func() {
+		w.mu.Lock()
+		w.didFire = true
+		w.mu.Unlock()
+		cancel()
+	})
+	return w
+}
+
+// pause stops the clock while an event waits for a slow Scheduler.
+func (w *watchdog) pause() { w.t.Stop() }
+
+// resume restarts the full timeout after an event.
+func (w *watchdog) resume() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Reset(w.timeout)
+}
+
+func (w *watchdog) setTimeout(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timeout = d
+	w.t.Reset(d)
+}
+
+func (w *watchdog) stop() { w.t.Stop() }
+
+func (w *watchdog) fired() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.didFire
+}

@@ -1,0 +1,336 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	iradix "github.com/hashicorp/go-immutable-radix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/agora-sched/agora/resources"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+// txn is one Apply: a radix transaction over the current tree plus the
+// events and ids the command produced. Nothing is visible to readers until
+// the FSM commits it; a rejected command simply drops the txn.
+type txn struct {
+	t      *iradix.Txn
+	index  uint64
+	events []Event
+	ids    []string
+	// uuids given by the command for master-generated statuses, used in order.
+	uuids []string
+	seq   int
+}
+
+func newTxn(s *State, index uint64) *txn {
+	return &txn{t: s.root.Txn(), index: index}
+}
+
+func tget[T any](x *txn, k []byte) (T, bool) {
+	v, ok := x.t.Get(k)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return v.(T), true
+}
+
+// keys collects the keys under prefix; callers modify the tree afterwards
+// (never while walking it).
+func (x *txn) keys(prefix string) [][]byte {
+	var out [][]byte
+	x.t.Root().WalkPrefix([]byte(prefix), func(k []byte, _ interface{}) bool {
+		out = append(out, k)
+		return false
+	})
+	return out
+}
+
+func (x *txn) emit(e Event) { x.events = append(x.events, e) }
+
+// statusUUID returns the uuid of the next master-generated status: the
+// command's status_uuids in order, then one derived from (index, task).
+func (x *txn) statusUUID(fid, tid string) string {
+	if x.seq < len(x.uuids) && x.uuids[x.seq] != "" {
+		u := x.uuids[x.seq]
+		x.seq++
+		return u
+	}
+	x.seq++
+	h := sha256.Sum256([]byte(strconv.FormatUint(x.index, 10) + "\x00" + fid + "\x00" + tid))
+	b := h[:16]
+	b[6] = b[6]&0x0f | 0x50 // version 5 style, name based
+	b[8] = b[8]&0x3f | 0x80
+	s := hex.EncodeToString(b)
+	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
+}
+
+func clone[T proto.Message](m T) T { return proto.Clone(m).(T) }
+
+// --- lookups ---
+
+func (x *txn) agent(id string) (*agorav1.Agent, bool) {
+	return tget[*agorav1.Agent](x, tableKey(pAgent, id))
+}
+
+func (x *txn) framework(id string) (*agorav1.Framework, bool) {
+	return tget[*agorav1.Framework](x, tableKey(pFramework, id))
+}
+
+func (x *txn) offer(id string) (*agorav1.Offer, bool) {
+	return tget[*agorav1.Offer](x, tableKey(pOffer, id))
+}
+
+func (x *txn) task(fid, tid string) (*agorav1.Task, bool) {
+	return tget[*agorav1.Task](x, tableKey(pTask, fid, tid))
+}
+
+func (x *txn) volume(id string) (*agorav1.Volume, bool) {
+	return tget[*agorav1.Volume](x, tableKey(pVolume, id))
+}
+
+func (x *txn) usage(agentID string) *agentUsage {
+	if u, ok := tget[*agentUsage](x, tableKey(uAgent, agentID)); ok {
+		return u
+	}
+	return &agentUsage{}
+}
+
+// tasksOnAgent returns the agent's tasks sorted by (framework, id).
+func (x *txn) tasksOnAgent(agentID string) []*agorav1.Task {
+	p := xTaskAgent + agentID + "\x00"
+	var out []*agorav1.Task
+	for _, k := range x.keys(p) {
+		if t, ok := tget[*agorav1.Task](x, append([]byte(pTask), k[len(p):]...)); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (x *txn) tasksOfFramework(fid string) []*agorav1.Task {
+	var out []*agorav1.Task
+	x.t.Root().WalkPrefix([]byte(pTask+fid+"\x00"), func(_ []byte, v interface{}) bool {
+		out = append(out, v.(*agorav1.Task))
+		return false
+	})
+	return out
+}
+
+func (x *txn) offersBy(prefix string) []*agorav1.Offer {
+	var out []*agorav1.Offer
+	for _, k := range x.keys(prefix) {
+		if o, ok := x.offer(lastPart(k)); ok {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (x *txn) offersOnAgent(agentID string) []*agorav1.Offer {
+	return x.offersBy(xOfferAgent + agentID + "\x00")
+}
+
+func (x *txn) offersOfFramework(fid string) []*agorav1.Offer {
+	return x.offersBy(xOfferFw + fid + "\x00")
+}
+
+func (x *txn) reservationsOnAgent(agentID string) []*agorav1.Reservation {
+	var out []*agorav1.Reservation
+	for _, k := range x.keys(xResvAgent + agentID + "\x00") {
+		if r, ok := tget[*agorav1.Reservation](x, tableKey(pReservation, lastPart(k))); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (x *txn) volumesOnAgent(agentID string) []*agorav1.Volume {
+	var out []*agorav1.Volume
+	for _, k := range x.keys(xVolAgent + agentID + "\x00") {
+		if v, ok := x.volume(lastPart(k)); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// --- usage bookkeeping ---
+
+// pools converts resources already validated on the way in; a failure here
+// means state holds something Apply should have rejected, so it counts as
+// nothing rather than corrupting the sums.
+func pools(rs []*agorav1.Resource) resourcepb.Pools {
+	p, err := resourcepb.FromProto(rs)
+	if err != nil {
+		return resourcepb.Pools{}
+	}
+	return p
+}
+
+func subPools(a, b resourcepb.Pools) resourcepb.Pools {
+	out := resourcepb.Pools{}
+	for _, role := range a.Roles() {
+		left := resourcepb.SubtractClamped(a[role], b[role])
+		if !left.IsEmpty() {
+			out[role] = left
+		}
+	}
+	return out
+}
+
+func (x *txn) setUsage(agentID string, u *agentUsage) {
+	x.t.Insert(tableKey(uAgent, agentID), u)
+}
+
+func (x *txn) adjustAgentUsage(agentID string, fn func(u *agentUsage)) {
+	cur := *x.usage(agentID)
+	fn(&cur)
+	x.setUsage(agentID, &cur)
+}
+
+func (x *txn) adjustFrameworkUsage(fid, role string, add, sub resources.Resources) {
+	cur, _ := tget[*frameworkUsage](x, tableKey(uFramework, fid))
+	next := &frameworkUsage{byRole: map[string]resources.Resources{}}
+	if cur != nil {
+		for r, v := range cur.byRole {
+			next.byRole[r] = v
+		}
+	}
+	v := next.byRole[role].Add(add)
+	v = resourcepb.SubtractClamped(v, sub)
+	if v.IsEmpty() {
+		delete(next.byRole, role)
+	} else {
+		next.byRole[role] = v
+	}
+	x.t.Insert(tableKey(uFramework, fid), next)
+}
+
+// --- writers that keep indexes and usage in step ---
+
+func (x *txn) putAgent(a *agorav1.Agent) {
+	x.t.Insert(tableKey(pAgent, a.GetId()), a)
+	total := pools(a.GetResources()).Total()
+	x.adjustAgentUsage(a.GetId(), func(u *agentUsage) { u.total = total })
+}
+
+func (x *txn) putFramework(f *agorav1.Framework) {
+	x.t.Insert(tableKey(pFramework, f.GetId()), f)
+}
+
+// putTask stores t, replacing old (nil for a new task).
+func (x *txn) putTask(old, t *agorav1.Task) {
+	fid, tid := t.GetFrameworkId(), t.GetId()
+	x.t.Insert(tableKey(pTask, fid, tid), t)
+	if old == nil {
+		x.t.Insert(tableKey(xTaskAgent, t.GetAgentId(), fid, tid), nil)
+	}
+	if unacked(t) {
+		x.t.Insert(tableKey(xTaskUnacked, fid, tid), nil)
+	} else if old != nil && unacked(old) {
+		x.t.Delete(tableKey(xTaskUnacked, fid, tid))
+	}
+	wasLive := old != nil && !IsTerminal(old.GetState())
+	isLive := !IsTerminal(t.GetState())
+	switch {
+	case isLive && !wasLive:
+		x.chargeTask(t, true)
+	case wasLive && !isLive:
+		x.chargeTask(old, false)
+	}
+}
+
+func unacked(t *agorav1.Task) bool {
+	return !t.GetAcknowledged() && t.GetStatus().GetUuid() != ""
+}
+
+func (x *txn) chargeTask(t *agorav1.Task, add bool) {
+	p := pools(t.GetResources())
+	x.adjustAgentUsage(t.GetAgentId(), func(u *agentUsage) {
+		if add {
+			u.used = u.used.Add(p)
+		} else {
+			u.used = subPools(u.used, p)
+		}
+	})
+	if add {
+		x.adjustFrameworkUsage(t.GetFrameworkId(), t.GetRole(), p.Total(), resources.Resources{})
+	} else {
+		x.adjustFrameworkUsage(t.GetFrameworkId(), t.GetRole(), resources.Resources{}, p.Total())
+	}
+}
+
+func (x *txn) deleteTask(t *agorav1.Task) {
+	fid, tid := t.GetFrameworkId(), t.GetId()
+	x.t.Delete(tableKey(pTask, fid, tid))
+	x.t.Delete(tableKey(xTaskAgent, t.GetAgentId(), fid, tid))
+	x.t.Delete(tableKey(xTaskUnacked, fid, tid))
+	if !IsTerminal(t.GetState()) {
+		x.chargeTask(t, false)
+	}
+}
+
+func (x *txn) putOffer(o *agorav1.Offer) {
+	x.t.Insert(tableKey(pOffer, o.GetId()), o)
+	x.t.Insert(tableKey(xOfferAgent, o.GetAgentId(), o.GetId()), nil)
+	x.t.Insert(tableKey(xOfferFw, o.GetFrameworkId(), o.GetId()), nil)
+	p := pools(o.GetResources())
+	x.adjustAgentUsage(o.GetAgentId(), func(u *agentUsage) { u.offered = u.offered.Add(p) })
+	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), p.Total(), resources.Resources{})
+}
+
+// removeOffer deletes o and emits EventOfferRemoved.
+func (x *txn) removeOffer(o *agorav1.Offer, reason string, rescind bool) {
+	x.t.Delete(tableKey(pOffer, o.GetId()))
+	x.t.Delete(tableKey(xOfferAgent, o.GetAgentId(), o.GetId()))
+	x.t.Delete(tableKey(xOfferFw, o.GetFrameworkId(), o.GetId()))
+	p := pools(o.GetResources())
+	x.adjustAgentUsage(o.GetAgentId(), func(u *agentUsage) { u.offered = subPools(u.offered, p) })
+	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), resources.Resources{}, p.Total())
+	x.emit(Event{Kind: EventOfferRemoved, FrameworkID: o.GetFrameworkId(), OfferID: o.GetId(), Reason: reason, Rescind: rescind})
+}
+
+func (x *txn) putReservation(old, r *agorav1.Reservation) {
+	x.t.Insert(tableKey(pReservation, r.GetId()), r)
+	x.t.Insert(tableKey(xResvAgent, r.GetAgentId(), r.GetId()), nil)
+	add := pools(r.GetResources()).Total()
+	var sub resources.Resources
+	if old != nil {
+		sub = pools(old.GetResources()).Total()
+	}
+	x.adjustAgentUsage(r.GetAgentId(), func(u *agentUsage) {
+		u.reserved = subPools(u.reserved, resourcepb.Pools{r.GetRole(): sub}).Add(resourcepb.Pools{r.GetRole(): add})
+	})
+}
+
+func (x *txn) deleteReservation(r *agorav1.Reservation) {
+	x.t.Delete(tableKey(pReservation, r.GetId()))
+	x.t.Delete(tableKey(xResvAgent, r.GetAgentId(), r.GetId()))
+	sub := pools(r.GetResources()).Total()
+	x.adjustAgentUsage(r.GetAgentId(), func(u *agentUsage) {
+		u.reserved = subPools(u.reserved, resourcepb.Pools{r.GetRole(): sub})
+	})
+}
+
+func volumeDisk(v *agorav1.Volume) resourcepb.Pools {
+	return resourcepb.Pools{v.GetRole(): resources.Scalar("disk", v.GetSizeMib())}
+}
+
+func (x *txn) putVolume(v *agorav1.Volume) {
+	x.t.Insert(tableKey(pVolume, v.GetId()), v)
+	x.t.Insert(tableKey(xVolAgent, v.GetAgentId(), v.GetId()), nil)
+	d := volumeDisk(v)
+	x.adjustAgentUsage(v.GetAgentId(), func(u *agentUsage) { u.used = u.used.Add(d) })
+}
+
+func (x *txn) deleteVolume(v *agorav1.Volume) {
+	x.t.Delete(tableKey(pVolume, v.GetId()))
+	x.t.Delete(tableKey(xVolAgent, v.GetAgentId(), v.GetId()))
+	d := volumeDisk(v)
+	x.adjustAgentUsage(v.GetAgentId(), func(u *agentUsage) { u.used = subPools(u.used, d) })
+}

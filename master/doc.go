@@ -1,0 +1,54 @@
+// Package master is one agora master: a Raft voter (hashicorp/raft over
+// raft-boltdb) holding the replicated [fsm.FSM], a gossip member that finds
+// the other masters, and one HTTP listener serving the Connect services
+// (operator, agent, scheduler), grpc.health.v1, server reflection, /metrics
+// and /debug/pprof.
+//
+// Driving it:
+//
+//  1. Fill a [Config]: ID (unique and stable across restarts; it is the Raft
+//     server id), DataDir (raft log, stable store and snapshots live under
+//     DataDir/raft), the three listen addresses, the gossip Join list (the
+//     same list for every master; it may include our own address) and
+//     BootstrapExpect. Call [New].
+//  2. Register leader-only work with [Master.OnLeadership] and state change
+//     listeners with [Master.OnApply] before Start.
+//  3. Call [Master.Start]. Listeners are bound when it returns; joining the
+//     gossip pool is retried in the background. When BootstrapExpect
+//     masters (ourselves included) are alive in gossip, none of them has
+//     Raft state and we have the lowest id, we bootstrap the Raft
+//     configuration with all of them. A master with existing Raft state
+//     never bootstraps, so restarts cannot split the cluster.
+//  4. The leader adds every live master it sees in gossip but not in the
+//     Raft configuration as a voter (online membership change) and records
+//     masters' addresses in the FSM. Failed masters stay voters until an
+//     operator removes them (OperatorService.RemovePeer).
+//  5. On winning leadership the master issues a Barrier, then starts every
+//     OnLeadership run with a context that is cancelled when leadership is
+//     lost or the master stops. A new set never starts before the previous
+//     set has returned.
+//  6. Writes go through [Master.Apply]; reads through [Master.ReadState]
+//     (linearizable: VerifyLeader and wait for the commit index to be
+//     applied) or [Master.State] (local, possibly stale).
+//  7. [Master.Shutdown] (or cancelling Start's context) stops gracefully:
+//     leadership transfer, gossip leave, raft shutdown. [Master.Kill] is
+//     abrupt, like SIGKILL, for tests.
+//
+// # Redirects
+//
+// A follower asked for something only the leader can do answers
+// Unavailable with a [agorav1.LeaderRedirect] error detail and an
+// "Agora-Leader: URL" response header. When no leader is known the error
+// says so and carries neither. package rpc/client follows redirects.
+//
+// # Config fields
+//
+// RaftProfile "default" uses raft.DefaultConfig timings (1 s heartbeat and
+// election timeouts, 500 ms leader lease); "fast" uses 300 ms / 300 ms /
+// 150 ms, for loopback clusters. GossipProfile selects gossip failure
+// detection timings (see package gossip). Cluster names the cluster; a
+// master ignores gossip members of another cluster. The remaining fields
+// (AgentGoneTimeout, AgentRemovalRate, LivenessGrace, OfferTimeout,
+// HeartbeatInterval, DefaultFailoverTimeout, AllocationInterval) configure
+// the leader-only work other files of this package run.
+package master

@@ -1,0 +1,643 @@
+package master
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/agora-sched/agora/fsm"
+	"github.com/agora-sched/agora/gossip"
+	"github.com/agora-sched/agora/logging"
+)
+
+// Raft profiles accepted in Config.RaftProfile.
+const (
+	// RaftProfileDefault uses raft.DefaultConfig timings.
+	RaftProfileDefault = "default"
+	// RaftProfileFast uses 300 ms heartbeat and election timeouts and a
+	// 150 ms leader lease, for loopback clusters.
+	RaftProfileFast = "fast"
+)
+
+// Gossip tag keys a master sets in gossip.Tags.Extra.
+const (
+	// TagRaft carries the master's Raft address.
+	TagRaft = "raft"
+	// TagCluster carries the cluster name.
+	TagCluster = "cluster"
+)
+
+// Config configures a Master. Zero values take the defaults documented on
+// each field.
+type Config struct {
+	// ID is the master's stable id and its Raft server id. Required.
+	ID string
+	// DataDir holds the Raft log, stable store and snapshots. Required.
+	DataDir string
+	// HTTPAddr is host:port for the HTTP listener (port 0 picks one).
+	HTTPAddr string
+	// RaftAddr is host:port for the Raft TCP transport; it must be an
+	// address other masters can reach (not 0.0.0.0).
+	RaftAddr string
+	// GossipAddr is host:port for gossip (UDP and TCP).
+	GossipAddr string
+	// Join lists gossip addresses of masters; retried until one answers.
+	// Our own address may be in it.
+	Join []string
+	// BootstrapExpect is how many masters must be alive in gossip before
+	// the one with the lowest id bootstraps Raft. 0 never bootstraps (the
+	// master waits to be added to an existing cluster).
+	BootstrapExpect int
+	// Cluster names the cluster; default "agora". Agents must match.
+	Cluster string
+	// GossipProfile selects gossip timings; default gossip.ProfileLAN.
+	GossipProfile gossip.Profile
+	// RaftProfile is RaftProfileDefault (the default) or RaftProfileFast.
+	RaftProfile string
+	// AgentGoneTimeout is how long an unreachable agent is kept before it
+	// is marked gone; default 10m.
+	AgentGoneTimeout time.Duration
+	// AgentRemovalRate caps unreachable markings per second; default 10.
+	AgentRemovalRate float64
+	// LivenessGrace delays liveness decisions after winning leadership;
+	// default 10s with the lan gossip profile, 3s with local.
+	LivenessGrace time.Duration
+	// OfferTimeout is how long an offer lives; default 60s.
+	OfferTimeout time.Duration
+	// HeartbeatInterval is the framework stream heartbeat; default 15s.
+	HeartbeatInterval time.Duration
+	// DefaultFailoverTimeout applies when a framework gives 0; default
+	// one week.
+	DefaultFailoverTimeout time.Duration
+	// AllocationInterval batches allocation rounds; default 5ms.
+	AllocationInterval time.Duration
+	// Logger receives the master's logs, raft's and gossip's included;
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.ID == "" {
+		return errors.New("master: config: id is required")
+	}
+	if c.DataDir == "" {
+		return errors.New("master: config: data dir is required")
+	}
+	if c.HTTPAddr == "" || c.RaftAddr == "" || c.GossipAddr == "" {
+		return errors.New("master: config: http, raft and gossip addresses are required")
+	}
+	if c.BootstrapExpect < 0 {
+		return errors.New("master: config: bootstrap expect must not be negative")
+	}
+	if c.Cluster == "" {
+		c.Cluster = "agora"
+	}
+	if c.GossipProfile == "" {
+		c.GossipProfile = gossip.ProfileLAN
+	}
+	if c.RaftProfile == "" {
+		c.RaftProfile = RaftProfileDefault
+	}
+	if c.RaftProfile != RaftProfileDefault && c.RaftProfile != RaftProfileFast {
+		return fmt.Errorf("master: config: unknown raft profile %q (want %q or %q)", c.RaftProfile, RaftProfileDefault, RaftProfileFast)
+	}
+	if c.AgentGoneTimeout <= 0 {
+		c.AgentGoneTimeout = 10 * time.Minute
+	}
+	if c.AgentRemovalRate <= 0 {
+		c.AgentRemovalRate = 10
+	}
+	if c.LivenessGrace <= 0 {
+		c.LivenessGrace = 10 * time.Second
+		if c.GossipProfile == gossip.ProfileLocal {
+			c.LivenessGrace = 3 * time.Second
+		}
+	}
+	if c.OfferTimeout <= 0 {
+		c.OfferTimeout = 60 * time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 15 * time.Second
+	}
+	if c.DefaultFailoverTimeout <= 0 {
+		c.DefaultFailoverTimeout = 7 * 24 * time.Hour
+	}
+	if c.AllocationInterval <= 0 {
+		c.AllocationInterval = 5 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+type leaderRun struct {
+	name string
+	run  func(ctx context.Context)
+}
+
+// Master is one agora master. Build it with New, then Start it.
+type Master struct {
+	cfg Config
+	log *slog.Logger
+	fsm *fsm.FSM
+
+	mu         sync.Mutex
+	started    bool
+	leaderRuns []leaderRun
+	applyHooks []func(index uint64, events []fsm.Event)
+	subs       map[int]chan gossip.Event
+	nextSub    int
+
+	// Set by Start.
+	store   *raftboltdb.BoltStore
+	raft    *raft.Raft
+	pool    *gossip.Pool
+	httpLn  net.Listener
+	srv     *http.Server
+	httpURL string
+	hadRaft bool
+	metrics *masterMetrics
+
+	// readyTerm is the term in which our leadership barrier completed.
+	readyTerm atomic.Uint64
+	readyMu   sync.Mutex
+	readyCh   chan struct{}
+
+	reconcileCh chan struct{}
+	bootCh      chan struct{}
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+	stopped  chan struct{}
+}
+
+// New validates cfg and builds a Master. Nothing is bound until Start.
+func New(cfg Config) (*Master, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	m := &Master{
+		cfg:         cfg,
+		log:         cfg.Logger.With("master", cfg.ID),
+		subs:        make(map[int]chan gossip.Event),
+		readyCh:     make(chan struct{}),
+		reconcileCh: make(chan struct{}, 1),
+		bootCh:      make(chan struct{}, 1),
+		stopped:     make(chan struct{}),
+		httpURL:     "http://" + cfg.HTTPAddr,
+	}
+	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
+	return m, nil
+}
+
+// NewID returns a random 128-bit id in hex.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("master: crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// OnLeadership registers leader-only work. After this master wins an
+// election and its Barrier completes, run is started in its own goroutine
+// with a context cancelled when leadership is lost or the master stops.
+// run should return promptly once ctx is done. Call before Start.
+func (m *Master) OnLeadership(name string, run func(ctx context.Context)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started {
+		panic("master: OnLeadership called after Start")
+	}
+	m.leaderRuns = append(m.leaderRuns, leaderRun{name: name, run: run})
+}
+
+// OnApply registers fn to be called synchronously at the end of every FSM
+// Apply that changed state, on every replica, with the entry's index and
+// the events it produced. fn must not block. Call before Start.
+func (m *Master) OnApply(fn func(index uint64, events []fsm.Event)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started {
+		panic("master: OnApply called after Start")
+	}
+	m.applyHooks = append(m.applyHooks, fn)
+}
+
+func (m *Master) dispatchApply(index uint64, events []fsm.Event) {
+	// applyHooks is frozen once Start has run and Apply cannot run before.
+	for _, fn := range m.applyHooks {
+		fn(index, events)
+	}
+}
+
+// Start opens the Raft storage, starts Raft, binds the HTTP listener,
+// joins the gossip pool in the background and starts the bootstrap and
+// leadership loops. Listeners are bound when it returns. Cancelling ctx
+// shuts the master down gracefully.
+func (m *Master) Start(ctx context.Context) (err error) {
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return errors.New("master: already started")
+	}
+	m.started = true
+	m.mu.Unlock()
+
+	life, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	defer func() {
+		if err != nil {
+			m.teardown(false)
+		}
+	}()
+
+	if err := m.startRaft(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", m.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("master: listen http %s: %w", m.cfg.HTTPAddr, err)
+	}
+	m.httpLn = ln
+	m.httpURL = "http://" + ln.Addr().String()
+
+	pool, err := gossip.New(gossip.Config{
+		NodeName: "master/" + m.cfg.ID,
+		BindAddr: m.cfg.GossipAddr,
+		Tags: gossip.Tags{
+			Role:     gossip.RoleMaster,
+			ID:       m.cfg.ID,
+			HTTPAddr: ln.Addr().String(),
+			Extra:    map[string]string{TagRaft: string(m.raftAddr()), TagCluster: m.cfg.Cluster},
+		},
+		Profile: m.cfg.GossipProfile,
+		Logger:  m.cfg.Logger.With("master", m.cfg.ID),
+	})
+	if err != nil {
+		return fmt.Errorf("master: gossip: %w", err)
+	}
+	m.pool = pool
+
+	m.metrics = newMasterMetrics(m)
+	m.srv = m.newHTTPServer()
+
+	m.goFn(func() {
+		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("http server stopped", "err", err)
+		}
+	})
+	m.goFn(m.pumpGossip)
+	m.goFn(func() {
+		if err := m.pool.JoinRetry(life, m.cfg.Join); err != nil {
+			m.log.Debug("gossip join abandoned", "err", err)
+			return
+		}
+		m.log.Info("joined gossip pool", "join", m.cfg.Join)
+	})
+	m.goFn(func() { m.bootstrapLoop(life) })
+	m.goFn(func() { m.leaderLoop(life) })
+	m.goFn(func() {
+		select {
+		case <-ctx.Done():
+			_ = m.Shutdown()
+		case <-life.Done():
+		}
+	})
+	m.log.Info("master started", "http", m.httpURL, "raft", m.raftAddr(), "gossip", m.pool.Addr(),
+		"existing_state", m.hadRaft, "raft_profile", m.cfg.RaftProfile, "gossip_profile", m.cfg.GossipProfile)
+	return nil
+}
+
+func (m *Master) goFn(fn func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		fn()
+	}()
+}
+
+// NewRaftConfig returns the Raft configuration agora uses for a server id
+// and a profile (RaftProfileDefault or RaftProfileFast). Benchmarks use it
+// to run bare Raft with the same settings.
+func NewRaftConfig(id, profile string, logger *slog.Logger) (*raft.Config, error) {
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(id)
+	c.SnapshotThreshold = 8192
+	c.TrailingLogs = 10240
+	c.SnapshotInterval = 30 * time.Second
+	c.BatchApplyCh = true
+	c.Logger = logging.HCLog(logger, "raft")
+	switch profile {
+	case RaftProfileDefault, "":
+	case RaftProfileFast:
+		c.HeartbeatTimeout = 300 * time.Millisecond
+		c.ElectionTimeout = 300 * time.Millisecond
+		c.LeaderLeaseTimeout = 150 * time.Millisecond
+	default:
+		return nil, fmt.Errorf("master: unknown raft profile %q", profile)
+	}
+	if err := raft.ValidateConfig(c); err != nil {
+		return nil, fmt.Errorf("master: raft config: %w", err)
+	}
+	return c, nil
+}
+
+// RaftStorage is a Raft log + stable store and snapshot store under one
+// directory, as agora uses them: raft-boltdb with fsync, a log cache and
+// a file snapshot store retaining 3 snapshots.
+type RaftStorage struct {
+	Bolt  *raftboltdb.BoltStore
+	Logs  raft.LogStore
+	Snaps raft.SnapshotStore
+}
+
+// OpenRaftStorage opens (or creates) the Raft storage under dir.
+func OpenRaftStorage(dir string, logger *slog.Logger) (*RaftStorage, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("master: raft dir: %w", err)
+	}
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("master: open raft store %s: %w", dir, err)
+	}
+	logs, err := raft.NewLogCache(512, bolt)
+	if err != nil {
+		_ = bolt.Close()
+		return nil, fmt.Errorf("master: raft log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, logging.HCLog(logger, "raft-snapshots"))
+	if err != nil {
+		_ = bolt.Close()
+		return nil, fmt.Errorf("master: raft snapshot store: %w", err)
+	}
+	return &RaftStorage{Bolt: bolt, Logs: logs, Snaps: snaps}, nil
+}
+
+// NewRaftTransport binds agora's Raft TCP transport on addr.
+func NewRaftTransport(addr string, logger *slog.Logger) (*raft.NetworkTransport, error) {
+	t, err := raft.NewTCPTransportWithLogger(addr, nil, 5, 10*time.Second, logging.HCLog(logger, "raft-net"))
+	if err != nil {
+		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
+	}
+	return t, nil
+}
+
+func (m *Master) startRaft() error {
+	conf, err := NewRaftConfig(m.cfg.ID, m.cfg.RaftProfile, m.log)
+	if err != nil {
+		return err
+	}
+	st, err := OpenRaftStorage(filepath.Join(m.cfg.DataDir, "raft"), m.log)
+	if err != nil {
+		return err
+	}
+	m.store = st.Bolt
+	has, err := raft.HasExistingState(st.Logs, st.Bolt, st.Snaps)
+	if err != nil {
+		return fmt.Errorf("master: inspect raft state: %w", err)
+	}
+	m.hadRaft = has
+	trans, err := NewRaftTransport(m.cfg.RaftAddr, m.log)
+	if err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(conf, m.fsm, st.Logs, st.Bolt, st.Snaps, trans)
+	if err != nil {
+		_ = trans.Close()
+		return fmt.Errorf("master: start raft: %w", err)
+	}
+	m.raft = r
+	return nil
+}
+
+func (m *Master) raftAddr() raft.ServerAddress {
+	return raft.ServerAddress(m.cfg.RaftAddr)
+}
+
+// Shutdown stops the master gracefully: leader work stops, leadership is
+// handed to another voter when we lead, the gossip pool is told we leave,
+// Raft stops and the HTTP server drains. Safe to call more than once.
+func (m *Master) Shutdown() error {
+	m.teardown(true)
+	return m.stopErr
+}
+
+// Kill stops the master abruptly, as a crash would look to the others:
+// listeners close, Raft stops without a leadership transfer and gossip
+// stops without a leave. The data dir stays usable for a restart.
+func (m *Master) Kill() {
+	m.teardown(false)
+}
+
+// Done is closed once the master has stopped.
+func (m *Master) Done() <-chan struct{} { return m.stopped }
+
+func (m *Master) teardown(graceful bool) {
+	m.stopOnce.Do(func() {
+		defer close(m.stopped)
+		var errs []error
+		if !graceful && m.httpLn != nil {
+			_ = m.srv.Close()
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		if graceful && m.raft != nil && m.raft.State() == raft.Leader && m.otherVoters() > 0 {
+			if err := m.raft.LeadershipTransfer().Error(); err != nil {
+				m.log.Warn("leadership transfer before shutdown failed", "err", err)
+			}
+		}
+		if graceful && m.pool != nil {
+			if err := m.pool.Leave(); err != nil {
+				m.log.Warn("gossip leave failed", "err", err)
+			}
+		}
+		if m.srv != nil && graceful {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := m.srv.Shutdown(ctx); err != nil {
+				_ = m.srv.Close()
+			}
+			cancel()
+		}
+		if m.raft != nil {
+			if err := m.raft.Shutdown().Error(); err != nil {
+				errs = append(errs, fmt.Errorf("master: raft shutdown: %w", err))
+			}
+		}
+		if m.pool != nil {
+			if err := m.pool.Shutdown(); err != nil {
+				errs = append(errs, err)
+			}
+		} else if m.httpLn != nil {
+			_ = m.httpLn.Close()
+		}
+		if m.srv == nil && m.httpLn != nil {
+			_ = m.httpLn.Close()
+		}
+		m.wg.Wait()
+		if m.store != nil {
+			if err := m.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("master: close raft store: %w", err))
+			}
+		}
+		m.stopErr = errors.Join(errs...)
+		m.log.Info("master stopped", "graceful", graceful)
+	})
+}
+
+func (m *Master) otherVoters() int {
+	f := m.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(m.cfg.ID) {
+			n++
+		}
+	}
+	return n
+}
+
+// ID returns the master's id.
+func (m *Master) ID() string { return m.cfg.ID }
+
+// HTTPURL returns the master's HTTP base URL, "http://host:port".
+func (m *Master) HTTPURL() string { return m.httpURL }
+
+// Config returns the configuration with defaults filled in.
+func (m *Master) Config() Config { return m.cfg }
+
+// FSM returns the replicated state machine.
+func (m *Master) FSM() *fsm.FSM { return m.fsm }
+
+// State returns the local state, possibly stale.
+func (m *Master) State() *fsm.State { return m.fsm.State() }
+
+// Gossip returns the master's gossip pool (nil before Start).
+func (m *Master) Gossip() *gossip.Pool { return m.pool }
+
+// Raft returns the underlying Raft node (nil before Start), for tests and
+// tooling; agora code goes through Apply and ReadState.
+func (m *Master) Raft() *raft.Raft { return m.raft }
+
+// Now is the leader's clock, used to stamp commands.
+func (m *Master) Now() time.Time { return time.Now() }
+
+// IsLeader reports whether this master is the Raft leader.
+func (m *Master) IsLeader() bool {
+	return m.raft != nil && m.raft.State() == raft.Leader
+}
+
+// Leader returns the current leader's id and HTTP URL as this master sees
+// them; both are "" when no leader is known.
+func (m *Master) Leader() (id, httpURL string) {
+	if m.raft == nil {
+		return "", ""
+	}
+	_, lid := m.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	id = string(lid)
+	return id, m.masterURL(id)
+}
+
+// masterURL finds a master's HTTP URL: ourselves, gossip tags, then the
+// replicated master records. "" when unknown.
+func (m *Master) masterURL(id string) string {
+	if id == m.cfg.ID {
+		return m.httpURL
+	}
+	if m.pool != nil {
+		for _, mem := range m.pool.Members() {
+			if mem.Tags.Role == gossip.RoleMaster && mem.Tags.ID == id && mem.Tags.HTTPAddr != "" {
+				return "http://" + mem.Tags.HTTPAddr
+			}
+		}
+	}
+	for _, rec := range m.fsm.State().Masters() {
+		if rec.GetId() == id {
+			return rec.GetHttpAddress()
+		}
+	}
+	return ""
+}
+
+// SubscribeGossip returns a buffered copy of the gossip events seen from
+// now on, and a function that ends the subscription. When the reader
+// falls behind by more than the buffer, events are dropped (and logged);
+// a reader that must not miss one resyncs from Gossip().Members().
+func (m *Master) SubscribeGossip() (<-chan gossip.Event, func()) {
+	ch := make(chan gossip.Event, 1024)
+	m.mu.Lock()
+	id := m.nextSub
+	m.nextSub++
+	m.subs[id] = ch
+	m.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			m.mu.Lock()
+			if c, ok := m.subs[id]; ok {
+				delete(m.subs, id)
+				close(c)
+			}
+			m.mu.Unlock()
+		})
+	}
+}
+
+func (m *Master) pumpGossip() {
+	defer func() {
+		m.mu.Lock()
+		for id, c := range m.subs {
+			delete(m.subs, id)
+			close(c)
+		}
+		m.mu.Unlock()
+	}()
+	for ev := range m.pool.Events() {
+		m.mu.Lock()
+		for _, c := range m.subs {
+			select {
+			case c <- ev:
+			default:
+				m.log.Warn("gossip subscriber is behind; event dropped", "event", ev.Type.String(), "member", ev.Member.Name)
+			}
+		}
+		m.mu.Unlock()
+		if ev.Member.Tags.Role == gossip.RoleMaster {
+			poke(m.reconcileCh)
+			poke(m.bootCh)
+		}
+	}
+}
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

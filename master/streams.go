@@ -1,0 +1,274 @@
+package master
+
+import (
+	"math"
+	"sync"
+
+	"connectrpc.com/connect"
+
+	"github.com/agora-sched/agora/fsm"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+)
+
+// maxStreamQueue bounds the events waiting for one framework stream. A stream
+// that falls this far behind is closed; the framework resubscribes and gets a
+// fresh view from state (outstanding offers, unacknowledged updates).
+const maxStreamQueue = 10000
+
+// deliverAlways is the index of events that are not part of the replicated
+// log (reconciliation answers): they pass every stream's snapshot filter.
+const deliverAlways = math.MaxUint64
+
+// queued is one event waiting for a stream, tagged with the Raft index that
+// produced it so that a stream can skip what its initial snapshot covered.
+type queued struct {
+	index uint64
+	ev    *agorav1.SubscribeResponse
+}
+
+// streamEnd says why a stream was closed.
+type streamEnd struct {
+	// final, when set, is sent to the framework (an ERROR event) after the
+	// queued events are flushed.
+	final *agorav1.SubscribeResponse
+	// err is what the handler returns (nil ends the stream cleanly).
+	err error
+	// leaderLost: the handler answers with the new leader's address.
+	leaderLost bool
+	// flush: deliver what is still queued before ending.
+	flush bool
+}
+
+// stream is one live (or pending) Subscribe call of a framework.
+type stream struct {
+	fid, token string
+
+	mu     sync.Mutex
+	queue  []queued
+	end    *streamEnd
+	notify chan struct{} // capacity 1: something was queued or the stream ended
+}
+
+func newStream(fid, token string) *stream {
+	return &stream{fid: fid, token: token, notify: make(chan struct{}, 1)}
+}
+
+func (st *stream) wake() {
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+// push queues events; it never blocks. Overflow closes the stream.
+func (st *stream) push(items ...queued) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.end != nil {
+		return
+	}
+	if len(st.queue)+len(items) > maxStreamQueue {
+		st.queue = nil
+		st.end = &streamEnd{err: connect.NewError(connect.CodeUnavailable,
+			errStreamOverflow)}
+		st.wake()
+		return
+	}
+	st.queue = append(st.queue, items...)
+	st.wake()
+}
+
+// close ends the stream with e unless it already ended; it reports whether
+// this call ended it.
+func (st *stream) close(e *streamEnd) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.end != nil {
+		return false
+	}
+	st.end = e
+	if !e.flush {
+		st.queue = nil
+	}
+	st.wake()
+	return true
+}
+
+// take returns the queued events and the end reason, if any.
+func (st *stream) take() ([]queued, *streamEnd) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	q := st.queue
+	st.queue = nil
+	return q, st.end
+}
+
+// broker fans FSM events out to framework streams. OnApply feeds it on every
+// replica; only the leader has streams. It never blocks the FSM.
+type broker struct {
+	mu sync.Mutex
+	// streams maps a framework id to its streams: the current one and any
+	// pending subscription that has not committed yet.
+	streams map[string]map[*stream]struct{}
+	// current maps a framework id to the stream that won the latest
+	// subscription.
+	current map[string]*stream
+}
+
+func newBroker() *broker {
+	return &broker{streams: map[string]map[*stream]struct{}{}, current: map[string]*stream{}}
+}
+
+// add registers a pending stream: it receives events from now on.
+func (b *broker) add(st *stream) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	set := b.streams[st.fid]
+	if set == nil {
+		set = map[*stream]struct{}{}
+		b.streams[st.fid] = set
+	}
+	set[st] = struct{}{}
+}
+
+// remove forgets a stream (it ended).
+func (b *broker) remove(st *stream) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if set := b.streams[st.fid]; set != nil {
+		delete(set, st)
+		if len(set) == 0 {
+			delete(b.streams, st.fid)
+		}
+	}
+	if b.current[st.fid] == st {
+		delete(b.current, st.fid)
+	}
+}
+
+// promote makes st the framework's current stream once its subscription
+// committed; every other stream of the framework is told it was replaced.
+// currentToken is the framework's token in state: when it is not st's, a
+// later subscription already won and st itself is the replaced one.
+func (b *broker) promote(st *stream, currentToken string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if currentToken != st.token {
+		st.close(replacedEnd())
+		return false
+	}
+	for other := range b.streams[st.fid] {
+		if other != st {
+			other.close(replacedEnd())
+		}
+	}
+	b.current[st.fid] = st
+	return true
+}
+
+func replacedEnd() *streamEnd {
+	return &streamEnd{final: errorEvent("replaced by a new subscription")}
+}
+
+// isCurrent reports whether st is its framework's current stream.
+func (b *broker) isCurrent(st *stream) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.current[st.fid] == st
+}
+
+// has reports whether any stream (current or pending) exists for fid.
+func (b *broker) has(fid string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.streams[fid]) > 0
+}
+
+// sendCurrent queues events on the framework's current stream if its token
+// is token.
+func (b *broker) sendCurrent(fid, token string, items ...queued) {
+	b.mu.Lock()
+	st := b.current[fid]
+	b.mu.Unlock()
+	if st != nil && st.token == token {
+		st.push(items...)
+	}
+}
+
+// closeAll ends every stream with e (leadership lost, shutdown).
+func (b *broker) closeAll(e func() *streamEnd) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, set := range b.streams {
+		for st := range set {
+			st.close(e())
+		}
+	}
+}
+
+// publish routes the events of one applied index to the streams.
+func (b *broker) publish(index uint64, events []fsm.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.streams) == 0 {
+		return
+	}
+	for _, e := range events {
+		ev, end := eventToResponse(e)
+		targets := b.streams[e.FrameworkID]
+		if e.FrameworkID == "" && e.Kind == fsm.EventAgentLost {
+			for _, set := range b.streams {
+				for st := range set {
+					st.push(queued{index, ev})
+				}
+			}
+			continue
+		}
+		for st := range targets {
+			if ev != nil {
+				st.push(queued{index, ev})
+			}
+			if end != nil {
+				st.close(end)
+			}
+		}
+	}
+}
+
+// eventToResponse converts an FSM event into the stream event it causes, and
+// the end of the stream it causes (teardown).
+func eventToResponse(e fsm.Event) (*agorav1.SubscribeResponse, *streamEnd) {
+	switch e.Kind {
+	case fsm.EventOffersCreated:
+		return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Offers{
+			Offers: &agorav1.Offers{Offers: e.Offers}}}, nil
+	case fsm.EventOfferRemoved:
+		if !e.Rescind {
+			return nil, nil
+		}
+		return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Rescind{
+			Rescind: &agorav1.Rescind{OfferId: e.OfferID, Reason: e.Reason}}}, nil
+	case fsm.EventTaskStatus:
+		return updateEvent(e.Status), nil
+	case fsm.EventAgentLost:
+		return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Failure{
+			Failure: &agorav1.Failure{AgentId: e.AgentID, Reason: e.Reason}}}, nil
+	case fsm.EventFrameworkTornDown:
+		msg := "framework torn down"
+		if e.Reason != "" {
+			msg += ": " + e.Reason
+		}
+		return nil, &streamEnd{final: errorEvent(msg), flush: true}
+	}
+	return nil, nil
+}
+
+func updateEvent(s *agorav1.TaskStatus) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Update{
+		Update: &agorav1.Update{Status: s}}}
+}
+
+func errorEvent(msg string) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Error{
+		Error: &agorav1.Error{Message: msg}}}
+}
