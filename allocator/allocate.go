@@ -17,7 +17,13 @@ import (
 // The rules are described in the package documentation.
 func Allocate(s Snapshot, now time.Time, seed uint64) []Offer {
 	st := newRound(s, now)
-	order := shuffledAgents(s.Agents, seed)
+	order := sortedAgents(s.Agents)
+	st.agentRank = make([]int32, len(order))
+	for rank, ai := range order {
+		st.agentRank[ai] = int32(rank)
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	st.reservedPass(order)
 	st.fairPass(order, true)
 	st.fairPass(order, false)
@@ -28,22 +34,24 @@ func Allocate(s Snapshot, now time.Time, seed uint64) []Offer {
 // PCG seeded from seed. The id sort makes the result independent of the
 // order of s.Agents.
 func shuffledAgents(agents []Agent, seed uint64) []int32 {
+	order := sortedAgents(agents)
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	return order
+}
+
+// sortedAgents returns agent indexes in id order.
+func sortedAgents(agents []Agent) []int32 {
 	order := make([]int32, len(agents))
 	for i := range order {
 		order[i] = int32(i)
 	}
-	sorted := true
 	for i := 1; i < len(agents); i++ {
 		if agents[i-1].ID > agents[i].ID {
-			sorted = false
+			slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(agents[a].ID, agents[b].ID) })
 			break
 		}
 	}
-	if !sorted {
-		slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(agents[a].ID, agents[b].ID) })
-	}
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	return order
 }
 
@@ -129,6 +137,10 @@ type round struct {
 	fws       []fwInfo
 	filtered  map[[2]int32]struct{}
 	agentIdx  map[string]int32
+	agentRank []int32 // position of each agent in id order
+	vecSlab   vec     // backing store for offer vectors
+	src       []Agent // the snapshot's agents, to reuse their values in offers
+	origFree  vec     // agents' free vectors at the start of the round, flattened
 	offers    []pending
 	scratch   vec
 	asideR    []*roleState
@@ -180,11 +192,28 @@ func (st *round) role(name string) *roleState {
 	return r
 }
 
+// nonScalar returns r's ranges and sets, sharing r's storage: the round
+// never writes to them, and result clones them into the offers.
 func nonScalar(r resources.Resources) resources.Resources {
-	if len(r.Ranges) == 0 && len(r.Sets) == 0 {
+	if !hasNonScalar(r) {
 		return resources.Resources{}
 	}
-	return resources.Resources{Ranges: r.Ranges, Sets: r.Sets}.Clone()
+	return resources.Resources{Ranges: r.Ranges, Sets: r.Sets}
+}
+
+func hasNonScalar(r resources.Resources) bool {
+	return len(r.Ranges) > 0 || len(r.Sets) > 0
+}
+
+// newVec returns a zeroed vector of the round's dimension from a slab.
+func (st *round) newVec() vec {
+	D := len(st.names)
+	if len(st.vecSlab) < D {
+		st.vecSlab = make(vec, 512*D)
+	}
+	v := st.vecSlab[:D:D]
+	st.vecSlab = st.vecSlab[D:]
+	return v
 }
 
 func newRound(s Snapshot, now time.Time) *round {
@@ -206,10 +235,27 @@ func newRound(s Snapshot, now time.Time) *round {
 			st.addNames(r)
 		}
 	}
+	// One pass over the agents' maps, collecting (agent, dim, value) so that
+	// the vectors can be cut once the number of dimensions is known.
+	type cell struct {
+		agent int32
+		free  bool
+		dim   int32
+		v     int64
+	}
+	cells := make([]cell, 0, 8*len(s.Agents))
 	for i := range s.Agents {
 		a := &s.Agents[i]
-		st.addNames(a.Total)
-		st.addNames(a.Unreserved)
+		for n, v := range a.Total.Scalars {
+			if v > 0 {
+				cells = append(cells, cell{int32(i), false, int32(st.dim(n)), v})
+			}
+		}
+		for n, v := range a.Unreserved.Scalars {
+			if v > 0 {
+				cells = append(cells, cell{int32(i), true, int32(st.dim(n)), v})
+			}
+		}
 		for _, r := range a.Reserved {
 			st.addNames(r)
 		}
@@ -247,27 +293,38 @@ func newRound(s Snapshot, now time.Time) *round {
 				r.limit[st.dimOf[n]] = max(v, 0)
 			}
 		}
+		if r.guarantee != nil && r.limit != nil {
+			// A guarantee beyond the limit could never be met: hold no
+			// headroom for the part above the limit.
+			for d, l := range r.limit {
+				if l >= 0 {
+					r.guarantee[d] = min(r.guarantee[d], l)
+				}
+			}
+		}
 	}
 
 	// Agents.
+	st.src = s.Agents
 	slab := make(vec, len(s.Agents)*D)
+	assignSlab := make([]assignment, 2*len(s.Agents))
 	st.agents = make([]agentState, len(s.Agents))
+	for _, c := range cells {
+		if c.free {
+			slab[int(c.agent)*D+int(c.dim)] = c.v
+			st.free[c.dim] = satAdd(st.free[c.dim], c.v)
+			st.avail[c.dim] = satAdd(st.avail[c.dim], c.v)
+		} else {
+			st.total[c.dim] = satAdd(st.total[c.dim], c.v)
+		}
+	}
 	for i := range s.Agents {
 		a := &s.Agents[i]
 		as := &st.agents[i]
 		as.id = a.ID
-		as.free = st.toVec(a.Unreserved, slab[i*D:(i+1)*D:(i+1)*D])
+		as.free = slab[i*D : (i+1)*D : (i+1)*D]
+		as.assigned = assignSlab[i*2 : i*2 : i*2+2]
 		as.extra = nonScalar(a.Unreserved)
-		for n, v := range a.Total.Scalars {
-			if v > 0 {
-				d := st.dimOf[n]
-				st.total[d] = satAdd(st.total[d], v)
-			}
-		}
-		for d, v := range as.free {
-			st.free[d] = satAdd(st.free[d], v)
-			st.avail[d] = satAdd(st.avail[d], v)
-		}
 		if len(a.Reserved) > 0 {
 			for name, res := range a.Reserved {
 				if res.IsEmpty() {
@@ -282,6 +339,8 @@ func newRound(s Snapshot, now time.Time) *round {
 			slices.SortFunc(as.reserved, func(x, y reservedPart) int { return strings.Compare(x.role.name, y.role.name) })
 		}
 	}
+	st.origFree = slices.Clone(slab)
+	st.offers = make([]pending, 0, len(s.Agents)+len(s.Agents)/8)
 	for d, t := range st.total {
 		if t > 0 {
 			st.shareDims = append(st.shareDims, d)
@@ -403,7 +462,7 @@ func (st *round) limitHeadroom(r *roleState, d int) int64 {
 // unmet guarantees (in the guarantee pass, guaranteed dimensions are capped
 // at the unmet guarantee itself).
 func (st *round) capacity(r *roleState, d int, guaranteePass bool) int64 {
-	spare := max(0, st.avail[d])
+	spare := max(0, st.avail[d]-st.req[d])
 	var c int64
 	switch {
 	case guaranteePass && r.guarantee[d] > 0:
@@ -507,22 +566,25 @@ func (st *round) give(ai int32, r *roleState, fe *fwEntry, v vec, reserved bool,
 			break
 		}
 	}
-	D := len(st.names)
 	if oi < 0 {
 		oi = len(st.offers)
 		st.offers = append(st.offers, pending{fw: fe.fw, agent: ai, role: r})
 		a.assigned = append(a.assigned, assignment{role: r, fe: fe, offer: oi})
 	}
 	p := &st.offers[oi]
-	target := &p.unres
+	target, targetExtra := &p.unres, &p.unresExtra
 	if reserved {
-		target = &p.res
-		p.resExtra = p.resExtra.Add(extra)
-	} else if !extra.IsEmpty() {
-		p.unresExtra = p.unresExtra.Add(extra)
+		target, targetExtra = &p.res, &p.resExtra
+	}
+	if hasNonScalar(extra) {
+		if hasNonScalar(*targetExtra) {
+			*targetExtra = targetExtra.Add(extra)
+		} else {
+			*targetExtra = extra
+		}
 	}
 	if *target == nil {
-		*target = make(vec, D)
+		*target = st.newVec()
 	}
 	for d, x := range v {
 		if x == 0 {
@@ -585,11 +647,13 @@ func (st *round) fairPass(order []int32, guaranteePass bool) {
 		aside := st.asideR[:0]
 		for len(h) > 0 && st.allocatable(a.free) {
 			r := h.pop()
-			if st.roleOut(r, guaranteePass) {
-				continue
+			if r.maxUtil > 0 && st.utilization() >= r.maxUtil {
+				continue // utilization only grows within a round
 			}
 			if !st.offerVec(a.free, r, guaranteePass) {
-				aside = append(aside, r)
+				if !st.roleOut(r, guaranteePass) {
+					aside = append(aside, r)
+				}
 				continue
 			}
 			fe := st.pickFramework(ai, a, r)
@@ -609,8 +673,13 @@ func (st *round) fairPass(order []int32, guaranteePass bool) {
 	}
 }
 
+// toResources builds the resources of one side of an offer. Ranges and sets
+// are shared with the snapshot, never copied.
 func (st *round) toResources(v vec, extra resources.Resources) resources.Resources {
-	r := extra
+	var r resources.Resources
+	if hasNonScalar(extra) {
+		r.Ranges, r.Sets = extra.Ranges, extra.Sets
+	}
 	n := 0
 	for _, x := range v {
 		if x > 0 {
@@ -628,22 +697,93 @@ func (st *round) toResources(v vec, extra resources.Resources) resources.Resourc
 	return r
 }
 
+// unreservedOf returns the unreserved side of offer p. An offer of an
+// agent's whole free resources (the common case) reuses the snapshot's
+// value instead of building a new one.
+func (st *round) unreservedOf(p *pending) resources.Resources {
+	if p.unres == nil {
+		return resources.Resources{}
+	}
+	src := st.src[p.agent].Unreserved
+	D := len(st.names)
+	whole := slices.Equal(p.unres, st.origFree[int(p.agent)*D:int(p.agent+1)*D]) &&
+		hasNonScalar(p.unresExtra) == hasNonScalar(src)
+	if whole {
+		n := 0
+		for _, x := range p.unres {
+			if x > 0 {
+				n++
+			}
+		}
+		if n == len(src.Scalars) { // src holds no zero or negative entries
+			return src
+		}
+	}
+	return st.toResources(p.unres, p.unresExtra)
+}
+
+// reservedOf returns the reserved side of offer p: always a whole
+// reservation, so the snapshot's value when it is in canonical form.
+func (st *round) reservedOf(p *pending) resources.Resources {
+	if p.res == nil {
+		return resources.Resources{}
+	}
+	src := st.src[p.agent].Reserved[p.role.name]
+	n := 0
+	for _, x := range p.res {
+		if x > 0 {
+			n++
+		}
+	}
+	if n == len(src.Scalars) {
+		return src
+	}
+	return st.toResources(p.res, p.resExtra)
+}
+
+// result turns the pending offers into Offers sorted by framework id, agent
+// id and role, comparing precomputed ranks rather than strings.
 func (st *round) result() []Offer {
-	out := make([]Offer, len(st.offers))
+	fwRank := make([]int32, len(st.fws))
+	fwOrder := make([]int32, len(st.fws))
+	for i := range fwOrder {
+		fwOrder[i] = int32(i)
+	}
+	for i := 1; i < len(st.fws); i++ {
+		if st.fws[i-1].id > st.fws[i].id {
+			slices.SortStableFunc(fwOrder, func(a, b int32) int { return strings.Compare(st.fws[a].id, st.fws[b].id) })
+			break
+		}
+	}
+	for rank, fi := range fwOrder {
+		fwRank[fi] = int32(rank)
+	}
+	type key struct {
+		k uint64
+		i int32
+	}
+	keys := make([]key, len(st.offers))
 	for i := range st.offers {
 		p := &st.offers[i]
-		out[i] = Offer{
+		keys[i] = key{uint64(fwRank[p.fw])<<32 | uint64(st.agentRank[p.agent]), int32(i)}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.k != b.k {
+			return cmp.Compare(a.k, b.k)
+		}
+		return strings.Compare(st.offers[a.i].role.name, st.offers[b.i].role.name)
+	})
+	out := make([]Offer, len(st.offers))
+	for j, k := range keys {
+		p := &st.offers[k.i]
+		out[j] = Offer{
 			FrameworkID: st.fws[p.fw].id,
 			AgentID:     st.agents[p.agent].id,
 			Role:        p.role.name,
-			Unreserved:  st.toResources(p.unres, p.unresExtra),
-			Reserved:    st.toResources(p.res, p.resExtra),
+			Unreserved:  st.unreservedOf(p),
+			Reserved:    st.reservedOf(p),
 		}
 	}
-	slices.SortFunc(out, func(a, b Offer) int {
-		return cmp.Or(strings.Compare(a.FrameworkID, b.FrameworkID),
-			strings.Compare(a.AgentID, b.AgentID), strings.Compare(a.Role, b.Role))
-	})
 	return out
 }
 

@@ -87,7 +87,7 @@ func genSnapshot(t *rapid.T) (Snapshot, time.Time) {
 		if rapid.Bool().Draw(t, "limit?") {
 			r.Limit = genScalars(t, "limit")
 		}
-		r.MaxUtilization = rapid.SampledFrom([]float64{0, 0, 0.3, 0.9}).Draw(t, "maxutil")
+		r.MaxUtilization = rapid.SampledFrom([]float64{0, 0, 0.25, 0.5, 0.9}).Draw(t, "maxutil")
 		s.Roles = append(s.Roles, r)
 	}
 	s.MinAllocatable = rapid.SampledFrom([]resources.Resources{

@@ -89,9 +89,16 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 		}
 		return sum
 	}
-	unmet := func(r, n string) int64 {
+	// guarantee is the effective guarantee: never above the limit.
+	guarantee := func(r, n string) int64 {
 		g := cfg[r].Guarantee.Milli(n)
-		return max(0, g-roleAlloc(r).Milli(n))
+		if l, ok := cfg[r].Limit.Scalars[n]; ok {
+			g = min(g, l)
+		}
+		return g
+	}
+	unmet := func(r, n string) int64 {
+		return max(0, guarantee(r, n)-roleAlloc(r).Milli(n))
 	}
 	hasUnmet := func(r string) bool {
 		for _, n := range cfg[r].Guarantee.Names() {
@@ -137,7 +144,7 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 	capacity := func(r, n string, guaranteePass bool) int64 {
 		spare := max(0, avail(n)-req(n))
 		c := spare + unmet(r, n)
-		if guaranteePass && cfg[r].Guarantee.Milli(n) > 0 {
+		if guaranteePass && guarantee(r, n) > 0 {
 			c = unmet(r, n)
 		}
 		if l, ok := cfg[r].Limit.Scalars[n]; ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -382,8 +383,8 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 		}
 	}
 	err = stream.Err()
-	if err == nil && dog.fired() {
-		err = fmt.Errorf("framework: no event from %s for %d heartbeat intervals", target, missedHeartbeats)
+	if dog.fired() && ctx.Err() == nil {
+		err = fmt.Errorf("framework: no event from %s within %d heartbeat intervals", target, missedHeartbeats)
 	}
 	if err == nil {
 		err = fmt.Errorf("framework: stream from %s ended", target)
@@ -429,8 +430,12 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 	case *agorav1.SubscribeResponse_Failure:
 		r.sched.Failure(r.drv, e.Failure.GetAgentId())
 	case *agorav1.SubscribeResponse_Error:
-		r.sched.Error(r.drv, e.Error.GetMessage())
-		return &fatalError{fmt.Errorf("framework: error event: %s", e.Error.GetMessage())}
+		msg := e.Error.GetMessage()
+		r.sched.Error(r.drv, msg)
+		if strings.Contains(strings.ToLower(msg), "torn down") {
+			return &fatalError{fmt.Errorf("%w: %s", ErrTornDown, msg)}
+		}
+		return &fatalError{fmt.Errorf("framework: error event: %s", msg)}
 	case *agorav1.SubscribeResponse_Heartbeat:
 	case *agorav1.SubscribeResponse_Subscribed:
 		r.log.Warn("unexpected second SUBSCRIBED event")

@@ -26,6 +26,8 @@ const (
 	pTask        = "t\x00"  // framework \0 task -> *agorav1.Task
 	xTaskAgent   = "ta\x00" // agent \0 framework \0 task
 	xTaskUnacked = "tu\x00" // framework \0 task: latest status has an unacknowledged uuid
+	xTaskID      = "ti\x00" // task \0 framework
+	xOfferExpiry = "oe\x00" // 12-byte sortable expires_at \0 offer
 	xOfferAgent  = "oa\x00" // agent \0 offer
 	xOfferFw     = "of\x00" // framework \0 offer
 	xResvAgent   = "Ra\x00" // agent \0 reservation

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"strconv"
 
@@ -229,6 +230,7 @@ func (x *txn) putTask(old, t *agorav1.Task) {
 	x.t.Insert(tableKey(pTask, fid, tid), t)
 	if old == nil {
 		x.t.Insert(tableKey(xTaskAgent, t.GetAgentId(), fid, tid), nil)
+		x.t.Insert(tableKey(xTaskID, tid, fid), nil)
 	}
 	if unacked(t) {
 		x.t.Insert(tableKey(xTaskUnacked, fid, tid), nil)
@@ -270,6 +272,7 @@ func (x *txn) deleteTask(t *agorav1.Task) {
 	x.t.Delete(tableKey(pTask, fid, tid))
 	x.t.Delete(tableKey(xTaskAgent, t.GetAgentId(), fid, tid))
 	x.t.Delete(tableKey(xTaskUnacked, fid, tid))
+	x.t.Delete(tableKey(xTaskID, tid, fid))
 	if !IsTerminal(t.GetState()) {
 		x.chargeTask(t, false)
 	}
@@ -279,6 +282,9 @@ func (x *txn) putOffer(o *agorav1.Offer) {
 	x.t.Insert(tableKey(pOffer, o.GetId()), o)
 	x.t.Insert(tableKey(xOfferAgent, o.GetAgentId(), o.GetId()), nil)
 	x.t.Insert(tableKey(xOfferFw, o.GetFrameworkId(), o.GetId()), nil)
+	if o.GetExpiresAt() != nil {
+		x.t.Insert(expiryKey(o), nil)
+	}
 	p := pools(o.GetResources())
 	x.adjustAgentUsage(o.GetAgentId(), func(u *agentUsage) { u.offered = u.offered.Add(p) })
 	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), p.Total(), resources.Resources{})
@@ -289,10 +295,24 @@ func (x *txn) removeOffer(o *agorav1.Offer, reason string, rescind bool) {
 	x.t.Delete(tableKey(pOffer, o.GetId()))
 	x.t.Delete(tableKey(xOfferAgent, o.GetAgentId(), o.GetId()))
 	x.t.Delete(tableKey(xOfferFw, o.GetFrameworkId(), o.GetId()))
+	if o.GetExpiresAt() != nil {
+		x.t.Delete(expiryKey(o))
+	}
 	p := pools(o.GetResources())
 	x.adjustAgentUsage(o.GetAgentId(), func(u *agentUsage) { u.offered = subPools(u.offered, p) })
 	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), resources.Resources{}, p.Total())
 	x.emit(Event{Kind: EventOfferRemoved, FrameworkID: o.GetFrameworkId(), OfferID: o.GetId(), Reason: reason, Rescind: rescind})
+}
+
+// expiryKey orders offers by expires_at: seconds (offset to sort negative
+// values first) and nanos, big-endian.
+func expiryKey(o *agorav1.Offer) []byte {
+	k := make([]byte, 0, len(xOfferExpiry)+13+len(o.GetId()))
+	k = append(k, xOfferExpiry...)
+	k = binary.BigEndian.AppendUint64(k, uint64(o.GetExpiresAt().GetSeconds())^(1<<63))
+	k = binary.BigEndian.AppendUint32(k, uint32(o.GetExpiresAt().GetNanos()))
+	k = append(k, 0)
+	return append(k, o.GetId()...)
 }
 
 func (x *txn) putReservation(old, r *agorav1.Reservation) {

@@ -77,13 +77,7 @@ func startNode(t testing.TB, name, bind string, profile Profile, tags Tags) *nod
 		t.Fatalf("start %s: %v", name, err)
 	}
 	n := &node{Pool: p, rec: record(p)}
-	t.Cleanup(func() {
-		s := time.Now()
-		n.stop()
-		if d := time.Since(s); d > 100*time.Millisecond {
-			t.Logf("stopping %s took %v", name, d)
-		}
-	})
+	t.Cleanup(n.stop)
 	return n
 }
 
@@ -97,11 +91,12 @@ func startPool(t testing.TB, prefix string, size int, profile Profile) []*node {
 		name := fmt.Sprintf("%s-%03d", prefix, i)
 		nodes[i] = startNode(t, name, "127.0.0.1:0", profile, Tags{Role: RoleAgent, ID: name})
 		if i > 0 {
-			// Spread joins over the members already in, so no single
-			// member serves every push-pull.
-			seed := nodes[rand.IntN(i)].Addr()
+			// A newcomer learns the pool from the push-pull with the
+			// members it contacts; the previous newcomer knows the most,
+			// a random older one spreads the load.
+			seeds := []string{nodes[i-1].Addr(), nodes[rand.IntN(i)].Addr()}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			err := nodes[i].JoinRetry(ctx, []string{seed})
+			err := nodes[i].JoinRetry(ctx, seeds)
 			cancel()
 			if err != nil {
 				t.Fatalf("join %s: %v", name, err)

@@ -550,6 +550,13 @@ func (m *Master) IsLeader() bool {
 	return m.raft != nil && m.raft.State() == raft.Leader
 }
 
+// LeaderReady reports whether this master leads and its leadership
+// Barrier for the current term has completed (linearizable reads and
+// leader-only work are running).
+func (m *Master) LeaderReady() bool {
+	return m.IsLeader() && m.readyTerm.Load() == m.raft.CurrentTerm()
+}
+
 // Leader returns the current leader's id and HTTP URL as this master sees
 // them; both are "" when no leader is known.
 func (m *Master) Leader() (id, httpURL string) {

@@ -1,0 +1,44 @@
+// Package agent is the agora agent: the process on every machine that
+// offers the machine's resources to the masters, runs the tasks assigned
+// to it through an executor and reports their status, at least once, end
+// to end.
+//
+// Driving it:
+//
+//  1. Build a [Config]: a stable ID and DataDir (keep both across restarts),
+//     a gossip bind address, the gossip addresses to join (the masters'),
+//     optionally an HTTP address for /health and /metrics, the resources
+//     ([DefaultResources] measures the machine; [ParseAttributes] reads
+//     'rack:r1;zone:a') and the cluster name the masters run.
+//  2. [New] opens the data dir (checkpoints, the executor) and binds the
+//     listeners; [Agent.Run] runs until its context ends. Run returns an
+//     error only when the masters refuse the agent for good (wrong
+//     cluster, invalid registration). Tasks outlive Run and [Agent.Kill]:
+//     a restarted agent re-attaches to those still alive and reports those
+//     that died as FAILED, without relaunching anything on its own.
+//
+// What Run does:
+//
+//   - Joins the gossip pool (tags: role "agent", id, HTTP address) and
+//     finds the masters there (members with role "master").
+//   - Registers through AgentService.RegisterAgent with its resources,
+//     attributes and the latest status of every task it runs, retrying
+//     with backoff until a registration is committed.
+//   - Follows its assignments with GetAssignments blocking queries against
+//     any master (answers from masters behind what it already saw are
+//     ignored). New tasks are launched once: the launch is checkpointed
+//     (launched.json) before it happens, so neither a restart nor a slow
+//     status update leads to a second launch. Tasks with kill_requested
+//     are killed; tasks the masters no longer assign are killed. When the
+//     masters answer known=false (unknown, unreachable or gone agent) the
+//     agent registers again.
+//   - Every executor update becomes a TaskStatus with a fresh uuid, appended
+//     to a durable outbox (outbox.json, rewritten atomically) and sent in
+//     order with UpdateStatus, retried with exponential backoff (50 ms to
+//     2 s) until committed, following the leader across failovers. An
+//     update is dropped only when the masters refuse it for good (unknown
+//     task, task of another agent, invalid).
+//
+// Volumes are directories under DataDir/volumes/<id>, created on demand
+// and passed to the task as AGORA_VOLUME_<ID>=path.
+package agent

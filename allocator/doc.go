@@ -1,0 +1,90 @@
+// Package allocator decides which free resources are offered to which
+// framework. It is a pure core: no goroutines, no clock reads, no I/O, no
+// global randomness. The master's leader loop drives it:
+//
+//  1. Build a Snapshot from replicated state: every agent's total, free
+//     unreserved and free reserved resources (free = not used by tasks and
+//     not already offered), every framework's roles, suppressed roles, decline
+//     filters and current holdings per role, and the configured roles.
+//  2. Call Allocate(snapshot, now, seed) with a leader-stamped time and a
+//     seed derived from the round (for example the Raft index), so that the
+//     round can be replayed exactly.
+//  3. Propose the returned offers as one entry; the FSM re-checks them
+//     against current state, so a stale round can be rejected but never
+//     double-allocates.
+//
+// Allocate never modifies the snapshot. Offers may share maps and slices with
+// it (an offer of an agent's whole free resources reuses the agent's value):
+// treat both as read-only, as resources.Resources methods do.
+//
+// # Rules
+//
+// Shares. A role's dominant share is the largest, over scalar resources, of
+// its holdings (the sum of its frameworks' Allocated for it, plus what this
+// round offered to it) divided by the cluster total (the sum of the agents'
+// Total). Its weighted share is that divided by its weight. A framework's
+// share within a role is the dominant share of its holdings in that role.
+//
+// Role order. Higher Priority first: every role of a higher priority is
+// served before any role of a lower one. Within a priority level, lower
+// weighted share first, then name. Frameworks within a role: lower share
+// first, then id. Shares are updated after every offer, so the order changes
+// during the round (hierarchical weighted DRF, as in Mesos).
+//
+// Agent order. Agents are sorted by id and shuffled with a PCG seeded from
+// the seed; each pass below visits them in that order.
+//
+// Coarse grain. On one agent, all resources for one role go to one
+// framework in a round: once a framework got something of an agent for a
+// role, later passes give that agent's resources for the role to the same
+// framework, and they are merged into one Offer (reserved and unreserved
+// parts kept apart).
+//
+// Eligibility. A framework is considered for a role only if it lists the role
+// and has not suppressed it, and for an agent only if it has no filter for
+// that agent with Until after now.
+//
+// Minimum. No offer (and no part of one) is made unless it holds, for at
+// least one scalar of MinAllocatable, at least that amount (default cpus 0.01
+// or mem 32).
+//
+// Pass 1, reservations. On each agent, each role's free reservation (roles
+// in name order) goes whole to the first eligible framework of that role.
+// Reservations are not trimmed by the role's limit, but count towards its
+// holdings (hence its share, guarantee and limit headroom).
+//
+// Pass 2, guarantees. On each agent, roles whose effective guarantee
+// (Guarantee, clamped to Limit) is not met are served in role order. A role
+// gets, of each scalar it has a guarantee for, at most what is still unmet;
+// of other scalars, what is left after headroom (below). The part must
+// include something the role still lacks.
+//
+// Pass 3, fair share. On each agent, roles in role order each get what
+// remains, trimmed, until the agent's remainder is below the minimum.
+//
+// Trimming. Every unreserved part is trimmed per scalar to the role's limit
+// headroom (Limit minus holdings) and to the headroom kept for guarantees:
+// of the cluster's free unreserved amount, the sum of all roles' unmet
+// guarantees is held back, except for the role's own unmet guarantee. A
+// guarantee's headroom is held even when its role has no framework asking.
+// Ranges and sets (ports) are not trimmed: an agent's unreserved ranges and
+// sets go with its first unreserved offer of the round.
+//
+// Utilization cap. A role with MaxUtilization > 0 gets no unreserved
+// resources once cluster utilization (the larger of the used fraction of cpus
+// and of mem, where used is total minus free unreserved and free reserved,
+// updated as the round makes offers) is at or above it. Its reservations are
+// still offered to it.
+//
+// # Cost
+//
+// The round converts the snapshot to dense vectors, keeps roles and each
+// role's frameworks in heaps keyed by share, and visits each agent a
+// constant number of times in the common case, so a round costs about
+// O(agents x log(roles + frameworks)) plus the filters it meets, not
+// O(agents x frameworks). A naive reference implementation in the tests
+// must produce identical offers on random snapshots.
+//
+// Bench and BenchSnapshot measure rounds with the wall clock for
+// `agora bench allocator`; Allocate never calls them.
+package allocator

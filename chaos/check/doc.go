@@ -1,0 +1,24 @@
+// Package check holds the chaos suite's checkers. Each one takes a history
+// recorded by the workload or a state (live or replayed from a Raft log) and
+// returns the violations it finds; none of them talks to a cluster.
+//
+//   - Roles: linearizability of role configuration as the clients saw it,
+//     with porcupine (SetRole/DeleteRole are writes of a per-role register,
+//     ListRoles is a read of every tracked role). On failure
+//     LinResult.Visualize writes porcupine's HTML view.
+//   - LostWrites: every acknowledged role write is in the final state, or
+//     was superseded by a write that may have been ordered after it.
+//   - CheckAllocation / ViewOf: at one index, for every agent, used +
+//     offered <= reserved per role and used + offered + reserved-for-others
+//     <= total in the unreserved pool, computed from tasks, volumes, offers
+//     and reservations (not from the FSM's own accounting).
+//   - Replay: opens a stopped master's Raft storage read-only, restores its
+//     latest snapshot into a fresh fsm.FSM and applies every later entry,
+//     running CheckAllocation after each one, and tracks the life of every
+//     offer and every teardown (see Lifecycle).
+//   - Delivery: every task's latest committed status reached its framework.
+//
+// Drive it: record ops during a run, stop the cluster, then call Replay on a
+// surviving master's data directory and the history checkers; sum the
+// violations.
+package check

@@ -1,0 +1,261 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProcessOptions configure a process-tier cluster.
+type ProcessOptions struct {
+	// Binary is the agora binary to run (required).
+	Binary string
+	// Dir holds data directories (m0, a0, ...) and logs (m0.log, ...).
+	Dir string
+	// Masters (3 or 5) and Agents (default 2).
+	Masters, Agents int
+	// Net is the third octet of the 127.0.N.x addresses nodes bind (masters
+	// .10+i, agents .50+i); 0 picks one from the process id so parallel runs
+	// do not collide.
+	Net int
+	// AgentResources is each agent's --resources (default
+	// "cpus:4;mem:4096;disk:8192" plus a port range per agent).
+	AgentResources string
+	// ExtraMasterArgs are appended to every master's command line.
+	ExtraMasterArgs []string
+}
+
+// proc is one node of the process tier.
+type proc struct {
+	name, logPath string
+	args          []string
+	cmd           *exec.Cmd
+	done          chan struct{}
+}
+
+type processCluster struct {
+	o       ProcessOptions
+	mu      sync.Mutex
+	masters []*proc
+	agents  []*proc
+	urls    []string
+}
+
+// NewProcessCluster lays out a cluster of separate agora processes on
+// 127.0.N.x loopback addresses with free ports, each with its own data
+// directory and log file under o.Dir. Nothing runs until StartMaster and
+// StartAgent.
+func NewProcessCluster(o ProcessOptions) (Cluster, error) {
+	if o.Binary == "" {
+		return nil, errors.New("chaos: process tier needs the agora binary")
+	}
+	if o.Masters <= 0 {
+		o.Masters = 3
+	}
+	if o.Agents <= 0 {
+		o.Agents = 2
+	}
+	if o.Net <= 0 {
+		o.Net = os.Getpid()%250 + 1
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	c := &processCluster{o: o}
+	type addrs struct{ http, raft, gossip string }
+	var ms []addrs
+	var joins []string
+	for i := 0; i < o.Masters; i++ {
+		ip := fmt.Sprintf("127.0.%d.%d", o.Net, 10+i)
+		var a addrs
+		for _, p := range []*string{&a.http, &a.raft, &a.gossip} {
+			port, err := freePort(ip)
+			if err != nil {
+				return nil, err
+			}
+			*p = net.JoinHostPort(ip, strconv.Itoa(port))
+		}
+		ms = append(ms, a)
+		joins = append(joins, a.gossip)
+		c.urls = append(c.urls, "http://"+a.http)
+	}
+	for i, a := range ms {
+		name := fmt.Sprintf("m%d", i)
+		args := []string{"master", "--id", name, "--data-dir", filepath.Join(o.Dir, name),
+			"--http", a.http, "--raft", a.raft, "--gossip", a.gossip, "--join", strings.Join(joins, ","),
+			"--bootstrap-expect", strconv.Itoa(o.Masters), "--gossip-profile", "local", "--raft-profile", "fast"}
+		args = append(args, o.ExtraMasterArgs...)
+		c.masters = append(c.masters, &proc{name: name, args: args, logPath: filepath.Join(o.Dir, name+".log")})
+	}
+	for i := 0; i < o.Agents; i++ {
+		ip := fmt.Sprintf("127.0.%d.%d", o.Net, 50+i)
+		gp, err := freePort(ip)
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("a%d", i)
+		res := o.AgentResources
+		if res == "" {
+			res = fmt.Sprintf("cpus:4;mem:4096;disk:8192;ports:[%d-%d]", 31000+100*i, 31099+100*i)
+		}
+		args := []string{"agent", "--id", name, "--data-dir", filepath.Join(o.Dir, name),
+			"--gossip", net.JoinHostPort(ip, strconv.Itoa(gp)), "--join", strings.Join(joins, ","),
+			"--resources", res, "--gossip-profile", "local"}
+		c.agents = append(c.agents, &proc{name: name, args: args, logPath: filepath.Join(o.Dir, name+".log")})
+	}
+	return c, nil
+}
+
+// freePort asks the kernel for a free TCP port on ip that is also free for UDP
+// (gossip uses both).
+func freePort(ip string) (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("chaos: no free port on %s: %w", ip, err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("chaos: no port free for both tcp and udp on %s", ip)
+}
+
+func (c *processCluster) Tier() string                 { return "process" }
+func (c *processCluster) Masters() int                 { return len(c.masters) }
+func (c *processCluster) Agents() int                  { return len(c.agents) }
+func (c *processCluster) MasterID(i int) string        { return c.masters[i].name }
+func (c *processCluster) MasterURLs() []string         { return append([]string(nil), c.urls...) }
+func (c *processCluster) MasterDataDir(i int) string   { return filepath.Join(c.o.Dir, c.masters[i].name) }
+func (c *processCluster) TaskCommand(secs int) string  { return fmt.Sprintf("sleep %d", secs) }
+func (c *processCluster) Isolate(int, bool) error      { return ErrUnsupported }
+func (c *processCluster) Heal() error                  { return nil }
+func (c *processCluster) StartMaster(_ context.Context, i int) error { return c.start(c.masters[i]) }
+func (c *processCluster) StartAgent(_ context.Context, i int) error  { return c.start(c.agents[i]) }
+func (c *processCluster) KillMaster(i int) error       { return c.signal(c.masters[i], syscall.SIGKILL, true) }
+func (c *processCluster) KillAgent(i int) error        { return c.signal(c.agents[i], syscall.SIGKILL, true) }
+func (c *processCluster) PauseMaster(i int) error      { return c.signal(c.masters[i], syscall.SIGSTOP, false) }
+func (c *processCluster) ResumeMaster(i int) error     { return c.signal(c.masters[i], syscall.SIGCONT, false) }
+
+func (c *processCluster) StopMaster(i int) error {
+	p := c.masters[i]
+	if err := c.signal(p, syscall.SIGTERM, false); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	done := p.done
+	c.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(15 * time.Second):
+		return c.signal(p, syscall.SIGKILL, true)
+	}
+}
+
+func (c *processCluster) WipeMaster(i int) error {
+	c.mu.Lock()
+	running := c.masters[i].cmd != nil
+	c.mu.Unlock()
+	if running {
+		return fmt.Errorf("chaos: wipe %s: still running", c.masters[i].name)
+	}
+	return os.RemoveAll(c.MasterDataDir(i))
+}
+
+func (c *processCluster) start(p *proc) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.cmd != nil {
+		return nil
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	fmt.Fprintf(logf, "=== chaos: starting %s at %s: %s\n", p.name, time.Now().Format(time.RFC3339Nano), strings.Join(p.args, " "))
+	cmd := exec.Command(c.o.Binary, p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group (a Ctrl-C of the driver does not reach the nodes)
+	// and death with the driver.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("chaos: start %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		c.mu.Lock()
+		if p.cmd == cmd {
+			p.cmd = nil
+		}
+		c.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// signal sends sig to p; with wait it waits for p to exit.
+func (c *processCluster) signal(p *proc, sig syscall.Signal, wait bool) error {
+	c.mu.Lock()
+	cmd, done := p.cmd, p.done
+	c.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("chaos: signal %s: %w", p.name, err)
+	}
+	if sig == syscall.SIGKILL {
+		// A stopped process dies of SIGKILL too; SIGCONT is harmless.
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
+	if wait {
+		<-done
+	}
+	return nil
+}
+
+func (c *processCluster) Close() error {
+	for _, p := range c.agents {
+		_ = c.signal(p, syscall.SIGKILL, true)
+	}
+	for _, p := range c.masters {
+		_ = c.signal(p, syscall.SIGCONT, false)
+		_ = c.signal(p, syscall.SIGTERM, false)
+	}
+	for _, p := range c.masters {
+		c.mu.Lock()
+		done := p.done
+		running := p.cmd != nil
+		c.mu.Unlock()
+		if !running {
+			continue
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = c.signal(p, syscall.SIGKILL, true)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,357 @@
+// Package devcluster runs a cluster of agora masters in one process on
+// loopback, for `agora dev`, tests, benchmarks and chaos runs.
+//
+// Driving it:
+//
+//	c, err := devcluster.Start(ctx, devcluster.Options{Masters: 3})
+//	defer c.Stop()
+//	leader, err := c.WaitLeader(ctx)
+//	cl := client.New(c.Addrs()[0])     // any master; redirects are followed
+//	c.Kill(i); c.Restart(ctx, i)       // crash and restart from the data dir
+//
+// Master i (0-based) has id "m<i+1>" and data dir DataDir/m<i+1>. With
+// BasePort > 0 it serves HTTP on BasePort+i, Raft on BasePort+100+i and
+// gossip on BasePort+200+i; with BasePort 0 free ports are picked once and
+// kept across restarts (Raft remembers addresses).
+package devcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/agora-sched/agora/gossip"
+	"github.com/agora-sched/agora/master"
+)
+
+// Options configures a dev cluster. Zero values take defaults.
+type Options struct {
+	// Masters is the number of masters; default 3.
+	Masters int
+	// BasePort fixes ports (see the package doc); 0 picks free ports.
+	BasePort int
+	// DataDir holds the masters' data dirs; "" makes a temp dir that Stop
+	// removes.
+	DataDir string
+	// GossipProfile defaults to gossip.ProfileLocal.
+	GossipProfile gossip.Profile
+	// RaftProfile defaults to master.RaftProfileFast.
+	RaftProfile string
+	// Logger receives every master's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// MasterConfig, optional, adjusts each master's config before New.
+	MasterConfig func(*master.Config)
+	// OnNew, optional, is called with each master (also on Restart) after
+	// New and before Start: the place for OnLeadership and OnApply hooks.
+	OnNew func(i int, m *master.Master)
+}
+
+// Cluster is a running dev cluster.
+type Cluster struct {
+	opts    Options
+	dir     string
+	tempDir bool
+	cfgs    []master.Config
+
+	mu      sync.Mutex
+	masters []*master.Master
+	alive   []bool
+	stopFns []func()
+	stopped bool
+}
+
+// Start starts the masters and returns once all are listening (a leader
+// may not be elected yet: see WaitLeader). ctx bounds startup only; the
+// masters run until Stop.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if o.Masters <= 0 {
+		o.Masters = 3
+	}
+	if o.GossipProfile == "" {
+		o.GossipProfile = gossip.ProfileLocal
+	}
+	if o.RaftProfile == "" {
+		o.RaftProfile = master.RaftProfileFast
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	c := &Cluster{opts: o, dir: o.DataDir}
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "agora-dev-")
+		if err != nil {
+			return nil, fmt.Errorf("devcluster: temp dir: %w", err)
+		}
+		c.dir, c.tempDir = d, true
+	}
+	var httpAddrs, raftAddrs, gossipAddrs []string
+	for i := range o.Masters {
+		if o.BasePort > 0 {
+			httpAddrs = append(httpAddrs, loopback(o.BasePort+i))
+			raftAddrs = append(raftAddrs, loopback(o.BasePort+100+i))
+			gossipAddrs = append(gossipAddrs, loopback(o.BasePort+200+i))
+			continue
+		}
+		h, err := FreeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		r, err := FreeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		g, err := FreeGossipPort()
+		if err != nil {
+			return nil, err
+		}
+		httpAddrs, raftAddrs, gossipAddrs = append(httpAddrs, loopback(h)), append(raftAddrs, loopback(r)), append(gossipAddrs, loopback(g))
+	}
+	for i := range o.Masters {
+		id := "m" + strconv.Itoa(i+1)
+		cfg := master.Config{
+			ID:              id,
+			DataDir:         filepath.Join(c.dir, id),
+			HTTPAddr:        httpAddrs[i],
+			RaftAddr:        raftAddrs[i],
+			GossipAddr:      gossipAddrs[i],
+			Join:            gossipAddrs,
+			BootstrapExpect: o.Masters,
+			GossipProfile:   o.GossipProfile,
+			RaftProfile:     o.RaftProfile,
+			Logger:          o.Logger,
+		}
+		if o.MasterConfig != nil {
+			o.MasterConfig(&cfg)
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.masters = append(c.masters, nil)
+		c.alive = append(c.alive, false)
+	}
+	for i := range c.cfgs {
+		if err := c.start(ctx, i); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// FreeTCPPort returns a loopback TCP port that was free a moment ago.
+func FreeTCPPort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("devcluster: free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeGossipPort returns a loopback port free for both TCP and UDP.
+func FreeGossipPort() (int, error) {
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("devcluster: free port: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", loopback(port))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("devcluster: no port free for both tcp and udp")
+}
+
+func (c *Cluster) start(ctx context.Context, i int) error {
+	m, err := master.New(c.cfgs[i])
+	if err != nil {
+		return err
+	}
+	if c.opts.OnNew != nil {
+		c.opts.OnNew(i, m)
+	}
+	if err := m.Start(ctx); err != nil {
+		return fmt.Errorf("devcluster: start %s: %w", c.cfgs[i].ID, err)
+	}
+	c.mu.Lock()
+	c.masters[i], c.alive[i] = m, true
+	c.mu.Unlock()
+	return nil
+}
+
+// Dir returns the directory holding the masters' data dirs.
+func (c *Cluster) Dir() string { return c.dir }
+
+// Masters returns the masters, killed ones included (index i is master i).
+func (c *Cluster) Masters() []*master.Master {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*master.Master(nil), c.masters...)
+}
+
+// Master returns master i.
+func (c *Cluster) Master(i int) *master.Master {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.masters[i]
+}
+
+// Alive reports whether master i is running (not killed or stopped).
+func (c *Cluster) Alive(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.alive[i]
+}
+
+// Configs returns the masters' configs.
+func (c *Cluster) Configs() []master.Config { return append([]master.Config(nil), c.cfgs...) }
+
+// Addrs returns the masters' HTTP URLs.
+func (c *Cluster) Addrs() []string {
+	out := make([]string, len(c.cfgs))
+	for i, cfg := range c.cfgs {
+		out[i] = "http://" + cfg.HTTPAddr
+	}
+	return out
+}
+
+// JoinAddrs returns the masters' gossip addresses (what agents join).
+func (c *Cluster) JoinAddrs() []string {
+	out := make([]string, len(c.cfgs))
+	for i, cfg := range c.cfgs {
+		out[i] = cfg.GossipAddr
+	}
+	return out
+}
+
+// Leader returns the running master that leads with its leadership
+// established, or nil.
+func (c *Cluster) Leader() *master.Master {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.masters {
+		if c.alive[i] && m.LeaderReady() {
+			return m
+		}
+	}
+	return nil
+}
+
+// LeaderIndex returns the index of Leader(), or -1.
+func (c *Cluster) LeaderIndex() int {
+	l := c.Leader()
+	for i, m := range c.Masters() {
+		if l != nil && m == l {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitLeader waits until a running master leads with its leadership
+// established and every running master knows it.
+func (c *Cluster) WaitLeader(ctx context.Context) (*master.Master, error) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if l := c.Leader(); l != nil && c.allAgree(l.ID()) {
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("devcluster: no leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Cluster) allAgree(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.masters {
+		if !c.alive[i] {
+			continue
+		}
+		if lid, url := m.Leader(); lid != id || url == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Kill stops master i abruptly (no leave, no leadership transfer).
+func (c *Cluster) Kill(i int) {
+	c.mu.Lock()
+	m, alive := c.masters[i], c.alive[i]
+	c.alive[i] = false
+	c.mu.Unlock()
+	if alive {
+		m.Kill()
+	}
+}
+
+// Restart kills master i if it runs, then starts it again from its data
+// dir with the same id and addresses.
+func (c *Cluster) Restart(ctx context.Context, i int) error {
+	c.Kill(i)
+	return c.start(ctx, i)
+}
+
+// onStop registers fn to run at the start of Stop (before the masters
+// stop), for add-ons such as agents.
+func (c *Cluster) onStop(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopFns = append(c.stopFns, fn)
+}
+
+// Stop shuts every running master down gracefully (in parallel) and
+// removes the data dir when Start created it. Safe to call twice.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	c.stopped = true
+	fns := c.stopFns
+	c.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+	c.StopMasters()
+	if c.tempDir {
+		_ = os.RemoveAll(c.dir)
+	}
+}
+
+// StopMasters shuts every running master down gracefully, in parallel,
+// leaving data dirs in place (Restart brings them back).
+func (c *Cluster) StopMasters() {
+	var wg sync.WaitGroup
+	c.mu.Lock()
+	for i, m := range c.masters {
+		if !c.alive[i] {
+			continue
+		}
+		c.alive[i] = false
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = m.Shutdown()
+		}()
+	}
+	c.mu.Unlock()
+	wg.Wait()
+}

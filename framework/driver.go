@@ -1,0 +1,172 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+)
+
+// driver implements Driver over a runner.
+type driver struct{ r *runner }
+
+var _ Driver = (*driver)(nil)
+
+// FrameworkID implements Driver.
+func (d *driver) FrameworkID() string { return d.r.frameworkID() }
+
+// callTarget waits until the framework is subscribed and returns where to
+// send a call and the identity to put in it.
+func (r *runner) callTarget(ctx context.Context) (string, agorav1connect.SchedulerServiceClient, *agorav1.FrameworkCall, error) {
+	for {
+		r.mu.Lock()
+		connected, ready := r.connected, r.ready
+		fc := &agorav1.FrameworkCall{FrameworkId: r.info.GetId(), StreamToken: r.token}
+		r.mu.Unlock()
+		if connected {
+			target, c := r.current()
+			return target, c, fc, nil
+		}
+		select {
+		case <-ready:
+		case <-r.done:
+			return "", nil, nil, ErrStopped
+		case <-ctx.Done():
+			return "", nil, nil, fmt.Errorf("framework: waiting for subscription: %w", ctx.Err())
+		}
+	}
+}
+
+// tokenReplaced reports whether tok is no longer the live stream token (the
+// framework resubscribed, or is resubscribing).
+func (r *runner) tokenReplaced(tok string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.connected || r.token != tok
+}
+
+// call runs one unary call at the leader: it follows LeaderRedirect errors
+// and retries Unavailable answers with backoff a few times.
+func (r *runner) call(ctx context.Context, name string, fn func(context.Context, agorav1connect.SchedulerServiceClient, *agorav1.FrameworkCall) error) error {
+	bo := newBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
+	hops := 0
+	for attempt := 1; ; {
+		target, c, fc, err := r.callTarget(ctx)
+		if err != nil {
+			return fmt.Errorf("framework: %s: %w", name, err)
+		}
+		err = fn(ctx, c, fc)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("framework: %s: %w", name, err)
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			// A call that raced with a resubscription carried the replaced
+			// stream's token; try again with the new one.
+			if !r.tokenReplaced(fc.GetStreamToken()) || attempt >= callAttempts {
+				return fmt.Errorf("framework: %s: %w", name, err)
+			}
+			attempt++
+			continue
+		}
+		if _, addr, ok := leaderFromError(err); ok && addr != "" && addr != target && hops < maxRedirectHops {
+			hops++
+			r.redirect(target, addr)
+			continue
+		}
+		hops = 0
+		if attempt >= callAttempts {
+			return fmt.Errorf("framework: %s: gave up after %d attempts: %w", name, attempt, err)
+		}
+		attempt++
+		r.rotate(target)
+		if !sleepCtx(ctx, bo.Next()) {
+			return fmt.Errorf("framework: %s: %w", name, err)
+		}
+	}
+}
+
+// Accept implements Driver.
+func (d *driver) Accept(ctx context.Context, offerIDs []string, ops []*agorav1.Operation, refuseSeconds *float64) error {
+	return d.r.call(ctx, "accept", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Accept(ctx, connect.NewRequest(&agorav1.AcceptRequest{
+			Call: fc, OfferIds: offerIDs, Operations: ops, RefuseSeconds: refuseSeconds,
+		}))
+		return err
+	})
+}
+
+// Decline implements Driver.
+func (d *driver) Decline(ctx context.Context, offerIDs []string, refuseSeconds *float64) error {
+	return d.r.call(ctx, "decline", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Decline(ctx, connect.NewRequest(&agorav1.DeclineRequest{
+			Call: fc, OfferIds: offerIDs, RefuseSeconds: refuseSeconds,
+		}))
+		return err
+	})
+}
+
+// Kill implements Driver.
+func (d *driver) Kill(ctx context.Context, taskID, agentID string) error {
+	return d.r.call(ctx, "kill", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Kill(ctx, connect.NewRequest(&agorav1.KillRequest{Call: fc, TaskId: taskID, AgentId: agentID}))
+		return err
+	})
+}
+
+// Acknowledge implements Driver.
+func (d *driver) Acknowledge(ctx context.Context, st *agorav1.TaskStatus) error {
+	return d.r.call(ctx, "acknowledge", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Acknowledge(ctx, connect.NewRequest(&agorav1.AcknowledgeRequest{
+			Call: fc, AgentId: st.GetAgentId(), TaskId: st.GetTaskId(), Uuid: st.GetUuid(),
+		}))
+		return err
+	})
+}
+
+// Reconcile implements Driver.
+func (d *driver) Reconcile(ctx context.Context, tasks []*agorav1.ReconcileTask) ([]*agorav1.TaskStatus, error) {
+	var out []*agorav1.TaskStatus
+	err := d.r.call(ctx, "reconcile", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		res, err := c.Reconcile(ctx, connect.NewRequest(&agorav1.ReconcileRequest{Call: fc, Tasks: tasks}))
+		if err != nil {
+			return err
+		}
+		out = res.Msg.GetStatuses()
+		return nil
+	})
+	return out, err
+}
+
+// Revive implements Driver.
+func (d *driver) Revive(ctx context.Context, roles ...string) error {
+	return d.r.call(ctx, "revive", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Revive(ctx, connect.NewRequest(&agorav1.ReviveRequest{Call: fc, Roles: roles}))
+		return err
+	})
+}
+
+// Suppress implements Driver.
+func (d *driver) Suppress(ctx context.Context, roles ...string) error {
+	return d.r.call(ctx, "suppress", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Suppress(ctx, connect.NewRequest(&agorav1.SuppressRequest{Call: fc, Roles: roles}))
+		return err
+	})
+}
+
+// Teardown implements Driver. On success Run returns ErrTornDown.
+func (d *driver) Teardown(ctx context.Context) error {
+	err := d.r.call(ctx, "teardown", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Teardown(ctx, connect.NewRequest(&agorav1.TeardownRequest{Call: fc}))
+		return err
+	})
+	if err == nil {
+		d.r.markTornDown()
+	}
+	return err
+}

@@ -1,0 +1,409 @@
+// Package frameworktest ships an in-memory fake of the master's
+// SchedulerService, so a framework's scheduler can be tested through the real
+// SDK without a cluster:
+//
+//	m := frameworktest.NewMaster()
+//	defer m.Close()
+//	go framework.Run(ctx, framework.Config{Masters: []string{m.URL()}, Info: info}, mySched)
+//	m.WaitSubscriptions(ctx, 1)
+//	m.Send(frameworktest.OffersEvent(offer))
+//	calls, _ := m.WaitCalls(ctx, "Accept", 1)
+//
+// The fake records every unary call, checks the stream token of each, answers
+// Unavailable with a leader redirect while it is not the leader, and can end
+// the live stream or stop sending heartbeats to exercise reconnection. It
+// holds no offers, tasks or resources: it answers every valid call with
+// success.
+package frameworktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+)
+
+// Call is one recorded unary call.
+type Call struct {
+	// Method is the RPC name, such as "Accept".
+	Method string
+	// Framework is the identity the call carried.
+	Framework *agorav1.FrameworkCall
+	// Request is the request message.
+	Request proto.Message
+}
+
+// Master is a fake SchedulerService on a loopback HTTP server.
+type Master struct {
+	srv *httptest.Server
+
+	mu            sync.Mutex
+	id            string
+	leader        bool
+	leaderID      string
+	leaderURL     string
+	heartbeat     time.Duration
+	heartbeats    bool
+	subscribeErr  error
+	nextID        int
+	subs          []*agorav1.FrameworkInfo
+	live          *liveStream
+	token         string
+	calls         []Call
+	reconcileWith []*agorav1.TaskStatus
+	issued        map[string]bool
+}
+
+type liveStream struct {
+	events chan *agorav1.SubscribeResponse
+	end    chan error
+}
+
+// NewMaster starts a fake master that is the leader, with a heartbeat
+// interval of one second.
+func NewMaster() *Master {
+	m := &Master{leader: true, heartbeat: time.Second, heartbeats: true, issued: map[string]bool{}}
+	m.id = "fake"
+	mux := http.NewServeMux()
+	mux.Handle(agorav1connect.NewSchedulerServiceHandler(&handler{m: m}))
+	m.srv = httptest.NewServer(mux)
+	return m
+}
+
+// URL is the fake's base URL, to put in framework.Config.Masters.
+func (m *Master) URL() string { return m.srv.URL }
+
+// Close ends all streams and stops the server.
+func (m *Master) Close() {
+	m.srv.CloseClientConnections()
+	m.srv.Close()
+}
+
+// SetID names the fake (the master_id in SUBSCRIBED and the leader id in
+// redirects from other fakes).
+func (m *Master) SetID(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.id = id
+}
+
+// SetLeader makes the fake the leader, or a follower that redirects every
+// call to leaderURL (empty: no leader known). Becoming a follower ends the
+// live stream with the redirect, as a master that lost leadership does.
+func (m *Master) SetLeader(leader bool, leaderID, leaderURL string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.leader, m.leaderID, m.leaderURL = leader, leaderID, leaderURL
+	if !leader && m.live != nil {
+		m.live.end <- m.notLeaderLocked()
+		m.live = nil
+	}
+}
+
+// SetHeartbeat sets the interval announced in SUBSCRIBED and whether
+// HEARTBEAT events are sent at all (false simulates a hung master).
+func (m *Master) SetHeartbeat(interval time.Duration, send bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.heartbeat, m.heartbeats = interval, send
+}
+
+// SetSubscribeError makes Subscribe fail with err (nil to clear).
+func (m *Master) SetSubscribeError(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.subscribeErr = err
+}
+
+// SetReconcileAnswer sets the statuses Reconcile returns (and sends as
+// UPDATE events on the live stream).
+func (m *Master) SetReconcileAnswer(st ...*agorav1.TaskStatus) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reconcileWith = st
+}
+
+// Send queues an event on the live stream.
+func (m *Master) Send(ev *agorav1.SubscribeResponse) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live == nil {
+		return errors.New("frameworktest: no live stream")
+	}
+	select {
+	case m.live.events <- ev:
+		return nil
+	default:
+		return errors.New("frameworktest: stream buffer full")
+	}
+}
+
+// EndStream ends the live stream with err (nil ends it cleanly).
+func (m *Master) EndStream(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live != nil {
+		m.live.end <- err
+		m.live = nil
+	}
+}
+
+// Subscriptions returns the framework info of every Subscribe accepted so
+// far, in order.
+func (m *Master) Subscriptions() []*agorav1.FrameworkInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*agorav1.FrameworkInfo(nil), m.subs...)
+}
+
+// Calls returns the recorded unary calls of method ("" for all).
+func (m *Master) Calls(method string) []Call {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Call
+	for _, c := range m.calls {
+		if method == "" || c.Method == method {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WaitSubscriptions polls until n subscriptions were accepted and the last
+// one is live.
+func (m *Master) WaitSubscriptions(ctx context.Context, n int) error {
+	return poll(ctx, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.subs) >= n && m.live != nil
+	}, func() string { return fmt.Sprintf("%d subscriptions, want %d", len(m.Subscriptions()), n) })
+}
+
+// WaitCalls polls until at least n calls of method were recorded.
+func (m *Master) WaitCalls(ctx context.Context, method string, n int) ([]Call, error) {
+	var got []Call
+	err := poll(ctx, func() bool {
+		got = m.Calls(method)
+		return len(got) >= n
+	}, func() string { return fmt.Sprintf("%d %s calls, want %d", len(got), method, n) })
+	return got, err
+}
+
+func poll(ctx context.Context, done func() bool, what func() string) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("frameworktest: %s: %w", what(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// OffersEvent wraps offers in an OFFERS event.
+func OffersEvent(offers ...*agorav1.Offer) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Offers{Offers: &agorav1.Offers{Offers: offers}}}
+}
+
+// UpdateEvent wraps a status in an UPDATE event.
+func UpdateEvent(st *agorav1.TaskStatus) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Update{Update: &agorav1.Update{Status: st}}}
+}
+
+// RescindEvent builds a RESCIND event.
+func RescindEvent(offerID string) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Rescind{Rescind: &agorav1.Rescind{OfferId: offerID}}}
+}
+
+// FailureEvent builds a FAILURE event.
+func FailureEvent(agentID string) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Failure{Failure: &agorav1.Failure{AgentId: agentID}}}
+}
+
+// ErrorEvent builds an ERROR event.
+func ErrorEvent(msg string) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Error{Error: &agorav1.Error{Message: msg}}}
+}
+
+// NotLeaderError builds the error a follower answers with: Unavailable with
+// a LeaderRedirect detail and the Agora-Leader header.
+func NotLeaderError(leaderID, leaderURL string) *connect.Error {
+	e := connect.NewError(connect.CodeUnavailable, errors.New("not the leader"))
+	if d, err := connect.NewErrorDetail(&agorav1.LeaderRedirect{LeaderId: leaderID, LeaderAddress: leaderURL}); err == nil {
+		e.AddDetail(d)
+	}
+	if leaderURL != "" {
+		e.Meta().Set("Agora-Leader", leaderURL)
+	}
+	return e
+}
+
+func (m *Master) notLeaderLocked() error { return NotLeaderError(m.leaderID, m.leaderURL) }
+
+type handler struct {
+	agorav1connect.UnimplementedSchedulerServiceHandler
+	m *Master
+}
+
+func (h *handler) Subscribe(ctx context.Context, req *connect.Request[agorav1.SubscribeRequest], stream *connect.ServerStream[agorav1.SubscribeResponse]) error {
+	m := h.m
+	m.mu.Lock()
+	if !m.leader {
+		err := m.notLeaderLocked()
+		m.mu.Unlock()
+		return err
+	}
+	if m.subscribeErr != nil {
+		err := m.subscribeErr
+		m.mu.Unlock()
+		return err
+	}
+	info := proto.Clone(req.Msg.GetFrameworkInfo()).(*agorav1.FrameworkInfo)
+	if info.GetId() == "" {
+		m.nextID++
+		info.Id = fmt.Sprintf("fw-%d", m.nextID)
+	}
+	if m.live != nil {
+		m.live.end <- connect.NewError(connect.CodeFailedPrecondition, errors.New("replaced by a new subscription"))
+	}
+	ls := &liveStream{events: make(chan *agorav1.SubscribeResponse, 256), end: make(chan error, 1)}
+	m.live = ls
+	m.subs = append(m.subs, req.Msg.GetFrameworkInfo())
+	m.token = fmt.Sprintf("%s-token-%d", m.id, len(m.subs))
+	m.issued[m.token] = true
+	hb, sendHB := m.heartbeat, m.heartbeats
+	first := &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Subscribed{Subscribed: &agorav1.Subscribed{
+		FrameworkId: info.GetId(), HeartbeatIntervalSeconds: hb.Seconds(), StreamToken: m.token, MasterId: m.id,
+	}}}
+	m.mu.Unlock()
+	if err := stream.Send(first); err != nil {
+		return err
+	}
+	var tick <-chan time.Time
+	if sendHB && hb > 0 {
+		t := time.NewTicker(hb)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-ls.end:
+			return err
+		case ev := <-ls.events:
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		case <-tick:
+			if err := stream.Send(&agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Heartbeat{Heartbeat: &agorav1.Heartbeat{}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// record checks leadership and the stream token, then records the call.
+func (m *Master) record(method string, fc *agorav1.FrameworkCall, msg proto.Message) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.leader {
+		return m.notLeaderLocked()
+	}
+	// A token this fake issued to a replaced stream is stale; tokens from
+	// other fakes stand for ones a previous leader issued (in the real
+	// master they live in Raft) and are accepted.
+	if tok := fc.GetStreamToken(); tok != m.token && m.issued[tok] {
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("stream token %q is not the live one", fc.GetStreamToken()))
+	}
+	m.calls = append(m.calls, Call{Method: method, Framework: fc, Request: proto.Clone(msg)})
+	return nil
+}
+
+func (h *handler) Accept(_ context.Context, req *connect.Request[agorav1.AcceptRequest]) (*connect.Response[agorav1.AcceptResponse], error) {
+	if err := h.m.record("Accept", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.AcceptResponse{}), nil
+}
+
+func (h *handler) Decline(_ context.Context, req *connect.Request[agorav1.DeclineRequest]) (*connect.Response[agorav1.DeclineResponse], error) {
+	if err := h.m.record("Decline", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.DeclineResponse{}), nil
+}
+
+func (h *handler) Revive(_ context.Context, req *connect.Request[agorav1.ReviveRequest]) (*connect.Response[agorav1.ReviveResponse], error) {
+	if err := h.m.record("Revive", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.ReviveResponse{}), nil
+}
+
+func (h *handler) Suppress(_ context.Context, req *connect.Request[agorav1.SuppressRequest]) (*connect.Response[agorav1.SuppressResponse], error) {
+	if err := h.m.record("Suppress", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.SuppressResponse{}), nil
+}
+
+func (h *handler) Kill(_ context.Context, req *connect.Request[agorav1.KillRequest]) (*connect.Response[agorav1.KillResponse], error) {
+	if err := h.m.record("Kill", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.KillResponse{}), nil
+}
+
+func (h *handler) Acknowledge(_ context.Context, req *connect.Request[agorav1.AcknowledgeRequest]) (*connect.Response[agorav1.AcknowledgeResponse], error) {
+	if err := h.m.record("Acknowledge", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.AcknowledgeResponse{}), nil
+}
+
+func (h *handler) Reconcile(_ context.Context, req *connect.Request[agorav1.ReconcileRequest]) (*connect.Response[agorav1.ReconcileResponse], error) {
+	m := h.m
+	if err := m.record("Reconcile", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	answer := m.reconcileWith
+	if m.live != nil {
+		for _, st := range answer {
+			select {
+			case m.live.events <- UpdateEvent(st):
+			default:
+			}
+		}
+	}
+	m.mu.Unlock()
+	return connect.NewResponse(&agorav1.ReconcileResponse{Statuses: answer}), nil
+}
+
+func (h *handler) UpdateFramework(_ context.Context, req *connect.Request[agorav1.UpdateFrameworkRequest]) (*connect.Response[agorav1.UpdateFrameworkResponse], error) {
+	if err := h.m.record("UpdateFramework", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.UpdateFrameworkResponse{}), nil
+}
+
+func (h *handler) Teardown(_ context.Context, req *connect.Request[agorav1.TeardownRequest]) (*connect.Response[agorav1.TeardownResponse], error) {
+	m := h.m
+	if err := m.record("Teardown", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	m.EndStream(nil)
+	return connect.NewResponse(&agorav1.TeardownResponse{}), nil
+}

@@ -1,0 +1,457 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/agora-sched/agora/framework/frameworktest"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+)
+
+// recorder is a Scheduler that logs every event as a line.
+type recorder struct {
+	mu       sync.Mutex
+	lines    []string
+	onOffers func(d Driver, offers []*agorav1.Offer)
+	onUpdate func(d Driver, st *agorav1.TaskStatus)
+}
+
+func (r *recorder) add(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) Subscribed(_ Driver, id string, resubscribed bool) {
+	r.add("subscribed %s resubscribed=%v", id, resubscribed)
+}
+
+func (r *recorder) Offers(d Driver, offers []*agorav1.Offer) {
+	for _, o := range offers {
+		r.add("offer %s", o.GetId())
+	}
+	if r.onOffers != nil {
+		r.onOffers(d, offers)
+	}
+}
+func (r *recorder) Rescind(_ Driver, id string) { r.add("rescind %s", id) }
+func (r *recorder) Update(d Driver, st *agorav1.TaskStatus) {
+	r.add("update %s %s", st.GetTaskId(), StateName(st.GetState()))
+	if r.onUpdate != nil {
+		r.onUpdate(d, st)
+	}
+}
+func (r *recorder) Failure(_ Driver, id string) { r.add("failure %s", id) }
+func (r *recorder) Error(_ Driver, msg string)  { r.add("error %s", msg) }
+
+func (r *recorder) snapshot() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}
+
+// waitLine polls until a line equal to want was recorded.
+func (r *recorder) waitLine(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range r.snapshot() {
+			if l == want {
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("no event %q; got %q", want, r.snapshot())
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// startRun runs the SDK against masters and returns a channel with Run's
+// result and a cancel func that stops it.
+func startRun(t *testing.T, cfg Config, s Scheduler) (<-chan error, context.CancelFunc) {
+	t.Helper()
+	if cfg.Info == nil {
+		cfg.Info = &agorav1.FrameworkInfo{Name: "test"}
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 5 * time.Millisecond
+		cfg.MaxBackoff = 50 * time.Millisecond
+	}
+	cfg.Logger = quietLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		done <- Run(ctx, cfg, s)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-finished:
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return done, cancel
+}
+
+func TestRunDeliversEventsAcksAndReconciles(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &recorder{}
+	rec.onOffers = func(d Driver, offers []*agorav1.Offer) {
+		task := Task("t1", offers[0].GetAgentId(), "sleep 1", Scalar("cpus", 0.1))
+		if err := d.Accept(context.Background(), []string{offers[0].GetId()}, []*agorav1.Operation{Launch(task)}, nil); err != nil {
+			rec.add("accept error %v", err)
+		}
+	}
+	_, _ = startRun(t, Config{Masters: []string{strings.TrimPrefix(m.URL(), "http://")}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	if _, err := m.WaitCalls(ctx, "Reconcile", 1); err != nil {
+		t.Fatalf("no implicit reconciliation: %v", err)
+	}
+	if err := m.Send(frameworktest.OffersEvent(&agorav1.Offer{Id: "o1", AgentId: "a1"})); err != nil {
+		t.Fatal(err)
+	}
+	accepts, err := m.WaitCalls(ctx, "Accept", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := accepts[0].Request.(*agorav1.AcceptRequest)
+	if got := acc.GetOfferIds(); len(got) != 1 || got[0] != "o1" {
+		t.Fatalf("accepted offers %v, want [o1]", got)
+	}
+	if fc := accepts[0].Framework; fc.GetFrameworkId() != "fw-1" || fc.GetStreamToken() != "fake-token-1" {
+		t.Fatalf("accept carried identity %v", fc)
+	}
+	st := &agorav1.TaskStatus{TaskId: "t1", AgentId: "a1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "u1"}
+	if err := m.Send(frameworktest.UpdateEvent(st)); err != nil {
+		t.Fatal(err)
+	}
+	// A reconciliation answer has no uuid and must not be acknowledged.
+	if err := m.Send(frameworktest.UpdateEvent(&agorav1.TaskStatus{TaskId: "t0", State: agorav1.TaskState_TASK_STATE_LOST})); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Send(frameworktest.RescindEvent("o2"))
+	_ = m.Send(frameworktest.FailureEvent("a9"))
+	rec.waitLine(t, "failure a9")
+	acks, err := m.WaitCalls(ctx, "Acknowledge", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := acks[0].Request.(*agorav1.AcknowledgeRequest); a.GetUuid() != "u1" || a.GetTaskId() != "t1" || a.GetAgentId() != "a1" {
+		t.Fatalf("acknowledged %v", a)
+	}
+	if n := len(m.Calls("Acknowledge")); n != 1 {
+		t.Fatalf("%d acknowledgements, want 1", n)
+	}
+	want := []string{"subscribed fw-1 resubscribed=false", "offer o1", "update t1 RUNNING", "update t0 LOST", "rescind o2", "failure a9"}
+	if got := rec.snapshot(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("events\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestRunDisableAutoAck(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}, DisableAutoAck: true}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Send(frameworktest.UpdateEvent(&agorav1.TaskStatus{TaskId: "t1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "u1"}))
+	_ = m.Send(frameworktest.FailureEvent("a1"))
+	rec.waitLine(t, "failure a1")
+	if n := len(m.Calls("Acknowledge")); n != 0 {
+		t.Fatalf("%d acknowledgements with auto-ack disabled", n)
+	}
+}
+
+func TestRunFollowsRedirectToLeader(t *testing.T) {
+	ctx := testCtx(t)
+	leader, follower := frameworktest.NewMaster(), frameworktest.NewMaster()
+	defer leader.Close()
+	defer follower.Close()
+	leader.SetID("m2")
+	follower.SetLeader(false, "m2", leader.URL())
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{follower.URL()}}, rec)
+	if err := leader.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	if n := len(follower.Subscriptions()); n != 0 {
+		t.Fatalf("follower accepted %d subscriptions", n)
+	}
+}
+
+func TestRunResubscribesAfterLeaderChange(t *testing.T) {
+	ctx := testCtx(t)
+	a, b := frameworktest.NewMaster(), frameworktest.NewMaster()
+	defer a.Close()
+	defer b.Close()
+	a.SetID("m1")
+	b.SetID("m2")
+	b.SetLeader(false, "m1", a.URL())
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{a.URL(), b.URL()}}, rec)
+	if err := a.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+
+	// Leadership moves from a to b: a ends the stream with a redirect.
+	b.SetLeader(true, "", "")
+	a.SetLeader(false, "m2", b.URL())
+	if err := b.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=true")
+	if id := b.Subscriptions()[0].GetId(); id != "fw-1" {
+		t.Fatalf("resubscribed with id %q, want fw-1", id)
+	}
+	if _, err := b.WaitCalls(ctx, "Reconcile", 1); err != nil {
+		t.Fatalf("no implicit reconciliation after resubscribing: %v", err)
+	}
+}
+
+func TestRunReconnectsAfterStreamError(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	m.EndStream(connect.NewError(connect.CodeUnavailable, errors.New("shutting down")))
+	if err := m.WaitSubscriptions(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=true")
+	// Calls after the reconnection carry the new stream token.
+	if _, err := m.WaitCalls(ctx, "Reconcile", 2); err != nil {
+		t.Fatal(err)
+	}
+	if tok := m.Calls("Reconcile")[1].Framework.GetStreamToken(); tok != "fake-token-2" {
+		t.Fatalf("call after reconnect carried token %q, want fake-token-2", tok)
+	}
+}
+
+func TestRunResubscribesAfterMissedHeartbeats(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	m.SetHeartbeat(20*time.Millisecond, false) // a hung master: no heartbeats
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 2); err != nil {
+		t.Fatalf("no resubscription after missed heartbeats: %v", err)
+	}
+}
+
+func TestRunKeepsStreamWithHeartbeats(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	m.SetHeartbeat(10*time.Millisecond, true)
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Many heartbeat intervals pass (measured by a second stream's events
+	// being delivered in order), and the framework stays on its first stream.
+	for i := range 30 {
+		_ = m.Send(frameworktest.FailureEvent(fmt.Sprint(i)))
+		rec.waitLine(t, fmt.Sprintf("failure %d", i))
+		if err := pollFor(ctx, 2*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(m.Subscriptions()); n != 1 {
+		t.Fatalf("%d subscriptions while heartbeats flowed, want 1", n)
+	}
+}
+
+// pollFor lets d pass (a pacing step between sends, not synchronisation).
+func pollFor(ctx context.Context, d time.Duration) error {
+	if !sleepCtx(ctx, d) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+func TestRunFatalSubscribeError(t *testing.T) {
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	m.SetSubscribeError(connect.NewError(connect.CodePermissionDenied, errors.New("principal may not use role web")))
+	done, _ := startRun(t, Config{Masters: []string{m.URL()}}, &recorder{})
+	select {
+	case err := <-done:
+		if connect.CodeOf(err) != connect.CodePermissionDenied {
+			t.Fatalf("Run returned %v, want PermissionDenied", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept retrying a refused subscription")
+	}
+}
+
+func TestRunErrorEventEndsRun(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &recorder{}
+	done, _ := startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Send(frameworktest.ErrorEvent("framework fw-1 torn down by operator"))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrTornDown) {
+			t.Fatalf("Run returned %v, want ErrTornDown", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not return after an ERROR event")
+	}
+	rec.waitLine(t, "error framework fw-1 torn down by operator")
+}
+
+func TestTeardownEndsRun(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &recorder{}
+	rec.onOffers = func(d Driver, _ []*agorav1.Offer) {
+		if err := d.Teardown(context.Background()); err != nil {
+			rec.add("teardown error %v", err)
+		}
+	}
+	done, _ := startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Send(frameworktest.OffersEvent(&agorav1.Offer{Id: "o1"}))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrTornDown) {
+			t.Fatalf("Run returned %v, want ErrTornDown", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not return after Teardown")
+	}
+	if n := len(m.Calls("Teardown")); n != 1 {
+		t.Fatalf("%d teardown calls", n)
+	}
+}
+
+func TestRunReturnsNilOnCancel(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	done, cancel := startRun(t, Config{Masters: []string{m.URL()}}, &recorder{})
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancel, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not return")
+	}
+}
+
+// A call from another goroutine made while the leader moves waits for the
+// resubscription and lands at the new leader with the new token.
+func TestDriverCallRetriesAcrossLeaderChange(t *testing.T) {
+	ctx := testCtx(t)
+	a, b := frameworktest.NewMaster(), frameworktest.NewMaster()
+	defer a.Close()
+	defer b.Close()
+	b.SetLeader(false, "m1", a.URL())
+	drv := make(chan Driver, 1)
+	rec := &recorder{}
+	rec.onOffers = func(d Driver, _ []*agorav1.Offer) { drv <- d }
+	_, _ = startRun(t, Config{Masters: []string{a.URL(), b.URL()}}, rec)
+	if err := a.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Send(frameworktest.OffersEvent(&agorav1.Offer{Id: "o1"}))
+	d := <-drv
+
+	a.SetLeader(false, "", "") // no leader known for a while
+	b.SetLeader(false, "", "")
+	errc := make(chan error, 1)
+	go func() { errc <- d.Decline(ctx, []string{"o1"}, nil) }()
+	b.SetLeader(true, "", "")
+	a.SetLeader(false, "m2", b.URL())
+	if err := <-errc; err != nil {
+		t.Fatalf("decline across a leader change: %v", err)
+	}
+	calls := b.Calls("Decline")
+	if len(calls) != 1 {
+		t.Fatalf("new leader saw %d declines, want 1", len(calls))
+	}
+	if d.FrameworkID() != "fw-1" {
+		t.Fatalf("framework id %q", d.FrameworkID())
+	}
+}
+
+func TestDriverAfterRunReturns(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	drv := make(chan Driver, 1)
+	rec := &recorder{}
+	rec.onOffers = func(d Driver, _ []*agorav1.Offer) { drv <- d }
+	done, cancel := startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Send(frameworktest.OffersEvent(&agorav1.Offer{Id: "o1"}))
+	d := <-drv
+	cancel()
+	<-done
+	if err := d.Revive(ctx); !errors.Is(err, ErrStopped) {
+		t.Fatalf("call after Run returned: %v, want ErrStopped", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	ctx := context.Background()
+	if err := Run(ctx, Config{Info: &agorav1.FrameworkInfo{}}, &recorder{}); !errors.Is(err, ErrNoMasters) {
+		t.Fatalf("no masters: %v", err)
+	}
+	if err := Run(ctx, Config{Masters: []string{"x:1"}}, &recorder{}); err == nil {
+		t.Fatal("nil info accepted")
+	}
+	if err := Run(ctx, Config{Masters: []string{"x:1"}, Info: &agorav1.FrameworkInfo{}}, nil); err == nil {
+		t.Fatal("nil scheduler accepted")
+	}
+}

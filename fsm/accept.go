@@ -1,0 +1,330 @@
+package fsm
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+// acceptRun is the working state of one Accept: the pool of offered
+// resources by reservation role, shrinking and growing as operations apply.
+type acceptRun struct {
+	x       *txn
+	c       *agorav1.AcceptCommand
+	f       *agorav1.Framework
+	agentID string
+	role    string // allocation role of the first offer
+	pool    resourcepb.Pools
+	nextID  int
+	tasks   map[string]bool // task ids launched by this accept
+}
+
+func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
+	f, ok := x.framework(c.GetFrameworkId())
+	if !ok {
+		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+	}
+	offers, rej := x.ownOffers(f.GetId(), c.GetOfferIds())
+	if rej != nil {
+		return rej
+	}
+	now := ts(c.GetNow())
+	for _, o := range offers {
+		if o.GetExpiresAt() != nil && cmpTS(o.GetExpiresAt(), now) <= 0 {
+			return reject(CodeFailedPrecondition, "offer %s expired at %s", o.GetId(), o.GetExpiresAt().AsTime().UTC().Format("2006-01-02T15:04:05.000Z"))
+		}
+		if o.GetAgentId() != offers[0].GetAgentId() {
+			return reject(CodeInvalidArgument, "offers are on more than one agent (%s, %s)", offers[0].GetAgentId(), o.GetAgentId())
+		}
+	}
+	if f.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
+		return reject(CodeFailedPrecondition, "framework %s is not connected", f.GetId())
+	}
+	run := &acceptRun{x: x, c: c, f: f, agentID: offers[0].GetAgentId(), role: offers[0].GetRole(), pool: resourcepb.Pools{}, tasks: map[string]bool{}}
+	for _, o := range offers {
+		run.pool = run.pool.Add(pools(o.GetResources()))
+		x.removeOffer(o, "accepted", false)
+	}
+	for i, op := range c.GetOperations() {
+		var rej *Rejection
+		switch op.GetType() {
+		case agorav1.OperationType_OPERATION_TYPE_RESERVE:
+			rej = run.reserve(op)
+		case agorav1.OperationType_OPERATION_TYPE_UNRESERVE:
+			rej = run.unreserve(op)
+		case agorav1.OperationType_OPERATION_TYPE_CREATE:
+			rej = run.create(op)
+		case agorav1.OperationType_OPERATION_TYPE_DESTROY:
+			rej = run.destroy(op)
+		case agorav1.OperationType_OPERATION_TYPE_LAUNCH:
+			rej = run.launch(op, "")
+		case agorav1.OperationType_OPERATION_TYPE_LAUNCH_GROUP:
+			rej = run.launch(op, run.id("group"))
+		default:
+			rej = reject(CodeInvalidArgument, "operation %d has unknown type %v", i, op.GetType())
+		}
+		if rej != nil {
+			return rej
+		}
+	}
+	if until := c.GetRefuseUntil(); until != nil && cmpTS(until, now) > 0 {
+		x.addFilter(f.GetId(), run.agentID, until)
+	}
+	return nil
+}
+
+// id returns the next leader-given id, or one derived from the index.
+func (r *acceptRun) id(kind string) string {
+	n := r.nextID
+	r.nextID++
+	if n < len(r.c.GetIds()) && r.c.GetIds()[n] != "" {
+		return r.c.GetIds()[n]
+	}
+	return fmt.Sprintf("%s-%d-%d", kind, r.x.index, n)
+}
+
+func (r *acceptRun) hasRole(role string) bool {
+	return slices.Contains(r.f.GetInfo().GetRoles(), role)
+}
+
+// roledPools parses operation resources that must all carry a role.
+func (r *acceptRun) roledPools(what string, rs []*agorav1.Resource) (resourcepb.Pools, *Rejection) {
+	p, err := resourcepb.FromProto(rs)
+	if err != nil {
+		return nil, reject(CodeInvalidArgument, "%s: %v", what, err)
+	}
+	if p.IsEmpty() {
+		return nil, reject(CodeInvalidArgument, "%s names no resources", what)
+	}
+	if !p[""].IsEmpty() {
+		return nil, reject(CodeInvalidArgument, "%s: every resource must name a role", what)
+	}
+	for _, role := range p.Roles() {
+		if !r.hasRole(role) {
+			return nil, reject(CodePermissionDenied, "%s: framework %s may not use role %s", what, r.f.GetId(), role)
+		}
+	}
+	return p, nil
+}
+
+func (r *acceptRun) reserve(op *agorav1.Operation) *Rejection {
+	p, rej := r.roledPools("reserve", op.GetResources())
+	if rej != nil {
+		return rej
+	}
+	need := p.Total()
+	left, err := r.pool[""].Subtract(need)
+	if err != nil {
+		return reject(CodeFailedPrecondition, "reserve needs %s but offers have %s unreserved", need, orNothing(r.pool[""]))
+	}
+	r.pool[""] = left
+	for _, role := range p.Roles() {
+		r.pool[role] = r.pool[role].Add(p[role])
+		r.x.putReservation(nil, &agorav1.Reservation{
+			Id:        r.id("reservation"),
+			AgentId:   r.agentID,
+			Role:      role,
+			Resources: resourcepb.ToProto(role, p[role]),
+			Principal: r.f.GetInfo().GetPrincipal(),
+			Labels:    op.GetLabels(),
+		})
+	}
+	return nil
+}
+
+func (r *acceptRun) unreserve(op *agorav1.Operation) *Rejection {
+	p, rej := r.roledPools("unreserve", op.GetResources())
+	if rej != nil {
+		return rej
+	}
+	for _, role := range p.Roles() {
+		want := p[role]
+		if !r.pool[role].Contains(want) {
+			return reject(CodeFailedPrecondition, "unreserve needs %s of role %s but offers have %s", want, role, orNothing(r.pool[role]))
+		}
+		var held []*agorav1.Reservation
+		var sum resourcepb.Pools = resourcepb.Pools{}
+		for _, rv := range r.x.reservationsOnAgent(r.agentID) {
+			if rv.GetRole() == role {
+				held = append(held, rv)
+				sum = sum.Add(pools(rv.GetResources()))
+			}
+		}
+		if !sum[role].Contains(want) {
+			return reject(CodeNotFound, "no reservation of role %s on agent %s holds %s", role, r.agentID, want)
+		}
+		remaining := want
+		for _, rv := range held {
+			have := pools(rv.GetResources())[role]
+			take := resourcepb.Intersect(have, remaining)
+			if take.IsEmpty() {
+				continue
+			}
+			remaining = resourcepb.SubtractClamped(remaining, take)
+			if rest := resourcepb.SubtractClamped(have, take); rest.IsEmpty() {
+				r.x.deleteReservation(rv)
+			} else {
+				n := clone(rv)
+				n.Resources = resourcepb.ToProto(role, rest)
+				r.x.putReservation(rv, n)
+			}
+			if remaining.IsEmpty() {
+				break
+			}
+		}
+		r.pool[role] = resourcepb.SubtractClamped(r.pool[role], want)
+		r.pool[""] = r.pool[""].Add(want)
+	}
+	return nil
+}
+
+func (r *acceptRun) create(op *agorav1.Operation) *Rejection {
+	if len(op.GetVolumes()) == 0 {
+		return reject(CodeInvalidArgument, "create names no volumes")
+	}
+	for _, vi := range op.GetVolumes() {
+		if rej := checkID("volume", vi.GetId()); rej != nil {
+			return rej
+		}
+		if _, ok := r.x.volume(vi.GetId()); ok {
+			return reject(CodeAlreadyExists, "volume %s already exists", vi.GetId())
+		}
+		role := vi.GetRole()
+		if role == "" {
+			role = r.role
+		}
+		if role == "*" || !ValidRoleName(role) {
+			return reject(CodeInvalidArgument, "volume %s needs a reservation role, not %q", vi.GetId(), role)
+		}
+		if !r.hasRole(role) {
+			return reject(CodePermissionDenied, "create volume %s: framework %s may not use role %s", vi.GetId(), r.f.GetId(), role)
+		}
+		if s := vi.GetSizeMib(); math.IsNaN(s) || math.IsInf(s, 0) || s <= 0 || s > 1e12 {
+			return reject(CodeInvalidArgument, "volume %s: size %g MiB must be positive", vi.GetId(), s)
+		}
+		if vi.GetContainerPath() == "" {
+			return reject(CodeInvalidArgument, "volume %s has no container path", vi.GetId())
+		}
+		v := &agorav1.Volume{
+			Id:            vi.GetId(),
+			AgentId:       r.agentID,
+			Role:          role,
+			SizeMib:       vi.GetSizeMib(),
+			ContainerPath: vi.GetContainerPath(),
+			Principal:     r.f.GetInfo().GetPrincipal(),
+		}
+		disk := volumeDisk(v)
+		left, err := r.pool.Subtract(disk)
+		if err != nil {
+			return reject(CodeFailedPrecondition, "create volume %s needs %s reserved for %s but offers have %s", v.GetId(), disk[role], role, orNothing(r.pool[role]))
+		}
+		r.pool = left
+		r.x.putVolume(v)
+	}
+	return nil
+}
+
+func (r *acceptRun) destroy(op *agorav1.Operation) *Rejection {
+	if len(op.GetVolumes()) == 0 {
+		return reject(CodeInvalidArgument, "destroy names no volumes")
+	}
+	for _, vi := range op.GetVolumes() {
+		v, ok := r.x.volume(vi.GetId())
+		if !ok || v.GetAgentId() != r.agentID {
+			return reject(CodeNotFound, "volume %s not found on agent %s", vi.GetId(), r.agentID)
+		}
+		if !r.hasRole(v.GetRole()) {
+			return reject(CodePermissionDenied, "destroy volume %s: framework %s may not use role %s", v.GetId(), r.f.GetId(), v.GetRole())
+		}
+		for _, t := range r.x.tasksOnAgent(r.agentID) {
+			if !IsTerminal(t.GetState()) && slices.Contains(t.GetVolumeIds(), v.GetId()) {
+				return reject(CodeFailedPrecondition, "volume %s in use by task %s", v.GetId(), t.GetId())
+			}
+		}
+		r.x.deleteVolume(v)
+		r.pool = r.pool.Add(volumeDisk(v))
+	}
+	return nil
+}
+
+func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
+	if len(op.GetTasks()) == 0 {
+		return reject(CodeInvalidArgument, "launch names no tasks")
+	}
+	now := ts(r.c.GetNow())
+	for _, ti := range op.GetTasks() {
+		tid := ti.GetTaskId()
+		if rej := checkID("task", tid); rej != nil {
+			return rej
+		}
+		if _, exists := r.x.task(r.f.GetId(), tid); exists || r.tasks[tid] {
+			return reject(CodeAlreadyExists, "task %s already exists in framework %s", tid, r.f.GetId())
+		}
+		r.tasks[tid] = true
+		if a := ti.GetAgentId(); a != "" && a != r.agentID {
+			return reject(CodeInvalidArgument, "task %s targets agent %s but offers are on %s", tid, a, r.agentID)
+		}
+		if ti.GetCommand().GetValue() == "" {
+			return reject(CodeInvalidArgument, "task %s has no command", tid)
+		}
+		if g := ti.GetKillGraceSeconds(); math.IsNaN(g) || math.IsInf(g, 0) || g < 0 {
+			return reject(CodeInvalidArgument, "task %s: kill grace %g must be a finite number >= 0", tid, g)
+		}
+		p, err := resourcepb.FromProto(ti.GetResources())
+		if err != nil {
+			return reject(CodeInvalidArgument, "task %s: %v", tid, err)
+		}
+		if p.IsEmpty() {
+			return reject(CodeInvalidArgument, "task %s has no resources", tid)
+		}
+		role := r.role
+		if reserved := slices.DeleteFunc(p.Roles(), func(s string) bool { return s == "" }); len(reserved) > 1 {
+			return reject(CodeInvalidArgument, "task %s uses resources reserved for more than one role (%v)", tid, reserved)
+		} else if len(reserved) == 1 {
+			role = reserved[0]
+		}
+		left, err := r.pool.Subtract(p)
+		if err != nil {
+			return reject(CodeFailedPrecondition, "task %s needs %s but offer has %s", tid, p, orNothing(r.pool.Total()))
+		}
+		for _, vid := range ti.GetVolumeIds() {
+			v, ok := r.x.volume(vid)
+			if !ok || v.GetAgentId() != r.agentID {
+				return reject(CodeNotFound, "task %s: volume %s not found on agent %s", tid, vid, r.agentID)
+			}
+			if !r.hasRole(v.GetRole()) {
+				return reject(CodePermissionDenied, "task %s: volume %s belongs to role %s", tid, vid, v.GetRole())
+			}
+		}
+		r.pool = left
+		r.x.putTask(nil, &agorav1.Task{
+			Id:               tid,
+			FrameworkId:      r.f.GetId(),
+			AgentId:          r.agentID,
+			Name:             ti.GetName(),
+			Role:             role,
+			Resources:        p.ToProto(),
+			Command:          clone(ti.GetCommand()),
+			VolumeIds:        slices.Clone(ti.GetVolumeIds()),
+			GroupId:          groupID,
+			State:            agorav1.TaskState_TASK_STATE_STAGING,
+			KillGraceSeconds: ti.GetKillGraceSeconds(),
+			CreatedAt:        now,
+		})
+	}
+	return nil
+}
+
+// orNothing prints r, or "nothing" when it is empty.
+func orNothing(r interface {
+	IsEmpty() bool
+	String() string
+}) string {
+	if r.IsEmpty() {
+		return "nothing"
+	}
+	return r.String()
+}

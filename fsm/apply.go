@@ -1,0 +1,940 @@
+package fsm
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+// maxFailoverTimeout caps a framework's failover timeout (one year).
+const maxFailoverTimeout = 365 * 24 * 3600
+
+// maxIDLen bounds every id the state stores.
+const maxIDLen = 256
+
+// apply runs one decoded command against the txn.
+func (x *txn) apply(t CommandType, m proto.Message) *Rejection {
+	switch c := m.(type) {
+	case *agorav1.SetRoleCommand:
+		return x.setRole(c)
+	case *agorav1.DeleteRoleCommand:
+		return x.deleteRole(c)
+	case *agorav1.UpsertMasterCommand:
+		return x.upsertMaster(c)
+	case *agorav1.RemoveMasterCommand:
+		return x.removeMaster(c)
+	case *agorav1.RegisterAgentCommand:
+		return x.registerAgent(c)
+	case *agorav1.AgentUnreachableCommand:
+		return x.agentUnreachable(c)
+	case *agorav1.AgentGoneCommand:
+		return x.agentGone(c)
+	case *agorav1.StatusUpdateCommand:
+		return x.statusUpdate(c)
+	case *agorav1.SubscribeFrameworkCommand:
+		return x.subscribeFramework(c)
+	case *agorav1.FrameworkDisconnectedCommand:
+		return x.frameworkDisconnected(c)
+	case *agorav1.UpdateFrameworkCommand:
+		return x.updateFramework(c)
+	case *agorav1.TeardownFrameworkCommand:
+		return x.teardownFramework(c)
+	case *agorav1.OffersCreatedCommand:
+		return x.offersCreated(c)
+	case *agorav1.AcceptCommand:
+		return x.accept(c)
+	case *agorav1.DeclineCommand:
+		return x.decline(c)
+	case *agorav1.RescindOffersCommand:
+		return x.rescindOffers(c)
+	case *agorav1.ExpireCommand:
+		return x.expire(c)
+	case *agorav1.ReviveCommand:
+		return x.revive(c)
+	case *agorav1.SuppressCommand:
+		return x.suppress(c)
+	case *agorav1.KillTaskCommand:
+		return x.killTask(c)
+	case *agorav1.AcknowledgeCommand:
+		return x.acknowledge(c)
+	}
+	panic(fmt.Sprintf("fsm: no handler for command %s (%T)", t, m))
+}
+
+// --- helpers ---
+
+func checkID(what, id string) *Rejection {
+	switch {
+	case id == "":
+		return reject(CodeInvalidArgument, "%s id is empty", what)
+	case len(id) > maxIDLen:
+		return reject(CodeInvalidArgument, "%s id is longer than %d bytes", what, maxIDLen)
+	case strings.IndexByte(id, 0) >= 0:
+		return reject(CodeInvalidArgument, "%s id %q contains a NUL byte", what, id)
+	}
+	return nil
+}
+
+// cmpTS compares timestamps; nil is the Unix epoch.
+func cmpTS(a, b *timestamppb.Timestamp) int {
+	if c := cmpInt(a.GetSeconds(), b.GetSeconds()); c != 0 {
+		return c
+	}
+	return cmpInt(int64(a.GetNanos()), int64(b.GetNanos()))
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func ts(t *timestamppb.Timestamp) *timestamppb.Timestamp {
+	if t == nil {
+		return &timestamppb.Timestamp{}
+	}
+	return clone(t)
+}
+
+func addSeconds(t *timestamppb.Timestamp, secs float64) *timestamppb.Timestamp {
+	whole, frac := math.Modf(secs)
+	s, n := t.GetSeconds()+int64(whole), int64(t.GetNanos())+int64(frac*1e9)
+	if n >= 1e9 {
+		s, n = s+1, n-1e9
+	}
+	return &timestamppb.Timestamp{Seconds: s, Nanos: int32(n)}
+}
+
+func partitionAware(f *agorav1.Framework) bool {
+	return slices.Contains(f.GetInfo().GetCapabilities(), agorav1.Capability_CAPABILITY_PARTITION_AWARE)
+}
+
+func validTaskState(st agorav1.TaskState) bool {
+	_, ok := agorav1.TaskState_name[int32(st)]
+	return ok && st != agorav1.TaskState_TASK_STATE_UNSPECIFIED
+}
+
+// taskOf finds a framework's task; when it is absent but another framework
+// has a task with that id the answer is PermissionDenied.
+func (x *txn) taskOf(fid, tid string) (*agorav1.Task, *Rejection) {
+	if t, ok := x.task(fid, tid); ok {
+		return t, nil
+	}
+	other := false
+	x.t.Root().WalkPrefix(tableKey(xTaskID, tid, ""), func([]byte, interface{}) bool {
+		other = true
+		return true
+	})
+	if other {
+		return nil, reject(CodePermissionDenied, "task %s belongs to another framework, not %s", tid, fid)
+	}
+	return nil, reject(CodeNotFound, "unknown task %s of framework %s", tid, fid)
+}
+
+// setStatus records status as t's latest and emits EventTaskStatus. A
+// terminal task of a torn-down framework is removed at once: nobody is left
+// to acknowledge it.
+func (x *txn) setStatus(t *agorav1.Task, st *agorav1.TaskStatus) {
+	n := clone(t)
+	n.State = st.GetState()
+	n.Status = st
+	n.Acknowledged = st.GetUuid() == ""
+	x.emit(Event{Kind: EventTaskStatus, FrameworkID: t.GetFrameworkId(), Status: st})
+	if IsTerminal(n.GetState()) {
+		if f, ok := x.framework(t.GetFrameworkId()); ok && f.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
+			x.deleteTask(t)
+			return
+		}
+	}
+	x.putTask(t, n)
+}
+
+// masterStatus builds a status the master generates for t.
+func (x *txn) masterStatus(t *agorav1.Task, st agorav1.TaskState, reason, msg string, now *timestamppb.Timestamp) *agorav1.TaskStatus {
+	return &agorav1.TaskStatus{
+		TaskId:      t.GetId(),
+		FrameworkId: t.GetFrameworkId(),
+		AgentId:     t.GetAgentId(),
+		State:       st,
+		Uuid:        x.statusUUID(t.GetFrameworkId(), t.GetId()),
+		Reason:      reason,
+		Message:     msg,
+		Source:      agorav1.StatusSource_STATUS_SOURCE_MASTER,
+		Timestamp:   ts(now),
+	}
+}
+
+// --- roles and masters ---
+
+func (x *txn) setRole(c *agorav1.SetRoleCommand) *Rejection {
+	if rej := ValidateRole(c.GetRole()); rej != nil {
+		return rej
+	}
+	x.t.Insert(tableKey(pRole, c.GetRole().GetName()), clone(c.GetRole()))
+	return nil
+}
+
+func (x *txn) deleteRole(c *agorav1.DeleteRoleCommand) *Rejection {
+	if _, ok := x.t.Delete(tableKey(pRole, c.GetName())); !ok {
+		return reject(CodeNotFound, "role %q not found", c.GetName())
+	}
+	return nil
+}
+
+func (x *txn) upsertMaster(c *agorav1.UpsertMasterCommand) *Rejection {
+	m := c.GetMaster()
+	if rej := checkID("master", m.GetId()); rej != nil {
+		return rej
+	}
+	x.t.Insert(tableKey(pMaster, m.GetId()), clone(m))
+	return nil
+}
+
+func (x *txn) removeMaster(c *agorav1.RemoveMasterCommand) *Rejection {
+	if _, ok := x.t.Delete(tableKey(pMaster, c.GetId())); !ok {
+		return reject(CodeNotFound, "master %q not found", c.GetId())
+	}
+	return nil
+}
+
+// --- agents ---
+
+func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
+	in := c.GetAgent()
+	if in == nil {
+		return reject(CodeInvalidArgument, "agent is missing")
+	}
+	id := in.GetId()
+	if rej := checkID("agent", id); rej != nil {
+		return rej
+	}
+	if in.GetHostname() == "" {
+		return reject(CodeInvalidArgument, "agent %s has no hostname", id)
+	}
+	p, err := resourcepb.FromProto(in.GetResources())
+	if err != nil {
+		return reject(CodeInvalidArgument, "agent %s: %v", id, err)
+	}
+	if roles := p.Roles(); len(roles) > 0 && roles[len(roles)-1] != "" {
+		return reject(CodeInvalidArgument, "agent %s: agent resources must be unreserved", id)
+	}
+	if p.IsEmpty() {
+		return reject(CodeInvalidArgument, "agent %s has no resources", id)
+	}
+	now := ts(c.GetNow())
+	old, exists := x.agent(id)
+	a := clone(in)
+	a.State = agorav1.AgentState_AGENT_STATE_ACTIVE
+	if !exists {
+		a.RegisteredAt, a.StateSince = now, now
+		x.putAgent(a)
+		return nil
+	}
+	switch old.GetState() {
+	case agorav1.AgentState_AGENT_STATE_GONE:
+		return reject(CodeFailedPrecondition, "agent %s was marked gone and may not re-register; start it with a new id", id)
+	case agorav1.AgentState_AGENT_STATE_ACTIVE, agorav1.AgentState_AGENT_STATE_DRAINING:
+		if old.GetAddress() != in.GetAddress() {
+			return reject(CodeAlreadyExists, "agent id %s is already registered from %s", id, old.GetAddress())
+		}
+	}
+	a.RegisteredAt = ts(old.GetRegisteredAt())
+	a.StateSince = ts(old.GetStateSince())
+	if old.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+		a.StateSince = now
+	}
+	for _, o := range x.offersOnAgent(id) {
+		x.removeOffer(o, "rescinded: agent re-registered", true)
+	}
+	x.putAgent(a)
+	x.reconcileAgent(id, c.GetTasks(), now)
+	u := x.usage(id)
+	av := u.available()
+	if !u.total.Contains(u.reserved.Total()) {
+		return reject(CodeFailedPrecondition, "agent %s re-registered with %s, less than its reservations %s", id, u.total, u.reserved)
+	}
+	for _, role := range u.used.Roles() {
+		if !av[role].Contains(u.used[role]) {
+			return reject(CodeFailedPrecondition, "agent %s re-registered with %s, less than its tasks and volumes use (%s)", id, u.total, u.used)
+		}
+	}
+	return nil
+}
+
+// reconcileAgent applies what a (re-)registering agent reports about its tasks.
+func (x *txn) reconcileAgent(agentID string, reported []*agorav1.TaskStatus, now *timestamppb.Timestamp) {
+	tasks := x.tasksOnAgent(agentID)
+	type fk struct{ fid, tid string }
+	byKey := make(map[fk]*agorav1.Task, len(tasks))
+	byID := make(map[string]*agorav1.Task, len(tasks))
+	for _, t := range tasks {
+		byKey[fk{t.GetFrameworkId(), t.GetId()}] = t
+		if _, dup := byID[t.GetId()]; !dup {
+			byID[t.GetId()] = t
+		}
+	}
+	seen := map[fk]bool{}
+	for _, st := range reported {
+		var t *agorav1.Task
+		if st.GetFrameworkId() != "" {
+			t = byKey[fk{st.GetFrameworkId(), st.GetTaskId()}]
+		} else {
+			t = byID[st.GetTaskId()]
+		}
+		if t == nil || !validTaskState(st.GetState()) {
+			continue
+		}
+		k := fk{t.GetFrameworkId(), t.GetId()}
+		seen[k] = true
+		cur, _ := x.task(k.fid, k.tid)
+		if cur == nil {
+			continue
+		}
+		if IsTerminal(cur.GetState()) {
+			if !IsTerminal(st.GetState()) && !cur.GetKillRequested() {
+				n := clone(cur)
+				n.KillRequested = true
+				x.putTask(cur, n)
+			}
+			continue
+		}
+		if st.GetUuid() != "" && st.GetUuid() == cur.GetStatus().GetUuid() {
+			continue
+		}
+		if st.GetState() == cur.GetState() && st.GetUuid() == "" {
+			continue
+		}
+		s := clone(st)
+		s.FrameworkId, s.AgentId, s.TaskId = k.fid, agentID, k.tid
+		if s.Uuid == "" {
+			s.Uuid = x.statusUUID(k.fid, k.tid)
+		}
+		if s.Source == agorav1.StatusSource_STATUS_SOURCE_UNSPECIFIED {
+			s.Source = agorav1.StatusSource_STATUS_SOURCE_AGENT
+		}
+		s.Timestamp = now
+		x.setStatus(cur, s)
+	}
+	for _, t := range tasks {
+		k := fk{t.GetFrameworkId(), t.GetId()}
+		if seen[k] {
+			continue
+		}
+		cur, ok := x.task(k.fid, k.tid)
+		if !ok {
+			continue
+		}
+		switch cur.GetState() {
+		case agorav1.TaskState_TASK_STATE_STARTING, agorav1.TaskState_TASK_STATE_RUNNING,
+			agorav1.TaskState_TASK_STATE_KILLING, agorav1.TaskState_TASK_STATE_UNREACHABLE:
+			x.setStatus(cur, x.masterStatus(cur, agorav1.TaskState_TASK_STATE_LOST,
+				"agent re-registered", "task not found on agent after re-registration", now))
+		}
+	}
+}
+
+// agentLost moves an agent to state (UNREACHABLE or GONE): its offers are
+// rescinded and its live tasks get a master status, partitionAware for
+// partition-aware frameworks and LOST for the others.
+func (x *txn) agentLost(a *agorav1.Agent, state agorav1.AgentState, partitionState agorav1.TaskState, why string, now *timestamppb.Timestamp) {
+	n := clone(a)
+	n.State, n.StateSince = state, now
+	x.putAgent(n)
+	affected := map[string]bool{}
+	for _, o := range x.offersOnAgent(a.GetId()) {
+		affected[o.GetFrameworkId()] = true
+		x.removeOffer(o, "rescinded: "+why, true)
+	}
+	for _, t := range x.tasksOnAgent(a.GetId()) {
+		if IsTerminal(t.GetState()) || t.GetState() == partitionState {
+			continue
+		}
+		f, _ := x.framework(t.GetFrameworkId())
+		st := agorav1.TaskState_TASK_STATE_LOST
+		if partitionAware(f) {
+			st = partitionState
+		}
+		affected[t.GetFrameworkId()] = true
+		x.setStatus(t, x.masterStatus(t, st, why, "agent "+a.GetId()+" is "+why[len("agent "):], now))
+	}
+	fids := make([]string, 0, len(affected))
+	for fid := range affected {
+		fids = append(fids, fid)
+	}
+	slices.Sort(fids)
+	for _, fid := range fids {
+		x.emit(Event{Kind: EventAgentLost, FrameworkID: fid, AgentID: a.GetId(), Reason: why})
+	}
+}
+
+func (x *txn) agentUnreachable(c *agorav1.AgentUnreachableCommand) *Rejection {
+	a, ok := x.agent(c.GetAgentId())
+	if !ok {
+		return reject(CodeNotFound, "agent %s not found", c.GetAgentId())
+	}
+	switch a.GetState() {
+	case agorav1.AgentState_AGENT_STATE_UNREACHABLE:
+		return nil
+	case agorav1.AgentState_AGENT_STATE_GONE:
+		return reject(CodeFailedPrecondition, "agent %s is gone", a.GetId())
+	}
+	x.uuids = c.GetStatusUuids()
+	x.agentLost(a, agorav1.AgentState_AGENT_STATE_UNREACHABLE, agorav1.TaskState_TASK_STATE_UNREACHABLE, "agent unreachable", ts(c.GetNow()))
+	return nil
+}
+
+func (x *txn) agentGone(c *agorav1.AgentGoneCommand) *Rejection {
+	a, ok := x.agent(c.GetAgentId())
+	if !ok {
+		return reject(CodeNotFound, "agent %s not found", c.GetAgentId())
+	}
+	if a.GetState() == agorav1.AgentState_AGENT_STATE_GONE {
+		return nil
+	}
+	x.uuids = c.GetStatusUuids()
+	x.agentLost(a, agorav1.AgentState_AGENT_STATE_GONE, agorav1.TaskState_TASK_STATE_GONE, "agent gone", ts(c.GetNow()))
+	return nil
+}
+
+// --- task status ---
+
+func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
+	agentID := c.GetAgentId()
+	if _, ok := x.agent(agentID); !ok {
+		return reject(CodeNotFound, "agent %s not found", agentID)
+	}
+	now := ts(c.GetNow())
+	for _, st := range c.GetStatuses() {
+		tid, fid := st.GetTaskId(), st.GetFrameworkId()
+		if tid == "" {
+			return reject(CodeInvalidArgument, "status update names no task")
+		}
+		var t *agorav1.Task
+		if fid != "" {
+			t, _ = x.task(fid, tid)
+		} else {
+			for _, k := range x.keys(xTaskID + tid + "\x00") {
+				if cand, ok := x.task(lastPart(k), tid); ok && cand.GetAgentId() == agentID {
+					t = cand
+					break
+				}
+			}
+		}
+		if t == nil {
+			return reject(CodeNotFound, "unknown task %s", tid)
+		}
+		if t.GetAgentId() != agentID {
+			return reject(CodePermissionDenied, "task %s runs on agent %s, not %s", tid, t.GetAgentId(), agentID)
+		}
+		if st.GetUuid() == "" {
+			return reject(CodeInvalidArgument, "status update of task %s has no uuid", tid)
+		}
+		if !validTaskState(st.GetState()) {
+			return reject(CodeInvalidArgument, "status update of task %s has invalid state %v", tid, st.GetState())
+		}
+		if st.GetUuid() == t.GetStatus().GetUuid() || IsTerminal(t.GetState()) {
+			continue // a resend, or a task that already ended
+		}
+		s := clone(st)
+		s.FrameworkId, s.AgentId = t.GetFrameworkId(), agentID
+		s.Source = agorav1.StatusSource_STATUS_SOURCE_AGENT
+		s.Timestamp = now
+		x.setStatus(t, s)
+	}
+	return nil
+}
+
+func (x *txn) killTask(c *agorav1.KillTaskCommand) *Rejection {
+	if _, ok := x.framework(c.GetFrameworkId()); !ok {
+		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+	}
+	t, rej := x.taskOf(c.GetFrameworkId(), c.GetTaskId())
+	if rej != nil {
+		return rej
+	}
+	if IsTerminal(t.GetState()) || (t.GetKillRequested() && t.GetState() == agorav1.TaskState_TASK_STATE_KILLING) {
+		return nil
+	}
+	n := clone(t)
+	n.KillRequested = true
+	n.State = agorav1.TaskState_TASK_STATE_KILLING
+	x.putTask(t, n)
+	return nil
+}
+
+func (x *txn) acknowledge(c *agorav1.AcknowledgeCommand) *Rejection {
+	if _, ok := x.framework(c.GetFrameworkId()); !ok {
+		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+	}
+	if c.GetUuid() == "" {
+		return reject(CodeInvalidArgument, "acknowledgement of task %s has no uuid", c.GetTaskId())
+	}
+	t, rej := x.taskOf(c.GetFrameworkId(), c.GetTaskId())
+	if rej != nil {
+		return rej
+	}
+	if t.GetStatus().GetUuid() != c.GetUuid() {
+		return reject(CodeNotFound, "unknown status uuid %s for task %s", c.GetUuid(), t.GetId())
+	}
+	if t.GetAcknowledged() {
+		return nil
+	}
+	if IsTerminal(t.GetState()) {
+		x.deleteTask(t)
+		return nil
+	}
+	n := clone(t)
+	n.Acknowledged = true
+	x.putTask(t, n)
+	return nil
+}
+
+// --- frameworks ---
+
+func validateInfo(info *agorav1.FrameworkInfo) *Rejection {
+	if info == nil {
+		return reject(CodeInvalidArgument, "framework info is missing")
+	}
+	if info.GetName() == "" {
+		return reject(CodeInvalidArgument, "framework name is empty")
+	}
+	seen := map[string]bool{}
+	for _, r := range info.GetRoles() {
+		if !ValidRoleName(r) {
+			return reject(CodeInvalidArgument, "invalid role name %q: want [a-z][a-z0-9_.-]{0,63} or \"*\"", r)
+		}
+		if seen[r] {
+			return reject(CodeInvalidArgument, "role %s listed twice", r)
+		}
+		seen[r] = true
+	}
+	if ft := info.GetFailoverTimeoutSeconds(); math.IsNaN(ft) || ft < 0 || ft > maxFailoverTimeout {
+		return reject(CodeInvalidArgument, "failover timeout %gs must be between 0 and one year", ft)
+	}
+	for _, cp := range info.GetCapabilities() {
+		if _, ok := agorav1.Capability_name[int32(cp)]; !ok || cp == agorav1.Capability_CAPABILITY_UNSPECIFIED {
+			return reject(CodeInvalidArgument, "unknown capability %d", int32(cp))
+		}
+	}
+	return nil
+}
+
+// normalInfo returns a copy of info with id set and roles defaulted to "*".
+func normalInfo(info *agorav1.FrameworkInfo, id string) *agorav1.FrameworkInfo {
+	n := clone(info)
+	n.Id = id
+	if len(n.Roles) == 0 {
+		n.Roles = []string{"*"}
+	}
+	return n
+}
+
+// dropForeignRoles removes offers and suppression for roles f no longer has.
+func (x *txn) dropForeignRoles(f *agorav1.Framework) {
+	roles := f.GetInfo().GetRoles()
+	for _, o := range x.offersOfFramework(f.GetId()) {
+		if !slices.Contains(roles, o.GetRole()) {
+			x.removeOffer(o, "rescinded: role removed from framework", true)
+		}
+	}
+	f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return !slices.Contains(roles, r) })
+}
+
+func (x *txn) subscribeFramework(c *agorav1.SubscribeFrameworkCommand) *Rejection {
+	in := c.GetFramework()
+	if in == nil {
+		return reject(CodeInvalidArgument, "framework is missing")
+	}
+	id := in.GetId()
+	if rej := checkID("framework", id); rej != nil {
+		return rej
+	}
+	if rej := validateInfo(in.GetInfo()); rej != nil {
+		return rej
+	}
+	info := normalInfo(in.GetInfo(), id)
+	now := ts(c.GetNow())
+	old, exists := x.framework(id)
+	if !exists {
+		f := &agorav1.Framework{
+			Id:           id,
+			Info:         info,
+			State:        agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED,
+			RegisteredAt: now,
+			StreamToken:  in.GetStreamToken(),
+		}
+		for _, r := range in.GetSuppressedRoles() {
+			if !slices.Contains(info.Roles, r) {
+				return reject(CodeInvalidArgument, "cannot suppress role %s: framework %s does not have it", r, id)
+			}
+		}
+		f.SuppressedRoles = sortedUnique(in.GetSuppressedRoles())
+		x.putFramework(f)
+		return nil
+	}
+	if old.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
+		return reject(CodeFailedPrecondition, "framework %s was torn down", id)
+	}
+	if old.GetInfo().GetPrincipal() != info.GetPrincipal() {
+		return reject(CodePermissionDenied, "framework %s is registered with principal %q, not %q", id, old.GetInfo().GetPrincipal(), info.GetPrincipal())
+	}
+	f := clone(old)
+	f.Info = info
+	f.State = agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED
+	f.StreamToken = in.GetStreamToken()
+	f.DisconnectedAt = nil
+	x.dropForeignRoles(f)
+	x.putFramework(f)
+	return nil
+}
+
+func sortedUnique(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (x *txn) frameworkDisconnected(c *agorav1.FrameworkDisconnectedCommand) *Rejection {
+	old, ok := x.framework(c.GetFrameworkId())
+	if !ok {
+		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+	}
+	if old.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || old.GetStreamToken() != c.GetStreamToken() {
+		return nil // a replaced stream ended: the live one is unaffected
+	}
+	f := clone(old)
+	f.State = agorav1.FrameworkState_FRAMEWORK_STATE_DISCONNECTED
+	f.DisconnectedAt = ts(c.GetNow())
+	x.putFramework(f)
+	for _, o := range x.offersOfFramework(f.GetId()) {
+		x.removeOffer(o, "framework disconnected", false)
+	}
+	return nil
+}
+
+func (x *txn) updateFramework(c *agorav1.UpdateFrameworkCommand) *Rejection {
+	id := c.GetInfo().GetId()
+	old, ok := x.framework(id)
+	if !ok {
+		return reject(CodeNotFound, "framework %q not found", id)
+	}
+	if rej := validateInfo(c.GetInfo()); rej != nil {
+		return rej
+	}
+	if old.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
+		return reject(CodeFailedPrecondition, "framework %s was torn down", id)
+	}
+	if p := c.GetInfo().GetPrincipal(); p != "" && p != old.GetInfo().GetPrincipal() {
+		return reject(CodePermissionDenied, "framework %s is registered with principal %q, not %q", id, old.GetInfo().GetPrincipal(), p)
+	}
+	f := clone(old)
+	info := normalInfo(c.GetInfo(), id)
+	info.Principal = old.GetInfo().GetPrincipal()
+	f.Info = info
+	x.dropForeignRoles(f)
+	x.putFramework(f)
+	return nil
+}
+
+func (x *txn) teardownFramework(c *agorav1.TeardownFrameworkCommand) *Rejection {
+	f, ok := x.framework(c.GetFrameworkId())
+	if !ok {
+		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+	}
+	if f.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
+		return nil
+	}
+	reason := c.GetReason()
+	if reason == "" {
+		reason = "framework torn down"
+	}
+	x.tearDown(f, reason)
+	return nil
+}
+
+// tearDown marks f torn down: offers and filters go, live tasks are asked
+// to die (KILLING), ended tasks are dropped since nobody will acknowledge them.
+func (x *txn) tearDown(old *agorav1.Framework, reason string) {
+	f := clone(old)
+	f.State = agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN
+	f.Filters = nil
+	f.SuppressedRoles = nil
+	f.StreamToken = ""
+	x.putFramework(f)
+	for _, o := range x.offersOfFramework(f.GetId()) {
+		x.removeOffer(o, "framework torn down", false)
+	}
+	for _, t := range x.tasksOfFramework(f.GetId()) {
+		if IsTerminal(t.GetState()) {
+			x.deleteTask(t)
+			continue
+		}
+		if t.GetKillRequested() && t.GetState() == agorav1.TaskState_TASK_STATE_KILLING {
+			continue
+		}
+		n := clone(t)
+		n.KillRequested = true
+		n.State = agorav1.TaskState_TASK_STATE_KILLING
+		x.putTask(t, n)
+	}
+	x.emit(Event{Kind: EventFrameworkTornDown, FrameworkID: f.GetId(), Reason: reason})
+}
+
+func (x *txn) revive(c *agorav1.ReviveCommand) *Rejection {
+	f, rej := x.liveFramework(c.GetFrameworkId())
+	if rej != nil {
+		return rej
+	}
+	for _, r := range c.GetRoles() {
+		if !slices.Contains(f.GetInfo().GetRoles(), r) {
+			return reject(CodeInvalidArgument, "cannot revive role %s: framework %s does not have it", r, f.GetId())
+		}
+	}
+	n := clone(f)
+	n.Filters = nil
+	if len(c.GetRoles()) == 0 {
+		n.SuppressedRoles = nil
+	} else {
+		n.SuppressedRoles = slices.DeleteFunc(n.SuppressedRoles, func(r string) bool { return slices.Contains(c.GetRoles(), r) })
+	}
+	x.putFramework(n)
+	return nil
+}
+
+func (x *txn) suppress(c *agorav1.SuppressCommand) *Rejection {
+	f, rej := x.liveFramework(c.GetFrameworkId())
+	if rej != nil {
+		return rej
+	}
+	roles := c.GetRoles()
+	if len(roles) == 0 {
+		roles = f.GetInfo().GetRoles()
+	}
+	for _, r := range roles {
+		if !slices.Contains(f.GetInfo().GetRoles(), r) {
+			return reject(CodeInvalidArgument, "cannot suppress role %s: framework %s does not have it", r, f.GetId())
+		}
+	}
+	n := clone(f)
+	n.SuppressedRoles = sortedUnique(append(n.SuppressedRoles, roles...))
+	x.putFramework(n)
+	return nil
+}
+
+// liveFramework finds a framework that is not torn down.
+func (x *txn) liveFramework(id string) (*agorav1.Framework, *Rejection) {
+	f, ok := x.framework(id)
+	if !ok {
+		return nil, reject(CodeNotFound, "framework %s not found", id)
+	}
+	if f.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
+		return nil, reject(CodeFailedPrecondition, "framework %s was torn down", id)
+	}
+	return f, nil
+}
+
+// addFilter stops offers of agentID to f until until (keeping the later one).
+func (x *txn) addFilter(fid, agentID string, until *timestamppb.Timestamp) {
+	f, ok := x.framework(fid)
+	if !ok {
+		return
+	}
+	n := clone(f)
+	for _, flt := range n.Filters {
+		if flt.GetAgentId() == agentID {
+			if cmpTS(until, flt.GetUntil()) > 0 {
+				flt.Until = clone(until)
+			}
+			x.putFramework(n)
+			return
+		}
+	}
+	n.Filters = append(n.Filters, &agorav1.OfferFilter{AgentId: agentID, Until: clone(until)})
+	slices.SortFunc(n.Filters, func(a, b *agorav1.OfferFilter) int { return strings.Compare(a.GetAgentId(), b.GetAgentId()) })
+	x.putFramework(n)
+}
+
+// --- offers ---
+
+func (x *txn) offersCreated(c *agorav1.OffersCreatedCommand) *Rejection {
+	now := ts(c.GetNow())
+	byFw := map[string][]*agorav1.Offer{}
+	for _, in := range c.GetOffers() {
+		o, why := x.checkOffer(in, now)
+		if why != "" {
+			continue
+		}
+		x.putOffer(o)
+		x.ids = append(x.ids, o.GetId())
+		byFw[o.GetFrameworkId()] = append(byFw[o.GetFrameworkId()], o)
+	}
+	fids := make([]string, 0, len(byFw))
+	for fid := range byFw {
+		fids = append(fids, fid)
+	}
+	slices.Sort(fids)
+	for _, fid := range fids {
+		x.emit(Event{Kind: EventOffersCreated, FrameworkID: fid, Offers: byFw[fid]})
+	}
+	return nil
+}
+
+// checkOffer re-checks one offer of an allocation round against the state
+// (the offers of the round applied before it included) and returns the offer
+// to store, or why it is dropped.
+func (x *txn) checkOffer(in *agorav1.Offer, now *timestamppb.Timestamp) (*agorav1.Offer, string) {
+	if in == nil || checkID("offer", in.GetId()) != nil {
+		return nil, "bad offer id"
+	}
+	if _, dup := x.offer(in.GetId()); dup {
+		return nil, "duplicate offer id"
+	}
+	f, ok := x.framework(in.GetFrameworkId())
+	if !ok || f.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
+		return nil, "framework not connected"
+	}
+	if !slices.Contains(f.GetInfo().GetRoles(), in.GetRole()) || slices.Contains(f.GetSuppressedRoles(), in.GetRole()) {
+		return nil, "role not offerable"
+	}
+	for _, flt := range f.GetFilters() {
+		if flt.GetAgentId() == in.GetAgentId() && cmpTS(flt.GetUntil(), now) > 0 {
+			return nil, "filtered"
+		}
+	}
+	a, ok := x.agent(in.GetAgentId())
+	if !ok || a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+		return nil, "agent not active"
+	}
+	p, err := resourcepb.FromProto(in.GetResources())
+	if err != nil || p.IsEmpty() {
+		return nil, "bad resources"
+	}
+	for _, r := range p.Roles() {
+		if r != "" && r != in.GetRole() {
+			return nil, "reserved for another role"
+		}
+	}
+	if !x.usage(a.GetId()).free().Contains(p) {
+		return nil, "not free"
+	}
+	o := clone(in)
+	if o.CreatedAt == nil {
+		o.CreatedAt = now
+	}
+	if o.Hostname == "" {
+		o.Hostname = a.GetHostname()
+	}
+	if len(o.Attributes) == 0 && len(a.GetAttributes()) > 0 {
+		o.Attributes = a.GetAttributes()
+	}
+	return o, ""
+}
+
+func (x *txn) rescindOffers(c *agorav1.RescindOffersCommand) *Rejection {
+	reason := "rescinded"
+	if c.GetReason() != "" {
+		reason = "rescinded: " + c.GetReason()
+	}
+	for _, id := range c.GetOfferIds() {
+		if o, ok := x.offer(id); ok {
+			x.removeOffer(o, reason, true)
+			x.ids = append(x.ids, id)
+		}
+	}
+	return nil
+}
+
+// ownOffers resolves offer ids for framework fid.
+func (x *txn) ownOffers(fid string, ids []string) ([]*agorav1.Offer, *Rejection) {
+	if len(ids) == 0 {
+		return nil, reject(CodeInvalidArgument, "no offer ids given")
+	}
+	seen := map[string]bool{}
+	out := make([]*agorav1.Offer, 0, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			return nil, reject(CodeInvalidArgument, "offer %s given twice", id)
+		}
+		seen[id] = true
+		o, ok := x.offer(id)
+		if !ok {
+			return nil, reject(CodeNotFound, "offer %s not found (expired, rescinded or already used)", id)
+		}
+		if o.GetFrameworkId() != fid {
+			return nil, reject(CodePermissionDenied, "offer %s belongs to another framework", id)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func (x *txn) decline(c *agorav1.DeclineCommand) *Rejection {
+	if _, ok := x.framework(c.GetFrameworkId()); !ok {
+		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+	}
+	offers, rej := x.ownOffers(c.GetFrameworkId(), c.GetOfferIds())
+	if rej != nil {
+		return rej
+	}
+	for _, o := range offers {
+		x.removeOffer(o, "declined", false)
+	}
+	if until := c.GetRefuseUntil(); until != nil {
+		// Decline carries no clock: a filter counts if it outlives the offer.
+		for _, o := range offers {
+			if cmpTS(until, o.GetCreatedAt()) > 0 {
+				x.addFilter(c.GetFrameworkId(), o.GetAgentId(), until)
+			}
+		}
+	}
+	return nil
+}
+
+func (x *txn) expire(c *agorav1.ExpireCommand) *Rejection {
+	now := ts(c.GetNow())
+	var due []*agorav1.Offer
+	x.t.Root().WalkPrefix([]byte(xOfferExpiry), func(k []byte, _ interface{}) bool {
+		id := string(k[len(xOfferExpiry)+13:])
+		o, ok := x.offer(id)
+		if !ok {
+			return false
+		}
+		if cmpTS(o.GetExpiresAt(), now) > 0 {
+			return true
+		}
+		due = append(due, o)
+		return false
+	})
+	for _, o := range due {
+		x.removeOffer(o, "expired", true)
+	}
+	var frameworks []*agorav1.Framework
+	x.t.Root().WalkPrefix([]byte(pFramework), func(_ []byte, v interface{}) bool {
+		frameworks = append(frameworks, v.(*agorav1.Framework))
+		return false
+	})
+	for _, f := range frameworks {
+		if f.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_DISCONNECTED &&
+			cmpTS(addSeconds(f.GetDisconnectedAt(), f.GetInfo().GetFailoverTimeoutSeconds()), now) <= 0 {
+			x.tearDown(f, "failover timeout expired")
+			continue
+		}
+		if slices.ContainsFunc(f.GetFilters(), func(flt *agorav1.OfferFilter) bool { return cmpTS(flt.GetUntil(), now) <= 0 }) {
+			n := clone(f)
+			n.Filters = slices.DeleteFunc(n.Filters, func(flt *agorav1.OfferFilter) bool { return cmpTS(flt.GetUntil(), now) <= 0 })
+			x.putFramework(n)
+		}
+	}
+	return nil
+}

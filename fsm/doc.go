@@ -1,0 +1,75 @@
+// Package fsm is agora's replicated state machine: the frameworks, agents,
+// offers, tasks, reservations, volumes, roles and masters that Raft keeps
+// consistent on every master. It implements raft.FSM.
+//
+// # Command format
+//
+// A log entry is one type byte followed by the protobuf encoding of the
+// command's message from rpc/proto/agora/v1/commands.proto:
+//
+//	b, err := fsm.Encode(fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: role})
+//	fut := r.Apply(b, timeout) // r is a *raft.Raft whose FSM is fsm.New(cfg)
+//	if err := fut.Error(); err != nil { ... } // not leader, timeout
+//	res := fut.Response().(fsm.Result)
+//	if res.Err != nil { ... } // rejected: map res.Err.Code to a Connect code
+//
+// The high bit of the type byte (IgnoreUnknown) marks an entry that replicas
+// which do not know the type skip (for rolling upgrades); an unknown type
+// without it, or a payload that does not decode, panics Apply: that is a bug
+// or a corrupt log, and every replica would disagree otherwise.
+//
+// # Determinism
+//
+// Apply must reach the same state and the same verdict on every replica, so:
+//
+//   - it never reads the clock or a random source: every time (now, offer
+//     expiry, refuse-until) and every fresh id (offer, framework, reservation
+//     and group ids) is stamped into the command by the leader. Uuids of
+//     status updates the master generates (agent lost, re-registration) come
+//     from the command's status_uuids, or are derived from (index, task);
+//   - it never depends on map iteration order: tables are radix trees walked
+//     in key order, and everything emitted is sorted;
+//   - a command that is wrong for the current state returns
+//     Result{Err: &Rejection{...}} and changes nothing: each Apply runs in one
+//     radix-tree transaction that is committed only if the command is accepted.
+//     Commands that re-check many items (OffersCreated) drop the invalid items
+//     and report the kept ones in Result.IDs.
+//
+// # Reading
+//
+// State returns an immutable snapshot in O(1) (a pointer to the committed
+// tree); readers (RPC handlers, the allocator) never block Apply. Changed
+// returns a channel closed at the next applied index, for blocking queries.
+// Tasks are indexed by framework, by agent and by id; offers by framework,
+// agent and expiry; reservations and volumes by agent, so lookups are prefix
+// walks. Per-agent sums (reserved, used, offered) and per-framework
+// allocation are kept incrementally and exposed by AgentUsage and
+// FrameworkAllocated. CheckInvariants audits them against a recomputation.
+//
+// # Events
+//
+// Apply reports what framework streams must hear (offers created and
+// removed, task status updates, agents lost, frameworks torn down) to
+// Config.OnApply, synchronously, on every replica; only the leader forwards
+// them. Config.Logger receives diagnostics (nil means slog.Default()).
+//
+// # Snapshots
+//
+// Snapshot captures the current tree; Persist then streams it as records
+// uvarint(len) | type byte | deterministic protobuf, header first (magic and
+// applied index), then masters, roles, agents, frameworks, reservations,
+// volumes, offers and tasks, each in key order. Two FSMs that applied the
+// same log write byte-equal snapshots. Restore (ReadState) builds a fresh
+// tree, rebuilds indexes and sums, and swaps it in.
+//
+// # Semantics worth knowing
+//
+// Terminal task states are sticky. A terminal task is removed when its
+// status is acknowledged, or at once when its framework is torn down.
+// UNREACHABLE is not terminal: a partition-aware framework's task returns to
+// its reported state when the agent re-registers; other frameworks' tasks
+// become LOST when the agent is lost, and are marked kill_requested if the
+// agent reports them again. A framework's failover timeout of 0 means it is
+// torn down by the first Expire after it disconnects; the leader substitutes
+// its default before subscribing.
+package fsm

@@ -1,0 +1,358 @@
+package fsm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	iradix "github.com/hashicorp/go-immutable-radix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/agora-sched/agora/resources"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+// Snapshot record types. A snapshot is a sequence of records, each
+// uvarint(len(body)+1) | type byte | body; the first is the header.
+const (
+	recHeader      byte = 1 // body: magic "agora-fsm/1" then uvarint index
+	recMaster      byte = 2
+	recRole        byte = 3
+	recAgent       byte = 4
+	recFramework   byte = 5
+	recReservation byte = 6
+	recVolume      byte = 7
+	recOffer       byte = 8
+	recTask        byte = 9
+)
+
+const snapshotMagic = "agora-fsm/1"
+
+// maxRecord bounds one record so a corrupt length cannot exhaust memory.
+const maxRecord = 64 << 20
+
+// tables lists the primary tables in snapshot order.
+var tables = []struct {
+	rec    byte
+	prefix string
+	msg    func() proto.Message
+}{
+	{recMaster, pMaster, func() proto.Message { return &agorav1.Master{} }},
+	{recRole, pRole, func() proto.Message { return &agorav1.Role{} }},
+	{recAgent, pAgent, func() proto.Message { return &agorav1.Agent{} }},
+	{recFramework, pFramework, func() proto.Message { return &agorav1.Framework{} }},
+	{recReservation, pReservation, func() proto.Message { return &agorav1.Reservation{} }},
+	{recVolume, pVolume, func() proto.Message { return &agorav1.Volume{} }},
+	{recOffer, pOffer, func() proto.Message { return &agorav1.Offer{} }},
+	{recTask, pTask, func() proto.Message { return &agorav1.Task{} }},
+}
+
+// Persist writes the state record by record in a deterministic order
+// (tables in a fixed order, keys sorted, deterministic proto encoding), so
+// replicas that applied the same log write identical bytes.
+func (s *State) Persist(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	var buf []byte
+	write := func(rec byte, body []byte) error {
+		var hdr [binary.MaxVarintLen64 + 1]byte
+		n := binary.PutUvarint(hdr[:], uint64(len(body)+1))
+		hdr[n] = rec
+		if _, err := bw.Write(hdr[:n+1]); err != nil {
+			return err
+		}
+		_, err := bw.Write(body)
+		return err
+	}
+	head := binary.AppendUvarint([]byte(snapshotMagic), s.index)
+	if err := write(recHeader, head); err != nil {
+		return err
+	}
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, tb := range tables {
+		var err error
+		s.root.Root().WalkPrefix([]byte(tb.prefix), func(_ []byte, v interface{}) bool {
+			buf, err = opts.MarshalAppend(buf[:0], v.(proto.Message))
+			if err == nil {
+				err = write(tb.rec, buf)
+			}
+			return err != nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// ReadState reads a state written by Persist into a fresh store, rebuilding
+// indexes and usage sums.
+func ReadState(r io.Reader) (*State, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	var buf []byte
+	next := func() (byte, []byte, error) {
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n == 0 || n > maxRecord {
+			return 0, nil, fmt.Errorf("bad record length %d", n)
+		}
+		if uint64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return 0, nil, fmt.Errorf("short record: %w", err)
+		}
+		return buf[0], buf[1:], nil
+	}
+	rec, body, err := next()
+	if err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	if rec != recHeader || len(body) < len(snapshotMagic) || string(body[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, errors.New("not an agora fsm snapshot")
+	}
+	index, n := binary.Uvarint(body[len(snapshotMagic):])
+	if n <= 0 {
+		return nil, errors.New("bad snapshot header")
+	}
+	x := &txn{t: iradix.New().Txn()}
+	for {
+		rec, body, err := next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := x.restoreRecord(rec, body); err != nil {
+			return nil, err
+		}
+	}
+	agents, frameworks := computeUsage(x.t.Root())
+	for id, u := range agents {
+		x.t.Insert(tableKey(uAgent, id), u)
+	}
+	for id, u := range frameworks {
+		x.t.Insert(tableKey(uFramework, id), u)
+	}
+	return &State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})}, nil
+}
+
+// restoreRecord inserts one primary record and its index entries.
+func (x *txn) restoreRecord(rec byte, body []byte) error {
+	for _, tb := range tables {
+		if tb.rec != rec {
+			continue
+		}
+		m := tb.msg()
+		if err := proto.Unmarshal(body, m); err != nil {
+			return fmt.Errorf("record type %d: %w", rec, err)
+		}
+		switch v := m.(type) {
+		case *agorav1.Master:
+			x.t.Insert(tableKey(pMaster, v.GetId()), v)
+		case *agorav1.Role:
+			x.t.Insert(tableKey(pRole, v.GetName()), v)
+		case *agorav1.Agent:
+			x.t.Insert(tableKey(pAgent, v.GetId()), v)
+		case *agorav1.Framework:
+			x.t.Insert(tableKey(pFramework, v.GetId()), v)
+		case *agorav1.Reservation:
+			x.t.Insert(tableKey(pReservation, v.GetId()), v)
+			x.t.Insert(tableKey(xResvAgent, v.GetAgentId(), v.GetId()), nil)
+		case *agorav1.Volume:
+			x.t.Insert(tableKey(pVolume, v.GetId()), v)
+			x.t.Insert(tableKey(xVolAgent, v.GetAgentId(), v.GetId()), nil)
+		case *agorav1.Offer:
+			x.t.Insert(tableKey(pOffer, v.GetId()), v)
+			x.t.Insert(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()), nil)
+			x.t.Insert(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()), nil)
+			if v.GetExpiresAt() != nil {
+				x.t.Insert(expiryKey(v), nil)
+			}
+		case *agorav1.Task:
+			fid, tid := v.GetFrameworkId(), v.GetId()
+			x.t.Insert(tableKey(pTask, fid, tid), v)
+			x.t.Insert(tableKey(xTaskAgent, v.GetAgentId(), fid, tid), nil)
+			x.t.Insert(tableKey(xTaskID, tid, fid), nil)
+			if unacked(v) {
+				x.t.Insert(tableKey(xTaskUnacked, fid, tid), nil)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown record type %d", rec)
+}
+
+// computeUsage derives every agent's and framework's sums from the primary
+// tables (used by restore and by CheckInvariants to audit the incremental sums).
+func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
+	agents := map[string]*agentUsage{}
+	frameworks := map[string]*frameworkUsage{}
+	ag := func(id string) *agentUsage {
+		u := agents[id]
+		if u == nil {
+			u = &agentUsage{reserved: resourcepb.Pools{}, used: resourcepb.Pools{}, offered: resourcepb.Pools{}}
+			agents[id] = u
+		}
+		return u
+	}
+	fw := func(id, role string, r resources.Resources) {
+		u := frameworks[id]
+		if u == nil {
+			u = &frameworkUsage{byRole: map[string]resources.Resources{}}
+			frameworks[id] = u
+		}
+		u.byRole[role] = u.byRole[role].Add(r)
+	}
+	addInto := func(dst resourcepb.Pools, p resourcepb.Pools) {
+		for role, r := range p {
+			if !r.IsEmpty() {
+				dst[role] = dst[role].Add(r)
+			}
+		}
+	}
+	root.WalkPrefix([]byte(pAgent), func(_ []byte, v interface{}) bool {
+		a := v.(*agorav1.Agent)
+		ag(a.GetId()).total = pools(a.GetResources()).Total()
+		return false
+	})
+	root.WalkPrefix([]byte(pReservation), func(_ []byte, v interface{}) bool {
+		r := v.(*agorav1.Reservation)
+		addInto(ag(r.GetAgentId()).reserved, resourcepb.Pools{r.GetRole(): pools(r.GetResources()).Total()})
+		return false
+	})
+	root.WalkPrefix([]byte(pVolume), func(_ []byte, v interface{}) bool {
+		vol := v.(*agorav1.Volume)
+		addInto(ag(vol.GetAgentId()).used, volumeDisk(vol))
+		return false
+	})
+	root.WalkPrefix([]byte(pOffer), func(_ []byte, v interface{}) bool {
+		o := v.(*agorav1.Offer)
+		p := pools(o.GetResources())
+		addInto(ag(o.GetAgentId()).offered, p)
+		fw(o.GetFrameworkId(), o.GetRole(), p.Total())
+		return false
+	})
+	root.WalkPrefix([]byte(pTask), func(_ []byte, v interface{}) bool {
+		t := v.(*agorav1.Task)
+		if IsTerminal(t.GetState()) {
+			return false
+		}
+		p := pools(t.GetResources())
+		addInto(ag(t.GetAgentId()).used, p)
+		fw(t.GetFrameworkId(), t.GetRole(), p.Total())
+		return false
+	})
+	for _, u := range frameworks {
+		for role, r := range u.byRole {
+			if r.IsEmpty() {
+				delete(u.byRole, role)
+			}
+		}
+	}
+	return agents, frameworks
+}
+
+// CheckInvariants verifies that, for every agent and pool, used + offered
+// fit in what is available; that reservations fit in the agent's total;
+// that every offer's framework and agent exist; and that the incrementally
+// kept sums equal sums recomputed from the records. It returns the first
+// violation found.
+func (s *State) CheckInvariants() error {
+	root := s.root.Root()
+	var err error
+	root.WalkPrefix([]byte(pOffer), func(_ []byte, v interface{}) bool {
+		o := v.(*agorav1.Offer)
+		if _, ok := s.Framework(o.GetFrameworkId()); !ok {
+			err = fmt.Errorf("offer %s: framework %s does not exist", o.GetId(), o.GetFrameworkId())
+		} else if _, ok := s.Agent(o.GetAgentId()); !ok {
+			err = fmt.Errorf("offer %s: agent %s does not exist", o.GetId(), o.GetAgentId())
+		}
+		return err != nil
+	})
+	if err != nil {
+		return err
+	}
+	root.WalkPrefix([]byte(pTask), func(_ []byte, v interface{}) bool {
+		t := v.(*agorav1.Task)
+		if _, ok := s.Agent(t.GetAgentId()); !ok {
+			err = fmt.Errorf("task %s/%s: agent %s does not exist", t.GetFrameworkId(), t.GetId(), t.GetAgentId())
+		} else if _, ok := s.Framework(t.GetFrameworkId()); !ok {
+			err = fmt.Errorf("task %s/%s: framework does not exist", t.GetFrameworkId(), t.GetId())
+		}
+		return err != nil
+	})
+	if err != nil {
+		return err
+	}
+	agents, frameworks := computeUsage(root)
+	root.WalkPrefix([]byte(uAgent), func(k []byte, v interface{}) bool {
+		id := string(k[len(uAgent):])
+		if _, ok := agents[id]; !ok {
+			agents[id] = &agentUsage{}
+		}
+		return false
+	})
+	for id, want := range agents {
+		got, ok := get[*agentUsage](s, tableKey(uAgent, id))
+		if !ok {
+			got = &agentUsage{}
+		}
+		if !got.total.Equal(want.total) || !got.reserved.Equal(want.reserved) || !got.used.Equal(want.used) || !got.offered.Equal(want.offered) {
+			return fmt.Errorf("agent %s: kept usage (total %s reserved %s used %s offered %s) differs from recomputed (total %s reserved %s used %s offered %s)",
+				id, got.total, got.reserved, got.used, got.offered, want.total, want.reserved, want.used, want.offered)
+		}
+		if !want.total.Contains(want.reserved.Total()) {
+			return fmt.Errorf("agent %s: reservations %s exceed total %s", id, want.reserved, want.total)
+		}
+		av := want.available()
+		for _, role := range want.used.Add(want.offered).Roles() {
+			if need := want.used[role].Add(want.offered[role]); !av[role].Contains(need) {
+				return fmt.Errorf("agent %s pool %q: used %s + offered %s exceed available %s", id, role, want.used[role], want.offered[role], av[role])
+			}
+		}
+	}
+	var fwErr error
+	root.WalkPrefix([]byte(uFramework), func(k []byte, v interface{}) bool {
+		id := string(k[len(uFramework):])
+		got := v.(*frameworkUsage)
+		want := frameworks[id]
+		if want == nil {
+			want = &frameworkUsage{}
+		}
+		if !equalByRole(got.byRole, want.byRole) {
+			fwErr = fmt.Errorf("framework %s: kept allocation differs from recomputed", id)
+		}
+		delete(frameworks, id)
+		return fwErr != nil
+	})
+	if fwErr != nil {
+		return fwErr
+	}
+	for id, u := range frameworks {
+		if len(u.byRole) > 0 {
+			return fmt.Errorf("framework %s: allocation not kept", id)
+		}
+	}
+	return nil
+}
+
+func equalByRole(a, b map[string]resources.Resources) bool {
+	for role, r := range a {
+		if !r.Equal(b[role]) {
+			return false
+		}
+	}
+	for role, r := range b {
+		if !r.Equal(a[role]) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,315 @@
+package master
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/agora-sched/agora/allocator"
+	"github.com/agora-sched/agora/fsm"
+	"github.com/agora-sched/agora/resources"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+const (
+	// maxIdleWake bounds how long the expiry loop sleeps between scans.
+	maxIdleWake = 250 * time.Millisecond
+	// maxDropBackoff bounds the pause after rounds whose offers the FSM
+	// dropped entirely (allocator and FSM disagree: do not spam the log).
+	maxDropBackoff = time.Second
+	// maxExpireBackoff bounds the pause between Expire proposals that did
+	// not remove the deadline that triggered them.
+	maxExpireBackoff = 10 * time.Second
+)
+
+// allocState is the allocator's trigger: OnApply marks it dirty on every
+// replica; the leader's allocation loop waits on it.
+type allocState struct {
+	dirty chan struct{} // capacity 1
+}
+
+func newAllocState() *allocState { return &allocState{dirty: make(chan struct{}, 1)} }
+
+func (a *allocState) markDirty() {
+	select {
+	case a.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// runAllocation is the leader's allocation loop: event-triggered, batched
+// to at most one round per AllocationInterval, each round one OffersCreated
+// entry. When leadership ends it closes every framework stream with the new
+// leader's address.
+func (s *schedulerServer) runAllocation(ctx context.Context) {
+	defer s.broker.closeAll(func() *streamEnd { return &streamEnd{leaderLost: true} })
+	interval := s.m.Config().AllocationInterval
+	log := s.m.log.With("component", "allocation")
+	s.alloc.markDirty() // a new leader allocates at once
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	var last time.Time
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.alloc.dirty:
+		case <-wake.C:
+		}
+		if wait := interval + backoff - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
+		// Dirty marks until now are covered by the round below.
+		select {
+		case <-s.alloc.dirty:
+		default:
+		}
+		proposed, kept, next := s.allocateOnce(ctx, log)
+		switch {
+		case proposed > 0 && kept == 0:
+			backoff = min(max(2*backoff, interval), maxDropBackoff)
+			s.alloc.markDirty()
+		default:
+			backoff = 0
+		}
+		if !wake.Stop() {
+			select {
+			case <-wake.C:
+			default:
+			}
+		}
+		if !next.IsZero() {
+			wake.Reset(max(time.Until(next), time.Millisecond))
+		}
+	}
+}
+
+// allocateOnce runs one round: it returns how many offers it proposed, how
+// many the FSM kept, and when the earliest filter it honoured expires (zero
+// when none), at which point the round should run again.
+func (s *schedulerServer) allocateOnce(ctx context.Context, log interface {
+	Debug(string, ...any)
+	Warn(string, ...any)
+}) (proposed, kept int, next time.Time) {
+	st := s.m.State()
+	now := s.m.Now()
+	snap, next := buildSnapshot(st, now)
+	if len(snap.Agents) == 0 || len(snap.Frameworks) == 0 {
+		return 0, 0, next
+	}
+	offers := allocator.Allocate(snap, now, st.Index())
+	if len(offers) == 0 {
+		return 0, 0, next
+	}
+	cmd := &agorav1.OffersCreatedCommand{Now: timestamppb.New(now)}
+	expires := timestamppb.New(now.Add(s.m.Config().OfferTimeout))
+	created := timestamppb.New(now)
+	for _, o := range offers {
+		a, _ := st.Agent(o.AgentID)
+		pools := resourcepb.Pools{}
+		if !o.Unreserved.IsEmpty() {
+			pools[""] = o.Unreserved
+		}
+		if !o.Reserved.IsEmpty() {
+			pools[o.Role] = o.Reserved
+		}
+		cmd.Offers = append(cmd.Offers, &agorav1.Offer{
+			Id:          NewID(),
+			FrameworkId: o.FrameworkID,
+			AgentId:     o.AgentID,
+			Role:        o.Role,
+			Resources:   pools.ToProto(),
+			CreatedAt:   created,
+			ExpiresAt:   expires,
+			Hostname:    a.GetHostname(),
+			Attributes:  a.GetAttributes(),
+		})
+	}
+	res, err := s.m.Apply(ctx, fsm.CmdOffersCreated, cmd)
+	if err != nil {
+		log.Debug("allocation round rejected", "offers", len(cmd.Offers), "err", err)
+		return len(cmd.Offers), 0, next
+	}
+	if len(res.IDs) < len(cmd.Offers) {
+		log.Debug("allocation round partly dropped", "offers", len(cmd.Offers), "kept", len(res.IDs), "index", res.Index)
+	}
+	return len(cmd.Offers), len(res.IDs), next
+}
+
+// buildSnapshot turns replicated state into the allocator's input: active
+// agents with their free pools, connected frameworks, configured roles. It
+// also returns the earliest filter expiry after now (zero when none).
+func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time) {
+	var snap allocator.Snapshot
+	var next time.Time
+	for _, a := range st.Agents() {
+		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+			continue
+		}
+		u := st.AgentUsage(a.GetId())
+		ag := allocator.Agent{ID: a.GetId(), Total: u.Total, Unreserved: u.Free[""]}
+		for role, r := range u.Free {
+			if role == "" || r.IsEmpty() {
+				continue
+			}
+			if ag.Reserved == nil {
+				ag.Reserved = map[string]resources.Resources{}
+			}
+			ag.Reserved[role] = r
+		}
+		snap.Agents = append(snap.Agents, ag)
+	}
+	for _, fw := range st.Frameworks() {
+		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
+			continue
+		}
+		f := allocator.Framework{
+			ID:        fw.GetId(),
+			Roles:     fw.GetInfo().GetRoles(),
+			Allocated: st.FrameworkAllocated(fw.GetId()),
+		}
+		if len(fw.GetSuppressedRoles()) > 0 {
+			f.Suppressed = make(map[string]bool, len(fw.GetSuppressedRoles()))
+			for _, r := range fw.GetSuppressedRoles() {
+				f.Suppressed[r] = true
+			}
+		}
+		for _, flt := range fw.GetFilters() {
+			until := flt.GetUntil().AsTime()
+			if !until.After(now) {
+				continue
+			}
+			f.Filters = append(f.Filters, allocator.Filter{AgentID: flt.GetAgentId(), Until: until})
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+		}
+		snap.Frameworks = append(snap.Frameworks, f)
+	}
+	for _, r := range st.Roles() {
+		guarantee, _ := resourcepb.FromProto(r.GetGuarantee())
+		limit, _ := resourcepb.FromProto(r.GetLimit())
+		snap.Roles = append(snap.Roles, allocator.Role{
+			Name:           r.GetName(),
+			Weight:         r.GetWeight(),
+			Guarantee:      guarantee.Total(),
+			Limit:          limit.Total(),
+			Priority:       r.GetPriority(),
+			MaxUtilization: r.GetMaxUtilization(),
+		})
+	}
+	return snap, next
+}
+
+// runExpiry is the leader's expiry loop: it proposes Expire when an offer,
+// a filter or a disconnected framework's failover timeout is past due, and
+// marks frameworks disconnected that no stream serves once the grace after
+// winning leadership has passed (their stream was on the old leader).
+func (s *schedulerServer) runExpiry(ctx context.Context) {
+	cfg := s.m.Config()
+	log := s.m.log.With("component", "expiry")
+	graceEnd := time.Now().Add(cfg.LivenessGrace)
+	var (
+		lastDue    time.Time // the deadline our last Expire was meant to clear
+		retryAt    time.Time
+		backoff    time.Duration
+		orphanSent = map[string]string{} // framework -> token we proposed disconnected
+	)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		st := s.m.State()
+		now := s.m.Now()
+		due, next := expiryDue(st, now)
+		if !due.IsZero() && (!due.Equal(lastDue) || !now.Before(retryAt)) {
+			if due.Equal(lastDue) {
+				backoff = min(max(2*backoff, 100*time.Millisecond), maxExpireBackoff)
+			} else {
+				backoff = 0
+			}
+			lastDue, retryAt = due, now.Add(backoff)
+			if err := s.apply(ctx, fsm.CmdExpire, &agorav1.ExpireCommand{Now: timestamppb.New(now)}); err != nil {
+				log.Debug("expire rejected", "err", err)
+			}
+			timer.Reset(0)
+			continue
+		}
+		if time.Now().After(graceEnd) {
+			s.disconnectOrphans(ctx, st, now, orphanSent, log)
+		}
+		wait := maxIdleWake
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(now), time.Millisecond))
+		}
+		if !due.IsZero() {
+			wait = min(wait, max(time.Until(retryAt), time.Millisecond))
+		}
+		timer.Reset(wait)
+	}
+}
+
+// disconnectOrphans proposes FrameworkDisconnected for connected frameworks
+// that have no stream on this master, once per (framework, token).
+func (s *schedulerServer) disconnectOrphans(ctx context.Context, st *fsm.State, now time.Time, sent map[string]string, log interface{ Debug(string, ...any) }) {
+	for _, fw := range st.Frameworks() {
+		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || s.broker.has(fw.GetId()) {
+			continue
+		}
+		if sent[fw.GetId()] == fw.GetStreamToken() {
+			continue
+		}
+		sent[fw.GetId()] = fw.GetStreamToken()
+		err := s.apply(ctx, fsm.CmdFrameworkDisconnected, &agorav1.FrameworkDisconnectedCommand{
+			FrameworkId: fw.GetId(), StreamToken: fw.GetStreamToken(), Now: timestamppb.New(now),
+		})
+		if err != nil {
+			log.Debug("marking framework without stream disconnected failed", "framework", fw.GetId(), "err", err)
+		}
+	}
+}
+
+// expiryDue returns the earliest deadline at or before now (zero when
+// nothing is due) and the earliest one after now (zero when none): offer
+// expiry, filter expiry, disconnected framework failover.
+func expiryDue(st *fsm.State, now time.Time) (due, next time.Time) {
+	see := func(t time.Time) {
+		if !t.After(now) {
+			if due.IsZero() || t.Before(due) {
+				due = t
+			}
+			return
+		}
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, o := range st.Offers() {
+		see(o.GetExpiresAt().AsTime())
+	}
+	for _, fw := range st.Frameworks() {
+		for _, f := range fw.GetFilters() {
+			see(f.GetUntil().AsTime())
+		}
+		if fw.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_DISCONNECTED {
+			// As the FSM counts it: the stored (effective) timeout.
+			ft := time.Duration(fw.GetInfo().GetFailoverTimeoutSeconds() * float64(time.Second))
+			see(fw.GetDisconnectedAt().AsTime().Add(ft))
+		}
+	}
+	return due, next
+}

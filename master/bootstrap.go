@@ -1,0 +1,171 @@
+package master
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/agora-sched/agora/fsm"
+	"github.com/agora-sched/agora/gossip"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+)
+
+const (
+	bootstrapInterval = 250 * time.Millisecond
+	reconcileInterval = 2 * time.Second
+	peerProbeTimeout  = 2 * time.Second
+)
+
+// peer is a master seen alive in gossip.
+type peer struct {
+	id, raftAddr, httpAddr, gossipAddr string
+}
+
+// aliveMasters lists live gossip members that are masters of our cluster,
+// ourselves included, sorted by id.
+func (m *Master) aliveMasters() []peer {
+	var out []peer
+	for _, mem := range m.pool.Members() {
+		t := mem.Tags
+		if mem.Status != "alive" || t.Role != gossip.RoleMaster || t.ID == "" {
+			continue
+		}
+		if t.Extra[TagCluster] != m.cfg.Cluster || t.Extra[TagRaft] == "" {
+			continue
+		}
+		out = append(out, peer{id: t.ID, raftAddr: t.Extra[TagRaft], httpAddr: t.HTTPAddr, gossipAddr: mem.Addr})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// bootstrapLoop bootstraps the Raft configuration at most once, and never
+// when this master started with Raft state.
+func (m *Master) bootstrapLoop(ctx context.Context) {
+	if m.hadRaft || m.cfg.BootstrapExpect <= 0 {
+		return
+	}
+	t := time.NewTicker(bootstrapInterval)
+	defer t.Stop()
+	for {
+		if m.tryBootstrap(ctx) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.bootCh:
+		}
+	}
+}
+
+// tryBootstrap returns true when bootstrapping is settled: done by us, or
+// the cluster already exists.
+func (m *Master) tryBootstrap(ctx context.Context) bool {
+	if m.raft.LastIndex() > 0 || m.raft.CurrentTerm() > 0 {
+		return true // someone bootstrapped and contacted us
+	}
+	peers := m.aliveMasters()
+	if len(peers) < m.cfg.BootstrapExpect {
+		return false
+	}
+	if peers[0].id != m.cfg.ID {
+		return false // the lowest id bootstraps; we wait to be contacted
+	}
+	// Never bootstrap next to masters that already hold Raft state: that
+	// would start a second cluster. Ask each of them first.
+	for _, p := range peers[1:] {
+		has, err := m.peerHasRaftState(ctx, p)
+		if err != nil {
+			m.log.Debug("cannot ask master for its raft state yet", "peer", p.id, "err", err)
+			return false
+		}
+		if has {
+			m.log.Info("not bootstrapping: another master already has raft state", "peer", p.id)
+			return true
+		}
+	}
+	conf := raft.Configuration{}
+	for _, p := range peers {
+		conf.Servers = append(conf.Servers, raft.Server{
+			Suffrage: raft.Voter, ID: raft.ServerID(p.id), Address: raft.ServerAddress(p.raftAddr),
+		})
+	}
+	if err := m.raft.BootstrapCluster(conf).Error(); err != nil {
+		m.log.Warn("raft bootstrap refused", "err", err)
+		return true
+	}
+	m.log.Info("bootstrapped raft cluster", "servers", len(conf.Servers))
+	return true
+}
+
+func (m *Master) peerHasRaftState(ctx context.Context, p peer) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerProbeTimeout)
+	defer cancel()
+	c := agorav1connect.NewOperatorServiceClient(http.DefaultClient, "http://"+p.httpAddr)
+	resp, err := c.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{Read: &agorav1.ReadOptions{Stale: true}}))
+	if err != nil {
+		return false, err
+	}
+	r := resp.Msg.GetRaft()
+	return r.GetTerm() > 0 || r.GetCommitIndex() > 0 || resp.Msg.GetLeader() != nil, nil
+}
+
+// reconcileLoop runs on the leader: it adds live masters missing from the
+// Raft configuration as voters and records masters' addresses in the FSM.
+// Failed masters are left in place; operators remove them.
+func (m *Master) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(reconcileInterval)
+	defer t.Stop()
+	for {
+		m.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.reconcileCh:
+		}
+	}
+}
+
+func (m *Master) reconcile(ctx context.Context) {
+	f := m.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return
+	}
+	inConf := make(map[raft.ServerID]raft.Server)
+	for _, s := range f.Configuration().Servers {
+		inConf[s.ID] = s
+	}
+	recorded := make(map[string]*agorav1.Master)
+	for _, rec := range m.fsm.State().Masters() {
+		recorded[rec.GetId()] = rec
+	}
+	for _, p := range m.aliveMasters() {
+		if ctx.Err() != nil {
+			return
+		}
+		s, ok := inConf[raft.ServerID(p.id)]
+		if !ok || s.Address != raft.ServerAddress(p.raftAddr) {
+			m.log.Info("adding master to raft configuration", "peer", p.id, "raft", p.raftAddr)
+			if err := m.raft.AddVoter(raft.ServerID(p.id), raft.ServerAddress(p.raftAddr), 0, 10*time.Second).Error(); err != nil {
+				m.log.Warn("adding voter failed", "peer", p.id, "err", err)
+				continue
+			}
+		}
+		want := &agorav1.Master{Id: p.id, RaftAddress: p.raftAddr, HttpAddress: "http://" + p.httpAddr, GossipAddress: p.gossipAddr}
+		if rec, ok := recorded[p.id]; ok && proto.Equal(rec, want) {
+			continue
+		}
+		if _, err := m.Apply(ctx, fsm.CmdUpsertMaster, &agorav1.UpsertMasterCommand{Master: want}); err != nil {
+			m.log.Warn("recording master failed", "peer", p.id, "err", err)
+		}
+	}
+}

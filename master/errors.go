@@ -1,0 +1,48 @@
+package master
+
+import (
+	"errors"
+
+	"connectrpc.com/connect"
+
+	"github.com/agora-sched/agora/fsm"
+)
+
+// RejectionError maps an FSM rejection to the Connect error a client sees.
+// This is the one place rejection codes become Connect codes.
+func RejectionError(r *fsm.Rejection) *connect.Error {
+	if r == nil {
+		return nil
+	}
+	code := connect.CodeInternal
+	switch r.Code {
+	case fsm.CodeInvalidArgument:
+		code = connect.CodeInvalidArgument
+	case fsm.CodeNotFound:
+		code = connect.CodeNotFound
+	case fsm.CodeFailedPrecondition:
+		code = connect.CodeFailedPrecondition
+	case fsm.CodePermissionDenied:
+		code = connect.CodePermissionDenied
+	case fsm.CodeAlreadyExists:
+		code = connect.CodeAlreadyExists
+	case fsm.CodeResourceExhausted:
+		code = connect.CodeResourceExhausted
+	}
+	return connect.NewError(code, errors.New(r.Message))
+}
+
+// withMessage returns a copy of e with another message, keeping its code,
+// details and metadata.
+func withMessage(e *connect.Error, msg string) *connect.Error {
+	out := connect.NewError(e.Code(), errors.New(msg))
+	for _, d := range e.Details() {
+		out.AddDetail(d)
+	}
+	for k, vs := range e.Meta() {
+		for _, v := range vs {
+			out.Meta().Add(k, v)
+		}
+	}
+	return out
+}

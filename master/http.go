@@ -1,0 +1,110 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/agora-sched/agora/logging"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+)
+
+// HealthService is the gRPC health service name.
+const HealthService = "grpc.health.v1.Health"
+
+// Services lists the fully qualified names of the services a master serves
+// (and reflection advertises).
+var Services = []string{
+	agorav1connect.OperatorServiceName,
+	agorav1connect.AgentServiceName,
+	agorav1connect.SchedulerServiceName,
+	HealthService,
+}
+
+func (m *Master) newHTTPServer() *http.Server {
+	mux := http.NewServeMux()
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20)}
+	mux.Handle(agorav1connect.NewOperatorServiceHandler(&operatorServer{m: m}, opts...))
+	mux.Handle(agorav1connect.NewAgentServiceHandler(newAgentServer(m), opts...))
+	mux.Handle(agorav1connect.NewSchedulerServiceHandler(newSchedulerServer(m), opts...))
+
+	h := &healthServer{m: m}
+	mux.Handle("/"+HealthService+"/Check", connect.NewUnaryHandler("/"+HealthService+"/Check", h.check))
+	mux.Handle("/"+HealthService+"/Watch", connect.NewServerStreamHandler("/"+HealthService+"/Watch", h.watch))
+
+	reflector := grpcreflect.NewStaticReflector(Services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	mux.Handle("/metrics", m.metrics.handler())
+
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          logging.StdLog(m.log, "http"),
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	return srv
+}
+
+// healthServer implements grpc.health.v1.Health over Connect: a master is
+// SERVING while it knows a leader.
+type healthServer struct{ m *Master }
+
+func (h *healthServer) status(service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	known := service == ""
+	for _, s := range Services {
+		known = known || s == service
+	}
+	if !known {
+		return healthpb.HealthCheckResponse_SERVICE_UNKNOWN, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", service))
+	}
+	if id, _ := h.m.Leader(); id != "" {
+		return healthpb.HealthCheckResponse_SERVING, nil
+	}
+	return healthpb.HealthCheckResponse_NOT_SERVING, nil
+}
+
+func (h *healthServer) check(_ context.Context, req *connect.Request[healthpb.HealthCheckRequest]) (*connect.Response[healthpb.HealthCheckResponse], error) {
+	st, err := h.status(req.Msg.GetService())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&healthpb.HealthCheckResponse{Status: st}), nil
+}
+
+func (h *healthServer) watch(ctx context.Context, req *connect.Request[healthpb.HealthCheckRequest], stream *connect.ServerStream[healthpb.HealthCheckResponse]) error {
+	last := healthpb.HealthCheckResponse_ServingStatus(-1)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, _ := h.status(req.Msg.GetService())
+		if st != last {
+			if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
+				return err
+			}
+			last = st
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.m.stopped:
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/agora-sched/agora/fsm"
+)
+
+const (
+	// defaultApplyTimeout bounds how long a proposal may wait to be
+	// enqueued when the caller's context has no deadline.
+	defaultApplyTimeout = 10 * time.Second
+	barrierTimeout      = 10 * time.Second
+	leaderCheckInterval = 250 * time.Millisecond
+)
+
+// leaderSet is one running set of OnLeadership runs, for one term.
+type leaderSet struct {
+	term   uint64
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// leaderLoop starts and stops the leader-only work as leadership comes and
+// goes. It re-reads raft's state on every notification and on a short
+// ticker, so a notification overwritten by a fast flip is never missed; a
+// change of term restarts the set (with a new Barrier).
+func (m *Master) leaderLoop(ctx context.Context) {
+	var cur *leaderSet
+	stop := func() {
+		if cur == nil {
+			return
+		}
+		m.setReady(0)
+		cur.cancel()
+		<-cur.done
+		m.log.Info("leader work stopped", "term", cur.term)
+		cur = nil
+	}
+	defer stop()
+	tick := time.NewTicker(leaderCheckInterval)
+	defer tick.Stop()
+	check := func() {
+		leader := m.raft.State() == raft.Leader
+		term := m.raft.CurrentTerm()
+		if cur != nil && (!leader || cur.term != term) {
+			stop()
+		}
+		if leader && cur == nil {
+			cur = m.startLeaderSet(ctx, term)
+		}
+		m.metrics.setLeader(leader)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.raft.LeaderCh():
+			check()
+		case <-tick.C:
+			check()
+		}
+	}
+}
+
+func (m *Master) startLeaderSet(parent context.Context, term uint64) *leaderSet {
+	ctx, cancel := context.WithCancel(parent)
+	s := &leaderSet{term: term, cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	runs := append([]leaderRun{{name: "reconcile-masters", run: m.reconcileLoop}}, m.leaderRuns...)
+	m.mu.Unlock()
+	go func() {
+		defer close(s.done)
+		if !m.leadershipBarrier(ctx, term) {
+			return
+		}
+		m.setReady(term)
+		m.log.Info("leadership established", "term", term, "index", m.raft.AppliedIndex())
+		var wg sync.WaitGroup
+		for _, r := range runs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.run(ctx)
+			}()
+		}
+		wg.Wait()
+	}()
+	return s
+}
+
+// leadershipBarrier waits until every entry of earlier terms is applied to
+// our FSM. It returns false when leadership or ctx ends first.
+func (m *Master) leadershipBarrier(ctx context.Context, term uint64) bool {
+	for {
+		err := m.raft.Barrier(barrierTimeout).Error()
+		if err == nil {
+			return m.raft.State() == raft.Leader && m.raft.CurrentTerm() == term && ctx.Err() == nil
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+			<-ctx.Done() // the leader loop cancels us once it sees the loss
+			return false
+		}
+		m.log.Warn("leadership barrier failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Master) setReady(term uint64) {
+	m.readyMu.Lock()
+	m.readyTerm.Store(term)
+	close(m.readyCh)
+	m.readyCh = make(chan struct{})
+	m.readyMu.Unlock()
+}
+
+func (m *Master) readyChanged() <-chan struct{} {
+	m.readyMu.Lock()
+	defer m.readyMu.Unlock()
+	return m.readyCh
+}
+
+// Apply proposes a command and waits until it is committed and applied.
+// On a follower it returns NotLeaderError. When the FSM rejects the
+// command the result is returned along with RejectionError(res.Err).
+func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
+	if m.raft == nil || m.raft.State() != raft.Leader {
+		return fsm.Result{}, m.NotLeaderError()
+	}
+	if err := ctx.Err(); err != nil {
+		return fsm.Result{}, connect.NewError(connect.CodeOf(err), err)
+	}
+	b, err := fsm.Encode(t, msg)
+	if err != nil {
+		return fsm.Result{}, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %v: %w", t, err))
+	}
+	timeout := defaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	fut := m.raft.Apply(b, timeout)
+	if err := fut.Error(); err != nil {
+		return fsm.Result{}, m.raftError(err)
+	}
+	res, ok := fut.Response().(fsm.Result)
+	if !ok {
+		return fsm.Result{}, connect.NewError(connect.CodeInternal, fmt.Errorf("fsm returned %T for %v", fut.Response(), t))
+	}
+	if res.Err != nil {
+		return res, RejectionError(res.Err)
+	}
+	return res, nil
+}
+
+// raftError maps an error from a raft future to a Connect error.
+func (m *Master) raftError(err error) *connect.Error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return m.NotLeaderError()
+	case errors.Is(err, raft.ErrLeadershipLost):
+		e := m.NotLeaderError()
+		return withMessage(e, "leadership was lost while the write was in flight; it may or may not have been applied: "+e.Message())
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is overloaded: the write was not enqueued in time", m.cfg.ID))
+	default:
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("raft: %w", err))
+	}
+}
+
+// ReadState returns a state snapshot. With stale it is the local state.
+// Otherwise it is linearizable: this master must be the leader with its
+// leadership Barrier done, it confirms leadership with a quorum
+// (VerifyLeader) and waits until the commit index it saw before that is
+// applied. A follower answers NotLeaderError.
+func (m *Master) ReadState(ctx context.Context, stale bool) (*fsm.State, error) {
+	if stale {
+		return m.fsm.State(), nil
+	}
+	if m.raft == nil {
+		return nil, m.NotLeaderError()
+	}
+	for {
+		if m.raft.State() != raft.Leader {
+			return nil, m.NotLeaderError()
+		}
+		term := m.raft.CurrentTerm()
+		if m.readyTerm.Load() != term {
+			if err := m.waitReady(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		idx := m.raft.CommitIndex()
+		if err := m.raft.VerifyLeader().Error(); err != nil {
+			return nil, m.raftError(err)
+		}
+		if m.readyTerm.Load() != m.raft.CurrentTerm() {
+			continue // a new term began meanwhile: wait for its barrier
+		}
+		if err := m.waitApplied(ctx, idx); err != nil {
+			return nil, err
+		}
+		return m.fsm.State(), nil
+	}
+}
+
+func (m *Master) waitReady(ctx context.Context) error {
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-m.readyChanged():
+		return nil
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s won an election but has not caught up yet: %w", m.cfg.ID, ctx.Err()))
+	}
+}
+
+func (m *Master) waitApplied(ctx context.Context, idx uint64) error {
+	for m.raft.AppliedIndex() < idx {
+		changed := m.fsm.Changed()
+		if m.raft.AppliedIndex() >= idx {
+			return nil
+		}
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("waiting for index %d to be applied: %w", idx, ctx.Err()))
+		}
+		t.Stop()
+	}
+	return nil
+}
+
+// raftStats is the subset of raft.Stats the status call reports.
+type raftStats struct {
+	term, commit, applied, lastSnapshot uint64
+	state                               string
+}
+
+func (m *Master) raftStats() raftStats {
+	s := m.raft.Stats()
+	snap, _ := strconv.ParseUint(s["last_snapshot_index"], 10, 64)
+	return raftStats{
+		term:         m.raft.CurrentTerm(),
+		commit:       m.raft.CommitIndex(),
+		applied:      m.raft.AppliedIndex(),
+		lastSnapshot: snap,
+		state:        m.raft.State().String(),
+	}
+}
