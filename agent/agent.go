@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -277,6 +278,12 @@ func (a *Agent) recoverTasks() error {
 	if err != nil {
 		return fmt.Errorf("agent: recover tasks: %w", err)
 	}
+	// Tasks that ended before a crash let us queue their final update.
+	ended, err := a.exec.Terminal()
+	if err != nil {
+		return fmt.Errorf("agent: recover tasks: %w", err)
+	}
+	ups = append(ups, ended...)
 	var terminal []*agorav1.TaskStatus
 	a.mu.Lock()
 	for _, u := range ups {
@@ -294,7 +301,7 @@ func (a *Agent) recoverTasks() error {
 		}
 	}
 	for _, st := range terminal {
-		a.exec.Forget(st.GetTaskId())
+		a.forget(st.GetTaskId())
 	}
 	return nil
 }
@@ -327,9 +334,17 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 			}
 			a.log.Info("task status", "task", u.TaskID, "framework", u.FrameworkID, "state", u.State, "exit_code", u.ExitCode, "reason", u.Reason)
 			if terminal {
-				a.exec.Forget(u.TaskID)
+				a.forget(u.TaskID)
 			}
 		}
+	}
+}
+
+// forget drops the executor's checkpoint of an ended task whose final
+// update is safe in the outbox.
+func (a *Agent) forget(taskID string) {
+	if err := a.exec.Forget(taskID); err != nil && !errors.Is(err, executor.ErrUnknownTask) {
+		a.log.Warn("forgetting ended task", "task", taskID, "err", err)
 	}
 }
 
@@ -777,7 +792,7 @@ func (a *Agent) taskSpec(t *agorav1.Task, volumes map[string]*agorav1.Volume) (e
 		Command:     t.GetCommand().GetValue(),
 		Env:         env,
 		CPUs:        total.Scalar("cpus"),
-		MemMiB:      total.Scalar("mem"),
+		MemMiB:      int64(math.Ceil(total.Scalar("mem"))),
 		Ports:       ports,
 		KillGrace:   time.Duration(t.GetKillGraceSeconds() * float64(time.Second)),
 	}, nil

@@ -134,21 +134,29 @@ func freePort(ip string) (int, error) {
 	return 0, fmt.Errorf("chaos: no port free for both tcp and udp on %s", ip)
 }
 
-func (c *processCluster) Tier() string                 { return "process" }
-func (c *processCluster) Masters() int                 { return len(c.masters) }
-func (c *processCluster) Agents() int                  { return len(c.agents) }
-func (c *processCluster) MasterID(i int) string        { return c.masters[i].name }
-func (c *processCluster) MasterURLs() []string         { return append([]string(nil), c.urls...) }
-func (c *processCluster) MasterDataDir(i int) string   { return filepath.Join(c.o.Dir, c.masters[i].name) }
-func (c *processCluster) TaskCommand(secs int) string  { return fmt.Sprintf("sleep %d", secs) }
-func (c *processCluster) Isolate(int, bool) error      { return ErrUnsupported }
-func (c *processCluster) Heal() error                  { return nil }
+func (c *processCluster) Tier() string          { return "process" }
+func (c *processCluster) Masters() int          { return len(c.masters) }
+func (c *processCluster) Agents() int           { return len(c.agents) }
+func (c *processCluster) MasterID(i int) string { return c.masters[i].name }
+func (c *processCluster) MasterURLs() []string  { return append([]string(nil), c.urls...) }
+func (c *processCluster) MasterDataDir(i int) string {
+	return filepath.Join(c.o.Dir, c.masters[i].name)
+}
+func (c *processCluster) TaskCommand(secs int) string                { return fmt.Sprintf("sleep %d", secs) }
+func (c *processCluster) Isolate(int, bool) error                    { return ErrUnsupported }
+func (c *processCluster) Heal() error                                { return nil }
 func (c *processCluster) StartMaster(_ context.Context, i int) error { return c.start(c.masters[i]) }
 func (c *processCluster) StartAgent(_ context.Context, i int) error  { return c.start(c.agents[i]) }
-func (c *processCluster) KillMaster(i int) error       { return c.signal(c.masters[i], syscall.SIGKILL, true) }
-func (c *processCluster) KillAgent(i int) error        { return c.signal(c.agents[i], syscall.SIGKILL, true) }
-func (c *processCluster) PauseMaster(i int) error      { return c.signal(c.masters[i], syscall.SIGSTOP, false) }
-func (c *processCluster) ResumeMaster(i int) error     { return c.signal(c.masters[i], syscall.SIGCONT, false) }
+func (c *processCluster) KillMaster(i int) error {
+	return c.signal(c.masters[i], syscall.SIGKILL, true)
+}
+func (c *processCluster) KillAgent(i int) error { return c.signal(c.agents[i], syscall.SIGKILL, true) }
+func (c *processCluster) PauseMaster(i int) error {
+	return c.signal(c.masters[i], syscall.SIGSTOP, false)
+}
+func (c *processCluster) ResumeMaster(i int) error {
+	return c.signal(c.masters[i], syscall.SIGCONT, false)
+}
 
 func (c *processCluster) StopMaster(i int) error {
 	p := c.masters[i]

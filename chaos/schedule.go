@@ -71,7 +71,7 @@ func ParseKinds(s string, allowed []Kind) ([]Kind, error) {
 // Fault is one scheduled fault.
 type Fault struct {
 	// At is when the fault starts, from the start of the run.
-	At time.Duration
+	At   time.Duration
 	Kind Kind
 	// Hold is how long the fault lasts before it is healed (restart,
 	// SIGCONT, reconnect).

@@ -93,7 +93,9 @@ func startRun(t *testing.T, cfg Config, s Scheduler) (<-chan error, context.Canc
 		cfg.MinBackoff = 5 * time.Millisecond
 		cfg.MaxBackoff = 50 * time.Millisecond
 	}
-	cfg.Logger = quietLogger()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	finished := make(chan struct{})
@@ -278,7 +280,7 @@ func TestRunKeepsStreamWithHeartbeats(t *testing.T) {
 	defer m.Close()
 	m.SetHeartbeat(10*time.Millisecond, true)
 	rec := &recorder{}
-	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}, Logger: slog.Default()}, rec)
 	if err := m.WaitSubscriptions(ctx, 1); err != nil {
 		t.Fatal(err)
 	}

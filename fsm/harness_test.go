@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"testing"
 
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -18,23 +17,29 @@ import (
 	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
+// tb is what the harness needs of *testing.T and *rapid.T.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
 // harness drives one FSM at consecutive indexes and checks, after every
 // command, the invariants and (on rejection) that nothing changed.
 type harness struct {
-	t      testing.TB
+	t      tb
 	f      *FSM
 	index  uint64
 	events []Event
 }
 
-func newHarness(t testing.TB) *harness {
+func newHarness(t tb) *harness {
 	h := &harness{t: t}
 	h.f = New(Config{OnApply: func(_ uint64, evs []Event) { h.events = append(h.events, evs...) }})
 	return h
 }
 
 // body returns the snapshot bytes without the header (which holds the index).
-func body(t testing.TB, s *State) []byte {
+func body(t tb, s *State) []byte {
 	var b bytes.Buffer
 	if err := s.Persist(&b); err != nil {
 		t.Fatalf("persist: %v", err)
@@ -97,7 +102,7 @@ func (h *harness) mustApply(typ CommandType, m proto.Message) Result {
 var macroRE = regexp.MustCompile(`@(\w+)(?:\[([^\]]*)\])?\(([^)]*)\)`)
 
 // expand turns @field[role](spec) into repeated prototext resources.
-func expand(t testing.TB, in string) string {
+func expand(t tb, in string) string {
 	return macroRE.ReplaceAllStringFunc(in, func(m string) string {
 		g := macroRE.FindStringSubmatch(m)
 		r, err := resources.Parse(g[3])

@@ -208,7 +208,7 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 			u = &frameworkUsage{byRole: map[string]resources.Resources{}}
 			frameworks[id] = u
 		}
-		u.byRole[role] = u.byRole[role].Add(r)
+		u.byRole[role] = u.byRole[role].Add(scalars(r))
 	}
 	addInto := func(dst resourcepb.Pools, p resourcepb.Pools) {
 		for role, r := range p {
@@ -327,7 +327,7 @@ func (s *State) CheckInvariants() error {
 			want = &frameworkUsage{}
 		}
 		if !equalByRole(got.byRole, want.byRole) {
-			fwErr = fmt.Errorf("framework %s: kept allocation differs from recomputed", id)
+			fwErr = fmt.Errorf("framework %s: kept allocation %v differs from recomputed %v", id, got.byRole, want.byRole)
 		}
 		delete(frameworks, id)
 		return fwErr != nil

@@ -184,8 +184,9 @@ func (s *State) Framework(id string) (*agorav1.Framework, bool) {
 	return get[*agorav1.Framework](s, tableKey(pFramework, id))
 }
 
-// FrameworkAllocated returns allocation role -> resources held by the
-// framework's non-terminal tasks and outstanding offers.
+// FrameworkAllocated returns allocation role -> scalar resources held by the
+// framework's non-terminal tasks and outstanding offers, summed over agents
+// (ranges and sets such as ports are per agent and not included).
 func (s *State) FrameworkAllocated(id string) map[string]resources.Resources {
 	out := map[string]resources.Resources{}
 	if u, ok := get[*frameworkUsage](s, tableKey(uFramework, id)); ok {

@@ -194,6 +194,12 @@ func (x *txn) adjustAgentUsage(agentID string, fn func(u *agentUsage)) {
 	x.setUsage(agentID, &cur)
 }
 
+// scalars keeps only the scalars of r: ranges and sets (ports) of different
+// agents cannot be summed meaningfully.
+func scalars(r resources.Resources) resources.Resources {
+	return resources.Resources{Scalars: r.Scalars}
+}
+
 func (x *txn) adjustFrameworkUsage(fid, role string, add, sub resources.Resources) {
 	cur, _ := tget[*frameworkUsage](x, tableKey(uFramework, fid))
 	next := &frameworkUsage{byRole: map[string]resources.Resources{}}
@@ -202,8 +208,8 @@ func (x *txn) adjustFrameworkUsage(fid, role string, add, sub resources.Resource
 			next.byRole[r] = v
 		}
 	}
-	v := next.byRole[role].Add(add)
-	v = resourcepb.SubtractClamped(v, sub)
+	v := next.byRole[role].Add(scalars(add))
+	v = resourcepb.SubtractClamped(v, scalars(sub))
 	if v.IsEmpty() {
 		delete(next.byRole, role)
 	} else {

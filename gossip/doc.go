@@ -36,10 +36,17 @@
 // 100 ms probe timeout, short suspicion (3*log10(n) intervals, at most 3x
 // that without confirmations), gossip every 50 ms to 4 members with
 // retransmit multiplier 4 (a join reaches every member of a 100-member pool
-// well under 2 s), push-pull every 5 s, dead node names reclaimable after
-// 1 s (a restarted member may come back on a new port) and serf's reap and
-// reconnect loops run every second. It is not memberlist's
+// in ~0.2 s), push-pull every 5 s (memberlist scales it up above 32
+// members), a dead member's name reclaimable at once (a restarted member
+// may come back on a new port), serf's reap and reconnect loops every
+// second and failed members reaped after a minute. Measured on 2 cores:
+// failure detected in p50 1.0 s / p99 1.2 s at 3 members, 1.6 s / 1.8 s at
+// 50 (LAN: 6.0 s / 6.8 s and 8.5 s / 9.5 s). It is not memberlist's
 // DefaultLocalConfig, which lost join gossip at 50 members.
+//
+// A newcomer learns the existing pool from the push-pull with the members
+// it contacts, not from gossip (which only carries news); join through
+// several members, or a recently converged one, to see everyone at once.
 //
 // # Restart with the same name
 //

@@ -2,10 +2,10 @@ package gossip
 
 import (
 	"context"
-	"math/rand/v2"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"testing"

@@ -33,8 +33,8 @@ func agLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// waitFor polls cond every 20 ms until it returns nil or d passes.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() error) {
+// agWaitFor polls cond every 20 ms until it returns nil or d passes.
+func agWaitFor(tb testing.TB, d time.Duration, what string, cond func() error) {
 	tb.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -49,9 +49,9 @@ func waitFor(tb testing.TB, d time.Duration, what string, cond func() error) {
 	}
 }
 
-// startAgentCluster starts masters (with opts applied) and waits for a
+// agStartAgentCluster starts masters (with opts applied) and waits for a
 // leader.
-func startAgentCluster(tb testing.TB, o devcluster.Options) (*devcluster.Cluster, *master.Master) {
+func agStartAgentCluster(tb testing.TB, o devcluster.Options) (*devcluster.Cluster, *master.Master) {
 	tb.Helper()
 	if o.DataDir == "" {
 		o.DataDir = tb.TempDir()
@@ -73,7 +73,7 @@ func startAgentCluster(tb testing.TB, o devcluster.Options) (*devcluster.Cluster
 	return c, l
 }
 
-func registration(id string) *agorav1.RegisterAgentRequest {
+func agRegistration(id string) *agorav1.RegisterAgentRequest {
 	return &agorav1.RegisterAgentRequest{
 		AgentId:       id,
 		Address:       "127.0.0.1:5" + fmt.Sprint(len(id)),
@@ -86,13 +86,13 @@ func registration(id string) *agorav1.RegisterAgentRequest {
 	}
 }
 
-// quiesce waits until the leader's index stays put for a few polls, so
+// agQuiesce waits until the leader's index stays put for a few polls, so
 // that a later comparison measures only what the test does.
-func quiesce(tb testing.TB, m *master.Master) uint64 {
+func agQuiesce(tb testing.TB, m *master.Master) uint64 {
 	tb.Helper()
 	var last uint64
 	stable := 0
-	waitFor(tb, 10*time.Second, "state quiet", func() error {
+	agWaitFor(tb, 10*time.Second, "state quiet", func() error {
 		idx := m.State().Index()
 		if idx == last {
 			stable++
@@ -107,17 +107,17 @@ func quiesce(tb testing.TB, m *master.Master) uint64 {
 	return last
 }
 
-// launchTask creates framework fw (subscribing it) and launches one task
+// agLaunchTask creates framework fw (subscribing it) and launches one task
 // on agentID by applying Raft commands directly, as the scheduler API
 // would: SubscribeFramework, OffersCreated (or an offer the allocator
 // made), Accept with one LAUNCH.
-func launchTask(tb testing.TB, c *devcluster.Cluster, fw, agentID, taskID, command, res string) {
+func agLaunchTask(tb testing.TB, c *devcluster.Cluster, fw, agentID, taskID, command, res string) {
 	tb.Helper()
 	need := resources.MustParse(res)
 	var lastErr error
 	for attempt := 0; attempt < 10; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := tryLaunch(ctx, c, fw, agentID, taskID, command, need)
+		err := agTryLaunch(ctx, c, fw, agentID, taskID, command, need)
 		cancel()
 		if err == nil {
 			return
@@ -130,7 +130,7 @@ func launchTask(tb testing.TB, c *devcluster.Cluster, fw, agentID, taskID, comma
 	tb.Fatalf("launch task %s on %s: %v", taskID, agentID, lastErr)
 }
 
-func tryLaunch(ctx context.Context, c *devcluster.Cluster, fw, agentID, taskID, command string, need resources.Resources) error {
+func agTryLaunch(ctx context.Context, c *devcluster.Cluster, fw, agentID, taskID, command string, need resources.Resources) error {
 	m, err := c.WaitLeader(ctx)
 	if err != nil {
 		return err
@@ -191,7 +191,7 @@ func tryLaunch(ctx context.Context, c *devcluster.Cluster, fw, agentID, taskID, 
 	return nil
 }
 
-func wantCode(tb testing.TB, what string, err error, code connect.Code, msgPart string) {
+func agWantCode(tb testing.TB, what string, err error, code connect.Code, msgPart string) {
 	tb.Helper()
 	if err == nil {
 		tb.Errorf("%s: no error, want %v", what, code)
@@ -207,12 +207,12 @@ func wantCode(tb testing.TB, what string, err error, code connect.Code, msgPart 
 }
 
 func TestAgentAPIBadInput(t *testing.T) {
-	c, m := startAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: func(c *master.Config) {
+	c, m := agStartAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: func(c *master.Config) {
 		c.LivenessGrace = time.Hour // agents here have no gossip member
 	}})
 	ctx := context.Background()
 	cl := client.New(m.HTTPURL()).Agent
-	if _, err := cl.RegisterAgent(ctx, connect.NewRequest(registration("a1"))); err != nil {
+	if _, err := cl.RegisterAgent(ctx, connect.NewRequest(agRegistration("a1"))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -250,24 +250,24 @@ func TestAgentAPIBadInput(t *testing.T) {
 			r.Address = "10.9.9.9:5000"
 		}, connect.CodeAlreadyExists, "already registered"},
 	}
-	before := quiesce(t, m)
+	before := agQuiesce(t, m)
 	for _, tc := range regs {
-		r := registration("a1")
+		r := agRegistration("a1")
 		tc.mutate(r)
 		_, err := cl.RegisterAgent(ctx, connect.NewRequest(r))
-		wantCode(t, "register: "+tc.name, err, tc.code, tc.message)
+		agWantCode(t, "register: "+tc.name, err, tc.code, tc.message)
 	}
-	if a, _ := m.State().Agent("a1"); a.GetAddress() != registration("a1").Address || len(m.State().Agents()) != 1 {
+	if a, _ := m.State().Agent("a1"); a.GetAddress() != agRegistration("a1").Address || len(m.State().Agents()) != 1 {
 		t.Errorf("refused registrations changed the agents: %v", m.State().Agents())
 	}
 
 	// Oversized: the master reads at most 4 MiB per message.
-	big := registration("a9")
+	big := agRegistration("a9")
 	big.Attributes = map[string]string{"blob": strings.Repeat("x", 5<<20)}
 	_, err := cl.RegisterAgent(ctx, connect.NewRequest(big))
-	wantCode(t, "oversized registration", err, connect.CodeResourceExhausted, "")
+	agWantCode(t, "oversized agRegistration", err, connect.CodeResourceExhausted, "")
 	if _, ok := m.State().Agent("a9"); ok {
-		t.Error("oversized registration registered the agent")
+		t.Error("oversized agRegistration registered the agent")
 	}
 
 	// Status updates: unknown agent, unknown task.
@@ -277,19 +277,19 @@ func TestAgentAPIBadInput(t *testing.T) {
 		}}}
 	}
 	_, err = cl.UpdateStatus(ctx, connect.NewRequest(st("ghost", "fw", "t1", "u1")))
-	wantCode(t, "status from unknown agent", err, connect.CodeNotFound, "not registered")
+	agWantCode(t, "status from unknown agent", err, connect.CodeNotFound, "not registered")
 	_, err = cl.UpdateStatus(ctx, connect.NewRequest(st("a1", "fw", "nope", "u1")))
-	wantCode(t, "status of unknown task", err, connect.CodeNotFound, "unknown")
+	agWantCode(t, "status of unknown task", err, connect.CodeNotFound, "unknown")
 	if got := m.State().Index(); got != before {
 		t.Fatalf("refused calls changed the commit index: %d -> %d", before, got)
 	}
 
 	// A task on a1; a2 reports for it.
-	if _, err := cl.RegisterAgent(ctx, connect.NewRequest(registration("a2"))); err != nil {
+	if _, err := cl.RegisterAgent(ctx, connect.NewRequest(agRegistration("a2"))); err != nil {
 		t.Fatal(err)
 	}
 	// The task stays STAGING: no real agent runs here.
-	launchTask(t, c, "fw1", "a1", "t1", "sleep 1", "cpus:1;mem:64")
+	agLaunchTask(t, c, "fw1", "a1", "t1", "sleep 1", "cpus:1;mem:64")
 	task, ok := m.State().Task("fw1", "t1")
 	if !ok {
 		t.Fatal("task t1 not created")
@@ -313,7 +313,7 @@ func TestAgentAPIBadInput(t *testing.T) {
 		}}, connect.CodeNotFound, "t404"},
 	} {
 		_, err := cl.UpdateStatus(ctx, connect.NewRequest(tc.req))
-		wantCode(t, "status: "+tc.name, err, tc.code, tc.msg)
+		agWantCode(t, "status: "+tc.name, err, tc.code, tc.msg)
 	}
 	if task, _ := m.State().Task("fw1", "t1"); task.GetStatus().GetUuid() != uuidBefore || task.GetState() != agorav1.TaskState_TASK_STATE_STAGING {
 		t.Errorf("refused status updates changed task t1: %v", task)
@@ -334,5 +334,135 @@ func TestAgentAPIBadInput(t *testing.T) {
 	}
 	if task, _ := m.State().Task("fw1", "t1"); task.GetStatus().GetUuid() != "u-good" || task.GetState() != agorav1.TaskState_TASK_STATE_RUNNING {
 		t.Errorf("task t1 after a good update: %v", task)
+	}
+}
+
+func TestGetAssignmentsFromAnyMaster(t *testing.T) {
+	c, leader := agStartAgentCluster(t, devcluster.Options{Masters: 3, MasterConfig: func(c *master.Config) {
+		c.LivenessGrace = time.Hour // agents here have no gossip member
+	}})
+	ctx := context.Background()
+	var follower *master.Master
+	for _, m := range c.Masters() {
+		if m != leader {
+			follower = m
+			break
+		}
+	}
+	fc := client.New(follower.HTTPURL()).Agent
+	assignments := func(minIndex uint64, wait float64) *agorav1.GetAssignmentsResponse {
+		t.Helper()
+		resp, err := fc.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "a1", MinIndex: minIndex, WaitSeconds: wait}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Msg
+	}
+	if got := assignments(0, 0); got.GetKnown() {
+		t.Fatalf("unknown agent: known = true")
+	}
+	reg, err := client.New(leader.HTTPURL()).Agent.RegisterAgent(ctx, connect.NewRequest(agRegistration("a1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A blocking query from before the agRegistration returns once the
+	// follower applies it.
+	got := assignments(reg.Msg.GetIndex()-1, 20)
+	if !got.GetKnown() || got.GetIndex() < reg.Msg.GetIndex() {
+		t.Fatalf("after agRegistration at %d the follower answers known=%v index=%d", reg.Msg.GetIndex(), got.GetKnown(), got.GetIndex())
+	}
+
+	done := make(chan *agorav1.GetAssignmentsResponse, 1)
+	idx := follower.State().Index()
+	go func() {
+		resp, err := fc.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "a1", MinIndex: idx, WaitSeconds: 25}))
+		if err != nil {
+			t.Error(err)
+			close(done)
+			return
+		}
+		done <- resp.Msg
+	}()
+	agLaunchTask(t, c, "fw1", "a1", "t1", "sleep 1", "cpus:1;mem:64")
+	select {
+	case resp := <-done:
+		if resp == nil {
+			t.FailNow()
+		}
+		if resp.GetIndex() <= idx {
+			t.Errorf("blocking query returned index %d, want > %d", resp.GetIndex(), idx)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("blocking query did not return after new commits")
+	}
+	agWaitFor(t, 10*time.Second, "task t1 assigned to a1", func() error {
+		got := assignments(0, 0)
+		if len(got.GetTasks()) != 1 || got.GetTasks()[0].GetId() != "t1" || got.GetTasks()[0].GetCommand().GetValue() != "sleep 1" {
+			return fmt.Errorf("assignments %v", got.GetTasks())
+		}
+		return nil
+	})
+
+	// An unreachable agent must register again.
+	if _, err := leader.Apply(ctx, fsm.CmdAgentUnreachable, &agorav1.AgentUnreachableCommand{AgentId: "a1", Now: timestamppb.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	agWaitFor(t, 10*time.Second, "unreachable agent answered known=false", func() error {
+		if got := assignments(0, 0); got.GetKnown() {
+			return errors.New("known = true")
+		}
+		return nil
+	})
+	if _, err := client.New(follower.HTTPURL()).Agent.UpdateStatus(ctx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: "a1", Statuses: []*agorav1.TaskStatus{{
+		TaskId: "t1", FrameworkId: "fw1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "late",
+	}}})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Errorf("status update from an unreachable agent: %v, want FailedPrecondition", err)
+	}
+}
+
+// BenchmarkRegisterAgents registers 1,000 agents through AgentService (no
+// gossip, 8 concurrent callers, one master) and reports the throughput and
+// the growth of the live heap per agent.
+func BenchmarkRegisterAgents(b *testing.B) {
+	_, m := agStartAgentCluster(b, devcluster.Options{Masters: 1, MasterConfig: func(c *master.Config) {
+		c.LivenessGrace = time.Hour
+	}})
+	cl := client.New(m.HTTPURL()).Agent
+	const agents, workers = 1000, 8
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		start := time.Now()
+		ids := make(chan string)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for id := range ids {
+					r := agRegistration(id)
+					r.Address = "10.0.0.1:" + id
+					if _, err := cl.RegisterAgent(ctx, connect.NewRequest(r)); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+		}
+		for j := range agents {
+			ids <- fmt.Sprintf("bench-%d-%04d", i, j)
+		}
+		close(ids)
+		wg.Wait()
+		elapsed := time.Since(start)
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/agents, "heap-B/agent")
+		b.ReportMetric(float64(elapsed.Microseconds())/agents, "µs/agRegistration")
+		b.ReportMetric(agents/elapsed.Seconds(), "registrations/s")
+		b.StartTimer()
 	}
 }

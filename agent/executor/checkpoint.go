@@ -17,7 +17,7 @@ type checkpoint struct {
 	Pid  int `json:"pid"`
 	Pgid int `json:"pgid"`
 	// StartTime is field 22 of /proc/<pid>/stat (clock ticks since boot).
-	StartTime uint64    `json:"start_time"`
+	StartTime  uint64    `json:"start_time"`
 	LaunchedAt time.Time `json:"launched_at"`
 	// KillRequested is set before Kill sends its first signal.
 	KillRequested bool `json:"kill_requested,omitempty"`

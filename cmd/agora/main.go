@@ -39,6 +39,7 @@ func init() {
 		"kill-framework": {"tear a framework down and kill its tasks", runKillFramework},
 		"bench":          {"benchmarks: bench allocator", runBench},
 		"sleep":          {"sleep for a duration (a static helper for test tasks)", runSleep},
+		"chaos":          {"fault-injection test of a real cluster", runChaos},
 		"version":        {"print the version", runVersion},
 	}
 }
