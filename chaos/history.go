@@ -36,6 +36,9 @@ type History struct {
 	// kill or destroy was attempted for.
 	tasksAcked, volumesAcked     map[string]bool
 	tasksRemoved, volumesRemoved map[string]bool
+	// tasksEnded: tasks a framework saw a terminal status for (the FSM
+	// forgets a terminal task once its status is acknowledged).
+	tasksEnded map[string]bool
 	// seen: framework id -> status keys its scheduler received.
 	seen map[string]map[string]bool
 }
@@ -44,7 +47,7 @@ type History struct {
 func NewHistory() *History {
 	return &History{start: time.Now(), accepted: map[string]int{},
 		tasksAcked: map[string]bool{}, volumesAcked: map[string]bool{},
-		tasksRemoved: map[string]bool{}, volumesRemoved: map[string]bool{},
+		tasksRemoved: map[string]bool{}, volumesRemoved: map[string]bool{}, tasksEnded: map[string]bool{},
 		seen: map[string]map[string]bool{}}
 }
 

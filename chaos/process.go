@@ -172,10 +172,14 @@ func (c *processCluster) StopMaster(i int) error {
 	select {
 	case <-done:
 		return nil
-	case <-time.After(15 * time.Second):
-		return c.signal(p, syscall.SIGKILL, true)
+	case <-time.After(stopTimeout):
+		_ = c.signal(p, syscall.SIGKILL, true)
+		return fmt.Errorf("chaos: %s did not exit within %s of SIGTERM; killed", p.name, stopTimeout)
 	}
 }
+
+// stopTimeout is how long a graceful stop may take before SIGKILL.
+const stopTimeout = 10 * time.Second
 
 func (c *processCluster) WipeMaster(i int) error {
 	c.mu.Lock()

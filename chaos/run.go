@@ -296,9 +296,11 @@ func (r *runner) waitReady(ctx context.Context, limit time.Duration) error {
 	for time.Now().Before(deadline) {
 		st, err := r.status(ctx)
 		if err == nil {
-			active := st.GetCounts().GetAgentsByState()["AGENT_STATE_ACTIVE"]
-			if active == 0 {
-				active = st.GetCounts().GetAgentsByState()["ACTIVE"]
+			var active uint64
+			for state, n := range st.GetCounts().GetAgentsByState() {
+				if strings.EqualFold(strings.TrimPrefix(state, "AGENT_STATE_"), "active") {
+					active += n
+				}
 			}
 			if int(active) >= r.c.Agents() {
 				return nil
@@ -347,8 +349,12 @@ func (r *runner) inject(ctx context.Context, faults []Fault) {
 			}
 		}
 	}
+	// lag shifts the rest of the schedule when injecting or healing took
+	// longer than planned (a slow graceful stop, a full restart), so every
+	// fault keeps its hold and its gap to the previous one.
+	var lag time.Duration
 	for _, ft := range faults {
-		if !wait(ft.At) {
+		if !wait(ft.At + lag) {
 			return
 		}
 		heal, desc, err := r.apply(ctx, ft)
@@ -358,14 +364,18 @@ func (r *runner) inject(ctx context.Context, faults []Fault) {
 		}
 		r.rep.Faults++
 		logf("inject %s: %s (hold %s)", ft.Kind, desc, ft.Hold.Round(time.Millisecond))
-		if !wait(ft.At + ft.Hold) {
+		healAt := time.Since(start) + ft.Hold
+		if !wait(healAt) {
 			heal()
 			return
 		}
 		heal()
 		logf("heal %s: %s", ft.Kind, desc)
+		if over := time.Since(start) - (ft.At + ft.Hold + lag); over > 0 {
+			lag += over
+		}
 	}
-	wait(r.o.Duration)
+	wait(r.o.Duration + lag)
 }
 
 // apply injects one fault and returns how to heal it.
@@ -400,7 +410,10 @@ func (r *runner) apply(ctx context.Context, ft Fault) (heal func(), desc string,
 		return restartMaster(i), "SIGKILL follower " + c.MasterID(i), c.KillMaster(i)
 	case RestartMaster:
 		i := pick(c.Masters())
-		return restartMaster(i), "SIGTERM " + c.MasterID(i), c.StopMaster(i)
+		if err := c.StopMaster(i); err != nil {
+			r.note("graceful stop of %s: %v", c.MasterID(i), err)
+		}
+		return restartMaster(i), "SIGTERM " + c.MasterID(i), nil
 	case PauseMaster:
 		i := pick(c.Masters())
 		if ft.Pick%2 == 0 && leader >= 0 {
@@ -586,7 +599,7 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 			presentVols[v.GetId()] = true
 		}
 		r.rep.TasksAcked = len(h.tasksAcked)
-		r.rep.Violations = append(r.rep.Violations, check.LostObjects("task", h.tasksAcked, h.tasksRemoved, presentTasks)...)
+		r.rep.Violations = append(r.rep.Violations, check.LostObjects("task", h.tasksAcked, h.tasksEnded, presentTasks)...)
 		r.rep.Violations = append(r.rep.Violations, check.LostObjects("volume", h.volumesAcked, h.volumesRemoved, presentVols)...)
 		r.rep.Violations = append(r.rep.Violations, check.OfferTokens(h.accepted)...)
 		seen := h.seen

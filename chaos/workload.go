@@ -382,6 +382,11 @@ func (f *fwState) Rescind(_ framework.Driver, offerID string) {
 // Update implements framework.Scheduler.
 func (f *fwState) Update(d framework.Driver, st *agorav1.TaskStatus) {
 	f.w.h.Seen(st.GetFrameworkId(), check.StatusKey(st))
+	if framework.IsTerminal(st.GetState()) {
+		f.w.h.mu.Lock()
+		f.w.h.tasksEnded[st.GetFrameworkId()+"/"+st.GetTaskId()] = true
+		f.w.h.mu.Unlock()
+	}
 	f.mu.Lock()
 	if st.GetState() == agorav1.TaskState_TASK_STATE_RUNNING {
 		f.running[st.GetTaskId()] = st.GetAgentId()

@@ -402,6 +402,9 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 
 // classify marks subscription refusals that retrying cannot fix as fatal.
 func (r *runner) classify(err error) error {
+	if connect.CodeOf(err) == connect.CodeFailedPrecondition && strings.Contains(err.Error(), "torn down") {
+		return &fatalError{fmt.Errorf("%w: subscribe: %w", ErrTornDown, err)}
+	}
 	if fatalCode(connect.CodeOf(err)) {
 		return &fatalError{fmt.Errorf("framework: subscribe: %w", err)}
 	}

@@ -248,6 +248,9 @@ func TestRunReconnectsAfterStreamError(t *testing.T) {
 	if err := m.WaitSubscriptions(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := m.WaitCalls(ctx, "Reconcile", 1); err != nil {
+		t.Fatal(err)
+	}
 	m.EndStream(connect.NewError(connect.CodeUnavailable, errors.New("shutting down")))
 	if err := m.WaitSubscriptions(ctx, 2); err != nil {
 		t.Fatal(err)
@@ -278,18 +281,18 @@ func TestRunKeepsStreamWithHeartbeats(t *testing.T) {
 	ctx := testCtx(t)
 	m := frameworktest.NewMaster()
 	defer m.Close()
-	m.SetHeartbeat(10*time.Millisecond, true)
+	m.SetHeartbeat(20*time.Millisecond, true)
 	rec := &recorder{}
-	_, _ = startRun(t, Config{Masters: []string{m.URL()}, Logger: slog.Default()}, rec)
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
 	if err := m.WaitSubscriptions(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	// Many heartbeat intervals pass (measured by a second stream's events
-	// being delivered in order), and the framework stays on its first stream.
-	for i := range 30 {
+	// Several watchdog windows pass while events and heartbeats flow, and
+	// the framework stays on its first stream.
+	for i := range 20 {
 		_ = m.Send(frameworktest.FailureEvent(fmt.Sprint(i)))
 		rec.waitLine(t, fmt.Sprintf("failure %d", i))
-		if err := pollFor(ctx, 2*time.Millisecond); err != nil {
+		if err := pollFor(ctx, 10*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 )
 
-// TestDataDriven runs the scenarios in testdata/*.txt:
+// TestDataDriven runs the scenarios in testdata/scenarios/*.txt:
 //
 //	apply TYPE          prototext of the command (with @field[role](spec)
 //	                    resource macros); prints the verdict and events
@@ -18,7 +18,7 @@ import (
 //	unacked FW          prints the framework's unacknowledged statuses
 //	roundtrip           snapshot -> restore -> snapshot must be byte-equal
 func TestDataDriven(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+	datadriven.Walk(t, "testdata/scenarios", func(t *testing.T, path string) {
 		h := newHarness(t)
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			h.t = t

@@ -283,3 +283,5 @@ func dump(s *State, which ...string) string {
 	}
 	return b.String()
 }
+
+func unmarshalText(s string, m proto.Message) error { return prototext.Unmarshal([]byte(s), m) }

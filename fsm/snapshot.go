@@ -2,10 +2,12 @@ package fsm
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	iradix "github.com/hashicorp/go-immutable-radix"
 	"google.golang.org/protobuf/proto"
@@ -121,6 +123,8 @@ func ReadState(r io.Reader) (*State, error) {
 		return nil, errors.New("bad snapshot header")
 	}
 	x := &txn{t: iradix.New().Txn()}
+	var deferred [][]byte
+	x.deferIndex = func(k []byte) { deferred = append(deferred, k) }
 	for {
 		rec, body, err := next()
 		if errors.Is(err, io.EOF) {
@@ -132,6 +136,12 @@ func ReadState(r io.Reader) (*State, error) {
 		if err := x.restoreRecord(rec, body); err != nil {
 			return nil, err
 		}
+	}
+	// Index keys arrive in primary-key order; inserting them sorted keeps the
+	// transaction's writable-node cache hot instead of copying paths.
+	slices.SortFunc(deferred, bytes.Compare)
+	for _, k := range deferred {
+		x.t.Insert(k, nil)
 	}
 	agents, frameworks := computeUsage(x.t.Root())
 	for id, u := range agents {
@@ -164,24 +174,24 @@ func (x *txn) restoreRecord(rec byte, body []byte) error {
 			x.t.Insert(tableKey(pFramework, v.GetId()), v)
 		case *agorav1.Reservation:
 			x.t.Insert(tableKey(pReservation, v.GetId()), v)
-			x.t.Insert(tableKey(xResvAgent, v.GetAgentId(), v.GetId()), nil)
+			x.deferIndex(tableKey(xResvAgent, v.GetAgentId(), v.GetId()))
 		case *agorav1.Volume:
 			x.t.Insert(tableKey(pVolume, v.GetId()), v)
-			x.t.Insert(tableKey(xVolAgent, v.GetAgentId(), v.GetId()), nil)
+			x.deferIndex(tableKey(xVolAgent, v.GetAgentId(), v.GetId()))
 		case *agorav1.Offer:
 			x.t.Insert(tableKey(pOffer, v.GetId()), v)
-			x.t.Insert(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()), nil)
-			x.t.Insert(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()), nil)
+			x.deferIndex(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()))
+			x.deferIndex(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()))
 			if v.GetExpiresAt() != nil {
-				x.t.Insert(expiryKey(v), nil)
+				x.deferIndex(expiryKey(v))
 			}
 		case *agorav1.Task:
 			fid, tid := v.GetFrameworkId(), v.GetId()
 			x.t.Insert(tableKey(pTask, fid, tid), v)
-			x.t.Insert(tableKey(xTaskAgent, v.GetAgentId(), fid, tid), nil)
-			x.t.Insert(tableKey(xTaskID, tid, fid), nil)
+			x.deferIndex(tableKey(xTaskAgent, v.GetAgentId(), fid, tid))
+			x.deferIndex(tableKey(xTaskID, tid, fid))
 			if unacked(v) {
-				x.t.Insert(tableKey(xTaskUnacked, fid, tid), nil)
+				x.deferIndex(tableKey(xTaskUnacked, fid, tid))
 			}
 		}
 		return nil
@@ -189,54 +199,105 @@ func (x *txn) restoreRecord(rec byte, body []byte) error {
 	return fmt.Errorf("unknown record type %d", rec)
 }
 
+// poolSum accumulates resources by pool, adding scalars in place (the
+// common case) so that summing a million tasks does not copy maps.
+type poolSum map[string]*resources.Resources
+
+func (p poolSum) add(role string, rs []*agorav1.Resource) {
+	for _, r := range rs {
+		if r.GetRole() != role && role != "\x00" {
+			continue
+		}
+		acc := p[r.GetRole()]
+		if acc == nil {
+			acc = &resources.Resources{}
+			p[r.GetRole()] = acc
+		}
+		if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 {
+			if m := resources.Scalar(r.GetName(), r.GetScalar()).Milli(r.GetName()); m > 0 {
+				if acc.Scalars == nil {
+					acc.Scalars = map[string]int64{}
+				}
+				acc.Scalars[r.GetName()] += m
+			}
+			continue
+		}
+		one, err := resourcepb.FromProto([]*agorav1.Resource{r})
+		if err == nil {
+			*acc = acc.Add(one[r.GetRole()])
+		}
+	}
+}
+
+func (p poolSum) addPools(q resourcepb.Pools) {
+	for role, r := range q {
+		acc := p[role]
+		if acc == nil {
+			acc = &resources.Resources{}
+			p[role] = acc
+		}
+		*acc = acc.Add(r)
+	}
+}
+
+func (p poolSum) pools() resourcepb.Pools {
+	out := resourcepb.Pools{}
+	for role, r := range p {
+		if !r.IsEmpty() {
+			out[role] = *r
+		}
+	}
+	return out
+}
+
 // computeUsage derives every agent's and framework's sums from the primary
 // tables (used by restore and by CheckInvariants to audit the incremental sums).
 func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
+	type sums struct{ reserved, used, offered poolSum }
 	agents := map[string]*agentUsage{}
-	frameworks := map[string]*frameworkUsage{}
-	ag := func(id string) *agentUsage {
-		u := agents[id]
-		if u == nil {
-			u = &agentUsage{reserved: resourcepb.Pools{}, used: resourcepb.Pools{}, offered: resourcepb.Pools{}}
-			agents[id] = u
+	acc := map[string]*sums{}
+	fwAcc := map[string]poolSum{}
+	ag := func(id string) *sums {
+		s := acc[id]
+		if s == nil {
+			s = &sums{poolSum{}, poolSum{}, poolSum{}}
+			acc[id] = s
+			agents[id] = &agentUsage{}
 		}
-		return u
+		return s
 	}
-	fw := func(id, role string, r resources.Resources) {
-		u := frameworks[id]
-		if u == nil {
-			u = &frameworkUsage{byRole: map[string]resources.Resources{}}
-			frameworks[id] = u
+	fw := func(id, role string, rs []*agorav1.Resource) {
+		p := fwAcc[id]
+		if p == nil {
+			p = poolSum{}
+			fwAcc[id] = p
 		}
-		u.byRole[role] = u.byRole[role].Add(scalars(r))
-	}
-	addInto := func(dst resourcepb.Pools, p resourcepb.Pools) {
-		for role, r := range p {
-			if !r.IsEmpty() {
-				dst[role] = dst[role].Add(r)
+		for _, r := range rs {
+			if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 {
+				p.add("\x00", []*agorav1.Resource{{Name: r.GetName(), Scalar: r.GetScalar(), Role: role}})
 			}
 		}
 	}
 	root.WalkPrefix([]byte(pAgent), func(_ []byte, v interface{}) bool {
 		a := v.(*agorav1.Agent)
-		ag(a.GetId()).total = pools(a.GetResources()).Total()
+		ag(a.GetId())
+		agents[a.GetId()].total = pools(a.GetResources()).Total()
 		return false
 	})
 	root.WalkPrefix([]byte(pReservation), func(_ []byte, v interface{}) bool {
 		r := v.(*agorav1.Reservation)
-		addInto(ag(r.GetAgentId()).reserved, resourcepb.Pools{r.GetRole(): pools(r.GetResources()).Total()})
+		ag(r.GetAgentId()).reserved.addPools(resourcepb.Pools{r.GetRole(): pools(r.GetResources()).Total()})
 		return false
 	})
 	root.WalkPrefix([]byte(pVolume), func(_ []byte, v interface{}) bool {
 		vol := v.(*agorav1.Volume)
-		addInto(ag(vol.GetAgentId()).used, volumeDisk(vol))
+		ag(vol.GetAgentId()).used.addPools(volumeDisk(vol))
 		return false
 	})
 	root.WalkPrefix([]byte(pOffer), func(_ []byte, v interface{}) bool {
 		o := v.(*agorav1.Offer)
-		p := pools(o.GetResources())
-		addInto(ag(o.GetAgentId()).offered, p)
-		fw(o.GetFrameworkId(), o.GetRole(), p.Total())
+		ag(o.GetAgentId()).offered.add("\x00", o.GetResources())
+		fw(o.GetFrameworkId(), o.GetRole(), o.GetResources())
 		return false
 	})
 	root.WalkPrefix([]byte(pTask), func(_ []byte, v interface{}) bool {
@@ -244,17 +305,21 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 		if IsTerminal(t.GetState()) {
 			return false
 		}
-		p := pools(t.GetResources())
-		addInto(ag(t.GetAgentId()).used, p)
-		fw(t.GetFrameworkId(), t.GetRole(), p.Total())
+		ag(t.GetAgentId()).used.add("\x00", t.GetResources())
+		fw(t.GetFrameworkId(), t.GetRole(), t.GetResources())
 		return false
 	})
-	for _, u := range frameworks {
-		for role, r := range u.byRole {
-			if r.IsEmpty() {
-				delete(u.byRole, role)
-			}
+	for id, s := range acc {
+		u := agents[id]
+		u.reserved, u.used, u.offered = s.reserved.pools(), s.used.pools(), s.offered.pools()
+	}
+	frameworks := make(map[string]*frameworkUsage, len(fwAcc))
+	for id, p := range fwAcc {
+		byRole := map[string]resources.Resources{}
+		for role, r := range p.pools() {
+			byRole[role] = r
 		}
+		frameworks[id] = &frameworkUsage{byRole: byRole}
 	}
 	return agents, frameworks
 }

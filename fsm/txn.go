@@ -25,6 +25,8 @@ type txn struct {
 	// uuids given by the command for master-generated statuses, used in order.
 	uuids []string
 	seq   int
+	// deferIndex collects index keys during restore (nil otherwise).
+	deferIndex func(k []byte)
 }
 
 func newTxn(s *State, index uint64) *txn {

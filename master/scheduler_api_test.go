@@ -652,7 +652,9 @@ func testBadSubscribe(t *testing.T, sc *schedCluster) {
 	// Torn down frameworks cannot come back.
 	f := schedSubscribe(t, url, schedInfo("gone"))
 	schedTeardown(t, sc, f)
-	f.next(t, "teardown ERROR", func(ev *agorav1.SubscribeResponse) bool { return strings.Contains(ev.GetError().GetMessage(), "torn down") })
+	f.next(t, "teardown ERROR", func(ev *agorav1.SubscribeResponse) bool {
+		return strings.Contains(ev.GetError().GetMessage(), "torn down")
+	})
 	_, err := schedTrySubscribe(url, &agorav1.FrameworkInfo{Id: f.fid, Name: "gone"})
 	schedWantCode(t, "resubscribe a torn down framework", err, connect.CodeFailedPrecondition)
 }

@@ -131,9 +131,9 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 		after := f.State()
 		add(CheckAllocation(idx, ViewOf(after))...)
 		next := offerSet(after)
-		reasons := map[string]string{}
+		reasons := map[string]fsm.Event{}
 		for _, e := range removed {
-			reasons[e.OfferID] = e.Reason
+			reasons[e.OfferID] = e
 		}
 		for id := range next {
 			if !offers[id] {
@@ -144,11 +144,11 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 			if next[id] {
 				continue
 			}
-			r, ok := reasons[id]
+			e, ok := reasons[id]
 			if !ok {
 				add(violation("offer-lifecycle", "index %d: offer %s left the state with no accept, decline, rescind or expiry", idx, id))
-			} else if !okOfferEnd(r) {
-				add(violation("offer-lifecycle", "index %d: offer %s removed for %q", idx, id, r))
+			} else if !OfferEnded(e.Reason, e.Rescind) {
+				add(violation("offer-lifecycle", "index %d: offer %s removed for %q", idx, id, e.Reason))
 			}
 		}
 		offers = next
@@ -167,7 +167,13 @@ func apply(f *fsm.FSM, l *raft.Log) {
 	f.Apply(l)
 }
 
-func okOfferEnd(reason string) bool {
+// OfferEnded reports whether an offer's removal is one of its legitimate
+// ends: accepted, declined, rescinded (told to the framework, or implied
+// because the framework disconnected or was torn down) or expired.
+func OfferEnded(reason string, rescind bool) bool {
+	if rescind || reason == "framework disconnected" || reason == "framework torn down" {
+		return true
+	}
 	for _, p := range []string{"accepted", "declined", "rescinded", "expired"} {
 		if strings.HasPrefix(reason, p) {
 			return true

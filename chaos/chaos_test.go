@@ -1,0 +1,99 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// agoraBinary builds the agora binary once (statically, so the docker tier
+// can use it too) into the repository's tmp/ directory.
+func agoraBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := filepath.Abs("..")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(root, "tmp", "agora")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/agora")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building agora: %v", buildErr)
+	}
+	return binPath
+}
+
+func runSeed(t *testing.T, tier string, seed uint64, d time.Duration) {
+	t.Helper()
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Tier: tier, Binary: agoraBinary(t), Seed: seed, Duration: d, Out: out, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	t.Logf("%s", rep.Summary())
+	t.Logf("%s", rep.JSON())
+	if rep.Faults == 0 || rep.Ops == 0 {
+		t.Errorf("seed %d: a run without faults or ops proves nothing (%d faults, %d ops)", seed, rep.Faults, rep.Ops)
+	}
+	if rep.ViolationCount != 0 {
+		keep := filepath.Join(os.TempDir(), "agora-chaos-failed", tier, time.Now().Format("150405"))
+		_ = os.MkdirAll(filepath.Dir(keep), 0o755)
+		_ = os.Rename(out, keep)
+		t.Errorf("seed %d: %d violations; output kept in %s (replay: agora chaos --tier %s --seed %d --duration %s)",
+			seed, rep.ViolationCount, keep, tier, seed, d)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", p)
+	return len(p), nil
+}
+
+// TestProcessTier runs a few seeds of the process tier (one in -short).
+func TestProcessTier(t *testing.T) {
+	seeds := []uint64{1, 2, 3}
+	d := 15 * time.Second
+	if testing.Short() {
+		seeds, d = seeds[:1], 10*time.Second
+	}
+	for _, s := range seeds {
+		t.Run("seed", func(t *testing.T) { runSeed(t, "process", s, d) })
+	}
+}
+
+// TestDockerTier runs one seed of the docker tier where a Docker engine
+// answers. Where none does the test is skipped, loudly: the docker tier
+// needs a daemon this machine may not have, and the process tier above
+// still runs.
+func TestDockerTier(t *testing.T) {
+	if err := DockerAvailable(context.Background()); err != nil {
+		t.Logf("!!! docker tier SKIPPED: %v", err)
+		t.Skipf("docker tier SKIPPED (no Docker engine here, not missing work): %v", err)
+	}
+	if testing.Short() {
+		t.Skip("docker tier SKIPPED in -short mode (image build and containers take too long)")
+	}
+	runSeed(t, "docker", 11, 20*time.Second)
+}

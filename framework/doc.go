@@ -1,0 +1,58 @@
+// Package framework is the Go SDK for writing agora frameworks: programs
+// with their own scheduler that receive resource offers from the masters and
+// launch tasks on agents (two-level scheduling, as in Mesos).
+//
+// # Writing a framework
+//
+// Implement Scheduler: six methods that receive the events of the
+// framework's subscription. Run connects to the masters and calls them from
+// one goroutine, in order:
+//
+//   - Subscribed: the framework is registered (again, after a reconnection
+//     or master failover: resubscribed is true). Keep the id if the
+//     scheduler itself may restart: pass it back in Config.Info.Id to keep
+//     the framework's tasks.
+//   - Offers: resources of one agent each. Answer every offer, with
+//     Driver.Accept (operations built with Launch, LaunchGroup, Reserve,
+//     Unreserve, CreateVolume, DestroyVolume) or Driver.Decline. Unused
+//     resources return to the pool, filtered from this framework for
+//     refuse_seconds. When there is nothing more to run, call
+//     Driver.Suppress; call Driver.Revive when there is again.
+//   - Rescind: an offer was withdrawn (expired, agent lost).
+//   - Update: a task's status. Updates are acknowledged automatically after
+//     Update returns (Config.DisableAutoAck turns that off; unacknowledged
+//     updates are resent by the master). Updates without a uuid answer a
+//     reconciliation.
+//   - Failure: an agent was lost; its tasks' updates follow.
+//   - Error: the subscription ended for good (torn down, replaced by another
+//     instance of the scheduler); Run returns.
+//
+// A Scheduler method may call the Driver; the next event is delivered after
+// it returns, so the Scheduler sees a consistent order without locks of its
+// own. The Driver may also be used from other goroutines.
+//
+// # What the SDK does for you
+//
+//   - Leader discovery: Config.Masters may name any masters. A follower
+//     answers Unavailable with the leader's address (a LeaderRedirect error
+//     detail and the Agora-Leader header); the SDK follows it, for the
+//     subscription and for every call, and tries the other masters in turn
+//     when one does not answer.
+//   - Reconnection: when the stream ends (leader failover, network error,
+//     no event for 5 heartbeat intervals) the SDK resubscribes with the same
+//     framework id, with exponential backoff between MinBackoff and
+//     MaxBackoff. Offers made before a master failover stay valid.
+//   - Implicit reconciliation after every (re)subscription: the latest state
+//     of every non-terminal task arrives as Update events.
+//   - Calls made while the framework is resubscribing wait for it; calls
+//     answered Unavailable (a leader change) are retried a few times.
+//
+// Run returns nil when its context ends, leaving the framework registered:
+// its tasks keep running until the failover timeout
+// (FrameworkInfo.FailoverTimeoutSeconds) unless a scheduler resubscribes
+// with its id. Driver.Teardown ends the framework and kills its tasks; Run
+// then returns ErrTornDown.
+//
+// Package frameworktest has a fake master to unit-test a Scheduler through
+// this SDK without a cluster.
+package framework
