@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	iradix "github.com/hashicorp/go-immutable-radix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -279,4 +280,14 @@ func (s *State) VolumesByAgent(agentID string) []*agorav1.Volume {
 	return indexed[*agorav1.Volume](s, xVolAgent+agentID+"\x00", func(k []byte) []byte {
 		return tableKey(pVolume, lastPart(k))
 	})
+}
+
+// DryRun applies a command to a throwaway transaction over s and returns the
+// rejection Apply would give against this state (nil when it would apply).
+// The RPC edge calls it on the leader's state so that a command that is
+// invalid now never reaches the Raft log; Apply re-checks on every replica.
+// The command message is not modified.
+func (s *State) DryRun(t CommandType, m proto.Message) *Rejection {
+	x := newTxn(s, s.index+1)
+	return x.apply(t, proto.Clone(m))
 }
