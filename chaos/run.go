@@ -482,6 +482,7 @@ func (r *runner) apply(ctx context.Context, ft Fault) (heal func(), desc string,
 func (r *runner) quiesce(ctx context.Context, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	cl := client.New(r.c.MasterURLs()[0])
+	quiet := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		resp, err := cl.Operator.ListTasks(cctx, connect.NewRequest(&agorav1.ListTasksRequest{}))
@@ -494,14 +495,19 @@ func (r *runner) quiesce(ctx context.Context, limit time.Duration) {
 				}
 			}
 			if pending == 0 {
-				return
+				quiet++
+				if quiet >= 3 { // quiet for a few polls: nothing left in flight
+					return
+				}
+			} else {
+				quiet = 0
 			}
 		} else {
 			cl = client.New(r.c.MasterURLs()[int(time.Now().UnixNano())%r.c.Masters()])
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(time.Second):
 		}
 	}
 	r.note("some task statuses were still unacknowledged %s after the last fault", limit)
