@@ -20,24 +20,32 @@ func (d *driver) FrameworkID() string { return d.r.frameworkID() }
 
 // callTarget waits until the framework is subscribed and returns where to
 // send a call and the identity to put in it.
-func (r *runner) callTarget(ctx context.Context) (string, agorav1connect.SchedulerServiceClient, *agorav1.FrameworkCall, error) {
+func (r *runner) callTarget(ctx context.Context) (callSite, error) {
 	for {
 		r.mu.Lock()
-		connected, ready := r.connected, r.ready
+		connected, ready, sess := r.connected, r.ready, r.sess
 		fc := &agorav1.FrameworkCall{FrameworkId: r.info.GetId(), StreamToken: r.token}
 		r.mu.Unlock()
 		if connected {
 			target, c := r.current()
-			return target, c, fc, nil
+			return callSite{target: target, client: c, fc: fc, sess: sess}, nil
 		}
 		select {
 		case <-ready:
 		case <-r.done:
-			return "", nil, nil, ErrStopped
+			return callSite{}, ErrStopped
 		case <-ctx.Done():
-			return "", nil, nil, fmt.Errorf("framework: waiting for subscription: %w", ctx.Err())
+			return callSite{}, fmt.Errorf("waiting for subscription: %w", ctx.Err())
 		}
 	}
+}
+
+// callSite is where one attempt of a call goes.
+type callSite struct {
+	target string
+	client agorav1connect.SchedulerServiceClient
+	fc     *agorav1.FrameworkCall
+	sess   context.Context // done when the subscription's master hangs
 }
 
 // tokenReplaced reports whether tok is no longer the live stream token (the
@@ -54,16 +62,28 @@ func (r *runner) call(ctx context.Context, name string, fn func(context.Context,
 	bo := newBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
 	hops := 0
 	for attempt := 1; ; {
-		target, c, fc, err := r.callTarget(ctx)
+		site, err := r.callTarget(ctx)
 		if err != nil {
 			return fmt.Errorf("framework: %s: %w", name, err)
 		}
-		err = fn(ctx, c, fc)
+		target, fc := site.target, site.fc
+		// An attempt ends with the subscription it belongs to: a master
+		// that stopped answering (missed heartbeats) must not hold a
+		// Scheduler method, and with it the event loop, forever.
+		actx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(site.sess, cancel)
+		err = fn(actx, site.client, fc)
+		stop()
+		cancel()
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("framework: %s: %w", name, err)
+		}
+		if site.sess.Err() != nil {
+			return fmt.Errorf("framework: %s: %w", name, connect.NewError(connect.CodeUnavailable,
+				fmt.Errorf("master %s stopped answering during the call; offers stay valid and are sent again after resubscribing: %w", target, err)))
 		}
 		if connect.CodeOf(err) != connect.CodeUnavailable {
 			// A call that raced with a resubscription carried the replaced

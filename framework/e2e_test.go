@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,6 +145,15 @@ func (s *e2eSched) offerOn(agent string) *agorav1.Offer {
 	return nil
 }
 
+// forget drops a held offer the test used.
+func (s *e2eSched) forget(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		delete(s.offers, id)
+	}
+}
+
 func (s *e2eSched) takeOffers() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -200,6 +212,39 @@ func e2eLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// procRoot reports whether /proc can tell which processes run in a sandbox.
+func procRoot() bool {
+	_, err := os.Stat("/proc/self/cwd")
+	return err == nil
+}
+
+// taskProcs lists the pids of processes whose working directory is the
+// sandbox of task tid of framework fid (any when empty) under the cluster's
+// agents. Empty where /proc is not available.
+func taskProcs(clusterDir, fid, tid string) []string {
+	agents, err := filepath.EvalSymlinks(filepath.Join(clusterDir, "agents"))
+	if err != nil {
+		return nil
+	}
+	links, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	var pids []string
+	for _, l := range links {
+		cwd, err := os.Readlink(l)
+		if err != nil || !strings.HasPrefix(cwd, agents+string(filepath.Separator)) {
+			continue
+		}
+		parts := strings.Split(cwd, string(filepath.Separator))
+		if fid != "" && !slices.Contains(parts, fid) {
+			continue
+		}
+		if tid != "" && parts[len(parts)-1] != tid {
+			continue
+		}
+		pids = append(pids, filepath.Base(filepath.Dir(l)))
+	}
+	return pids
+}
+
 // taskIn reads a task from the current leader's replicated state.
 func taskIn(c *devcluster.Cluster, fid, tid string) (*agorav1.Task, error) {
 	l := c.Leader()
@@ -236,9 +281,6 @@ func wantRunningAcked(t *testing.T, c *devcluster.Cluster, s *e2eSched, fid, tid
 // launches, a leader kill with an offer accepted across it, and the two
 // outcomes of a framework's failover timeout.
 func TestEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end cluster test skipped in -short mode")
-	}
 	log := e2eLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -275,6 +317,7 @@ func TestEndToEnd(t *testing.T) {
 	d := web.driver()
 	fid := d.FrameworkID()
 	o1, held := web.offerOn("a1"), web.offerOn("a2")
+	web.forget(o1.GetId(), held.GetId())
 	if err := d.Accept(ctx, []string{o1.GetId()}, []*agorav1.Operation{framework.Launch(e2eTask("web-1", "a1"), e2eTask("web-2", "a1"))}, nil); err != nil {
 		t.Fatalf("accept on a1: %v", err)
 	}
@@ -308,20 +351,26 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("after the failover task %s = %v (%v)", tid, tk.GetState(), err)
 		}
 	}
+	for _, tid := range []string{"web-1", "web-2", "web-3"} {
+		if procRoot() && len(taskProcs(c.Dir(), fid, tid)) == 0 {
+			t.Fatalf("no process of RUNNING task %s in an agent sandbox", tid)
+		}
+	}
 	// Updates keep flowing: kill a task, see KILLED, acknowledged.
 	if err := d.Kill(ctx, "web-1", "a1"); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
+	// The master drops a terminal task once its last status is
+	// acknowledged, so "gone" proves the acknowledgement.
 	waitFor(t, 20*time.Second, "web-1 KILLED and acknowledged", func() error {
 		if st := web.state("web-1"); st != agorav1.TaskState_TASK_STATE_KILLED {
 			return fmt.Errorf("framework saw %v", st)
 		}
-		tk, err := taskIn(c, fid, "web-1")
-		if err != nil {
-			return err
+		if tk, err := taskIn(c, fid, "web-1"); err == nil {
+			return fmt.Errorf("leader still has web-1 %v acknowledged=%v", tk.GetState(), tk.GetAcknowledged())
 		}
-		if tk.GetState() != agorav1.TaskState_TASK_STATE_KILLED || !tk.GetAcknowledged() {
-			return fmt.Errorf("leader has %v acknowledged=%v", tk.GetState(), tk.GetAcknowledged())
+		if n := len(taskProcs(c.Dir(), fid, "web-1")); n != 0 {
+			return fmt.Errorf("%d processes of web-1 still run", n)
 		}
 		return nil
 	})
@@ -383,12 +432,13 @@ func TestEndToEnd(t *testing.T) {
 		if st, err := frameworkState(briefID); err != nil || st != agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
 			return fmt.Errorf("framework state %v (%v)", st, err)
 		}
-		tk, err := taskIn(c, briefID, "brief-1")
-		if err != nil {
-			return err
+		// KILLING until the agent reports KILLED; then dropped, since a
+		// torn-down framework acknowledges nothing.
+		if tk, err := taskIn(c, briefID, "brief-1"); err == nil {
+			return fmt.Errorf("task brief-1 is %v kill_requested=%v", tk.GetState(), tk.GetKillRequested())
 		}
-		if tk.GetState() != agorav1.TaskState_TASK_STATE_KILLED {
-			return fmt.Errorf("task brief-1 is %v", tk.GetState())
+		if n := len(taskProcs(c.Dir(), briefID, "brief-1")); n != 0 {
+			return fmt.Errorf("%d processes of brief-1 still run", n)
 		}
 		return nil
 	})
@@ -428,15 +478,16 @@ func TestEndToEnd(t *testing.T) {
 		}
 		f.r.done <- nil
 	}
-	waitFor(t, 20*time.Second, "every task terminal", func() error {
+	waitFor(t, 20*time.Second, "every task gone", func() error {
 		l := c.Leader()
 		if l == nil {
 			return errors.New("no leader")
 		}
 		for _, tk := range l.State().Tasks() {
-			if !framework.IsTerminal(tk.GetState()) {
-				return fmt.Errorf("task %s is %v", tk.GetId(), tk.GetState())
-			}
+			return fmt.Errorf("task %s is %v", tk.GetId(), tk.GetState())
+		}
+		if n := len(taskProcs(c.Dir(), "", "")); n != 0 {
+			return fmt.Errorf("%d task processes still run", n)
 		}
 		return nil
 	})

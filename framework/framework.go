@@ -161,6 +161,7 @@ type runner struct {
 	ready     chan struct{} // closed while connected
 	tornDown  bool
 	stopSess  context.CancelFunc // cancels the current session
+	sess      context.Context    // done when the live session's master hangs
 }
 
 func newRunner(cfg Config, s Scheduler) (*runner, error) {
@@ -333,7 +334,13 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 	}
 	defer stream.Close()
 
-	dog := newWatchdog(firstEventTimeout, cancel)
+	// hung ends when the master stops answering (missed heartbeats); calls
+	// in flight on this session then fail fast instead of holding a
+	// Scheduler method, and with it the event loop (see runner.call).
+	// Not derived from ctx: when Run ends, calls in flight keep their own
+	// contexts.
+	hung, markHung := context.WithCancel(context.Background())
+	dog := newWatchdog(firstEventTimeout, func() { markHung(); cancel() })
 	defer dog.stop()
 	events := make(chan *agorav1.SubscribeResponse, 64)
 	go func() {
@@ -364,7 +371,7 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 				hb = 15 * time.Second
 			}
 			dog.setTimeout(missedHeartbeats * hb)
-			r.setConnected(sub.GetFrameworkId(), sub.GetStreamToken())
+			r.setConnected(hung, sub.GetFrameworkId(), sub.GetStreamToken())
 			r.log.Info("subscribed", "framework_id", sub.GetFrameworkId(), "master", target,
 				"master_id", sub.GetMasterId(), "resubscribed", resubscribe)
 			r.sched.Subscribed(r.drv, sub.GetFrameworkId(), resubscribe)
@@ -448,9 +455,10 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 	return nil
 }
 
-func (r *runner) setConnected(id, token string) {
+func (r *runner) setConnected(sess context.Context, id, token string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sess = sess
 	r.info.Id = id
 	r.token = token
 	if !r.connected {

@@ -460,3 +460,33 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal("nil scheduler accepted")
 	}
 }
+
+// A master that stops answering must not hold a Scheduler method forever:
+// once heartbeats are missed, the call in flight fails with Unavailable and
+// the SDK resubscribes.
+func TestHungMasterReleasesCallInHandler(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	release := m.BlockCalls("Accept")
+	defer release()
+	m.SetHeartbeat(100*time.Millisecond, false) // announced, never sent: a hung master
+	rec := &recorder{}
+	rec.onOffers = func(d Driver, offers []*agorav1.Offer) {
+		err := d.Accept(context.Background(), []string{offers[0].GetId()}, nil, nil)
+		rec.add("accept code %v", connect.CodeOf(err))
+	}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Send(frameworktest.OffersEvent(&agorav1.Offer{Id: "o1"}))
+	if _, err := m.WaitCalls(ctx, "Accept", 1); err != nil {
+		t.Fatal(err)
+	}
+	// After 5 silent intervals the watchdog releases the Accept.
+	rec.waitLine(t, "accept code unavailable")
+	if err := m.WaitSubscriptions(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+}

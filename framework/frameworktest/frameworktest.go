@@ -61,6 +61,7 @@ type Master struct {
 	calls         []Call
 	reconcileWith []*agorav1.TaskStatus
 	issued        map[string]bool
+	blocked       map[string]chan struct{}
 }
 
 type liveStream struct {
@@ -71,7 +72,7 @@ type liveStream struct {
 // NewMaster starts a fake master that is the leader, with a heartbeat
 // interval of one second.
 func NewMaster() *Master {
-	m := &Master{leader: true, heartbeat: time.Second, heartbeats: true, issued: map[string]bool{}}
+	m := &Master{leader: true, heartbeat: time.Second, heartbeats: true, issued: map[string]bool{}, blocked: map[string]chan struct{}{}}
 	m.id = "fake"
 	mux := http.NewServeMux()
 	mux.Handle(agorav1connect.NewSchedulerServiceHandler(&handler{m: m}))
@@ -130,6 +131,27 @@ func (m *Master) SetReconcileAnswer(st ...*agorav1.TaskStatus) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reconcileWith = st
+}
+
+// BlockCalls makes calls of method hang (as on a master that stopped
+// answering) until release is called or the caller gives up. The calls are
+// recorded before they block.
+func (m *Master) BlockCalls(method string) (release func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ch := make(chan struct{})
+	m.blocked[method] = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			close(ch)
+			if m.blocked[method] == ch {
+				delete(m.blocked, method)
+			}
+		})
+	}
 }
 
 // Send queues an event on the live stream.
@@ -331,51 +353,88 @@ func (m *Master) record(method string, fc *agorav1.FrameworkCall, msg proto.Mess
 	return nil
 }
 
-func (h *handler) Accept(_ context.Context, req *connect.Request[agorav1.AcceptRequest]) (*connect.Response[agorav1.AcceptResponse], error) {
+// wait blocks while calls of method are blocked.
+func (m *Master) wait(ctx context.Context, method string) error {
+	m.mu.Lock()
+	ch := m.blocked[method]
+	m.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return connect.NewError(connect.CodeCanceled, ctx.Err())
+	}
+}
+
+func (h *handler) Accept(ctx context.Context, req *connect.Request[agorav1.AcceptRequest]) (*connect.Response[agorav1.AcceptResponse], error) {
 	if err := h.m.record("Accept", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "Accept"); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.AcceptResponse{}), nil
 }
 
-func (h *handler) Decline(_ context.Context, req *connect.Request[agorav1.DeclineRequest]) (*connect.Response[agorav1.DeclineResponse], error) {
+func (h *handler) Decline(ctx context.Context, req *connect.Request[agorav1.DeclineRequest]) (*connect.Response[agorav1.DeclineResponse], error) {
 	if err := h.m.record("Decline", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "Decline"); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.DeclineResponse{}), nil
 }
 
-func (h *handler) Revive(_ context.Context, req *connect.Request[agorav1.ReviveRequest]) (*connect.Response[agorav1.ReviveResponse], error) {
+func (h *handler) Revive(ctx context.Context, req *connect.Request[agorav1.ReviveRequest]) (*connect.Response[agorav1.ReviveResponse], error) {
 	if err := h.m.record("Revive", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "Revive"); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.ReviveResponse{}), nil
 }
 
-func (h *handler) Suppress(_ context.Context, req *connect.Request[agorav1.SuppressRequest]) (*connect.Response[agorav1.SuppressResponse], error) {
+func (h *handler) Suppress(ctx context.Context, req *connect.Request[agorav1.SuppressRequest]) (*connect.Response[agorav1.SuppressResponse], error) {
 	if err := h.m.record("Suppress", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "Suppress"); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.SuppressResponse{}), nil
 }
 
-func (h *handler) Kill(_ context.Context, req *connect.Request[agorav1.KillRequest]) (*connect.Response[agorav1.KillResponse], error) {
+func (h *handler) Kill(ctx context.Context, req *connect.Request[agorav1.KillRequest]) (*connect.Response[agorav1.KillResponse], error) {
 	if err := h.m.record("Kill", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "Kill"); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.KillResponse{}), nil
 }
 
-func (h *handler) Acknowledge(_ context.Context, req *connect.Request[agorav1.AcknowledgeRequest]) (*connect.Response[agorav1.AcknowledgeResponse], error) {
+func (h *handler) Acknowledge(ctx context.Context, req *connect.Request[agorav1.AcknowledgeRequest]) (*connect.Response[agorav1.AcknowledgeResponse], error) {
 	if err := h.m.record("Acknowledge", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "Acknowledge"); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.AcknowledgeResponse{}), nil
 }
 
-func (h *handler) Reconcile(_ context.Context, req *connect.Request[agorav1.ReconcileRequest]) (*connect.Response[agorav1.ReconcileResponse], error) {
+func (h *handler) Reconcile(ctx context.Context, req *connect.Request[agorav1.ReconcileRequest]) (*connect.Response[agorav1.ReconcileResponse], error) {
 	m := h.m
 	if err := m.record("Reconcile", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := m.wait(ctx, "Reconcile"); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -392,16 +451,22 @@ func (h *handler) Reconcile(_ context.Context, req *connect.Request[agorav1.Reco
 	return connect.NewResponse(&agorav1.ReconcileResponse{Statuses: answer}), nil
 }
 
-func (h *handler) UpdateFramework(_ context.Context, req *connect.Request[agorav1.UpdateFrameworkRequest]) (*connect.Response[agorav1.UpdateFrameworkResponse], error) {
+func (h *handler) UpdateFramework(ctx context.Context, req *connect.Request[agorav1.UpdateFrameworkRequest]) (*connect.Response[agorav1.UpdateFrameworkResponse], error) {
 	if err := h.m.record("UpdateFramework", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "UpdateFramework"); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.UpdateFrameworkResponse{}), nil
 }
 
-func (h *handler) Teardown(_ context.Context, req *connect.Request[agorav1.TeardownRequest]) (*connect.Response[agorav1.TeardownResponse], error) {
+func (h *handler) Teardown(ctx context.Context, req *connect.Request[agorav1.TeardownRequest]) (*connect.Response[agorav1.TeardownResponse], error) {
 	m := h.m
 	if err := m.record("Teardown", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := m.wait(ctx, "Teardown"); err != nil {
 		return nil, err
 	}
 	m.EndStream(nil)
