@@ -181,7 +181,7 @@ func (c *Cluster) start(ctx context.Context, i int) error {
 	if c.opts.OnNew != nil {
 		c.opts.OnNew(i, m)
 	}
-	if err := m.Start(ctx); err != nil {
+	if err := m.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("devcluster: start %s: %w", c.cfgs[i].ID, err)
 	}
 	c.mu.Lock()

@@ -136,7 +136,7 @@ func agTryLaunch(ctx context.Context, c *devcluster.Cluster, fw, agentID, taskID
 		return err
 	}
 	if _, err := m.Apply(ctx, fsm.CmdSubscribeFramework, &agorav1.SubscribeFrameworkCommand{
-		Framework: &agorav1.Framework{Id: fw, Info: &agorav1.FrameworkInfo{Name: "test-" + fw, Roles: []string{"*"}},
+		Framework: &agorav1.Framework{Id: fw, Info: &agorav1.FrameworkInfo{Name: "test-" + fw, Roles: []string{"*"}, FailoverTimeoutSeconds: 3600},
 			StreamToken: master.NewID()},
 		Now: timestamppb.New(m.Now()),
 	}); err != nil {
@@ -225,7 +225,7 @@ func TestAgentAPIBadInput(t *testing.T) {
 	res := func(spec string) []*agorav1.Resource { return resourcepb.ToProto("", resources.MustParse(spec)) }
 	regs := []badRegistration{
 		{"bad id", func(r *agorav1.RegisterAgentRequest) { r.AgentId = "-x/y" }, connect.CodeInvalidArgument, "invalid agent id"},
-		{"wrong cluster", func(r *agorav1.RegisterAgentRequest) { r.Cluster = "prod" }, connect.CodeFailedPrecondition, "agent is for cluster prod but masters run cluster agora"},
+		{"wrong cluster", func(r *agorav1.RegisterAgentRequest) { r.Cluster = "prod" }, connect.CodeFailedPrecondition, "is for cluster prod but masters run cluster agora"},
 		{"no hostname", func(r *agorav1.RegisterAgentRequest) { r.Hostname = "" }, connect.CodeInvalidArgument, "hostname"},
 		{"no resources", func(r *agorav1.RegisterAgentRequest) { r.Resources = nil }, connect.CodeInvalidArgument, "no resources"},
 		{"negative scalar", func(r *agorav1.RegisterAgentRequest) {
@@ -461,7 +461,7 @@ func BenchmarkRegisterAgents(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/agents, "heap-B/agent")
-		b.ReportMetric(float64(elapsed.Microseconds())/agents, "µs/agRegistration")
+		b.ReportMetric(float64(elapsed.Microseconds())/agents, "µs/registration")
 		b.ReportMetric(agents/elapsed.Seconds(), "registrations/s")
 		b.StartTimer()
 	}

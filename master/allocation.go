@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -14,6 +15,11 @@ import (
 )
 
 const (
+	// minRoundGap spaces any two allocation rounds.
+	minRoundGap = time.Millisecond
+	// allocBurst is how many proposing rounds may run back to back before
+	// they are paced at one per AllocationInterval.
+	allocBurst = 3.0
 	// maxIdleWake bounds how long the expiry loop sleeps between scans.
 	maxIdleWake = 250 * time.Millisecond
 	// maxDropBackoff bounds the pause after rounds whose offers the FSM
@@ -39,19 +45,27 @@ func (a *allocState) markDirty() {
 	}
 }
 
-// runAllocation is the leader's allocation loop: event-triggered, batched
-// to at most one round per AllocationInterval, each round one OffersCreated
-// entry. When leadership ends it closes every framework stream with the new
-// leader's address.
+// runAllocation is the leader's allocation loop: event-triggered and
+// batched, each round one OffersCreated entry. Rounds that propose offers
+// are paced by a token bucket refilled once per AllocationInterval with a
+// small burst: a busy cluster gets at most one round per interval, while an
+// idle one offers freed resources at once. When leadership ends it closes
+// every framework stream with the new leader's address.
 func (s *schedulerServer) runAllocation(ctx context.Context) {
+	s.setLeaderCtx(ctx)
 	defer s.broker.closeAll(func() *streamEnd { return &streamEnd{leaderLost: true} })
+	defer s.setLeaderCtx(nil)
 	interval := s.m.Config().AllocationInterval
 	log := s.m.log.With("component", "allocation")
 	s.alloc.markDirty() // a new leader allocates at once
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
-	var last time.Time
-	backoff := time.Duration(0)
+	var (
+		last       time.Time
+		backoff    time.Duration
+		tokens     = allocBurst
+		lastRefill = time.Now()
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,7 +73,17 @@ func (s *schedulerServer) runAllocation(ctx context.Context) {
 		case <-s.alloc.dirty:
 		case <-wake.C:
 		}
-		if wait := interval + backoff - time.Since(last); wait > 0 {
+		for {
+			now := time.Now()
+			tokens = min(allocBurst, tokens+float64(now.Sub(lastRefill))/float64(interval))
+			lastRefill = now
+			wait := max(minRoundGap, backoff) - now.Sub(last)
+			if tokens < 1 {
+				wait = max(wait, time.Duration((1-tokens)*float64(interval)))
+			}
+			if wait <= 0 {
+				break
+			}
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -75,11 +99,15 @@ func (s *schedulerServer) runAllocation(ctx context.Context) {
 		default:
 		}
 		proposed, kept, next := s.allocateOnce(ctx, log)
-		switch {
-		case proposed > 0 && kept == 0:
+		if proposed > 0 {
+			tokens--
+		}
+		if proposed > 0 && kept == 0 {
+			// The FSM dropped the whole round: allocator and FSM disagree.
+			// Retry, but back off so as not to fill the log.
 			backoff = min(max(2*backoff, interval), maxDropBackoff)
 			s.alloc.markDirty()
-		default:
+		} else {
 			backoff = 0
 		}
 		if !wake.Stop() {
@@ -97,10 +125,7 @@ func (s *schedulerServer) runAllocation(ctx context.Context) {
 // allocateOnce runs one round: it returns how many offers it proposed, how
 // many the FSM kept, and when the earliest filter it honoured expires (zero
 // when none), at which point the round should run again.
-func (s *schedulerServer) allocateOnce(ctx context.Context, log interface {
-	Debug(string, ...any)
-	Warn(string, ...any)
-}) (proposed, kept int, next time.Time) {
+func (s *schedulerServer) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, kept int, next time.Time) {
 	st := s.m.State()
 	now := s.m.Now()
 	snap, next := buildSnapshot(st, now)
@@ -265,7 +290,7 @@ func (s *schedulerServer) runExpiry(ctx context.Context) {
 
 // disconnectOrphans proposes FrameworkDisconnected for connected frameworks
 // that have no stream on this master, once per (framework, token).
-func (s *schedulerServer) disconnectOrphans(ctx context.Context, st *fsm.State, now time.Time, sent map[string]string, log interface{ Debug(string, ...any) }) {
+func (s *schedulerServer) disconnectOrphans(ctx context.Context, st *fsm.State, now time.Time, sent map[string]string, log *slog.Logger) {
 	for _, fw := range st.Frameworks() {
 		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || s.broker.has(fw.GetId()) {
 			continue
@@ -273,13 +298,18 @@ func (s *schedulerServer) disconnectOrphans(ctx context.Context, st *fsm.State, 
 		if sent[fw.GetId()] == fw.GetStreamToken() {
 			continue
 		}
-		sent[fw.GetId()] = fw.GetStreamToken()
-		err := s.apply(ctx, fsm.CmdFrameworkDisconnected, &agorav1.FrameworkDisconnectedCommand{
+		res, err := s.m.Apply(ctx, fsm.CmdFrameworkDisconnected, &agorav1.FrameworkDisconnectedCommand{
 			FrameworkId: fw.GetId(), StreamToken: fw.GetStreamToken(), Now: timestamppb.New(now),
 		})
+		if err == nil || res.Err != nil {
+			// Applied, or rejected for good: do not propose it again.
+			sent[fw.GetId()] = fw.GetStreamToken()
+		}
 		if err != nil {
 			log.Debug("marking framework without stream disconnected failed", "framework", fw.GetId(), "err", err)
+			continue
 		}
+		log.Info("framework has no stream after the leader change; marked disconnected", "framework", fw.GetId())
 	}
 }
 

@@ -29,10 +29,11 @@ var Services = []string{
 
 func (m *Master) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20)}
+	// Small messages are not worth gzip's CPU (most agora messages are).
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20), connect.WithCompressMinBytes(4 << 10)}
 	mux.Handle(agorav1connect.NewOperatorServiceHandler(&operatorServer{m: m}, opts...))
-	mux.Handle(agorav1connect.NewAgentServiceHandler(newAgentServer(m), opts...))
-	mux.Handle(agorav1connect.NewSchedulerServiceHandler(newSchedulerServer(m), opts...))
+	mux.Handle(agorav1connect.NewAgentServiceHandler(m.agentSrv, opts...))
+	mux.Handle(agorav1connect.NewSchedulerServiceHandler(m.schedSrv, opts...))
 
 	h := &healthServer{m: m}
 	mux.Handle("/"+HealthService+"/Check", connect.NewUnaryHandler("/"+HealthService+"/Check", h.check))

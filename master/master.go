@@ -173,6 +173,9 @@ type Master struct {
 	hadRaft bool
 	metrics *masterMetrics
 
+	agentSrv *agentServer
+	schedSrv *schedulerServer
+
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64
 	readyMu   sync.Mutex
@@ -204,6 +207,10 @@ func New(cfg Config) (*Master, error) {
 		httpURL:     "http://" + cfg.HTTPAddr,
 	}
 	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
+	// The service constructors may register FSM hooks and leader runs, so
+	// they run here, before Start lets Raft apply anything.
+	m.agentSrv = newAgentServer(m)
+	m.schedSrv = newSchedulerServer(m)
 	return m, nil
 }
 
@@ -314,13 +321,14 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	})
 	m.goFn(func() { m.bootstrapLoop(life) })
 	m.goFn(func() { m.leaderLoop(life) })
-	m.goFn(func() {
+	// Not in m.wg: teardown waits for m.wg and may run on this goroutine.
+	go func() {
 		select {
 		case <-ctx.Done():
 			_ = m.Shutdown()
 		case <-life.Done():
 		}
-	})
+	}()
 	m.log.Info("master started", "http", m.httpURL, "raft", m.raftAddr(), "gossip", m.pool.Addr(),
 		"existing_state", m.hadRaft, "raft_profile", m.cfg.RaftProfile, "gossip_profile", m.cfg.GossipProfile)
 	return nil
@@ -457,11 +465,11 @@ func (m *Master) teardown(graceful bool) {
 	m.stopOnce.Do(func() {
 		defer close(m.stopped)
 		var errs []error
-		if !graceful && m.httpLn != nil {
-			_ = m.srv.Close()
+		if !graceful {
+			m.closeHTTP(false)
 		}
 		if m.cancel != nil {
-			m.cancel()
+			m.cancel() // stops the loops; leader runs are cancelled and awaited
 		}
 		if graceful && m.raft != nil && m.raft.State() == raft.Leader && m.otherVoters() > 0 {
 			if err := m.raft.LeadershipTransfer().Error(); err != nil {
@@ -473,12 +481,8 @@ func (m *Master) teardown(graceful bool) {
 				m.log.Warn("gossip leave failed", "err", err)
 			}
 		}
-		if m.srv != nil && graceful {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if err := m.srv.Shutdown(ctx); err != nil {
-				_ = m.srv.Close()
-			}
-			cancel()
+		if graceful {
+			m.closeHTTP(true)
 		}
 		if m.raft != nil {
 			if err := m.raft.Shutdown().Error(); err != nil {
@@ -489,11 +493,6 @@ func (m *Master) teardown(graceful bool) {
 			if err := m.pool.Shutdown(); err != nil {
 				errs = append(errs, err)
 			}
-		} else if m.httpLn != nil {
-			_ = m.httpLn.Close()
-		}
-		if m.srv == nil && m.httpLn != nil {
-			_ = m.httpLn.Close()
 		}
 		m.wg.Wait()
 		if m.store != nil {
@@ -504,6 +503,23 @@ func (m *Master) teardown(graceful bool) {
 		m.stopErr = errors.Join(errs...)
 		m.log.Info("master stopped", "graceful", graceful)
 	})
+}
+
+// closeHTTP stops the HTTP server: gracefully (drain for up to 2 s) or at
+// once, closing open connections.
+func (m *Master) closeHTTP(graceful bool) {
+	switch {
+	case m.srv != nil && graceful:
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := m.srv.Shutdown(ctx); err != nil {
+			_ = m.srv.Close()
+		}
+	case m.srv != nil:
+		_ = m.srv.Close()
+	case m.httpLn != nil:
+		_ = m.httpLn.Close()
+	}
 }
 
 func (m *Master) otherVoters() int {

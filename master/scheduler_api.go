@@ -54,8 +54,31 @@ type schedulerServer struct {
 	removed *offerMemo
 	alloc   *allocState
 
-	// resendInterval is StatusResendInterval; tests shorten it.
+	// resendInterval is StatusResendInterval.
 	resendInterval time.Duration
+
+	// leaderCtx is the context of the current leadership (nil when not
+	// leading); cancelled on leadership loss and on shutdown.
+	leaderMu  sync.Mutex
+	leaderCtx context.Context
+}
+
+// disconnectDelay is how long a stream that ended waits before recording
+// the framework's disconnection: when the master itself is going down (its
+// HTTP server closes first), leadership ends within it and nothing is
+// recorded: the framework did not leave, this master did.
+const disconnectDelay = 50 * time.Millisecond
+
+func (s *schedulerServer) setLeaderCtx(ctx context.Context) {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	s.leaderCtx = ctx
+}
+
+func (s *schedulerServer) leadership() context.Context {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.leaderCtx
 }
 
 // newSchedulerServer builds the scheduler service of m and registers its
@@ -423,10 +446,21 @@ func (s *schedulerServer) end(ctx context.Context, out *connect.ServerStream[ago
 // disconnected records that the framework's current stream went away, if
 // this master still leads and the stream was still the current one.
 func (s *schedulerServer) disconnected(sub *stream) {
-	if !s.m.IsLeader() || !s.broker.isCurrent(sub) {
+	lead := s.leadership()
+	if lead == nil || !s.m.IsLeader() || !s.broker.isCurrent(sub) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	wait := time.NewTimer(disconnectDelay)
+	defer wait.Stop()
+	select {
+	case <-lead.Done():
+		return
+	case <-wait.C:
+	}
+	if !s.broker.isCurrent(sub) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(lead, 5*time.Second)
 	defer cancel()
 	err := s.apply(ctx, fsm.CmdFrameworkDisconnected, &agorav1.FrameworkDisconnectedCommand{
 		FrameworkId: sub.fid, StreamToken: sub.token, Now: timestamppb.New(s.m.Now()),

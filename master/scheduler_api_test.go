@@ -530,7 +530,7 @@ func testDeclineFilter(t *testing.T, sc *schedCluster) {
 	defer schedTeardown(t, sc, f)
 	o := f.offerOn(t, "ag-filter")
 	if _, err := sc.client().Decline(context.Background(), connect.NewRequest(&agorav1.DeclineRequest{
-		Call: f.call(), OfferIds: []string{o.GetId()}, RefuseSeconds: schedPtr(1)})); err != nil {
+		Call: f.call(), OfferIds: []string{o.GetId()}, RefuseSeconds: schedPtr(0.3)})); err != nil {
 		t.Fatalf("decline: %v", err)
 	}
 	fw, _ := sc.leader().State().Framework(f.fid)
@@ -710,11 +710,14 @@ func TestSchedulerLeaderChange(t *testing.T) {
 	}
 	o2 := f2.offerOn(t, "ag-lc")
 
-	// Kill the new leader outright: the stream breaks (Unavailable); the
-	// framework finds the next leader and accepts the offer made before.
+	// Kill the new leader outright: the stream breaks (a crash cannot say
+	// goodbye, so the client sees a transport error); the framework finds
+	// the next leader and accepts the offer made before the kill.
 	second := sc.leader()
 	sc.c.Kill(schedIndexOf(sc.c, second))
-	schedWantCode(t, "stream end on leader kill", f2.waitEnd(t), connect.CodeUnavailable)
+	if err := f2.waitEnd(t); err == nil {
+		t.Fatal("stream ended cleanly when its master was killed")
+	}
 	third := sc.leader()
 	if third == second {
 		t.Fatal("killed master still leads")
@@ -790,17 +793,37 @@ func TestSchedulerTimeouts(t *testing.T) {
 	})
 }
 
-// TestSchedulerDefaultFailover: a framework giving no failover timeout
-// gets the configured default stored.
-func TestSchedulerDefaultFailover(t *testing.T) {
-	sc := startSchedCluster(t, func(c *master.Config) { c.DefaultFailoverTimeout = 42 * time.Second })
-	f := schedSubscribe(t, sc.leader().HTTPURL(), schedInfo("defaults"))
-	fw, _ := sc.leader().State().Framework(f.fid)
+// TestSchedulerOrphanedFramework: a framework giving no failover timeout
+// gets the configured default stored; a framework whose stream was on the
+// old leader and that does not come back is marked disconnected by the new
+// leader after the liveness grace, so its failover timeout starts.
+func TestSchedulerOrphanedFramework(t *testing.T) {
+	sc := startSchedCluster(t, func(c *master.Config) {
+		c.DefaultFailoverTimeout = 42 * time.Second
+		c.LivenessGrace = 300 * time.Millisecond
+	})
+	old := sc.leader()
+	f := schedSubscribe(t, old.HTTPURL(), schedInfo("defaults"))
+	fw, _ := old.State().Framework(f.fid)
 	if got := fw.GetInfo().GetFailoverTimeoutSeconds(); got != 42 {
 		t.Fatalf("stored failover timeout %v, want 42", got)
 	}
 	if got := fw.GetInfo().GetRoles(); !slices.Equal(got, []string{"*"}) {
 		t.Fatalf("roles %v, want [*]", got)
+	}
+	if err := old.Raft().LeadershipTransfer().Error(); err != nil {
+		t.Fatalf("leadership transfer: %v", err)
+	}
+	schedWantCode(t, "stream end on leadership loss", f.waitEnd(t), connect.CodeUnavailable)
+	sc.waitFor("orphaned framework disconnected", func(st *fsm.State) error {
+		fw, _ := st.Framework(f.fid)
+		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_DISCONNECTED {
+			return fmt.Errorf("state %v", fw.GetState())
+		}
+		return nil
+	})
+	if sc.leader() == old {
+		t.Fatal("leadership did not move")
 	}
 }
 

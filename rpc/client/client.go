@@ -107,7 +107,7 @@ func New(addr string, opts ...Option) *Client {
 	rewriting := *hc
 	rewriting.Transport = &rewriteTransport{c: c, next: rt}
 
-	copts := []connect.ClientOption{connect.WithInterceptors(redirectInterceptor{c: c})}
+	copts := []connect.ClientOption{connect.WithInterceptors(redirectInterceptor{c: c}), connect.WithCompressMinBytes(4 << 10)}
 	if o.grpc {
 		copts = append(copts, connect.WithGRPC())
 	}
