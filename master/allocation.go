@@ -54,7 +54,7 @@ func (a *allocState) markDirty() {
 func (s *schedulerServer) runAllocation(ctx context.Context) {
 	s.setLeaderCtx(ctx)
 	defer s.broker.closeAll(func() *streamEnd { return &streamEnd{leaderLost: true} })
-	defer s.setLeaderCtx(nil)
+	defer s.clearLeaderCtx()
 	interval := s.m.Config().AllocationInterval
 	log := s.m.log.With("component", "allocation")
 	s.alloc.markDirty() // a new leader allocates at once

@@ -152,9 +152,10 @@ type leaderRun struct {
 
 // Master is one agora master. Build it with New, then Start it.
 type Master struct {
-	cfg Config
-	log *slog.Logger
-	fsm *fsm.FSM
+	stopping atomic.Bool // set when teardown starts; Apply refuses from then on
+	cfg      Config
+	log      *slog.Logger
+	fsm      *fsm.FSM
 
 	mu         sync.Mutex
 	started    bool
@@ -464,6 +465,10 @@ func (m *Master) Done() <-chan struct{} { return m.stopped }
 func (m *Master) teardown(graceful bool) {
 	m.stopOnce.Do(func() {
 		defer close(m.stopped)
+		// From here on this master proposes nothing: streams and loops that
+		// end because we stop must not write (a framework whose stream is
+		// cut by our shutdown has not disconnected from the cluster).
+		m.stopping.Store(true)
 		var errs []error
 		if !graceful {
 			m.closeHTTP(false)

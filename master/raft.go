@@ -143,8 +143,20 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 	if m.raft == nil || m.raft.State() != raft.Leader {
 		return fsm.Result{}, m.NotLeaderError()
 	}
+	if m.stopping.Load() {
+		return fsm.Result{}, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
+	}
 	if err := ctx.Err(); err != nil {
 		return fsm.Result{}, connect.NewError(connect.CodeOf(err), err)
+	}
+	// Dry-run against the leader's current state so that a command that is
+	// invalid now never reaches the log; Apply re-checks on every replica.
+	// OffersCreated and Expire are exempt: their Apply drops stale parts
+	// individually rather than rejecting the entry.
+	if t != fsm.CmdOffersCreated && t != fsm.CmdExpire && t != fsm.CmdRescindOffers {
+		if rej := m.fsm.State().DryRun(t, msg); rej != nil {
+			return fsm.Result{Index: m.fsm.State().Index(), Err: rej}, RejectionError(rej)
+		}
 	}
 	b, err := fsm.Encode(t, msg)
 	if err != nil {

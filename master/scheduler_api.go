@@ -75,6 +75,12 @@ func (s *schedulerServer) setLeaderCtx(ctx context.Context) {
 	s.leaderCtx = ctx
 }
 
+func (s *schedulerServer) clearLeaderCtx() {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	s.leaderCtx = nil
+}
+
 func (s *schedulerServer) leadership() context.Context {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
@@ -1013,6 +1019,9 @@ func (s *schedulerServer) UpdateFramework(ctx context.Context, req *connect.Requ
 	}
 	if info.GetId() != "" && info.GetId() != fw.GetId() {
 		return nil, invalid("framework_info.id %s does not match the calling framework %s", info.GetId(), fw.GetId())
+	}
+	if p := info.GetPrincipal(); p != "" && p != fw.GetInfo().GetPrincipal() {
+		return nil, denied("framework %s is registered with principal %q, not %q", fw.GetId(), fw.GetInfo().GetPrincipal(), p)
 	}
 	info.Id = fw.GetId()
 	err = s.apply(ctx, fsm.CmdUpdateFramework, &agorav1.UpdateFrameworkCommand{Info: info, Now: timestamppb.New(s.m.Now())})

@@ -149,7 +149,6 @@ func (sc *schedCluster) waitFor(what string, cond func(st *fsm.State) error) {
 
 // fwStream is a framework's subscription as a test sees it.
 type fwStream struct {
-	t      testing.TB
 	cancel context.CancelFunc
 	events chan *agorav1.SubscribeResponse
 	done   chan struct{}
