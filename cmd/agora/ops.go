@@ -20,7 +20,9 @@ type masterJSON struct {
 	State    string `json:"state,omitempty"`
 }
 
-func masterState(s agorav1.MasterState) string { return strings.ToLower(enumName(s.String(), "MASTER_STATE_")) }
+func masterState(s agorav1.MasterState) string {
+	return strings.ToLower(enumName(s.String(), "MASTER_STATE_"))
+}
 
 func toMasterJSON(ms []*agorav1.Master) []masterJSON {
 	out := make([]masterJSON, 0, len(ms))
