@@ -66,13 +66,14 @@ type Agent struct {
 	closeOnce  sync.Once
 	reregister chan struct{} // capacity 1: the masters want a registration
 
-	mu        sync.Mutex
-	clients   map[string]*client.Client // by master HTTP address
-	hc        *http.Client              // shared by the clients
-	current   string                    // preferred master
-	latest    map[string]*agorav1.TaskStatus
-	killing   map[string]bool
-	lastIndex uint64 // highest state index seen from the masters
+	mu          sync.Mutex
+	clients     map[string]*client.Client // by master HTTP address
+	hc          *http.Client              // shared by the clients
+	current     string                    // preferred master
+	latest      map[string]*agorav1.TaskStatus
+	killing     map[string]bool
+	seenMasters map[string]bool // HTTP addresses of every master seen in gossip
+	lastIndex   uint64          // highest state index seen from the masters
 }
 
 // New checks cfg, opens the data dir, its checkpoints and the executor,
@@ -121,12 +122,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log, res: res, out: out, launched: launched, hostname: hostname,
-		done:       make(chan struct{}),
-		reregister: make(chan struct{}, 1),
-		clients:    map[string]*client.Client{},
-		hc:         client.DefaultHTTPClient(),
-		latest:     map[string]*agorav1.TaskStatus{},
-		killing:    map[string]bool{},
+		done:        make(chan struct{}),
+		reregister:  make(chan struct{}, 1),
+		clients:     map[string]*client.Client{},
+		hc:          client.DefaultHTTPClient(),
+		latest:      map[string]*agorav1.TaskStatus{},
+		killing:     map[string]bool{},
+		seenMasters: map[string]bool{},
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 
@@ -140,6 +142,9 @@ func New(cfg Config) (*Agent, error) {
 		httpAddr = ln.Addr().String()
 	}
 	a.metrics = newAgentMetrics(a)
+	if a.httpLn != nil {
+		a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	}
 
 	ex, err := executor.NewProcess(filepath.Join(cfg.DataDir, "executor"), log.With("component", "executor"))
 	if err != nil {
@@ -202,8 +207,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx = a.ctx
 
 	var wg sync.WaitGroup
-	if a.httpLn != nil {
-		a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if a.httpSrv != nil {
 		srv, ln := a.httpSrv, a.httpLn
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -254,8 +258,9 @@ func (a *Agent) Kill() {
 func (a *Agent) closeListeners() {
 	if a.httpSrv != nil {
 		_ = a.httpSrv.Close()
-	} else if a.httpLn != nil {
-		_ = a.httpLn.Close()
+	}
+	if a.httpLn != nil {
+		_ = a.httpLn.Close() // Close does not know the listener before Serve
 	}
 }
 
@@ -405,12 +410,30 @@ func newUUID() string {
 
 // --- masters ---------------------------------------------------------------
 
-// masterAddrs lists the HTTP addresses of live masters known from gossip.
+// masterAddrs lists the HTTP addresses of the masters to talk to: those
+// alive in our gossip view or, when gossip shows none alive (a busy or
+// partitioned pool may suspect healthy masters), every master we have ever
+// seen: RPC does not depend on gossip's verdict.
 func (a *Agent) masterAddrs() []string {
-	var out []string
+	var alive, all []string
 	for _, m := range a.pool.Members() {
-		if m.Tags.Role == gossip.RoleMaster && m.Status == "alive" && m.Tags.HTTPAddr != "" {
-			out = append(out, m.Tags.HTTPAddr)
+		if m.Tags.Role != gossip.RoleMaster || m.Tags.HTTPAddr == "" {
+			continue
+		}
+		all = append(all, m.Tags.HTTPAddr)
+		if m.Status == "alive" {
+			alive = append(alive, m.Tags.HTTPAddr)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, addr := range all {
+		a.seenMasters[addr] = true
+	}
+	out := alive
+	if len(out) == 0 {
+		for addr := range a.seenMasters {
+			out = append(out, addr)
 		}
 	}
 	slices.Sort(out)
@@ -484,13 +507,17 @@ func (a *Agent) mainLoop(ctx context.Context) error {
 	return nil
 }
 
+// registerRequest describes the agent and the latest state of its tasks.
+// The reported statuses carry no uuid: the masters record (and give a uuid
+// to) only those that differ from the state, so an unchanged task does not
+// make a framework acknowledge a new update at every re-registration.
 func (a *Agent) registerRequest() *agorav1.RegisterAgentRequest {
 	a.mu.Lock()
 	tasks := make([]*agorav1.TaskStatus, 0, len(a.latest))
 	for _, st := range a.latest {
 		c := &agorav1.TaskStatus{
 			TaskId: st.GetTaskId(), FrameworkId: st.GetFrameworkId(), AgentId: a.cfg.ID,
-			State: st.GetState(), Uuid: newUUID(), Reason: st.GetReason(), Message: st.GetMessage(),
+			State: st.GetState(), Reason: st.GetReason(), Message: st.GetMessage(),
 			Source: agorav1.StatusSource_STATUS_SOURCE_AGENT, Timestamp: timestamppb.Now(), ExitCode: st.GetExitCode(),
 		}
 		tasks = append(tasks, c)
@@ -729,6 +756,7 @@ func (a *Agent) killTask(t *agorav1.Task, running bool) {
 		a.mu.Unlock()
 		if !already {
 			grace := time.Duration(t.GetKillGraceSeconds() * float64(time.Second))
+			a.log.Info("killing task on request", "task", t.GetId(), "framework", t.GetFrameworkId(), "grace", grace)
 			go a.killExec(t.GetId(), grace)
 		}
 		return
