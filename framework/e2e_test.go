@@ -27,15 +27,14 @@ type e2eSched struct {
 	name string
 	hold bool
 
-	mu      sync.Mutex
-	d       framework.Driver
-	subs    []bool // resubscribed flag of each SUBSCRIBED
-	offers  map[string]*agorav1.Offer
-	queue   []string
-	states  map[string]agorav1.TaskState
-	uuids   map[string][]string // task -> uuids seen
-	errs    []string
-	running bool
+	mu     sync.Mutex
+	d      framework.Driver
+	subs   []bool // resubscribed flag of each SUBSCRIBED
+	offers map[string]*agorav1.Offer
+	queue  []string
+	states map[string]agorav1.TaskState
+	uuids  map[string][]string // task -> uuids seen
+	errs   []string
 }
 
 func newE2ESched(name string, hold bool, tasks ...string) *e2eSched {

@@ -89,16 +89,6 @@ func (h *harness) apply(typ CommandType, m proto.Message) Result {
 	return res
 }
 
-// mustApply applies and fails the test on a rejection.
-func (h *harness) mustApply(typ CommandType, m proto.Message) Result {
-	h.t.Helper()
-	res := h.apply(typ, m)
-	if res.Err != nil {
-		h.t.Fatalf("%s rejected: %v", typ, res.Err)
-	}
-	return res
-}
-
 var macroRE = regexp.MustCompile(`@(\w+)(?:\[([^\]]*)\])?\(([^)]*)\)`)
 
 // expand turns @field[role](spec) into repeated prototext resources.

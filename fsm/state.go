@@ -37,8 +37,6 @@ const (
 	uFramework   = "uf\x00" // framework -> *frameworkUsage
 )
 
-func key(parts ...string) []byte { return []byte(strings.Join(parts, "\x00")) }
-
 // tableKey is the key of id in a table whose prefix ends in NUL.
 func tableKey(prefix string, parts ...string) []byte {
 	return []byte(prefix + strings.Join(parts, "\x00"))

@@ -1,5 +1,3 @@
-// Command agora is the one binary of agora: masters, agents, the embedded
-// development cluster, the operator CLI and the benchmark drivers.
 package main
 
 import (
