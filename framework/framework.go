@@ -432,7 +432,13 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := r.drv.Acknowledge(actx, st)
 			cancel()
-			if err != nil && ctx.Err() == nil {
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case connect.CodeOf(err) == connect.CodeNotFound:
+				// A newer status superseded this one (only the latest needs an
+				// acknowledgement) or the task is already gone: nothing to do.
+				r.log.Debug("acknowledgement not needed", "task_id", st.GetTaskId(), "uuid", st.GetUuid(), "err", err)
+			default:
 				// The master resends unacknowledged updates; nothing is lost.
 				r.log.Warn("acknowledgement failed", "task_id", st.GetTaskId(), "uuid", st.GetUuid(), "err", err)
 			}
