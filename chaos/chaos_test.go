@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,9 +47,15 @@ func runSeed(t *testing.T, tier string, seed uint64, d time.Duration) {
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
+	keep := func() string {
+		dir := filepath.Join(os.TempDir(), "agora-chaos-failed", tier, fmt.Sprintf("%d-%s", seed, time.Now().Format("150405")))
+		_ = os.MkdirAll(filepath.Dir(dir), 0o755)
+		_ = os.Rename(out, dir)
+		return dir
+	}
 	rep, err := Run(ctx, Options{Tier: tier, Binary: agoraBinary(t), Seed: seed, Duration: d, Out: out, Progress: testWriter{t}})
 	if err != nil {
-		t.Fatalf("seed %d: %v", seed, err)
+		t.Fatalf("seed %d: %v; output (node logs) kept in %s", seed, err, keep())
 	}
 	t.Logf("%s", rep.Summary())
 	t.Logf("%s", rep.JSON())
@@ -56,11 +63,8 @@ func runSeed(t *testing.T, tier string, seed uint64, d time.Duration) {
 		t.Errorf("seed %d: a run without faults or ops proves nothing (%d faults, %d ops)", seed, rep.Faults, rep.Ops)
 	}
 	if rep.ViolationCount != 0 {
-		keep := filepath.Join(os.TempDir(), "agora-chaos-failed", tier, time.Now().Format("150405"))
-		_ = os.MkdirAll(filepath.Dir(keep), 0o755)
-		_ = os.Rename(out, keep)
 		t.Errorf("seed %d: %d violations; output kept in %s (replay: agora chaos --tier %s --seed %d --duration %s)",
-			seed, rep.ViolationCount, keep, tier, seed, d)
+			seed, rep.ViolationCount, keep(), tier, seed, d)
 	}
 }
 
@@ -71,12 +75,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestProcessTier runs a few seeds of the process tier (one in -short).
+// TestProcessTier runs a few short seeds of the process tier (one in
+// -short); with the docker seed below the package stays around 90 s on two
+// cores.
 func TestProcessTier(t *testing.T) {
-	seeds := []uint64{1, 2, 3}
-	d := 15 * time.Second
+	seeds := []uint64{1, 2}
+	d := 10 * time.Second
 	if testing.Short() {
-		seeds, d = seeds[:1], 10*time.Second
+		seeds = seeds[:1]
 	}
 	for _, s := range seeds {
 		t.Run("seed", func(t *testing.T) { runSeed(t, "process", s, d) })
@@ -95,5 +101,8 @@ func TestDockerTier(t *testing.T) {
 	if testing.Short() {
 		t.Skip("docker tier SKIPPED in -short mode (image build and containers take too long)")
 	}
+	// Seed 11 x 20 s is a regression replay: two minority partitions then a
+	// SIGTERM of the leader once left 30 LOST statuses that no framework
+	// could have heard (committed while the cluster was being torn down).
 	runSeed(t, "docker", 11, 20*time.Second)
 }

@@ -17,10 +17,13 @@
 // roles, recorded as register operations) and Frameworks frameworks
 // (launching, killing, reserving, unreserving, creating and destroying
 // volumes, declining; auto-acknowledging updates); inject the Schedule (one
-// fault at a time, each healed after its hold); heal everything, wait for the
-// cluster and for task statuses to be acknowledged; read the final roles;
-// stop the cluster gracefully; replay every master's Raft log through a
-// fresh FSM; run the checkers. Everything lands in Options.Out: node data and
+// fault at a time, each healed after its hold); heal everything and wait for
+// the cluster; pause the frameworks (subscribed, acknowledging, launching
+// nothing) and wait for task statuses to be acknowledged; take the delivery
+// cut (the leader's commit index) and let the frameworks catch up with it;
+// read the final roles; stop the frameworks, then the masters (all at
+// once), then the agents; replay every master's Raft log through a fresh
+// FSM; run the checkers (delivery against the state at the cut). Everything lands in Options.Out: node data and
 // logs, faults.log, history.jsonl, summary.txt, summary.json and
 // linearizability.html when the history is not linearizable.
 //

@@ -389,14 +389,25 @@ func (c *dockerCluster) Close() error {
 	for i := 0; i < c.o.Masters; i++ {
 		_, _ = c.docker(ctx, "unpause", c.name(i, false))
 	}
+	// Masters first, all at once, and agents only once they are down: a
+	// leader outliving the agents would mark them unreachable and commit
+	// LOST statuses no framework is left to hear.
+	var wg sync.WaitGroup
+	for i := 0; i < c.o.Masters; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = c.docker(ctx, "stop", "-t", "10", c.name(i, false))
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < c.o.Masters; i++ {
+		c.saveLogs(ctx, c.name(i, false), fmt.Sprintf("m%d.log", i))
+		_, _ = c.docker(ctx, "rm", "-f", c.name(i, false))
+	}
 	for i := 0; i < c.o.Agents; i++ {
 		c.saveLogs(ctx, c.name(i, true), fmt.Sprintf("a%d.log", i))
 		_, _ = c.docker(ctx, "rm", "-f", c.name(i, true))
-	}
-	for i := 0; i < c.o.Masters; i++ {
-		_, _ = c.docker(ctx, "stop", "-t", "10", c.name(i, false))
-		c.saveLogs(ctx, c.name(i, false), fmt.Sprintf("m%d.log", i))
-		_, _ = c.docker(ctx, "rm", "-f", c.name(i, false))
 	}
 	_, err := c.docker(ctx, "network", "rm", c.network)
 	return err

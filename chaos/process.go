@@ -247,10 +247,11 @@ func (c *processCluster) signal(p *proc, sig syscall.Signal, wait bool) error {
 	return nil
 }
 
+// Close stops the masters first (SIGTERM, all at once) and the agents only
+// once the masters are down: a leader still running while agents die would
+// mark them unreachable and commit LOST statuses no framework is left to
+// hear.
 func (c *processCluster) Close() error {
-	for _, p := range c.agents {
-		_ = c.signal(p, syscall.SIGKILL, true)
-	}
 	for _, p := range c.masters {
 		_ = c.signal(p, syscall.SIGCONT, false)
 		_ = c.signal(p, syscall.SIGTERM, false)
@@ -268,6 +269,9 @@ func (c *processCluster) Close() error {
 		case <-time.After(10 * time.Second):
 			_ = c.signal(p, syscall.SIGKILL, true)
 		}
+	}
+	for _, p := range c.agents {
+		_ = c.signal(p, syscall.SIGKILL, true)
 	}
 	return nil
 }

@@ -210,7 +210,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := r.waitReady(ctx, 60*time.Second); err != nil {
 		r.violation("availability", "cluster did not recover within 60s after the last fault: %v", err)
 	}
+	// Settle: the frameworks stop launching and killing but stay
+	// subscribed; every status is acknowledged, then the delivery cut is
+	// taken and the frameworks get a fair chance to receive every status
+	// committed up to it before they stop listening.
+	w.paused.Store(true)
 	r.quiesce(ctx, 20*time.Second)
+	cut := r.cut(ctx)
+	r.settleDelivery(ctx, 15*time.Second)
 	live := r.liveFrameworks()
 	finalRoles, rolesErr := r.finalRoles(ctx)
 	stopWork()
@@ -219,7 +226,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := c.Close(); err != nil {
 		r.note("stopping the cluster: %v", err)
 	}
-	r.check(finalRoles, rolesErr, live)
+	r.check(finalRoles, rolesErr, live, cut)
 	r.write()
 	return r.rep, nil
 }
@@ -513,6 +520,57 @@ func (r *runner) quiesce(ctx context.Context, limit time.Duration) {
 	r.note("some task statuses were still unacknowledged %s after the last fault", limit)
 }
 
+// cut returns the leader's commit index: the delivery checker judges the
+// state at this index. 0 when no leader answered.
+func (r *runner) cut(ctx context.Context) uint64 {
+	for _, u := range r.c.MasterURLs() {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := client.New(u).Operator.GetStatus(cctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+		cancel()
+		if err == nil && strings.EqualFold(resp.Msg.GetRaft().GetState(), "leader") {
+			return resp.Msg.GetRaft().GetCommitIndex()
+		}
+	}
+	r.note("no leader answered when the delivery cut was taken")
+	return 0
+}
+
+// settleDelivery waits, up to limit, until every live framework has
+// received the latest status of each of its tasks as the leader lists
+// them: the fair chance the delivery checker presumes.
+func (r *runner) settleDelivery(ctx context.Context, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		live := r.liveFrameworks()
+		pending := -1
+		for _, u := range r.c.MasterURLs() {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			resp, err := client.New(u).Operator.ListTasks(cctx, connect.NewRequest(&agorav1.ListTasksRequest{}))
+			cancel()
+			if err != nil {
+				continue
+			}
+			pending = 0
+			r.h.mu.Lock()
+			for _, t := range resp.Msg.GetTasks() {
+				if live[t.GetFrameworkId()] && t.GetStatus() != nil && !r.h.seen[t.GetFrameworkId()][check.StatusKey(t.GetStatus())] {
+					pending++
+				}
+			}
+			r.h.mu.Unlock()
+			break
+		}
+		if pending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	r.note("some task statuses had not reached their frameworks %s after the delivery cut", limit)
+}
+
 func (r *runner) liveFrameworks() map[string]bool {
 	live := map[string]bool{}
 	r.w.mu.Lock()
@@ -550,7 +608,7 @@ func (r *runner) finalRoles(ctx context.Context) (map[string]float64, error) {
 }
 
 // check runs every checker and fills the report.
-func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[string]bool) {
+func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[string]bool, cut uint64) {
 	regs := r.h.Registers()
 	lin := check.Roles(regs, time.Minute)
 	r.rep.Linearizable = lin.Linearizable()
@@ -574,7 +632,7 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 	var finals []*fsm.State
 	var best *check.ReplayResult
 	for i := 0; i < r.c.Masters(); i++ {
-		res, err := check.Replay(r.c.MasterDataDir(i), check.ReplayOptions{})
+		res, err := check.Replay(r.c.MasterDataDir(i), check.ReplayOptions{At: cut})
 		if err != nil {
 			r.note("replay %s: %v", r.c.MasterID(i), err)
 			continue
@@ -610,7 +668,14 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 		r.rep.Violations = append(r.rep.Violations, check.OfferTokens(h.accepted)...)
 		seen := h.seen
 		h.mu.Unlock()
-		r.rep.Violations = append(r.rep.Violations, check.Delivery(st, seen, live)...)
+		// Delivery is judged at the cut: statuses committed later (the
+		// cluster keeps running while the frameworks stop) had no chance.
+		at := best.AtState
+		if at == nil || cut == 0 {
+			r.note("no state at the delivery cut (index %d); delivery checked against the final state", cut)
+			at = st
+		}
+		r.rep.Violations = append(r.rep.Violations, check.Delivery(at, seen, live)...)
 	}
 	r.rep.Ops = len(r.h.Ops())
 	for _, v := range r.rep.Violations {

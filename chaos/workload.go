@@ -40,6 +40,10 @@ type workload struct {
 	fws   []*fwState
 	wg    sync.WaitGroup
 	taskN atomic.Int64
+
+	// paused: frameworks stay subscribed and keep acknowledging, but
+	// launch, kill, reserve and create nothing more (the settle phase).
+	paused atomic.Bool
 }
 
 // fwState is one framework of the workload.
@@ -226,6 +230,9 @@ func (f *fwState) killer(ctx context.Context) {
 			return
 		case <-time.After(time.Duration(500+f.intn(1500)) * time.Millisecond):
 		}
+		if f.w.paused.Load() {
+			continue
+		}
 		f.mu.Lock()
 		drv := f.drv
 		var tid, aid string
@@ -273,6 +280,9 @@ func (f *fwState) Offers(d framework.Driver, offers []*agorav1.Offer) {
 }
 
 func (f *fwState) plan(d framework.Driver, o *agorav1.Offer) ([]*agorav1.Operation, string) {
+	if f.w.paused.Load() {
+		return nil, "decline"
+	}
 	cpus := framework.ScalarIn(o.GetResources(), "cpus", "")
 	mem := framework.ScalarIn(o.GetResources(), "mem", "")
 	disk := framework.ScalarIn(o.GetResources(), "disk", "")

@@ -19,10 +19,19 @@
 //     afford to lose events should treat a non-zero Dropped as "resync from
 //     [Pool.Members]".
 //  4. [Pool.SetTags] changes our tags (others see an EventUpdate).
-//  5. [Pool.Leave] announces a graceful departure (others see EventLeave);
+//  5. [Pool.Ping] probes one member directly (a memberlist ping to its
+//     gossip address), outside the failure detector: the master's liveness
+//     uses it to confirm a failure before acting on it.
+//  6. [Pool.Leave] announces a graceful departure (others see EventLeave);
 //     [Pool.Shutdown] stops the member. Shutdown without Leave looks like a
 //     crash to the rest of the pool (they see EventFailed), which is what
 //     tests use to simulate SIGKILL.
+//
+// Node names may hold slashes ("agent/a1"): on the wire they are
+// percent-escaped, because serf reconnects a failed member by joining
+// "name/host:port" and memberlist splits that at the first slash. Serf's
+// and memberlist's own log lines therefore show "agent%2Fa1"; every name
+// this package returns is unescaped.
 //
 // # Profiles
 //

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,8 +206,8 @@ func New(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	mc := sc.MemberlistConfig
-	sc.NodeName = cfg.NodeName
-	mc.Name = cfg.NodeName
+	sc.NodeName = wireName(cfg.NodeName)
+	mc.Name = sc.NodeName
 	sc.Tags = tags
 	host, port, err := splitHostPort(cfg.BindAddr)
 	if err != nil {
@@ -284,8 +285,11 @@ func serfConfig(profile Profile) (*serf.Config, error) {
 		sc.ReconnectTimeout = time.Minute
 		sc.TombstoneTimeout = time.Minute
 		sc.FlapTimeout = 5 * time.Second
+		// Leave waits up to BroadcastTimeout for the intent to go out
+		// (the whole of it when nobody is left to hear it), again for
+		// memberlist's leave, then LeavePropagateDelay: ~1.2 s at worst.
 		sc.LeavePropagateDelay = 200 * time.Millisecond
-		sc.BroadcastTimeout = 2 * time.Second
+		sc.BroadcastTimeout = 500 * time.Millisecond
 		sc.RecentIntentTimeout = time.Minute
 	default:
 		return nil, fmt.Errorf("gossip: unknown profile %q (want %q or %q)", profile, ProfileLAN, ProfileLocal)
@@ -368,9 +372,43 @@ func translate(t serf.EventType) (EventType, bool) {
 	}
 }
 
+// wireName is the name a member goes by inside serf and memberlist. Serf
+// reconnects to a failed member by joining "name/host:port", and
+// memberlist splits that at the first slash, so a name holding a slash
+// (ours do: "agent/a1") could never be reconnected and a healed partition
+// stayed split until someone else gossiped it back. Slashes (and the
+// escape character) are therefore percent-escaped on the wire.
+func wireName(name string) string {
+	return strings.NewReplacer("%", "%25", "/", "%2F").Replace(name)
+}
+
+// localName reverses wireName.
+func localName(wire string) string {
+	if !strings.Contains(wire, "%") {
+		return wire
+	}
+	var b strings.Builder
+	for i := 0; i < len(wire); i++ {
+		if wire[i] == '%' && i+2 < len(wire) {
+			switch wire[i+1 : i+3] {
+			case "2F":
+				b.WriteByte('/')
+				i += 2
+				continue
+			case "25":
+				b.WriteByte('%')
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(wire[i])
+	}
+	return b.String()
+}
+
 func member(m serf.Member) Member {
 	return Member{
-		Name:   m.Name,
+		Name:   localName(m.Name),
 		Tags:   decodeTags(m.Tags),
 		Addr:   net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
 		Status: m.Status.String(),
@@ -472,6 +510,44 @@ func (p *Pool) Members() []Member {
 	return out
 }
 
+// ErrNoAnswer is wrapped by Ping when the member did not answer in time.
+var ErrNoAnswer = errors.New("gossip: no answer to ping")
+
+// Ping probes one member directly, outside the failure detector: it sends
+// a memberlist ping to addr (host:port of the member's gossip endpoint)
+// and waits for the ack, retrying once per probe timeout of the profile
+// (100 ms local, 500 ms LAN) until one answers or ctx ends. name is the
+// member's NodeName; only a member by that name answers (empty: whoever
+// listens at addr). It returns the round-trip time of the answered ping.
+// The pool's view of the member is not changed by it.
+func (p *Pool) Ping(ctx context.Context, name, addr string) (time.Duration, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return 0, fmt.Errorf("gossip: ping %s: %w", addr, err)
+	}
+	ml := p.serf.Memberlist()
+	var last error
+	for ctx.Err() == nil {
+		rtt, err := ml.Ping(wireName(name), ua)
+		if err == nil {
+			return rtt, nil
+		}
+		last = err
+		var nr memberlist.NoPingResponseError
+		if !errors.As(err, &nr) {
+			// A send error (no route, ...) returns at once: pace retries.
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	return 0, fmt.Errorf("gossip: ping %s at %s: %w (%v)", name, addr, ErrNoAnswer, last)
+}
+
 // Events returns the membership change channel. It is closed by Shutdown.
 func (p *Pool) Events() <-chan Event { return p.events }
 
@@ -495,7 +571,10 @@ func (p *Pool) SetTags(t Tags) error {
 }
 
 // Leave announces a graceful departure and waits for it to propagate. The
-// member must still be shut down afterwards.
+// member must still be shut down afterwards. It is bounded by the
+// profile's broadcast timeout: with ProfileLocal it returns within about
+// 1.2 s even when no other member is left to hear it (ProfileLAN: serf's
+// defaults, about 11 s).
 func (p *Pool) Leave() error {
 	if err := p.serf.Leave(); err != nil {
 		return fmt.Errorf("gossip: leave: %w", err)

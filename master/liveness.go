@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"connectrpc.com/connect"
@@ -44,6 +45,11 @@ const livenessTick = 250 * time.Millisecond
 // the state is marked UNREACHABLE (paced by Config.AgentRemovalRate), and
 // an agent UNREACHABLE for Config.AgentGoneTimeout is marked GONE.
 //
+// Before an agent that gossip reports failed (or that stays missing from
+// gossip for two sweeps) is marked, the leader probes it directly
+// (probeAgent); one that answers is left ACTIVE. A graceful leave needs no
+// confirmation.
+//
 // Every timer starts afresh when leadership is won: an agent missing from
 // gossip is marked only if it is still missing Config.LivenessGrace after
 // the leadership began (and, later, in two sweeps LivenessGrace apart),
@@ -70,6 +76,23 @@ func (s *agentServer) runLiveness(ctx context.Context) {
 			queue = append(queue, p)
 		}
 	}
+	// An agent gossip gives up on is probed directly before it is marked:
+	// probing holds the agents being probed, probed their verdicts.
+	probing := map[string]bool{}
+	probed := make(chan probeResult)
+	suspect := func(id string) {
+		if probing[id] {
+			return
+		}
+		probing[id] = true
+		go func() {
+			r := s.probeAgent(ctx, id, log)
+			select {
+			case probed <- r:
+			case <-ctx.Done():
+			}
+		}()
+	}
 	// missing holds the agents absent from gossip at the previous sweep.
 	missing := s.agentsMissingFromGossip()
 	sweep := time.NewTicker(cfg.LivenessGrace)
@@ -93,14 +116,23 @@ func (s *agentServer) runLiveness(ctx context.Context) {
 			case gossip.EventFailed, gossip.EventLeave:
 				if a, ok := m.State().Agent(ev.Member.Tags.ID); ok && a.GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE {
 					log.Info("agent left the gossip pool", "agent", a.GetId(), "event", ev.Type.String())
-					enqueue(proposal{id: a.GetId()})
+					if ev.Type == gossip.EventLeave {
+						enqueue(proposal{id: a.GetId()}) // it said goodbye itself
+					} else {
+						suspect(a.GetId())
+					}
 				}
+			}
+		case r := <-probed:
+			delete(probing, r.id)
+			if !r.alive {
+				enqueue(proposal{id: r.id})
 			}
 		case <-sweep.C:
 			now := s.agentsMissingFromGossip()
 			for id := range now {
 				if missing[id] {
-					enqueue(proposal{id: id})
+					suspect(id)
 				}
 			}
 			missing = now
@@ -171,6 +203,63 @@ func (s *agentServer) runLiveness(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// probeResult is the verdict of a direct probe of one agent.
+type probeResult struct {
+	id    string
+	alive bool
+}
+
+// probeTimeout bounds one direct probe attempt of an agent by profile.
+func probeTimeout(p gossip.Profile) time.Duration {
+	if p == gossip.ProfileLocal {
+		return 300 * time.Millisecond
+	}
+	return time.Second
+}
+
+// probeAgent confirms a gossip verdict before it becomes a state change:
+// gossip's view can lag behind the network (a healed partition, a leader
+// that just won, serf reconnecting failed members only periodically), so
+// the leader pings the agent's gossip endpoint itself, twice. An agent
+// that answers is not marked; if the pool still counts it failed, the
+// leader joins it again so gossip catches up.
+func (s *agentServer) probeAgent(ctx context.Context, id string, log *slog.Logger) probeResult {
+	pool := s.m.Gossip()
+	if pool == nil {
+		return probeResult{id: id}
+	}
+	var name, addr, status string
+	if a, ok := s.m.State().Agent(id); ok {
+		addr = a.GetGossipAddress()
+	}
+	for _, mem := range pool.Members() {
+		if mem.Tags.Role == gossip.RoleAgent && mem.Tags.ID == id {
+			name, status = mem.Name, mem.Status
+			if addr == "" {
+				addr = mem.Addr
+			}
+		}
+	}
+	if addr == "" {
+		return probeResult{id: id}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*probeTimeout(s.m.Config().GossipProfile))
+	defer cancel()
+	rtt, err := pool.Ping(pctx, name, addr)
+	if err != nil {
+		log.Info("agent missing from gossip does not answer a direct probe either", "agent", id, "gossip", addr, "err", err)
+		return probeResult{id: id}
+	}
+	log.Info("agent missing from gossip answers a direct probe; not marking it unreachable",
+		"agent", id, "gossip", addr, "rtt", rtt, "gossip_status", status)
+	if status != "alive" {
+		if _, err := pool.Join([]string{addr}); err != nil {
+			log.Info("rejoining a probed agent failed", "agent", id, "err", err)
+		}
+	}
+	return probeResult{id: id, alive: true}
 }
 
 // agentsAliveInGossip returns the ids of agents alive in the gossip pool.

@@ -355,3 +355,56 @@ func agBenchFailure(b *testing.B, profile gossip.Profile, n int) {
 		b.Logf("%s, %d agents: %v", profile, n, took)
 	}
 }
+
+// TestLivenessProbesBeforeMarking: an agent missing from the leader's
+// gossip view that still answers a direct ping at its gossip address is
+// not marked UNREACHABLE (and is joined back into the pool), while one
+// that does not answer is.
+func TestLivenessProbesBeforeMarking(t *testing.T) {
+	c, l := agStartAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: func(cfg *master.Config) {
+		cfg.LivenessGrace = 500 * time.Millisecond
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Two agents' gossip endpoints that never joined the masters' pool:
+	// "ghost" keeps answering pings, "dead" is shut down.
+	start := func(id string) *gossip.Pool {
+		p, err := gossip.New(gossip.Config{NodeName: "agent/" + id, BindAddr: "127.0.0.1:0", Profile: gossip.ProfileLocal,
+			Tags: gossip.Tags{Role: gossip.RoleAgent, ID: id}, Logger: agLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Shutdown() })
+		return p
+	}
+	ghost, dead := start("ghost"), start("dead")
+	deadAddr := dead.Addr()
+	if err := dead.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	cl := client.New(c.Addrs()[0]).Agent
+	for id, addr := range map[string]string{"ghost": ghost.Addr(), "dead": deadAddr} {
+		r := agRegistration(id)
+		r.GossipAddress = addr
+		if _, err := cl.RegisterAgent(ctx, connect.NewRequest(r)); err != nil {
+			t.Fatalf("register %s: %v", id, err)
+		}
+	}
+	// Both are missing from the leader's gossip view; only "dead" must go.
+	agWaitAgentState(t, c, 20*time.Second, "dead", agorav1.AgentState_AGENT_STATE_UNREACHABLE)
+	if a, _ := l.State().Agent("ghost"); a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+		t.Fatalf("ghost answers pings but is %v", a.GetState())
+	}
+	agWaitFor(t, 10*time.Second, "ghost alive in the leader's gossip view", func() error {
+		for _, m := range l.Gossip().Members() {
+			if m.Tags.ID == "ghost" && m.Status == "alive" {
+				return nil
+			}
+		}
+		return fmt.Errorf("members: %v", l.Gossip().Members())
+	})
+	if a, _ := l.State().Agent("ghost"); a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+		t.Fatalf("ghost is %v after rejoining", a.GetState())
+	}
+}

@@ -28,6 +28,10 @@ type ReplayOptions struct {
 	MaxViolations int
 	// Logger receives the FSM's logs; nil discards them.
 	Logger *slog.Logger
+	// At, when not 0, also keeps the state right after entry At in
+	// ReplayResult.AtState (for checks that concern a cut of the run, such
+	// as delivery up to the moment the frameworks stopped listening).
+	At uint64
 }
 
 // ReplayResult is what Replay found.
@@ -42,6 +46,9 @@ type ReplayResult struct {
 	Offers, OffersOpen int
 	// Final is the state after the last entry.
 	Final *fsm.State
+	// AtState is the state after entry ReplayOptions.At (the last entry at
+	// or before it); nil when At is 0 or precedes the replayed range.
+	AtState *fsm.State
 	// Violations found: double allocation at some index, an offer that
 	// disappeared without being accepted, declined, rescinded or expired, a
 	// framework torn down before its failover timeout.
@@ -113,6 +120,9 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 	}
 	add(CheckAllocation(f.State().Index(), ViewOf(f.State()))...)
 	offers := offerSet(f.State())
+	if o.At > 0 && f.State().Index() <= o.At {
+		res.AtState = f.State()
+	}
 	for idx := first; idx <= last && first > 0; idx++ {
 		var l raft.Log
 		if err := store.GetLog(idx, &l); err != nil {
@@ -152,6 +162,9 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 			}
 		}
 		offers = next
+		if o.At > 0 && idx <= o.At {
+			res.AtState = after
+		}
 	}
 	res.OffersOpen = len(offers)
 	res.Final = f.State()

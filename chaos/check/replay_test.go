@@ -133,3 +133,20 @@ func TestDelivery(t *testing.T) {
 		t.Fatalf("dead framework checked: %v", v)
 	}
 }
+
+func TestReplayKeepsStateAtCut(t *testing.T) {
+	dir := writeLog(t, scenario(time.Unix(1000, 0), 2*time.Hour))
+	res, err := Replay(dir, ReplayOptions{At: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.AtState == nil || res.AtState.Index() != 3 || len(res.AtState.Offers()) != 1 {
+		t.Fatalf("state at the cut: %+v", res.AtState)
+	}
+	if res.Final.Index() != 6 || len(res.Final.Offers()) != 0 {
+		t.Fatalf("final state: index %d, %d offers", res.Final.Index(), len(res.Final.Offers()))
+	}
+	if res, _ := Replay(dir, ReplayOptions{}); res.AtState != nil {
+		t.Fatal("AtState kept without a cut")
+	}
+}
