@@ -219,9 +219,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	cut := r.cut(ctx)
 	r.settleDelivery(ctx, 15*time.Second)
 	live := r.liveFrameworks()
-	finalRoles, rolesErr := r.finalRoles(ctx)
+	// Stop every client before the final read: a write still in flight
+	// would otherwise commit after the read and look lost.
 	stopWork()
 	w.wg.Wait()
+	finalRoles, rolesErr := r.finalRoles(ctx)
 	closed = true
 	if err := c.Close(); err != nil {
 		r.note("stopping the cluster: %v", err)

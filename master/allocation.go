@@ -177,23 +177,6 @@ func (s *schedulerServer) allocateOnce(ctx context.Context, log *slog.Logger) (p
 func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time) {
 	var snap allocator.Snapshot
 	var next time.Time
-	for _, a := range st.Agents() {
-		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
-			continue
-		}
-		u := st.AgentUsage(a.GetId())
-		ag := allocator.Agent{ID: a.GetId(), Total: u.Total, Unreserved: u.Free[""]}
-		for role, r := range u.Free {
-			if role == "" || r.IsEmpty() {
-				continue
-			}
-			if ag.Reserved == nil {
-				ag.Reserved = map[string]resources.Resources{}
-			}
-			ag.Reserved[role] = r
-		}
-		snap.Agents = append(snap.Agents, ag)
-	}
 	for _, fw := range st.Frameworks() {
 		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
 			continue
@@ -220,6 +203,26 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 			}
 		}
 		snap.Frameworks = append(snap.Frameworks, f)
+	}
+	if len(snap.Frameworks) == 0 {
+		return snap, next // nobody to offer to: skip the per-agent work
+	}
+	for _, a := range st.Agents() {
+		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+			continue
+		}
+		u := st.AgentUsage(a.GetId())
+		ag := allocator.Agent{ID: a.GetId(), Total: u.Total, Unreserved: u.Free[""]}
+		for role, r := range u.Free {
+			if role == "" || r.IsEmpty() {
+				continue
+			}
+			if ag.Reserved == nil {
+				ag.Reserved = map[string]resources.Resources{}
+			}
+			ag.Reserved[role] = r
+		}
+		snap.Agents = append(snap.Agents, ag)
 	}
 	for _, r := range st.Roles() {
 		guarantee, _ := resourcepb.FromProto(r.GetGuarantee())
