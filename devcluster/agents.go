@@ -129,39 +129,42 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 // KillAgent stops agent id abruptly, as SIGKILL would: no gossip leave, its
 // tasks keep running.
 func (c *Cluster) KillAgent(id string) error {
+	d, err := c.takeRunning(id)
+	if err != nil {
+		return err
+	}
+	d.a.Kill()
+	d.cancel()
+	return nil
+}
+
+// takeRunning marks a running agent stopped and returns a copy of its
+// handles, taken under the lock.
+func (c *Cluster) takeRunning(id string) (devAgent, error) {
 	s := c.agentSet()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	d, ok := s.agents[id]
 	if !ok || !d.running {
-		s.mu.Unlock()
-		return fmt.Errorf("devcluster: agent %s is not running", id)
+		return devAgent{}, fmt.Errorf("devcluster: agent %s is not running", id)
 	}
 	d.running = false
-	a, cancel := d.a, d.cancel
-	s.mu.Unlock()
-	a.Kill()
-	cancel()
-	return nil
+	return *d, nil
 }
 
 // StopAgent stops agent id gracefully (it leaves the gossip pool); its
 // tasks keep running. It returns what the agent's Run returned.
 func (c *Cluster) StopAgent(id string) error {
+	d, err := c.takeRunning(id)
+	if err != nil {
+		return err
+	}
+	d.cancel()
+	<-d.done
 	s := c.agentSet()
 	s.mu.Lock()
-	d, ok := s.agents[id]
-	if !ok || !d.running {
-		s.mu.Unlock()
-		return fmt.Errorf("devcluster: agent %s is not running", id)
-	}
-	d.running = false
-	cancel, done := d.cancel, d.done
-	s.mu.Unlock()
-	cancel()
-	<-done
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	return d.err
+	return s.agents[id].err
 }
 
 // RestartAgent kills agent id when it runs, then starts it again with the
