@@ -11,7 +11,7 @@ BIN=$W/agora
 CGO_ENABLED=0 go build -o "$BIN" ./cmd/agora || exit 2
 PIDS=()
 declare -A APID
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$W"; }
+cleanup() { exec 2>/dev/null; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$W"; }
 trap cleanup EXIT
 J=127.0.0.1:46301,127.0.0.1:46302,127.0.0.1:46303
 for i in 1 2 3; do
@@ -28,9 +28,13 @@ start_agent() {
 for i in $(seq 1 "$N"); do start_agent "$i"; done
 count() { "$BIN" agents --addr $A --json 2>/dev/null | python3 -c "import json,sys; print(sum(1 for a in json.load(sys.stdin) if a['state']=='$1'))" 2>/dev/null || echo 0; }
 state() { "$BIN" agents --addr $A --json --stale 2>/dev/null | python3 -c "import json,sys; print([a['state'] for a in json.load(sys.stdin) if a['id']=='$1'][0])" 2>/dev/null; }
-deadline=$(( $(date +%s) + 180 ))
+deadline=$(( $(date +%s) + 300 ))
 until [ "$(count ACTIVE)" = "$N" ]; do
-  [ "$(date +%s)" -lt "$deadline" ] || { echo "only $(count ACTIVE) of $N agents ACTIVE after 180 s"; exit 1; }
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "only $(count ACTIVE) of $N agents ACTIVE after 300 s; states:"
+    "$BIN" agents --addr $A --json | python3 -c "import json,sys,collections; print(collections.Counter(a['state'] for a in json.load(sys.stdin)))"
+    exit 1
+  fi
   sleep 0.5
 done
 echo "$N agents ACTIVE"
