@@ -1,12 +1,10 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,23 +12,6 @@ import (
 	"github.com/agora-sched/agora/framework/frameworktest"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func launched(c frameworktest.Call) []string {
 	var ids []string
@@ -47,7 +28,7 @@ func TestDemoKeepsThreeTasksCycling(t *testing.T) {
 	defer cancelAll()
 	m := frameworktest.NewMaster()
 	defer m.Close()
-	out := &syncBuffer{}
+	out := &frameworktest.SyncBuffer{}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- run(runCtx, []string{m.URL()}, out, slog.New(slog.NewTextHandler(io.Discard, nil))) }()

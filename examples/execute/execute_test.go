@@ -1,12 +1,10 @@
 package execute
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +12,6 @@ import (
 	"github.com/agora-sched/agora/framework/frameworktest"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
-
-// syncBuffer is an io.Writer safe for the test to read while Run writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func offer(id, agent string, cpus, mem float64) *agorav1.Offer {
 	return &agorav1.Offer{Id: id, AgentId: agent, Role: "*", Resources: []*agorav1.Resource{
@@ -54,11 +34,11 @@ func launchedIDs(t *testing.T, c frameworktest.Call) []string {
 	return ids
 }
 
-func start(t *testing.T, o Options) (*frameworktest.Master, *syncBuffer, <-chan error, context.CancelFunc) {
+func start(t *testing.T, o Options) (*frameworktest.Master, *frameworktest.SyncBuffer, <-chan error, context.CancelFunc) {
 	t.Helper()
 	m := frameworktest.NewMaster()
 	t.Cleanup(m.Close)
-	out := &syncBuffer{}
+	out := &frameworktest.SyncBuffer{}
 	o.Masters = []string{m.URL()}
 	o.Out = out
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
