@@ -528,8 +528,14 @@ func (p *Pool) Ping(ctx context.Context, name, addr string) (time.Duration, erro
 	ml := p.serf.Memberlist()
 	var last error
 	for ctx.Err() == nil {
+		start := time.Now()
 		rtt, err := ml.Ping(wireName(name), ua)
 		if err == nil {
+			if rtt <= 0 {
+				// memberlist stamps the send after sending; on loopback the
+				// ack can be stamped first. Report the time we waited.
+				rtt = max(time.Since(start), time.Nanosecond)
+			}
 			return rtt, nil
 		}
 		last = err
