@@ -318,22 +318,14 @@ func (c *Cluster) waitCaughtUp(ctx context.Context) error {
 		return err
 	}
 	target := l.Raft().CommitIndex()
-	for {
-		ok := true
+	return pollUntil(ctx, "catching up", func() bool {
 		for i, m := range c.Masters() {
 			if c.Alive(i) && m.Raft().AppliedIndex() < target {
-				ok = false
+				return false
 			}
 		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("devcluster: catching up: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return true
+	})
 }
 
 // bareCluster is hashicorp/raft with agora's config, storage and
@@ -455,20 +447,24 @@ func (bc *bareCluster) waitCaughtUp(ctx context.Context) error {
 		return err
 	}
 	target := bc.nodes[li].r.CommitIndex()
-	for {
-		ok := true
+	return pollUntil(ctx, "bare catching up", func() bool {
 		for _, n := range bc.nodes {
 			if n.alive && (n.r.AppliedIndex() < target || n.r.Leader() == "") {
-				ok = false
+				return false
 			}
 		}
-		if ok {
-			return nil
-		}
+		return true
+	})
+}
+
+// pollUntil checks cond every 10 ms until it holds or ctx ends.
+func pollUntil(ctx context.Context, what string, cond func() bool) error {
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("devcluster: bare catching up: %w", ctx.Err())
+			return fmt.Errorf("devcluster: %s: %w", what, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	return nil
 }
