@@ -3,10 +3,19 @@ package chaos
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrUnsupported is returned by a Cluster for a fault its tier cannot inject.
 var ErrUnsupported = errors.New("chaos: fault not supported by this tier")
+
+// ErrSlowStop is wrapped by StopMaster and Close when a master did not exit
+// within stopTimeout of SIGTERM and had to be killed: an operator expects a
+// master to stop promptly, so the runner counts it as a violation.
+var ErrSlowStop = errors.New("chaos: master did not stop within the grace period of SIGTERM")
+
+// stopTimeout is how long a graceful stop may take before SIGKILL.
+const stopTimeout = 10 * time.Second
 
 // Cluster is a running cluster of agora masters and agents that the fault
 // injector drives. Masters and agents are numbered from 0. Implementations:

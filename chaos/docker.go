@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -324,8 +325,27 @@ func (c *dockerCluster) KillMaster(i int) error {
 func (c *dockerCluster) KillAgent(i int) error { return c.signal(c.name(i, true), "KILL") }
 
 func (c *dockerCluster) StopMaster(i int) error {
-	_, err := c.docker(context.Background(), "stop", "-t", "10", c.name(i, false))
-	return err
+	return c.stop(context.Background(), c.name(i, false))
+}
+
+// stop sends SIGTERM and waits stopTimeout before docker kills the
+// container; a container that had to be killed (exit code 137) is reported
+// with ErrSlowStop.
+func (c *dockerCluster) stop(ctx context.Context, name string) error {
+	if !c.running(name) {
+		return nil // killed already: nothing to stop
+	}
+	if _, err := c.docker(ctx, "stop", "-t", strconv.Itoa(int(stopTimeout.Seconds())), name); err != nil {
+		return err
+	}
+	code, err := c.docker(ctx, "inspect", "-f", "{{.State.ExitCode}}", name)
+	if err != nil {
+		return err
+	}
+	if code == "137" {
+		return fmt.Errorf("%w: %s was killed after %s", ErrSlowStop, name, stopTimeout)
+	}
+	return nil
 }
 
 func (c *dockerCluster) WipeMaster(i int) error {
@@ -393,11 +413,12 @@ func (c *dockerCluster) Close() error {
 	// leader outliving the agents would mark them unreachable and commit
 	// LOST statuses no framework is left to hear.
 	var wg sync.WaitGroup
+	stopErrs := make([]error, c.o.Masters)
 	for i := 0; i < c.o.Masters; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = c.docker(ctx, "stop", "-t", "10", c.name(i, false))
+			stopErrs[i] = c.stop(ctx, c.name(i, false))
 		}()
 	}
 	wg.Wait()
@@ -410,7 +431,7 @@ func (c *dockerCluster) Close() error {
 		_, _ = c.docker(ctx, "rm", "-f", c.name(i, true))
 	}
 	_, err := c.docker(ctx, "network", "rm", c.network)
-	return err
+	return errors.Join(append(stopErrs, err)...)
 }
 
 func (c *dockerCluster) saveLogs(ctx context.Context, name, file string) {

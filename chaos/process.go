@@ -174,12 +174,9 @@ func (c *processCluster) StopMaster(i int) error {
 		return nil
 	case <-time.After(stopTimeout):
 		_ = c.signal(p, syscall.SIGKILL, true)
-		return fmt.Errorf("chaos: %s did not exit within %s of SIGTERM; killed", p.name, stopTimeout)
+		return fmt.Errorf("%w: %s did not exit within %s; killed", ErrSlowStop, p.name, stopTimeout)
 	}
 }
-
-// stopTimeout is how long a graceful stop may take before SIGKILL.
-const stopTimeout = 10 * time.Second
 
 func (c *processCluster) WipeMaster(i int) error {
 	c.mu.Lock()
@@ -256,6 +253,8 @@ func (c *processCluster) Close() error {
 		_ = c.signal(p, syscall.SIGCONT, false)
 		_ = c.signal(p, syscall.SIGTERM, false)
 	}
+	var errs []error
+	deadline := time.After(stopTimeout)
 	for _, p := range c.masters {
 		c.mu.Lock()
 		done := p.done
@@ -266,12 +265,13 @@ func (c *processCluster) Close() error {
 		}
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-deadline:
 			_ = c.signal(p, syscall.SIGKILL, true)
+			errs = append(errs, fmt.Errorf("%w: %s did not exit within %s; killed", ErrSlowStop, p.name, stopTimeout))
 		}
 	}
 	for _, p := range c.agents {
 		_ = c.signal(p, syscall.SIGKILL, true)
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -225,7 +225,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	w.wg.Wait()
 	finalRoles, rolesErr := r.finalRoles(ctx)
 	closed = true
-	if err := c.Close(); err != nil {
+	if err := c.Close(); errors.Is(err, ErrSlowStop) {
+		r.violation("shutdown", "stopping the cluster: %v", err)
+	} else if err != nil {
 		r.note("stopping the cluster: %v", err)
 	}
 	r.check(finalRoles, rolesErr, live, cut)
@@ -419,7 +421,9 @@ func (r *runner) apply(ctx context.Context, ft Fault) (heal func(), desc string,
 		return restartMaster(i), "SIGKILL follower " + c.MasterID(i), c.KillMaster(i)
 	case RestartMaster:
 		i := pick(c.Masters())
-		if err := c.StopMaster(i); err != nil {
+		if err := c.StopMaster(i); errors.Is(err, ErrSlowStop) {
+			r.violation("shutdown", "graceful stop of %s: %v", c.MasterID(i), err)
+		} else if err != nil {
 			r.note("graceful stop of %s: %v", c.MasterID(i), err)
 		}
 		return restartMaster(i), "SIGTERM " + c.MasterID(i), nil
@@ -614,7 +618,7 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 	regs := r.h.Registers()
 	lin := check.Roles(regs, time.Minute)
 	r.rep.Linearizable = lin.Linearizable()
-	r.rep.LinResult = string(lin.Result)
+	r.rep.LinResult = fmt.Sprintf("%s; %d ops, %d pending writes nobody could observe pruned, %d kept", lin.Result, lin.Ops, lin.Pruned, lin.Pending)
 	r.rep.Violations = append(r.rep.Violations, lin.Violations()...)
 	if !lin.Linearizable() {
 		path := filepath.Join(r.o.Out, "linearizability.html")

@@ -1,48 +1,76 @@
 #!/bin/sh
 # Chaos soak: many seeds of the process tier and, where Docker answers, of
 # the docker tier; prints a summary table and exits non-zero on any
-# violation. Used by `make chaos`.
+# violation or failed run. Used by `make chaos`.
 #
-#   SEEDS=100 DURATION=60s chaos/soak.sh         # the full soak
+#   SEEDS=100 DURATION=60s JOBS=4 chaos/soak.sh   # the full soak, 4 runs at a time
 #   SEEDS=10 DURATION=30s TIERS=process chaos/soak.sh
+#
+# Runs of both tiers are interleaved (seed 1 process, seed 1 docker, ...),
+# JOBS at a time; each run has its own addresses (process tier: 127.0.N.x
+# from its pid; docker tier: its own network), so they do not collide.
+# Output of failing runs is kept under OUT/<tier>-<seed>.
 set -u
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-20}
 FIRST=${FIRST:-1}
 DURATION=${DURATION:-30s}
 TIERS=${TIERS:-"process docker"}
+JOBS=${JOBS:-1}
 OUT=${OUT:-tmp/chaos-soak}
+
+# One run: soak.sh --one TIER SEED (used through xargs below).
+if [ "${1:-}" = --one ]; then
+	tier=$2 seed=$3
+	dir="$OUT/$tier-$seed"
+	rm -rf "$dir"
+	start=$(date +%s)
+	"$OUT/agora" chaos --tier "$tier" --seed "$seed" --duration "$DURATION" --out "$dir" --json > "$OUT/$tier-$seed.log" 2>&1
+	rc=$?
+	wall=$(($(date +%s) - start))
+	line=$(grep '^{"tier"' "$OUT/$tier-$seed.log" | tail -1)
+	if [ -z "$line" ]; then
+		row=$(printf '%s\t%s\tERROR (rc %s, see %s)' "$tier" "$seed" "$rc" "$OUT/$tier-$seed.log")
+	else
+		row=$(echo "$line" | sed 's/[{}"]//g' | tr ',' '\n' | awk -F: -v wall="$wall" '{v[$1]=$2} END {printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", v["tier"], v["seed"], v["faults"], v["ops"], v["violations"], v["linearizable"], v["lost_writes"], v["double_allocations"], wall}')
+	fi
+	# Keep the output of failing runs only.
+	[ "$rc" -eq 0 ] && rm -rf "$dir"
+	echo "$row" >> "$OUT/rows.tsv"
+	echo "$row"
+	exit 0
+fi
+
 mkdir -p "$OUT"
-CGO_ENABLED=0 go build -o tmp/agora ./cmd/agora || exit 2
-table="$OUT/summary.tsv"
-printf 'tier\tseed\tfaults\tops\tviolations\tlinearizable\tlost_writes\tdouble_allocations\n' > "$table"
-fail=0
+CGO_ENABLED=0 go build -o "$OUT/agora" ./cmd/agora || exit 2
+rm -f "$OUT/rows.tsv"
+run_tiers=""
 for tier in $TIERS; do
 	if [ "$tier" = docker ] && ! docker info >/dev/null 2>&1; then
 		echo "!!! docker tier SKIPPED: docker info does not answer on this machine"
 		continue
 	fi
-	seed=$FIRST
-	while [ "$seed" -lt $((FIRST + SEEDS)) ]; do
-		dir="$OUT/$tier-$seed"
-		rm -rf "$dir"
-		./tmp/agora chaos --tier "$tier" --seed "$seed" --duration "$DURATION" --out "$dir" --json > "$OUT/$tier-$seed.log" 2>&1
-		rc=$?
-		line=$(grep '^{"tier"' "$OUT/$tier-$seed.log" | tail -1)
-		if [ -z "$line" ]; then
-			printf '%s\t%s\tERROR (rc %s, see %s)\n' "$tier" "$seed" "$rc" "$OUT/$tier-$seed.log" >> "$table"
-			fail=1
-		else
-			echo "$line" | sed 's/[{}"]//g' | tr ',' '\n' | awk -F: '{v[$1]=$2} END {printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v["tier"], v["seed"], v["faults"], v["ops"], v["violations"], v["linearizable"], v["lost_writes"], v["double_allocations"]}' >> "$table"
-			[ "$rc" -ne 0 ] && fail=1
-		fi
-		# Keep the output of failing seeds only.
-		[ "$rc" -eq 0 ] && rm -rf "$dir"
-		tail -1 "$table"
-		seed=$((seed + 1))
-	done
+	run_tiers="$run_tiers $tier"
 done
+echo "soak: tiers$run_tiers, seeds $FIRST..$((FIRST + SEEDS - 1)), $DURATION each, $JOBS at a time, commit $(git rev-parse --short HEAD 2>/dev/null)"
+seed=$FIRST
+while [ "$seed" -lt $((FIRST + SEEDS)) ]; do
+	for tier in $run_tiers; do
+		echo "$tier $seed"
+	done
+	seed=$((seed + 1))
+done | OUT="$OUT" DURATION="$DURATION" xargs -P "$JOBS" -L 1 sh chaos/soak.sh --one
+
+table="$OUT/summary.tsv"
+printf 'tier\tseed\tfaults\tops\tviolations\tlinearizable\tlost_writes\tdouble_allocations\twall_s\n' > "$table"
+sort -k1,1 -k2,2n "$OUT/rows.tsv" >> "$table"
 echo
 column -t -s "$(printf '\t')" "$table" 2>/dev/null || cat "$table"
-awk -F'\t' 'NR>1 && $3 ~ /^[0-9]+$/ {runs++; f+=$3; o+=$4; v+=$5} END {printf "\n%d runs, %d faults, %d ops, %d violations\n", runs, f, o, v}' "$table"
-exit $fail
+echo
+awk -F'\t' 'NR>1 {
+	t=$1; runs[t]++
+	if ($3 ~ /^[0-9]+$/) {f[t]+=$3; o[t]+=$4; v[t]+=$5; if ($6=="true") lin[t]++} else err[t]++
+} END {
+	for (t in runs) printf "%s: %d runs, %d faults, %d ops, %d violations, %d linearizable, %d failed to run\n", t, runs[t], f[t], o[t], v[t], lin[t], err[t]+0
+}' "$table"
+awk -F'\t' 'NR>1 && ($3 !~ /^[0-9]+$/ || $5 != 0) {bad=1} END {exit bad}' "$table"

@@ -167,6 +167,7 @@ type Master struct {
 	// Set by Start.
 	store   *raftboltdb.BoltStore
 	raft    *raft.Raft
+	trans   *RaftTransport
 	pool    *gossip.Pool
 	httpLn  net.Listener
 	srv     *http.Server
@@ -403,15 +404,6 @@ func OpenRaftStorage(dir string, logger *slog.Logger) (*RaftStorage, error) {
 	return &RaftStorage{Bolt: bolt, Logs: logs, Snaps: snaps}, nil
 }
 
-// NewRaftTransport binds agora's Raft TCP transport on addr.
-func NewRaftTransport(addr string, logger *slog.Logger) (*raft.NetworkTransport, error) {
-	t, err := raft.NewTCPTransportWithLogger(addr, nil, 5, 10*time.Second, logging.HCLog(logger, "raft-net"))
-	if err != nil {
-		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
-	}
-	return t, nil
-}
-
 func (m *Master) startRaft() error {
 	conf, err := NewRaftConfig(m.cfg.ID, m.cfg.RaftProfile, m.log)
 	if err != nil {
@@ -437,6 +429,7 @@ func (m *Master) startRaft() error {
 		return fmt.Errorf("master: start raft: %w", err)
 	}
 	m.raft = r
+	m.trans = trans
 	return nil
 }
 
@@ -490,6 +483,11 @@ func (m *Master) teardown(graceful bool) {
 			m.closeHTTP(true)
 		}
 		if m.raft != nil {
+			// In-flight RPCs to peers that vanished would hold raft's
+			// shutdown for a whole dial timeout: end them first.
+			if m.trans != nil {
+				m.trans.Abort()
+			}
 			if err := m.raft.Shutdown().Error(); err != nil {
 				errs = append(errs, fmt.Errorf("master: raft shutdown: %w", err))
 			}

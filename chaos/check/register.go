@@ -97,20 +97,25 @@ func fmtValue(v float64) string {
 type LinResult struct {
 	// Result is porcupine's verdict: Ok, Illegal or Unknown (timed out).
 	Result porcupine.CheckResult
-	// Ops is the number of operations checked.
-	Ops   int
-	info  porcupine.LinearizationInfo
-	model porcupine.Model
+	// Ops is the number of operations checked; Pruned the pending writes
+	// left out (see Prune) and Pending those kept.
+	Ops, Pruned, Pending int
+	info                 porcupine.LinearizationInfo
+	model                porcupine.Model
 }
 
-// Linearizable is false only when porcupine proved a violation; a timeout
-// (Unknown) counts as not disproved.
-func (r LinResult) Linearizable() bool { return r.Result != porcupine.Illegal }
+// Linearizable is true only when porcupine proved the history
+// linearizable; a timeout (Unknown) proves nothing and counts as false.
+func (r LinResult) Linearizable() bool { return r.Result == porcupine.Ok }
 
-// Violations returns one violation when the history is not linearizable.
+// Violations returns one violation when the history is not linearizable,
+// or when the check could not decide within its budget.
 func (r LinResult) Violations() []Violation {
-	if r.Linearizable() {
+	switch r.Result {
+	case porcupine.Ok:
 		return nil
+	case porcupine.Unknown:
+		return []Violation{violation("linearizability", "role configuration history of %d ops (%d pending writes after pruning) could not be decided within the time budget", r.Ops, r.Pending)}
 	}
 	return []Violation{violation("linearizability", "role configuration history of %d ops is not linearizable", r.Ops)}
 }
@@ -123,12 +128,59 @@ func (r LinResult) Visualize(path string) error {
 	return nil
 }
 
+// Prune drops the pending writes (outcome unknown) that no read could have
+// observed: those whose value no read returned after the write's call. It
+// keeps everything else, in order.
+//
+// This is sound and complete for a register. If the pruned history has a
+// linearization, appending the dropped writes at its end gives one of the
+// whole history (a pending write may take effect at any time after its
+// call, and nothing follows it there). If the whole history has one,
+// removing such a write W from it leaves it valid: a read between W and the
+// next write would have returned W's value after W's call, and there is
+// none. Without pruning every pending write doubles porcupine's search (it
+// may or may not have happened at each point), and a history with a
+// kill-all fault holds dozens of them.
+func Prune(ops []RegisterOp) (kept []RegisterOp, pruned int) {
+	type kv struct {
+		key   string
+		value float64
+	}
+	// The latest return of a read of each (role, value).
+	lastRead := map[kv]int64{}
+	for _, o := range ops {
+		if !o.Write {
+			k := kv{o.Key, o.Value}
+			if t, ok := lastRead[k]; !ok || o.Return > t {
+				lastRead[k] = o.Return
+			}
+		}
+	}
+	kept = make([]RegisterOp, 0, len(ops))
+	for _, o := range ops {
+		if o.Write && o.Return == Pending {
+			if t, ok := lastRead[kv{o.Key, o.Value}]; !ok || t <= o.Call {
+				pruned++
+				continue
+			}
+		}
+		kept = append(kept, o)
+	}
+	return kept, pruned
+}
+
 // Roles checks that ops are linearizable as per-role registers. Pending
-// writes may take effect at any point after their call. timeout bounds the
-// search (0 = none).
+// writes may take effect at any point after their call; the ones no read
+// can have observed are pruned first (see Prune). timeout bounds the search
+// (0 = none).
 func Roles(ops []RegisterOp, timeout time.Duration) LinResult {
+	ops, pruned := Prune(ops)
+	pending := 0
 	var end int64
 	for _, o := range ops {
+		if o.Return == Pending {
+			pending++
+		}
 		if o.Return != Pending && o.Return > end {
 			end = o.Return
 		}
@@ -151,7 +203,7 @@ func Roles(ops []RegisterOp, timeout time.Duration) LinResult {
 	}
 	m := registerModel()
 	res, info := porcupine.CheckOperationsVerbose(m, h, timeout)
-	return LinResult{Result: res, Ops: len(h), info: info, model: m}
+	return LinResult{Result: res, Ops: len(h), Pruned: pruned, Pending: pending, info: info, model: m}
 }
 
 // LostWrites checks the final role configuration (role -> weight) against

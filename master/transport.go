@@ -1,0 +1,144 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/agora-sched/agora/logging"
+)
+
+// raftTimeout bounds one Raft RPC (dial, write, read) on the transport.
+const raftTimeout = 10 * time.Second
+
+// RaftTransport is agora's Raft TCP transport: raft's NetworkTransport over
+// a stream layer that can abort every dial and connection it made. Raft's
+// own Shutdown waits for every replication goroutine, and a goroutine
+// dialing a peer whose address has vanished (a killed container: no RST,
+// no ARP answer) would hold it for the whole dial timeout; Abort ends those
+// at once.
+type RaftTransport struct {
+	*raft.NetworkTransport
+	stream *abortableStream
+}
+
+// Abort makes every pending dial fail and closes every connection the
+// transport holds, so in-flight RPCs end now. Raft sees them fail like a
+// network error; call it just before raft.Shutdown.
+func (t *RaftTransport) Abort() { t.stream.abort() }
+
+// NewRaftTransport binds agora's Raft TCP transport on addr.
+func NewRaftTransport(addr string, logger *slog.Logger) (*RaftTransport, error) {
+	adv, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
+	}
+	if adv.IP == nil || adv.IP.IsUnspecified() {
+		return nil, fmt.Errorf("master: raft transport %s: needs an address others can reach, not an unspecified one", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &abortableStream{Listener: ln, adv: ln.Addr(), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		s.adv = adv
+	}
+	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  s,
+		MaxPool: 5,
+		Timeout: raftTimeout,
+		Logger:  logging.HCLog(logger, "raft-net"),
+	})
+	return &RaftTransport{NetworkTransport: nt, stream: s}, nil
+}
+
+// abortableStream is a raft.StreamLayer over TCP whose dials take a
+// context and whose connections are tracked until closed.
+type abortableStream struct {
+	net.Listener
+	adv    net.Addr
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	aborted bool
+	conns   map[net.Conn]struct{}
+}
+
+var errTransportAborted = errors.New("master: raft transport aborted")
+
+func (s *abortableStream) Addr() net.Addr { return s.adv }
+
+func (s *abortableStream) Accept() (net.Conn, error) {
+	c, err := s.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return s.track(c)
+}
+
+func (s *abortableStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(s.ctx, "tcp", string(address))
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: dial %s", errTransportAborted, address)
+		}
+		return nil, err
+	}
+	return s.track(c)
+}
+
+func (s *abortableStream) track(c net.Conn) (net.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		_ = c.Close()
+		return nil, errTransportAborted
+	}
+	s.conns[c] = struct{}{}
+	return &trackedConn{Conn: c, s: s}, nil
+}
+
+func (s *abortableStream) forget(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *abortableStream) abort() {
+	s.cancel()
+	s.mu.Lock()
+	s.aborted = true
+	conns := s.conns
+	s.conns = map[net.Conn]struct{}{}
+	s.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+}
+
+func (s *abortableStream) Close() error {
+	s.abort()
+	return s.Listener.Close()
+}
+
+// trackedConn removes itself from its stream's set when closed.
+type trackedConn struct {
+	net.Conn
+	s    *abortableStream
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.s.forget(c.Conn) })
+	return c.Conn.Close()
+}

@@ -1,0 +1,68 @@
+package master
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// TestRaftTransportAbortEndsInFlightRPC: a peer that accepted the
+// connection and then went silent (a paused or vanished container) holds
+// an AppendEntries for the whole RPC timeout; Abort must end it at once,
+// and no dial may succeed afterwards.
+func TestRaftTransportAbortEndsInFlightRPC(t *testing.T) {
+	tr, err := NewRaftTransport("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // read nothing, answer nothing
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		done <- tr.AppendEntries("peer", raft.ServerAddress(silent.Addr().String()),
+			&raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("me")}, Term: 1}, &resp)
+	}()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the transport never connected to the peer")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the RPC to a silent peer returned before Abort: %v", err)
+	default:
+	}
+	tr.Abort()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("an aborted RPC reported success")
+		}
+	case <-time.After(raftTimeout / 2):
+		t.Fatal("Abort did not end the in-flight RPC")
+	}
+	if _, err := tr.stream.Dial(raft.ServerAddress(silent.Addr().String()), time.Second); !errors.Is(err, errTransportAborted) {
+		t.Fatalf("dial after Abort: %v, want errTransportAborted", err)
+	}
+}
