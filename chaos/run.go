@@ -164,6 +164,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
+	// The clients' own log (SDK, operators, driver) at info level, beside
+	// the nodes' logs: what a framework did around a fault is often the
+	// question.
+	if lf, err := os.Create(filepath.Join(o.Out, "clients.log")); err == nil {
+		defer lf.Close()
+		o.Logger = slog.New(slog.NewMultiHandler(o.Logger.Handler(), slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	}
 	var c Cluster
 	var err error
 	switch o.Tier {
@@ -682,6 +689,13 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 			at = st
 		}
 		r.rep.Violations = append(r.rep.Violations, check.Delivery(at, seen, live)...)
+	}
+	// A framework whose Run ended on its own (not because the run stopped
+	// it) was lost to its operator: the SDK gave up on the cluster.
+	for _, f := range r.w.fws {
+		if f.runErr != nil {
+			r.violation("framework-ended", "framework chaos-%d stopped: %v", f.idx, f.runErr)
+		}
 	}
 	r.rep.Ops = len(r.h.Ops())
 	for _, v := range r.rep.Violations {

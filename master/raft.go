@@ -21,6 +21,9 @@ const (
 	defaultApplyTimeout = 10 * time.Second
 	barrierTimeout      = 10 * time.Second
 	leaderCheckInterval = 250 * time.Millisecond
+	// readyWait bounds how long a request waits for a new leader's
+	// Barrier before it is answered Unavailable.
+	readyWait = 5 * time.Second
 )
 
 // leaderSet is one running set of OnLeadership runs, for one term.
@@ -154,8 +157,12 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 	// OffersCreated and Expire are exempt: their Apply drops stale parts
 	// individually rather than rejecting the entry.
 	if t != fsm.CmdOffersCreated && t != fsm.CmdExpire && t != fsm.CmdRescindOffers {
-		if rej := m.fsm.State().DryRun(t, msg); rej != nil {
-			return fsm.Result{Index: m.fsm.State().Index(), Err: rej}, RejectionError(rej)
+		st, err := m.ReadyState(ctx)
+		if err != nil {
+			return fsm.Result{}, err
+		}
+		if rej := st.DryRun(t, msg); rej != nil {
+			return fsm.Result{Index: st.Index(), Err: rej}, RejectionError(rej)
 		}
 	}
 	b, err := fsm.Encode(t, msg)
@@ -231,6 +238,41 @@ func (m *Master) ReadState(ctx context.Context, stale bool) (*fsm.State, error) 
 			return nil, err
 		}
 		return m.fsm.State(), nil
+	}
+}
+
+// ReadyState returns the state a leader validates requests against: its
+// local state once its leadership Barrier for the current term is done.
+// A master that has just won an election may not yet have applied what its
+// predecessor committed (after a full-cluster restart it holds only its
+// snapshot until the first entry of the new term commits); judging a
+// request against that state would refuse valid ones as unknown
+// framework, offer or role, and a client takes such a refusal as final.
+// It waits up to readyWait for the Barrier, then answers Unavailable; a
+// follower answers NotLeaderError.
+func (m *Master) ReadyState(ctx context.Context) (*fsm.State, error) {
+	deadline := time.NewTimer(readyWait)
+	defer deadline.Stop()
+	for {
+		changed := m.readyChanged()
+		if !m.IsLeader() {
+			return nil, m.NotLeaderError()
+		}
+		if m.LeaderReady() {
+			return m.fsm.State(), nil
+		}
+		poll := time.NewTimer(leaderCheckInterval / 5)
+		select {
+		case <-changed:
+		case <-poll.C:
+		case <-deadline.C:
+			poll.Stop()
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s leads but has not caught up with the log yet; retry", m.cfg.ID))
+		case <-ctx.Done():
+			poll.Stop()
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s leads but has not caught up with the log yet: %w", m.cfg.ID, ctx.Err()))
+		}
+		poll.Stop()
 	}
 }
 

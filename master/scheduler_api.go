@@ -223,7 +223,7 @@ func hasRole(fw *agorav1.Framework, role string) bool {
 // caller authenticates a unary call: this master leads, the framework
 // exists and is not torn down, and the token is its current subscription's.
 // It returns the local state the pre-checks use.
-func (s *schedulerServer) caller(call *agorav1.FrameworkCall) (*fsm.State, *agorav1.Framework, error) {
+func (s *schedulerServer) caller(ctx context.Context, call *agorav1.FrameworkCall) (*fsm.State, *agorav1.Framework, error) {
 	if !s.m.IsLeader() {
 		return nil, nil, s.m.NotLeaderError()
 	}
@@ -233,7 +233,10 @@ func (s *schedulerServer) caller(call *agorav1.FrameworkCall) (*fsm.State, *agor
 	if call.GetStreamToken() == "" {
 		return nil, nil, invalid("call.stream_token is required (from SUBSCRIBED)")
 	}
-	st := s.m.State()
+	st, err := s.m.ReadyState(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	fw, ok := st.Framework(call.GetFrameworkId())
 	if !ok {
 		return nil, nil, notFound("unknown framework %s", call.GetFrameworkId())
@@ -266,7 +269,11 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 	}
 	fid := info.GetId()
 	if fid != "" {
-		fw, ok := s.m.State().Framework(fid)
+		ready, err := s.m.ReadyState(ctx)
+		if err != nil {
+			return err
+		}
+		fw, ok := ready.Framework(fid)
 		if !ok {
 			return notFound("unknown framework %s: subscribe without an id to register anew", fid)
 		}
@@ -482,7 +489,7 @@ func (s *schedulerServer) disconnected(sub *stream) {
 
 // Accept applies operations to the resources of offers, atomically.
 func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agorav1.AcceptRequest]) (*connect.Response[agorav1.AcceptResponse], error) {
-	st, fw, err := s.caller(req.Msg.GetCall())
+	st, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -766,7 +773,7 @@ func checkDestroy(st *fsm.State, fw *agorav1.Framework, op *agorav1.Operation, i
 
 // Decline returns offers and filters their agents for refuse_seconds.
 func (s *schedulerServer) Decline(ctx context.Context, req *connect.Request[agorav1.DeclineRequest]) (*connect.Response[agorav1.DeclineResponse], error) {
-	st, fw, err := s.caller(req.Msg.GetCall())
+	st, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -804,7 +811,7 @@ func checkRoles(fw *agorav1.Framework, roles []string) error {
 
 // Revive removes the framework's filters and suppression for roles.
 func (s *schedulerServer) Revive(ctx context.Context, req *connect.Request[agorav1.ReviveRequest]) (*connect.Response[agorav1.ReviveResponse], error) {
-	_, fw, err := s.caller(req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -827,7 +834,7 @@ func (s *schedulerServer) Revive(ctx context.Context, req *connect.Request[agora
 
 // Suppress stops offers for roles until Revive.
 func (s *schedulerServer) Suppress(ctx context.Context, req *connect.Request[agorav1.SuppressRequest]) (*connect.Response[agorav1.SuppressResponse], error) {
-	_, fw, err := s.caller(req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -882,7 +889,7 @@ func findTask(st *fsm.State, fw *agorav1.Framework, taskID, agentID string) (*ag
 
 // Kill asks for a task to be killed.
 func (s *schedulerServer) Kill(ctx context.Context, req *connect.Request[agorav1.KillRequest]) (*connect.Response[agorav1.KillResponse], error) {
-	st, fw, err := s.caller(req.Msg.GetCall())
+	st, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -904,7 +911,7 @@ func (s *schedulerServer) Kill(ctx context.Context, req *connect.Request[agorav1
 
 // Acknowledge acknowledges a status update.
 func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[agorav1.AcknowledgeRequest]) (*connect.Response[agorav1.AcknowledgeResponse], error) {
-	st, fw, err := s.caller(req.Msg.GetCall())
+	st, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -934,8 +941,8 @@ func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[
 
 // Reconcile answers with the latest state of tasks from the replicated
 // state, and pushes the same answers as UPDATE events on the stream.
-func (s *schedulerServer) Reconcile(_ context.Context, req *connect.Request[agorav1.ReconcileRequest]) (*connect.Response[agorav1.ReconcileResponse], error) {
-	st, fw, err := s.caller(req.Msg.GetCall())
+func (s *schedulerServer) Reconcile(ctx context.Context, req *connect.Request[agorav1.ReconcileRequest]) (*connect.Response[agorav1.ReconcileResponse], error) {
+	st, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -1009,7 +1016,7 @@ func reconcile(st *fsm.State, fw *agorav1.Framework, tasks []*agorav1.ReconcileT
 
 // UpdateFramework changes a framework's info without resubscribing.
 func (s *schedulerServer) UpdateFramework(ctx context.Context, req *connect.Request[agorav1.UpdateFrameworkRequest]) (*connect.Response[agorav1.UpdateFrameworkResponse], error) {
-	_, fw, err := s.caller(req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -1033,7 +1040,7 @@ func (s *schedulerServer) UpdateFramework(ctx context.Context, req *connect.Requ
 
 // Teardown ends the framework: its tasks are killed and its stream ends.
 func (s *schedulerServer) Teardown(ctx context.Context, req *connect.Request[agorav1.TeardownRequest]) (*connect.Response[agorav1.TeardownResponse], error) {
-	_, fw, err := s.caller(req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
