@@ -46,7 +46,7 @@ bench:
 	$(GO) run ./cmd/agora bench allocator --agents 10000 --frameworks 1000
 
 ## chaos: the soak (many seeds, both tiers where Docker answers) with a summary table.
-## SEEDS=100 DURATION=60s make chaos is the full goal; RELIABILITY.md records the last figures.
+## SEEDS=100 DURATION=60s JOBS=4 make chaos is the full goal; RELIABILITY.md records the last figures.
 chaos:
 	SEEDS=$${SEEDS:-20} DURATION=$${DURATION:-30s} sh chaos/soak.sh
 

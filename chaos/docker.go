@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -335,17 +334,32 @@ func (c *dockerCluster) stop(ctx context.Context, name string) error {
 	if !c.running(name) {
 		return nil // killed already: nothing to stop
 	}
-	if _, err := c.docker(ctx, "stop", "-t", strconv.Itoa(int(stopTimeout.Seconds())), name); err != nil {
+	if _, err := c.docker(ctx, "kill", "--signal", "TERM", name); err != nil {
 		return err
 	}
-	code, err := c.docker(ctx, "inspect", "-f", "{{.State.ExitCode}}", name)
-	if err != nil {
-		return err
+	if c.waitStopped(name, stopTimeout) {
+		return nil
 	}
-	if code == "137" {
-		return fmt.Errorf("%w: %s was killed after %s", ErrSlowStop, name, stopTimeout)
+	// Still running: SIGQUIT makes the Go runtime write every goroutine's
+	// stack to stderr (the container's log) before it exits, so the hang
+	// can be read afterwards.
+	_, _ = c.docker(ctx, "kill", "--signal", "QUIT", name)
+	if !c.waitStopped(name, 3*time.Second) {
+		_, _ = c.docker(ctx, "kill", "--signal", "KILL", name)
 	}
-	return nil
+	return fmt.Errorf("%w: %s still ran %s after SIGTERM (goroutine dump in its log)", ErrSlowStop, name, stopTimeout)
+}
+
+// waitStopped polls until the container no longer runs, up to limit.
+func (c *dockerCluster) waitStopped(name string, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for c.running(name) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
 }
 
 func (c *dockerCluster) WipeMaster(i int) error {

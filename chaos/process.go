@@ -173,8 +173,8 @@ func (c *processCluster) StopMaster(i int) error {
 	case <-done:
 		return nil
 	case <-time.After(stopTimeout):
-		_ = c.signal(p, syscall.SIGKILL, true)
-		return fmt.Errorf("%w: %s did not exit within %s; killed", ErrSlowStop, p.name, stopTimeout)
+		c.quit(p)
+		return fmt.Errorf("%w: %s did not exit within %s; killed (goroutine dump in its log)", ErrSlowStop, p.name, stopTimeout)
 	}
 }
 
@@ -244,6 +244,21 @@ func (c *processCluster) signal(p *proc, sig syscall.Signal, wait bool) error {
 	return nil
 }
 
+// quit sends SIGQUIT (the Go runtime writes every goroutine's stack to the
+// node's log and exits) to a node that ignored SIGTERM, then SIGKILL if it
+// still runs 3 s later.
+func (c *processCluster) quit(p *proc) {
+	_ = c.signal(p, syscall.SIGQUIT, false)
+	c.mu.Lock()
+	done := p.done
+	c.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		_ = c.signal(p, syscall.SIGKILL, true)
+	}
+}
+
 // Close stops the masters first (SIGTERM, all at once) and the agents only
 // once the masters are down: a leader still running while agents die would
 // mark them unreachable and commit LOST statuses no framework is left to
@@ -266,8 +281,8 @@ func (c *processCluster) Close() error {
 		select {
 		case <-done:
 		case <-deadline:
-			_ = c.signal(p, syscall.SIGKILL, true)
-			errs = append(errs, fmt.Errorf("%w: %s did not exit within %s; killed", ErrSlowStop, p.name, stopTimeout))
+			c.quit(p)
+			errs = append(errs, fmt.Errorf("%w: %s did not exit within %s; killed (goroutine dump in its log)", ErrSlowStop, p.name, stopTimeout))
 		}
 	}
 	for _, p := range c.agents {

@@ -18,14 +18,36 @@ import (
 const raftTimeout = 10 * time.Second
 
 // RaftTransport is agora's Raft TCP transport: raft's NetworkTransport over
-// a stream layer that can abort every dial and connection it made. Raft's
-// own Shutdown waits for every replication goroutine, and a goroutine
-// dialing a peer whose address has vanished (a killed container: no RST,
-// no ARP answer) would hold it for the whole dial timeout; Abort ends those
-// at once.
+// a stream layer that can abort every dial and connection it made, with
+// pipelined replication turned off.
+//
+// Abort: raft's own Shutdown waits for every replication goroutine, and a
+// goroutine dialing a peer whose address has vanished (a killed container:
+// no RST, no ARP answer) would hold it for the whole dial timeout; Abort
+// ends those at once.
+//
+// No pipelining: raft v1.7.3's pipelined replication can deadlock. When a
+// follower answers an AppendEntries with Success=false (a term change, a
+// log mismatch after a pause), raft's pipeline decoder exits; the send loop
+// may still issue one more send, which parks handing its future to the
+// transport's decoder, which parks handing the previous response to the
+// exited decoder. replicate() then never returns, so the follower keeps
+// getting heartbeats (it never calls an election) but never another entry,
+// and Raft's Shutdown waits for that goroutine forever. The chaos suite's
+// docker tier caught it as a master that ignored SIGTERM (goroutine dump:
+// netPipeline.AppendEntries in pipelineSend); grafana/pyroscope#5518 and
+// hashicorp/raft#612 describe the same. Without a pipeline raft replicates
+// with one AppendEntries RPC per follower at a time, each carrying up to
+// MaxAppendEntries entries.
 type RaftTransport struct {
 	*raft.NetworkTransport
 	stream *abortableStream
+}
+
+// AppendEntriesPipeline reports that pipelining is not supported, so raft
+// replicates with plain AppendEntries RPCs (see RaftTransport).
+func (t *RaftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // Abort makes every pending dial fail and closes every connection the

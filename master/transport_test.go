@@ -66,3 +66,25 @@ func TestRaftTransportAbortEndsInFlightRPC(t *testing.T) {
 		t.Fatalf("dial after Abort: %v, want errTransportAborted", err)
 	}
 }
+
+// TestRaftTransportHasNoPipeline: pipelined replication in raft v1.7.3 can
+// deadlock a follower's replication (see RaftTransport); raft must be told
+// it is unsupported so that it falls back to plain AppendEntries.
+func TestRaftTransportHasNoPipeline(t *testing.T) {
+	tr, err := NewRaftTransport("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var trans raft.Transport = tr
+	p, err := trans.AppendEntriesPipeline("peer", "127.0.0.1:1")
+	if p != nil || !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline = %v, %v; want ErrPipelineReplicationNotSupported", p, err)
+	}
+	if _, ok := trans.(raft.WithPreVote); !ok {
+		t.Fatal("the wrapper hides NetworkTransport's pre-vote support")
+	}
+	if _, ok := trans.(raft.WithClose); !ok {
+		t.Fatal("the wrapper hides NetworkTransport's Close")
+	}
+}
