@@ -249,7 +249,6 @@ type runner struct {
 	h   *History
 	w   *workload
 	rep *Report
-	t0  time.Time
 }
 
 func (r *runner) progressf(format string, args ...any) {
