@@ -42,7 +42,7 @@ func agoraBinary(t *testing.T) string {
 	return binPath
 }
 
-func runSeed(t *testing.T, tier string, seed uint64, d time.Duration) {
+func runSeed(t *testing.T, tier string, seed uint64, d time.Duration, kinds ...Kind) {
 	t.Helper()
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
@@ -53,7 +53,7 @@ func runSeed(t *testing.T, tier string, seed uint64, d time.Duration) {
 		_ = os.Rename(out, dir)
 		return dir
 	}
-	rep, err := Run(ctx, Options{Tier: tier, Binary: agoraBinary(t), Seed: seed, Duration: d, Out: out, Progress: testWriter{t}})
+	rep, err := Run(ctx, Options{Tier: tier, Binary: agoraBinary(t), Seed: seed, Duration: d, Faults: kinds, Out: out, Progress: testWriter{t}})
 	if err != nil {
 		t.Fatalf("seed %d: %v; output (node logs) kept in %s", seed, err, keep())
 	}
@@ -63,9 +63,23 @@ func runSeed(t *testing.T, tier string, seed uint64, d time.Duration) {
 		t.Errorf("seed %d: a run without faults or ops proves nothing (%d faults, %d ops)", seed, rep.Faults, rep.Ops)
 	}
 	if rep.ViolationCount != 0 {
-		t.Errorf("seed %d: %d violations; output kept in %s (replay: agora chaos --tier %s --seed %d --duration %s)",
-			seed, rep.ViolationCount, keep(), tier, seed, d)
+		t.Errorf("seed %d: %d violations; output kept in %s (replay: agora chaos --tier %s --seed %d --duration %s --faults %s)",
+			seed, rep.ViolationCount, keep(), tier, seed, d, kindList(kinds))
 	}
+}
+
+func kindList(kinds []Kind) string {
+	if len(kinds) == 0 {
+		return "all"
+	}
+	var b []byte
+	for i, k := range kinds {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, k...)
+	}
+	return string(b)
 }
 
 type testWriter struct{ t *testing.T }
@@ -89,11 +103,23 @@ func TestProcessTier(t *testing.T) {
 	}
 }
 
-// TestDockerTier runs one seed of the docker tier where a Docker engine
+// TestProcessRegression replays process seed 301 x 60 s: its kill-all
+// made a new leader answer a framework's resubscription "unknown
+// framework" before it had caught up, and the framework's SDK gave up
+// (RELIABILITY.md, found 6). Skipped in -short mode (90 s).
+func TestProcessRegression(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the 60 s regression seed is not part of -short")
+	}
+	runSeed(t, "process", 301, 60*time.Second)
+}
+
+// TestDockerTier runs two seeds of the docker tier where a Docker engine
 // answers. Where none does the test is skipped, loudly: the docker tier
 // needs a daemon this machine may not have, and the process tier above
 // still runs.
 func TestDockerTier(t *testing.T) {
+	t.Parallel() // its own network and containers: it may overlap the process tier
 	if err := DockerAvailable(context.Background()); err != nil {
 		t.Logf("!!! docker tier SKIPPED: %v", err)
 		t.Skipf("docker tier SKIPPED (no Docker engine here, not missing work): %v", err)
@@ -104,5 +130,12 @@ func TestDockerTier(t *testing.T) {
 	// Seed 11 x 20 s is a regression replay: two minority partitions then a
 	// SIGTERM of the leader once left 30 LOST statuses that no framework
 	// could have heard (committed while the cluster was being torn down).
-	runSeed(t, "docker", 11, 20*time.Second)
+	t.Run("seed-11", func(t *testing.T) { runSeed(t, "docker", 11, 20*time.Second) })
+	// Seed 500 x 30 s of restarts, pauses, partitions and leader kills is
+	// the replay of raft's pipeline deadlock: a master that ignored SIGTERM
+	// because one of its replication goroutines could never return
+	// (RELIABILITY.md, found 7).
+	t.Run("seed-500", func(t *testing.T) {
+		runSeed(t, "docker", 500, 30*time.Second, RestartMaster, PauseMaster, PartitionMinority, PartitionLeader, KillLeader)
+	})
 }
