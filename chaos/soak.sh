@@ -5,6 +5,7 @@
 #
 #   SEEDS=100 DURATION=60s JOBS=4 chaos/soak.sh   # the full soak, 4 runs at a time
 #   SEEDS=10 DURATION=30s TIERS=process chaos/soak.sh
+#   MASTERS=5 SEEDS=10 JOBS=4 chaos/soak.sh       # five masters
 #
 # Runs of both tiers are interleaved (seed 1 process, seed 1 docker, ...),
 # JOBS at a time; each run has its own addresses (process tier: 127.0.N.x
@@ -17,6 +18,7 @@ FIRST=${FIRST:-1}
 DURATION=${DURATION:-30s}
 TIERS=${TIERS:-"process docker"}
 JOBS=${JOBS:-1}
+MASTERS=${MASTERS:-3}
 OUT=${OUT:-tmp/chaos-soak}
 
 # One run: soak.sh --one TIER SEED (used through xargs below).
@@ -25,7 +27,7 @@ if [ "${1:-}" = --one ]; then
 	dir="$OUT/$tier-$seed"
 	rm -rf "$dir"
 	start=$(date +%s)
-	"$OUT/agora" chaos --tier "$tier" --seed "$seed" --duration "$DURATION" --out "$dir" --json > "$OUT/$tier-$seed.log" 2>&1
+	"$OUT/agora" chaos --tier "$tier" --masters "$MASTERS" --seed "$seed" --duration "$DURATION" --out "$dir" --json > "$OUT/$tier-$seed.log" 2>&1
 	rc=$?
 	wall=$(($(date +%s) - start))
 	line=$(grep '^{"tier"' "$OUT/$tier-$seed.log" | tail -1)
@@ -52,14 +54,14 @@ for tier in $TIERS; do
 	fi
 	run_tiers="$run_tiers $tier"
 done
-echo "soak: tiers$run_tiers, seeds $FIRST..$((FIRST + SEEDS - 1)), $DURATION each, $JOBS at a time, commit $(git rev-parse --short HEAD 2>/dev/null)"
+echo "soak: tiers$run_tiers, $MASTERS masters, seeds $FIRST..$((FIRST + SEEDS - 1)), $DURATION each, $JOBS at a time, commit $(git rev-parse --short HEAD 2>/dev/null)"
 seed=$FIRST
 while [ "$seed" -lt $((FIRST + SEEDS)) ]; do
 	for tier in $run_tiers; do
 		echo "$tier $seed"
 	done
 	seed=$((seed + 1))
-done | OUT="$OUT" DURATION="$DURATION" xargs -P "$JOBS" -L 1 sh chaos/soak.sh --one
+done | OUT="$OUT" DURATION="$DURATION" MASTERS="$MASTERS" xargs -P "$JOBS" -L 1 sh chaos/soak.sh --one
 
 table="$OUT/summary.tsv"
 printf 'tier\tseed\tfaults\tops\tviolations\tlinearizable\tlost_writes\tdouble_allocations\twall_s\n' > "$table"
