@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,14 +73,11 @@ func kindList(kinds []Kind) string {
 	if len(kinds) == 0 {
 		return "all"
 	}
-	var b []byte
+	names := make([]string, len(kinds))
 	for i, k := range kinds {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, k...)
+		names[i] = string(k)
 	}
-	return string(b)
+	return strings.Join(names, ",")
 }
 
 type testWriter struct{ t *testing.T }

@@ -269,7 +269,7 @@ func (c *processCluster) Close() error {
 		_ = c.signal(p, syscall.SIGTERM, false)
 	}
 	var errs []error
-	deadline := time.After(stopTimeout)
+	deadline := time.Now().Add(stopTimeout) // one grace period for all: they got SIGTERM together
 	for _, p := range c.masters {
 		c.mu.Lock()
 		done := p.done
@@ -280,7 +280,7 @@ func (c *processCluster) Close() error {
 		}
 		select {
 		case <-done:
-		case <-deadline:
+		case <-time.After(time.Until(deadline)):
 			c.quit(p)
 			errs = append(errs, fmt.Errorf("%w: %s did not exit within %s; killed (goroutine dump in its log)", ErrSlowStop, p.name, stopTimeout))
 		}

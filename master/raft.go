@@ -213,25 +213,15 @@ func (m *Master) ReadState(ctx context.Context, stale bool) (*fsm.State, error) 
 	if stale {
 		return m.fsm.State(), nil
 	}
-	if m.raft == nil {
-		return nil, m.NotLeaderError()
-	}
 	for {
-		if m.raft.State() != raft.Leader {
-			return nil, m.NotLeaderError()
-		}
-		term := m.raft.CurrentTerm()
-		if m.readyTerm.Load() != term {
-			if err := m.waitReady(ctx); err != nil {
-				return nil, err
-			}
-			continue
+		if _, err := m.ReadyState(ctx); err != nil {
+			return nil, err
 		}
 		idx := m.raft.CommitIndex()
 		if err := m.raft.VerifyLeader().Error(); err != nil {
 			return nil, m.raftError(err)
 		}
-		if m.readyTerm.Load() != m.raft.CurrentTerm() {
+		if !m.LeaderReady() {
 			continue // a new term began meanwhile: wait for its barrier
 		}
 		if err := m.waitApplied(ctx, idx); err != nil {
@@ -273,19 +263,6 @@ func (m *Master) ReadyState(ctx context.Context) (*fsm.State, error) {
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s leads but has not caught up with the log yet: %w", m.cfg.ID, ctx.Err()))
 		}
 		poll.Stop()
-	}
-}
-
-func (m *Master) waitReady(ctx context.Context) error {
-	t := time.NewTimer(50 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-m.readyChanged():
-		return nil
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s won an election but has not caught up yet: %w", m.cfg.ID, ctx.Err()))
 	}
 }
 

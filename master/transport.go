@@ -57,11 +57,11 @@ func (t *RaftTransport) Abort() { t.stream.abort() }
 
 // NewRaftTransport binds agora's Raft TCP transport on addr.
 func NewRaftTransport(addr string, logger *slog.Logger) (*RaftTransport, error) {
-	adv, err := net.ResolveTCPAddr("tcp", addr)
+	tcp, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
 	}
-	if adv.IP == nil || adv.IP.IsUnspecified() {
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
 		return nil, fmt.Errorf("master: raft transport %s: needs an address others can reach, not an unspecified one", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -69,10 +69,7 @@ func NewRaftTransport(addr string, logger *slog.Logger) (*RaftTransport, error) 
 		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &abortableStream{Listener: ln, adv: ln.Addr(), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
-		s.adv = adv
-	}
+	s := &abortableStream{Listener: ln, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  s,
 		MaxPool: 5,
@@ -86,7 +83,6 @@ func NewRaftTransport(addr string, logger *slog.Logger) (*RaftTransport, error) 
 // context and whose connections are tracked until closed.
 type abortableStream struct {
 	net.Listener
-	adv    net.Addr
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -96,8 +92,6 @@ type abortableStream struct {
 }
 
 var errTransportAborted = errors.New("master: raft transport aborted")
-
-func (s *abortableStream) Addr() net.Addr { return s.adv }
 
 func (s *abortableStream) Accept() (net.Conn, error) {
 	c, err := s.Listener.Accept()
