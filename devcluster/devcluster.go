@@ -34,7 +34,7 @@ type Options struct {
 	// MasterConfig, optional, adjusts each master's config before New.
 	MasterConfig func(*master.Config)
 	// OnNew, optional, is called with each master (also on Restart) after
-	// New and before Start: the place for OnLeadership and OnApply hooks.
+	// New and before Start: the place for test hooks (AddLeaderTaskForTest, OnApplyForTest).
 	OnNew func(i int, m *master.Master)
 }
 

@@ -35,19 +35,6 @@ type agentServer struct {
 	m *Master
 }
 
-// newAgentServer builds the AgentService handler and registers the
-// leader-only liveness loop.
-func newAgentServer(m *Master) *agentServer {
-	s := &agentServer{m: m}
-	// The HTTP server (and so this constructor) may be built inside Start,
-	// where OnLeadership refuses new work; leader runs are read afresh at
-	// every leadership change, so adding ours here is safe either way.
-	m.mu.Lock()
-	m.leaderRuns = append(m.leaderRuns, leaderRun{name: "liveness", run: s.runLiveness})
-	m.mu.Unlock()
-	return s
-}
-
 func invalidArg(format string, args ...any) *connect.Error {
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
 }

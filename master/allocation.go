@@ -30,8 +30,8 @@ const (
 	maxExpireBackoff = 10 * time.Second
 )
 
-// allocState is the allocator's trigger: OnApply marks it dirty on every
-// replica; the leader's allocation loop waits on it.
+// allocState is the allocator's trigger: the FSM hook marks it dirty on
+// every replica; the leader's allocation task waits on it.
 type allocState struct {
 	dirty chan struct{} // capacity 1
 }
@@ -45,42 +45,32 @@ func (a *allocState) markDirty() {
 	}
 }
 
-// runAllocation is the leader's allocation loop: event-triggered and
+// runAllocation is the leader's allocation task: event-triggered and
 // batched, each round one OffersCreated entry. Rounds that propose offers
 // are paced by a token bucket refilled once per AllocationInterval with a
 // small burst: a busy cluster gets at most one round per interval, while an
-// idle one offers freed resources at once. When leadership ends it closes
-// every framework stream with the new leader's address.
-func (s *schedulerServer) runAllocation(ctx context.Context) {
-	s.setLeaderCtx(ctx)
-	defer s.broker.closeAll(func() *streamEnd { return &streamEnd{leaderLost: true} })
-	defer s.clearLeaderCtx()
-	interval := s.m.Config().AllocationInterval
-	log := s.m.log.With("component", "allocation")
-	s.alloc.markDirty() // a new leader allocates at once
+// idle one offers freed resources at once.
+func (l *leader) runAllocation(ctx context.Context) {
+	m := l.m
+	interval := m.Config().AllocationInterval
+	log := m.log.With("component", "allocation")
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	var (
-		last       time.Time
-		backoff    time.Duration
-		tokens     = allocBurst
-		lastRefill = time.Now()
+		last    time.Time
+		backoff time.Duration
+		bucket  = newTokenBucket(float64(time.Second)/float64(interval), allocBurst, m.Now())
 	)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.alloc.dirty:
+		case <-l.alloc.dirty:
 		case <-wake.C:
 		}
 		for {
-			now := time.Now()
-			tokens = min(allocBurst, tokens+float64(now.Sub(lastRefill))/float64(interval))
-			lastRefill = now
-			wait := max(minRoundGap, backoff) - now.Sub(last)
-			if tokens < 1 {
-				wait = max(wait, time.Duration((1-tokens)*float64(interval)))
-			}
+			now := m.Now()
+			wait := max(max(minRoundGap, backoff)-now.Sub(last), bucket.wait(now))
 			if wait <= 0 {
 				break
 			}
@@ -92,21 +82,21 @@ func (s *schedulerServer) runAllocation(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		last = time.Now()
+		last = m.Now()
 		// Dirty marks until now are covered by the round below.
 		select {
-		case <-s.alloc.dirty:
+		case <-l.alloc.dirty:
 		default:
 		}
-		proposed, kept, next := s.allocateOnce(ctx, log)
+		proposed, kept, next := l.allocateOnce(ctx, log)
 		if proposed > 0 {
-			tokens--
+			bucket.spend()
 		}
 		if proposed > 0 && kept == 0 {
 			// The FSM dropped the whole round: allocator and FSM disagree.
 			// Retry, but back off so as not to fill the log.
 			backoff = min(max(2*backoff, interval), maxDropBackoff)
-			s.alloc.markDirty()
+			l.alloc.markDirty()
 		} else {
 			backoff = 0
 		}
@@ -117,7 +107,7 @@ func (s *schedulerServer) runAllocation(ctx context.Context) {
 			}
 		}
 		if !next.IsZero() {
-			wake.Reset(max(time.Until(next), time.Millisecond))
+			wake.Reset(max(next.Sub(m.Now()), time.Millisecond))
 		}
 	}
 }
@@ -125,9 +115,9 @@ func (s *schedulerServer) runAllocation(ctx context.Context) {
 // allocateOnce runs one round: it returns how many offers it proposed, how
 // many the FSM kept, and when the earliest filter it honoured expires (zero
 // when none), at which point the round should run again.
-func (s *schedulerServer) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, kept int, next time.Time) {
-	st := s.m.State()
-	now := s.m.Now()
+func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, kept int, next time.Time) {
+	st := l.m.State()
+	now := l.m.Now()
 	snap, next := buildSnapshot(st, now)
 	if len(snap.Agents) == 0 || len(snap.Frameworks) == 0 {
 		return 0, 0, next
@@ -137,7 +127,7 @@ func (s *schedulerServer) allocateOnce(ctx context.Context, log *slog.Logger) (p
 		return 0, 0, next
 	}
 	cmd := &agorav1.OffersCreatedCommand{Now: timestamppb.New(now)}
-	expires := timestamppb.New(now.Add(s.m.Config().OfferTimeout))
+	expires := timestamppb.New(now.Add(l.m.Config().OfferTimeout))
 	created := timestamppb.New(now)
 	for _, o := range offers {
 		a, _ := st.Agent(o.AgentID)
@@ -160,7 +150,7 @@ func (s *schedulerServer) allocateOnce(ctx context.Context, log *slog.Logger) (p
 			Attributes:  a.GetAttributes(),
 		})
 	}
-	res, err := s.m.Apply(ctx, fsm.CmdOffersCreated, cmd)
+	res, err := l.m.Apply(ctx, fsm.CmdOffersCreated, cmd)
 	if err != nil {
 		log.Debug("allocation round rejected", "offers", len(cmd.Offers), "err", err)
 		return len(cmd.Offers), 0, next
@@ -239,14 +229,15 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 	return snap, next
 }
 
-// runExpiry is the leader's expiry loop: it proposes Expire when an offer,
+// runExpiry is the leader's expiry task: it proposes Expire when an offer,
 // a filter or a disconnected framework's failover timeout is past due, and
 // marks frameworks disconnected that no stream serves once the grace after
 // winning leadership has passed (their stream was on the old leader).
-func (s *schedulerServer) runExpiry(ctx context.Context) {
-	cfg := s.m.Config()
-	log := s.m.log.With("component", "expiry")
-	graceEnd := time.Now().Add(cfg.LivenessGrace)
+func (l *leader) runExpiry(ctx context.Context) {
+	m := l.m
+	cfg := m.Config()
+	log := m.log.With("component", "expiry")
+	graceEnd := m.Now().Add(cfg.LivenessGrace)
 	var (
 		lastDue    time.Time // the deadline our last Expire was meant to clear
 		retryAt    time.Time
@@ -261,8 +252,8 @@ func (s *schedulerServer) runExpiry(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		st := s.m.State()
-		now := s.m.Now()
+		st := m.State()
+		now := m.Now()
 		due, next := expiryDue(st, now)
 		if !due.IsZero() && (!due.Equal(lastDue) || !now.Before(retryAt)) {
 			if due.Equal(lastDue) {
@@ -271,21 +262,21 @@ func (s *schedulerServer) runExpiry(ctx context.Context) {
 				backoff = 0
 			}
 			lastDue, retryAt = due, now.Add(backoff)
-			if err := s.apply(ctx, fsm.CmdExpire, &agorav1.ExpireCommand{Now: timestamppb.New(now)}); err != nil {
+			if _, err := m.Apply(ctx, fsm.CmdExpire, &agorav1.ExpireCommand{Now: timestamppb.New(now)}); err != nil {
 				log.Debug("expire rejected", "err", err)
 			}
 			timer.Reset(0)
 			continue
 		}
-		if time.Now().After(graceEnd) {
-			s.disconnectOrphans(ctx, st, now, orphanSent, log)
+		if now.After(graceEnd) {
+			l.disconnectOrphans(ctx, st, now, orphanSent, log)
 		}
 		wait := maxIdleWake
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(now), time.Millisecond))
 		}
 		if !due.IsZero() {
-			wait = min(wait, max(time.Until(retryAt), time.Millisecond))
+			wait = min(wait, max(retryAt.Sub(now), time.Millisecond))
 		}
 		timer.Reset(wait)
 	}
@@ -293,15 +284,15 @@ func (s *schedulerServer) runExpiry(ctx context.Context) {
 
 // disconnectOrphans proposes FrameworkDisconnected for connected frameworks
 // that have no stream on this master, once per (framework, token).
-func (s *schedulerServer) disconnectOrphans(ctx context.Context, st *fsm.State, now time.Time, sent map[string]string, log *slog.Logger) {
+func (l *leader) disconnectOrphans(ctx context.Context, st *fsm.State, now time.Time, sent map[string]string, log *slog.Logger) {
 	for _, fw := range st.Frameworks() {
-		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || s.broker.has(fw.GetId()) {
+		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || l.m.schedSrv.broker.has(fw.GetId()) {
 			continue
 		}
 		if sent[fw.GetId()] == fw.GetStreamToken() {
 			continue
 		}
-		res, err := s.m.Apply(ctx, fsm.CmdFrameworkDisconnected, &agorav1.FrameworkDisconnectedCommand{
+		res, err := l.m.Apply(ctx, fsm.CmdFrameworkDisconnected, &agorav1.FrameworkDisconnectedCommand{
 			FrameworkId: fw.GetId(), StreamToken: fw.GetStreamToken(), Now: timestamppb.New(now),
 		})
 		if err == nil || res.Err != nil {

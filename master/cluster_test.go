@@ -46,7 +46,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
 	t.Fatalf("%s: not within %v: %v", what, d, err)
 }
 
-// leadershipTracker records, per master, how many OnLeadership runs are
+// leadershipTracker records, per master, how many leader tasks are
 // active at once.
 type leadershipTracker struct {
 	mu        sync.Mutex
@@ -57,7 +57,7 @@ type leadershipTracker struct {
 
 func (lt *leadershipTracker) hook(_ int, m *master.Master) {
 	id := m.ID()
-	m.OnLeadership("test-tracker", func(ctx context.Context) {
+	m.AddLeaderTaskForTest("test-tracker", func(ctx context.Context) {
 		lt.starts.Add(1)
 		lt.mu.Lock()
 		lt.active[id]++

@@ -11,26 +11,31 @@
 //     DataDir/raft), the three listen addresses, the gossip Join list (the
 //     same list for every master; it may include our own address) and
 //     BootstrapExpect. Call [New].
-//  2. Register leader-only work with [Master.OnLeadership] and state change
-//     listeners with [Master.OnApply] before Start.
-//  3. Call [Master.Start]. Listeners are bound when it returns; joining the
+//  2. Call [Master.Start]. Listeners are bound when it returns; joining the
 //     gossip pool is retried in the background. When BootstrapExpect
 //     masters (ourselves included) are alive in gossip, none of them has
 //     Raft state and we have the lowest id, we bootstrap the Raft
 //     configuration with all of them. A master with existing Raft state
 //     never bootstraps, so restarts cannot split the cluster.
-//  4. The leader adds every live master it sees in gossip but not in the
+//  3. The leader adds every live master it sees in gossip but not in the
 //     Raft configuration as a voter (online membership change) and records
 //     masters' addresses in the FSM. Failed masters stay voters until an
 //     operator removes them (OperatorService.RemovePeer).
-//  5. On winning leadership the master issues a Barrier, then starts every
-//     OnLeadership run with a context that is cancelled when leadership is
-//     lost or the master stops. A new set never starts before the previous
-//     set has returned.
-//  6. Writes go through [Master.Apply]; reads through [Master.ReadState]
+//  4. On winning leadership the master issues a Barrier, then the leader
+//     type (leader.go) establishes its term: it starts every leader-only
+//     task (master reconciliation, allocation, expiry of offers, filters
+//     and failover timeouts, agent liveness) with a context that is
+//     cancelled when leadership is lost or the master stops, and once they
+//     all returned it revokes the term: every framework stream is closed
+//     with a redirect to the new leader. A new term never starts before the
+//     previous one was revoked. The RPC handler types run no goroutines.
+//     Agent liveness decisions are a pure tracker (liveness.go) that the
+//     leader drives with gossip events, probe verdicts and the clock
+//     ([Config].Now).
+//  5. Writes go through [Master.Apply]; reads through [Master.ReadState]
 //     (linearizable: VerifyLeader and wait for the commit index to be
 //     applied) or [Master.State] (local, possibly stale).
-//  7. [Master.Shutdown] (or cancelling Start's context) stops gracefully:
+//  6. [Master.Shutdown] (or cancelling Start's context) stops gracefully:
 //     leadership transfer, gossip leave, raft shutdown. [Master.Kill] is
 //     abrupt, like SIGKILL, for tests.
 //

@@ -1,5 +1,11 @@
 package master
 
+import (
+	"context"
+
+	"github.com/agora-sched/agora/fsm"
+)
+
 // HoldReadyForTest makes a leader look as if it had just won an election
 // and its leadership Barrier had not completed yet; release marks it ready
 // again for the term it had.
@@ -7,4 +13,23 @@ func (m *Master) HoldReadyForTest() (release func()) {
 	term := m.readyTerm.Load()
 	m.readyTerm.Store(0)
 	return func() { m.setReady(term) }
+}
+
+// AddLeaderTaskForTest adds run to the leader's tasks: started after every
+// leadership Barrier, cancelled when leadership ends. Call before Start.
+func (m *Master) AddLeaderTaskForTest(name string, run func(ctx context.Context)) {
+	m.leader.mu.Lock()
+	defer m.leader.mu.Unlock()
+	m.leader.extra = append(m.leader.extra, leaderTask{name: name, run: run})
+}
+
+// OnApplyForTest registers fn to be called at the end of every FSM Apply
+// that changed state, with the entry's index and events. Call before Start.
+func (m *Master) OnApplyForTest(fn func(index uint64, events []fsm.Event)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started {
+		panic("master: OnApplyForTest called after Start")
+	}
+	m.applyHooks = append(m.applyHooks, fn)
 }

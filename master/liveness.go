@@ -1,290 +1,296 @@
 package master
 
 import (
-	"context"
-	"log/slog"
 	"time"
 
-	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
-	"github.com/agora-sched/agora/fsm"
-	"github.com/agora-sched/agora/gossip"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
-// tokenBucket paces proposals: rate tokens per second, bursts of burst.
+// tokenBucket paces work: rate tokens per second, bursts of burst. It reads
+// no clock: every call is given the time.
 type tokenBucket struct {
 	rate, burst, tokens float64
 	last                time.Time
 }
 
-func newTokenBucket(rate float64, now time.Time) *tokenBucket {
-	burst := max(1, rate)
+// newTokenBucket returns a full bucket.
+func newTokenBucket(rate, burst float64, now time.Time) *tokenBucket {
 	return &tokenBucket{rate: rate, burst: burst, tokens: burst, last: now}
 }
 
-// take spends a token if one is available; otherwise it returns how long
-// until one is.
-func (b *tokenBucket) take(now time.Time) (bool, time.Duration) {
-	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	b.last = now
+// refill adds the tokens earned since the last call.
+func (b *tokenBucket) refill(now time.Time) {
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+}
+
+// wait is how long from now until a token is available (0 when one is).
+func (b *tokenBucket) wait(now time.Time) time.Duration {
+	b.refill(now)
 	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
+		return 0
 	}
-	return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
 }
 
-// livenessTick is how often the leader looks for agents that must become
-// gone, and retries proposals that failed.
-const livenessTick = 250 * time.Millisecond
+// spend takes one token, available or not (the bucket may go negative,
+// which delays the next one).
+func (b *tokenBucket) spend() { b.tokens-- }
 
-// runLiveness is the leader's failure detector for agents. It acts on the
-// gossip pool's verdicts: a failed or departed agent that is ACTIVE in
-// the state is marked UNREACHABLE (paced by Config.AgentRemovalRate), and
-// an agent UNREACHABLE for Config.AgentGoneTimeout is marked GONE.
-//
-// Before an agent that gossip reports failed (or that stays missing from
-// gossip for two sweeps) is marked, the leader probes it directly
-// (probeAgent); one that answers is left ACTIVE. A graceful leave needs no
-// confirmation.
-//
-// Every timer starts afresh when leadership is won: an agent missing from
-// gossip is marked only if it is still missing Config.LivenessGrace after
-// the leadership began (and, later, in two sweeps LivenessGrace apart),
-// and the gone timeout counts from max(state_since, leadership start). So
-// a failover never marks agents unreachable en masse.
-func (s *agentServer) runLiveness(ctx context.Context) {
-	m := s.m
-	cfg := m.Config()
-	log := m.log.With("component", "liveness")
-	events, cancel := m.SubscribeGossip()
-	defer cancel()
-	start := time.Now()
-	bucket := newTokenBucket(cfg.AgentRemovalRate, start)
-
-	type proposal struct {
-		id   string
-		gone bool
+// take spends a token if one is available now.
+func (b *tokenBucket) take(now time.Time) bool {
+	if b.wait(now) > 0 {
+		return false
 	}
-	var queue []proposal
-	queued := map[proposal]bool{}
-	enqueue := func(p proposal) {
-		if !queued[p] {
-			queued[p] = true
-			queue = append(queue, p)
-		}
-	}
-	// An agent gossip gives up on is probed directly before it is marked:
-	// probing holds the agents being probed, probed their verdicts.
-	probing := map[string]bool{}
-	probed := make(chan probeResult)
-	suspect := func(id string) {
-		if probing[id] {
-			return
-		}
-		probing[id] = true
-		go func() {
-			r := s.probeAgent(ctx, id, log)
-			select {
-			case probed <- r:
-			case <-ctx.Done():
-			}
-		}()
-	}
-	// missing holds the agents absent from gossip at the previous sweep.
-	missing := s.agentsMissingFromGossip()
-	sweep := time.NewTicker(cfg.LivenessGrace)
-	defer sweep.Stop()
-	tick := time.NewTicker(livenessTick)
-	defer tick.Stop()
-	goneTimeout := cfg.AgentGoneTimeout
-
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev.Member.Tags.Role != gossip.RoleAgent || ev.Member.Tags.ID == "" {
-				continue
-			}
-			switch ev.Type {
-			case gossip.EventFailed, gossip.EventLeave:
-				if a, ok := m.State().Agent(ev.Member.Tags.ID); ok && a.GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE {
-					log.Info("agent left the gossip pool", "agent", a.GetId(), "event", ev.Type.String())
-					if ev.Type == gossip.EventLeave {
-						enqueue(proposal{id: a.GetId()}) // it said goodbye itself
-					} else {
-						suspect(a.GetId())
-					}
-				}
-			}
-		case r := <-probed:
-			delete(probing, r.id)
-			if !r.alive {
-				enqueue(proposal{id: r.id})
-			}
-		case <-sweep.C:
-			now := s.agentsMissingFromGossip()
-			for id := range now {
-				if missing[id] {
-					suspect(id)
-				}
-			}
-			missing = now
-		case <-tick.C:
-			now := time.Now()
-			for _, a := range m.State().Agents() {
-				if a.GetState() != agorav1.AgentState_AGENT_STATE_UNREACHABLE {
-					continue
-				}
-				since := start
-				if ss := a.GetStateSince(); ss != nil && ss.AsTime().After(since) {
-					since = ss.AsTime()
-				}
-				if now.Sub(since) >= goneTimeout {
-					enqueue(proposal{id: a.GetId(), gone: true})
-				}
-			}
-		}
-		// Propose what the bucket allows; the rest waits for the next tick.
-		alive := map[string]bool(nil)
-		for len(queue) > 0 && ctx.Err() == nil {
-			p := queue[0]
-			st := m.State()
-			a, ok := st.Agent(p.id)
-			want := agorav1.AgentState_AGENT_STATE_ACTIVE
-			if p.gone {
-				want = agorav1.AgentState_AGENT_STATE_UNREACHABLE
-			}
-			if !ok || a.GetState() != want {
-				queue = queue[1:]
-				delete(queued, p)
-				continue
-			}
-			if !p.gone {
-				if alive == nil {
-					alive = s.agentsAliveInGossip()
-				}
-				if alive[p.id] { // it came back before we got to it
-					queue = queue[1:]
-					delete(queued, p)
-					continue
-				}
-			}
-			okTake, _ := bucket.take(time.Now())
-			if !okTake {
-				break
-			}
-			var err error
-			if p.gone {
-				_, err = m.Apply(ctx, fsm.CmdAgentGone, &agorav1.AgentGoneCommand{AgentId: p.id, Now: timestamppb.New(m.Now())})
-			} else {
-				_, err = m.Apply(ctx, fsm.CmdAgentUnreachable, &agorav1.AgentUnreachableCommand{AgentId: p.id, Now: timestamppb.New(m.Now())})
-			}
-			if err != nil {
-				if ctx.Err() != nil || connect.CodeOf(err) == connect.CodeUnavailable {
-					break // not (or no longer) leader, or overloaded: retried at the next tick
-				}
-				log.Warn("liveness proposal refused", "agent", p.id, "gone", p.gone, "err", err)
-			}
-			queue = queue[1:]
-			delete(queued, p)
-			if err == nil {
-				if p.gone {
-					log.Warn("agent marked gone", "agent", p.id, "after", goneTimeout)
-				} else {
-					log.Warn("agent marked unreachable", "agent", p.id)
-				}
-			}
-		}
-	}
+	b.spend()
+	return true
 }
 
-// probeResult is the verdict of a direct probe of one agent.
-type probeResult struct {
-	id    string
-	alive bool
+// livenessConfig configures a liveness tracker.
+type livenessConfig struct {
+	// Grace delays decisions about agents missing from gossip after
+	// leadership begins, and spaces the sweeps that find them.
+	Grace time.Duration
+	// GoneTimeout is how long an agent stays UNREACHABLE before GONE,
+	// counted from max(its state_since, the start of leadership).
+	GoneTimeout time.Duration
+	// RemovalRate caps liveness proposals per second (burst max(1, rate)).
+	RemovalRate float64
+	// Probes is how many direct probes in a row must fail before an agent
+	// is marked unreachable.
+	Probes int
 }
 
-// probeTimeout bounds one direct probe attempt of an agent by profile.
-func probeTimeout(p gossip.Profile) time.Duration {
-	if p == gossip.ProfileLocal {
-		return 300 * time.Millisecond
-	}
-	return time.Second
+// agentView is what liveness needs to know of an agent in the state.
+type agentView struct {
+	ID    string
+	State agorav1.AgentState
+	Since time.Time
 }
 
-// probeAgent confirms a gossip verdict before it becomes a state change:
-// gossip's view can lag behind the network (a healed partition, a leader
-// that just won, serf reconnecting failed members only periodically), so
-// the leader pings the agent's gossip endpoint itself, twice. An agent
-// that answers is not marked; if the pool still counts it failed, the
-// leader joins it again so gossip catches up.
-func (s *agentServer) probeAgent(ctx context.Context, id string, log *slog.Logger) probeResult {
-	pool := s.m.Gossip()
-	if pool == nil {
-		return probeResult{id: id}
-	}
-	var name, addr, status string
-	if a, ok := s.m.State().Agent(id); ok {
-		addr = a.GetGossipAddress()
-	}
-	for _, mem := range pool.Members() {
-		if mem.Tags.Role == gossip.RoleAgent && mem.Tags.ID == id {
-			name, status = mem.Name, mem.Status
-			if addr == "" {
-				addr = mem.Addr
-			}
+// agentViews extracts the liveness view of agents from state order.
+func agentViews(agents []*agorav1.Agent) []agentView {
+	out := make([]agentView, 0, len(agents))
+	for _, a := range agents {
+		v := agentView{ID: a.GetId(), State: a.GetState()}
+		if ss := a.GetStateSince(); ss != nil {
+			v.Since = ss.AsTime()
 		}
-	}
-	if addr == "" {
-		return probeResult{id: id}
-	}
-	pctx, cancel := context.WithTimeout(ctx, 2*probeTimeout(s.m.Config().GossipProfile))
-	defer cancel()
-	rtt, err := pool.Ping(pctx, name, addr)
-	if err != nil {
-		log.Info("agent missing from gossip does not answer a direct probe either", "agent", id, "gossip", addr, "err", err)
-		return probeResult{id: id}
-	}
-	log.Info("agent missing from gossip answers a direct probe; not marking it unreachable",
-		"agent", id, "gossip", addr, "rtt", rtt, "gossip_status", status)
-	if status != "alive" {
-		if _, err := pool.Join([]string{addr}); err != nil {
-			log.Info("rejoining a probed agent failed", "agent", id, "err", err)
-		}
-	}
-	return probeResult{id: id, alive: true}
-}
-
-// agentsAliveInGossip returns the ids of agents alive in the gossip pool.
-func (s *agentServer) agentsAliveInGossip() map[string]bool {
-	out := map[string]bool{}
-	pool := s.m.Gossip()
-	if pool == nil {
-		return out
-	}
-	for _, mem := range pool.Members() {
-		if mem.Tags.Role == gossip.RoleAgent && mem.Status == "alive" && mem.Tags.ID != "" {
-			out[mem.Tags.ID] = true
-		}
+		out = append(out, v)
 	}
 	return out
 }
 
-// agentsMissingFromGossip returns the ACTIVE agents not alive in gossip.
-func (s *agentServer) agentsMissingFromGossip() map[string]bool {
-	alive := s.agentsAliveInGossip()
-	out := map[string]bool{}
-	for _, a := range s.m.State().Agents() {
-		if a.GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE && !alive[a.GetId()] {
-			out[a.GetId()] = true
+// livenessEventKind is what happened to an agent.
+type livenessEventKind int
+
+const (
+	// gossipFailed: gossip declared the agent failed.
+	gossipFailed livenessEventKind = iota
+	// gossipLeft: the agent left the gossip pool on purpose.
+	gossipLeft
+	// probeAnswered: a direct probe of the agent was answered.
+	probeAnswered
+	// probeMissed: a direct probe of the agent was not answered.
+	probeMissed
+)
+
+// livenessEvent is one input to the tracker.
+type livenessEvent struct {
+	Kind  livenessEventKind
+	Agent string
+	// State is the agent's state in the replicated state when it happened.
+	State agorav1.AgentState
+}
+
+// livenessProposal is a state change the leader should propose.
+type livenessProposal struct {
+	Agent string
+	// Gone proposes AgentGone (from UNREACHABLE); otherwise
+	// AgentUnreachable (from ACTIVE).
+	Gone bool
+}
+
+// livenessTracker is the leader's failure detector for agents, as a pure
+// state machine: it reads no clock, starts no goroutine and does no I/O.
+// Its driver (leader.runLiveness) feeds it gossip events and probe
+// verdicts (Observe), calls Sweep and Due on a ticker with the current
+// time, carries out the probes it asks for and proposes what Due returns.
+//
+// Rules:
+//   - An ACTIVE agent that gossip reports failed is probed directly; after
+//     Probes unanswered probes in a row it is proposed UNREACHABLE. An
+//     answered probe clears the count and nothing is proposed.
+//   - An ACTIVE agent that left gossip on purpose is proposed UNREACHABLE
+//     without a probe (it said goodbye).
+//   - Sweeps run Grace apart, the first at the start of leadership: an
+//     ACTIVE agent missing from gossip at two sweeps in a row is probed.
+//     So an agent is never suspected for being missing before Grace has
+//     passed since leadership began, and a failover never marks agents
+//     unreachable en masse.
+//   - An agent UNREACHABLE for GoneTimeout, counted from max(state_since,
+//     start of leadership), is proposed GONE.
+//   - Proposals are rate limited (RemovalRate); one whose agent is no
+//     longer in the expected state, or (for UNREACHABLE) is alive in
+//     gossip again, is dropped when it comes up.
+type livenessTracker struct {
+	cfg    livenessConfig
+	start  time.Time
+	bucket *tokenBucket
+
+	queue  []livenessProposal
+	queued map[livenessProposal]bool
+	// probing holds the agents with a probe in flight, missed their
+	// consecutive unanswered probes.
+	probing map[string]bool
+	missed  map[string]int
+	// missing holds the ACTIVE agents absent from gossip at the last
+	// sweep; swept is when it ran (zero before the first).
+	missing map[string]bool
+	swept   time.Time
+}
+
+// newLivenessTracker returns a tracker for a leadership that began at start.
+func newLivenessTracker(cfg livenessConfig, start time.Time) *livenessTracker {
+	if cfg.Probes < 1 {
+		cfg.Probes = 1
+	}
+	return &livenessTracker{
+		cfg:     cfg,
+		start:   start,
+		bucket:  newTokenBucket(cfg.RemovalRate, max(1, cfg.RemovalRate), start),
+		queued:  map[livenessProposal]bool{},
+		probing: map[string]bool{},
+		missed:  map[string]int{},
+		missing: map[string]bool{},
+	}
+}
+
+func (t *livenessTracker) enqueue(p livenessProposal) {
+	if !t.queued[p] {
+		t.queued[p] = true
+		t.queue = append(t.queue, p)
+	}
+}
+
+// suspect returns the agent as one to probe unless a probe is in flight.
+func (t *livenessTracker) suspect(id string) []string {
+	if t.probing[id] {
+		return nil
+	}
+	t.probing[id] = true
+	return []string{id}
+}
+
+// Observe takes one event and returns the agents to probe now.
+func (t *livenessTracker) Observe(ev livenessEvent) []string {
+	switch ev.Kind {
+	case gossipFailed:
+		if ev.State == agorav1.AgentState_AGENT_STATE_ACTIVE {
+			return t.suspect(ev.Agent)
+		}
+	case gossipLeft:
+		if ev.State == agorav1.AgentState_AGENT_STATE_ACTIVE {
+			t.enqueue(livenessProposal{Agent: ev.Agent})
+		}
+	case probeAnswered:
+		delete(t.probing, ev.Agent)
+		delete(t.missed, ev.Agent)
+	case probeMissed:
+		delete(t.probing, ev.Agent)
+		t.missed[ev.Agent]++
+		if t.missed[ev.Agent] < t.cfg.Probes {
+			return t.suspect(ev.Agent)
+		}
+		delete(t.missed, ev.Agent)
+		t.enqueue(livenessProposal{Agent: ev.Agent})
+	}
+	return nil
+}
+
+// Sweep looks for ACTIVE agents missing from gossip (alive holds the ids
+// alive there) when a sweep is due, and for UNREACHABLE agents past the
+// gone timeout. It returns the agents to probe now.
+func (t *livenessTracker) Sweep(agents []agentView, alive map[string]bool, now time.Time) []string {
+	for _, a := range agents {
+		if a.State != agorav1.AgentState_AGENT_STATE_UNREACHABLE {
+			continue
+		}
+		since := t.start
+		if a.Since.After(since) {
+			since = a.Since
+		}
+		if now.Sub(since) >= t.cfg.GoneTimeout {
+			t.enqueue(livenessProposal{Agent: a.ID, Gone: true})
 		}
 	}
+	if !t.swept.IsZero() && now.Sub(t.swept) < t.cfg.Grace {
+		return nil
+	}
+	first := t.swept.IsZero()
+	t.swept = now
+	var probe []string
+	missing := map[string]bool{}
+	for _, a := range agents {
+		if a.State != agorav1.AgentState_AGENT_STATE_ACTIVE || alive[a.ID] {
+			continue
+		}
+		missing[a.ID] = true
+		if !first && t.missing[a.ID] {
+			probe = append(probe, t.suspect(a.ID)...)
+		}
+	}
+	t.missing = missing
+	return probe
+}
+
+// Due returns the proposals to make now, in the order they were found, as
+// many as the rate limit allows; the rest stay queued. A proposal whose
+// agent is no longer in the state it was found in, or is alive in gossip
+// again, is dropped. A proposal the driver could not make (not leader,
+// overloaded) goes back with Retry.
+func (t *livenessTracker) Due(agents []agentView, alive map[string]bool, now time.Time) []livenessProposal {
+	if len(t.queue) == 0 {
+		return nil
+	}
+	state := make(map[string]agorav1.AgentState, len(agents))
+	for _, a := range agents {
+		state[a.ID] = a.State
+	}
+	var out []livenessProposal
+	for len(t.queue) > 0 {
+		p := t.queue[0]
+		want := agorav1.AgentState_AGENT_STATE_ACTIVE
+		if p.Gone {
+			want = agorav1.AgentState_AGENT_STATE_UNREACHABLE
+		}
+		st, ok := state[p.Agent]
+		if !ok || st != want || (!p.Gone && alive[p.Agent]) {
+			t.queue = t.queue[1:]
+			delete(t.queued, p)
+			continue
+		}
+		if !t.bucket.take(now) {
+			break
+		}
+		t.queue = t.queue[1:]
+		delete(t.queued, p)
+		out = append(out, p)
+	}
 	return out
+}
+
+// Retry puts back, at the front and in order, proposals that Due returned
+// but the driver could not make.
+func (t *livenessTracker) Retry(ps []livenessProposal) {
+	var back []livenessProposal
+	for _, p := range ps {
+		if !t.queued[p] {
+			t.queued[p] = true
+			back = append(back, p)
+		}
+	}
+	t.queue = append(back, t.queue...)
 }

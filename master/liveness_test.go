@@ -74,7 +74,7 @@ func (sc *agStatusCounter) hook(_ int, m *master.Master) {
 	sc.mu.Lock()
 	sc.counts[id] = map[string]int{} // a restarted master replays its log
 	sc.mu.Unlock()
-	m.OnApply(func(_ uint64, events []fsm.Event) {
+	m.OnApplyForTest(func(_ uint64, events []fsm.Event) {
 		sc.mu.Lock()
 		defer sc.mu.Unlock()
 		for _, e := range events {

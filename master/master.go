@@ -88,6 +88,9 @@ type Config struct {
 	// Logger receives the master's logs, raft's and gossip's included;
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// Now is the master's clock: it stamps every command and drives the
+	// leader's deadlines; nil means time.Now. Tests inject their own.
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() error {
@@ -142,12 +145,10 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return nil
-}
-
-type leaderRun struct {
-	name string
-	run  func(ctx context.Context)
 }
 
 // Master is one agora master. Build it with New, then Start it.
@@ -159,7 +160,6 @@ type Master struct {
 
 	mu         sync.Mutex
 	started    bool
-	leaderRuns []leaderRun
 	applyHooks []func(index uint64, events []fsm.Event)
 	subs       map[int]chan gossip.Event
 	nextSub    int
@@ -177,6 +177,7 @@ type Master struct {
 
 	agentSrv *agentServer
 	schedSrv *schedulerServer
+	leader   *leader
 
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64
@@ -209,10 +210,10 @@ func New(cfg Config) (*Master, error) {
 		httpURL:     "http://" + cfg.HTTPAddr,
 	}
 	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
-	// The service constructors may register FSM hooks and leader runs, so
-	// they run here, before Start lets Raft apply anything.
-	m.agentSrv = newAgentServer(m)
+	m.leader = newLeader(m)
+	m.agentSrv = &agentServer{m: m}
 	m.schedSrv = newSchedulerServer(m)
+	m.applyHooks = append(m.applyHooks, m.schedSrv.OnApply)
 	return m, nil
 }
 
@@ -223,31 +224,6 @@ func NewID() string {
 		panic(fmt.Sprintf("master: crypto/rand: %v", err))
 	}
 	return hex.EncodeToString(b[:])
-}
-
-// OnLeadership registers leader-only work. After this master wins an
-// election and its Barrier completes, run is started in its own goroutine
-// with a context cancelled when leadership is lost or the master stops.
-// run should return promptly once ctx is done. Call before Start.
-func (m *Master) OnLeadership(name string, run func(ctx context.Context)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.started {
-		panic("master: OnLeadership called after Start")
-	}
-	m.leaderRuns = append(m.leaderRuns, leaderRun{name: name, run: run})
-}
-
-// OnApply registers fn to be called synchronously at the end of every FSM
-// Apply that changed state, on every replica, with the entry's index and
-// the events it produced. fn must not block. Call before Start.
-func (m *Master) OnApply(fn func(index uint64, events []fsm.Event)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.started {
-		panic("master: OnApply called after Start")
-	}
-	m.applyHooks = append(m.applyHooks, fn)
 }
 
 func (m *Master) dispatchApply(index uint64, events []fsm.Event) {
@@ -562,7 +538,7 @@ func (m *Master) Gossip() *gossip.Pool { return m.pool }
 func (m *Master) Raft() *raft.Raft { return m.raft }
 
 // Now is the leader's clock, used to stamp commands.
-func (m *Master) Now() time.Time { return time.Now() }
+func (m *Master) Now() time.Time { return m.cfg.Now() }
 
 // IsLeader reports whether this master is the Raft leader.
 func (m *Master) IsLeader() bool {

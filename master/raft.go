@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -26,7 +25,7 @@ const (
 	readyWait = 5 * time.Second
 )
 
-// leaderSet is one running set of OnLeadership runs, for one term.
+// leaderSet is one term's leader work (see leader.run).
 type leaderSet struct {
 	term   uint64
 	cancel context.CancelFunc
@@ -78,25 +77,13 @@ func (m *Master) leaderLoop(ctx context.Context) {
 func (m *Master) startLeaderSet(parent context.Context, term uint64) *leaderSet {
 	ctx, cancel := context.WithCancel(parent)
 	s := &leaderSet{term: term, cancel: cancel, done: make(chan struct{})}
-	m.mu.Lock()
-	runs := append([]leaderRun{{name: "reconcile-masters", run: m.reconcileLoop}}, m.leaderRuns...)
-	m.mu.Unlock()
 	go func() {
 		defer close(s.done)
 		if !m.leadershipBarrier(ctx, term) {
 			return
 		}
 		m.setReady(term)
-		m.log.Info("leadership established", "term", term, "index", m.raft.AppliedIndex())
-		var wg sync.WaitGroup
-		for _, r := range runs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r.run(ctx)
-			}()
-		}
-		wg.Wait()
+		m.leader.run(ctx, term)
 	}()
 	return s
 }

@@ -44,23 +44,17 @@ var (
 )
 
 // schedulerServer implements SchedulerService: the framework API. It owns
-// the event broker feeding framework streams and, on the leader, the
-// allocation and expiry loops (allocation.go).
+// the event broker feeding framework streams; it runs no goroutines of its
+// own (leader-only work belongs to the leader type).
 type schedulerServer struct {
 	agorav1connect.UnimplementedSchedulerServiceHandler
 	m *Master
 
 	broker  *broker
 	removed *offerMemo
-	alloc   *allocState
 
 	// resendInterval is StatusResendInterval.
 	resendInterval time.Duration
-
-	// leaderCtx is the context of the current leadership (nil when not
-	// leading); cancelled on leadership loss and on shutdown.
-	leaderMu  sync.Mutex
-	leaderCtx context.Context
 }
 
 // disconnectDelay is how long a stream that ended waits before recording
@@ -69,45 +63,14 @@ type schedulerServer struct {
 // recorded: the framework did not leave, this master did.
 const disconnectDelay = 50 * time.Millisecond
 
-func (s *schedulerServer) setLeaderCtx(ctx context.Context) {
-	s.leaderMu.Lock()
-	defer s.leaderMu.Unlock()
-	s.leaderCtx = ctx
-}
-
-func (s *schedulerServer) clearLeaderCtx() {
-	s.leaderMu.Lock()
-	defer s.leaderMu.Unlock()
-	s.leaderCtx = nil
-}
-
-func (s *schedulerServer) leadership() context.Context {
-	s.leaderMu.Lock()
-	defer s.leaderMu.Unlock()
-	return s.leaderCtx
-}
-
-// newSchedulerServer builds the scheduler service of m and registers its
-// FSM hook and leader-only loops. Call before m.Start.
+// newSchedulerServer builds the scheduler service of m.
 func newSchedulerServer(m *Master) *schedulerServer {
-	s := &schedulerServer{
+	return &schedulerServer{
 		m:              m,
 		broker:         newBroker(),
 		removed:        newOfferMemo(removedOfferMax),
-		alloc:          newAllocState(),
 		resendInterval: StatusResendInterval,
 	}
-	// Built inside Start (by the HTTP server), where OnApply and
-	// OnLeadership refuse registrations; leader runs are read afresh at every
-	// leadership change and no entry is applied before an election, so
-	// registering here directly is safe.
-	m.mu.Lock()
-	m.applyHooks = append(m.applyHooks, s.OnApply)
-	m.leaderRuns = append(m.leaderRuns,
-		leaderRun{name: "allocation", run: s.runAllocation},
-		leaderRun{name: "expiry", run: s.runExpiry})
-	m.mu.Unlock()
-	return s
 }
 
 // OnApply receives the events of every applied entry (on every replica). It
@@ -127,7 +90,7 @@ func (s *schedulerServer) OnApply(index uint64, events []fsm.Event) {
 		}
 	}
 	if dirty {
-		s.alloc.markDirty()
+		s.m.leader.alloc.markDirty()
 	}
 	s.broker.publish(index, events)
 }
@@ -459,7 +422,7 @@ func (s *schedulerServer) end(ctx context.Context, out *connect.ServerStream[ago
 // disconnected records that the framework's current stream went away, if
 // this master still leads and the stream was still the current one.
 func (s *schedulerServer) disconnected(sub *stream) {
-	lead := s.leadership()
+	lead := s.m.leader.Context()
 	if lead == nil || !s.m.IsLeader() || !s.broker.isCurrent(sub) {
 		return
 	}
