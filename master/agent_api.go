@@ -32,7 +32,7 @@ var agentIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 // the agents' blocking assignment queries.
 type agentServer struct {
 	agorav1connect.UnimplementedAgentServiceHandler
-	m *Master
+	m backend
 }
 
 func invalidArg(format string, args ...any) *connect.Error {
@@ -227,7 +227,7 @@ func (s *agentServer) UpdateStatus(ctx context.Context, req *connect.Request[ago
 		}
 		t, _ := state.Task(k.fw, k.task)
 		if fsm.IsTerminal(t.GetState()) {
-			s.m.log.Debug("ignoring status update of a terminal task", "agent", id, "task", k.task, "state", st.GetState(), "task_state", t.GetState())
+			s.m.Logger().Debug("ignoring status update of a terminal task", "agent", id, "task", k.task, "state", st.GetState(), "task_state", t.GetState())
 			continue
 		}
 		if st.GetAgentId() == "" {

@@ -117,17 +117,36 @@ func (l *leader) runAllocation(ctx context.Context) {
 // when none), at which point the round should run again.
 func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, kept int, next time.Time) {
 	st := l.m.State()
-	now := l.m.Now()
+	cmd, next := allocationRound(st, l.m.Now(), l.m.Config().OfferTimeout, NewID)
+	if cmd == nil {
+		return 0, 0, next
+	}
+	res, err := l.m.Apply(ctx, fsm.CmdOffersCreated, cmd)
+	if err != nil {
+		log.Debug("allocation round rejected", "offers", len(cmd.Offers), "err", err)
+		return len(cmd.Offers), 0, next
+	}
+	if len(res.IDs) < len(cmd.Offers) {
+		log.Debug("allocation round partly dropped", "offers", len(cmd.Offers), "kept", len(res.IDs), "index", res.Index)
+	}
+	return len(cmd.Offers), len(res.IDs), next
+}
+
+// allocationRound is one allocation round as a pure function of the state,
+// the leader's time, the offer timeout and an id source: the OffersCreated
+// command to propose (nil when nothing is offered) and when the earliest
+// filter it honoured expires (zero when none).
+func allocationRound(st *fsm.State, now time.Time, offerTimeout time.Duration, newID func() string) (*agorav1.OffersCreatedCommand, time.Time) {
 	snap, next := buildSnapshot(st, now)
 	if len(snap.Agents) == 0 || len(snap.Frameworks) == 0 {
-		return 0, 0, next
+		return nil, next
 	}
 	offers := allocator.Allocate(snap, now, st.Index())
 	if len(offers) == 0 {
-		return 0, 0, next
+		return nil, next
 	}
 	cmd := &agorav1.OffersCreatedCommand{Now: timestamppb.New(now)}
-	expires := timestamppb.New(now.Add(l.m.Config().OfferTimeout))
+	expires := timestamppb.New(now.Add(offerTimeout))
 	created := timestamppb.New(now)
 	for _, o := range offers {
 		a, _ := st.Agent(o.AgentID)
@@ -139,7 +158,7 @@ func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, 
 			pools[o.Role] = o.Reserved
 		}
 		cmd.Offers = append(cmd.Offers, &agorav1.Offer{
-			Id:          NewID(),
+			Id:          newID(),
 			FrameworkId: o.FrameworkID,
 			AgentId:     o.AgentID,
 			Role:        o.Role,
@@ -150,15 +169,7 @@ func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, 
 			Attributes:  a.GetAttributes(),
 		})
 	}
-	res, err := l.m.Apply(ctx, fsm.CmdOffersCreated, cmd)
-	if err != nil {
-		log.Debug("allocation round rejected", "offers", len(cmd.Offers), "err", err)
-		return len(cmd.Offers), 0, next
-	}
-	if len(res.IDs) < len(cmd.Offers) {
-		log.Debug("allocation round partly dropped", "offers", len(cmd.Offers), "kept", len(res.IDs), "index", res.Index)
-	}
-	return len(cmd.Offers), len(res.IDs), next
+	return cmd, next
 }
 
 // buildSnapshot turns replicated state into the allocator's input: active

@@ -139,11 +139,7 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 	if err := ctx.Err(); err != nil {
 		return fsm.Result{}, connect.NewError(connect.CodeOf(err), err)
 	}
-	// Dry-run against the leader's current state so that a command that is
-	// invalid now never reaches the log; Apply re-checks on every replica.
-	// OffersCreated and Expire are exempt: their Apply drops stale parts
-	// individually rather than rejecting the entry.
-	if t != fsm.CmdOffersCreated && t != fsm.CmdExpire && t != fsm.CmdRescindOffers {
+	if dryRuns(t) {
 		st, err := m.ReadyState(ctx)
 		if err != nil {
 			return fsm.Result{}, err
@@ -172,6 +168,15 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 		return res, RejectionError(res.Err)
 	}
 	return res, nil
+}
+
+// dryRuns reports whether Apply judges a command against the leader's
+// state before proposing it, so that a command that is invalid now never
+// reaches the log (the FSM judges it again on every replica; it is the
+// only judge). OffersCreated, Expire and RescindOffers are exempt: their
+// Apply drops stale parts individually rather than rejecting the entry.
+func dryRuns(t fsm.CommandType) bool {
+	return t != fsm.CmdOffersCreated && t != fsm.CmdExpire && t != fsm.CmdRescindOffers
 }
 
 // raftError maps an error from a raft future to a Connect error.

@@ -22,7 +22,7 @@ import (
 // if it does not come.
 func TestRequestsWaitForLeaderBarrier(t *testing.T) {
 	sc := startSchedCluster(t, nil)
-	l := sc.leader()
+	l := sc.master()
 	f := schedSubscribe(t, l.HTTPURL(), schedInfo("patient", "web"))
 
 	release := l.HoldReadyForTest()

@@ -48,7 +48,7 @@ var (
 // own (leader-only work belongs to the leader type).
 type schedulerServer struct {
 	agorav1connect.UnimplementedSchedulerServiceHandler
-	m *Master
+	m backend
 
 	broker  *broker
 	removed *offerMemo
@@ -64,7 +64,7 @@ type schedulerServer struct {
 const disconnectDelay = 50 * time.Millisecond
 
 // newSchedulerServer builds the scheduler service of m.
-func newSchedulerServer(m *Master) *schedulerServer {
+func newSchedulerServer(m backend) *schedulerServer {
 	return &schedulerServer{
 		m:              m,
 		broker:         newBroker(),
@@ -90,7 +90,7 @@ func (s *schedulerServer) OnApply(index uint64, events []fsm.Event) {
 		}
 	}
 	if dirty {
-		s.m.leader.alloc.markDirty()
+		s.m.MarkAllocationDirty()
 	}
 	s.broker.publish(index, events)
 }
@@ -268,7 +268,7 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 	if !s.broker.promote(sub, fw.GetStreamToken()) {
 		return s.finish(ctx, out, sub)
 	}
-	s.m.log.Info("framework subscribed", "framework", fid, "name", info.GetName(), "roles", info.GetRoles())
+	s.m.Logger().Info("framework subscribed", "framework", fid, "name", info.GetName(), "roles", info.GetRoles())
 	return s.serveStream(ctx, out, sub, st)
 }
 
@@ -422,7 +422,7 @@ func (s *schedulerServer) end(ctx context.Context, out *connect.ServerStream[ago
 // disconnected records that the framework's current stream went away, if
 // this master still leads and the stream was still the current one.
 func (s *schedulerServer) disconnected(sub *stream) {
-	lead := s.m.leader.Context()
+	lead := s.m.Leadership()
 	if lead == nil || !s.m.IsLeader() || !s.broker.isCurrent(sub) {
 		return
 	}
@@ -442,10 +442,10 @@ func (s *schedulerServer) disconnected(sub *stream) {
 		FrameworkId: sub.fid, StreamToken: sub.token, Now: timestamppb.New(s.m.Now()),
 	})
 	if err != nil {
-		s.m.log.Debug("recording framework disconnection failed", "framework", sub.fid, "err", err)
+		s.m.Logger().Debug("recording framework disconnection failed", "framework", sub.fid, "err", err)
 		return
 	}
-	s.m.log.Info("framework disconnected", "framework", sub.fid)
+	s.m.Logger().Info("framework disconnected", "framework", sub.fid)
 }
 
 // --- Accept ---

@@ -28,13 +28,34 @@ import (
 
 // --- harness ---
 
-// schedCluster is an in-process 3-master cluster for scheduler tests.
-// Agents are fakes registered with fsm commands; LivenessGrace is long so
-// that the liveness loop never marks them unreachable (they are not in
-// gossip).
+// schedCluster is what scheduler tests talk to: the handlers over the
+// FSM-backed master.Harness (no Raft), or an in-process 3-master cluster for
+// what needs Raft, leader changes or the leader's expiry. Agents are fakes
+// registered with fsm commands; LivenessGrace is long so that the liveness
+// loop never marks them unreachable (they are not in gossip).
 type schedCluster struct {
 	t testing.TB
 	c *devcluster.Cluster
+	h *master.Harness
+}
+
+// schedLeader is the master a scheduler test talks to.
+type schedLeader interface {
+	Apply(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error)
+	State() *fsm.State
+	HTTPURL() string
+	ID() string
+}
+
+// startSchedHarness serves the handlers over an FSM without Raft.
+func startSchedHarness(t testing.TB, tweak func(*master.Config)) *schedCluster {
+	h := master.NewHarness(t, testLogger(), func(cfg *master.Config) {
+		cfg.LivenessGrace = time.Hour
+		if tweak != nil {
+			tweak(cfg)
+		}
+	})
+	return &schedCluster{t: t, h: h}
 }
 
 func startSchedCluster(t testing.TB, tweak func(*master.Config)) *schedCluster {
@@ -61,7 +82,15 @@ func startSchedCluster(t testing.TB, tweak func(*master.Config)) *schedCluster {
 	return &schedCluster{t: t, c: c}
 }
 
-func (sc *schedCluster) leader() *master.Master {
+func (sc *schedCluster) leader() schedLeader {
+	if sc.h != nil {
+		return sc.h
+	}
+	return sc.master()
+}
+
+// master is the cluster's leader.
+func (sc *schedCluster) master() *master.Master {
 	sc.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -300,8 +329,10 @@ func schedWantCode(t testing.TB, what string, err error, code connect.Code) {
 
 // --- tests ---
 
+// TestSchedulerAPI runs the framework API's behaviour against the handlers
+// over the FSM-backed harness: no Raft, no cluster.
 func TestSchedulerAPI(t *testing.T) {
-	sc := startSchedCluster(t, func(c *master.Config) { c.HeartbeatInterval = 200 * time.Millisecond })
+	sc := startSchedHarness(t, func(c *master.Config) { c.HeartbeatInterval = 200 * time.Millisecond })
 	t.Run("offers launch status reconcile", func(t *testing.T) { testOffersLaunch(t, sc) })
 	t.Run("bad input changes nothing", func(t *testing.T) { testBadInput(t, sc) })
 	t.Run("decline filter", func(t *testing.T) { testDeclineFilter(t, sc) })
@@ -636,18 +667,6 @@ func testBadSubscribe(t *testing.T, sc *schedCluster) {
 	if idx := sc.leader().State().Index(); idx != before {
 		t.Fatalf("bad subscriptions moved the index from %d to %d", before, idx)
 	}
-	// A follower refuses with the leader's address.
-	for _, m := range sc.c.Masters() {
-		if m.IsLeader() {
-			continue
-		}
-		_, err := schedTrySubscribe(m.HTTPURL(), schedInfo("x"))
-		schedWantCode(t, "subscribe at a follower", err, connect.CodeUnavailable)
-		if id, _ := schedLeaderRedirect(err); id != sc.leader().ID() {
-			t.Fatalf("follower redirect names %q, want %s", id, sc.leader().ID())
-		}
-		break
-	}
 	// Torn down frameworks cannot come back.
 	f := schedSubscribe(t, url, schedInfo("gone"))
 	schedTeardown(t, sc, f)
@@ -685,7 +704,19 @@ func schedIndexOf(c *devcluster.Cluster, m *master.Master) int {
 func TestSchedulerLeaderChange(t *testing.T) {
 	sc := startSchedCluster(t, nil)
 	sc.registerAgent("ag-lc", "cpus:4;mem:2048")
-	old := sc.leader()
+	old := sc.master()
+	// A follower refuses with the leader's address.
+	for _, m := range sc.c.Masters() {
+		if m.IsLeader() {
+			continue
+		}
+		_, err := schedTrySubscribe(m.HTTPURL(), schedInfo("x"))
+		schedWantCode(t, "subscribe at a follower", err, connect.CodeUnavailable)
+		if id, _ := schedLeaderRedirect(err); id != old.ID() {
+			t.Fatalf("follower redirect names %q, want %s", id, old.ID())
+		}
+		break
+	}
 	f := schedSubscribe(t, old.HTTPURL(), schedInfo("survivor", "web"))
 	o := f.offerOn(t, "ag-lc")
 
@@ -712,12 +743,12 @@ func TestSchedulerLeaderChange(t *testing.T) {
 	// Kill the new leader outright: the stream breaks (a crash cannot say
 	// goodbye, so the client sees a transport error); the framework finds
 	// the next leader and accepts the offer made before the kill.
-	second := sc.leader()
+	second := sc.master()
 	sc.c.Kill(schedIndexOf(sc.c, second))
 	if err := f2.waitEnd(t); err == nil {
 		t.Fatal("stream ended cleanly when its master was killed")
 	}
-	third := sc.leader()
+	third := sc.master()
 	if third == second {
 		t.Fatal("killed master still leads")
 	}
@@ -744,7 +775,7 @@ func TestSchedulerLeaderChange(t *testing.T) {
 func TestSchedulerTimeouts(t *testing.T) {
 	sc := startSchedCluster(t, func(c *master.Config) { c.OfferTimeout = 500 * time.Millisecond })
 	sc.registerAgent("ag-to", "cpus:2;mem:1024")
-	f := schedSubscribe(t, sc.leader().HTTPURL(), &agorav1.FrameworkInfo{Name: "brief", Roles: []string{"web"}, FailoverTimeoutSeconds: 1})
+	f := schedSubscribe(t, sc.master().HTTPURL(), &agorav1.FrameworkInfo{Name: "brief", Roles: []string{"web"}, FailoverTimeoutSeconds: 1})
 	o := f.offerOn(t, "ag-to")
 	cl := sc.client()
 	if _, err := cl.Accept(context.Background(), connect.NewRequest(&agorav1.AcceptRequest{Call: f.call(), OfferIds: []string{o.GetId()},
@@ -763,7 +794,7 @@ func TestSchedulerTimeouts(t *testing.T) {
 		t.Fatalf("message %q does not say expired", err)
 	}
 
-	fw, _ := sc.leader().State().Framework(f.fid)
+	fw, _ := sc.master().State().Framework(f.fid)
 	if fw.GetInfo().GetFailoverTimeoutSeconds() != 1 {
 		t.Fatalf("failover timeout stored as %v", fw.GetInfo().GetFailoverTimeoutSeconds())
 	}
@@ -801,7 +832,7 @@ func TestSchedulerOrphanedFramework(t *testing.T) {
 		c.DefaultFailoverTimeout = 42 * time.Second
 		c.LivenessGrace = 300 * time.Millisecond
 	})
-	old := sc.leader()
+	old := sc.master()
 	f := schedSubscribe(t, old.HTTPURL(), schedInfo("defaults"))
 	fw, _ := old.State().Framework(f.fid)
 	if got := fw.GetInfo().GetFailoverTimeoutSeconds(); got != 42 {
@@ -821,7 +852,7 @@ func TestSchedulerOrphanedFramework(t *testing.T) {
 		}
 		return nil
 	})
-	if sc.leader() == old {
+	if sc.master() == old {
 		t.Fatal("leadership did not move")
 	}
 }
@@ -832,7 +863,7 @@ func TestSchedulerOrphanedFramework(t *testing.T) {
 func BenchmarkFreedToOffers(b *testing.B) {
 	sc := startSchedCluster(b, nil)
 	sc.registerAgent("ag-bench", "cpus:1;mem:512")
-	f := schedSubscribe(b, sc.leader().HTTPURL(), schedInfo("bench", "web"))
+	f := schedSubscribe(b, sc.master().HTTPURL(), schedInfo("bench", "web"))
 	cl := sc.client()
 	ctx := context.Background()
 	o := f.offerOn(b, "ag-bench")
