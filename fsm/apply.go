@@ -1,12 +1,10 @@
 package fsm
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -18,55 +16,6 @@ const maxFailoverTimeout = 365 * 24 * 3600
 
 // maxIDLen bounds every id the state stores.
 const maxIDLen = 256
-
-// apply runs one decoded command against the txn.
-func (x *txn) apply(t CommandType, m proto.Message) *Rejection {
-	switch c := m.(type) {
-	case *agorav1.SetRoleCommand:
-		return x.setRole(c)
-	case *agorav1.DeleteRoleCommand:
-		return x.deleteRole(c)
-	case *agorav1.UpsertMasterCommand:
-		return x.upsertMaster(c)
-	case *agorav1.RemoveMasterCommand:
-		return x.removeMaster(c)
-	case *agorav1.RegisterAgentCommand:
-		return x.registerAgent(c)
-	case *agorav1.AgentUnreachableCommand:
-		return x.agentUnreachable(c)
-	case *agorav1.AgentGoneCommand:
-		return x.agentGone(c)
-	case *agorav1.StatusUpdateCommand:
-		return x.statusUpdate(c)
-	case *agorav1.SubscribeFrameworkCommand:
-		return x.subscribeFramework(c)
-	case *agorav1.FrameworkDisconnectedCommand:
-		return x.frameworkDisconnected(c)
-	case *agorav1.UpdateFrameworkCommand:
-		return x.updateFramework(c)
-	case *agorav1.TeardownFrameworkCommand:
-		return x.teardownFramework(c)
-	case *agorav1.OffersCreatedCommand:
-		return x.offersCreated(c)
-	case *agorav1.AcceptCommand:
-		return x.accept(c)
-	case *agorav1.DeclineCommand:
-		return x.decline(c)
-	case *agorav1.RescindOffersCommand:
-		return x.rescindOffers(c)
-	case *agorav1.ExpireCommand:
-		return x.expire(c)
-	case *agorav1.ReviveCommand:
-		return x.revive(c)
-	case *agorav1.SuppressCommand:
-		return x.suppress(c)
-	case *agorav1.KillTaskCommand:
-		return x.killTask(c)
-	case *agorav1.AcknowledgeCommand:
-		return x.acknowledge(c)
-	}
-	panic(fmt.Sprintf("fsm: no handler for command %s (%T)", t, m))
-}
 
 // --- helpers ---
 

@@ -108,9 +108,9 @@ func expand(t tb, in string) string {
 }
 
 func commandByName(name string) (CommandType, bool) {
-	for t, n := range commandNames {
-		if n == name {
-			return t, true
+	for t, c := range commandTable {
+		if c.new != nil && c.name == name {
+			return CommandType(t), true
 		}
 	}
 	return 0, false
