@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 
-
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
