@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"regexp"
 	"slices"
 
 	"github.com/agora-sched/agora/resources"
@@ -69,10 +68,15 @@ type Result struct {
 	IDs []string
 }
 
-var roleNameRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
+// DefaultRole is the role of a framework that names none, as in Mesos: it
+// may be given weights and quota and is offered unreserved resources only;
+// nothing can be reserved for it (resourcepb.ValidRoleName is false for it).
+const DefaultRole = "*"
 
-// ValidRoleName reports whether name is a role name: ^[a-z][a-z0-9_.-]{0,63}$ or "*".
-func ValidRoleName(name string) bool { return name == "*" || roleNameRE.MatchString(name) }
+// validRole reports whether name may be a framework's role or a role's
+// name: the default role or a reservation role name
+// (resourcepb.ValidRoleName: ^[a-z][a-z0-9_.-]{0,63}$).
+func validRole(name string) bool { return name == DefaultRole || resourcepb.ValidRoleName(name) }
 
 var quotaNames = map[string]bool{"cpus": true, "mem": true, "disk": true, "gpus": true}
 
@@ -85,7 +89,7 @@ func ValidateRole(r *agorav1.Role) *Rejection {
 	if r == nil {
 		return reject(CodeInvalidArgument, "role is missing")
 	}
-	if !ValidRoleName(r.GetName()) {
+	if !validRole(r.GetName()) {
 		return reject(CodeInvalidArgument, "invalid role name %q: want [a-z][a-z0-9_.-]{0,63} or \"*\"", r.GetName())
 	}
 	if w := r.GetWeight(); math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
