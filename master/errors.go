@@ -1,12 +1,51 @@
 package master
 
 import (
+	"context"
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/agora-sched/agora/fsm"
 )
+
+// The edge's own refusals: what only the edge can judge (a malformed call,
+// the caller's stream identity, message sizes). Every rule about the state
+// is the FSM's, answered through RejectionError.
+
+func invalid(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}
+
+func notFound(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf(format, args...))
+}
+
+func precondition(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(format, args...))
+}
+
+// applyChange proposes a command unless the FSM judges, against the
+// leader's state, that it changes nothing (a resent status update, an
+// acknowledgement of a superseded update, a second kill): such a call
+// succeeds at the current index without a log entry. A rejection is
+// answered as Master.Apply answers it.
+func (m *Master) applyChange(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
+	st, err := m.ReadyState(ctx)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	changed, rej := st.Judge(t, msg)
+	if rej != nil {
+		return fsm.Result{Index: st.Index(), Err: rej}, RejectionError(rej)
+	}
+	if !changed {
+		return fsm.Result{Index: st.Index()}, nil
+	}
+	return m.Apply(ctx, t, msg)
+}
 
 // RejectionError maps an FSM rejection to the Connect error a client sees.
 // This is the one place rejection codes become Connect codes.
