@@ -80,7 +80,8 @@ func validRole(name string) bool { return name == DefaultRole || resourcepb.Vali
 
 var quotaNames = map[string]bool{"cpus": true, "mem": true, "disk": true, "gpus": true}
 
-// ValidateRole checks a role for SetRole, at the RPC edge and inside Apply:
+// ValidateRole checks a role for SetRole, inside Apply (and, since it needs no
+// state, at the RPC edge of followers too):
 // name ^[a-z][a-z0-9_.-]{0,63}$ (or "*"), weight finite and >= 0 (0 means 1),
 // 0 <= max_utilization <= 1, guarantee and limit scalars only, named from
 // {cpus, mem, disk, gpus}, non-negative, each name at most once, and limit
