@@ -435,8 +435,7 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 			switch {
 			case err == nil || ctx.Err() != nil:
 			case connect.CodeOf(err) == connect.CodeNotFound:
-				// A newer status superseded this one (only the latest needs an
-				// acknowledgement) or the task is already gone: nothing to do.
+				// The task is already gone (its terminal update was acknowledged).
 				r.log.Debug("acknowledgement not needed", "task_id", st.GetTaskId(), "uuid", st.GetUuid(), "err", err)
 			default:
 				// The master resends unacknowledged updates; nothing is lost.

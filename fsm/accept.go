@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -22,10 +23,13 @@ type acceptRun struct {
 	tasks   map[string]bool // task ids launched by this accept
 }
 
+// accept applies the operations of an ACCEPT to the resources of the
+// framework's offers (all on one agent), atomically and in order, and
+// filters the agent for the unused rest until refuse_until.
 func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 	f, ok := x.framework(c.GetFrameworkId())
 	if !ok {
-		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+		return reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
 	}
 	offers, rej := x.ownOffers(f.GetId(), c.GetOfferIds())
 	if rej != nil {
@@ -37,11 +41,15 @@ func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 			return reject(CodeFailedPrecondition, "offer %s expired at %s", o.GetId(), o.GetExpiresAt().AsTime().UTC().Format("2006-01-02T15:04:05.000Z"))
 		}
 		if o.GetAgentId() != offers[0].GetAgentId() {
-			return reject(CodeInvalidArgument, "offers are on more than one agent (%s, %s)", offers[0].GetAgentId(), o.GetAgentId())
+			return reject(CodeInvalidArgument, "offers %s and %s are on different agents (%s, %s); one accept takes offers of one agent",
+				offers[0].GetId(), o.GetId(), offers[0].GetAgentId(), o.GetAgentId())
 		}
 	}
 	if f.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
-		return reject(CodeFailedPrecondition, "framework %s is not connected", f.GetId())
+		return reject(CodeFailedPrecondition, "framework %s is not connected: subscribe first", f.GetId())
+	}
+	if len(c.GetOperations()) == 0 {
+		return reject(CodeInvalidArgument, "no operations: use Decline to return offers")
 	}
 	run := &acceptRun{x: x, c: c, f: f, agentID: offers[0].GetAgentId(), role: offers[0].GetRole(), pool: resourcepb.Pools{}, tasks: map[string]bool{}}
 	for _, o := range offers {
@@ -50,6 +58,9 @@ func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 	}
 	for i, op := range c.GetOperations() {
 		var rej *Rejection
+		if op == nil {
+			op = &agorav1.Operation{}
+		}
 		switch op.GetType() {
 		case agorav1.OperationType_OPERATION_TYPE_RESERVE:
 			rej = run.reserve(op)
@@ -64,9 +75,10 @@ func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 		case agorav1.OperationType_OPERATION_TYPE_LAUNCH_GROUP:
 			rej = run.launch(op, run.id("group"))
 		default:
-			rej = reject(CodeInvalidArgument, "operation %d has unknown type %v", i, op.GetType())
+			rej = reject(CodeInvalidArgument, "unknown type %d", int32(op.GetType()))
 		}
 		if rej != nil {
+			rej.Message = fmt.Sprintf("operation %d: %s", i, rej.Message)
 			return rej
 		}
 	}
@@ -104,12 +116,17 @@ func (r *acceptRun) roledPools(what string, rs []*agorav1.Resource) (resourcepb.
 	}
 	for _, role := range p.Roles() {
 		if !r.hasRole(role) {
-			return nil, reject(CodePermissionDenied, "%s: framework %s may not use role %s", what, r.f.GetId(), role)
+			if what == "reserve" {
+				return nil, reject(CodePermissionDenied, "cannot reserve for role %s: not a role of this framework", role)
+			}
+			return nil, reject(CodePermissionDenied, "cannot %s resources of role %s: not a role of this framework", what, role)
 		}
 	}
 	return p, nil
 }
 
+// reserve moves unreserved offered resources into reservations of the
+// framework's roles (one reservation per role).
 func (r *acceptRun) reserve(op *agorav1.Operation) *Rejection {
 	p, rej := r.roledPools("reserve", op.GetResources())
 	if rej != nil {
@@ -135,6 +152,8 @@ func (r *acceptRun) reserve(op *agorav1.Operation) *Rejection {
 	return nil
 }
 
+// unreserve returns reserved offered resources of the framework's roles
+// to the unreserved pool, shrinking or deleting the reservations.
 func (r *acceptRun) unreserve(op *agorav1.Operation) *Rejection {
 	p, rej := r.roledPools("unreserve", op.GetResources())
 	if rej != nil {
@@ -181,6 +200,8 @@ func (r *acceptRun) unreserve(op *agorav1.Operation) *Rejection {
 	return nil
 }
 
+// create makes persistent volumes on offered disk reserved for a role of
+// the framework.
 func (r *acceptRun) create(op *agorav1.Operation) *Rejection {
 	if len(op.GetVolumes()) == 0 {
 		return reject(CodeInvalidArgument, "create names no volumes")
@@ -196,7 +217,7 @@ func (r *acceptRun) create(op *agorav1.Operation) *Rejection {
 		if role == "" {
 			role = r.role
 		}
-		if role == "*" || !ValidRoleName(role) {
+		if !resourcepb.ValidRoleName(role) {
 			return reject(CodeInvalidArgument, "volume %s needs a reservation role, not %q", vi.GetId(), role)
 		}
 		if !r.hasRole(role) {
@@ -227,6 +248,8 @@ func (r *acceptRun) create(op *agorav1.Operation) *Rejection {
 	return nil
 }
 
+// destroy deletes unused volumes of the agent's framework roles; their disk
+// returns to the offered pool.
 func (r *acceptRun) destroy(op *agorav1.Operation) *Rejection {
 	if len(op.GetVolumes()) == 0 {
 		return reject(CodeInvalidArgument, "destroy names no volumes")
@@ -250,22 +273,33 @@ func (r *acceptRun) destroy(op *agorav1.Operation) *Rejection {
 	return nil
 }
 
+// launch creates STAGING tasks from the offered resources; groupID is set
+// for LAUNCH_GROUP.
 func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 	if len(op.GetTasks()) == 0 {
-		return reject(CodeInvalidArgument, "launch names no tasks")
+		return reject(CodeInvalidArgument, "%s has no tasks", op.GetType())
 	}
 	now := ts(r.c.GetNow())
 	for _, ti := range op.GetTasks() {
+		if ti == nil {
+			return reject(CodeInvalidArgument, "task is null")
+		}
 		tid := ti.GetTaskId()
 		if rej := checkID("task", tid); rej != nil {
 			return rej
 		}
-		if _, exists := r.x.task(r.f.GetId(), tid); exists || r.tasks[tid] {
-			return reject(CodeAlreadyExists, "task %s already exists in framework %s", tid, r.f.GetId())
+		if r.tasks[tid] {
+			return reject(CodeInvalidArgument, "task id %s given twice", tid)
+		}
+		if old, exists := r.x.task(r.f.GetId(), tid); exists {
+			return reject(CodeAlreadyExists, "task %s already exists in framework %s (%s)", tid, r.f.GetId(), stateName(old.GetState()))
 		}
 		r.tasks[tid] = true
 		if a := ti.GetAgentId(); a != "" && a != r.agentID {
-			return reject(CodeInvalidArgument, "task %s targets agent %s but offers are on %s", tid, a, r.agentID)
+			if _, known := r.x.agent(a); !known {
+				return reject(CodeNotFound, "task %s: unknown agent %s", tid, a)
+			}
+			return reject(CodeInvalidArgument, "task %s names agent %s but the offers are on agent %s", tid, a, r.agentID)
 		}
 		if ti.GetCommand().GetValue() == "" {
 			return reject(CodeInvalidArgument, "task %s has no command", tid)
@@ -288,7 +322,7 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		}
 		left, err := r.pool.Subtract(p)
 		if err != nil {
-			return reject(CodeFailedPrecondition, "task %s needs %s but offer has %s", tid, p, orNothing(r.pool.Total()))
+			return reject(CodeFailedPrecondition, "not enough resources in the offers for task %s: wants %s, %s left", tid, p, orNothing(r.pool.Total()))
 		}
 		for _, vid := range ti.GetVolumeIds() {
 			v, ok := r.x.volume(vid)
@@ -317,6 +351,9 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 	}
 	return nil
 }
+
+// stateName names a task state without its prefix ("RUNNING").
+func stateName(st agorav1.TaskState) string { return strings.TrimPrefix(st.String(), "TASK_STATE_") }
 
 // orNothing prints r, or "nothing" when it is empty.
 func orNothing(r interface {

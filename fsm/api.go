@@ -4,159 +4,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"regexp"
 	"slices"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
 )
-
-// CommandType is the one-byte type prefix of a Raft log entry.
-type CommandType uint8
-
-// IgnoreUnknown is the high bit of a CommandType: replicas that do not know
-// the type skip the entry instead of panicking (rolling upgrades).
-const IgnoreUnknown CommandType = 0x80
-
-// Command types; the comment names the payload message.
-const (
-	CmdSetRole               CommandType = iota + 1 // SetRoleCommand
-	CmdDeleteRole                                   // DeleteRoleCommand
-	CmdUpsertMaster                                 // UpsertMasterCommand
-	CmdRemoveMaster                                 // RemoveMasterCommand
-	CmdRegisterAgent                                // RegisterAgentCommand
-	CmdAgentUnreachable                             // AgentUnreachableCommand
-	CmdAgentGone                                    // AgentGoneCommand
-	CmdStatusUpdate                                 // StatusUpdateCommand
-	CmdSubscribeFramework                           // SubscribeFrameworkCommand
-	CmdFrameworkDisconnected                        // FrameworkDisconnectedCommand
-	CmdUpdateFramework                              // UpdateFrameworkCommand
-	CmdTeardownFramework                            // TeardownFrameworkCommand
-	CmdOffersCreated                                // OffersCreatedCommand
-	CmdAccept                                       // AcceptCommand
-	CmdDecline                                      // DeclineCommand
-	CmdRescindOffers                                // RescindOffersCommand
-	CmdExpire                                       // ExpireCommand
-	CmdRevive                                       // ReviveCommand
-	CmdSuppress                                     // SuppressCommand
-	CmdKillTask                                     // KillTaskCommand
-	CmdAcknowledge                                  // AcknowledgeCommand
-)
-
-// String names the command type ("SetRole"); unknown types print as numbers.
-func (t CommandType) String() string {
-	if n, ok := commandNames[t&^IgnoreUnknown]; ok {
-		return n
-	}
-	return fmt.Sprintf("CommandType(%d)", uint8(t))
-}
-
-var commandNames = map[CommandType]string{
-	CmdSetRole: "SetRole", CmdDeleteRole: "DeleteRole", CmdUpsertMaster: "UpsertMaster",
-	CmdRemoveMaster: "RemoveMaster", CmdRegisterAgent: "RegisterAgent",
-	CmdAgentUnreachable: "AgentUnreachable", CmdAgentGone: "AgentGone",
-	CmdStatusUpdate: "StatusUpdate", CmdSubscribeFramework: "SubscribeFramework",
-	CmdFrameworkDisconnected: "FrameworkDisconnected", CmdUpdateFramework: "UpdateFramework",
-	CmdTeardownFramework: "TeardownFramework", CmdOffersCreated: "OffersCreated",
-	CmdAccept: "Accept", CmdDecline: "Decline", CmdRescindOffers: "RescindOffers",
-	CmdExpire: "Expire", CmdRevive: "Revive", CmdSuppress: "Suppress",
-	CmdKillTask: "KillTask", CmdAcknowledge: "Acknowledge",
-}
-
-// newMessage returns an empty payload message for a known type, or nil.
-func newMessage(t CommandType) proto.Message {
-	switch t &^ IgnoreUnknown {
-	case CmdSetRole:
-		return &agorav1.SetRoleCommand{}
-	case CmdDeleteRole:
-		return &agorav1.DeleteRoleCommand{}
-	case CmdUpsertMaster:
-		return &agorav1.UpsertMasterCommand{}
-	case CmdRemoveMaster:
-		return &agorav1.RemoveMasterCommand{}
-	case CmdRegisterAgent:
-		return &agorav1.RegisterAgentCommand{}
-	case CmdAgentUnreachable:
-		return &agorav1.AgentUnreachableCommand{}
-	case CmdAgentGone:
-		return &agorav1.AgentGoneCommand{}
-	case CmdStatusUpdate:
-		return &agorav1.StatusUpdateCommand{}
-	case CmdSubscribeFramework:
-		return &agorav1.SubscribeFrameworkCommand{}
-	case CmdFrameworkDisconnected:
-		return &agorav1.FrameworkDisconnectedCommand{}
-	case CmdUpdateFramework:
-		return &agorav1.UpdateFrameworkCommand{}
-	case CmdTeardownFramework:
-		return &agorav1.TeardownFrameworkCommand{}
-	case CmdOffersCreated:
-		return &agorav1.OffersCreatedCommand{}
-	case CmdAccept:
-		return &agorav1.AcceptCommand{}
-	case CmdDecline:
-		return &agorav1.DeclineCommand{}
-	case CmdRescindOffers:
-		return &agorav1.RescindOffersCommand{}
-	case CmdExpire:
-		return &agorav1.ExpireCommand{}
-	case CmdRevive:
-		return &agorav1.ReviveCommand{}
-	case CmdSuppress:
-		return &agorav1.SuppressCommand{}
-	case CmdKillTask:
-		return &agorav1.KillTaskCommand{}
-	case CmdAcknowledge:
-		return &agorav1.AcknowledgeCommand{}
-	}
-	return nil
-}
-
-// Encode returns the log entry for a command: the type byte followed by the
-// deterministic protobuf encoding of m. m must be the type's payload message.
-func Encode(t CommandType, m proto.Message) ([]byte, error) {
-	want := newMessage(t)
-	if want == nil {
-		if t&IgnoreUnknown == 0 {
-			return nil, fmt.Errorf("fsm: encode: unknown command type %d", uint8(t))
-		}
-	} else if m == nil || want.ProtoReflect().Descriptor().FullName() != m.ProtoReflect().Descriptor().FullName() {
-		return nil, fmt.Errorf("fsm: encode: %s needs %s, got %T", t, want.ProtoReflect().Descriptor().FullName(), m)
-	}
-	b := []byte{byte(t)}
-	if m == nil {
-		return b, nil
-	}
-	out, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(b, m)
-	if err != nil {
-		return nil, fmt.Errorf("fsm: encode %s: %w", t, err)
-	}
-	return out, nil
-}
-
-// Decode splits a log entry into its type and payload. An unknown type with
-// the IgnoreUnknown bit gives (t, nil, nil); an unknown type without it, an
-// empty entry or a payload that does not parse give an error.
-func Decode(b []byte) (CommandType, proto.Message, error) {
-	if len(b) == 0 {
-		return 0, nil, fmt.Errorf("fsm: decode: empty entry")
-	}
-	t := CommandType(b[0])
-	m := newMessage(t)
-	if m == nil {
-		if t&IgnoreUnknown != 0 {
-			return t, nil, nil
-		}
-		return t, nil, fmt.Errorf("fsm: decode: unknown command type %d", uint8(t))
-	}
-	if err := proto.Unmarshal(b[1:], m); err != nil {
-		return t, nil, fmt.Errorf("fsm: decode %s: %w", t, err)
-	}
-	return t, m, nil
-}
 
 // Code classifies a Rejection; the RPC layer maps it to a Connect code.
 type Code int
@@ -215,14 +68,20 @@ type Result struct {
 	IDs []string
 }
 
-var roleNameRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
+// DefaultRole is the role of a framework that names none, as in Mesos: it
+// may be given weights and quota and is offered unreserved resources only;
+// nothing can be reserved for it (resourcepb.ValidRoleName is false for it).
+const DefaultRole = "*"
 
-// ValidRoleName reports whether name is a role name: ^[a-z][a-z0-9_.-]{0,63}$ or "*".
-func ValidRoleName(name string) bool { return name == "*" || roleNameRE.MatchString(name) }
+// validRole reports whether name may be a framework's role or a role's
+// name: the default role or a reservation role name
+// (resourcepb.ValidRoleName: ^[a-z][a-z0-9_.-]{0,63}$).
+func validRole(name string) bool { return name == DefaultRole || resourcepb.ValidRoleName(name) }
 
 var quotaNames = map[string]bool{"cpus": true, "mem": true, "disk": true, "gpus": true}
 
-// ValidateRole checks a role for SetRole, at the RPC edge and inside Apply:
+// ValidateRole checks a role for SetRole, inside Apply (and, since it needs no
+// state, at the RPC edge of followers too):
 // name ^[a-z][a-z0-9_.-]{0,63}$ (or "*"), weight finite and >= 0 (0 means 1),
 // 0 <= max_utilization <= 1, guarantee and limit scalars only, named from
 // {cpus, mem, disk, gpus}, non-negative, each name at most once, and limit
@@ -231,7 +90,7 @@ func ValidateRole(r *agorav1.Role) *Rejection {
 	if r == nil {
 		return reject(CodeInvalidArgument, "role is missing")
 	}
-	if !ValidRoleName(r.GetName()) {
+	if !validRole(r.GetName()) {
 		return reject(CodeInvalidArgument, "invalid role name %q: want [a-z][a-z0-9_.-]{0,63} or \"*\"", r.GetName())
 	}
 	if w := r.GetWeight(); math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {

@@ -1,12 +1,11 @@
 package fsm
 
 import (
-	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -18,55 +17,6 @@ const maxFailoverTimeout = 365 * 24 * 3600
 
 // maxIDLen bounds every id the state stores.
 const maxIDLen = 256
-
-// apply runs one decoded command against the txn.
-func (x *txn) apply(t CommandType, m proto.Message) *Rejection {
-	switch c := m.(type) {
-	case *agorav1.SetRoleCommand:
-		return x.setRole(c)
-	case *agorav1.DeleteRoleCommand:
-		return x.deleteRole(c)
-	case *agorav1.UpsertMasterCommand:
-		return x.upsertMaster(c)
-	case *agorav1.RemoveMasterCommand:
-		return x.removeMaster(c)
-	case *agorav1.RegisterAgentCommand:
-		return x.registerAgent(c)
-	case *agorav1.AgentUnreachableCommand:
-		return x.agentUnreachable(c)
-	case *agorav1.AgentGoneCommand:
-		return x.agentGone(c)
-	case *agorav1.StatusUpdateCommand:
-		return x.statusUpdate(c)
-	case *agorav1.SubscribeFrameworkCommand:
-		return x.subscribeFramework(c)
-	case *agorav1.FrameworkDisconnectedCommand:
-		return x.frameworkDisconnected(c)
-	case *agorav1.UpdateFrameworkCommand:
-		return x.updateFramework(c)
-	case *agorav1.TeardownFrameworkCommand:
-		return x.teardownFramework(c)
-	case *agorav1.OffersCreatedCommand:
-		return x.offersCreated(c)
-	case *agorav1.AcceptCommand:
-		return x.accept(c)
-	case *agorav1.DeclineCommand:
-		return x.decline(c)
-	case *agorav1.RescindOffersCommand:
-		return x.rescindOffers(c)
-	case *agorav1.ExpireCommand:
-		return x.expire(c)
-	case *agorav1.ReviveCommand:
-		return x.revive(c)
-	case *agorav1.SuppressCommand:
-		return x.suppress(c)
-	case *agorav1.KillTaskCommand:
-		return x.killTask(c)
-	case *agorav1.AcknowledgeCommand:
-		return x.acknowledge(c)
-	}
-	panic(fmt.Sprintf("fsm: no handler for command %s (%T)", t, m))
-}
 
 // --- helpers ---
 
@@ -146,6 +96,9 @@ func (x *txn) taskOf(fid, tid string) (*agorav1.Task, *Rejection) {
 // terminal task of a torn-down framework is removed at once: nobody is left
 // to acknowledge it.
 func (x *txn) setStatus(t *agorav1.Task, st *agorav1.TaskStatus) {
+	if u := t.GetStatus().GetUuid(); u != "" && u != st.GetUuid() {
+		x.supersede(t)
+	}
 	n := clone(t)
 	n.State = st.GetState()
 	n.Status = st
@@ -177,6 +130,8 @@ func (x *txn) masterStatus(t *agorav1.Task, st agorav1.TaskState, reason, msg st
 
 // --- roles and masters ---
 
+// setRole creates or replaces a role (weight, quota, max utilization)
+// after ValidateRole.
 func (x *txn) setRole(c *agorav1.SetRoleCommand) *Rejection {
 	if rej := ValidateRole(c.GetRole()); rej != nil {
 		return rej
@@ -185,13 +140,18 @@ func (x *txn) setRole(c *agorav1.SetRoleCommand) *Rejection {
 	return nil
 }
 
+// deleteRole removes a role's configuration.
 func (x *txn) deleteRole(c *agorav1.DeleteRoleCommand) *Rejection {
+	if !validRole(c.GetName()) {
+		return reject(CodeInvalidArgument, "invalid role name %q: want [a-z][a-z0-9_.-]{0,63} or \"*\"", c.GetName())
+	}
 	if _, ok := x.t.Delete(tableKey(pRole, c.GetName())); !ok {
-		return reject(CodeNotFound, "role %q not found", c.GetName())
+		return reject(CodeNotFound, "role %q does not exist", c.GetName())
 	}
 	return nil
 }
 
+// upsertMaster records a master's addresses.
 func (x *txn) upsertMaster(c *agorav1.UpsertMasterCommand) *Rejection {
 	m := c.GetMaster()
 	if rej := checkID("master", m.GetId()); rej != nil {
@@ -201,6 +161,7 @@ func (x *txn) upsertMaster(c *agorav1.UpsertMasterCommand) *Rejection {
 	return nil
 }
 
+// removeMaster forgets a master's record.
 func (x *txn) removeMaster(c *agorav1.RemoveMasterCommand) *Rejection {
 	if _, ok := x.t.Delete(tableKey(pMaster, c.GetId())); !ok {
 		return reject(CodeNotFound, "master %q not found", c.GetId())
@@ -210,31 +171,22 @@ func (x *txn) removeMaster(c *agorav1.RemoveMasterCommand) *Rejection {
 
 // --- agents ---
 
+// registerAgent registers an agent, or re-registers it (its offers are
+// rescinded and the tasks it reports are reconciled).
 func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
 	in := c.GetAgent()
 	if in == nil {
 		return reject(CodeInvalidArgument, "agent is missing")
 	}
 	id := in.GetId()
-	if rej := checkID("agent", id); rej != nil {
+	p, rej := validateAgent(in, c.GetTasks())
+	if rej != nil {
 		return rej
-	}
-	if in.GetHostname() == "" {
-		return reject(CodeInvalidArgument, "agent %s has no hostname", id)
-	}
-	p, err := resourcepb.FromProto(in.GetResources())
-	if err != nil {
-		return reject(CodeInvalidArgument, "agent %s: %v", id, err)
-	}
-	if roles := p.Roles(); len(roles) > 0 && roles[len(roles)-1] != "" {
-		return reject(CodeInvalidArgument, "agent %s: agent resources must be unreserved", id)
-	}
-	if p.IsEmpty() {
-		return reject(CodeInvalidArgument, "agent %s has no resources", id)
 	}
 	now := ts(c.GetNow())
 	old, exists := x.agent(id)
 	a := clone(in)
+	a.Resources = p.ToProto()
 	a.State = agorav1.AgentState_AGENT_STATE_ACTIVE
 	if !exists {
 		a.RegisteredAt, a.StateSince = now, now
@@ -245,8 +197,10 @@ func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
 	case agorav1.AgentState_AGENT_STATE_GONE:
 		return reject(CodeFailedPrecondition, "agent %s was marked gone and may not re-register; start it with a new id", id)
 	case agorav1.AgentState_AGENT_STATE_ACTIVE, agorav1.AgentState_AGENT_STATE_DRAINING:
-		if old.GetAddress() != in.GetAddress() {
-			return reject(CodeAlreadyExists, "agent id %s is already registered from %s", id, old.GetAddress())
+		if old.GetAddress() != in.GetAddress() || old.GetGossipAddress() != in.GetGossipAddress() {
+			return reject(CodeAlreadyExists,
+				"agent %s is already registered and active from %s (gossip %s); a second agent with this id from %s (gossip %s) is refused",
+				id, orNone(old.GetAddress()), orNone(old.GetGossipAddress()), orNone(in.GetAddress()), orNone(in.GetGossipAddress()))
 		}
 	}
 	a.RegisteredAt = ts(old.GetRegisteredAt())
@@ -270,6 +224,77 @@ func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
 		}
 	}
 	return nil
+}
+
+// Limits of an agent registration.
+const (
+	maxAgentStringBytes = 1024
+	maxAgentAttributes  = 64
+	maxAttributeKey     = 64
+	maxAttributeBytes   = 256
+)
+
+var agentIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+// ValidAgentID reports whether id is an agent id: ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$.
+func ValidAgentID(id string) bool { return agentIDRE.MatchString(id) }
+
+// validateAgent checks a registration and returns the agent's resources.
+func validateAgent(in *agorav1.Agent, reported []*agorav1.TaskStatus) (resourcepb.Pools, *Rejection) {
+	id := in.GetId()
+	if !ValidAgentID(id) {
+		return nil, reject(CodeInvalidArgument, "invalid agent id %q: want ^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$", id)
+	}
+	if in.GetHostname() == "" {
+		return nil, reject(CodeInvalidArgument, "agent %s: hostname is empty", id)
+	}
+	for _, f := range []struct{ name, v string }{{"address", in.GetAddress()}, {"gossip address", in.GetGossipAddress()},
+		{"hostname", in.GetHostname()}, {"version", in.GetVersion()}} {
+		if len(f.v) > maxAgentStringBytes {
+			return nil, reject(CodeInvalidArgument, "agent %s: %s longer than %d bytes", id, f.name, maxAgentStringBytes)
+		}
+	}
+	p, err := resourcepb.FromProto(in.GetResources())
+	if err != nil {
+		return nil, reject(CodeInvalidArgument, "agent %s: resources: %v", id, err)
+	}
+	if roles := p.Roles(); len(roles) > 0 && roles[len(roles)-1] != "" {
+		return nil, reject(CodeInvalidArgument, "agent %s: resources must be unreserved, got resources reserved for role %q", id, roles[len(roles)-1])
+	}
+	if p.IsEmpty() {
+		return nil, reject(CodeInvalidArgument, "agent %s offers no resources", id)
+	}
+	if len(in.GetAttributes()) > maxAgentAttributes {
+		return nil, reject(CodeInvalidArgument, "agent %s: %d attributes, at most %d allowed", id, len(in.GetAttributes()), maxAgentAttributes)
+	}
+	keys := make([]string, 0, len(in.GetAttributes()))
+	for k := range in.GetAttributes() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if k == "" || len(k) > maxAttributeKey || len(in.GetAttributes()[k]) > maxAttributeBytes {
+			return nil, reject(CodeInvalidArgument, "agent %s: bad attribute %q: keys 1-%d bytes, values at most %d bytes", id, k, maxAttributeKey, maxAttributeBytes)
+		}
+	}
+	for _, t := range reported {
+		switch {
+		case t.GetTaskId() == "" || t.GetFrameworkId() == "":
+			return nil, reject(CodeInvalidArgument, "agent %s: a reported task lacks its task or framework id", id)
+		case t.GetAgentId() != "" && t.GetAgentId() != id:
+			return nil, reject(CodeInvalidArgument, "agent %s: reported task %s names agent %s", id, t.GetTaskId(), t.GetAgentId())
+		case !validTaskState(t.GetState()):
+			return nil, reject(CodeInvalidArgument, "agent %s: reported task %s has invalid state %d", id, t.GetTaskId(), t.GetState())
+		}
+	}
+	return p, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 // reconcileAgent applies what a (re-)registering agent reports about its tasks.
@@ -378,6 +403,8 @@ func (x *txn) agentLost(a *agorav1.Agent, state agorav1.AgentState, partitionSta
 	}
 }
 
+// agentUnreachable marks an agent unreachable: offers rescinded, live tasks
+// UNREACHABLE (partition-aware frameworks) or LOST.
 func (x *txn) agentUnreachable(c *agorav1.AgentUnreachableCommand) *Rejection {
 	a, ok := x.agent(c.GetAgentId())
 	if !ok {
@@ -394,6 +421,8 @@ func (x *txn) agentUnreachable(c *agorav1.AgentUnreachableCommand) *Rejection {
 	return nil
 }
 
+// agentGone marks an agent gone for good: offers rescinded, live tasks GONE
+// (partition-aware frameworks) or LOST.
 func (x *txn) agentGone(c *agorav1.AgentGoneCommand) *Rejection {
 	a, ok := x.agent(c.GetAgentId())
 	if !ok {
@@ -409,16 +438,53 @@ func (x *txn) agentGone(c *agorav1.AgentGoneCommand) *Rejection {
 
 // --- task status ---
 
+// agentReportable lists the states an agent may report; the others are the
+// master's (UNREACHABLE, GONE, ...).
+func agentReportable(st agorav1.TaskState) bool {
+	switch st {
+	case agorav1.TaskState_TASK_STATE_STAGING, agorav1.TaskState_TASK_STATE_STARTING,
+		agorav1.TaskState_TASK_STATE_RUNNING, agorav1.TaskState_TASK_STATE_KILLING,
+		agorav1.TaskState_TASK_STATE_FINISHED, agorav1.TaskState_TASK_STATE_FAILED,
+		agorav1.TaskState_TASK_STATE_KILLED, agorav1.TaskState_TASK_STATE_ERROR,
+		agorav1.TaskState_TASK_STATE_LOST, agorav1.TaskState_TASK_STATE_DROPPED:
+		return true
+	}
+	return false
+}
+
+// statusUpdate records an active agent's status updates of its tasks, in
+// order. An update already recorded (a resend: the latest or a superseded
+// uuid) and an update of a task that already ended change nothing.
 func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 	agentID := c.GetAgentId()
-	if _, ok := x.agent(agentID); !ok {
-		return reject(CodeNotFound, "agent %s not found", agentID)
+	if !ValidAgentID(agentID) {
+		return reject(CodeInvalidArgument, "invalid agent id %q", agentID)
+	}
+	if len(c.GetStatuses()) == 0 {
+		return reject(CodeInvalidArgument, "agent %s: no status updates given", agentID)
+	}
+	a, ok := x.agent(agentID)
+	if !ok {
+		return reject(CodeNotFound, "agent %s is not registered", agentID)
+	}
+	if s := a.GetState(); s != agorav1.AgentState_AGENT_STATE_ACTIVE && s != agorav1.AgentState_AGENT_STATE_DRAINING {
+		return reject(CodeFailedPrecondition, "agent %s is %s; it must register again before reporting status",
+			agentID, strings.ToLower(strings.TrimPrefix(s.String(), "AGENT_STATE_")))
 	}
 	now := ts(c.GetNow())
 	for _, st := range c.GetStatuses() {
 		tid, fid := st.GetTaskId(), st.GetFrameworkId()
 		if tid == "" {
 			return reject(CodeInvalidArgument, "status update names no task")
+		}
+		if st.GetUuid() == "" {
+			return reject(CodeInvalidArgument, "agent %s: status update of task %s has no uuid", agentID, tid)
+		}
+		if !agentReportable(st.GetState()) {
+			return reject(CodeInvalidArgument, "agent %s: status update of task %s has state %s, which agents may not report", agentID, tid, st.GetState())
+		}
+		if a := st.GetAgentId(); a != "" && a != agentID {
+			return reject(CodePermissionDenied, "agent %s may not report status for agent %s", agentID, a)
 		}
 		var t *agorav1.Task
 		if fid != "" {
@@ -432,18 +498,15 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 			}
 		}
 		if t == nil {
+			if fid != "" {
+				return reject(CodeNotFound, "task %s of framework %s is unknown", tid, fid)
+			}
 			return reject(CodeNotFound, "unknown task %s", tid)
 		}
 		if t.GetAgentId() != agentID {
-			return reject(CodePermissionDenied, "task %s runs on agent %s, not %s", tid, t.GetAgentId(), agentID)
+			return reject(CodePermissionDenied, "task %s runs on agent %s, not on agent %s", tid, t.GetAgentId(), agentID)
 		}
-		if st.GetUuid() == "" {
-			return reject(CodeInvalidArgument, "status update of task %s has no uuid", tid)
-		}
-		if !validTaskState(st.GetState()) {
-			return reject(CodeInvalidArgument, "status update of task %s has invalid state %v", tid, st.GetState())
-		}
-		if st.GetUuid() == t.GetStatus().GetUuid() || IsTerminal(t.GetState()) {
+		if st.GetUuid() == t.GetStatus().GetUuid() || x.wasSuperseded(t.GetFrameworkId(), tid, st.GetUuid()) || IsTerminal(t.GetState()) {
 			continue // a resend, or a task that already ended
 		}
 		s := clone(st)
@@ -455,9 +518,14 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 	return nil
 }
 
+// killTask asks for a live task to be killed (KILLING); a task that ended
+// or is being killed already is left alone.
 func (x *txn) killTask(c *agorav1.KillTaskCommand) *Rejection {
 	if _, ok := x.framework(c.GetFrameworkId()); !ok {
-		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+		return reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
+	}
+	if rej := checkID("task", c.GetTaskId()); rej != nil {
+		return rej
 	}
 	t, rej := x.taskOf(c.GetFrameworkId(), c.GetTaskId())
 	if rej != nil {
@@ -473,19 +541,28 @@ func (x *txn) killTask(c *agorav1.KillTaskCommand) *Rejection {
 	return nil
 }
 
+// acknowledge records the framework's acknowledgement of a task's latest
+// status; a terminal task is then removed. Acknowledging an update that a
+// newer one superseded, or one already acknowledged, changes nothing.
 func (x *txn) acknowledge(c *agorav1.AcknowledgeCommand) *Rejection {
 	if _, ok := x.framework(c.GetFrameworkId()); !ok {
-		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+		return reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
 	}
 	if c.GetUuid() == "" {
 		return reject(CodeInvalidArgument, "acknowledgement of task %s has no uuid", c.GetTaskId())
+	}
+	if rej := checkID("task", c.GetTaskId()); rej != nil {
+		return rej
 	}
 	t, rej := x.taskOf(c.GetFrameworkId(), c.GetTaskId())
 	if rej != nil {
 		return rej
 	}
 	if t.GetStatus().GetUuid() != c.GetUuid() {
-		return reject(CodeNotFound, "unknown status uuid %s for task %s", c.GetUuid(), t.GetId())
+		if x.wasSuperseded(t.GetFrameworkId(), t.GetId(), c.GetUuid()) {
+			return nil
+		}
+		return reject(CodeNotFound, "unknown status update %s for task %s (its latest is %s)", c.GetUuid(), t.GetId(), orNone(t.GetStatus().GetUuid()))
 	}
 	if t.GetAcknowledged() {
 		return nil
@@ -502,16 +579,27 @@ func (x *txn) acknowledge(c *agorav1.AcknowledgeCommand) *Rejection {
 
 // --- frameworks ---
 
+// maxNameLen bounds a framework's name and principal.
+const maxNameLen = 256
+
+// validateInfo checks a FrameworkInfo (roles may be empty: the default role).
 func validateInfo(info *agorav1.FrameworkInfo) *Rejection {
 	if info == nil {
 		return reject(CodeInvalidArgument, "framework info is missing")
 	}
-	if info.GetName() == "" {
+	switch {
+	case strings.TrimSpace(info.GetName()) == "":
 		return reject(CodeInvalidArgument, "framework name is empty")
+	case len(info.GetName()) > maxNameLen:
+		return reject(CodeInvalidArgument, "framework name is longer than %d bytes", maxNameLen)
+	case len(info.GetPrincipal()) > maxNameLen:
+		return reject(CodeInvalidArgument, "principal is longer than %d bytes", maxNameLen)
+	case len(info.GetWebuiUrl()) > 4*maxNameLen:
+		return reject(CodeInvalidArgument, "webui_url is longer than %d bytes", 4*maxNameLen)
 	}
 	seen := map[string]bool{}
 	for _, r := range info.GetRoles() {
-		if !ValidRoleName(r) {
+		if !validRole(r) {
 			return reject(CodeInvalidArgument, "invalid role name %q: want [a-z][a-z0-9_.-]{0,63} or \"*\"", r)
 		}
 		if seen[r] {
@@ -551,6 +639,8 @@ func (x *txn) dropForeignRoles(f *agorav1.Framework) {
 	f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return !slices.Contains(roles, r) })
 }
 
+// subscribeFramework registers a framework (CONNECTED, with the stream
+// token) or re-registers it, replacing its info and token.
 func (x *txn) subscribeFramework(c *agorav1.SubscribeFrameworkCommand) *Rejection {
 	in := c.GetFramework()
 	if in == nil {
@@ -584,7 +674,7 @@ func (x *txn) subscribeFramework(c *agorav1.SubscribeFrameworkCommand) *Rejectio
 		return nil
 	}
 	if old.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
-		return reject(CodeFailedPrecondition, "framework %s was torn down", id)
+		return reject(CodeFailedPrecondition, "framework %s was torn down; subscribe without an id to register anew", id)
 	}
 	if old.GetInfo().GetPrincipal() != info.GetPrincipal() {
 		return reject(CodePermissionDenied, "framework %s is registered with principal %q, not %q", id, old.GetInfo().GetPrincipal(), info.GetPrincipal())
@@ -605,10 +695,12 @@ func sortedUnique(s []string) []string {
 	return slices.Compact(out)
 }
 
+// frameworkDisconnected records that the framework's live stream ended:
+// DISCONNECTED (its failover timeout runs), offers removed.
 func (x *txn) frameworkDisconnected(c *agorav1.FrameworkDisconnectedCommand) *Rejection {
 	old, ok := x.framework(c.GetFrameworkId())
 	if !ok {
-		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+		return reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
 	}
 	if old.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || old.GetStreamToken() != c.GetStreamToken() {
 		return nil // a replaced stream ended: the live one is unaffected
@@ -623,11 +715,13 @@ func (x *txn) frameworkDisconnected(c *agorav1.FrameworkDisconnectedCommand) *Re
 	return nil
 }
 
+// updateFramework replaces a framework's info (not its principal); offers
+// and suppression of roles it no longer has go.
 func (x *txn) updateFramework(c *agorav1.UpdateFrameworkCommand) *Rejection {
 	id := c.GetInfo().GetId()
 	old, ok := x.framework(id)
 	if !ok {
-		return reject(CodeNotFound, "framework %q not found", id)
+		return reject(CodeNotFound, "unknown framework %q", id)
 	}
 	if rej := validateInfo(c.GetInfo()); rej != nil {
 		return rej
@@ -647,10 +741,15 @@ func (x *txn) updateFramework(c *agorav1.UpdateFrameworkCommand) *Rejection {
 	return nil
 }
 
+// teardownFramework ends a framework (see tearDown); tearing down a torn
+// down framework changes nothing.
 func (x *txn) teardownFramework(c *agorav1.TeardownFrameworkCommand) *Rejection {
+	if rej := checkID("framework", c.GetFrameworkId()); rej != nil {
+		return rej
+	}
 	f, ok := x.framework(c.GetFrameworkId())
 	if !ok {
-		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+		return reject(CodeNotFound, "framework %q does not exist", c.GetFrameworkId())
 	}
 	if f.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
 		return nil
@@ -691,15 +790,35 @@ func (x *txn) tearDown(old *agorav1.Framework, reason string) {
 	x.emit(Event{Kind: EventFrameworkTornDown, FrameworkID: f.GetId(), Reason: reason})
 }
 
+// checkOwnRoles checks that roles are roles of f.
+func checkOwnRoles(f *agorav1.Framework, roles []string) *Rejection {
+	for _, r := range roles {
+		if !validRole(r) {
+			return reject(CodeInvalidArgument, "invalid role %q", r)
+		}
+		if !slices.Contains(f.GetInfo().GetRoles(), r) {
+			return reject(CodePermissionDenied, "role %s is not a role of this framework", r)
+		}
+	}
+	return nil
+}
+
+// revive removes the framework's offer filters and unsuppresses roles (all
+// when none are named); nothing to remove changes nothing.
 func (x *txn) revive(c *agorav1.ReviveCommand) *Rejection {
 	f, rej := x.liveFramework(c.GetFrameworkId())
 	if rej != nil {
 		return rej
 	}
+	if rej := checkOwnRoles(f, c.GetRoles()); rej != nil {
+		return rej
+	}
+	suppressed := len(c.GetRoles()) == 0 && len(f.GetSuppressedRoles()) > 0
 	for _, r := range c.GetRoles() {
-		if !slices.Contains(f.GetInfo().GetRoles(), r) {
-			return reject(CodeInvalidArgument, "cannot revive role %s: framework %s does not have it", r, f.GetId())
-		}
+		suppressed = suppressed || slices.Contains(f.GetSuppressedRoles(), r)
+	}
+	if !suppressed && len(f.GetFilters()) == 0 {
+		return nil
 	}
 	n := clone(f)
 	n.Filters = nil
@@ -712,19 +831,22 @@ func (x *txn) revive(c *agorav1.ReviveCommand) *Rejection {
 	return nil
 }
 
+// suppress stops offers to the framework for roles (all when none are
+// named) until revive; suppressing suppressed roles changes nothing.
 func (x *txn) suppress(c *agorav1.SuppressCommand) *Rejection {
 	f, rej := x.liveFramework(c.GetFrameworkId())
 	if rej != nil {
+		return rej
+	}
+	if rej := checkOwnRoles(f, c.GetRoles()); rej != nil {
 		return rej
 	}
 	roles := c.GetRoles()
 	if len(roles) == 0 {
 		roles = f.GetInfo().GetRoles()
 	}
-	for _, r := range roles {
-		if !slices.Contains(f.GetInfo().GetRoles(), r) {
-			return reject(CodeInvalidArgument, "cannot suppress role %s: framework %s does not have it", r, f.GetId())
-		}
+	if !slices.ContainsFunc(roles, func(r string) bool { return !slices.Contains(f.GetSuppressedRoles(), r) }) {
+		return nil
 	}
 	n := clone(f)
 	n.SuppressedRoles = sortedUnique(append(n.SuppressedRoles, roles...))
@@ -736,7 +858,7 @@ func (x *txn) suppress(c *agorav1.SuppressCommand) *Rejection {
 func (x *txn) liveFramework(id string) (*agorav1.Framework, *Rejection) {
 	f, ok := x.framework(id)
 	if !ok {
-		return nil, reject(CodeNotFound, "framework %s not found", id)
+		return nil, reject(CodeNotFound, "unknown framework %s", id)
 	}
 	if f.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
 		return nil, reject(CodeFailedPrecondition, "framework %s was torn down", id)
@@ -767,6 +889,8 @@ func (x *txn) addFilter(fid, agentID string, until *timestamppb.Timestamp) {
 
 // --- offers ---
 
+// offersCreated records one allocation round: each offer is re-checked
+// against the state and dropped (not rejected) when stale.
 func (x *txn) offersCreated(c *agorav1.OffersCreatedCommand) *Rejection {
 	now := ts(c.GetNow())
 	byFw := map[string][]*agorav1.Offer{}
@@ -841,6 +965,8 @@ func (x *txn) checkOffer(in *agorav1.Offer, now *timestamppb.Timestamp) (*agorav
 	return o, ""
 }
 
+// rescindOffers withdraws offers (the framework hears RESCIND); unknown
+// ones are skipped.
 func (x *txn) rescindOffers(c *agorav1.RescindOffersCommand) *Rejection {
 	reason := "rescinded"
 	if c.GetReason() != "" {
@@ -858,7 +984,7 @@ func (x *txn) rescindOffers(c *agorav1.RescindOffersCommand) *Rejection {
 // ownOffers resolves offer ids for framework fid.
 func (x *txn) ownOffers(fid string, ids []string) ([]*agorav1.Offer, *Rejection) {
 	if len(ids) == 0 {
-		return nil, reject(CodeInvalidArgument, "no offer ids given")
+		return nil, reject(CodeInvalidArgument, "offer_ids is empty")
 	}
 	seen := map[string]bool{}
 	out := make([]*agorav1.Offer, 0, len(ids))
@@ -869,7 +995,10 @@ func (x *txn) ownOffers(fid string, ids []string) ([]*agorav1.Offer, *Rejection)
 		seen[id] = true
 		o, ok := x.offer(id)
 		if !ok {
-			return nil, reject(CodeNotFound, "offer %s not found (expired, rescinded or already used)", id)
+			if why, gone := x.removedReason(id); gone {
+				return nil, reject(CodeFailedPrecondition, "offer %s is no longer valid (%s)", id, why)
+			}
+			return nil, reject(CodeNotFound, "unknown offer %s", id)
 		}
 		if o.GetFrameworkId() != fid {
 			return nil, reject(CodePermissionDenied, "offer %s belongs to another framework", id)
@@ -879,9 +1008,11 @@ func (x *txn) ownOffers(fid string, ids []string) ([]*agorav1.Offer, *Rejection)
 	return out, nil
 }
 
+// decline returns offers and filters their agents for the framework until
+// refuse_until.
 func (x *txn) decline(c *agorav1.DeclineCommand) *Rejection {
 	if _, ok := x.framework(c.GetFrameworkId()); !ok {
-		return reject(CodeNotFound, "framework %s not found", c.GetFrameworkId())
+		return reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
 	}
 	offers, rej := x.ownOffers(c.GetFrameworkId(), c.GetOfferIds())
 	if rej != nil {
@@ -901,6 +1032,8 @@ func (x *txn) decline(c *agorav1.DeclineCommand) *Rejection {
 	return nil
 }
 
+// expire removes offers and filters that expired at now and tears down
+// frameworks whose failover timeout ran out.
 func (x *txn) expire(c *agorav1.ExpireCommand) *Rejection {
 	now := ts(c.GetNow())
 	var due []*agorav1.Offer

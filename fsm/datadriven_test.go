@@ -36,7 +36,7 @@ func TestDataDriven(t *testing.T) {
 					d.Fatalf(t, "parse %s: %v", typ, err)
 				}
 				res := h.apply(typ, m)
-				return formatResult(res, h.events)
+				return formatResult(res, h.events, h.unchanged)
 			case "state":
 				var which []string
 				for _, a := range d.CmdArgs {

@@ -13,6 +13,10 @@
 //	res := fut.Response().(fsm.Result)
 //	if res.Err != nil { ... } // rejected: map res.Err.Code to a Connect code
 //
+// Every type has one row in the command table (commands.go): its type
+// byte, name, payload message and apply function, declared once; Encode,
+// Decode, Apply and CommandType.String all read that table.
+//
 // The high bit of the type byte (IgnoreUnknown) marks an entry that replicas
 // which do not know the type skip (for rolling upgrades); an unknown type
 // without it, or a payload that does not decode, panics Apply: that is a bug
@@ -34,6 +38,24 @@
 //     radix-tree transaction that is committed only if the command is accepted.
 //     Commands that re-check many items (OffersCreated) drop the invalid items
 //     and report the kept ones in Result.IDs.
+//
+// # The one judge
+//
+// Apply is the only place that decides whether a command is valid. The RPC
+// edge decodes a call, checks what only it can know (message sizes, the
+// caller's stream token, the cluster name) and builds the command; the
+// leader dry-runs it against its state after its leadership barrier
+// (State.DryRun, or State.Judge, which also says whether it would change
+// anything, so that a resend or a second acknowledgement is answered
+// without a log entry), and every replica applies it again. A Rejection
+// carries a Code that the master maps to a Connect code in one function
+// and a message written for the caller.
+//
+// To judge late calls precisely the state keeps a bounded history
+// (history.go): why the newest offers were removed (accepting one is then
+// FailedPrecondition with the reason, not NotFound) and the status uuids
+// that newer updates of each task superseded (acknowledging one succeeds
+// and changes nothing; an agent resending one changes nothing).
 //
 // # Reading
 //
@@ -58,7 +80,8 @@
 // Snapshot captures the current tree; Persist then streams it as records
 // uvarint(len) | type byte | deterministic protobuf, header first (magic and
 // applied index), then masters, roles, agents, frameworks, reservations,
-// volumes, offers and tasks, each in key order. Two FSMs that applied the
+// volumes, offers and tasks, each in key order, then the history tables
+// (removed offers in removal order, superseded uuids). Two FSMs that applied the
 // same log write byte-equal snapshots. Restore (ReadState) builds a fresh
 // tree, rebuilds indexes and sums, and swaps it in.
 //

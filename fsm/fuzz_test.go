@@ -146,3 +146,45 @@ func TestApplyUnknown(t *testing.T) {
 		}()
 	}
 }
+
+// TestCommandTable: every row has a name, a payload and an apply function,
+// the names are unique, and a known type with the IgnoreUnknown bit set
+// decodes as the type itself.
+func TestCommandTable(t *testing.T) {
+	seen := map[string]bool{}
+	n := 0
+	for i, c := range commandTable {
+		if c.new == nil {
+			if i != 0 {
+				t.Errorf("type %d has no row", i)
+			}
+			continue
+		}
+		n++
+		ct := CommandType(i)
+		if c.name == "" || c.apply == nil || seen[c.name] {
+			t.Errorf("type %d: row %+v", i, c)
+		}
+		seen[c.name] = true
+		if got := ct.String(); got != c.name {
+			t.Errorf("type %d String() = %q, want %q", i, got, c.name)
+		}
+		if want := c.name + "Command"; string(c.new().ProtoReflect().Descriptor().Name()) != want {
+			t.Errorf("type %s payload %s, want %s", ct, c.new().ProtoReflect().Descriptor().Name(), want)
+		}
+		b, err := Encode(ct, c.new())
+		if err != nil {
+			t.Fatalf("encode %s: %v", ct, err)
+		}
+		b[0] |= byte(IgnoreUnknown)
+		if got, m, err := Decode(b); err != nil || m == nil || got&^IgnoreUnknown != ct {
+			t.Errorf("decode %s with the IgnoreUnknown bit: %v %v %v", ct, got, m, err)
+		}
+	}
+	if n != int(CmdAcknowledge) {
+		t.Errorf("%d rows, want %d", n, CmdAcknowledge)
+	}
+	if got := CommandType(0x7e).String(); got != "CommandType(126)" {
+		t.Errorf("unknown type prints %q", got)
+	}
+}

@@ -30,6 +30,9 @@ type harness struct {
 	f      *FSM
 	index  uint64
 	events []Event
+	// unchanged is true when the last command was applied but changed
+	// nothing (a no-op Judge reports as unchanged).
+	unchanged bool
 }
 
 func newHarness(t tb) *harness {
@@ -86,6 +89,10 @@ func (h *harness) apply(typ CommandType, m proto.Message) Result {
 	if err := after.CheckInvariants(); err != nil {
 		h.t.Fatalf("after %s at index %d: %v", typ, h.index, err)
 	}
+	h.unchanged = res.Err == nil && before.root.Root() == after.root.Root()
+	if changed, rej := before.Judge(typ, m); (rej == nil) != (res.Err == nil) || (rej == nil && changed == h.unchanged) {
+		h.t.Fatalf("%s: Judge said changed=%v rejection=%v, Apply said unchanged=%v rejection=%v", typ, changed, rej, h.unchanged, res.Err)
+	}
 	return res
 }
 
@@ -108,9 +115,9 @@ func expand(t tb, in string) string {
 }
 
 func commandByName(name string) (CommandType, bool) {
-	for t, n := range commandNames {
-		if n == name {
-			return t, true
+	for t, c := range commandTable {
+		if c.new != nil && c.name == name {
+			return CommandType(t), true
 		}
 	}
 	return 0, false
@@ -138,13 +145,16 @@ func resStr(rs []*agorav1.Resource) string {
 	return p.String()
 }
 
-func formatResult(res Result, events []Event) string {
+func formatResult(res Result, events []Event, unchanged bool) string {
 	var b strings.Builder
 	if res.Err != nil {
 		fmt.Fprintf(&b, "rejected %s: %s\n", res.Err.Code, res.Err.Message)
 		return b.String()
 	}
 	b.WriteString("ok")
+	if unchanged {
+		b.WriteString(" (no change)")
+	}
 	if len(res.IDs) > 0 {
 		fmt.Fprintf(&b, " ids=%s", strings.Join(res.IDs, ","))
 	}

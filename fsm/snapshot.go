@@ -86,6 +86,9 @@ func (s *State) Persist(w io.Writer) error {
 			return err
 		}
 	}
+	if err := s.persistHistory(write); err != nil {
+		return err
+	}
 	return bw.Flush()
 }
 
@@ -155,6 +158,9 @@ func ReadState(r io.Reader) (*State, error) {
 
 // restoreRecord inserts one primary record and its index entries.
 func (x *txn) restoreRecord(rec byte, body []byte) error {
+	if ok, err := x.restoreHistory(rec, body); ok {
+		return err
+	}
 	for _, tb := range tables {
 		if tb.rec != rec {
 			continue

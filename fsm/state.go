@@ -13,7 +13,8 @@ import (
 
 // Key layout of the one radix tree that holds the whole state. Primary
 // tables hold the protos; index tables hold nil values and exist for prefix
-// walks; usage tables hold derived sums. Only primary tables are written to
+// walks; usage tables hold derived sums. Only primary tables (and the
+// history tables of history.go) are written to
 // snapshots; the rest is rebuilt on Restore. Ids never contain NUL (Apply
 // rejects them), so NUL separates key parts.
 const (
@@ -286,6 +287,18 @@ func (s *State) VolumesByAgent(agentID string) []*agorav1.Volume {
 // invalid now never reaches the Raft log; Apply re-checks on every replica.
 // The command message is not modified.
 func (s *State) DryRun(t CommandType, m proto.Message) *Rejection {
+	_, rej := s.Judge(t, m)
+	return rej
+}
+
+// Judge is DryRun that also says whether the command would change the
+// state at all: an accepted command that changes nothing (a resent status
+// update, an acknowledgement of a superseded update, a kill of a task that
+// ended) need not be logged.
+func (s *State) Judge(t CommandType, m proto.Message) (changed bool, rej *Rejection) {
 	x := newTxn(s, s.index+1)
-	return x.apply(t, proto.Clone(m))
+	if rej := x.apply(t, proto.Clone(m)); rej != nil {
+		return false, rej
+	}
+	return x.t.Root() != s.root.Root() || len(x.events) > 0, nil
 }

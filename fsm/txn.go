@@ -271,6 +271,7 @@ func (x *txn) deleteTask(t *agorav1.Task) {
 	x.t.Delete(tableKey(xTaskAgent, t.GetAgentId(), fid, tid))
 	x.t.Delete(tableKey(xTaskUnacked, fid, tid))
 	x.t.Delete(tableKey(xTaskID, tid, fid))
+	x.forgetSuperseded(fid, tid)
 	if !IsTerminal(t.GetState()) {
 		x.chargeTask(t, false)
 	}
@@ -299,6 +300,7 @@ func (x *txn) removeOffer(o *agorav1.Offer, reason string, rescind bool) {
 	p := pools(o.GetResources())
 	x.adjustAgentUsage(o.GetAgentId(), func(u *agentUsage) { u.offered = subPools(u.offered, p) })
 	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), resources.Resources{}, p.Total())
+	x.rememberRemoved(o.GetId(), reason)
 	x.emit(Event{Kind: EventOfferRemoved, FrameworkID: o.GetFrameworkId(), OfferID: o.GetId(), Reason: reason, Rescind: rescind})
 }
 

@@ -21,6 +21,9 @@ type backend interface {
 	// Apply proposes a command; a rejection comes back as the Result's Err
 	// and as its Connect error.
 	Apply(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error)
+	// applyChange is Apply that answers a command changing nothing without
+	// a log entry.
+	applyChange(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error)
 	// ReadState is a linearizable read (or the local state with stale).
 	ReadState(ctx context.Context, stale bool) (*fsm.State, error)
 	// ReadyState is the state a leader judges requests against.

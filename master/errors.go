@@ -2,11 +2,28 @@ package master
 
 import (
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
 
 	"github.com/agora-sched/agora/fsm"
 )
+
+// The edge's own refusals: what only the edge can judge (a malformed call,
+// the caller's stream identity, message sizes). Every rule about the state
+// is the FSM's, answered through RejectionError.
+
+func invalid(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}
+
+func notFound(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf(format, args...))
+}
+
+func precondition(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(format, args...))
+}
 
 // RejectionError maps an FSM rejection to the Connect error a client sees.
 // This is the one place rejection codes become Connect codes.

@@ -107,6 +107,14 @@ func (h *Harness) allocate() {
 
 // Apply judges and applies a command, as Master.Apply does on a leader.
 func (h *Harness) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
+	return h.apply(ctx, t, msg, false)
+}
+
+func (h *Harness) applyChange(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
+	return h.apply(ctx, t, msg, true)
+}
+
+func (h *Harness) apply(ctx context.Context, t fsm.CommandType, msg proto.Message, skipNoop bool) (fsm.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return fsm.Result{}, connect.NewError(connect.CodeOf(err), err)
 	}
@@ -114,8 +122,12 @@ func (h *Harness) Apply(ctx context.Context, t fsm.CommandType, msg proto.Messag
 	defer h.mu.Unlock()
 	if dryRuns(t) {
 		st := h.f.State()
-		if rej := st.DryRun(t, msg); rej != nil {
+		changed, rej := st.Judge(t, msg)
+		if rej != nil {
 			return fsm.Result{Index: st.Index(), Err: rej}, RejectionError(rej)
+		}
+		if skipNoop && !changed {
+			return fsm.Result{Index: st.Index()}, nil
 		}
 	}
 	b, err := fsm.Encode(t, msg)

@@ -154,11 +154,11 @@ func suffrageName(s raft.ServerSuffrage) string {
 	return strings.ToLower(s.String())
 }
 
+// SetRole creates or replaces a role. ValidateRole is the FSM's own check of
+// a role, which needs no state: called here too so that a follower answers
+// bad input itself instead of redirecting it.
 func (s *operatorServer) SetRole(ctx context.Context, req *connect.Request[agorav1.SetRoleRequest]) (*connect.Response[agorav1.SetRoleResponse], error) {
 	role := req.Msg.GetRole()
-	if role == nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("role is required"))
-	}
 	if rej := fsm.ValidateRole(role); rej != nil {
 		return nil, RejectionError(rej)
 	}
@@ -169,19 +169,9 @@ func (s *operatorServer) SetRole(ctx context.Context, req *connect.Request[agora
 	return connect.NewResponse(&agorav1.SetRoleResponse{Index: res.Index}), nil
 }
 
+// DeleteRole removes a role's configuration.
 func (s *operatorServer) DeleteRole(ctx context.Context, req *connect.Request[agorav1.DeleteRoleRequest]) (*connect.Response[agorav1.DeleteRoleResponse], error) {
-	name := req.Msg.GetName()
-	if !fsm.ValidRoleName(name) {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("invalid role name %q", name))
-	}
-	st, err := s.m.ReadState(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := st.Role(name); !ok {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("role %q does not exist", name))
-	}
-	res, err := s.m.Apply(ctx, fsm.CmdDeleteRole, &agorav1.DeleteRoleCommand{Name: name})
+	res, err := s.m.Apply(ctx, fsm.CmdDeleteRole, &agorav1.DeleteRoleCommand{Name: req.Msg.GetName()})
 	if err != nil {
 		return nil, err
 	}
@@ -312,20 +302,10 @@ func (s *operatorServer) ListReservations(ctx context.Context, req *connect.Requ
 	return connect.NewResponse(&agorav1.ListReservationsResponse{Reservations: st.Reservations(), Volumes: st.Volumes()}), nil
 }
 
+// TeardownFramework ends a framework on an operator's request.
 func (s *operatorServer) TeardownFramework(ctx context.Context, req *connect.Request[agorav1.TeardownFrameworkRequest]) (*connect.Response[agorav1.TeardownFrameworkResponse], error) {
-	fid := req.Msg.GetFrameworkId()
-	if fid == "" {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("framework id is required"))
-	}
-	st, err := s.m.ReadState(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := st.Framework(fid); !ok {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("framework %q does not exist", fid))
-	}
-	_, err = s.m.Apply(ctx, fsm.CmdTeardownFramework, &agorav1.TeardownFrameworkCommand{
-		FrameworkId: fid,
+	_, err := s.m.applyChange(ctx, fsm.CmdTeardownFramework, &agorav1.TeardownFrameworkCommand{
+		FrameworkId: req.Msg.GetFrameworkId(),
 		Reason:      "torn down by an operator",
 		Now:         timestamppb.New(s.m.Now()),
 	})

@@ -130,6 +130,20 @@ func (m *Master) readyChanged() <-chan struct{} {
 // On a follower it returns NotLeaderError. When the FSM rejects the
 // command the result is returned along with RejectionError(res.Err).
 func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
+	return m.apply(ctx, t, msg, false)
+}
+
+// applyChange is Apply, except that a command the FSM judges, against the
+// leader's state, to change nothing (a resent status update, an
+// acknowledgement of a superseded update, a second kill) succeeds at the
+// current index without a log entry. Only for commands whose no-op answer
+// needs no quorum: an operator write that a linearizable history must
+// order (SetRole) always goes through the log.
+func (m *Master) applyChange(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
+	return m.apply(ctx, t, msg, true)
+}
+
+func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message, skipNoop bool) (fsm.Result, error) {
 	if m.raft == nil || m.raft.State() != raft.Leader {
 		return fsm.Result{}, m.NotLeaderError()
 	}
@@ -144,8 +158,12 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 		if err != nil {
 			return fsm.Result{}, err
 		}
-		if rej := st.DryRun(t, msg); rej != nil {
+		changed, rej := st.Judge(t, msg)
+		if rej != nil {
 			return fsm.Result{Index: st.Index(), Err: rej}, RejectionError(rej)
+		}
+		if skipNoop && !changed {
+			return fsm.Result{Index: st.Index()}, nil
 		}
 	}
 	b, err := fsm.Encode(t, msg)

@@ -3,11 +3,8 @@ package master
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -17,7 +14,6 @@ import (
 	"github.com/agora-sched/agora/fsm"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
-	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
 // Limits and defaults of the framework API.
@@ -27,15 +23,11 @@ const (
 	DefaultRefuse = 5 * time.Second
 	// MaxRefuse caps refuse_seconds.
 	MaxRefuse = 365 * 24 * time.Hour
-	// MaxFailoverTimeout caps a framework's failover timeout.
-	MaxFailoverTimeout = 365 * 24 * time.Hour
 	// StatusResendInterval is how often an unacknowledged status update is
 	// sent again on the framework's stream.
 	StatusResendInterval = 5 * time.Second
 
-	maxNameLen      = 256
-	offersPerEvent  = 100
-	removedOfferMax = 1 << 16
+	offersPerEvent = 100
 )
 
 var (
@@ -50,8 +42,7 @@ type schedulerServer struct {
 	agorav1connect.UnimplementedSchedulerServiceHandler
 	m backend
 
-	broker  *broker
-	removed *offerMemo
+	broker *broker
 
 	// resendInterval is StatusResendInterval.
 	resendInterval time.Duration
@@ -68,7 +59,6 @@ func newSchedulerServer(m backend) *schedulerServer {
 	return &schedulerServer{
 		m:              m,
 		broker:         newBroker(),
-		removed:        newOfferMemo(removedOfferMax),
 		resendInterval: StatusResendInterval,
 	}
 }
@@ -83,7 +73,6 @@ func (s *schedulerServer) OnApply(index uint64, events []fsm.Event) {
 		switch e.Kind {
 		case fsm.EventOffersCreated:
 		case fsm.EventOfferRemoved:
-			s.removed.add(e.OfferID, e.Reason)
 			dirty = true
 		default:
 			dirty = true
@@ -95,83 +84,28 @@ func (s *schedulerServer) OnApply(index uint64, events []fsm.Event) {
 	s.broker.publish(index, events)
 }
 
-// --- errors and validation helpers ---
+// --- decoding ---
 
-func invalid(format string, args ...any) *connect.Error {
-	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
-}
-
-func notFound(format string, args ...any) *connect.Error {
-	return connect.NewError(connect.CodeNotFound, fmt.Errorf(format, args...))
-}
-
-func denied(format string, args ...any) *connect.Error {
-	return connect.NewError(connect.CodePermissionDenied, fmt.Errorf(format, args...))
-}
-
-func precondition(format string, args ...any) *connect.Error {
-	return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(format, args...))
-}
-
-func finiteSeconds(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-// validateInfo checks a FrameworkInfo at the edge and fills defaults (roles
-// ["*"] when none, the default failover timeout when 0). info is modified.
-func (s *schedulerServer) validateInfo(info *agorav1.FrameworkInfo) error {
-	if info == nil {
-		return invalid("framework_info is required")
-	}
-	name := strings.TrimSpace(info.GetName())
-	switch {
-	case name == "":
-		return invalid("framework name is required")
-	case len(info.GetName()) > maxNameLen:
-		return invalid("framework name is longer than %d bytes", maxNameLen)
-	case len(info.GetPrincipal()) > maxNameLen:
-		return invalid("principal is longer than %d bytes", maxNameLen)
-	case len(info.GetWebuiUrl()) > 4*maxNameLen:
-		return invalid("webui_url is longer than %d bytes", 4*maxNameLen)
-	case strings.ContainsRune(info.GetId(), 0) || len(info.GetId()) > maxNameLen:
-		return invalid("framework id %q is malformed", info.GetId())
-	}
-	if len(info.GetRoles()) == 0 {
-		info.Roles = []string{"*"}
-	}
-	seen := map[string]bool{}
-	for _, r := range info.GetRoles() {
-		if !fsm.ValidRoleName(r) {
-			return invalid("invalid role %q: want [a-z][a-z0-9_.-]{0,63} or \"*\"", r)
-		}
-		if seen[r] {
-			return invalid("role %q given twice", r)
-		}
-		seen[r] = true
-	}
-	for _, c := range info.GetCapabilities() {
-		if c == agorav1.Capability_CAPABILITY_UNSPECIFIED || agorav1.Capability_name[int32(c)] == "" {
-			return invalid("unknown capability %d", int32(c))
-		}
-	}
-	ft := info.GetFailoverTimeoutSeconds()
-	switch {
-	case !finiteSeconds(ft) || ft < 0:
-		return invalid("failover timeout %g must be a finite number of seconds >= 0", ft)
-	case ft > MaxFailoverTimeout.Seconds():
-		return invalid("failover timeout %gs exceeds the maximum of %s", ft, MaxFailoverTimeout)
-	case ft == 0:
+// withDefaults returns a copy of info with the leader's default failover
+// timeout when it gives none. The FSM judges the rest (and defaults the
+// roles to the default role).
+func (s *schedulerServer) withDefaults(info *agorav1.FrameworkInfo) *agorav1.FrameworkInfo {
+	info, _ = proto.Clone(info).(*agorav1.FrameworkInfo)
+	if info != nil && info.GetFailoverTimeoutSeconds() == 0 {
 		info.FailoverTimeoutSeconds = s.m.Config().DefaultFailoverTimeout.Seconds()
 	}
-	return nil
+	return info
 }
 
-// refuseDuration checks refuse_seconds (nil means DefaultRefuse).
+// refuseDuration decodes refuse_seconds (nil means DefaultRefuse) into the
+// filter duration the leader stamps into the command as a deadline.
 func refuseDuration(p *float64) (time.Duration, error) {
 	if p == nil {
 		return DefaultRefuse, nil
 	}
 	v := *p
 	switch {
-	case !finiteSeconds(v) || v < 0:
+	case math.IsNaN(v) || math.IsInf(v, 0) || v < 0:
 		return 0, invalid("refuse_seconds %g must be a finite number >= 0", v)
 	case v > MaxRefuse.Seconds():
 		return 0, invalid("refuse_seconds %g exceeds the maximum of one year (%g)", v, MaxRefuse.Seconds())
@@ -179,13 +113,10 @@ func refuseDuration(p *float64) (time.Duration, error) {
 	return time.Duration(v * float64(time.Second)), nil
 }
 
-func hasRole(fw *agorav1.Framework, role string) bool {
-	return slices.Contains(fw.GetInfo().GetRoles(), role)
-}
-
 // caller authenticates a unary call: this master leads, the framework
-// exists and is not torn down, and the token is its current subscription's.
-// It returns the local state the pre-checks use.
+// exists and is not torn down, and the token is its current subscription's
+// (the identity of the stream, which only the edge knows). It returns the
+// leader's state.
 func (s *schedulerServer) caller(ctx context.Context, call *agorav1.FrameworkCall) (*fsm.State, *agorav1.Framework, error) {
 	if !s.m.IsLeader() {
 		return nil, nil, s.m.NotLeaderError()
@@ -226,29 +157,23 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 	if !s.m.IsLeader() {
 		return s.m.NotLeaderError()
 	}
-	info, _ := proto.Clone(req.Msg.GetFrameworkInfo()).(*agorav1.FrameworkInfo)
-	if err := s.validateInfo(info); err != nil {
-		return err
-	}
+	info := s.withDefaults(req.Msg.GetFrameworkInfo())
 	fid := info.GetId()
 	if fid != "" {
+		// Identity: an id the client gives must be one the master gave.
+		// The FSM judges the rest (torn down, principal, info).
 		ready, err := s.m.ReadyState(ctx)
 		if err != nil {
 			return err
 		}
-		fw, ok := ready.Framework(fid)
-		if !ok {
+		if _, ok := ready.Framework(fid); !ok {
 			return notFound("unknown framework %s: subscribe without an id to register anew", fid)
-		}
-		if fw.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
-			return precondition("framework %s was torn down; subscribe without an id to register anew", fid)
-		}
-		if fw.GetInfo().GetPrincipal() != info.GetPrincipal() {
-			return denied("framework %s is registered with principal %q, not %q", fid, fw.GetInfo().GetPrincipal(), info.GetPrincipal())
 		}
 	} else {
 		fid = NewID()
-		info.Id = fid
+		if info != nil {
+			info.Id = fid
+		}
 	}
 	sub := newStream(fid, NewID())
 	// Registered before proposing: nothing applied after the subscription
@@ -450,27 +375,19 @@ func (s *schedulerServer) disconnected(sub *stream) {
 
 // --- Accept ---
 
-// Accept applies operations to the resources of offers, atomically.
+// Accept applies operations to the resources of offers, atomically. The
+// FSM judges the accept (Master.Apply dry-runs it on the leader's state).
 func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agorav1.AcceptRequest]) (*connect.Response[agorav1.AcceptResponse], error) {
-	st, fw, err := s.caller(ctx, req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
-	}
-	if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
-		return nil, precondition("framework %s is not connected: subscribe first", fw.GetId())
 	}
 	refuse, err := refuseDuration(req.Msg.RefuseSeconds)
 	if err != nil {
 		return nil, err
 	}
 	now := s.m.Now()
-	ops := make([]*agorav1.Operation, len(req.Msg.GetOperations()))
-	for i, op := range req.Msg.GetOperations() {
-		ops[i], _ = proto.Clone(op).(*agorav1.Operation)
-	}
-	if err := s.checkAccept(st, fw, req.Msg.GetOfferIds(), ops, now); err != nil {
-		return nil, err
-	}
+	ops := req.Msg.GetOperations()
 	ids := make([]string, acceptIDs(ops))
 	for i := range ids {
 		ids[i] = NewID()
@@ -499,244 +416,11 @@ func acceptIDs(ops []*agorav1.Operation) int {
 	return n
 }
 
-// checkOffers checks that ids name live offers of fw; it returns them.
-func (s *schedulerServer) checkOffers(st *fsm.State, fw *agorav1.Framework, ids []string, now time.Time) ([]*agorav1.Offer, error) {
-	if len(ids) == 0 {
-		return nil, invalid("offer_ids is empty")
-	}
-	seen := make(map[string]bool, len(ids))
-	offers := make([]*agorav1.Offer, 0, len(ids))
-	for _, id := range ids {
-		if seen[id] {
-			return nil, invalid("offer %s given twice", id)
-		}
-		seen[id] = true
-		o, ok := st.Offer(id)
-		if !ok {
-			if reason, gone := s.removed.get(id); gone {
-				return nil, precondition("offer %s is no longer valid (%s)", id, reason)
-			}
-			return nil, notFound("unknown offer %s", id)
-		}
-		if o.GetFrameworkId() != fw.GetId() {
-			return nil, denied("offer %s belongs to another framework", id)
-		}
-		if !now.Before(o.GetExpiresAt().AsTime()) {
-			return nil, precondition("offer %s expired at %s", id, o.GetExpiresAt().AsTime().Format(time.RFC3339))
-		}
-		offers = append(offers, o)
-	}
-	return offers, nil
-}
-
-// checkAccept pre-checks an accept against local state so that a bad call
-// normally never reaches the log; the FSM checks everything again. It fills
-// in the agent id of tasks that name none.
-func (s *schedulerServer) checkAccept(st *fsm.State, fw *agorav1.Framework, offerIDs []string, ops []*agorav1.Operation, now time.Time) error {
-	offers, err := s.checkOffers(st, fw, offerIDs, now)
-	if err != nil {
-		return err
-	}
-	agentID := offers[0].GetAgentId()
-	avail := resourcepb.Pools{}
-	for _, o := range offers {
-		if o.GetAgentId() != agentID {
-			return invalid("offers %s and %s are on different agents; one accept takes offers of one agent", offers[0].GetId(), o.GetId())
-		}
-		p, err := resourcepb.FromProto(o.GetResources())
-		if err != nil {
-			return fmt.Errorf("offer %s: %w", o.GetId(), err)
-		}
-		avail = avail.Add(p)
-	}
-	if len(ops) == 0 {
-		return invalid("no operations: use Decline to return offers")
-	}
-	taskIDs := map[string]bool{}
-	newVolumes := map[string]bool{}
-	for i, op := range ops {
-		if op == nil {
-			return invalid("operation %d is null", i)
-		}
-		switch op.GetType() {
-		case agorav1.OperationType_OPERATION_TYPE_LAUNCH, agorav1.OperationType_OPERATION_TYPE_LAUNCH_GROUP:
-			if len(op.GetTasks()) == 0 {
-				return invalid("operation %d: %s has no tasks", i, op.GetType())
-			}
-			for _, t := range op.GetTasks() {
-				if err := s.checkTask(st, fw, t, agentID, taskIDs, newVolumes); err != nil {
-					return fmt.Errorf("operation %d: %w", i, err)
-				}
-				need, _ := resourcepb.FromProto(t.GetResources())
-				if !avail.Contains(need) {
-					return precondition("operation %d: not enough resources in the offers for task %s: wants %s, %s left",
-						i, t.GetTaskId(), need, avail)
-				}
-				avail, _ = avail.Subtract(need)
-			}
-		case agorav1.OperationType_OPERATION_TYPE_RESERVE, agorav1.OperationType_OPERATION_TYPE_UNRESERVE:
-			if avail, err = checkReservation(fw, op, i, avail); err != nil {
-				return err
-			}
-		case agorav1.OperationType_OPERATION_TYPE_CREATE:
-			if err := checkCreate(st, fw, op, i, offers[0].GetRole(), newVolumes); err != nil {
-				return err
-			}
-		case agorav1.OperationType_OPERATION_TYPE_DESTROY:
-			if err := checkDestroy(st, fw, op, i, agentID, newVolumes); err != nil {
-				return err
-			}
-		default:
-			return invalid("operation %d: unknown type %d", i, int32(op.GetType()))
-		}
-	}
-	return nil
-}
-
-func (s *schedulerServer) checkTask(st *fsm.State, fw *agorav1.Framework, t *agorav1.TaskInfo, agentID string, taskIDs, newVolumes map[string]bool) error {
-	id := t.GetTaskId()
-	switch {
-	case t == nil:
-		return invalid("task is null")
-	case id == "" || len(id) > maxNameLen || strings.ContainsRune(id, 0):
-		return invalid("task id %q is malformed", id)
-	case taskIDs[id]:
-		return invalid("task id %s given twice", id)
-	case t.GetCommand().GetValue() == "":
-		return invalid("task %s has no command", id)
-	case !finiteSeconds(t.GetKillGraceSeconds()) || t.GetKillGraceSeconds() < 0:
-		return invalid("task %s: kill_grace_seconds %g must be a finite number >= 0", id, t.GetKillGraceSeconds())
-	}
-	taskIDs[id] = true
-	if old, ok := st.Task(fw.GetId(), id); ok {
-		return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("task %s already exists (%s)", id, old.GetState()))
-	}
-	switch a := t.GetAgentId(); {
-	case a == "":
-		t.AgentId = agentID
-	case a != agentID:
-		if _, ok := st.Agent(a); !ok {
-			return notFound("task %s: unknown agent %s", id, a)
-		}
-		return invalid("task %s names agent %s but the offers are on agent %s", id, a, agentID)
-	}
-	need, err := resourcepb.FromProto(t.GetResources())
-	if err != nil {
-		return invalid("task %s: %w", id, err)
-	}
-	if need.IsEmpty() {
-		return invalid("task %s has no resources", id)
-	}
-	for _, v := range t.GetVolumeIds() {
-		if newVolumes[v] {
-			continue
-		}
-		vol, ok := st.Volume(v)
-		if !ok {
-			return notFound("task %s: unknown volume %s", id, v)
-		}
-		if !hasRole(fw, vol.GetRole()) {
-			return denied("task %s: volume %s belongs to role %s, not a role of this framework", id, v, vol.GetRole())
-		}
-		if vol.GetAgentId() != agentID {
-			return notFound("task %s: volume %s is not on agent %s", id, v, agentID)
-		}
-	}
-	return nil
-}
-
-// checkReservation checks a RESERVE or UNRESERVE and moves the resources
-// between pools of avail.
-func checkReservation(fw *agorav1.Framework, op *agorav1.Operation, i int, avail resourcepb.Pools) (resourcepb.Pools, error) {
-	kind := op.GetType()
-	if len(op.GetResources()) == 0 {
-		return nil, invalid("operation %d: %s has no resources", i, kind)
-	}
-	p, err := resourcepb.FromProto(op.GetResources())
-	if err != nil {
-		return nil, invalid("operation %d: %w", i, err)
-	}
-	if _, ok := p[""]; ok {
-		return nil, invalid("operation %d: %s needs a role on every resource", i, kind)
-	}
-	for _, role := range p.Roles() {
-		if !hasRole(fw, role) {
-			if kind == agorav1.OperationType_OPERATION_TYPE_RESERVE {
-				return nil, denied("operation %d: cannot reserve for role %s: not a role of this framework", i, role)
-			}
-			return nil, denied("operation %d: cannot unreserve resources of role %s: not a role of this framework", i, role)
-		}
-		from, to := "", role
-		if kind == agorav1.OperationType_OPERATION_TYPE_UNRESERVE {
-			from, to = role, ""
-		}
-		move := resourcepb.Pools{from: p[role]}
-		if !avail.Contains(move) {
-			return nil, precondition("operation %d: %s %s for role %s: the offers do not hold it (%s left)", i, kind, p[role], role, avail)
-		}
-		avail, _ = avail.Subtract(move)
-		avail = avail.Add(resourcepb.Pools{to: p[role]})
-	}
-	return avail, nil
-}
-
-func checkCreate(st *fsm.State, fw *agorav1.Framework, op *agorav1.Operation, i int, offerRole string, newVolumes map[string]bool) error {
-	if len(op.GetVolumes()) == 0 {
-		return invalid("operation %d: CREATE has no volumes", i)
-	}
-	for _, v := range op.GetVolumes() {
-		id, role := v.GetId(), v.GetRole()
-		if role == "" {
-			role = offerRole
-		}
-		switch {
-		case id == "" || len(id) > maxNameLen || strings.ContainsRune(id, 0):
-			return invalid("operation %d: volume id %q is malformed", i, id)
-		case role == "*":
-			return invalid("operation %d: volume %s needs a reservation role, not \"*\"", i, id)
-		case !finiteSeconds(v.GetSizeMib()) || v.GetSizeMib() <= 0:
-			return invalid("operation %d: volume %s: size %g must be a positive number of MiB", i, id, v.GetSizeMib())
-		case v.GetContainerPath() == "":
-			return invalid("operation %d: volume %s has no container path", i, id)
-		case !hasRole(fw, role):
-			return denied("operation %d: volume %s: role %q is not a role of this framework", i, id, role)
-		}
-		if _, ok := st.Volume(id); ok || newVolumes[id] {
-			return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("operation %d: volume %s already exists", i, id))
-		}
-		newVolumes[id] = true
-	}
-	return nil
-}
-
-func checkDestroy(st *fsm.State, fw *agorav1.Framework, op *agorav1.Operation, i int, agentID string, newVolumes map[string]bool) error {
-	if len(op.GetVolumes()) == 0 {
-		return invalid("operation %d: DESTROY has no volumes", i)
-	}
-	for _, v := range op.GetVolumes() {
-		if newVolumes[v.GetId()] {
-			delete(newVolumes, v.GetId())
-			continue
-		}
-		vol, ok := st.Volume(v.GetId())
-		if !ok {
-			return notFound("operation %d: unknown volume %s", i, v.GetId())
-		}
-		if !hasRole(fw, vol.GetRole()) {
-			return denied("operation %d: volume %s belongs to role %s, not a role of this framework", i, v.GetId(), vol.GetRole())
-		}
-		if vol.GetAgentId() != agentID {
-			return notFound("operation %d: volume %s is not on the offers' agent %s", i, v.GetId(), agentID)
-		}
-	}
-	return nil
-}
-
-// --- Decline, Revive, Suppress ---
+// --- Decline, Revive, Suppress, Kill, Acknowledge ---
 
 // Decline returns offers and filters their agents for refuse_seconds.
 func (s *schedulerServer) Decline(ctx context.Context, req *connect.Request[agorav1.DeclineRequest]) (*connect.Response[agorav1.DeclineResponse], error) {
-	st, fw, err := s.caller(ctx, req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -744,32 +428,15 @@ func (s *schedulerServer) Decline(ctx context.Context, req *connect.Request[agor
 	if err != nil {
 		return nil, err
 	}
-	now := s.m.Now()
-	if _, err := s.checkOffers(st, fw, req.Msg.GetOfferIds(), now); err != nil {
-		return nil, err
-	}
 	err = s.apply(ctx, fsm.CmdDecline, &agorav1.DeclineCommand{
 		FrameworkId: fw.GetId(),
 		OfferIds:    req.Msg.GetOfferIds(),
-		RefuseUntil: timestamppb.New(now.Add(refuse)),
+		RefuseUntil: timestamppb.New(s.m.Now().Add(refuse)),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.DeclineResponse{}), nil
-}
-
-// checkRoles checks that roles are roles of fw.
-func checkRoles(fw *agorav1.Framework, roles []string) error {
-	for _, r := range roles {
-		if !fsm.ValidRoleName(r) {
-			return invalid("invalid role %q", r)
-		}
-		if !hasRole(fw, r) {
-			return denied("role %s is not a role of this framework", r)
-		}
-	}
-	return nil
 }
 
 // Revive removes the framework's filters and suppression for roles.
@@ -778,18 +445,7 @@ func (s *schedulerServer) Revive(ctx context.Context, req *connect.Request[agora
 	if err != nil {
 		return nil, err
 	}
-	roles := req.Msg.GetRoles()
-	if err := checkRoles(fw, roles); err != nil {
-		return nil, err
-	}
-	suppressed := len(roles) == 0 && len(fw.GetSuppressedRoles()) > 0
-	for _, r := range roles {
-		suppressed = suppressed || slices.Contains(fw.GetSuppressedRoles(), r)
-	}
-	if !suppressed && len(fw.GetFilters()) == 0 {
-		return connect.NewResponse(&agorav1.ReviveResponse{}), nil // nothing to change
-	}
-	if err := s.apply(ctx, fsm.CmdRevive, &agorav1.ReviveCommand{FrameworkId: fw.GetId(), Roles: roles}); err != nil {
+	if _, err := s.m.applyChange(ctx, fsm.CmdRevive, &agorav1.ReviveCommand{FrameworkId: fw.GetId(), Roles: req.Msg.GetRoles()}); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.ReviveResponse{}), nil
@@ -801,70 +457,21 @@ func (s *schedulerServer) Suppress(ctx context.Context, req *connect.Request[ago
 	if err != nil {
 		return nil, err
 	}
-	roles := req.Msg.GetRoles()
-	if err := checkRoles(fw, roles); err != nil {
-		return nil, err
-	}
-	want := roles
-	if len(want) == 0 {
-		want = fw.GetInfo().GetRoles()
-	}
-	done := true
-	for _, r := range want {
-		done = done && slices.Contains(fw.GetSuppressedRoles(), r)
-	}
-	if done {
-		return connect.NewResponse(&agorav1.SuppressResponse{}), nil // already suppressed
-	}
-	if err := s.apply(ctx, fsm.CmdSuppress, &agorav1.SuppressCommand{FrameworkId: fw.GetId(), Roles: roles}); err != nil {
+	if _, err := s.m.applyChange(ctx, fsm.CmdSuppress, &agorav1.SuppressCommand{FrameworkId: fw.GetId(), Roles: req.Msg.GetRoles()}); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.SuppressResponse{}), nil
 }
 
-// --- Kill, Acknowledge ---
-
-// findTask looks a task of fw up; a task id that only another framework
-// uses is PermissionDenied, an unknown one NotFound.
-func findTask(st *fsm.State, fw *agorav1.Framework, taskID, agentID string) (*agorav1.Task, error) {
-	if taskID == "" {
-		return nil, invalid("task_id is required")
-	}
-	t, ok := st.Task(fw.GetId(), taskID)
-	if !ok {
-		if agentID != "" {
-			for _, other := range st.TasksByAgent(agentID) {
-				if other.GetId() == taskID {
-					return nil, denied("task %s belongs to another framework", taskID)
-				}
-			}
-			if _, ok := st.Agent(agentID); !ok {
-				return nil, notFound("unknown agent %s", agentID)
-			}
-		}
-		return nil, notFound("unknown task %s", taskID)
-	}
-	if agentID != "" && agentID != t.GetAgentId() {
-		return nil, invalid("task %s runs on agent %s, not %s", taskID, t.GetAgentId(), agentID)
-	}
-	return t, nil
-}
-
-// Kill asks for a task to be killed.
+// Kill asks for a task to be killed. The task id names the task within the
+// framework; agent_id is a hint the master does not need.
 func (s *schedulerServer) Kill(ctx context.Context, req *connect.Request[agorav1.KillRequest]) (*connect.Response[agorav1.KillResponse], error) {
-	st, fw, err := s.caller(ctx, req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
-	t, err := findTask(st, fw, req.Msg.GetTaskId(), req.Msg.GetAgentId())
-	if err != nil {
-		return nil, err
-	}
-	if fsm.IsTerminal(t.GetState()) || t.GetKillRequested() {
-		return connect.NewResponse(&agorav1.KillResponse{}), nil // ended, or already asked
-	}
-	err = s.apply(ctx, fsm.CmdKillTask, &agorav1.KillTaskCommand{
-		FrameworkId: fw.GetId(), TaskId: t.GetId(), Now: timestamppb.New(s.m.Now()),
+	_, err = s.m.applyChange(ctx, fsm.CmdKillTask, &agorav1.KillTaskCommand{
+		FrameworkId: fw.GetId(), TaskId: req.Msg.GetTaskId(), Now: timestamppb.New(s.m.Now()),
 	})
 	if err != nil {
 		return nil, err
@@ -872,27 +479,16 @@ func (s *schedulerServer) Kill(ctx context.Context, req *connect.Request[agorav1
 	return connect.NewResponse(&agorav1.KillResponse{}), nil
 }
 
-// Acknowledge acknowledges a status update.
+// Acknowledge acknowledges a status update. Acknowledging one that a newer
+// update superseded, or one already acknowledged, succeeds and changes
+// nothing.
 func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[agorav1.AcknowledgeRequest]) (*connect.Response[agorav1.AcknowledgeResponse], error) {
-	st, fw, err := s.caller(ctx, req.Msg.GetCall())
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
-	if req.Msg.GetUuid() == "" {
-		return nil, invalid("uuid is required")
-	}
-	t, err := findTask(st, fw, req.Msg.GetTaskId(), req.Msg.GetAgentId())
-	if err != nil {
-		return nil, err
-	}
-	if t.GetStatus().GetUuid() != req.Msg.GetUuid() {
-		return nil, notFound("unknown status update %s for task %s (its latest is %s)", req.Msg.GetUuid(), t.GetId(), t.GetStatus().GetUuid())
-	}
-	if t.GetAcknowledged() {
-		return connect.NewResponse(&agorav1.AcknowledgeResponse{}), nil // duplicate
-	}
-	err = s.apply(ctx, fsm.CmdAcknowledge, &agorav1.AcknowledgeCommand{
-		FrameworkId: fw.GetId(), TaskId: t.GetId(), Uuid: req.Msg.GetUuid(),
+	_, err = s.m.applyChange(ctx, fsm.CmdAcknowledge, &agorav1.AcknowledgeCommand{
+		FrameworkId: fw.GetId(), TaskId: req.Msg.GetTaskId(), Uuid: req.Msg.GetUuid(),
 	})
 	if err != nil {
 		return nil, err
@@ -983,15 +579,12 @@ func (s *schedulerServer) UpdateFramework(ctx context.Context, req *connect.Requ
 	if err != nil {
 		return nil, err
 	}
-	info, _ := proto.Clone(req.Msg.GetFrameworkInfo()).(*agorav1.FrameworkInfo)
-	if err := s.validateInfo(info); err != nil {
-		return nil, err
+	info := s.withDefaults(req.Msg.GetFrameworkInfo())
+	if info == nil {
+		info = &agorav1.FrameworkInfo{} // the FSM names what is missing
 	}
 	if info.GetId() != "" && info.GetId() != fw.GetId() {
 		return nil, invalid("framework_info.id %s does not match the calling framework %s", info.GetId(), fw.GetId())
-	}
-	if p := info.GetPrincipal(); p != "" && p != fw.GetInfo().GetPrincipal() {
-		return nil, denied("framework %s is registered with principal %q, not %q", fw.GetId(), fw.GetInfo().GetPrincipal(), p)
 	}
 	info.Id = fw.GetId()
 	err = s.apply(ctx, fsm.CmdUpdateFramework, &agorav1.UpdateFrameworkCommand{Info: info, Now: timestamppb.New(s.m.Now())})
@@ -1014,48 +607,4 @@ func (s *schedulerServer) Teardown(ctx context.Context, req *connect.Request[ago
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.TeardownResponse{}), nil
-}
-
-// --- removed offers ---
-
-// offerMemo remembers why recent offers were removed, so that accepting or
-// declining one answers FailedPrecondition with the reason rather than
-// NotFound. Bounded: the oldest entries are forgotten first.
-type offerMemo struct {
-	mu     sync.Mutex
-	max    int
-	reason map[string]string
-	order  []string
-	head   int
-}
-
-func newOfferMemo(max int) *offerMemo {
-	return &offerMemo{max: max, reason: map[string]string{}}
-}
-
-func (o *offerMemo) add(id, reason string) {
-	if reason == "" {
-		reason = "removed"
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if _, ok := o.reason[id]; ok {
-		o.reason[id] = reason
-		return
-	}
-	if len(o.order) < o.max {
-		o.order = append(o.order, id)
-	} else {
-		delete(o.reason, o.order[o.head])
-		o.order[o.head] = id
-		o.head = (o.head + 1) % o.max
-	}
-	o.reason[id] = reason
-}
-
-func (o *offerMemo) get(id string) (string, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	r, ok := o.reason[id]
-	return r, ok
 }

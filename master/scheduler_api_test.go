@@ -387,6 +387,23 @@ func testOffersLaunch(t *testing.T, sc *schedCluster) {
 		t.Fatal("acknowledgement not recorded")
 	}
 
+	// A newer update supersedes it; acknowledging the old one again (a
+	// framework that saw a resend late) succeeds and logs nothing.
+	newer := sc.taskStatus("ag-launch", f.fid, "t1", agorav1.TaskState_TASK_STATE_RUNNING)
+	before := sc.quiesce()
+	if _, err := cl.Acknowledge(ctx, connect.NewRequest(&agorav1.AcknowledgeRequest{Call: f.call(), AgentId: "ag-launch", TaskId: "t1", Uuid: uuid})); err != nil {
+		t.Fatalf("acknowledge a superseded update: %v", err)
+	}
+	if idx := sc.leader().State().Index(); idx != before {
+		t.Fatalf("acknowledging a superseded update moved the index from %d to %d", before, idx)
+	}
+	if tk, _ := sc.leader().State().Task(f.fid, "t1"); tk.GetStatus().GetUuid() != newer || tk.GetAcknowledged() {
+		t.Fatalf("after acknowledging the superseded update the task is %v, want %s unacknowledged", tk, newer)
+	}
+	if _, err := cl.Acknowledge(ctx, connect.NewRequest(&agorav1.AcknowledgeRequest{Call: f.call(), AgentId: "ag-launch", TaskId: "t1", Uuid: newer})); err != nil {
+		t.Fatalf("acknowledge the newer update: %v", err)
+	}
+
 	// Reconcile: explicit (known and unknown task), then implicit.
 	rec, err := cl.Reconcile(ctx, connect.NewRequest(&agorav1.ReconcileRequest{Call: f.call(),
 		Tasks: []*agorav1.ReconcileTask{{TaskId: "t1"}, {TaskId: "ghost", AgentId: "ag-launch"}}}))

@@ -115,19 +115,3 @@ func nanValue() float64 {
 	zero := 0.0
 	return zero / zero
 }
-
-func TestOfferMemoBounded(t *testing.T) {
-	m := newOfferMemo(2)
-	m.add("a", "accepted")
-	m.add("b", "")
-	m.add("c", "expired")
-	if _, ok := m.get("a"); ok {
-		t.Fatal("oldest entry kept past the bound")
-	}
-	if r, ok := m.get("b"); !ok || r != "removed" {
-		t.Fatalf("b = %q %v", r, ok)
-	}
-	if r, _ := m.get("c"); r != "expired" {
-		t.Fatalf("c = %q", r)
-	}
-}
