@@ -14,9 +14,11 @@
 //  3. Read Updates for every transition (STARTING, RUNNING, then one of
 //     FINISHED, FAILED, KILLED). The channel is fed from an unbounded queue,
 //     so the executor never blocks on a slow reader.
-//  4. Launch and Kill tasks. Kill sends SIGTERM to the task's process
-//     group, waits the grace period, then SIGKILLs the group; it returns at
-//     once and the KILLED update follows.
+//  4. Launch and Kill tasks, named by TaskKey (framework, task id): task
+//     ids are unique only within a framework, as in the masters' state.
+//     Kill sends SIGTERM to the task's process group, waits the grace
+//     period, then SIGKILLs the group; it returns at once and the KILLED
+//     update follows.
 //  5. After the final update has been handled durably, Forget the task to
 //     delete its checkpoint (the sandbox and its logs stay).
 //  6. Close stops watching; it never kills tasks, which outlive the agent.
