@@ -341,6 +341,10 @@ func TestTasksThatDiedWhileAgentWasDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rc, err := loadCheckpoint(a.Sandbox("fw1", "recorded") + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -351,9 +355,11 @@ func TestTasksThatDiedWhileAgentWasDown(t *testing.T) {
 	if err := syscall.Kill(-c.Pgid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// The wrapper writes the exit record just before it exits: wait for
+	// both wrappers to be gone, or Recover may re-attach to "recorded".
 	waitFor(t, 10*time.Second, "both tasks ended", func() bool {
 		_, err := os.Stat(filepath.Join(recSB, exitFile))
-		return err == nil && !processAlive(c.Pid, c.StartTime)
+		return err == nil && !processAlive(c.Pid, c.StartTime) && !processAlive(rc.Pid, rc.StartTime)
 	})
 
 	b := newExec(t, dir)
