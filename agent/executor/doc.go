@@ -29,7 +29,7 @@
 //	dir/tasks/<framework>/<task>/stdout  stdout (appended)
 //	dir/tasks/<framework>/<task>/stderr  stderr (appended)
 //	dir/tasks/<framework>/<task>/.agora-exit  exit status, written by the wrapper
-//	dir/tasks/<framework>/<task>.json    checkpoint (atomic: tmp, fsync, rename)
+//	dir/tasks/<framework>/<task>.json    checkpoint (written with package atomicfile)
 //
 // The checkpoint holds the spec, the pid (which is also the process group
 // id) and the process start time from /proc/<pid>/stat, so a re-attaching
