@@ -236,7 +236,7 @@ func (s *agentServer) probeAgent(ctx context.Context, id string, log *slog.Logge
 	}
 	for _, mem := range pool.Members() {
 		if mem.Tags.Role == gossip.RoleAgent && mem.Tags.ID == id {
-			name, status = mem.Name, mem.Status
+			name, status = mem.Name, string(mem.Status)
 			if addr == "" {
 				addr = mem.Addr
 			}
