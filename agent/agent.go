@@ -146,7 +146,7 @@ func New(cfg Config) (*Agent, error) {
 		a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	}
 
-	ex, err := executor.NewProcess(filepath.Join(cfg.DataDir, "executor"), log.With("component", "executor"))
+	ex, err := executor.NewProcess(filepath.Join(cfg.DataDir, "executor"), log)
 	if err != nil {
 		a.closeListeners()
 		return nil, fmt.Errorf("agent: executor: %w", err)

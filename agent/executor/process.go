@@ -57,7 +57,8 @@ type task struct {
 }
 
 // NewProcess returns an executor keeping sandboxes and checkpoints under
-// dir. A nil log means slog.Default().
+// dir. It logs through log (nil means slog.Default()) with component=executor
+// added, so callers pass their own logger without that key.
 func NewProcess(dir string, log *slog.Logger) (*Process, error) {
 	if log == nil {
 		log = slog.Default()
