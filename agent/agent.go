@@ -70,8 +70,8 @@ type Agent struct {
 	clients     map[string]*client.Client // by master HTTP address
 	hc          *http.Client              // shared by the clients
 	current     string                    // preferred master
-	latest      map[string]*agorav1.TaskStatus
-	killing     map[string]bool
+	latest      map[executor.TaskKey]*agorav1.TaskStatus
+	killing     map[executor.TaskKey]bool
 	seenMasters map[string]bool // HTTP addresses of every master seen in gossip
 	lastIndex   uint64          // highest state index seen from the masters
 }
@@ -126,8 +126,8 @@ func New(cfg Config) (*Agent, error) {
 		reregister:  make(chan struct{}, 1),
 		clients:     map[string]*client.Client{},
 		hc:          client.DefaultHTTPClient(),
-		latest:      map[string]*agorav1.TaskStatus{},
-		killing:     map[string]bool{},
+		latest:      map[executor.TaskKey]*agorav1.TaskStatus{},
+		killing:     map[executor.TaskKey]bool{},
 		seenMasters: map[string]bool{},
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
@@ -146,7 +146,7 @@ func New(cfg Config) (*Agent, error) {
 		a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	}
 
-	ex, err := executor.NewProcess(filepath.Join(cfg.DataDir, "executor"), log.With("component", "executor"))
+	ex, err := executor.NewProcess(filepath.Join(cfg.DataDir, "executor"), log)
 	if err != nil {
 		a.closeListeners()
 		return nil, fmt.Errorf("agent: executor: %w", err)
@@ -293,7 +293,7 @@ func (a *Agent) recoverTasks() error {
 	a.mu.Lock()
 	for _, u := range ups {
 		st := a.statusFromUpdate(u)
-		a.latest[u.TaskID] = st
+		a.latest[u.Key()] = st
 		if fsm.IsTerminal(st.GetState()) {
 			terminal = append(terminal, st)
 		}
@@ -306,7 +306,7 @@ func (a *Agent) recoverTasks() error {
 		}
 	}
 	for _, st := range terminal {
-		a.forget(st.GetTaskId())
+		a.forget(executor.TaskKey{FrameworkID: st.GetFrameworkId(), TaskID: st.GetTaskId()})
 	}
 	return nil
 }
@@ -325,10 +325,10 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 			terminal := fsm.IsTerminal(st.GetState())
 			a.mu.Lock()
 			if terminal {
-				delete(a.latest, u.TaskID)
-				delete(a.killing, u.TaskID)
+				delete(a.latest, u.Key())
+				delete(a.killing, u.Key())
 			} else {
-				a.latest[u.TaskID] = st
+				a.latest[u.Key()] = st
 			}
 			a.mu.Unlock()
 			if err := a.out.Append(st); err != nil {
@@ -339,7 +339,7 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 			}
 			a.log.Info("task status", "task", u.TaskID, "framework", u.FrameworkID, "state", u.State, "exit_code", u.ExitCode, "reason", u.Reason)
 			if terminal {
-				a.forget(u.TaskID)
+				a.forget(u.Key())
 			}
 		}
 	}
@@ -347,9 +347,9 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 
 // forget drops the executor's checkpoint of an ended task whose final
 // update is safe in the outbox.
-func (a *Agent) forget(taskID string) {
-	if err := a.exec.Forget(taskID); err != nil && !errors.Is(err, executor.ErrUnknownTask) {
-		a.log.Warn("forgetting ended task", "task", taskID, "err", err)
+func (a *Agent) forget(key executor.TaskKey) {
+	if err := a.exec.Forget(key); err != nil && !errors.Is(err, executor.ErrUnknownTask) {
+		a.log.Warn("forgetting ended task", "task", key.TaskID, "framework", key.FrameworkID, "err", err)
 	}
 }
 
@@ -421,7 +421,7 @@ func (a *Agent) masterAddrs() []string {
 			continue
 		}
 		all = append(all, m.Tags.HTTPAddr)
-		if m.Status == "alive" {
+		if m.Status == gossip.StatusAlive {
 			alive = append(alive, m.Tags.HTTPAddr)
 		}
 	}
@@ -669,9 +669,9 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 		volumes[v.GetId()] = v
 	}
 	assigned := map[string]bool{}
-	running := map[string]bool{}
-	for _, id := range a.exec.Running() {
-		running[id] = true
+	running := map[string]executor.TaskKey{} // by taskKey
+	for _, k := range a.exec.Running() {
+		running[taskKey(k.FrameworkID, k.TaskID)] = k
 	}
 	for _, t := range msg.GetTasks() {
 		if t.GetAgentId() != "" && t.GetAgentId() != a.cfg.ID {
@@ -683,7 +683,8 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 			continue
 		}
 		if t.GetKillRequested() {
-			a.killTask(t, running[t.GetId()])
+			_, isRunning := running[key]
+			a.killTask(t, isRunning)
 			continue
 		}
 		if a.launched.Has(key) {
@@ -693,31 +694,21 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 	}
 	// A task we run that the masters no longer assign to us was ended by
 	// them (killed while we were away, agent gone): stop it.
-	for id := range running {
-		found := false
-		for _, t := range msg.GetTasks() {
-			if t.GetId() == id {
-				found = true
-				break
-			}
-		}
-		if !found {
+	for key, k := range running {
+		if !assigned[key] {
 			a.mu.Lock()
-			already := a.killing[id]
-			a.killing[id] = true
+			already := a.killing[k]
+			a.killing[k] = true
 			a.mu.Unlock()
 			if !already {
-				a.log.Warn("killing task the masters no longer assign to this agent", "task", id, "index", msg.GetIndex())
-				go a.killExec(id, 0)
+				a.log.Warn("killing task the masters no longer assign to this agent", "task", k.TaskID, "framework", k.FrameworkID, "index", msg.GetIndex())
+				go a.killExec(k, 0)
 			}
 		}
 	}
 	if err := a.launched.Retain(func(key string) bool {
-		if assigned[key] {
-			return true
-		}
-		_, task, _ := strings.Cut(key, "/")
-		return running[task]
+		_, isRunning := running[key]
+		return assigned[key] || isRunning
 	}); err != nil {
 		a.log.Warn("pruning launch checkpoint", "err", err)
 	}
@@ -750,14 +741,15 @@ func (a *Agent) launch(t *agorav1.Task, volumes map[string]*agorav1.Volume) {
 func (a *Agent) killTask(t *agorav1.Task, running bool) {
 	key := taskKey(t.GetFrameworkId(), t.GetId())
 	if running {
+		k := executor.TaskKey{FrameworkID: t.GetFrameworkId(), TaskID: t.GetId()}
 		a.mu.Lock()
-		already := a.killing[t.GetId()]
-		a.killing[t.GetId()] = true
+		already := a.killing[k]
+		a.killing[k] = true
 		a.mu.Unlock()
 		if !already {
 			grace := time.Duration(t.GetKillGraceSeconds() * float64(time.Second))
 			a.log.Info("killing task on request", "task", t.GetId(), "framework", t.GetFrameworkId(), "grace", grace)
-			go a.killExec(t.GetId(), grace)
+			go a.killExec(k, grace)
 		}
 		return
 	}
@@ -774,11 +766,11 @@ func (a *Agent) killTask(t *agorav1.Task, running bool) {
 	}
 }
 
-func (a *Agent) killExec(taskID string, grace time.Duration) {
-	if err := a.exec.Kill(taskID, grace); err != nil {
-		a.log.Warn("kill task", "task", taskID, "err", err)
+func (a *Agent) killExec(key executor.TaskKey, grace time.Duration) {
+	if err := a.exec.Kill(key, grace); err != nil {
+		a.log.Warn("kill task", "task", key.TaskID, "framework", key.FrameworkID, "err", err)
 		a.mu.Lock()
-		delete(a.killing, taskID)
+		delete(a.killing, key)
 		a.mu.Unlock()
 	}
 }

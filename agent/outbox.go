@@ -5,19 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/agora-sched/agora/atomicfile"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
 // outbox is the durable, ordered queue of status updates not yet committed
-// by the masters. Every change rewrites the file atomically (write to a
-// temporary file, fsync, rename, fsync the directory), so after a crash it
-// holds exactly the updates appended and not yet removed.
+// by the masters. Every change rewrites the file with atomicfile.Write, so
+// after a crash it holds exactly the updates appended and not yet removed.
 type outbox struct {
 	path string
 
@@ -121,41 +120,10 @@ func (o *outbox) persist(items []*agorav1.TaskStatus) error {
 	if err != nil {
 		return fmt.Errorf("agent: encode outbox: %w", err)
 	}
-	if err := writeFileAtomic(o.path, b); err != nil {
+	if err := atomicfile.Write(o.path, b, 0o600); err != nil {
 		return fmt.Errorf("agent: write outbox: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old or the new content.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // launchedSet remembers, durably, which tasks this agent has launched (or
@@ -243,7 +211,7 @@ func (l *launchedSet) persistLocked() error {
 	if err != nil {
 		return fmt.Errorf("agent: encode launch checkpoint: %w", err)
 	}
-	if err := writeFileAtomic(l.path, b); err != nil {
+	if err := atomicfile.Write(l.path, b, 0o600); err != nil {
 		return fmt.Errorf("agent: write launch checkpoint: %w", err)
 	}
 	return nil

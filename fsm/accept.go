@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/resources"
 	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
@@ -217,7 +218,7 @@ func (r *acceptRun) create(op *agorav1.Operation) *Rejection {
 		if role == "" {
 			role = r.role
 		}
-		if !resourcepb.ValidRoleName(role) {
+		if !resources.ValidReservationRole(role) {
 			return reject(CodeInvalidArgument, "volume %s needs a reservation role, not %q", vi.GetId(), role)
 		}
 		if !r.hasRole(role) {

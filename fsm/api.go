@@ -70,13 +70,14 @@ type Result struct {
 
 // DefaultRole is the role of a framework that names none, as in Mesos: it
 // may be given weights and quota and is offered unreserved resources only;
-// nothing can be reserved for it (resourcepb.ValidRoleName is false for it).
-const DefaultRole = "*"
+// nothing can be reserved for it (resources.ValidReservationRole is false
+// for it).
+const DefaultRole = resources.DefaultRole
 
 // validRole reports whether name may be a framework's role or a role's
 // name: the default role or a reservation role name
-// (resourcepb.ValidRoleName: ^[a-z][a-z0-9_.-]{0,63}$).
-func validRole(name string) bool { return name == DefaultRole || resourcepb.ValidRoleName(name) }
+// (^[a-z][a-z0-9_.-]{0,63}$); resources.ValidRoleName is the one rule.
+func validRole(name string) bool { return resources.ValidRoleName(name) }
 
 var quotaNames = map[string]bool{"cpus": true, "mem": true, "disk": true, "gpus": true}
 

@@ -162,8 +162,41 @@ type Member struct {
 	Tags Tags
 	// Addr is the member's gossip host:port.
 	Addr string
-	// Status is "alive", "leaving", "left" or "failed".
-	Status string
+	// Status is the member's state as this member last heard it.
+	Status Status
+}
+
+// Status is a member's state in the pool.
+type Status string
+
+// Member states, as serf reports them.
+const (
+	// StatusAlive is a member that answers probes (or whose failure has
+	// not been confirmed yet).
+	StatusAlive Status = "alive"
+	// StatusLeaving is a member that announced a graceful leave.
+	StatusLeaving Status = "leaving"
+	// StatusLeft is a member that left gracefully.
+	StatusLeft Status = "left"
+	// StatusFailed is a member that stopped answering probes.
+	StatusFailed Status = "failed"
+	// StatusNone is a member whose state serf does not know.
+	StatusNone Status = "none"
+)
+
+func status(s serf.MemberStatus) Status {
+	switch s {
+	case serf.StatusAlive:
+		return StatusAlive
+	case serf.StatusLeaving:
+		return StatusLeaving
+	case serf.StatusLeft:
+		return StatusLeft
+	case serf.StatusFailed:
+		return StatusFailed
+	default:
+		return StatusNone
+	}
 }
 
 // Event is one membership change of one member.
@@ -411,7 +444,7 @@ func member(m serf.Member) Member {
 		Name:   localName(m.Name),
 		Tags:   decodeTags(m.Tags),
 		Addr:   net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-		Status: m.Status.String(),
+		Status: status(m.Status),
 	}
 }
 

@@ -87,7 +87,7 @@ func TestFailureDetectedAndSameNameRejoins(t *testing.T) {
 	})
 	ea, _ := a.rec.find(EventFailed, name, killed)
 	t.Logf("failure detected after %v", ea.at.Sub(killed))
-	if ea.Member.Status != "failed" {
+	if ea.Member.Status != StatusFailed {
 		t.Fatalf("failed member status = %q", ea.Member.Status)
 	}
 
@@ -142,7 +142,7 @@ func TestRestartOnNewPortRejoins(t *testing.T) {
 	waitFor(t, 15*time.Second, "member alive at its new address", func() bool {
 		for _, m := range a.Members() {
 			if m.Name == name {
-				return m.Status == "alive" && m.Addr == again.Addr()
+				return m.Status == StatusAlive && m.Addr == again.Addr()
 			}
 		}
 		return false

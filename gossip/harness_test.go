@@ -133,7 +133,7 @@ func startPool(t testing.TB, prefix string, size int, profile Profile) []*node {
 func alive(ms []Member) int {
 	c := 0
 	for _, m := range ms {
-		if m.Status == "alive" {
+		if m.Status == StatusAlive {
 			c++
 		}
 	}

@@ -15,7 +15,9 @@ import (
 // name is attached as the "logger" attribute; Named appends to it with a dot,
 // as hclog does. SetLevel raises a floor shared by the logger and everything
 // derived from it; records below the floor, or below what l's handler
-// accepts, are dropped. A nil l means slog.Default().
+// accepts, are dropped. A few records raft logs as WARN during normal
+// operation (a follower catching up, the first election) are emitted at
+// DEBUG or INFO instead. A nil l means slog.Default().
 func HCLog(l *slog.Logger, name string) hclog.Logger {
 	return &hcLogger{l: orDefault(l), name: name, floor: new(atomic.Int32)}
 }
@@ -60,8 +62,11 @@ func (h *hcLogger) enabled(level hclog.Level) bool {
 	return h.l.Enabled(context.Background(), slogLevel(level))
 }
 
-// Log emits msg at level with alternating key/value args.
+// Log emits msg at level with alternating key/value args. The records of
+// raft's normal operation that raft logs as WARN (see raftRoutine) are
+// emitted lower.
 func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
+	level = routineLevel(level, msg, args)
 	if !h.enabled(level) {
 		return
 	}

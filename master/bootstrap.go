@@ -33,7 +33,7 @@ func (m *Master) aliveMasters() []peer {
 	var out []peer
 	for _, mem := range m.pool.Members() {
 		t := mem.Tags
-		if mem.Status != "alive" || t.Role != gossip.RoleMaster || t.ID == "" {
+		if mem.Status != gossip.StatusAlive || t.Role != gossip.RoleMaster || t.ID == "" {
 			continue
 		}
 		if t.Extra[TagCluster] != m.cfg.Cluster || t.Extra[TagRaft] == "" {

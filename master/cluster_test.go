@@ -308,7 +308,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	eventually(t, 15*time.Second, "gossip sees the dead master fail", func() error {
 		for _, mem := range newLeader.Gossip().Members() {
-			if mem.Tags.ID == deadID && mem.Status == "alive" {
+			if mem.Tags.ID == deadID && mem.Status == gossip.StatusAlive {
 				return errors.New("still alive")
 			}
 		}

@@ -230,7 +230,7 @@ func (l *leader) probeAgent(ctx context.Context, id string, log *slog.Logger) li
 		return missed
 	}
 	var name, addr string
-	var status string
+	var status gossip.Status
 	if a, ok := l.m.State().Agent(id); ok {
 		addr = a.GetGossipAddress()
 	}
@@ -254,7 +254,7 @@ func (l *leader) probeAgent(ctx context.Context, id string, log *slog.Logger) li
 	}
 	log.Info("agent missing from gossip answers a direct probe; not marking it unreachable",
 		"agent", id, "gossip", addr, "rtt", rtt, "gossip_status", status)
-	if status != "alive" {
+	if status != gossip.StatusAlive {
 		if _, err := pool.Join([]string{addr}); err != nil {
 			log.Info("rejoining a probed agent failed", "agent", id, "err", err)
 		}
@@ -270,7 +270,7 @@ func (l *leader) agentsAliveInGossip() map[string]bool {
 		return out
 	}
 	for _, mem := range pool.Members() {
-		if mem.Tags.Role == gossip.RoleAgent && mem.Status == "alive" && mem.Tags.ID != "" {
+		if mem.Tags.Role == gossip.RoleAgent && mem.Status == gossip.StatusAlive && mem.Tags.ID != "" {
 			out[mem.Tags.ID] = true
 		}
 	}

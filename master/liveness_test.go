@@ -322,7 +322,7 @@ func agBenchFailure(b *testing.B, profile gossip.Profile, n int) {
 			l := c.Leader()
 			agWaitFor(b, 60*time.Second, id+" alive in the leader's gossip", func() error {
 				for _, m := range l.Gossip().Members() {
-					if m.Tags.ID == id && m.Status == "alive" {
+					if m.Tags.ID == id && m.Status == gossip.StatusAlive {
 						return nil
 					}
 				}
@@ -398,7 +398,7 @@ func TestLivenessProbesBeforeMarking(t *testing.T) {
 	}
 	agWaitFor(t, 10*time.Second, "ghost alive in the leader's gossip view", func() error {
 		for _, m := range l.Gossip().Members() {
-			if m.Tags.ID == "ghost" && m.Status == "alive" {
+			if m.Tags.ID == "ghost" && m.Status == gossip.StatusAlive {
 				return nil
 			}
 		}

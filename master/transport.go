@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -98,7 +99,12 @@ func (s *abortableStream) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.track(c)
+	tc, err := s.track(c)
+	if err != nil {
+		return nil, err
+	}
+	tc.inbound = true
+	return tc, nil
 }
 
 func (s *abortableStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -110,10 +116,14 @@ func (s *abortableStream) Dial(address raft.ServerAddress, timeout time.Duration
 		}
 		return nil, err
 	}
-	return s.track(c)
+	tc, err := s.track(c)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return tc, nil
 }
 
-func (s *abortableStream) track(c net.Conn) (net.Conn, error) {
+func (s *abortableStream) track(c net.Conn) (*trackedConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.aborted {
@@ -150,8 +160,21 @@ func (s *abortableStream) Close() error {
 // trackedConn removes itself from its stream's set when closed.
 type trackedConn struct {
 	net.Conn
-	s    *abortableStream
-	once sync.Once
+	s       *abortableStream
+	once    sync.Once
+	inbound bool // accepted, read by raft's handleConn
+}
+
+// Read reports io.EOF, not "use of closed network connection", when an
+// inbound connection fails because we closed or aborted the stream: raft's
+// handleConn logs every error but io.EOF as "failed to decode incoming
+// command" at ERROR, and our own shutdown is not one.
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.inbound && errors.Is(err, net.ErrClosed) && c.s.ctx.Err() != nil {
+		return n, io.EOF
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

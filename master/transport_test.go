@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -86,5 +87,78 @@ func TestRaftTransportHasNoPipeline(t *testing.T) {
 	}
 	if _, ok := trans.(raft.WithClose); !ok {
 		t.Fatal("the wrapper hides NetworkTransport's Close")
+	}
+}
+
+// TestStreamCloseEndsInboundReadsWithEOF: raft's handleConn logs every
+// read error but io.EOF as "failed to decode incoming command" at ERROR.
+// When we close the stream ourselves (shutdown), an inbound connection's
+// pending read must end with io.EOF; a read on a connection we dialed, and
+// a read on an inbound connection closed while the stream stays open,
+// keep their real error.
+func TestStreamCloseEndsInboundReadsWithEOF(t *testing.T) {
+	tr, err := NewRaftTransport("127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Close() // stop raft's own accept loop; the test drives the stream
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &abortableStream{Listener: ln, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	defer s.Close()
+
+	dialAndAccept := func() (in, out net.Conn) {
+		t.Helper()
+		out, err := s.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err = s.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in, out
+	}
+	read := func(c net.Conn) <-chan error {
+		ch := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			ch <- err
+		}()
+		return ch
+	}
+	wait := func(ch <-chan error) error {
+		t.Helper()
+		select {
+		case err := <-ch:
+			return err
+		case <-time.After(5 * time.Second):
+			t.Fatal("read did not end")
+			return nil
+		}
+	}
+
+	// Closing one inbound connection (not the stream) is not a shutdown.
+	in0, out0 := dialAndAccept()
+	r0 := read(in0)
+	_ = in0.Close()
+	if err := wait(r0); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read on an inbound connection closed alone: %v, want net.ErrClosed", err)
+	}
+	_ = out0.Close()
+
+	in, out := dialAndAccept()
+	rin, rout := read(in), read(out)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(rin); err != io.EOF {
+		t.Fatalf("inbound read after stream close: %v, want io.EOF", err)
+	}
+	if err := wait(rout); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("outbound read after stream close: %v, want net.ErrClosed", err)
 	}
 }

@@ -119,7 +119,7 @@ func Parse(spec string) (Resources, error) {
 			return Resources{}, fmt.Errorf("%w: %q: want name:value", ErrSyntax, part)
 		}
 		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
-		if !validName(name) {
+		if !ValidName(name) {
 			return Resources{}, fmt.Errorf("%w: bad name %q: want [a-z][a-z0-9_.-]*", ErrSyntax, name)
 		}
 		if seen[name] {
@@ -165,7 +165,8 @@ func Parse(spec string) (Resources, error) {
 	return r, nil
 }
 
-func validName(s string) bool {
+// ValidName reports whether s is a resource name: [a-z][a-z0-9_.-]*.
+func ValidName(s string) bool {
 	if s == "" || s[0] < 'a' || s[0] > 'z' {
 		return false
 	}
@@ -176,6 +177,23 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// DefaultRole is the role of every framework that names none; unreserved
+// resources are offered to it (and to every other role).
+const DefaultRole = "*"
+
+// ValidRoleName reports whether name is a role a framework may hold and an
+// operator may configure: DefaultRole, or ^[a-z][a-z0-9_.-]{0,63}$.
+func ValidRoleName(name string) bool {
+	return name == DefaultRole || len(name) <= 64 && ValidName(name)
+}
+
+// ValidReservationRole reports whether resources (and volumes) may be
+// reserved for role: any valid role name except DefaultRole, since
+// reserving for "*" would be another name for unreserved.
+func ValidReservationRole(role string) bool {
+	return role != DefaultRole && ValidRoleName(role)
 }
 
 func validItem(s string) bool {

@@ -292,3 +292,29 @@ func ExampleParse() {
 	// cpus:0.5;mem:1024;ports:[31000-31009]
 	// 0.25 1024000
 }
+
+func TestRoleNames(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	for _, c := range []struct {
+		name              string
+		role, reservation bool
+	}{
+		{"*", true, false},
+		{"web", true, true},
+		{"a.b-c_9", true, true},
+		{long, true, true},
+		{long + "a", false, false},
+		{"", false, false},
+		{"Web", false, false},
+		{"9web", false, false},
+		{"web/x", false, false},
+		{"**", false, false},
+	} {
+		if got := ValidRoleName(c.name); got != c.role {
+			t.Errorf("ValidRoleName(%q) = %v, want %v", c.name, got, c.role)
+		}
+		if got := ValidReservationRole(c.name); got != c.reservation {
+			t.Errorf("ValidReservationRole(%q) = %v, want %v", c.name, got, c.reservation)
+		}
+	}
+}

@@ -14,9 +14,11 @@
 //  3. Read Updates for every transition (STARTING, RUNNING, then one of
 //     FINISHED, FAILED, KILLED). The channel is fed from an unbounded queue,
 //     so the executor never blocks on a slow reader.
-//  4. Launch and Kill tasks. Kill sends SIGTERM to the task's process
-//     group, waits the grace period, then SIGKILLs the group; it returns at
-//     once and the KILLED update follows.
+//  4. Launch and Kill tasks, named by TaskKey (framework, task id): task
+//     ids are unique only within a framework, as in the masters' state.
+//     Kill sends SIGTERM to the task's process group, waits the grace
+//     period, then SIGKILLs the group; it returns at once and the KILLED
+//     update follows.
 //  5. After the final update has been handled durably, Forget the task to
 //     delete its checkpoint (the sandbox and its logs stay).
 //  6. Close stops watching; it never kills tasks, which outlive the agent.
@@ -27,7 +29,7 @@
 //	dir/tasks/<framework>/<task>/stdout  stdout (appended)
 //	dir/tasks/<framework>/<task>/stderr  stderr (appended)
 //	dir/tasks/<framework>/<task>/.agora-exit  exit status, written by the wrapper
-//	dir/tasks/<framework>/<task>.json    checkpoint (atomic: tmp, fsync, rename)
+//	dir/tasks/<framework>/<task>.json    checkpoint (written with package atomicfile)
 //
 // The checkpoint holds the spec, the pid (which is also the process group
 // id) and the process start time from /proc/<pid>/stat, so a re-attaching

@@ -3,6 +3,7 @@ package executor
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -29,15 +30,33 @@ const DefaultKillGrace = 3 * time.Second
 
 // Sentinel errors.
 var (
-	// ErrTaskRunning is returned by Launch for a task id that is running.
+	// ErrTaskRunning is returned by Launch for a task that is running.
 	ErrTaskRunning = errors.New("executor: task already running")
-	// ErrUnknownTask is returned for a task id the executor does not run.
+	// ErrUnknownTask is returned for a task the executor does not run.
 	ErrUnknownTask = errors.New("executor: unknown task")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("executor: closed")
 	// ErrBadSpec is returned by Launch for an invalid TaskSpec.
 	ErrBadSpec = errors.New("executor: invalid task spec")
 )
+
+// TaskKey names a task on an agent. Task ids are unique only within their
+// framework (as in the masters' state), so two frameworks may run tasks
+// with the same id side by side.
+type TaskKey struct {
+	FrameworkID, TaskID string
+}
+
+// String returns "framework/task".
+func (k TaskKey) String() string { return k.FrameworkID + "/" + k.TaskID }
+
+// Compare orders keys by framework, then task id.
+func (k TaskKey) Compare(o TaskKey) int {
+	if c := strings.Compare(k.FrameworkID, o.FrameworkID); c != 0 {
+		return c
+	}
+	return strings.Compare(k.TaskID, o.TaskID)
+}
 
 // TaskSpec is what to run.
 type TaskSpec struct {
@@ -61,6 +80,9 @@ type TaskSpec struct {
 	KillGrace time.Duration
 }
 
+// Key returns the spec's task key.
+func (s TaskSpec) Key() TaskKey { return TaskKey{FrameworkID: s.FrameworkID, TaskID: s.TaskID} }
+
 // Update is one task transition.
 type Update struct {
 	TaskID, FrameworkID string
@@ -74,27 +96,32 @@ type Update struct {
 	Message string
 }
 
+// Key returns the key of the task the update is about.
+func (u Update) Key() TaskKey { return TaskKey{FrameworkID: u.FrameworkID, TaskID: u.TaskID} }
+
 // Executor runs tasks. Implementations: Process (plain processes); a
 // container executor can implement the same interface.
 type Executor interface {
-	// Launch starts a task; ErrTaskRunning if the id is already running.
+	// Launch starts a task; ErrTaskRunning if the framework already runs
+	// a task with that id.
 	Launch(spec TaskSpec) error
 	// Kill stops a task: SIGTERM, grace (0 means the spec's), SIGKILL. It
 	// returns once the first signal is sent; KILLED follows on Updates.
-	Kill(taskID string, grace time.Duration) error
+	Kill(key TaskKey, grace time.Duration) error
 	// Recover re-attaches to checkpointed tasks after an agent restart; see
 	// the package documentation.
 	Recover() ([]Update, error)
-	// Running lists the ids of tasks being watched, sorted.
-	Running() []string
+	// Running lists the tasks being watched, sorted by framework then id.
+	Running() []TaskKey
 	// Updates delivers every transition.
 	Updates() <-chan Update
 	// Close stops watching without killing tasks.
 	Close() error
 }
 
-func (s TaskSpec) validate() error {
-	for what, id := range map[string]string{"task id": s.TaskID, "framework id": s.FrameworkID} {
+// validate checks that both ids can be directory names.
+func (k TaskKey) validate() error {
+	for what, id := range map[string]string{"task id": k.TaskID, "framework id": k.FrameworkID} {
 		if id == "" || id == "." || id == ".." || len(id) > 200 {
 			return fmt.Errorf("%w: bad %s %q", ErrBadSpec, what, id)
 		}
@@ -103,6 +130,13 @@ func (s TaskSpec) validate() error {
 				return fmt.Errorf("%w: bad %s %q", ErrBadSpec, what, id)
 			}
 		}
+	}
+	return nil
+}
+
+func (s TaskSpec) validate() error {
+	if err := s.Key().validate(); err != nil {
+		return err
 	}
 	if s.Command == "" {
 		return fmt.Errorf("%w: empty command", ErrBadSpec)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,6 +40,9 @@ func killGroupOnCleanup(t *testing.T, p *Process, fw, id string) {
 		}
 	})
 }
+
+// fw1 names task id of framework fw1, the framework launch defaults to.
+func fw1(id string) TaskKey { return TaskKey{FrameworkID: "fw1", TaskID: id} }
 
 func launch(t *testing.T, p *Process, spec TaskSpec) {
 	t.Helper()
@@ -178,7 +182,7 @@ func TestKillTermTrapped(t *testing.T) {
 	sb := p.Sandbox("fw1", "trap")
 	waitFor(t, 10*time.Second, "task ready", func() bool { _, err := os.Stat(filepath.Join(sb, "ready")); return err == nil })
 	start := time.Now()
-	if err := p.Kill("trap", time.Minute); err != nil {
+	if err := p.Kill(fw1("trap"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	u := terminal(t, p, "trap", 10*time.Second)
@@ -193,7 +197,7 @@ func TestKillTermTrapped(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(sb, "got")); string(got) != "term\n" {
 		t.Fatalf("task did not see SIGTERM: %q", got)
 	}
-	if err := p.Kill("trap", 0); !errors.Is(err, ErrUnknownTask) {
+	if err := p.Kill(fw1("trap"), 0); !errors.Is(err, ErrUnknownTask) {
 		t.Fatalf("kill of ended task = %v", err)
 	}
 }
@@ -206,7 +210,7 @@ func TestKillEscalatesToSIGKILL(t *testing.T) {
 	waitFor(t, 10*time.Second, "task ready", func() bool { _, err := os.Stat(filepath.Join(sb, "ready")); return err == nil })
 	grace := 300 * time.Millisecond
 	start := time.Now()
-	if err := p.Kill("stubborn", grace); err != nil {
+	if err := p.Kill(fw1("stubborn"), grace); err != nil {
 		t.Fatal(err)
 	}
 	u := terminal(t, p, "stubborn", 10*time.Second)
@@ -237,20 +241,20 @@ func TestLaunchErrors(t *testing.T) {
 	if err := p.Launch(TaskSpec{TaskID: "dup", FrameworkID: "fw1", Command: "true"}); !errors.Is(err, ErrTaskRunning) {
 		t.Fatalf("duplicate launch = %v", err)
 	}
-	if err := p.Forget("dup"); !errors.Is(err, ErrTaskRunning) {
+	if err := p.Forget(fw1("dup")); !errors.Is(err, ErrTaskRunning) {
 		t.Fatalf("forget running = %v", err)
 	}
-	if got := p.Running(); len(got) != 1 || got[0] != "dup" {
+	if got := p.Running(); len(got) != 1 || got[0] != fw1("dup") {
 		t.Fatalf("running = %v", got)
 	}
-	if err := p.Kill("dup", 100*time.Millisecond); err != nil {
+	if err := p.Kill(fw1("dup"), 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	terminal(t, p, "dup", 10*time.Second)
-	if err := p.Forget("dup"); err != nil {
+	if err := p.Forget(fw1("dup")); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Forget("dup"); !errors.Is(err, ErrUnknownTask) {
+	if err := p.Forget(fw1("dup")); !errors.Is(err, ErrUnknownTask) {
 		t.Fatalf("second forget = %v", err)
 	}
 }
@@ -278,14 +282,14 @@ func TestReattachAfterRestartThenKill(t *testing.T) {
 	if len(ups) != 1 || ups[0].TaskID != "long" || ups[0].State != StateRunning || ups[0].FrameworkID != "fw1" {
 		t.Fatalf("recover = %+v, want long RUNNING", ups)
 	}
-	if got := b.Running(); len(got) != 1 || got[0] != "long" {
+	if got := b.Running(); len(got) != 1 || got[0] != fw1("long") {
 		t.Fatalf("running = %v", got)
 	}
 	// A second Recover finds nothing new.
 	if again, err := b.Recover(); err != nil || len(again) != 0 {
 		t.Fatalf("second recover = %+v, %v", again, err)
 	}
-	if err := b.Kill("long", 0); err != nil {
+	if err := b.Kill(fw1("long"), 0); err != nil {
 		t.Fatal(err)
 	}
 	u := terminal(t, b, "long", 10*time.Second)
@@ -337,6 +341,10 @@ func TestTasksThatDiedWhileAgentWasDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rc, err := loadCheckpoint(a.Sandbox("fw1", "recorded") + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -347,9 +355,11 @@ func TestTasksThatDiedWhileAgentWasDown(t *testing.T) {
 	if err := syscall.Kill(-c.Pgid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// The wrapper writes the exit record just before it exits: wait for
+	// both wrappers to be gone, or Recover may re-attach to "recorded".
 	waitFor(t, 10*time.Second, "both tasks ended", func() bool {
 		_, err := os.Stat(filepath.Join(recSB, exitFile))
-		return err == nil && !processAlive(c.Pid, c.StartTime)
+		return err == nil && !processAlive(c.Pid, c.StartTime) && !processAlive(rc.Pid, rc.StartTime)
 	})
 
 	b := newExec(t, dir)
@@ -417,5 +427,122 @@ func TestDescribeExit(t *testing.T) {
 		if got := describeExit(code); got != want {
 			t.Errorf("describeExit(%d) = %q, want %q", code, got, want)
 		}
+	}
+}
+
+// nextOf returns the next update for any of keys within d, skipping others.
+func nextOf(t *testing.T, p *Process, d time.Duration, keys ...TaskKey) Update {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case u, ok := <-p.Updates():
+			if !ok {
+				t.Fatalf("updates closed while waiting for %v", keys)
+			}
+			if slices.Contains(keys, u.Key()) {
+				return u
+			}
+		case <-timer.C:
+			t.Fatalf("no update for %v within %v", keys, d)
+		}
+	}
+}
+
+// Task ids are unique within a framework only: two frameworks running the
+// same id on one agent are two tasks, with their own sandbox, checkpoint,
+// kill and recovery.
+func TestSameTaskIDInTwoFrameworks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := newExec(t, dir)
+	a, b := TaskKey{FrameworkID: "fwA", TaskID: "web"}, TaskKey{FrameworkID: "fwB", TaskID: "web"}
+	for _, k := range []TaskKey{a, b} {
+		launch(t, p, TaskSpec{TaskID: k.TaskID, FrameworkID: k.FrameworkID, Command: "echo $AGORA_FRAMEWORK_ID > ready; sleep 30"})
+	}
+	running := map[TaskKey]bool{}
+	for len(running) < 2 {
+		u := nextOf(t, p, 10*time.Second, a, b)
+		if u.State.Terminal() {
+			t.Fatalf("task ended before both ran: %+v", u)
+		}
+		if u.State == StateRunning {
+			running[u.Key()] = true
+		}
+	}
+	if got := p.Running(); !slices.Equal(got, []TaskKey{a, b}) {
+		t.Fatalf("running = %v, want both", got)
+	}
+	for _, k := range []TaskKey{a, b} {
+		sb := p.Sandbox(k.FrameworkID, k.TaskID)
+		waitFor(t, 10*time.Second, k.String()+" ready", func() bool {
+			got, err := os.ReadFile(filepath.Join(sb, "ready"))
+			return err == nil && string(got) == k.FrameworkID+"\n"
+		})
+	}
+
+	if err := p.Kill(a, 0); err != nil {
+		t.Fatal(err)
+	}
+	if u := nextOf(t, p, 10*time.Second, a, b); u.Key() != a || u.State != StateKilled {
+		t.Fatalf("after killing %s: %+v, want %s KILLED", a, u, a)
+	}
+	if got := p.Running(); !slices.Equal(got, []TaskKey{b}) {
+		t.Fatalf("running after kill of %s = %v, want only %s", a, got, b)
+	}
+	cb, err := loadCheckpoint(p.Sandbox(b.FrameworkID, b.TaskID) + ".json")
+	if err != nil || !processAlive(cb.Pid, cb.StartTime) {
+		t.Fatalf("%s not alive after the kill of %s: %+v %v", b, a, cb, err)
+	}
+	if err := p.Forget(b); !errors.Is(err, ErrTaskRunning) {
+		t.Fatalf("forget of running %s = %v", b, err)
+	}
+	if err := p.Forget(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.Sandbox(b.FrameworkID, b.TaskID) + ".json"); err != nil {
+		t.Fatalf("forgetting %s removed the checkpoint of %s: %v", a, b, err)
+	}
+
+	// After a restart only b is re-attached, under its own framework.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q := newExec(t, dir)
+	ups, err := q.Recover()
+	if err != nil || len(ups) != 1 || ups[0].Key() != b || ups[0].State != StateRunning {
+		t.Fatalf("recover = %+v, %v; want only %s RUNNING", ups, err, b)
+	}
+	if err := q.Kill(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if u := nextOf(t, q, 10*time.Second, a, b); u.Key() != b || u.State != StateKilled {
+		t.Fatalf("final = %+v, want %s KILLED", u, b)
+	}
+}
+
+// A checkpoint written before tasks were keyed by framework (the file
+// format is unchanged; the spec names both ids) is recovered as before.
+func TestRecoverReadsEarlierCheckpoint(t *testing.T) {
+	t.Parallel()
+	p := newExec(t, t.TempDir())
+	sb := p.Sandbox("fwOld", "old")
+	if err := os.MkdirAll(sb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const earlier = `{
+  "spec": {"TaskID": "old", "FrameworkID": "fwOld", "Name": "", "Command": "sleep 1", "Env": null,
+           "CPUs": 0, "MemMiB": 0, "Ports": null, "KillGrace": 3000000000},
+  "pid": 0, "pgid": 0, "start_time": 0, "launched_at": "2025-01-01T00:00:00Z"
+}`
+	if err := os.WriteFile(sb+".json", []byte(earlier), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ups, err := p.Recover()
+	want := TaskKey{FrameworkID: "fwOld", TaskID: "old"}
+	if err != nil || len(ups) != 1 || ups[0].Key() != want || ups[0].State != StateFailed ||
+		ups[0].Reason != "agent restarted while launching the task" {
+		t.Fatalf("recover = %+v, %v", ups, err)
 	}
 }

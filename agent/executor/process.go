@@ -39,7 +39,7 @@ type Process struct {
 	cg  *cgroups
 
 	mu     sync.Mutex
-	tasks  map[string]*task
+	tasks  map[TaskKey]*task
 	closed bool
 
 	queue *updateQueue
@@ -57,7 +57,8 @@ type task struct {
 }
 
 // NewProcess returns an executor keeping sandboxes and checkpoints under
-// dir. A nil log means slog.Default().
+// dir. It logs through log (nil means slog.Default()) with component=executor
+// added, so callers pass their own logger without that key.
 func NewProcess(dir string, log *slog.Logger) (*Process, error) {
 	if log == nil {
 		log = slog.Default()
@@ -70,7 +71,7 @@ func NewProcess(dir string, log *slog.Logger) (*Process, error) {
 	if err := os.MkdirAll(filepath.Join(abs, "tasks"), 0o755); err != nil {
 		return nil, fmt.Errorf("executor dir: %w", err)
 	}
-	p := &Process{dir: abs, log: log, tasks: make(map[string]*task), queue: newUpdateQueue()}
+	p := &Process{dir: abs, log: log, tasks: make(map[TaskKey]*task), queue: newUpdateQueue()}
 	p.cg = cgroupsOnce(log)
 	return p, nil
 }
@@ -112,8 +113,8 @@ func (p *Process) Launch(spec TaskSpec) error {
 	if p.closed {
 		return ErrClosed
 	}
-	if _, ok := p.tasks[spec.TaskID]; ok {
-		return fmt.Errorf("%w: %s", ErrTaskRunning, spec.TaskID)
+	if _, ok := p.tasks[spec.Key()]; ok {
+		return fmt.Errorf("%w: %s", ErrTaskRunning, spec.Key())
 	}
 	sandbox := p.sandbox(spec)
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
@@ -139,7 +140,7 @@ func (p *Process) Launch(spec TaskSpec) error {
 
 	fail := func(err error) error {
 		p.finishLocked(t, Update{State: StateFailed, ExitCode: -1, Reason: "failed to start: " + err.Error()})
-		return fmt.Errorf("launch %s: %w", spec.TaskID, err)
+		return fmt.Errorf("launch %s: %w", spec.Key(), err)
 	}
 	stdout, err := os.OpenFile(filepath.Join(sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -190,7 +191,7 @@ func (p *Process) Launch(spec TaskSpec) error {
 	if err := saveCheckpoint(t.ckptPath, t.ckpt); err != nil {
 		p.log.Error("checkpoint of running task failed; it cannot be re-attached after a restart", "task", spec.TaskID, "err", err)
 	}
-	p.tasks[spec.TaskID] = t
+	p.tasks[spec.Key()] = t
 	p.emit(t, StateRunning, 0, "", "")
 	p.log.Info("task running", "task", spec.TaskID, "framework", spec.FrameworkID, "pid", pid, "sandbox", sandbox)
 	go p.waitChild(t, cmd)
@@ -325,11 +326,11 @@ func (p *Process) finishLocked(t *task, u Update) {
 	if t.cgroup != "" && p.cg != nil {
 		p.cg.remove(t.cgroup)
 	}
-	if p.tasks[t.spec.TaskID] == t {
-		delete(p.tasks, t.spec.TaskID)
+	if p.tasks[t.spec.Key()] == t {
+		delete(p.tasks, t.spec.Key())
 	}
 	p.queue.push(u)
-	p.log.Info("task ended", "task", u.TaskID, "state", u.State, "exit_code", u.ExitCode, "reason", u.Reason)
+	p.log.Info("task ended", "task", u.TaskID, "framework", u.FrameworkID, "state", u.State, "exit_code", u.ExitCode, "reason", u.Reason)
 	close(t.done)
 }
 
@@ -340,15 +341,15 @@ func (p *Process) emit(t *task, s State, code int, reason, msg string) {
 // Kill sends SIGTERM to the task's process group and, if it has not ended
 // after grace (0 means the spec's KillGrace), SIGKILL. It returns after the
 // SIGTERM; the KILLED update follows on Updates.
-func (p *Process) Kill(taskID string, grace time.Duration) error {
+func (p *Process) Kill(key TaskKey, grace time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return ErrClosed
 	}
-	t, ok := p.tasks[taskID]
+	t, ok := p.tasks[key]
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownTask, taskID)
+		return fmt.Errorf("%w: %s", ErrUnknownTask, key)
 	}
 	if grace <= 0 {
 		grace = t.spec.KillGrace
@@ -356,7 +357,7 @@ func (p *Process) Kill(taskID string, grace time.Duration) error {
 	if !t.ckpt.KillRequested {
 		t.ckpt.KillRequested = true
 		if err := saveCheckpoint(t.ckptPath, t.ckpt); err != nil {
-			p.log.Warn("checkpoint of kill request failed", "task", taskID, "err", err)
+			p.log.Warn("checkpoint of kill request failed", "task", key.TaskID, "framework", key.FrameworkID, "err", err)
 		}
 	}
 	if err := p.signalLocked(t, syscall.SIGTERM); err != nil {
@@ -375,9 +376,9 @@ func (p *Process) Kill(taskID string, grace time.Duration) error {
 				return
 			default:
 			}
-			p.log.Info("task outlived its kill grace; sending SIGKILL", "task", taskID, "grace", grace)
+			p.log.Info("task outlived its kill grace; sending SIGKILL", "task", key.TaskID, "framework", key.FrameworkID, "grace", grace)
 			if err := p.signalLocked(t, syscall.SIGKILL); err != nil {
-				p.log.Warn("SIGKILL failed", "task", taskID, "err", err)
+				p.log.Warn("SIGKILL failed", "task", key.TaskID, "framework", key.FrameworkID, "err", err)
 			}
 		}
 	}()
@@ -429,7 +430,7 @@ func (p *Process) Recover() ([]Update, error) {
 		if c.Terminal {
 			continue
 		}
-		if _, ok := p.tasks[c.Spec.TaskID]; ok {
+		if _, ok := p.tasks[c.Spec.Key()]; ok {
 			continue
 		}
 		t := &task{spec: c.Spec, ckptPath: path, ckpt: c, done: make(chan struct{})}
@@ -437,10 +438,10 @@ func (p *Process) Recover() ([]Update, error) {
 			t.cgroup = filepath.Join(p.cg.parent, groupName(c.Spec))
 		}
 		if processAlive(c.Pid, c.StartTime) {
-			p.tasks[c.Spec.TaskID] = t
+			p.tasks[c.Spec.Key()] = t
 			go p.watchPid(t)
 			out = append(out, Update{TaskID: c.Spec.TaskID, FrameworkID: c.Spec.FrameworkID, State: StateRunning, Reason: "re-attached after agent restart"})
-			p.log.Info("re-attached to task", "task", c.Spec.TaskID, "pid", c.Pid)
+			p.log.Info("re-attached to task", "task", c.Spec.TaskID, "framework", c.Spec.FrameworkID, "pid", c.Pid)
 			continue
 		}
 		code, recorded := readExit(p.sandbox(c.Spec))
@@ -486,37 +487,34 @@ func (p *Process) Terminal() ([]Update, error) {
 }
 
 // Forget deletes the checkpoint of an ended task; its sandbox stays.
-func (p *Process) Forget(taskID string) error {
+func (p *Process) Forget(key TaskKey) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.tasks[taskID]; ok {
-		return fmt.Errorf("forget %s: %w", taskID, ErrTaskRunning)
+	if _, ok := p.tasks[key]; ok {
+		return fmt.Errorf("forget %s: %w", key, ErrTaskRunning)
 	}
-	paths, err := filepath.Glob(filepath.Join(p.dir, "tasks", "*", taskID+".json"))
-	if err != nil || strings.ContainsAny(taskID, "/*?[\\") {
-		return fmt.Errorf("forget %q: %w", taskID, ErrUnknownTask)
+	if key.validate() != nil {
+		return fmt.Errorf("forget %q: %w", key.String(), ErrUnknownTask)
 	}
-	if len(paths) == 0 {
-		return fmt.Errorf("forget %s: %w", taskID, ErrUnknownTask)
-	}
-	for _, path := range paths {
-		if err := os.Remove(path); err != nil {
-			return fmt.Errorf("forget %s: %w", taskID, err)
+	if err := os.Remove(p.Sandbox(key.FrameworkID, key.TaskID) + ".json"); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("forget %s: %w", key, ErrUnknownTask)
 		}
+		return fmt.Errorf("forget %s: %w", key, err)
 	}
 	return nil
 }
 
-// Running returns the ids of watched tasks, sorted.
-func (p *Process) Running() []string {
+// Running returns the watched tasks, sorted by framework then task id.
+func (p *Process) Running() []TaskKey {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ids := make([]string, 0, len(p.tasks))
-	for id := range p.tasks {
-		ids = append(ids, id)
+	keys := make([]TaskKey, 0, len(p.tasks))
+	for k := range p.tasks {
+		keys = append(keys, k)
 	}
-	slices.Sort(ids)
-	return ids
+	slices.SortFunc(keys, TaskKey.Compare)
+	return keys
 }
 
 // Sandbox returns the sandbox directory a task with this spec uses.
@@ -537,7 +535,7 @@ func (p *Process) Close() error {
 		return nil
 	}
 	p.closed = true
-	p.tasks = make(map[string]*task)
+	p.tasks = make(map[TaskKey]*task)
 	p.mu.Unlock()
 	p.queue.close()
 	return nil

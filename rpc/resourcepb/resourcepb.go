@@ -32,10 +32,10 @@ func FromProto(rs []*agorav1.Resource) (Pools, error) {
 		if r == nil {
 			return nil, fmt.Errorf("%w: resource %d is null", ErrInvalid, i)
 		}
-		if !ValidName(r.GetName()) {
+		if !resources.ValidName(r.GetName()) {
 			return nil, fmt.Errorf("%w: bad resource name %q: want [a-z][a-z0-9_.-]*", ErrInvalid, r.GetName())
 		}
-		if role := r.GetRole(); role != "" && !ValidRoleName(role) {
+		if role := r.GetRole(); role != "" && !resources.ValidReservationRole(role) {
 			return nil, fmt.Errorf("%w: %s: bad role %q", ErrInvalid, r.GetName(), role)
 		}
 		k := key{r.GetRole(), r.GetName()}
@@ -104,26 +104,6 @@ func fromOne(r *agorav1.Resource) (resources.Resources, error) {
 		}
 		return resources.Scalar(name, v), nil
 	}
-}
-
-// ValidName reports whether s is a valid resource name: [a-z][a-z0-9_.-]*.
-func ValidName(s string) bool {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidRoleName reports whether s is a valid role name for a reservation:
-// ^[a-z][a-z0-9_.-]{0,63}$ ("*", the default role, cannot hold reservations).
-func ValidRoleName(s string) bool {
-	return len(s) <= 64 && ValidName(s)
 }
 
 // ToProto converts r into wire resources with the given role, sorted by
