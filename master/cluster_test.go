@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/agora-sched/agora/devcluster"
+	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
