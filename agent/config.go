@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/agora-sched/agora/gossip"
+	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/resources"
 )
 
@@ -56,10 +57,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-var agentIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
-
-// ValidID reports whether id is a valid agent id.
-func ValidID(id string) bool { return agentIDRE.MatchString(id) }
+// ValidID reports whether id is a valid agent id (the FSM's rule).
+func ValidID(id string) bool { return fsm.ValidAgentID(id) }
 
 // DefaultPorts is the port range an agent offers when its resources are
 // taken from the machine.
