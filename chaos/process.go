@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agora-sched/agora/freeport"
 )
 
 // ProcessOptions configure a process-tier cluster.
@@ -115,24 +117,9 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 	return c, nil
 }
 
-// freePort asks the kernel for a free TCP port on ip that is also free for UDP
-// (gossip uses both).
-func freePort(ip string) (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("chaos: no free port on %s: %w", ip, err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("chaos: no port free for both tcp and udp on %s", ip)
-}
+// freePort returns a port on ip free for TCP and UDP (gossip uses both),
+// held for this process (package freeport).
+func freePort(ip string) (int, error) { return freeport.TCPUDP(ip) }
 
 func (c *processCluster) Tier() string          { return "process" }
 func (c *processCluster) Masters() int          { return len(c.masters) }

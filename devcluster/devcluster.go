@@ -2,7 +2,6 @@ package devcluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agora-sched/agora/freeport"
 	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/master"
 )
@@ -130,33 +130,13 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
-// FreeTCPPort returns a loopback TCP port that was free a moment ago.
-func FreeTCPPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("devcluster: free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// FreeTCPPort returns a loopback TCP port no other user of package
+// freeport holds, outside the kernel's ephemeral range.
+func FreeTCPPort() (int, error) { return freeport.TCP("127.0.0.1") }
 
-// FreeGossipPort returns a loopback port free for both TCP and UDP.
-func FreeGossipPort() (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("devcluster: free port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", loopback(port))
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("devcluster: no port free for both tcp and udp")
-}
+// FreeGossipPort returns a loopback port free for both TCP and UDP, held
+// like FreeTCPPort's.
+func FreeGossipPort() (int, error) { return freeport.TCPUDP("127.0.0.1") }
 
 func (c *Cluster) start(ctx context.Context, i int) error {
 	m, err := master.New(c.cfgs[i])

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/freeport"
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/gossip"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -61,12 +61,11 @@ func TestRejectionError(t *testing.T) {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.TCPUDP("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(p)
 }
 
 // TestSingleMasterRestart: one master bootstraps itself, writes, stops and

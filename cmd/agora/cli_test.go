@@ -5,14 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agora-sched/agora/freeport"
 )
 
 var agoraBin string
@@ -36,23 +36,11 @@ func TestMain(m *testing.M) {
 // freeBase finds a base port whose dev-cluster ports (base+i, +100+i, +200+i) are all free.
 func freeBase(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		base := 20000 + rand.IntN(20000)
-		ok := true
-		for _, off := range []int{0, 1, 2, 100, 101, 102, 200, 201, 202} {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := freeport.Block("127.0.0.1", []int{0, 1, 2, 100, 101, 102, 200, 201, 202}, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free base port")
-	return 0
+	return base
 }
 
 // agora runs the CLI and returns stdout, stderr and the exit code.
