@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -283,7 +284,16 @@ func (s *operatorServer) ListFrameworks(ctx context.Context, req *connect.Reques
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&agorav1.ListFrameworksResponse{Frameworks: st.Frameworks()}), nil
+	fws := st.Frameworks()
+	out := make([]*agorav1.Framework, 0, len(fws))
+	for _, fw := range fws {
+		// The stream's identity stays inside the masters: it is not the
+		// secret a framework's calls carry, but nothing outside needs it.
+		c := proto.CloneOf(fw)
+		c.StreamToken = ""
+		out = append(out, c)
+	}
+	return connect.NewResponse(&agorav1.ListFrameworksResponse{Frameworks: out}), nil
 }
 
 func (s *operatorServer) ListOffers(ctx context.Context, req *connect.Request[agorav1.ListOffersRequest]) (*connect.Response[agorav1.ListOffersResponse], error) {

@@ -138,7 +138,7 @@ func (s *schedulerServer) caller(ctx context.Context, call *agorav1.FrameworkCal
 	if fw.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
 		return nil, nil, precondition("framework %s was torn down", fw.GetId())
 	}
-	if fw.GetStreamToken() != call.GetStreamToken() {
+	if fw.GetStreamToken() != streamDigest(call.GetStreamToken()) {
 		return nil, nil, connect.NewError(connect.CodePermissionDenied, errStaleToken)
 	}
 	return st, fw, nil
@@ -175,7 +175,7 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 			info.Id = fid
 		}
 	}
-	sub := newStream(fid, NewID())
+	sub := newStream(fid)
 	// Registered before proposing: nothing applied after the subscription
 	// can be missed. The snapshot index below filters out what it covers.
 	s.broker.add(sub)
@@ -216,7 +216,7 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 	if err := send(&agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Subscribed{Subscribed: &agorav1.Subscribed{
 		FrameworkId:              sub.fid,
 		HeartbeatIntervalSeconds: cfg.HeartbeatInterval.Seconds(),
-		StreamToken:              sub.token,
+		StreamToken:              sub.secret,
 		MasterId:                 s.m.ID(),
 	}}}); err != nil {
 		return gone(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -910,4 +911,80 @@ func BenchmarkFreedToOffers(b *testing.B) {
 	// status: from proposing the terminal status (includes its Raft commit).
 	b.ReportMetric(pct(status, 0.50), "status-p50-ms")
 	b.ReportMetric(pct(status, 0.99), "status-p99-ms")
+}
+
+// TestStreamSecretNotShown: nothing the operator API shows lets another
+// client act for a framework. The secret a framework's calls carry is
+// returned only in its own SUBSCRIBED; every operator read, rendered whole,
+// lacks it; calls with what the reads (or a replica's state) hold are
+// refused and change nothing.
+func TestStreamSecretNotShown(t *testing.T) {
+	sc := startSchedCluster(t, nil)
+	sc.registerAgent("ag-secret", "cpus:2;mem:1024")
+	l := sc.master()
+	f := schedSubscribe(t, l.HTTPURL(), schedInfo("victim", "web"))
+	o := f.offerOn(t, "ag-secret")
+	if f.token == "" {
+		t.Fatal("SUBSCRIBED carried no stream secret")
+	}
+	op := agorav1connect.NewOperatorServiceClient(http.DefaultClient, l.HTTPURL())
+	ctx := context.Background()
+	var shown []proto.Message
+	add := func(m proto.Message, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("operator read: %v", err)
+		}
+		shown = append(shown, m)
+	}
+	fws, err := op.ListFrameworks(ctx, connect.NewRequest(&agorav1.ListFrameworksRequest{}))
+	add(fws.Msg, err)
+	st, err := op.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+	add(st.Msg, err)
+	offers, err := op.ListOffers(ctx, connect.NewRequest(&agorav1.ListOffersRequest{}))
+	add(offers.Msg, err)
+	tasks, err := op.ListTasks(ctx, connect.NewRequest(&agorav1.ListTasksRequest{}))
+	add(tasks.Msg, err)
+	agents, err := op.ListAgents(ctx, connect.NewRequest(&agorav1.ListAgentsRequest{}))
+	add(agents.Msg, err)
+	res, err := op.ListReservations(ctx, connect.NewRequest(&agorav1.ListReservationsRequest{}))
+	add(res.Msg, err)
+	for _, m := range shown {
+		if strings.Contains(prototextString(m), f.token) {
+			t.Fatalf("an operator read shows the stream secret: %T", m)
+		}
+	}
+	var listed *agorav1.Framework
+	for _, fw := range fws.Msg.GetFrameworks() {
+		if fw.GetId() == f.fid {
+			listed = fw
+		}
+	}
+	if listed == nil {
+		t.Fatal("framework not listed")
+	}
+	stored, _ := l.State().Framework(f.fid)
+	before := sc.quiesce()
+	for _, tok := range []string{listed.GetStreamToken(), stored.GetStreamToken()} {
+		_, err := sc.client().Decline(ctx, connect.NewRequest(&agorav1.DeclineRequest{
+			Call: &agorav1.FrameworkCall{FrameworkId: f.fid, StreamToken: tok}, OfferIds: []string{o.GetId()}}))
+		if err == nil {
+			t.Fatalf("a decline with token %q (from the operator API or a replica's state) succeeded", tok)
+		}
+		if c := connect.CodeOf(err); c != connect.CodePermissionDenied && c != connect.CodeInvalidArgument {
+			t.Fatalf("decline with a shown token: %v, want PermissionDenied or InvalidArgument", err)
+		}
+	}
+	if idx := l.State().Index(); idx != before {
+		t.Fatalf("refused calls moved the index from %d to %d", before, idx)
+	}
+	// The owner's secret still works.
+	if _, err := sc.client().Decline(ctx, connect.NewRequest(&agorav1.DeclineRequest{Call: f.call(), OfferIds: []string{o.GetId()}})); err != nil {
+		t.Fatalf("the owner's decline: %v", err)
+	}
+}
+
+func prototextString(m proto.Message) string {
+	b, _ := protojson.Marshal(m)
+	return string(b)
 }

@@ -1,6 +1,8 @@
 package master
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"sync"
 
@@ -39,9 +41,13 @@ type streamEnd struct {
 	flush bool
 }
 
-// stream is one live (or pending) Subscribe call of a framework.
+// stream is one live (or pending) Subscribe call of a framework. secret is
+// the credential only its subscriber learns (in SUBSCRIBED); token, the
+// digest of secret, is the stream's identity in the replicated state, in
+// commands and in logs. No API returns either: a client that reads
+// everything the operator API shows still cannot act for the framework.
 type stream struct {
-	fid, token string
+	fid, token, secret string
 
 	mu     sync.Mutex
 	queue  []queued
@@ -49,8 +55,17 @@ type stream struct {
 	notify chan struct{} // capacity 1: something was queued or the stream ended
 }
 
-func newStream(fid, token string) *stream {
-	return &stream{fid: fid, token: token, notify: make(chan struct{}, 1)}
+// newStream returns a pending stream of fid with a fresh secret.
+func newStream(fid string) *stream {
+	secret := NewID()
+	return &stream{fid: fid, token: streamDigest(secret), secret: secret, notify: make(chan struct{}, 1)}
+}
+
+// streamDigest is the identity a stream secret is known by in the state:
+// its SHA-256 in hex.
+func streamDigest(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
 }
 
 func (st *stream) wake() {

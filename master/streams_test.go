@@ -11,11 +11,11 @@ import (
 
 func TestBrokerRoutesAndReplaces(t *testing.T) {
 	b := newBroker()
-	a1 := newStream("fa", "t1")
-	other := newStream("fb", "t9")
+	a1 := newStream("fa")
+	other := newStream("fb")
 	b.add(a1)
 	b.add(other)
-	if !b.promote(a1, "t1") || !b.promote(other, "t9") {
+	if !b.promote(a1, a1.token) || !b.promote(other, other.token) {
 		t.Fatal("promote with the state's token failed")
 	}
 	b.publish(5, []fsm.Event{
@@ -37,9 +37,9 @@ func TestBrokerRoutesAndReplaces(t *testing.T) {
 
 	// A second subscription of fa: pending streams receive events too; once
 	// it wins, the first is told it was replaced.
-	a2 := newStream("fa", "t2")
+	a2 := newStream("fa")
 	b.add(a2)
-	if !b.promote(a2, "t2") {
+	if !b.promote(a2, a2.token) {
 		t.Fatal("promote a2")
 	}
 	_, end = a1.take()
@@ -50,9 +50,9 @@ func TestBrokerRoutesAndReplaces(t *testing.T) {
 		t.Fatal("a2 should be current")
 	}
 	// A promotion that lost the race (state holds another token) ends itself.
-	a3 := newStream("fa", "t3")
+	a3 := newStream("fa")
 	b.add(a3)
-	if b.promote(a3, "t2") {
+	if b.promote(a3, a2.token) {
 		t.Fatal("a3 promoted although the state's token is t2")
 	}
 	if _, end := a3.take(); end == nil {
@@ -75,9 +75,9 @@ func TestBrokerRoutesAndReplaces(t *testing.T) {
 
 func TestBrokerOverflowClosesStream(t *testing.T) {
 	b := newBroker()
-	st := newStream("f", "t")
+	st := newStream("f")
 	b.add(st)
-	b.promote(st, "t")
+	b.promote(st, st.token)
 	ev := []fsm.Event{{Kind: fsm.EventTaskStatus, FrameworkID: "f", Status: &agorav1.TaskStatus{TaskId: "x"}}}
 	for i := range maxStreamQueue + 1 {
 		b.publish(uint64(i+1), ev)
