@@ -7,16 +7,17 @@ import (
 )
 
 // Reason names why an allocation round passed a framework over on an agent
-// (for one of its roles). The reasons are listed in the order in which they
-// are tried: a (framework, role, agent) without an offer gets the first one
-// that applies. The package documentation states when each is recorded.
+// (for one of its roles). The values are in the order in which the
+// package documentation lists them, which is the order in which they are
+// tried, and the order of a trace's counts.
 type Reason uint8
 
 // The reasons. Their String names are stable: `agora explain`, its JSON and
-// the tests print them.
+// the tests print them. The package documentation says when each is
+// recorded.
 const (
 	// ReasonSuppressed: the framework suppressed the role (it wants no
-	// offers for it), so no agent is considered for it.
+	// offers for it).
 	ReasonSuppressed Reason = iota + 1
 	// ReasonAgentDraining: the agent is draining; the master offers nothing
 	// of it (Snapshot.Excluded).
@@ -27,6 +28,15 @@ const (
 	// ReasonDeclinedFilter: the framework declined the agent with a filter
 	// that has not expired yet.
 	ReasonDeclinedFilter
+	// ReasonMaxUtilization: cluster utilization is at or above the role's
+	// MaxUtilization.
+	ReasonMaxUtilization
+	// ReasonRoleLimit: the role's limit leaves less than the minimum, of the
+	// cluster or of what is left on the agent.
+	ReasonRoleLimit
+	// ReasonQuotaHeadroom: what is left unreserved is held back for other
+	// roles' unmet guarantees.
+	ReasonQuotaHeadroom
 	// ReasonNothingFree: nothing is left on the agent after the round: its
 	// tasks, outstanding offers and this round's offers to others (a higher
 	// priority role, a role or framework with a lower share) hold it all.
@@ -37,15 +47,6 @@ const (
 	// ReasonBelowMinAllocatable: something is left on the agent, but less
 	// than Snapshot.MinAllocatable.
 	ReasonBelowMinAllocatable
-	// ReasonMaxUtilization: the agent has unreserved resources left, but
-	// cluster utilization is at or above the role's MaxUtilization.
-	ReasonMaxUtilization
-	// ReasonRoleLimit: the agent has unreserved resources left, but the
-	// role's limit headroom leaves less than the minimum of them.
-	ReasonRoleLimit
-	// ReasonQuotaHeadroom: the agent has unreserved resources left, but they
-	// are held back for other roles' unmet guarantees.
-	ReasonQuotaHeadroom
 
 	numReasons = iota + 1
 )
