@@ -129,10 +129,7 @@ func (s *schedulerServer) allocateOnce(ctx context.Context, log *slog.Logger) (p
 	st := s.m.State()
 	now := s.m.Now()
 	snap, next := buildSnapshot(st, now)
-	if len(snap.Agents) == 0 || len(snap.Frameworks) == 0 {
-		return 0, 0, next
-	}
-	offers := allocator.Allocate(snap, now, st.Index())
+	offers := s.m.explain.allocate(snap, now, st.Index())
 	if len(offers) == 0 {
 		return 0, 0, next
 	}
@@ -209,6 +206,7 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 	}
 	for _, a := range st.Agents() {
 		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+			snap.Excluded = appendExcluded(snap.Excluded, a)
 			continue
 		}
 		u := st.AgentUsage(a.GetId())

@@ -177,6 +177,7 @@ type Master struct {
 
 	agentSrv *agentServer
 	schedSrv *schedulerServer
+	explain  explainStore // the last allocation round's trace (explain.go)
 
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64
