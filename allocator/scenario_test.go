@@ -285,7 +285,10 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 		n := c.release(t, func(Offer) bool { return true }, true)
 		return fmt.Sprintf("rescinded %d offer(s)", n)
 	case "allocate":
-		// allocate [now=T] [seed=S] [quiet]: one round; offers stay outstanding.
+		// allocate [now=T] [seed=S] [quiet]: one round; offers stay
+		// outstanding. Prints the offers, the shares and, per framework,
+		// a "why" line: its offers and the reasons it got nothing of the
+		// other (role, agent) pairs, each with an example agent.
 		now, seed := time.Unix(0, 0), uint64(1)
 		if v, ok := optArg(d, "now"); ok {
 			now = unix(t, v)

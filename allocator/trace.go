@@ -85,7 +85,8 @@ func Reasons() []Reason {
 // only so that a trace can name it.
 type ExcludedAgent struct {
 	ID string
-	// Reason is ReasonAgentDraining or ReasonAgentUnreachable.
+	// Reason is ReasonAgentDraining or ReasonAgentUnreachable; any other
+	// value counts as unreachable.
 	Reason Reason
 }
 
@@ -145,19 +146,14 @@ type reasonCounts struct {
 	example [numReasons]string
 }
 
-func (c *reasonCounts) see(r Reason, agentID string) {
-	c.n[r]++
-	if c.example[r] == "" || agentID < c.example[r] {
-		c.example[r] = agentID
-	}
-}
+func (c *reasonCounts) see(r Reason, agentID string) { c.addN(r, 1, agentID) }
 
 func (c *reasonCounts) addN(r Reason, n int, agentID string) {
 	if n <= 0 {
 		return
 	}
 	c.n[r] += n
-	if c.example[r] == "" || agentID < c.example[r] {
+	if agentID != "" && (c.example[r] == "" || agentID < c.example[r]) {
 		c.example[r] = agentID
 	}
 }
@@ -248,7 +244,11 @@ func (st *round) explain(s *Snapshot, now time.Time, tr *Trace) {
 
 	var excluded reasonCounts
 	for _, e := range s.Excluded {
-		excluded.see(e.Reason, e.ID)
+		r := e.Reason
+		if r != ReasonAgentDraining {
+			r = ReasonAgentUnreachable
+		}
+		excluded.see(r, e.ID)
 	}
 	firstID := ""
 	if len(byRank) > 0 {
