@@ -16,6 +16,14 @@ import (
 // (s, now, seed) always gives the same offers, and s is not modified.
 // The rules are described in the package documentation.
 func Allocate(s Snapshot, now time.Time, seed uint64) []Offer {
+	return AllocateTraced(s, now, seed, nil)
+}
+
+// AllocateTraced is Allocate that also explains the round in tr: why each
+// framework got no offer of each agent (see the package documentation). It
+// returns the same offers as Allocate(s, now, seed). With a nil tr it does
+// no tracing work at all.
+func AllocateTraced(s Snapshot, now time.Time, seed uint64, tr *Trace) []Offer {
 	st := newRound(s, now)
 	order := sortedAgents(s.Agents)
 	st.agentRank = make([]int32, len(order))
@@ -27,6 +35,9 @@ func Allocate(s Snapshot, now time.Time, seed uint64) []Offer {
 	st.reservedPass(order)
 	st.fairPass(order, true)
 	st.fairPass(order, false)
+	if tr != nil {
+		st.explain(&s, now, tr)
+	}
 	return st.result()
 }
 

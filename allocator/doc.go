@@ -8,7 +8,9 @@
 //     filters and current holdings per role, and the configured roles.
 //  2. Call Allocate(snapshot, now, seed) with a leader-stamped time and a
 //     seed derived from the round (for example the Raft index), so that the
-//     round can be replayed exactly.
+//     round can be replayed exactly; or AllocateTraced with a Trace to
+//     learn why each framework got what it got (Reasons, below), listing
+//     the agents the master offers nothing of in Snapshot.Excluded.
 //  3. Propose the returned offers as one entry; the FSM re-checks them
 //     against current state, so a stale round can be rejected but never
 //     double-allocates.
@@ -75,6 +77,55 @@
 // and of mem, where used is total minus free unreserved and free reserved,
 // updated as the round makes offers) is at or above it. Its reservations are
 // still offered to it.
+//
+// # Reasons
+//
+// AllocateTraced(snapshot, now, seed, trace) returns the same offers as
+// Allocate and fills trace with why each framework got what it got. For
+// every distinct role R of a framework F and every agent A (the snapshot's
+// Agents and Excluded), the pair (R, A) is either offered (F got an offer
+// of A for R) or counted under exactly one reason: the first of the list
+// below that holds. So a framework's offers plus its counts equal its
+// roles times the agents. Each reason carries an example: the agent with
+// the smallest id among those it counts. The reasons are judged on the
+// state at the end of the round (what is left on each agent, each role's
+// holdings, cluster utilization), which is what stopped the round: it
+// ends only when no role can take an allocatable part of any agent.
+//
+//   - suppressed: F suppressed R. Every agent is counted.
+//   - agent_draining, agent_unreachable: A is in Snapshot.Excluded with
+//     that reason; the master offers nothing of such agents.
+//   - declined_filter: F has a filter for A that has not expired.
+//   - max_utilization: R has MaxUtilization and cluster utilization is at
+//     or above it. Counted on every agent, even those with nothing left:
+//     the role could not take them if they had.
+//   - role_limit: R's limit headroom (Limit minus holdings) is below the
+//     minimum; or, on an agent with allocatable resources left, trimming
+//     them to that headroom leaves less than the minimum.
+//   - quota_headroom: the cluster has allocatable unreserved resources
+//     left, within R's limit, but they are held back for other roles'
+//     unmet guarantees; or, on an agent with allocatable resources left,
+//     the same holds for that agent's resources.
+//   - nothing_free: nothing is left on A after the round (no scalar, range
+//     or set, no reservation): tasks, outstanding offers and this round's
+//     offers hold it all. Being outranked by a higher priority role or a
+//     lower share, or losing A to another framework of R (coarse grain),
+//     shows as this reason.
+//   - reserved_for_other_role: A has nothing allocatable unreserved left
+//     but a reservation for another role that was not offered.
+//   - below_min_allocatable: something is left on A (unreserved, or R's own
+//     reservation), but less than the minimum.
+//
+// The role-wide reasons (max_utilization, and role_limit or quota_headroom
+// when they hold for the whole cluster) come before the agent ones: they
+// would stop R even on a free agent. Trimmed offers are not explained: an
+// agent that was offered counts as offered, however small the offer.
+//
+// A nil trace costs nothing: the round runs exactly as Allocate and the
+// explanation is built after it. A trace costs about O(agents + roles x
+// agents with something left + frameworks + offers + filters): the verdict
+// of (R, A) does not depend on F except for F's own offers and filters,
+// so it is computed once per role and corrected per framework.
 //
 // # Cost
 //

@@ -22,6 +22,7 @@ type cluster struct {
 	roles       []Role
 	min         resources.Resources
 	outstanding []Offer
+	excluded    map[string]Reason // agent id -> draining or unreachable
 }
 
 func (c *cluster) agent(t testing.TB, id string) *Agent {
@@ -103,6 +104,10 @@ func (c *cluster) release(t testing.TB, match func(Offer) bool, toFree bool) int
 func (c *cluster) snapshot() Snapshot {
 	s := Snapshot{Roles: c.roles, MinAllocatable: c.min}
 	for _, a := range c.agents {
+		if r, ok := c.excluded[a.ID]; ok {
+			s.Excluded = append(s.Excluded, ExcludedAgent{ID: a.ID, Reason: r})
+			continue
+		}
 		s.Agents = append(s.Agents, *a)
 	}
 	for _, f := range c.frameworks {
@@ -164,6 +169,26 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 			a.Total = a.Total.Add(parseRes(t, d, "used"))
 		}
 		c.agents = append(c.agents, a)
+		return ""
+	case "agent-state":
+		// agent-state AGENT state=active|draining|unreachable: the master
+		// offers nothing of a draining or unreachable agent.
+		a := c.agent(t, d.CmdArgs[0].Key)
+		var state string
+		d.ScanArgs(t, "state", &state)
+		if c.excluded == nil {
+			c.excluded = map[string]Reason{}
+		}
+		switch state {
+		case "active":
+			delete(c.excluded, a.ID)
+		case "draining":
+			c.excluded[a.ID] = ReasonAgentDraining
+		case "unreachable":
+			c.excluded[a.ID] = ReasonAgentUnreachable
+		default:
+			t.Fatalf("%s: unknown agent state %q", d.Pos, state)
+		}
 		return ""
 	case "reserve":
 		// reserve AGENT role=R res=RES: a free reservation, added to the agent's total.
@@ -260,7 +285,10 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 		n := c.release(t, func(Offer) bool { return true }, true)
 		return fmt.Sprintf("rescinded %d offer(s)", n)
 	case "allocate":
-		// allocate [now=T] [seed=S] [quiet]: one round; offers stay outstanding.
+		// allocate [now=T] [seed=S] [quiet]: one round; offers stay
+		// outstanding. Prints the offers, the shares and, per framework,
+		// a "why" line: its offers and the reasons it got nothing of the
+		// other (role, agent) pairs, each with an example agent.
 		now, seed := time.Unix(0, 0), uint64(1)
 		if v, ok := optArg(d, "now"); ok {
 			now = unix(t, v)
@@ -269,9 +297,13 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 			seed, _ = strconv.ParseUint(v, 10, 64)
 		}
 		s := c.snapshot()
-		offers := Allocate(s, now, seed)
+		var tr Trace
+		offers := AllocateTraced(s, now, seed, &tr)
 		if want := formatOffers(referenceAllocate(s, now, seed)); want != formatOffers(offers) {
 			t.Fatalf("%s: Allocate differs from the reference:\n%s\nreference:\n%s", d.Pos, formatOffers(offers), want)
+		}
+		if err := checkTrace(s, now, offers, &tr); err != nil {
+			t.Fatalf("%s: %v", d.Pos, err)
 		}
 		for _, o := range offers {
 			a := c.agent(t, o.AgentID)
@@ -296,7 +328,7 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 		if d.HasArg("quiet") {
 			out = fmt.Sprintf("%d offer(s)\n", len(offers))
 		}
-		return out + c.shares()
+		return out + c.shares() + formatTrace(&tr)
 	case "shares":
 		return c.shares()
 	case "offers":

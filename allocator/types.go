@@ -21,6 +21,11 @@ type Snapshot struct {
 	// for at least one scalar of MinAllocatable, it holds at least that much.
 	// With no scalars it defaults to DefaultMinAllocatable (cpus 0.01 OR mem 32).
 	MinAllocatable resources.Resources
+	// Excluded are agents the master offers nothing of (draining or
+	// unreachable). Allocate ignores them; AllocateTraced counts them for
+	// every framework, so that `agora explain` can name them. Their ids
+	// must not repeat those of Agents.
+	Excluded []ExcludedAgent
 }
 
 // DefaultMinAllocatable is used when Snapshot.MinAllocatable has no scalars:

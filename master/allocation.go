@@ -117,7 +117,7 @@ func (l *leader) runAllocation(ctx context.Context) {
 // when none), at which point the round should run again.
 func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, kept int, next time.Time) {
 	st := l.m.State()
-	cmd, next := allocationRound(st, l.m.Now(), l.m.Config().OfferTimeout, NewID)
+	cmd, next := allocationRound(st, l.m.Now(), l.m.Config().OfferTimeout, NewID, l.m.explain.allocate)
 	if cmd == nil {
 		return 0, 0, next
 	}
@@ -132,16 +132,15 @@ func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, 
 	return len(cmd.Offers), len(res.IDs), next
 }
 
-// allocationRound is one allocation round as a pure function of the state,
-// the leader's time, the offer timeout and an id source: the OffersCreated
-// command to propose (nil when nothing is offered) and when the earliest
-// filter it honoured expires (zero when none).
-func allocationRound(st *fsm.State, now time.Time, offerTimeout time.Duration, newID func() string) (*agorav1.OffersCreatedCommand, time.Time) {
+// allocationRound is one allocation round as a function of the state, the
+// leader's time, the offer timeout, an id source and the allocator
+// (allocator.Allocate, or a traced run of it): the OffersCreated command to
+// propose (nil when nothing is offered) and when the earliest filter it
+// honoured expires (zero when none).
+func allocationRound(st *fsm.State, now time.Time, offerTimeout time.Duration, newID func() string,
+	allocate func(allocator.Snapshot, time.Time, uint64) []allocator.Offer) (*agorav1.OffersCreatedCommand, time.Time) {
 	snap, next := buildSnapshot(st, now)
-	if len(snap.Agents) == 0 || len(snap.Frameworks) == 0 {
-		return nil, next
-	}
-	offers := allocator.Allocate(snap, now, st.Index())
+	offers := allocate(snap, now, st.Index())
 	if len(offers) == 0 {
 		return nil, next
 	}
@@ -210,6 +209,7 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 	}
 	for _, a := range st.Agents() {
 		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+			snap.Excluded = appendExcluded(snap.Excluded, a)
 			continue
 		}
 		u := st.AgentUsage(a.GetId())

@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/agora-sched/agora/allocator"
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
 )
@@ -94,7 +95,7 @@ func (h *Harness) allocate() {
 		case <-h.dirty.dirty:
 		case <-wake.C:
 		}
-		cmd, next := allocationRound(h.State(), h.Now(), h.cfg.OfferTimeout, NewID)
+		cmd, next := allocationRound(h.State(), h.Now(), h.cfg.OfferTimeout, NewID, allocator.Allocate)
 		if cmd != nil {
 			_, _ = h.Apply(h.lead, fsm.CmdOffersCreated, cmd)
 		}

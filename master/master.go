@@ -178,6 +178,7 @@ type Master struct {
 	agentSrv *agentServer
 	schedSrv *schedulerServer
 	leader   *leader
+	explain  explainStore // the last traced allocation round (explain.go)
 
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64

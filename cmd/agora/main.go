@@ -35,6 +35,7 @@ func init() {
 		"reservations":   {"list reservations and persistent volumes", runReservations},
 		"run":            {"run N copies of a command through a framework (like mesos-execute)", runRun},
 		"kill-framework": {"tear a framework down and kill its tasks", runKillFramework},
+		"explain":        {"why a framework got no (or fewer) offers in the last round", runExplain},
 		"bench":          {"benchmarks: bench allocator", runBench},
 		"sleep":          {"sleep for a duration (a static helper for test tasks)", runSleep},
 		"chaos":          {"fault-injection test of a real cluster", runChaos},

@@ -9,6 +9,7 @@ package agorav1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1451,6 +1452,211 @@ func (*TeardownFrameworkResponse) Descriptor() ([]byte, []int) {
 	return file_agora_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
+// ExplainFrameworkRequest names the framework to explain.
+type ExplainFrameworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainFrameworkRequest) Reset() {
+	*x = ExplainFrameworkRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainFrameworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainFrameworkRequest) ProtoMessage() {}
+
+func (x *ExplainFrameworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainFrameworkRequest.ProtoReflect.Descriptor instead.
+func (*ExplainFrameworkRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ExplainFrameworkRequest) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+// SkipReason counts the (role, agent) pairs for which the last round made
+// a framework no offer for one reason.
+type SkipReason struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reason is the allocator's stable name: "suppressed", "agent_draining",
+	// "agent_unreachable", "declined_filter", "max_utilization",
+	// "role_limit", "quota_headroom", "nothing_free",
+	// "reserved_for_other_role" or "below_min_allocatable".
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Count  uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// example_agent is the agent with the smallest id among those counted.
+	ExampleAgent  string `protobuf:"bytes,3,opt,name=example_agent,json=exampleAgent,proto3" json:"example_agent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkipReason) Reset() {
+	*x = SkipReason{}
+	mi := &file_agora_v1_operator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkipReason) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkipReason) ProtoMessage() {}
+
+func (x *SkipReason) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkipReason.ProtoReflect.Descriptor instead.
+func (*SkipReason) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SkipReason) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SkipReason) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *SkipReason) GetExampleAgent() string {
+	if x != nil {
+		return x.ExampleAgent
+	}
+	return ""
+}
+
+// ExplainFrameworkResponse is the leader's last allocation round as one
+// framework saw it. offered plus the counts is the number of its roles
+// times the number of agents the round considered (draining and
+// unreachable ones included).
+type ExplainFrameworkResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	// roles are the framework's distinct roles.
+	Roles []string `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	// offered is the number of offers the round made to the framework.
+	Offered uint64 `protobuf:"varint,3,opt,name=offered,proto3" json:"offered,omitempty"`
+	// reasons are in the allocator's order; reasons with no count are left out.
+	Reasons []*SkipReason `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// round_index is the state index the round was computed from.
+	RoundIndex uint64 `protobuf:"varint,5,opt,name=round_index,json=roundIndex,proto3" json:"round_index,omitempty"`
+	// round_time is the leader's time of the round.
+	RoundTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=round_time,json=roundTime,proto3" json:"round_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainFrameworkResponse) Reset() {
+	*x = ExplainFrameworkResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainFrameworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainFrameworkResponse) ProtoMessage() {}
+
+func (x *ExplainFrameworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainFrameworkResponse.ProtoReflect.Descriptor instead.
+func (*ExplainFrameworkResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ExplainFrameworkResponse) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *ExplainFrameworkResponse) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ExplainFrameworkResponse) GetOffered() uint64 {
+	if x != nil {
+		return x.Offered
+	}
+	return 0
+}
+
+func (x *ExplainFrameworkResponse) GetReasons() []*SkipReason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *ExplainFrameworkResponse) GetRoundIndex() uint64 {
+	if x != nil {
+		return x.RoundIndex
+	}
+	return 0
+}
+
+func (x *ExplainFrameworkResponse) GetRoundTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RoundTime
+	}
+	return nil
+}
+
 // LeaderRedirect is attached to Unavailable errors from a follower.
 type LeaderRedirect struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1463,7 +1669,7 @@ type LeaderRedirect struct {
 
 func (x *LeaderRedirect) Reset() {
 	*x = LeaderRedirect{}
-	mi := &file_agora_v1_operator_proto_msgTypes[28]
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1681,7 @@ func (x *LeaderRedirect) String() string {
 func (*LeaderRedirect) ProtoMessage() {}
 
 func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[28]
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1694,7 @@ func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRedirect.ProtoReflect.Descriptor instead.
 func (*LeaderRedirect) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LeaderRedirect) GetLeaderId() string {
@@ -1509,7 +1715,7 @@ var File_agora_v1_operator_proto protoreflect.FileDescriptor
 
 const file_agora_v1_operator_proto_rawDesc = "" +
 	"\n" +
-	"\x17agora/v1/operator.proto\x12\bagora.v1\x1a\x14agora/v1/types.proto\"#\n" +
+	"\x17agora/v1/operator.proto\x12\bagora.v1\x1a\x14agora/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n" +
 	"\vReadOptions\x12\x14\n" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\"=\n" +
 	"\x10GetStatusRequest\x12)\n" +
@@ -1598,10 +1804,26 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\avolumes\x18\x02 \x03(\v2\x10.agora.v1.VolumeR\avolumes\"=\n" +
 	"\x18TeardownFrameworkRequest\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\"\x1b\n" +
-	"\x19TeardownFrameworkResponse\"T\n" +
+	"\x19TeardownFrameworkResponse\"<\n" +
+	"\x17ExplainFrameworkRequest\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\"_\n" +
+	"\n" +
+	"SkipReason\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x12#\n" +
+	"\rexample_agent\x18\x03 \x01(\tR\fexampleAgent\"\xf9\x01\n" +
+	"\x18ExplainFrameworkResponse\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x18\n" +
+	"\aoffered\x18\x03 \x01(\x04R\aoffered\x12.\n" +
+	"\areasons\x18\x04 \x03(\v2\x14.agora.v1.SkipReasonR\areasons\x12\x1f\n" +
+	"\vround_index\x18\x05 \x01(\x04R\n" +
+	"roundIndex\x129\n" +
+	"\n" +
+	"round_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\troundTime\"T\n" +
 	"\x0eLeaderRedirect\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12%\n" +
-	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress2\x9b\a\n" +
+	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress2\xf6\a\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\tGetStatus\x12\x1a.agora.v1.GetStatusRequest\x1a\x1b.agora.v1.GetStatusResponse\x12>\n" +
 	"\aSetRole\x12\x18.agora.v1.SetRoleRequest\x1a\x19.agora.v1.SetRoleResponse\x12G\n" +
@@ -1618,7 +1840,8 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"ListOffers\x12\x1b.agora.v1.ListOffersRequest\x1a\x1c.agora.v1.ListOffersResponse\x12Y\n" +
 	"\x10ListReservations\x12!.agora.v1.ListReservationsRequest\x1a\".agora.v1.ListReservationsResponse\x12\\\n" +
-	"\x11TeardownFramework\x12\".agora.v1.TeardownFrameworkRequest\x1a#.agora.v1.TeardownFrameworkResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\x11TeardownFramework\x12\".agora.v1.TeardownFrameworkRequest\x1a#.agora.v1.TeardownFrameworkResponse\x12Y\n" +
+	"\x10ExplainFramework\x12!.agora.v1.ExplainFrameworkRequest\x1a\".agora.v1.ExplainFrameworkResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_operator_proto_rawDescOnce sync.Once
@@ -1632,7 +1855,7 @@ func file_agora_v1_operator_proto_rawDescGZIP() []byte {
 	return file_agora_v1_operator_proto_rawDescData
 }
 
-var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_agora_v1_operator_proto_goTypes = []any{
 	(*ReadOptions)(nil),               // 0: agora.v1.ReadOptions
 	(*GetStatusRequest)(nil),          // 1: agora.v1.GetStatusRequest
@@ -1662,76 +1885,84 @@ var file_agora_v1_operator_proto_goTypes = []any{
 	(*ListReservationsResponse)(nil),  // 25: agora.v1.ListReservationsResponse
 	(*TeardownFrameworkRequest)(nil),  // 26: agora.v1.TeardownFrameworkRequest
 	(*TeardownFrameworkResponse)(nil), // 27: agora.v1.TeardownFrameworkResponse
-	(*LeaderRedirect)(nil),            // 28: agora.v1.LeaderRedirect
-	nil,                               // 29: agora.v1.Counts.AgentsByStateEntry
-	nil,                               // 30: agora.v1.Counts.TasksByStateEntry
-	(*Master)(nil),                    // 31: agora.v1.Master
-	(*Role)(nil),                      // 32: agora.v1.Role
-	(*Agent)(nil),                     // 33: agora.v1.Agent
-	(*Resource)(nil),                  // 34: agora.v1.Resource
-	(*Task)(nil),                      // 35: agora.v1.Task
-	(*Framework)(nil),                 // 36: agora.v1.Framework
-	(*Offer)(nil),                     // 37: agora.v1.Offer
-	(*Reservation)(nil),               // 38: agora.v1.Reservation
-	(*Volume)(nil),                    // 39: agora.v1.Volume
+	(*ExplainFrameworkRequest)(nil),   // 28: agora.v1.ExplainFrameworkRequest
+	(*SkipReason)(nil),                // 29: agora.v1.SkipReason
+	(*ExplainFrameworkResponse)(nil),  // 30: agora.v1.ExplainFrameworkResponse
+	(*LeaderRedirect)(nil),            // 31: agora.v1.LeaderRedirect
+	nil,                               // 32: agora.v1.Counts.AgentsByStateEntry
+	nil,                               // 33: agora.v1.Counts.TasksByStateEntry
+	(*Master)(nil),                    // 34: agora.v1.Master
+	(*Role)(nil),                      // 35: agora.v1.Role
+	(*Agent)(nil),                     // 36: agora.v1.Agent
+	(*Resource)(nil),                  // 37: agora.v1.Resource
+	(*Task)(nil),                      // 38: agora.v1.Task
+	(*Framework)(nil),                 // 39: agora.v1.Framework
+	(*Offer)(nil),                     // 40: agora.v1.Offer
+	(*Reservation)(nil),               // 41: agora.v1.Reservation
+	(*Volume)(nil),                    // 42: agora.v1.Volume
+	(*timestamppb.Timestamp)(nil),     // 43: google.protobuf.Timestamp
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
-	29, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
-	30, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
-	31, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
-	31, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
+	32, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
+	33, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
+	34, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
+	34, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
 	2,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
 	3,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
-	32, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
+	35, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
 	0,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
-	32, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
+	35, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
 	0,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
-	31, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
+	34, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
 	0,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
-	33, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
-	34, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
-	34, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
-	34, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
+	36, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
+	37, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
+	37, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
+	37, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
 	16, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
 	0,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
-	35, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
+	38, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
 	0,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
-	36, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
+	39, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
 	0,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
-	37, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
+	40, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
 	0,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
-	38, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
-	39, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
-	1,  // 27: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
-	5,  // 28: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
-	7,  // 29: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
-	9,  // 30: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
-	11, // 31: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
-	13, // 32: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
-	15, // 33: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
-	18, // 34: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
-	20, // 35: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
-	22, // 36: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
-	24, // 37: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
-	26, // 38: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
-	4,  // 39: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	6,  // 40: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	8,  // 41: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	10, // 42: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	12, // 43: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	14, // 44: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	17, // 45: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	19, // 46: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	21, // 47: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	23, // 48: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	25, // 49: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	27, // 50: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	39, // [39:51] is the sub-list for method output_type
-	27, // [27:39] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	41, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
+	42, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
+	29, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
+	43, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
+	1,  // 29: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
+	5,  // 30: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
+	7,  // 31: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
+	9,  // 32: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
+	11, // 33: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
+	13, // 34: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
+	15, // 35: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
+	18, // 36: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
+	20, // 37: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
+	22, // 38: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
+	24, // 39: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
+	26, // 40: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
+	28, // 41: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
+	4,  // 42: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	6,  // 43: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	8,  // 44: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	10, // 45: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	12, // 46: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	14, // 47: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	17, // 48: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	19, // 49: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	21, // 50: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	23, // 51: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	25, // 52: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	27, // 53: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	30, // 54: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	42, // [42:55] is the sub-list for method output_type
+	29, // [29:42] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_operator_proto_init() }
@@ -1746,7 +1977,7 @@ func file_agora_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_operator_proto_rawDesc), len(file_agora_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

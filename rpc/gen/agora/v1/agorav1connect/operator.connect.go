@@ -68,6 +68,9 @@ const (
 	// OperatorServiceTeardownFrameworkProcedure is the fully-qualified name of the OperatorService's
 	// TeardownFramework RPC.
 	OperatorServiceTeardownFrameworkProcedure = "/agora.v1.OperatorService/TeardownFramework"
+	// OperatorServiceExplainFrameworkProcedure is the fully-qualified name of the OperatorService's
+	// ExplainFramework RPC.
+	OperatorServiceExplainFrameworkProcedure = "/agora.v1.OperatorService/ExplainFramework"
 )
 
 // OperatorServiceClient is a client for the agora.v1.OperatorService service.
@@ -96,6 +99,12 @@ type OperatorServiceClient interface {
 	ListReservations(context.Context, *connect.Request[v1.ListReservationsRequest]) (*connect.Response[v1.ListReservationsResponse], error)
 	// TeardownFramework tears a framework down; its tasks are killed.
 	TeardownFramework(context.Context, *connect.Request[v1.TeardownFrameworkRequest]) (*connect.Response[v1.TeardownFrameworkResponse], error)
+	// ExplainFramework tells why a framework got no (or fewer) offers in the
+	// leader's last allocation round. Leader only: a follower answers
+	// Unavailable with a LeaderRedirect. NotFound for an unknown framework;
+	// FailedPrecondition for one that is torn down or disconnected (it is
+	// in no round).
+	ExplainFramework(context.Context, *connect.Request[v1.ExplainFrameworkRequest]) (*connect.Response[v1.ExplainFrameworkResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the agora.v1.OperatorService service. By
@@ -181,6 +190,12 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("TeardownFramework")),
 			connect.WithClientOptions(opts...),
 		),
+		explainFramework: connect.NewClient[v1.ExplainFrameworkRequest, v1.ExplainFrameworkResponse](
+			httpClient,
+			baseURL+OperatorServiceExplainFrameworkProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ExplainFramework")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -198,6 +213,7 @@ type operatorServiceClient struct {
 	listOffers        *connect.Client[v1.ListOffersRequest, v1.ListOffersResponse]
 	listReservations  *connect.Client[v1.ListReservationsRequest, v1.ListReservationsResponse]
 	teardownFramework *connect.Client[v1.TeardownFrameworkRequest, v1.TeardownFrameworkResponse]
+	explainFramework  *connect.Client[v1.ExplainFrameworkRequest, v1.ExplainFrameworkResponse]
 }
 
 // GetStatus calls agora.v1.OperatorService.GetStatus.
@@ -260,6 +276,11 @@ func (c *operatorServiceClient) TeardownFramework(ctx context.Context, req *conn
 	return c.teardownFramework.CallUnary(ctx, req)
 }
 
+// ExplainFramework calls agora.v1.OperatorService.ExplainFramework.
+func (c *operatorServiceClient) ExplainFramework(ctx context.Context, req *connect.Request[v1.ExplainFrameworkRequest]) (*connect.Response[v1.ExplainFrameworkResponse], error) {
+	return c.explainFramework.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the agora.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// GetStatus reports the leader, masters, raft indexes and object counts.
@@ -286,6 +307,12 @@ type OperatorServiceHandler interface {
 	ListReservations(context.Context, *connect.Request[v1.ListReservationsRequest]) (*connect.Response[v1.ListReservationsResponse], error)
 	// TeardownFramework tears a framework down; its tasks are killed.
 	TeardownFramework(context.Context, *connect.Request[v1.TeardownFrameworkRequest]) (*connect.Response[v1.TeardownFrameworkResponse], error)
+	// ExplainFramework tells why a framework got no (or fewer) offers in the
+	// leader's last allocation round. Leader only: a follower answers
+	// Unavailable with a LeaderRedirect. NotFound for an unknown framework;
+	// FailedPrecondition for one that is torn down or disconnected (it is
+	// in no round).
+	ExplainFramework(context.Context, *connect.Request[v1.ExplainFrameworkRequest]) (*connect.Response[v1.ExplainFrameworkResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -367,6 +394,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("TeardownFramework")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceExplainFrameworkHandler := connect.NewUnaryHandler(
+		OperatorServiceExplainFrameworkProcedure,
+		svc.ExplainFramework,
+		connect.WithSchema(operatorServiceMethods.ByName("ExplainFramework")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceGetStatusProcedure:
@@ -393,6 +426,8 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceListReservationsHandler.ServeHTTP(w, r)
 		case OperatorServiceTeardownFrameworkProcedure:
 			operatorServiceTeardownFrameworkHandler.ServeHTTP(w, r)
+		case OperatorServiceExplainFrameworkProcedure:
+			operatorServiceExplainFrameworkHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -448,4 +483,8 @@ func (UnimplementedOperatorServiceHandler) ListReservations(context.Context, *co
 
 func (UnimplementedOperatorServiceHandler) TeardownFramework(context.Context, *connect.Request[v1.TeardownFrameworkRequest]) (*connect.Response[v1.TeardownFrameworkResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.TeardownFramework is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ExplainFramework(context.Context, *connect.Request[v1.ExplainFrameworkRequest]) (*connect.Response[v1.ExplainFrameworkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.ExplainFramework is not implemented"))
 }
