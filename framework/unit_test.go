@@ -1,15 +1,11 @@
 package framework
 
 import (
-	"errors"
-	"fmt"
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/agora-sched/agora/framework/frameworktest"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -47,46 +43,6 @@ func TestBackoffDefaults(t *testing.T) {
 	for range 100 { // doubling must not overflow
 		if d := b.Next(); d <= 0 || d > time.Hour {
 			t.Fatalf("wait %v out of range", d)
-		}
-	}
-}
-
-func TestLeaderFromError(t *testing.T) {
-	headerOnly := connect.NewError(connect.CodeUnavailable, errors.New("not the leader"))
-	headerOnly.Meta().Set("Agora-Leader", "127.0.0.1:7102")
-	notLeaderWrapped := fmt.Errorf("call: %w", frameworktest.NotLeaderError("m2", "http://127.0.0.1:7102/"))
-	tests := []struct {
-		name           string
-		err            error
-		wantID, wantAd string
-		wantOK         bool
-	}{
-		{"detail", frameworktest.NotLeaderError("m2", "http://127.0.0.1:7102"), "m2", "http://127.0.0.1:7102", true},
-		{"wrapped detail, trailing slash", notLeaderWrapped, "m2", "http://127.0.0.1:7102", true},
-		{"no leader known", frameworktest.NotLeaderError("", ""), "", "", true},
-		{"header only, host:port", headerOnly, "", "http://127.0.0.1:7102", true},
-		{"plain unavailable", connect.NewError(connect.CodeUnavailable, errors.New("dial")), "", "", false},
-		{"other code", connect.NewError(connect.CodeNotFound, errors.New("no")), "", "", false},
-		{"not a connect error", errors.New("boom"), "", "", false},
-		{"nil", nil, "", "", false},
-	}
-	for _, tc := range tests {
-		id, addr, ok := leaderFromError(tc.err)
-		if id != tc.wantID || addr != tc.wantAd || ok != tc.wantOK {
-			t.Errorf("%s: got (%q, %q, %v), want (%q, %q, %v)", tc.name, id, addr, ok, tc.wantID, tc.wantAd, tc.wantOK)
-		}
-	}
-}
-
-func TestNormalizeAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1:7100":         "http://127.0.0.1:7100",
-		" http://h:1/ ":          "http://h:1",
-		"https://m.example:7100": "https://m.example:7100",
-		"":                       "",
-	} {
-		if got := normalizeAddr(in); got != want {
-			t.Errorf("normalizeAddr(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -48,6 +48,13 @@ func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	return resp, nil
 }
 
+// CloseIdleConnections closes the idle connections of the wrapped transport.
+func (t *rewriteTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // unreachableError marks a call that got no answer from its master.
 type unreachableError struct {
 	target string

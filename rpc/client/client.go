@@ -63,6 +63,7 @@ type Client struct {
 	Agent     agorav1connect.AgentServiceClient
 
 	opts options
+	hc   *http.Client
 
 	mu      sync.Mutex
 	masters []string             // every known master, in the order learned
@@ -205,6 +206,7 @@ func New(addrs string, opts ...Option) *Client {
 	}
 	rewriting := *hc
 	rewriting.Transport = &rewriteTransport{c: c, next: rt}
+	c.hc = &rewriting
 
 	copts := []connect.ClientOption{connect.WithInterceptors(interceptor{c: c}), connect.WithCompressMinBytes(4 << 10)}
 	if o.grpc {
@@ -219,6 +221,10 @@ func New(addrs string, opts ...Option) *Client {
 	c.Agent = agorav1connect.NewAgentServiceClient(&rewriting, base, copts...)
 	return c
 }
+
+// CloseIdleConnections closes the idle connections of the client's HTTP
+// transport.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 // NormalizeAddr turns "host:port" into "http://host:port" and drops any
 // path and trailing slash; it returns "" for an empty or unparsable

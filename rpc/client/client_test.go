@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -485,6 +486,30 @@ func TestEveryProcedureHasAPolicy(t *testing.T) {
 	}
 	if got := PolicyOf("/agora.v1.OperatorService/SomethingNew"); got != RetryIfNotApplied {
 		t.Errorf("unknown procedure: %v, want %v", got, RetryIfNotApplied)
+	}
+}
+
+func TestLeaderFromError(t *testing.T) {
+	headerOnly := connect.NewError(connect.CodeUnavailable, errors.New("not the leader"))
+	headerOnly.Meta().Set(LeaderHeader, "127.0.0.1:7102")
+	for _, tc := range []struct {
+		name           string
+		err            error
+		wantID, wantAd string
+		wantOK         bool
+	}{
+		{"detail", redirectTo("http://127.0.0.1:7102", false), "m1", "http://127.0.0.1:7102", true},
+		{"wrapped detail", fmt.Errorf("call: %w", redirectTo("http://127.0.0.1:7102", false)), "m1", "http://127.0.0.1:7102", true},
+		{"header only", headerOnly, "", "127.0.0.1:7102", true},
+		{"no leader known", noLeader(), "", "", false},
+		{"other code", connect.NewError(connect.CodeNotFound, errors.New("no")), "", "", false},
+		{"not a connect error", errors.New("boom"), "", "", false},
+		{"nil", nil, "", "", false},
+	} {
+		id, addr, ok := LeaderFromError(tc.err)
+		if id != tc.wantID || addr != tc.wantAd || ok != tc.wantOK {
+			t.Errorf("%s: got (%q, %q, %v), want (%q, %q, %v)", tc.name, id, addr, ok, tc.wantID, tc.wantAd, tc.wantOK)
+		}
 	}
 }
 
