@@ -294,10 +294,7 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			if last == nil {
-				last = err
-			}
-			return nil, c.giveUp(ctx, last, attempts, start)
+			return nil, c.giveUp(ctx, err, attempts, start)
 		}
 		last = err
 		o, silent := classify(err, expired, &tr)
