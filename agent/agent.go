@@ -456,17 +456,6 @@ func (a *Agent) master(ctx context.Context) (*client.Client, error) {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // --- registration and assignments -------------------------------------------
 
 func (a *Agent) mainLoop(ctx context.Context) error {
@@ -554,7 +543,7 @@ func (a *Agent) register(ctx context.Context) (uint64, error) {
 		default:
 			a.log.Debug("registration failed; retrying", "err", err)
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !client.Sleep(ctx, backoff) {
 			return 0, ctx.Err()
 		}
 		backoff = min(2*backoff, registerBackoff)
@@ -605,7 +594,7 @@ func (a *Agent) assignLoop(ctx context.Context, regIndex uint64) {
 				return
 			}
 			a.log.Debug("get assignments failed", "err", err)
-			if !sleepCtx(ctx, backoff) {
+			if !client.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, sendBackoffMax)
@@ -871,7 +860,7 @@ func (a *Agent) sendLoop(ctx context.Context) {
 		default:
 			a.log.Debug("status update failed; retrying", "err", err, "in", backoff)
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !client.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, sendBackoffMax)

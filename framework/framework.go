@@ -105,7 +105,7 @@ type Scheduler interface {
 
 // Driver makes calls to the master on behalf of the framework. Calls wait
 // until the framework is subscribed, go to the current leader, and are
-// retried across leader changes a few times. A Driver is safe for use from
+// retried across leader changes as package rpc/client allows. A Driver is safe for use from
 // any goroutine, including from inside Scheduler methods.
 type Driver interface {
 	// FrameworkID is the framework's id, "" before the first SUBSCRIBED.
@@ -187,9 +187,9 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	r := &runner{
-		cfg:     cfg,
-		sched:   s,
-		log:     cfg.Logger,
+		cfg:   cfg,
+		sched: s,
+		log:   cfg.Logger,
 		done:  make(chan struct{}),
 		info:  proto.Clone(cfg.Info).(*agorav1.FrameworkInfo),
 		ready: make(chan struct{}),
@@ -215,7 +215,7 @@ func (r *runner) frameworkID() string {
 
 // run is the subscribe/reconnect loop.
 func (r *runner) run(ctx context.Context) error {
-	bo := newBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
+	bo := client.NewBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
 	hops := 0
 	for {
 		if ctx.Err() != nil {
@@ -251,7 +251,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		wait := bo.Next()
 		r.log.Info("subscription ended; resubscribing", "master", target, "err", err, "backoff", wait)
-		if !sleepCtx(ctx, wait) {
+		if !client.Sleep(ctx, wait) {
 			return nil
 		}
 	}

@@ -209,9 +209,13 @@ func (s *openingStream) CloseRequest() error {
 // Receive passes on a message, ending the open timeout at the first.
 func (s *openingStream) Receive(msg any) error {
 	err := s.StreamingClientConn.Receive(msg)
-	s.once.Do(func() { s.timer.Stop() })
+	s.once.Do(func() {
+		s.timer.Stop()
+		if err == nil {
+			s.c.answered(s.target)
+		}
+	})
 	if err == nil {
-		s.c.answered(s.target)
 		return nil
 	}
 	return s.failed(err)
@@ -255,7 +259,7 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.callTimeout+wait)
 	defer cancel()
-	bo := backoff{min: c.opts.minBackoff, max: c.opts.maxBackoff}
+	bo := NewBackoff(c.opts.minBackoff, c.opts.maxBackoff)
 	tried := map[string]bool{}
 	redirectTo := ""
 	hops, attempts := 0, 0
@@ -273,7 +277,7 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 				return nil, connect.NewError(connect.CodeUnavailable, ErrNoMasters)
 			}
 			clear(tried)
-			if !sleepCtx(ctx, bo.next()) {
+			if !Sleep(ctx, bo.Next()) {
 				return nil, c.giveUp(ctx, last, attempts, start)
 			}
 			if target = c.pick(tried); target == "" {

@@ -1,10 +1,8 @@
 package client
 
 import (
-	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -405,31 +403,6 @@ func (c *Client) learn(msg any) {
 	defer c.mu.Unlock()
 	for _, m := range ms {
 		c.learnLocked(NormalizeAddr(m.GetHttpAddress()))
-	}
-}
-
-// backoff yields doubling, jittered pauses between rounds of attempts.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	}
-	d := b.cur
-	b.cur = min(2*b.cur, b.max)
-	return max(b.min, time.Duration(float64(d)*(0.5+rand.Float64()/2)))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -526,3 +526,26 @@ func TestNormalizeAddr(t *testing.T) {
 		}
 	}
 }
+
+// Many goroutines share one Client across a redirect and a silent master.
+func TestConcurrentCalls(t *testing.T) {
+	leader := &fakeMaster{}
+	ls := serve(t, leader)
+	follower := &fakeMaster{answer: func(int32) error { return redirectTo(ls.URL, false) }}
+	c := New(silentMaster(t)+","+serve(t, follower).URL, fast()...)
+	errs := make(chan error, 16)
+	for range cap(errs) {
+		go func() {
+			_, err := setRole(c)
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := leader.calls.Load(); n != int32(cap(errs)) {
+		t.Fatalf("leader answered %d calls, want %d", n, cap(errs))
+	}
+}

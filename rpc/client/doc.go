@@ -84,9 +84,14 @@
 //	  UpdateStatus               always      statuses carry uuids; a resent uuid is skipped
 //	  GetAssignments             always      a read (long poll)
 //
-// Retrying a RetryAlways write after an unknown outcome cannot apply it
-// after the call returns: an entry of a deposed leader's term is either
-// committed by the new leader before the retry's entry or truncated.
+// Why a late first attempt is harmless for RetryAlways writes: once a
+// retry committed at a newer leader, an entry the deposed leader appended
+// is either in the new leader's log ahead of the retry's (so applied
+// before the call returns) or truncated. Only a paused master that still
+// leads when it resumes (no election meanwhile) can apply the stuck first
+// attempt after the call returned; for these writes that sets again what
+// the call set, which a concurrent writer in between would see undone, as
+// with any PUT retried after a timeout.
 //
 // # Server streams
 //
