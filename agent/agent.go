@@ -66,10 +66,9 @@ type Agent struct {
 	closeOnce  sync.Once
 	reregister chan struct{} // capacity 1: the masters want a registration
 
+	masters *client.Client // leader discovery, redirects and retries
+
 	mu          sync.Mutex
-	clients     map[string]*client.Client // by master HTTP address
-	hc          *http.Client              // shared by the clients
-	current     string                    // preferred master
 	latest      map[executor.TaskKey]*agorav1.TaskStatus
 	killing     map[executor.TaskKey]bool
 	seenMasters map[string]bool // HTTP addresses of every master seen in gossip
@@ -124,8 +123,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: log, res: res, out: out, launched: launched, hostname: hostname,
 		done:        make(chan struct{}),
 		reregister:  make(chan struct{}, 1),
-		clients:     map[string]*client.Client{},
-		hc:          client.DefaultHTTPClient(),
+		masters:     client.New("", client.WithCallTimeout(rpcTimeout), client.WithLogger(log)),
 		latest:      map[executor.TaskKey]*agorav1.TaskStatus{},
 		killing:     map[executor.TaskKey]bool{},
 		seenMasters: map[string]bool{},
@@ -271,7 +269,7 @@ func (a *Agent) closeAll() {
 		if err := a.exec.Close(); err != nil {
 			a.log.Warn("closing executor", "err", err)
 		}
-		a.hc.CloseIdleConnections()
+		a.masters.CloseIdleConnections()
 	})
 }
 
@@ -440,23 +438,13 @@ func (a *Agent) masterAddrs() []string {
 	return out
 }
 
-// master returns a client for the preferred master (or the first known),
-// waiting for gossip to find one.
+// master returns the client for the masters, once gossip has found one;
+// it learns every master gossip shows.
 func (a *Agent) master(ctx context.Context) (*client.Client, error) {
 	for {
-		addrs := a.masterAddrs()
-		if len(addrs) > 0 {
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			if !slices.Contains(addrs, a.current) {
-				a.current = addrs[0]
-			}
-			c, ok := a.clients[a.current]
-			if !ok {
-				c = client.New(a.current, client.WithHTTPClient(a.hc))
-				a.clients[a.current] = c
-			}
-			return c, nil
+		if addrs := a.masterAddrs(); len(addrs) > 0 {
+			a.masters.AddMasters(addrs...)
+			return a.masters, nil
 		}
 		t := time.NewTimer(noMasterPollTime)
 		select {
@@ -465,29 +453,6 @@ func (a *Agent) master(ctx context.Context) (*client.Client, error) {
 			return nil, ctx.Err()
 		case <-t.C:
 		}
-	}
-}
-
-// rotate moves the preference to the next known master.
-func (a *Agent) rotate() {
-	addrs := a.masterAddrs()
-	if len(addrs) == 0 {
-		return
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	i := slices.Index(addrs, a.current)
-	a.current = addrs[(i+1)%len(addrs)]
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -549,9 +514,7 @@ func (a *Agent) register(ctx context.Context) (uint64, error) {
 			return 0, err
 		}
 		req := a.registerRequest()
-		callCtx, cancel := context.WithTimeout(ctx, rpcTimeout)
-		resp, err := c.Agent.RegisterAgent(callCtx, connect.NewRequest(req))
-		cancel()
+		resp, err := c.Agent.RegisterAgent(ctx, connect.NewRequest(req))
 		if err == nil {
 			a.registered.Store(true)
 			a.metrics.registrations.Inc()
@@ -579,9 +542,8 @@ func (a *Agent) register(ctx context.Context) (uint64, error) {
 			a.log.Warn("registration refused; retrying", "err", err)
 		default:
 			a.log.Debug("registration failed; retrying", "err", err)
-			a.rotate()
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !client.Sleep(ctx, backoff) {
 			return 0, ctx.Err()
 		}
 		backoff = min(2*backoff, registerBackoff)
@@ -610,7 +572,7 @@ func (a *Agent) assignLoop(ctx context.Context, regIndex uint64) {
 		if err != nil {
 			return
 		}
-		callCtx, cancel := context.WithTimeout(ctx, assignmentWait+rpcTimeout)
+		callCtx, cancel := context.WithCancel(ctx)
 		var rereg atomic.Bool
 		go func() {
 			select {
@@ -632,8 +594,7 @@ func (a *Agent) assignLoop(ctx context.Context, regIndex uint64) {
 				return
 			}
 			a.log.Debug("get assignments failed", "err", err)
-			a.rotate()
-			if !sleepCtx(ctx, backoff) {
+			if !client.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, sendBackoffMax)
@@ -646,7 +607,7 @@ func (a *Agent) assignLoop(ctx context.Context, regIndex uint64) {
 		a.mu.Unlock()
 		if stale {
 			// A master behind what we already saw; ask another.
-			a.rotate()
+			c.Skip(c.Target())
 			continue
 		}
 		if !msg.GetKnown() {
@@ -856,9 +817,7 @@ func (a *Agent) sendLoop(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		callCtx, cancel := context.WithTimeout(ctx, rpcTimeout)
-		_, err = c.Agent.UpdateStatus(callCtx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: a.cfg.ID, Statuses: batch}))
-		cancel()
+		_, err = c.Agent.UpdateStatus(ctx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: a.cfg.ID, Statuses: batch}))
 		uuids := make([]string, len(batch))
 		for i, st := range batch {
 			uuids[i] = st.GetUuid()
@@ -892,9 +851,8 @@ func (a *Agent) sendLoop(ctx context.Context) {
 			a.requestRegistration()
 		default:
 			a.log.Debug("status update failed; retrying", "err", err, "in", backoff)
-			a.rotate()
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !client.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, sendBackoffMax)

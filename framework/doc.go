@@ -36,8 +36,9 @@
 //   - Leader discovery: Config.Masters may name any masters. A follower
 //     answers Unavailable with the leader's address (a LeaderRedirect error
 //     detail and the Agora-Leader header); the SDK follows it, for the
-//     subscription and for every call, and tries the other masters in turn
-//     when one does not answer.
+//     subscription and for every call, and passes over a master that does
+//     not answer in time for the others. This is package rpc/client, which
+//     the CLI and the agent use too.
 //   - Reconnection: when the stream ends (leader failover, network error,
 //     no event for 5 heartbeat intervals) the SDK resubscribes with the same
 //     framework id, with exponential backoff between MinBackoff and
@@ -45,7 +46,11 @@
 //   - Implicit reconciliation after every (re)subscription: the latest state
 //     of every non-terminal task arrives as Update events.
 //   - Calls made while the framework is resubscribing wait for it; calls
-//     answered Unavailable (a leader change) are retried a few times.
+//     answered Unavailable (a leader change) are retried within rpc/client's
+//     bounds (5s an attempt, 30s a call). Accept, Decline and Teardown are
+//     not retried once they may have been applied (no answer after being
+//     sent): they fail with rpc/client's ErrOutcomeUnknown, and the
+//     framework learns the outcome from its updates and offers.
 //
 // Run returns nil when its context ends, leaving the framework registered:
 // its tasks keep running until the failover timeout

@@ -18,8 +18,8 @@ var _ Driver = (*driver)(nil)
 // FrameworkID implements Driver.
 func (d *driver) FrameworkID() string { return d.r.frameworkID() }
 
-// callTarget waits until the framework is subscribed and returns where to
-// send a call and the identity to put in it.
+// callTarget waits until the framework is subscribed and returns the
+// identity to put in a call.
 func (r *runner) callTarget(ctx context.Context) (callSite, error) {
 	for {
 		r.mu.Lock()
@@ -27,8 +27,7 @@ func (r *runner) callTarget(ctx context.Context) (callSite, error) {
 		fc := &agorav1.FrameworkCall{FrameworkId: r.info.GetId(), StreamToken: r.token}
 		r.mu.Unlock()
 		if connected {
-			target, c := r.current()
-			return callSite{target: target, client: c, fc: fc, sess: sess}, nil
+			return callSite{fc: fc, sess: sess}, nil
 		}
 		select {
 		case <-ready:
@@ -40,12 +39,10 @@ func (r *runner) callTarget(ctx context.Context) (callSite, error) {
 	}
 }
 
-// callSite is where one attempt of a call goes.
+// callSite is what one attempt of a call needs.
 type callSite struct {
-	target string
-	client agorav1connect.SchedulerServiceClient
-	fc     *agorav1.FrameworkCall
-	sess   context.Context // done when the subscription's master hangs
+	fc   *agorav1.FrameworkCall
+	sess context.Context // done when the subscription's master hangs
 }
 
 // tokenReplaced reports whether tok is no longer the live stream token (the
@@ -56,23 +53,22 @@ func (r *runner) tokenReplaced(tok string) bool {
 	return !r.connected || r.token != tok
 }
 
-// call runs one unary call at the leader: it follows LeaderRedirect errors
-// and retries Unavailable answers with backoff a few times.
+// call runs one unary call at the leader. rpc/client follows redirects,
+// passes over masters that do not answer and retries as the call's retry
+// policy allows; call adds waiting for the subscription and retrying a call
+// that raced with a resubscription.
 func (r *runner) call(ctx context.Context, name string, fn func(context.Context, agorav1connect.SchedulerServiceClient, *agorav1.FrameworkCall) error) error {
-	bo := newBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
-	hops := 0
-	for attempt := 1; ; {
+	for attempt := 1; ; attempt++ {
 		site, err := r.callTarget(ctx)
 		if err != nil {
 			return fmt.Errorf("framework: %s: %w", name, err)
 		}
-		target, fc := site.target, site.fc
 		// An attempt ends with the subscription it belongs to: a master
 		// that stopped answering (missed heartbeats) must not hold a
 		// Scheduler method, and with it the event loop, forever.
 		actx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(site.sess, cancel)
-		err = fn(actx, site.client, fc)
+		err = fn(actx, r.c.Scheduler, site.fc)
 		stop()
 		cancel()
 		if err == nil {
@@ -83,29 +79,11 @@ func (r *runner) call(ctx context.Context, name string, fn func(context.Context,
 		}
 		if site.sess.Err() != nil {
 			return fmt.Errorf("framework: %s: %w", name, connect.NewError(connect.CodeUnavailable,
-				fmt.Errorf("master %s stopped answering during the call; offers stay valid and are sent again after resubscribing: %w", target, err)))
+				fmt.Errorf("master %s stopped answering during the call; offers stay valid and are sent again after resubscribing: %w", r.c.Target(), err)))
 		}
-		if connect.CodeOf(err) != connect.CodeUnavailable {
-			// A call that raced with a resubscription carried the replaced
-			// stream's token; try again with the new one.
-			if !r.tokenReplaced(fc.GetStreamToken()) || attempt >= callAttempts {
-				return fmt.Errorf("framework: %s: %w", name, err)
-			}
-			attempt++
-			continue
-		}
-		if _, addr, ok := leaderFromError(err); ok && addr != "" && addr != target && hops < maxRedirectHops {
-			hops++
-			r.redirect(target, addr)
-			continue
-		}
-		hops = 0
-		if attempt >= callAttempts {
-			return fmt.Errorf("framework: %s: gave up after %d attempts: %w", name, attempt, err)
-		}
-		attempt++
-		r.rotate(target)
-		if !sleepCtx(ctx, bo.Next()) {
+		// A call that raced with a resubscription carried the replaced
+		// stream's token; try again with the new one.
+		if connect.CodeOf(err) == connect.CodeUnavailable || !r.tokenReplaced(site.fc.GetStreamToken()) || attempt >= callAttempts {
 			return fmt.Errorf("framework: %s: %w", name, err)
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
-	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
 )
 
 // Defaults for Config fields left zero.
@@ -31,13 +31,14 @@ const missedHeartbeats = 5
 // interval is known.
 const firstEventTimeout = 30 * time.Second
 
-// callAttempts is how many times a unary call is tried when the master
-// answers Unavailable (a leader change); redirects to a named leader do not
-// count, up to maxRedirectHops in a row.
-const (
-	callAttempts    = 7
-	maxRedirectHops = 3
-)
+// callAttempts is how many times a unary call is tried when it raced with
+// a resubscription (its stream token was replaced). Leader changes are
+// retried inside each attempt by rpc/client.
+const callAttempts = 7
+
+// maxRedirectHops is how many redirects in a row the subscription loop
+// follows without a backoff.
+const maxRedirectHops = 3
 
 // Errors Run returns.
 var (
@@ -68,11 +69,13 @@ type Config struct {
 	DisableAutoAck bool
 
 	// MinBackoff and MaxBackoff bound the exponential backoff between
-	// resubscription attempts and retried calls (defaults 100ms and 5s).
+	// resubscription attempts and between rounds of retried calls
+	// (defaults 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
 
-	// HTTPClient carries all calls; nil uses a client without timeouts
-	// (calls are bounded by their contexts).
+	// HTTPClient carries all calls; nil uses client.DefaultHTTPClient()
+	// (package rpc/client). Each call is bounded by rpc/client's attempt
+	// and call timeouts as well as by its context.
 	HTTPClient *http.Client
 
 	// Logger receives connection events; nil means slog.Default().
@@ -102,7 +105,7 @@ type Scheduler interface {
 
 // Driver makes calls to the master on behalf of the framework. Calls wait
 // until the framework is subscribed, go to the current leader, and are
-// retried across leader changes a few times. A Driver is safe for use from
+// retried across leader changes as package rpc/client allows. A Driver is safe for use from
 // any goroutine, including from inside Scheduler methods.
 type Driver interface {
 	// FrameworkID is the framework's id, "" before the first SUBSCRIBED.
@@ -147,14 +150,11 @@ type runner struct {
 	cfg   Config
 	sched Scheduler
 	log   *slog.Logger
-	httpc connect.HTTPClient
+	c     *client.Client // leader discovery, redirects and retries
 	drv   *driver
 	done  chan struct{} // closed when Run returns
 
 	mu        sync.Mutex
-	masters   []string
-	target    string // base URL calls and subscriptions go to first
-	clients   map[string]agorav1connect.SchedulerServiceClient
 	info      *agorav1.FrameworkInfo
 	token     string
 	connected bool
@@ -173,7 +173,7 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 	}
 	var masters []string
 	for _, m := range cfg.Masters {
-		if a := normalizeAddr(m); a != "" {
+		if a := client.NormalizeAddr(m); a != "" {
 			masters = append(masters, a)
 		}
 	}
@@ -187,67 +187,24 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	r := &runner{
-		cfg:     cfg,
-		sched:   s,
-		log:     cfg.Logger,
-		done:    make(chan struct{}),
-		masters: masters,
-		target:  masters[0],
-		clients: map[string]agorav1connect.SchedulerServiceClient{},
-		info:    proto.Clone(cfg.Info).(*agorav1.FrameworkInfo),
-		ready:   make(chan struct{}),
+		cfg:   cfg,
+		sched: s,
+		log:   cfg.Logger,
+		done:  make(chan struct{}),
+		info:  proto.Clone(cfg.Info).(*agorav1.FrameworkInfo),
+		ready: make(chan struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
 	r.log = r.log.With("component", "framework")
+	opts := []client.Option{client.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff), client.WithLogger(r.log)}
 	if cfg.HTTPClient != nil {
-		r.httpc = cfg.HTTPClient
-	} else {
-		r.httpc = &http.Client{}
+		opts = append(opts, client.WithHTTPClient(cfg.HTTPClient))
 	}
+	r.c = client.New(strings.Join(masters, ","), opts...)
 	r.drv = &driver{r: r}
 	return r, nil
-}
-
-// clientFor returns the current target and its client.
-func (r *runner) current() (string, agorav1connect.SchedulerServiceClient) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, ok := r.clients[r.target]
-	if !ok {
-		c = agorav1connect.NewSchedulerServiceClient(r.httpc, r.target)
-		r.clients[r.target] = c
-	}
-	return r.target, c
-}
-
-// redirect moves the target to addr, unless another goroutine already moved
-// it away from failed.
-func (r *runner) redirect(failed, addr string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.target == failed && addr != "" {
-		r.target = addr
-	}
-}
-
-// rotate moves the target to the next configured master after failed did not
-// answer, unless another goroutine already moved it.
-func (r *runner) rotate(failed string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.target != failed {
-		return
-	}
-	next := r.masters[0]
-	for i, m := range r.masters {
-		if m == failed {
-			next = r.masters[(i+1)%len(r.masters)]
-			break
-		}
-	}
-	r.target = next
 }
 
 func (r *runner) frameworkID() string {
@@ -258,7 +215,7 @@ func (r *runner) frameworkID() string {
 
 // run is the subscribe/reconnect loop.
 func (r *runner) run(ctx context.Context) error {
-	bo := newBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
+	bo := client.NewBackoff(r.cfg.MinBackoff, r.cfg.MaxBackoff)
 	hops := 0
 	for {
 		if ctx.Err() != nil {
@@ -279,19 +236,22 @@ func (r *runner) run(ctx context.Context) error {
 		if subscribed {
 			bo.Reset()
 		}
-		if _, addr, ok := leaderFromError(err); ok && addr != "" && addr != target && hops < maxRedirectHops {
-			hops++
-			r.log.Info("following redirect to the leader", "from", target, "to", addr)
-			r.redirect(target, addr)
-			continue
+		// The client already made the leader a redirect names the target
+		// of the next subscription.
+		if next := r.c.Target(); next != target && hops < maxRedirectHops {
+			if _, addr, ok := client.LeaderFromError(err); ok {
+				hops++
+				r.log.Info("following redirect to the leader", "from", target, "to", addr)
+				continue
+			}
 		}
 		hops = 0
-		if !subscribed {
-			r.rotate(target)
+		if !subscribed && r.c.Target() == target {
+			r.c.Skip(target) // try another master next
 		}
 		wait := bo.Next()
 		r.log.Info("subscription ended; resubscribing", "master", target, "err", err, "backoff", wait)
-		if !sleepCtx(ctx, wait) {
+		if !client.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -327,8 +287,8 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 	r.mu.Unlock()
 	resubscribe := info.GetId() != ""
 
-	target, client := r.current()
-	stream, err := client.Subscribe(sctx, connect.NewRequest(&agorav1.SubscribeRequest{FrameworkInfo: info}))
+	target = r.c.Target()
+	stream, err := r.c.Scheduler.Subscribe(sctx, connect.NewRequest(&agorav1.SubscribeRequest{FrameworkInfo: info}))
 	if err != nil {
 		return target, false, r.classify(err)
 	}
@@ -391,6 +351,7 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 	}
 	err = stream.Err()
 	if dog.fired() && ctx.Err() == nil {
+		r.c.Skip(target)
 		err = fmt.Errorf("framework: no event from %s within %d heartbeat intervals", target, missedHeartbeats)
 	}
 	if err == nil {

@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/agora-sched/agora/framework/frameworktest"
+	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -303,7 +304,7 @@ func TestRunKeepsStreamWithHeartbeats(t *testing.T) {
 
 // pollFor lets d pass (a pacing step between sends, not synchronisation).
 func pollFor(ctx context.Context, d time.Duration) error {
-	if !sleepCtx(ctx, d) {
+	if !client.Sleep(ctx, d) {
 		return ctx.Err()
 	}
 	return nil

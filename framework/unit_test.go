@@ -1,95 +1,12 @@
 package framework
 
 import (
-	"errors"
-	"fmt"
 	"testing"
-	"time"
 
-	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/agora-sched/agora/framework/frameworktest"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
-
-func TestBackoffGrowsCapsAndResets(t *testing.T) {
-	for _, jitter := range []float64{0, 0.5, 0.999} {
-		b := newBackoff(100*time.Millisecond, time.Second)
-		b.jitter = func() float64 { return jitter }
-		var got []time.Duration
-		for range 8 {
-			got = append(got, b.Next())
-		}
-		base := 100 * time.Millisecond
-		for i, d := range got {
-			lo := max(time.Duration(float64(base)*0.5), 100*time.Millisecond)
-			if d < lo || d > base {
-				t.Fatalf("jitter %v: wait %d = %v, want in [%v, %v] (all %v)", jitter, i, d, lo, base, got)
-			}
-			if base < time.Second {
-				base = min(2*base, time.Second)
-			}
-		}
-		b.Reset()
-		if d := b.Next(); d > 100*time.Millisecond {
-			t.Fatalf("after Reset: %v, want <= 100ms", d)
-		}
-	}
-}
-
-func TestBackoffDefaults(t *testing.T) {
-	b := newBackoff(0, 0)
-	if b.min != DefaultMinBackoff || b.max != DefaultMinBackoff {
-		t.Fatalf("min %v max %v", b.min, b.max)
-	}
-	b = newBackoff(time.Millisecond, time.Hour)
-	for range 100 { // doubling must not overflow
-		if d := b.Next(); d <= 0 || d > time.Hour {
-			t.Fatalf("wait %v out of range", d)
-		}
-	}
-}
-
-func TestLeaderFromError(t *testing.T) {
-	headerOnly := connect.NewError(connect.CodeUnavailable, errors.New("not the leader"))
-	headerOnly.Meta().Set("Agora-Leader", "127.0.0.1:7102")
-	notLeaderWrapped := fmt.Errorf("call: %w", frameworktest.NotLeaderError("m2", "http://127.0.0.1:7102/"))
-	tests := []struct {
-		name           string
-		err            error
-		wantID, wantAd string
-		wantOK         bool
-	}{
-		{"detail", frameworktest.NotLeaderError("m2", "http://127.0.0.1:7102"), "m2", "http://127.0.0.1:7102", true},
-		{"wrapped detail, trailing slash", notLeaderWrapped, "m2", "http://127.0.0.1:7102", true},
-		{"no leader known", frameworktest.NotLeaderError("", ""), "", "", true},
-		{"header only, host:port", headerOnly, "", "http://127.0.0.1:7102", true},
-		{"plain unavailable", connect.NewError(connect.CodeUnavailable, errors.New("dial")), "", "", false},
-		{"other code", connect.NewError(connect.CodeNotFound, errors.New("no")), "", "", false},
-		{"not a connect error", errors.New("boom"), "", "", false},
-		{"nil", nil, "", "", false},
-	}
-	for _, tc := range tests {
-		id, addr, ok := leaderFromError(tc.err)
-		if id != tc.wantID || addr != tc.wantAd || ok != tc.wantOK {
-			t.Errorf("%s: got (%q, %q, %v), want (%q, %q, %v)", tc.name, id, addr, ok, tc.wantID, tc.wantAd, tc.wantOK)
-		}
-	}
-}
-
-func TestNormalizeAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1:7100":         "http://127.0.0.1:7100",
-		" http://h:1/ ":          "http://h:1",
-		"https://m.example:7100": "https://m.example:7100",
-		"":                       "",
-	} {
-		if got := normalizeAddr(in); got != want {
-			t.Errorf("normalizeAddr(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 func TestOperationBuilders(t *testing.T) {
 	task := Task("web-1", "a1", "sleep 5", Scalar("cpus", 0.5), Scalar("mem", 64))

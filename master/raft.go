@@ -204,14 +204,22 @@ func (m *Master) raftError(err error) *connect.Error {
 		return m.NotLeaderError()
 	case errors.Is(err, raft.ErrLeadershipLost):
 		e := m.NotLeaderError()
-		return withMessage(e, "leadership was lost while the write was in flight; it may or may not have been applied: "+e.Message())
+		return outcomeUnknown(withMessage(e, "leadership was lost while the write was in flight; it may or may not have been applied: "+e.Message()))
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
+		return outcomeUnknown(connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID)))
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is overloaded: the write was not enqueued in time", m.cfg.ID))
 	default:
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("raft: %w", err))
+		return outcomeUnknown(connect.NewError(connect.CodeUnavailable, fmt.Errorf("raft: %w", err)))
 	}
+}
+
+// outcomeUnknown marks an Unavailable answer given after the write may
+// have been proposed, so that clients do not take it for "not applied"
+// and retry a write that is not safe to repeat (see rpc/client).
+func outcomeUnknown(e *connect.Error) *connect.Error {
+	e.Meta().Set("Agora-Outcome", "unknown")
+	return e
 }
 
 // ReadState returns a state snapshot. With stale it is the local state.

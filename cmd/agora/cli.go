@@ -46,9 +46,10 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // clientFlags are the flags every client command takes.
 type clientFlags struct {
-	addr  string
-	json  bool
-	stale bool
+	addr    string
+	timeout time.Duration
+	json    bool
+	stale   bool
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
@@ -56,14 +57,23 @@ func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
 	if def == "" {
 		def = "http://127.0.0.1:7100"
 	}
-	fs.StringVar(&c.addr, "addr", def, "any master's address (env AGORA_ADDR)")
+	fs.StringVar(&c.addr, "addr", def, "any master's address, or several comma-separated (env AGORA_ADDR)")
+	fs.DurationVar(&c.timeout, "timeout", client.DefaultCallTimeout, "give up a call after this long, all retries included")
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print JSON for scripts")
 		fs.BoolVar(&c.stale, "stale", false, "answer from the contacted master's local state (no leader check)")
 	}
 }
 
-func (c *clientFlags) client() *client.Client { return client.New(c.addr) }
+// client returns a client for the masters of --addr. It follows
+// redirects, passes over masters that do not answer and gives up after
+// --timeout.
+func (c *clientFlags) client() *client.Client {
+	return client.New(c.addr, client.WithCallTimeout(c.timeout))
+}
+
+// masters lists the addresses of --addr.
+func (c *clientFlags) masters() []string { return strings.Split(c.addr, ",") }
 
 func (c *clientFlags) read() *agorav1.ReadOptions { return &agorav1.ReadOptions{Stale: c.stale} }
 

@@ -56,7 +56,7 @@ func usage() {
 	for _, n := range names {
 		fmt.Fprintf(os.Stderr, "  %-15s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintf(os.Stderr, "\nClient commands take --addr URL (default $AGORA_ADDR or http://127.0.0.1:7100) and --json.\n")
+	fmt.Fprintf(os.Stderr, "\nClient commands take --addr URL[,URL...] (default $AGORA_ADDR or http://127.0.0.1:7100), --timeout and --json.\n")
 }
 
 func main() {

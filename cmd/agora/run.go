@@ -33,7 +33,7 @@ func runRun(ctx context.Context, args []string) error {
 	if *instances < 1 {
 		return fmt.Errorf("--instances must be at least 1")
 	}
-	return execute.Run(ctx, execute.Options{Masters: []string{cf.addr}, Name: *name, Cmd: *cmd, Instances: *instances,
+	return execute.Run(ctx, execute.Options{Masters: cf.masters(), Name: *name, Cmd: *cmd, Instances: *instances,
 		CPUs: *cpus, MemMiB: *mem, Role: *role, Principal: *principal, FailoverTimeout: *failover, Detach: *detach, Out: os.Stdout})
 }
 

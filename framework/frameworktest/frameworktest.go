@@ -60,7 +60,12 @@ func NewMaster() *Master {
 	m.id = "fake"
 	mux := http.NewServeMux()
 	mux.Handle(agorav1connect.NewSchedulerServiceHandler(&handler{m: m}))
-	m.srv = httptest.NewServer(mux)
+	// HTTP/1.1 and HTTP/2 without TLS, as real masters serve.
+	m.srv = httptest.NewUnstartedServer(mux)
+	m.srv.Config.Protocols = new(http.Protocols)
+	m.srv.Config.Protocols.SetHTTP1(true)
+	m.srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	m.srv.Start()
 	return m
 }
 

@@ -1,11 +1,12 @@
 package client
 
 import (
-	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,31 +20,73 @@ import (
 // LeaderHeader is the response header a follower sets to the leader's URL.
 const LeaderHeader = "Agora-Leader"
 
-// maxHops bounds how many redirects one call follows.
-const maxHops = 3
+// OutcomeHeader is set to "unknown" on an Unavailable answer from a master
+// that had already proposed the write when it failed (leadership lost,
+// raft shut down): the write may or may not have been applied.
+const OutcomeHeader = "Agora-Outcome"
 
-// Client holds redirect-following clients for agora's services.
+// Defaults for the options left unset.
+const (
+	DefaultAttemptTimeout    = 5 * time.Second
+	DefaultCallTimeout       = 30 * time.Second
+	DefaultStreamOpenTimeout = 10 * time.Second
+	DefaultMaxRedirects      = 5
+	DefaultMinBackoff        = 50 * time.Millisecond
+	DefaultMaxBackoff        = time.Second
+)
+
+// downFor is how long a master that did not answer is passed over while
+// others are left to try.
+const downFor = 10 * time.Second
+
+// Errors of this package.
+var (
+	// ErrOutcomeUnknown wraps the error of a write that reached a master
+	// that then failed to answer (or lost leadership) and that is not
+	// retried because retrying it is not safe: it may or may not have been
+	// applied. Read the state to find out.
+	ErrOutcomeUnknown = errors.New("client: the write may or may not have been applied")
+	// ErrNoMasters: the client knows no master address.
+	ErrNoMasters = errors.New("client: no master address known")
+)
+
+// Client holds agora's three service clients over one shared view of the
+// masters: the addresses given and learned, the preferred one (the last
+// that answered, normally the leader) and those that recently did not
+// answer. Every unary call goes through the retry loop described in the
+// package documentation; a Client is safe for concurrent use.
 type Client struct {
 	Operator  agorav1connect.OperatorServiceClient
 	Scheduler agorav1connect.SchedulerServiceClient
 	Agent     agorav1connect.AgentServiceClient
 
-	origin string
-	mu     sync.Mutex
-	target *url.URL
+	opts options
+	hc   *http.Client
+
+	mu      sync.Mutex
+	masters []string             // every known master, in the order learned
+	target  string               // preferred master
+	down    map[string]time.Time // masters that did not answer, until when
 }
 
 // Option configures a Client.
 type Option func(*options)
 
 type options struct {
-	httpClient *http.Client
-	grpc       bool
-	connect    []connect.ClientOption
+	httpClient     *http.Client
+	grpc           bool
+	connect        []connect.ClientOption
+	attemptTimeout time.Duration
+	callTimeout    time.Duration
+	streamOpen     time.Duration
+	maxRedirects   int
+	minBackoff     time.Duration
+	maxBackoff     time.Duration
+	log            *slog.Logger
 }
 
 // WithHTTPClient uses hc's transport (its timeout and other settings
-// apply too). The default is an HTTP/2 cleartext client.
+// apply too). The default is DefaultHTTPClient().
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) { o.httpClient = hc }
 }
@@ -58,113 +101,314 @@ func WithClientOptions(opts ...connect.ClientOption) Option {
 	return func(o *options) { o.connect = append(o.connect, opts...) }
 }
 
+// WithAttemptTimeout bounds one attempt of a unary call at one master
+// (default 5s); a master that does not answer within it is skipped. A
+// long poll (a request with wait_seconds) gets its wait on top.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(o *options) { o.attemptTimeout = d }
+}
+
+// WithCallTimeout bounds a unary call, all attempts included (default
+// 30s); a shorter deadline on the call's context wins. A long poll gets
+// its wait on top. There is no way to turn the bound off.
+func WithCallTimeout(d time.Duration) Option {
+	return func(o *options) { o.callTimeout = d }
+}
+
+// WithStreamOpenTimeout bounds the wait for a server stream's first
+// message (default 10s). Afterwards the stream has no deadline; HTTP/2
+// pings and the stream's own heartbeats tell whether it is alive.
+func WithStreamOpenTimeout(d time.Duration) Option {
+	return func(o *options) { o.streamOpen = d }
+}
+
+// WithMaxRedirects bounds how many redirects one call follows (default 5).
+func WithMaxRedirects(n int) Option {
+	return func(o *options) { o.maxRedirects = n }
+}
+
+// WithBackoff bounds the jittered, doubling pause between rounds of
+// attempts once every known master was tried (defaults 50ms and 1s).
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.minBackoff, o.maxBackoff = min, max }
+}
+
+// WithLogger receives a debug line for every retried attempt.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.log = l }
+}
+
 // DefaultHTTPClient returns an HTTP client speaking HTTP/2 over cleartext
 // TCP (prior knowledge), as agora masters accept, so gRPC and streams work.
+// A connection on which nothing arrives for 5s is pinged and closed when
+// the ping is not answered within 5s: a stream or long poll to a paused or
+// partitioned master fails instead of waiting forever.
 func DefaultHTTPClient() *http.Client {
 	t := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
 	}
 	t.Protocols = new(http.Protocols)
 	t.Protocols.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: t}
 }
 
-// New returns a Client for a master at addr ("http://host:port" or
-// "host:port").
-func New(addr string, opts ...Option) *Client {
-	var o options
+// New returns a Client for the masters at addrs: one address or a
+// comma-separated list ("http://host:port" or "host:port"); "" starts
+// with none (add them with AddMasters).
+func New(addrs string, opts ...Option) *Client {
+	o := options{
+		attemptTimeout: DefaultAttemptTimeout,
+		callTimeout:    DefaultCallTimeout,
+		streamOpen:     DefaultStreamOpenTimeout,
+		maxRedirects:   DefaultMaxRedirects,
+		minBackoff:     DefaultMinBackoff,
+		maxBackoff:     DefaultMaxBackoff,
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.attemptTimeout <= 0 {
+		o.attemptTimeout = DefaultAttemptTimeout
+	}
+	if o.callTimeout <= 0 {
+		o.callTimeout = DefaultCallTimeout
+	}
+	if o.streamOpen <= 0 {
+		o.streamOpen = DefaultStreamOpenTimeout
+	}
+	if o.maxRedirects < 0 {
+		o.maxRedirects = 0
+	}
+	if o.minBackoff <= 0 {
+		o.minBackoff = DefaultMinBackoff
+	}
+	if o.maxBackoff < o.minBackoff {
+		o.maxBackoff = o.minBackoff
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{opts: o, down: map[string]time.Time{}}
+	c.AddMasters(strings.Split(addrs, ",")...)
+
 	hc := o.httpClient
 	if hc == nil {
 		hc = DefaultHTTPClient()
 	}
-	c := &Client{target: parseTarget(addr)}
-	c.origin = c.target.String()
 	rt := hc.Transport
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
 	rewriting := *hc
 	rewriting.Transport = &rewriteTransport{c: c, next: rt}
+	c.hc = &rewriting
 
-	copts := []connect.ClientOption{connect.WithInterceptors(redirectInterceptor{c: c}), connect.WithCompressMinBytes(4 << 10)}
+	copts := []connect.ClientOption{connect.WithInterceptors(interceptor{c: c}), connect.WithCompressMinBytes(4 << 10)}
 	if o.grpc {
 		copts = append(copts, connect.WithGRPC())
 	}
 	copts = append(copts, o.connect...)
-	base := c.Target()
+	// The base URL is a placeholder: rewriteTransport sends each request to
+	// the master its attempt chose.
+	const base = "http://agora-master"
 	c.Operator = agorav1connect.NewOperatorServiceClient(&rewriting, base, copts...)
 	c.Scheduler = agorav1connect.NewSchedulerServiceClient(&rewriting, base, copts...)
 	c.Agent = agorav1connect.NewAgentServiceClient(&rewriting, base, copts...)
 	return c
 }
 
-func parseTarget(addr string) *url.URL {
+// CloseIdleConnections closes the idle connections of the client's HTTP
+// transport.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// NormalizeAddr turns "host:port" into "http://host:port" and drops any
+// path and trailing slash; it returns "" for an empty or unparsable
+// address.
+func NormalizeAddr(addr string) string {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		return ""
+	}
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	u, err := url.Parse(strings.TrimRight(addr, "/"))
+	u, err := url.Parse(addr)
 	if err != nil || u.Host == "" {
-		return &url.URL{Scheme: "http", Host: strings.TrimPrefix(addr, "http://")}
+		return ""
 	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
 }
 
-// Target returns the base URL calls currently go to.
-func (c *Client) Target() string {
+// AddMasters adds master addresses to those the client knows. The first
+// master ever known becomes the preferred one.
+func (c *Client) AddMasters(addrs ...string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.target.String()
+	for _, a := range addrs {
+		c.learnLocked(NormalizeAddr(a))
+	}
 }
 
-// SetTarget points later calls at addr.
-func (c *Client) SetTarget(addr string) {
-	u := parseTarget(addr)
+func (c *Client) learnLocked(addr string) {
+	if addr == "" || slices.Contains(c.masters, addr) {
+		return
+	}
+	c.masters = append(c.masters, addr)
+	if c.target == "" {
+		c.target = addr
+	}
+}
+
+// Masters returns the master addresses the client knows, given and
+// learned.
+func (c *Client) Masters() []string {
 	c.mu.Lock()
-	c.target = u
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.masters)
 }
 
-func (c *Client) current() *url.URL {
+// Target returns the preferred master: the last that answered a call, or
+// the leader a follower named, where the next call and stream go first.
+func (c *Client) Target() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.target
 }
 
-// rewriteTransport sends every request to the client's current target.
-type rewriteTransport struct {
-	c    *Client
-	next http.RoundTripper
-}
-
-func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	tgt := t.c.current()
-	if req.URL.Scheme != tgt.Scheme || req.URL.Host != tgt.Host {
-		req = req.Clone(req.Context())
-		req.URL.Scheme, req.URL.Host, req.Host = tgt.Scheme, tgt.Host, ""
+// SetTarget makes addr the preferred master (and a known one).
+func (c *Client) SetTarget(addr string) {
+	addr = NormalizeAddr(addr)
+	if addr == "" {
+		return
 	}
-	resp, err := t.next.RoundTrip(req)
-	if err != nil && req.Context().Err() == nil {
-		return nil, &unreachableError{target: tgt.String(), err: err}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.learnLocked(addr)
+	c.target = addr
+	delete(c.down, addr)
+}
+
+// Skip records that addr did not answer (or answered from a stale state):
+// calls pass it over for a while, and if it was the preferred master the
+// preference moves to the next known one.
+func (c *Client) Skip(addr string) {
+	addr = NormalizeAddr(addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.markDownLocked(addr, time.Now())
+}
+
+func (c *Client) markDownLocked(addr string, now time.Time) {
+	if addr == "" {
+		return
 	}
-	return resp, err
+	c.down[addr] = now.Add(downFor)
+	if c.target != addr {
+		return
+	}
+	i := slices.Index(c.masters, addr)
+	for k := 1; k < len(c.masters); k++ {
+		m := c.masters[(i+k)%len(c.masters)]
+		if c.down[m].Before(now) {
+			c.target = m
+			return
+		}
+	}
 }
 
-// unreachableError marks a call that never got an answer from its target.
-type unreachableError struct {
-	target string
-	err    error
+// Follow makes the leader named by a follower's redirect error the
+// preferred master, unless it is the one that answered or is being passed
+// over because it did not answer. It reports whether err named such a
+// leader; server streams are not retried by the client, so their callers
+// use Follow (or just reopen the stream, which goes to Target).
+func (c *Client) Follow(from string, err error) bool {
+	_, addr, ok := LeaderFromError(err)
+	addr = NormalizeAddr(addr)
+	if !ok || addr == "" || addr == NormalizeAddr(from) {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.learnLocked(addr)
+	if c.down[addr].After(time.Now()) {
+		return false
+	}
+	c.target = addr
+	return true
 }
 
-func (e *unreachableError) Error() string { return e.target + ": " + e.err.Error() }
-func (e *unreachableError) Unwrap() error { return e.err }
+// answered records that addr answered a call.
+func (c *Client) answered(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.target = addr
+	delete(c.down, addr)
+}
+
+// isDown reports whether addr is being passed over.
+func (c *Client) isDown(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down[addr].After(time.Now())
+}
+
+// pick returns the first master, preferred one first, that this call has
+// not tried in the current round and that is not being passed over. When
+// there is none it returns "".
+func (c *Client) pick(tried map[string]bool) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	ok := func(m string) bool { return m != "" && !tried[m] && !c.down[m].After(now) }
+	if ok(c.target) {
+		return c.target
+	}
+	for _, m := range c.masters {
+		if ok(m) {
+			return m
+		}
+	}
+	return ""
+}
+
+// pickAny returns the master whose pass-over ends first, for a new round in
+// which every master is passed over: they are all tried again.
+func (c *Client) pickAny() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best := ""
+	for _, m := range c.masters {
+		if best == "" || c.down[m].Before(c.down[best]) {
+			best = m
+		}
+	}
+	return best
+}
+
+// learn adds the masters a status or peer listing names.
+func (c *Client) learn(msg any) {
+	var ms []*agorav1.Master
+	switch m := msg.(type) {
+	case *agorav1.GetStatusResponse:
+		ms = m.GetMasters()
+	case *agorav1.ListPeersResponse:
+		ms = m.GetPeers()
+	default:
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range ms {
+		c.learnLocked(NormalizeAddr(m.GetHttpAddress()))
+	}
+}
 
 // LeaderFromError extracts the leader a follower redirected us to, from
-// the LeaderRedirect detail or else the Agora-Leader header.
+// the LeaderRedirect detail or else the Agora-Leader header. ok is false
+// when err is not such a redirect.
 func LeaderFromError(err error) (id, addr string, ok bool) {
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable {
@@ -179,49 +423,8 @@ func LeaderFromError(err error) (id, addr string, ok bool) {
 			return lr.GetLeaderId(), lr.GetLeaderAddress(), true
 		}
 	}
-	if h := ce.Meta().Get(LeaderHeader); h != "" {
+	if h := strings.TrimSpace(ce.Meta().Get(LeaderHeader)); h != "" {
 		return "", h, true
 	}
 	return "", "", false
-}
-
-// redirectInterceptor retries unary calls at the leader a follower names,
-// and at the original address when a leader we were sent to is gone.
-type redirectInterceptor struct{ c *Client }
-
-func (r redirectInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		resp, err := next(ctx, req)
-		for hop := 0; hop < maxHops && err != nil; hop++ {
-			if ctx.Err() != nil {
-				break
-			}
-			_, addr, ok := LeaderFromError(err)
-			if !ok {
-				// A leader we were sent to may have died: start over from
-				// the address we were given. Only calls that got no answer
-				// at all are retried; as with any retry after a lost answer,
-				// a write that did reach the dead leader may apply twice.
-				var unreachable *unreachableError
-				if !errors.As(err, &unreachable) || r.c.Target() == r.c.origin {
-					break
-				}
-				addr = r.c.origin
-			}
-			if parseTarget(addr).String() == r.c.Target() {
-				break // redirected to where we already are: no progress
-			}
-			r.c.SetTarget(addr)
-			resp, err = next(ctx, req)
-		}
-		return resp, err
-	}
-}
-
-func (r redirectInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (r redirectInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }

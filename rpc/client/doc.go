@@ -1,15 +1,113 @@
-// Package client builds Connect clients for agora's three services that
-// follow leader redirects.
+// Package client is agora's one way of talking to the masters: leader
+// discovery, redirect following and retry for the CLI, the framework SDK
+// and the agent.
+//
+// # Masters
+//
+// A Client knows several master addresses: those given to New (a
+// comma-separated list) or AddMasters, the leaders followers name in
+// redirects, and the masters listed by GetStatus and ListPeers answers that
+// pass through it. One of them is preferred: the last that answered, which
+// after a redirect is the leader. Calls and streams go there first.
 //
 // A follower answers a call that needs the leader with Unavailable, a
-// LeaderRedirect error detail and an "Agora-Leader" header. A Client
-// retries such a unary call at the leader (up to 3 hops) and sends later
-// calls there first. Server streams are not retried; callers (the SDK)
-// resubscribe using LeaderFromError.
+// LeaderRedirect error detail and an "Agora-Leader" header (see
+// LeaderFromError); a master that knows no leader, or is becoming the
+// leader, answers a plain Unavailable.
 //
-// Usage:
+// # One unary call
 //
-//	c := client.New("http://127.0.0.1:7100")
+//  1. The call gets a total bound: WithCallTimeout (default 30s), or the
+//     context's deadline if it is sooner. Nothing waits longer, so no
+//     caller can hang on a master that does not answer.
+//  2. Each attempt goes to one master with its own deadline,
+//     WithAttemptTimeout (default 5s). A long poll (a request with
+//     wait_seconds, GetAssignments) gets its wait added to both bounds.
+//  3. An answer ends the call, except:
+//     - a redirect: the next attempt goes to the named leader at once (at
+//     most WithMaxRedirects, default 5, per call, so two masters naming
+//     each other cannot loop), unless the leader named is one that just
+//     failed to answer;
+//     - Unavailable (no leader known, leader not ready): the next master
+//     is tried.
+//  4. A master that does not answer within the attempt deadline, or cannot
+//     be reached, is passed over by every call of the Client for 10s, and
+//     the next known master is tried.
+//  5. When every master was tried, the Client pauses (jittered, doubling
+//     from 50ms to 1s, WithBackoff) and starts another round, until the
+//     total bound.
+//  6. InvalidArgument, NotFound, PermissionDenied, FailedPrecondition,
+//     AlreadyExists and every other code are returned at once.
+//
+// # Which calls retry
+//
+// A failed attempt either certainly changed nothing or has an unknown
+// outcome. Certainly nothing:
+//   - the request never left (the dial failed or never completed);
+//   - a follower's redirect, or an Unavailable the master answered before
+//     proposing (no leader known, leader not ready, shutting down).
+//
+// Unknown outcome:
+//   - no answer within the attempt deadline after the request was sent
+//     (a paused or partitioned master may still apply it), a broken
+//     connection, DeadlineExceeded or Canceled answered by the master;
+//   - Unavailable with the header "Agora-Outcome: unknown": the master
+//     had proposed the write when it lost leadership (or raft shut down).
+//
+// Every call retries after "certainly nothing". After an unknown outcome,
+// reads and writes whose second application leaves the same state and
+// answer as one retry (RetryAlways); the others fail with
+// ErrOutcomeUnknown (RetryIfNotApplied), and the caller reads the state
+// to learn what happened. PolicyOf gives a procedure's policy:
+//
+//	OperatorService
+//	  GetStatus, List*           always      reads
+//	  SetRole                    always      replaces the whole role: same value, same state
+//	  TeardownFramework          always      tearing down a torn-down framework is a no-op
+//	  DeleteRole                 not-applied a second delete answers NotFound
+//	  RemovePeer                 not-applied a second removal answers NotFound
+//	SchedulerService
+//	  Reconcile                  always      a read; its answers are resent as updates, which
+//	                                         frameworks must tolerate anyway
+//	  Revive, Suppress           always      set flags
+//	  Kill                       always      an already killed task is answered OK
+//	  Acknowledge                always      a duplicate is answered OK (an acknowledged terminal
+//	                                         task is gone: NotFound, which the SDK treats as done)
+//	  UpdateFramework            always      replaces the framework info
+//	  Accept, Decline            not-applied the offers are used up by the first: a second answers
+//	                                         NotFound or FailedPrecondition, though the first
+//	                                         launched the tasks
+//	  Teardown                   not-applied a second is refused: the framework is torn down
+//	AgentService
+//	  RegisterAgent              always      re-registering from the same address is the agent's
+//	                                         normal way back
+//	  UpdateStatus               always      statuses carry uuids; a resent uuid is skipped
+//	  GetAssignments             always      a read (long poll)
+//
+// Why a late first attempt is harmless for RetryAlways writes: once a
+// retry committed at a newer leader, an entry the deposed leader appended
+// is either in the new leader's log ahead of the retry's (so applied
+// before the call returns) or truncated. Only a paused master that still
+// leads when it resumes (no election meanwhile) can apply the stuck first
+// attempt after the call returned; for these writes that sets again what
+// the call set, which a concurrent writer in between would see undone, as
+// with any PUT retried after a timeout.
+//
+// # Server streams
+//
+// Subscribe is not retried by the Client: its caller (the SDK)
+// resubscribes. The stream goes to the preferred master and must deliver
+// its first message within WithStreamOpenTimeout (default 10s), else it
+// is cancelled and that master passed over. Afterwards it has no deadline:
+// DefaultHTTPClient pings an idle connection after 5s and closes it when
+// the ping is not answered within 5s, and the stream's heartbeats let the
+// SDK notice a silent master. A stream that ends with a redirect makes the
+// leader the preferred master (Follow), so reopening the stream reaches
+// it.
+//
+// # Usage
+//
+//	c := client.New("http://10.0.0.1:7100,http://10.0.0.2:7100")
 //	resp, err := c.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{...}))
 //
 // By default requests use HTTP/2 without TLS (prior knowledge) and the

@@ -1,0 +1,66 @@
+package client
+
+import "github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+
+// Policy says when a unary call may be sent again after an attempt failed.
+type Policy int
+
+const (
+	// RetryIfNotApplied: retry only when the failed attempt certainly
+	// changed nothing (never sent, a follower's redirect, Unavailable
+	// before proposing). After an unknown outcome the call fails with
+	// ErrOutcomeUnknown.
+	RetryIfNotApplied Policy = iota
+	// RetryAlways: also retry after an unknown outcome (no answer in time
+	// after sending, leadership lost in flight): the call is a read, or a
+	// write that applied twice leaves the same state and answer as once.
+	RetryAlways
+)
+
+// String names the policy.
+func (p Policy) String() string {
+	if p == RetryAlways {
+		return "retry-always"
+	}
+	return "retry-if-not-applied"
+}
+
+// policies is the retry policy of every unary procedure; the reasons are
+// in doc.go. A procedure not listed gets RetryIfNotApplied.
+var policies = map[string]Policy{
+	// Reads.
+	agorav1connect.OperatorServiceGetStatusProcedure:        RetryAlways,
+	agorav1connect.OperatorServiceListRolesProcedure:        RetryAlways,
+	agorav1connect.OperatorServiceListPeersProcedure:        RetryAlways,
+	agorav1connect.OperatorServiceListAgentsProcedure:       RetryAlways,
+	agorav1connect.OperatorServiceListTasksProcedure:        RetryAlways,
+	agorav1connect.OperatorServiceListFrameworksProcedure:   RetryAlways,
+	agorav1connect.OperatorServiceListOffersProcedure:       RetryAlways,
+	agorav1connect.OperatorServiceListReservationsProcedure: RetryAlways,
+	agorav1connect.AgentServiceGetAssignmentsProcedure:      RetryAlways,
+	agorav1connect.SchedulerServiceReconcileProcedure:       RetryAlways,
+
+	// Writes whose second application changes nothing.
+	agorav1connect.OperatorServiceSetRoleProcedure:           RetryAlways,
+	agorav1connect.OperatorServiceTeardownFrameworkProcedure: RetryAlways,
+	agorav1connect.SchedulerServiceReviveProcedure:           RetryAlways,
+	agorav1connect.SchedulerServiceSuppressProcedure:         RetryAlways,
+	agorav1connect.SchedulerServiceKillProcedure:             RetryAlways,
+	agorav1connect.SchedulerServiceAcknowledgeProcedure:      RetryAlways,
+	agorav1connect.SchedulerServiceUpdateFrameworkProcedure:  RetryAlways,
+	agorav1connect.AgentServiceRegisterAgentProcedure:        RetryAlways,
+	agorav1connect.AgentServiceUpdateStatusProcedure:         RetryAlways,
+
+	// Writes whose second application answers differently.
+	agorav1connect.OperatorServiceDeleteRoleProcedure: RetryIfNotApplied,
+	agorav1connect.OperatorServiceRemovePeerProcedure: RetryIfNotApplied,
+	agorav1connect.SchedulerServiceAcceptProcedure:    RetryIfNotApplied,
+	agorav1connect.SchedulerServiceDeclineProcedure:   RetryIfNotApplied,
+	agorav1connect.SchedulerServiceTeardownProcedure:  RetryIfNotApplied,
+}
+
+// PolicyOf returns the retry policy of a procedure
+// ("/agora.v1.OperatorService/SetRole").
+func PolicyOf(procedure string) Policy {
+	return policies[procedure]
+}
