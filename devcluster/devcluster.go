@@ -301,22 +301,19 @@ func (c *Cluster) Stop() {
 	}
 }
 
-// StopMasters shuts every running master down gracefully, in parallel,
-// leaving data dirs in place (Restart brings them back).
+// StopMasters shuts every running master down gracefully and together
+// (master.ShutdownAll: no leadership hand-over, nothing logged as an
+// error), leaving data dirs in place (Restart brings them back).
 func (c *Cluster) StopMasters() {
-	var wg sync.WaitGroup
 	c.mu.Lock()
+	var running []*master.Master
 	for i, m := range c.masters {
 		if !c.alive[i] {
 			continue
 		}
 		c.alive[i] = false
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = m.Shutdown()
-		}()
+		running = append(running, m)
 	}
 	c.mu.Unlock()
-	wg.Wait()
+	_ = master.ShutdownAll(running...)
 }

@@ -154,6 +154,9 @@ func (c *Config) setDefaults() error {
 // Master is one agora master. Build it with New, then Start it.
 type Master struct {
 	stopping atomic.Bool // set when teardown starts; Apply refuses from then on
+	// clusterStop is set by ShutdownAll: the whole cluster is going away,
+	// so there is no one to hand leadership to.
+	clusterStop atomic.Bool
 	cfg      Config
 	log      *slog.Logger
 	fsm      *fsm.FSM
@@ -422,6 +425,47 @@ func (m *Master) Shutdown() error {
 	return m.stopErr
 }
 
+// ShutdownAll stops masters that go away together (the whole cluster:
+// agora dev on Ctrl-C, a test's cleanup). A master stopping alone hands
+// leadership over first; masters stopping together must not: the new
+// leader would replicate to, and followers would campaign against, masters
+// already gone, and a clean stop would log raft ERRORs. So: every master
+// stops proposing, the leader's Raft stops first (no more heartbeats), the
+// followers' Raft right after (well within an election timeout), and only
+// then does each master leave gossip and close its listeners, in parallel.
+func ShutdownAll(ms ...*Master) error {
+	for _, m := range ms {
+		m.clusterStop.Store(true)
+		m.stopping.Store(true)
+	}
+	stopRaft := func(m *Master) {
+		if m.raft != nil {
+			_ = m.raft.Shutdown().Error() // teardown reports its errors
+		}
+	}
+	var followers []*Master
+	for _, m := range ms {
+		if m.raft != nil && m.raft.State() == raft.Leader {
+			stopRaft(m)
+		} else {
+			followers = append(followers, m)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, m := range followers {
+		wg.Add(1)
+		go func() { defer wg.Done(); stopRaft(m) }()
+	}
+	wg.Wait()
+	errs := make([]error, len(ms))
+	for i, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = m.Shutdown() }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // Kill stops the master abruptly, as a crash would look to the others:
 // listeners close, Raft stops without a leadership transfer and gossip
 // stops without a leave. The data dir stays usable for a restart.
@@ -446,7 +490,7 @@ func (m *Master) teardown(graceful bool) {
 		if m.cancel != nil {
 			m.cancel() // stops the loops; leader runs are cancelled and awaited
 		}
-		if graceful && m.raft != nil && m.raft.State() == raft.Leader && m.otherVoters() > 0 {
+		if graceful && !m.clusterStop.Load() && m.raft != nil && m.raft.State() == raft.Leader && m.otherVoters() > 0 {
 			if err := m.raft.LeadershipTransfer().Error(); err != nil {
 				m.log.Warn("leadership transfer before shutdown failed", "err", err)
 			}
