@@ -61,7 +61,8 @@
 // to learn what happened. PolicyOf gives a procedure's policy:
 //
 //	OperatorService
-//	  GetStatus, List*           always      reads
+//	  GetStatus, List*,          always      reads
+//	  ExplainFramework
 //	  SetRole                    always      replaces the whole role: same value, same state
 //	  TeardownFramework          always      tearing down a torn-down framework is a no-op
 //	  DeleteRole                 not-applied a second delete answers NotFound

@@ -35,6 +35,7 @@ var policies = map[string]Policy{
 	agorav1connect.OperatorServiceListAgentsProcedure:       RetryAlways,
 	agorav1connect.OperatorServiceListTasksProcedure:        RetryAlways,
 	agorav1connect.OperatorServiceListFrameworksProcedure:   RetryAlways,
+	agorav1connect.OperatorServiceExplainFrameworkProcedure: RetryAlways,
 	agorav1connect.OperatorServiceListOffersProcedure:       RetryAlways,
 	agorav1connect.OperatorServiceListReservationsProcedure: RetryAlways,
 	agorav1connect.AgentServiceGetAssignmentsProcedure:      RetryAlways,
