@@ -204,7 +204,7 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 	lastSent := map[string]time.Time{} // status uuid -> when we last sent it
 	send := func(ev *agorav1.SubscribeResponse) error {
 		if u := ev.GetUpdate().GetStatus().GetUuid(); u != "" {
-			lastSent[u] = time.Now()
+			lastSent[u] = s.m.Now()
 		}
 		return out.Send(ev)
 	}
@@ -275,7 +275,7 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 // resendInterval ago. A status not sent yet on this stream is only noted:
 // its live event is on the way.
 func (s *schedulerServer) resendUnacked(fid string, lastSent map[string]time.Time, send func(*agorav1.SubscribeResponse) error) error {
-	now := time.Now()
+	now := s.m.Now()
 	pending := s.m.State().UnacknowledgedStatuses(fid)
 	live := make(map[string]bool, len(pending))
 	for _, status := range pending {
