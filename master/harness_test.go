@@ -122,13 +122,8 @@ func (h *Harness) apply(ctx context.Context, t fsm.CommandType, msg proto.Messag
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if dryRuns(t) {
-		st := h.f.State()
-		changed, rej := st.Judge(t, msg)
-		if rej != nil {
-			return fsm.Result{Index: st.Index(), Err: rej}, RejectionError(rej)
-		}
-		if skipNoop && !changed {
-			return fsm.Result{Index: st.Index()}, nil
+		if res, done, err := prejudge(h.f.State(), t, msg, skipNoop); done {
+			return res, err
 		}
 	}
 	b, err := fsm.Encode(t, msg)

@@ -158,12 +158,8 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 		if err != nil {
 			return fsm.Result{}, err
 		}
-		changed, rej := st.Judge(t, msg)
-		if rej != nil {
-			return fsm.Result{Index: st.Index(), Err: rej}, RejectionError(rej)
-		}
-		if skipNoop && !changed {
-			return fsm.Result{Index: st.Index()}, nil
+		if res, done, err := prejudge(st, t, msg, skipNoop); done {
+			return res, err
 		}
 	}
 	b, err := fsm.Encode(t, msg)
@@ -195,6 +191,20 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 // Apply drops stale parts individually rather than rejecting the entry.
 func dryRuns(t fsm.CommandType) bool {
 	return t != fsm.CmdOffersCreated && t != fsm.CmdExpire && t != fsm.CmdRescindOffers
+}
+
+// prejudge is the leader's judgement of a command before proposing it,
+// against st: done is true when the answer is known without the log (a
+// rejection, or with skipNoop a command that changes nothing).
+func prejudge(st *fsm.State, t fsm.CommandType, msg proto.Message, skipNoop bool) (res fsm.Result, done bool, err error) {
+	changed, rej := st.Judge(t, msg)
+	if rej != nil {
+		return fsm.Result{Index: st.Index(), Err: rej}, true, RejectionError(rej)
+	}
+	if skipNoop && !changed {
+		return fsm.Result{Index: st.Index()}, true, nil
+	}
+	return fsm.Result{}, false, nil
 }
 
 // raftError maps an error from a raft future to a Connect error.
