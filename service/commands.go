@@ -206,7 +206,6 @@ func (s *State) Scale(podType string, n int, purge bool) error {
 			continue
 		}
 		if p.Index >= n {
-			s.retire(p)
 			p.Purge = p.Purge || purge
 		} else {
 			p.Purge = false
@@ -214,11 +213,6 @@ func (s *State) Scale(podType string, n int, purge bool) error {
 	}
 	s.normalize()
 	return nil
-}
-
-// retire makes p's scale-back a fresh plan step.
-func (s *State) retire(p *Pod) {
-	p.Deployed, p.EverReady = false, false
 }
 
 // Update makes next the target spec: a rolling restart, one pod at a time
@@ -251,17 +245,8 @@ func (s *State) Update(next *Spec) error {
 			return fmt.Errorf("%w: update changes the resources, ports or volume of pod type %s; they are fixed by its reservations", ErrBadCommand, p.Type)
 		}
 	}
-	was := map[*Pod]bool{}
-	for _, p := range s.Pods {
-		was[p] = s.retired(p)
-	}
 	s.Spec = next.Clone()
 	s.Failed = nil
-	for _, p := range s.Pods {
-		if !was[p] && s.retired(p) {
-			s.retire(p)
-		}
-	}
 	s.normalize()
 	return nil
 }

@@ -24,7 +24,7 @@ type Decision struct {
 }
 
 // Accept reports whether the offer is to be accepted.
-func (d *Decision) Accept() bool { return len(d.Operations) > 0 }
+func (d Decision) Accept() bool { return len(d.Operations) > 0 }
 
 func (d *Decision) reason(format string, args ...any) {
 	d.Reasons = append(d.Reasons, fmt.Sprintf(format, args...))

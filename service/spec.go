@@ -250,7 +250,8 @@ func jsonKind(k string) string {
 
 func position(b []byte, off int64) (line, col int) {
 	line, col = 1, 1
-	for i := 0; i < int(off) && i < len(b); i++ {
+	// off counts the bytes read, the offending one included.
+	for i := 0; i < int(off)-1 && i < len(b); i++ {
 		if b[i] == '\n' {
 			line, col = line+1, 1
 		} else {

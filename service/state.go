@@ -261,6 +261,9 @@ func (s *State) normalize() {
 	kept := s.Pods[:0]
 	for _, p := range s.Pods {
 		if s.retired(p) && !p.live() {
+			// Stopped by a scale down: scaling back up is a fresh
+			// deploy step, not a recovery nor an update.
+			p.Deployed, p.EverReady = false, false
 			purge := p.Purge || (s.Removing && s.Purge)
 			if !p.placed() {
 				continue // nothing to keep
