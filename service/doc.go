@@ -21,9 +21,11 @@
 //  1. `agora service run FILE`: spec, err := Parse(bytes); st := New(spec,
 //     incarnation), where incarnation is unique to this run (the Raft index
 //     of the command that stored it). Store st.
+//
 //  2. Subscribe; on SUBSCRIBED, load every State, reconcile its tasks, and
 //     REVIVE the role while st.WantsOffers() (SUPPRESS when no service wants
 //     offers).
+//
 //  3. On each offer: o, err := OfferFromProto(offer, spec.Role); fill
 //     o.Reservations and o.Volumes with the role's reservations and volumes
 //     on o.AgentID (ReservationFromProto, VolumeFromProto; from the offer
@@ -40,20 +42,25 @@
 //     happen comes back as UNKNOWN on reconciliation and the pod is placed
 //     afresh, and a reservation that did happen is re-found from its labels.
 //     d.Reasons says, per pod, why the offer was passed over (log it).
+//
 //  4. On each status update: st.HandleStatus(TaskStatus{...}) and store st.
 //     ErrUnknownTask means an old or stray task: kill it unless terminal.
+//
 //  5. Readiness: for each pod launched, run its check (Pod.Config.Readiness:
 //     HTTP on the pod's address, or a command the agent runs) every interval
 //     while the task is RUNNING; on the first pass call st.MarkReady(taskID);
 //     past the deadline call st.MarkNotReady(taskID, reason). Store st.
+//
 //  6. After every change: send KILL for each of st.Kills() (idempotent, so
 //     it may be sent again), and revive or suppress as st.WantsOffers() says.
+//
 //  7. Commands: st.Scale(podType, n, purge), st.Update(newSpec),
 //     st.Replace(podName) (refuse it while the pod's agent is active unless
 //     --force: the core does not know agent states), st.Remove(purge) and
 //     delete the record once st.Removed(). When the master reports an agent
 //     gone for good, st.ForgetAgent(agentID). Each command is validated
 //     here; an error changes nothing (commands run on a Clone).
+//
 //  8. `agora service status --json` prints st.Status().
 //
 // # The plan

@@ -106,7 +106,6 @@ func (h *harness) settle() {
 	h.fail("no fixed point after 200 rounds; plan %+v", h.st.Status().Plan)
 }
 
-
 // check asserts the invariants that hold after every step.
 func (h *harness) check() {
 	st := h.st

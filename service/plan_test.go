@@ -167,8 +167,8 @@ func TestScaleUpLeavesRunningPods(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	// The new pods see every peer placed before them.
-	if got := h.c.tasks[h.task("kv-kv-4")]; got == nil {
-		t.Fatal("kv-kv-4 has no task in the cluster")
+	if got := h.c.tasks[h.task("kv-kv-4")].env["KV_PEERS"]; strings.Count(got, "=") != 5 {
+		t.Errorf("kv-kv-4 KV_PEERS = %q, want 5 peers", got)
 	}
 }
 

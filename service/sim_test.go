@@ -51,6 +51,7 @@ type simTask struct {
 	id, agent, pod string
 	res            resources.Resources
 	vols           []string
+	env            map[string]string
 	state          agorav1.TaskState
 }
 
@@ -222,7 +223,7 @@ func (c *cluster) applyOps(agentID string, ops []*agorav1.Operation) error {
 					return fmt.Errorf("INVARIANT: %s relaunched on agent %s volume %q, its home is agent %s volume %q", pod, agentID, vol, h[0], h[1])
 				}
 				c.home[pod] = [2]string{agentID, vol}
-				c.tasks[ti.GetTaskId()] = &simTask{id: ti.GetTaskId(), agent: agentID, pod: pod, res: tp[c.role], vols: ti.GetVolumeIds(), state: agorav1.TaskState_TASK_STATE_STAGING}
+				c.tasks[ti.GetTaskId()] = &simTask{id: ti.GetTaskId(), agent: agentID, pod: pod, res: tp[c.role], vols: ti.GetVolumeIds(), env: ti.GetCommand().GetEnvironment(), state: agorav1.TaskState_TASK_STATE_STAGING}
 				re = resourcepb.SubtractClamped(re, tp[c.role])
 			}
 		default:

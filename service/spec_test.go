@@ -51,21 +51,21 @@ func TestDocExamplesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"NATS_ROUTES":          "nats://h0:2,nats://h1:12",
-		"POD_NAME":             "nats-server-1",
-		"POD_INDEX":            "1",
-		"POD_COUNT":            "3",
-		"PORT_CLUSTER":         "12",
-		"VOLUME_PATH":          "jetstream",
-		"AGORA_PEERS":          "0=h0:1,1=h1:11",
-		"AGORA_PEERS_MONITOR":  "0=h0:3,1=h1:13",
-		"AGORA_SERVICE":        "nats",
-		"POD_HOST":             "h1",
-		"POD_TYPE":             "server",
-		"PORT_CLIENT":          "11",
-		"PORT_MONITOR":         "13",
-		"AGORA_PEERS_CLIENT":   "0=h0:1,1=h1:11",
-		"AGORA_PEERS_CLUSTER":  "0=h0:2,1=h1:12",
+		"NATS_ROUTES":         "nats://h0:2,nats://h1:12",
+		"POD_NAME":            "nats-server-1",
+		"POD_INDEX":           "1",
+		"POD_COUNT":           "3",
+		"PORT_CLUSTER":        "12",
+		"VOLUME_PATH":         "jetstream",
+		"AGORA_PEERS":         "0=h0:1,1=h1:11",
+		"AGORA_PEERS_MONITOR": "0=h0:3,1=h1:13",
+		"AGORA_SERVICE":       "nats",
+		"POD_HOST":            "h1",
+		"POD_TYPE":            "server",
+		"PORT_CLIENT":         "11",
+		"PORT_MONITOR":        "13",
+		"AGORA_PEERS_CLIENT":  "0=h0:1,1=h1:11",
+		"AGORA_PEERS_CLUSTER": "0=h0:2,1=h1:12",
 	}
 	for k, v := range want {
 		if env[k] != v {
