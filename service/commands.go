@@ -113,8 +113,9 @@ type Kill struct {
 }
 
 // Kills lists the tasks that should not be running: retired pods', the
-// plan's current pod while it runs an old config, tasks that failed their
-// readiness deadline, and tasks on released placements.
+// plan's current pod while it runs an old config, a launch in progress
+// that is not the current step, tasks that failed their readiness
+// deadline, and tasks on released placements.
 func (s *State) Kills() []Kill {
 	var out []Kill
 	step := s.step()
@@ -133,6 +134,10 @@ func (s *State) Kills() []Kill {
 			why = p.KillReason
 		case p == step && !p.Config.equal(configOf(pt)):
 			why = "rolling update"
+		case p != step && !p.Deployed:
+			// A second launch in progress (a pod scaled back up while
+			// its kill was pending): one step at a time.
+			why = "superseded by the plan's current step"
 		default:
 			continue
 		}
@@ -140,7 +145,7 @@ func (s *State) Kills() []Kill {
 	}
 	for _, r := range s.Releases {
 		if r.TaskID != "" && !taskGone(r.TaskState) {
-			out = append(out, Kill{TaskID: r.TaskID, AgentID: r.AgentID, Pod: r.Instance, Reason: "placement released"})
+			out = append(out, Kill{TaskID: r.TaskID, AgentID: r.AgentID, Pod: r.Pod, Reason: "placement released"})
 		}
 	}
 	return out

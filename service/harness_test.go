@@ -109,10 +109,15 @@ func (h *harness) settle() {
 // check asserts the invariants that hold after every step.
 func (h *harness) check() {
 	st := h.st
-	// At most one pod is in a plan step (launched, not yet deployed).
+	// At most one pod is in a plan step (launched, not yet deployed, and
+	// not being killed).
+	killing := map[string]bool{}
+	for _, k := range st.Kills() {
+		killing[k.TaskID] = true
+	}
 	var inStep []string
 	for _, p := range st.Pods {
-		if !st.retired(p) && p.live() && !p.Deployed {
+		if !st.retired(p) && p.live() && !p.Deployed && !killing[p.TaskID] {
 			inStep = append(inStep, st.podName(p))
 		}
 	}
@@ -172,6 +177,12 @@ func (h *harness) check() {
 				h.fail("INVARIANT: volume %s used by running tasks %s and %s", v, other, tid)
 			}
 			used[v] = tid
+		}
+	}
+	// A pod that left the record (purged) is a new pod when it comes back.
+	for name := range h.c.home {
+		if _, ok := st.pod(name); !ok {
+			delete(h.c.home, name)
 		}
 	}
 	// The record round-trips.

@@ -102,7 +102,7 @@ func (s *State) learn(o *Offer, d *Decision) {
 		case !s.Pods[i].placed():
 			p = s.Pods[i]
 		default:
-			rel := &Release{AgentID: o.AgentID, Instance: lb.instance, ReservationID: r.ID, VolumeID: lb.volume, Resources: r.Resources.String()}
+			rel := &Release{Pod: PodName(s.Spec.Name, lb.pod, lb.index), AgentID: o.AgentID, Instance: lb.instance, ReservationID: r.ID, VolumeID: lb.volume, Resources: r.Resources.String()}
 			if lb.volume != "" {
 				rel.VolumeMiB = pt.Volume.Size
 			}
@@ -165,12 +165,20 @@ func (s *State) release(o *Offer, pool *offerPool, d *Decision) {
 	s.Releases = kept
 }
 
-// step returns the pod the plan works on: the first pod, in plan order,
-// that should run and is not deployed with the target config. Nil when the
-// plan is complete or halted by a failure.
+// step returns the pod the plan works on: a pod whose launch is in
+// progress (launched, not yet ready) if there is one, else the first pod,
+// in plan order, that should run and is not deployed with the target
+// config. Nil when the plan is complete or halted by a failure. (A launch
+// stays the step when a command makes an earlier pod not done, so steps
+// never overlap; if its config is no longer the target it is killed.)
 func (s *State) step() *Pod {
 	if s.Failed != nil {
 		return nil
+	}
+	for _, p := range s.Pods {
+		if !s.retired(p) && p.live() && !p.Deployed {
+			return p
+		}
 	}
 	for _, p := range s.Pods {
 		if !s.retired(p) && !s.done(p) {
@@ -235,6 +243,13 @@ func (s *State) place(p *Pod, o *Offer, pool *offerPool, d *Decision) {
 	if p.Avoid == o.AgentID {
 		d.reason("%s: was replaced away from agent %s", name, o.AgentID)
 		return
+	}
+	for _, r := range s.Releases {
+		if r.Pod == name && !taskGone(r.TaskState) {
+			// Never two tasks of one pod at once, even on different volumes.
+			d.reason("%s: waiting for its old task %s on agent %s to stop", name, r.TaskID, r.AgentID)
+			return
+		}
 	}
 	if why := s.misfit(p, pt, o); why != "" {
 		d.reason("%s: %s", name, why)

@@ -185,6 +185,11 @@ func (c *cluster) applyOps(agentID string, ops []*agorav1.Operation) error {
 					}
 				}
 				delete(c.vols, v.GetId())
+				for pod, h := range c.home {
+					if h[1] == v.GetId() {
+						delete(c.home, pod) // a purged pod starts afresh
+					}
+				}
 			}
 		case agorav1.OperationType_OPERATION_TYPE_LAUNCH:
 			for _, ti := range op.GetTasks() {

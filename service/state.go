@@ -135,6 +135,8 @@ func (c *PodConfig) equal(o *PodConfig) bool {
 
 // Release is a reservation (and its volume) the service no longer wants.
 type Release struct {
+	// Pod is the name of the pod the placement was for.
+	Pod           string `json:"pod"`
 	AgentID       string `json:"agent_id"`
 	Instance      string `json:"instance"`
 	ReservationID string `json:"reservation_id,omitempty"`
@@ -305,7 +307,7 @@ func (s *State) normalize() {
 
 // releaseOf makes the Release of p's placement.
 func (s *State) releaseOf(p *Pod) *Release {
-	r := &Release{AgentID: p.AgentID, Instance: p.Instance, ReservationID: p.ReservationID, VolumeID: p.VolumeID}
+	r := &Release{Pod: s.podName(p), AgentID: p.AgentID, Instance: p.Instance, ReservationID: p.ReservationID, VolumeID: p.VolumeID}
 	if pt, ok := s.Spec.Pod(p.Type); ok {
 		r.Resources = pt.reserved(p.Ports).String()
 		if pt.Volume != nil && p.VolumeID != "" {
