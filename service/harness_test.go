@@ -39,6 +39,19 @@ func (h *harness) offer(id string) Decision {
 			return d
 		}
 	}
+	// A plan step (a launch of a pod not yet deployed with its config)
+	// starts only when no other pod's step is in progress.
+	for _, name := range d.Launched {
+		p, _ := next.pod(name)
+		if p == nil || p.Deployed {
+			continue // a recovery
+		}
+		for _, q := range h.st.Pods {
+			if qn := h.st.podName(q); qn != name && !h.st.retired(q) && q.live() && !q.Deployed {
+				h.fail("INVARIANT: %s launched while %s is still in progress", name, qn)
+			}
+		}
+	}
 	h.st = next
 	h.check()
 	return d

@@ -174,11 +174,10 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestPortCount(t *testing.T) {
-	s, err := Parse([]byte(mutate(t, `"ports":["http"]`, `"ports":2`)))
-	if err == nil {
+	if _, err := Parse([]byte(mutate(t, `"ports":["http"]`, `"ports":2`))); err == nil {
 		t.Fatal("readiness names port http, which a count does not define; want an error")
 	}
-	s, err = Parse([]byte(strings.Replace(mutate(t, `"ports":["http"]`, `"ports":2`), `"port":"http"`, `"port":"1"`, 1)))
+	s, err := Parse([]byte(strings.Replace(mutate(t, `"ports":["http"]`, `"ports":2`), `"port":"http"`, `"port":"1"`, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
