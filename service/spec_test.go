@@ -1,6 +1,7 @@
 package service
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"regexp"
@@ -184,4 +185,29 @@ func TestPortCount(t *testing.T) {
 	if got := s.Pods[0].Resources.Ports; len(got) != 2 || got[0] != "0" || got[1] != "1" {
 		t.Fatalf("ports = %v", got)
 	}
+}
+
+// FuzzParse: Parse never panics, and a spec it accepts survives a round
+// trip through its JSON (the form stored in the record).
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(goodSpec))
+	f.Add([]byte(kvSpec))
+	f.Add([]byte(`{"name":"a","role":"b","pods":[{"name":"c","count":0,"resources":{"cpus":1,"mem":1,"ports":2},"command":"x"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Parse(b)
+		if err != nil {
+			return
+		}
+		out, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse(out)
+		if err != nil {
+			t.Fatalf("re-parse of %s: %v", out, err)
+		}
+		if again, _ := json.Marshal(back); string(again) != string(out) {
+			t.Fatalf("round trip:\n%s\n%s", out, again)
+		}
+	})
 }
