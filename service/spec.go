@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/agora-sched/agora/resources"
-	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
 // ErrInvalidSpec is wrapped by every error of Parse and Validate.
@@ -291,7 +290,7 @@ func (s *Spec) Validate() error {
 		return bad("name %q: want [a-z][a-z0-9-]{0,39} ending in a letter or digit", s.Name)
 	case s.Role == "":
 		return bad("role is missing")
-	case s.Role == "*" || !resourcepb.ValidRoleName(s.Role):
+	case !resources.ValidReservationRole(s.Role):
 		return bad("role %q: want [a-z][a-z0-9_.-]{0,63}", s.Role)
 	case len(s.Pods) == 0:
 		return bad("no pods")
