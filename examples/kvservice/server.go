@@ -845,7 +845,7 @@ func (s *Server) retry(ctx context.Context, what string, step func(context.Conte
 		}
 		if err == nil {
 			if problem != "" {
-				s.log.Info(what+": working again")
+				s.log.Info(what + ": working again")
 				problem = ""
 			}
 			if done {
@@ -874,8 +874,12 @@ func (s *Server) followLoop(ctx context.Context) {
 	s.retry(ctx, "replicate from the primary", func(ctx context.Context) (bool, error) {
 		s.mu.Lock()
 		addr := s.peers[0]
+		wait := s.cfg.PollWait
+		if !s.caughtUp {
+			wait = 0 // learn the primary's last seq at once, for readiness
+		}
 		s.mu.Unlock()
-		_, h, diverged, err := s.fetch(ctx, addr, fmt.Sprintf("&index=%d&wait=%s", s.cfg.Index, s.cfg.PollWait))
+		_, h, diverged, err := s.fetch(ctx, addr, fmt.Sprintf("&index=%d&wait=%s", s.cfg.Index, wait))
 		if err != nil {
 			return false, err
 		}
