@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -297,4 +298,63 @@ func TestNewRefusesBadConfig(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
+}
+
+// TestNoAcknowledgedWriteLost writes concurrently through every pod while a
+// follower and then the primary restart; every acknowledged write is then
+// on every pod.
+func TestNoAcknowledgedWriteLost(t *testing.T) {
+	c := newCluster(t, 3)
+	type ack struct{ key, value string }
+	acks := make(chan ack, 10000)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key, value := fmt.Sprintf("g%d-%d", g, i), fmt.Sprintf("v%d", i)
+				code, _, err := do(http.MethodPut, "http://"+c.addr((g+i)%3)+"/kv/"+key, value)
+				if err == nil && code == http.StatusNoContent {
+					acks <- ack{key, value}
+				}
+			}
+		}()
+	}
+	waitAcks := func(n int) {
+		eventually(t, fmt.Sprintf("%d acknowledged writes", n), func() error {
+			if len(acks) < n {
+				return fmt.Errorf("%d so far", len(acks))
+			}
+			return nil
+		})
+	}
+	waitAcks(50)
+	c.stopPod(1)
+	waitAcks(100)
+	c.start(1, c.peers())
+	c.stopPod(0)
+	c.start(0, c.peers())
+	waitAcks(200)
+	close(stop)
+	wg.Wait()
+	close(acks)
+	c.waitReady()
+	n := 0
+	for a := range acks {
+		n++
+		if code, body, err := get(c.addr(1), a.key+"?consistent=1"); err != nil || code != 200 || body != a.value {
+			t.Fatalf("acknowledged %s=%s, consistent read: %d %q %v", a.key, a.value, code, body, err)
+		}
+		for i := 0; i < 3; i++ {
+			waitValue(t, c.addr(i), a.key, a.value)
+		}
+	}
+	t.Logf("%d acknowledged writes checked on 3 pods", n)
 }

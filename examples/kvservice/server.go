@@ -206,12 +206,18 @@ func New(cfg Config) (*Server, error) {
 		s.kv[e.Key] = e.Value
 	}
 	if s.primary {
-		if _, err := os.Stat(s.marker); err == nil {
-			s.recovered = true
-			s.epoch = newEpoch()
-		} else if !os.IsNotExist(err) {
+		_, err := os.Stat(s.marker)
+		if os.IsNotExist(err) && s.peers.recoveryReads() == 0 {
+			// Alone, there is nobody to recover from: this log is all there is.
+			err = writeMarker(s.marker, -1, uint64(len(entries)))
+		}
+		if err != nil && !os.IsNotExist(err) {
 			data.close()
 			return nil, fmt.Errorf("kvservice: recovery marker: %w", err)
+		}
+		if err == nil {
+			s.recovered = true
+			s.epoch = newEpoch()
 		}
 	}
 	log.Info("log loaded", "role", s.role(), "entries", len(entries), "keys", len(s.kv),
@@ -269,9 +275,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case serveErr = <-served:
 	}
 	stop() // ends long polls, waiting writes and forwarded requests
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Every handler watches runCtx, so what Shutdown can still wait for is a
+	// connection that was dialed but never sent a request (net/http waits
+	// 5 s for those): after a grace period, close them.
+	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	shutErr := srv.Shutdown(shutCtx)
 	cancel()
+	if errors.Is(shutErr, context.DeadlineExceeded) {
+		s.log.Debug("closing connections still open after the shutdown grace period")
+		shutErr = srv.Close()
+	}
 	wg.Wait()
 	s.client.CloseIdleConnections()
 	s.appendMu.Lock()
