@@ -39,6 +39,7 @@ func init() {
 		"bench":          {"benchmarks: bench allocator", runBench},
 		"sleep":          {"sleep for a duration (a static helper for test tasks)", runSleep},
 		"chaos":          {"fault-injection test of a real cluster", runChaos},
+		"kvservice":      {"run a replicated key-value store pod (examples/kvservice)", runKVService},
 		"version":        {"print the version", runVersion},
 	}
 }
