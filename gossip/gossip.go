@@ -76,6 +76,10 @@ type Config struct {
 
 	// EventBuffer is the capacity of the Events channel; 0 means 1024.
 	EventBuffer int
+
+	// noPeriodicPushPull turns off memberlist's periodic full-state
+	// exchange, so tests can show what gossip alone carries.
+	noPeriodicPushPull bool
 }
 
 // Tags are what a member says about itself.
@@ -235,6 +239,9 @@ func New(cfg Config) (*Pool, error) {
 	}
 
 	sc, err := serfConfig(cfg.Profile)
+	if err == nil && cfg.noPeriodicPushPull {
+		sc.MemberlistConfig.PushPullInterval = 0
+	}
 	if err != nil {
 		return nil, err
 	}

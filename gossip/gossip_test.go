@@ -150,9 +150,11 @@ func TestRestartOnNewPortRejoins(t *testing.T) {
 }
 
 // TestJoinReachesWholePool checks that with the local profile a join is
-// carried to every member by gossip, before any push-pull (every 5 s) could
-// have helped. The target is 2 s at 100 members; the measured time is
-// logged here and reported by BenchmarkJoinPropagation. The pool has 100
+// carried to every member by gossip alone: periodic push-pull is off in
+// this pool, so only gossip can tell the members that did not take part in
+// the join. How fast is measured by BenchmarkJoinPropagation (target 2 s at
+// 100 members) and logged here, not asserted: a deadline would fail on a
+// loaded machine without saying anything about gossip. The pool has 100
 // members, or 20 in -short mode and under the race detector, where 100
 // members in one process on 2 cores take most of a minute to start and stop.
 func TestJoinReachesWholePool(t *testing.T) {
@@ -160,13 +162,16 @@ func TestJoinReachesWholePool(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		size = 20
 	}
-	nodes := startPool(t, "wide", size, ProfileLocal)
+	base := Config{Profile: ProfileLocal, noPeriodicPushPull: true}
+	nodes := startPoolConfig(t, "wide", size, base)
 	joined := time.Now()
-	newcomer := startNode(t, "wide-new", "127.0.0.1:0", ProfileLocal, Tags{Role: RoleAgent})
+	nc := base
+	nc.NodeName, nc.BindAddr, nc.Tags = "wide-new", "127.0.0.1:0", Tags{Role: RoleAgent}
+	newcomer := startNodeConfig(t, nc)
 	if _, err := newcomer.Join([]string{nodes[size/2].Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 4*time.Second, fmt.Sprintf("join seen by all %d members", size), func() bool {
+	waitFor(t, time.Minute, fmt.Sprintf("join seen by all %d members", size), func() bool {
 		for _, n := range nodes {
 			if _, ok := n.rec.find(EventJoin, "wide-new", joined); !ok {
 				return false

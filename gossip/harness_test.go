@@ -72,7 +72,14 @@ func (n *node) stop() {
 
 func startNode(t testing.TB, name, bind string, profile Profile, tags Tags) *node {
 	t.Helper()
-	p, err := New(Config{NodeName: name, BindAddr: bind, Profile: profile, Tags: tags, Logger: testLogger()})
+	return startNodeConfig(t, Config{NodeName: name, BindAddr: bind, Profile: profile, Tags: tags})
+}
+
+func startNodeConfig(t testing.TB, cfg Config) *node {
+	t.Helper()
+	name := cfg.NodeName
+	cfg.Logger = testLogger()
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -85,11 +92,19 @@ func startNode(t testing.TB, name, bind string, profile Profile, tags Tags) *nod
 // first and waits until every member sees every other alive.
 func startPool(t testing.TB, prefix string, size int, profile Profile) []*node {
 	t.Helper()
+	return startPoolConfig(t, prefix, size, Config{Profile: profile})
+}
+
+// startPoolConfig is startPool with every member built from base.
+func startPoolConfig(t testing.TB, prefix string, size int, base Config) []*node {
+	t.Helper()
 	began := time.Now()
 	nodes := make([]*node, size)
 	for i := range nodes {
 		name := fmt.Sprintf("%s-%03d", prefix, i)
-		nodes[i] = startNode(t, name, "127.0.0.1:0", profile, Tags{Role: RoleAgent, ID: name})
+		cfg := base
+		cfg.NodeName, cfg.BindAddr, cfg.Tags = name, "127.0.0.1:0", Tags{Role: RoleAgent, ID: name}
+		nodes[i] = startNodeConfig(t, cfg)
 		if i > 0 {
 			// A newcomer learns the pool from the push-pull with the
 			// members it contacts; the previous newcomer knows the most,
