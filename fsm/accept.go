@@ -237,6 +237,7 @@ func (r *acceptRun) create(op *agorav1.Operation) *Rejection {
 			SizeMib:       vi.GetSizeMib(),
 			ContainerPath: vi.GetContainerPath(),
 			Principal:     r.f.GetInfo().GetPrincipal(),
+			CreatedIndex:  r.x.index,
 		}
 		disk := volumeDisk(v)
 		left, err := r.pool.Subtract(disk)

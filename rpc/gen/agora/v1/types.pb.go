@@ -1980,6 +1980,10 @@ type Volume struct {
 	SizeMib       float64                `protobuf:"fixed64,4,opt,name=size_mib,json=sizeMib,proto3" json:"size_mib,omitempty"`
 	ContainerPath string                 `protobuf:"bytes,5,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
 	Principal     string                 `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
+	// created_index is the Raft index of the CREATE: a volume destroyed and
+	// created again with the same id has another, so the agent starts it
+	// empty.
+	CreatedIndex  uint64 `protobuf:"varint,7,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2054,6 +2058,13 @@ func (x *Volume) GetPrincipal() string {
 		return x.Principal
 	}
 	return ""
+}
+
+func (x *Volume) GetCreatedIndex() uint64 {
+	if x != nil {
+		return x.CreatedIndex
+	}
+	return 0
 }
 
 // Operation is one step of an accept; operations apply in order, atomically.
@@ -2296,14 +2307,15 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bsize_mib\x18\x02 \x01(\x01R\asizeMib\x12%\n" +
 	"\x0econtainer_path\x18\x03 \x01(\tR\rcontainerPath\x12\x12\n" +
-	"\x04role\x18\x04 \x01(\tR\x04role\"\xa7\x01\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\"\xcc\x01\n" +
 	"\x06Volume\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x19\n" +
 	"\bsize_mib\x18\x04 \x01(\x01R\asizeMib\x12%\n" +
 	"\x0econtainer_path\x18\x05 \x01(\tR\rcontainerPath\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal\"\xb8\x02\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal\x12#\n" +
+	"\rcreated_index\x18\a \x01(\x04R\fcreatedIndex\"\xb8\x02\n" +
 	"\tOperation\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.agora.v1.OperationTypeR\x04type\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x12.agora.v1.TaskInfoR\x05tasks\x120\n" +
