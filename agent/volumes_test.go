@@ -162,4 +162,3 @@ func TestVolumeOverSizeFails(t *testing.T) {
 		}
 	}
 }
-
