@@ -73,6 +73,10 @@ type Agent struct {
 	killing     map[executor.TaskKey]bool
 	seenMasters map[string]bool // HTTP addresses of every master seen in gossip
 	lastIndex   uint64          // highest state index seen from the masters
+	// volumeSizes is volume directory -> size in bytes, as last assigned;
+	// volumeFailed is task -> why it was killed for an oversized volume.
+	volumeSizes  map[string]int64
+	volumeFailed map[executor.TaskKey]string
 }
 
 // New checks cfg, opens the data dir, its checkpoints and the executor,
@@ -226,6 +230,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		wg.Go(func() { a.consumeUpdates(ctx) })
 		wg.Go(func() { a.sendLoop(ctx) })
+		wg.Go(a.volumeUsageLoop)
 		runErr = a.mainLoop(ctx)
 		a.cancel()
 	}
@@ -320,6 +325,7 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 				return
 			}
 			st := a.statusFromUpdate(u)
+			a.volumeFailure(st)
 			terminal := fsm.IsTerminal(st.GetState())
 			a.mu.Lock()
 			if terminal {
@@ -629,6 +635,7 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 	for _, v := range msg.GetVolumes() {
 		volumes[v.GetId()] = v
 	}
+	a.rememberVolumeSizes(msg.GetVolumes())
 	assigned := map[string]bool{}
 	running := map[string]executor.TaskKey{} // by taskKey
 	for _, k := range a.exec.Running() {
@@ -649,6 +656,10 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 			continue
 		}
 		if a.launched.Has(key) {
+			continue
+		}
+		if stale := a.staleVolumeUsers(t); len(stale) > 0 {
+			a.launchAfterStale(t, volumes, stale)
 			continue
 		}
 		a.launch(t, volumes)
@@ -673,6 +684,7 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 	}); err != nil {
 		a.log.Warn("pruning launch checkpoint", "err", err)
 	}
+	a.pruneVolumes(msg.GetVolumes())
 }
 
 func (a *Agent) launch(t *agorav1.Task, volumes map[string]*agorav1.Volume) {
@@ -683,6 +695,11 @@ func (a *Agent) launch(t *agorav1.Task, volumes map[string]*agorav1.Volume) {
 		a.log.Error("cannot checkpoint launch; not launching", "task", t.GetId(), "err", err)
 		return
 	}
+	a.start(t, volumes)
+}
+
+// start runs a task whose launch is checkpointed.
+func (a *Agent) start(t *agorav1.Task, volumes map[string]*agorav1.Volume) {
 	spec, err := a.taskSpec(t, volumes)
 	if err == nil {
 		err = a.exec.Launch(spec)
@@ -753,18 +770,19 @@ func (a *Agent) taskSpec(t *agorav1.Task, volumes map[string]*agorav1.Volume) (e
 	for k, v := range t.GetCommand().GetEnvironment() {
 		env[k] = v
 	}
+	var vols []executor.Volume
 	for _, vid := range t.GetVolumeIds() {
-		if strings.ContainsAny(vid, "/\\") || vid == "" || vid == "." || vid == ".." {
-			return executor.TaskSpec{}, fmt.Errorf("bad volume id %q", vid)
+		v := volumes[vid]
+		if v == nil {
+			return executor.TaskSpec{}, fmt.Errorf("volume %s is not assigned to this agent", vid)
 		}
-		dir := filepath.Join(a.cfg.DataDir, "volumes", vid)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return executor.TaskSpec{}, fmt.Errorf("volume %s: %w", vid, err)
+		dir, err := a.prepareVolume(v)
+		if err != nil {
+			return executor.TaskSpec{}, err
 		}
+		vols = append(vols, executor.Volume{ID: vid, HostPath: dir, ContainerPath: v.GetContainerPath()})
 		env["AGORA_VOLUME_"+envName(vid)] = dir
-		if v := volumes[vid]; v != nil && v.GetContainerPath() != "" {
-			env["AGORA_VOLUME_PATH_"+envName(v.GetContainerPath())] = dir
-		}
+		env["AGORA_VOLUME_PATH_"+envName(v.GetContainerPath())] = dir
 	}
 	return executor.TaskSpec{
 		TaskID:      t.GetId(),
@@ -776,6 +794,7 @@ func (a *Agent) taskSpec(t *agorav1.Task, volumes map[string]*agorav1.Volume) (e
 		MemMiB:      int64(math.Ceil(total.Scalar("mem"))),
 		Ports:       ports,
 		KillGrace:   time.Duration(t.GetKillGraceSeconds() * float64(time.Second)),
+		Volumes:     vols,
 	}, nil
 }
 

@@ -39,6 +39,21 @@
 //     update is dropped only when the masters refuse it for good (unknown
 //     task, task of another agent, invalid).
 //
-// Volumes are directories under DataDir/volumes/<id>, created on demand
-// and passed to the task as AGORA_VOLUME_<ID>=path.
+// Persistent volumes are directories DataDir/volumes/<role>/<id>, with a
+// marker <id>.created holding the Raft index of the volume's CREATE. A task
+// sees its volume at the volume's container path inside its sandbox: a
+// bind mount where the agent may mount (root with CAP_SYS_ADMIN), else a
+// symlink; the RUNNING update's message says which ("volume v1 at data
+// (bind mount)"). AGORA_VOLUME_<ID> also names the directory. Rules:
+//   - A directory whose marker differs from the assigned volume's index is
+//     left from an earlier volume with that id (DESTROY, then CREATE) and is
+//     emptied before use.
+//   - Once the masters no longer assign a volume (destroyed) and no task
+//     here uses it, its directory is deleted.
+//   - The masters let one live task use a volume; a task still running on
+//     a volume when another is assigned to it is stale (it was lost in a
+//     partition) and is killed before the new one starts.
+//   - Every 10 s the agent measures its running tasks' volumes; a task whose
+//     volume holds more than the volume's size is killed and reported
+//     FAILED ("volume v1 over its size: ...").
 package agent

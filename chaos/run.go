@@ -63,6 +63,9 @@ type Report struct {
 	Linearizable      bool `json:"linearizable"`
 	LostWrites        int  `json:"lost_writes"`
 	DoubleAllocations int  `json:"double_allocations"`
+	// SharedVolumes counts volume-exclusive violations: a volume used by
+	// two live tasks at some committed index.
+	SharedVolumes int `json:"shared_volumes"`
 
 	// Details, not in the one-line JSON summary.
 	FaultLog        []string          `json:"-"`
@@ -85,8 +88,8 @@ func (r *Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chaos %s tier, seed %d, %.0fs: %d faults, %d ops, %d tasks acknowledged, %d log entries and %d offers replayed\n",
 		r.Tier, r.Seed, r.DurationS, r.Faults, r.Ops, r.TasksAcked, r.EntriesReplayed, r.OffersReplayed)
-	fmt.Fprintf(&b, "  linearizable: %v (%s)  lost writes: %d  double allocations: %d  violations: %d\n",
-		r.Linearizable, r.LinResult, r.LostWrites, r.DoubleAllocations, r.ViolationCount)
+	fmt.Fprintf(&b, "  linearizable: %v (%s)  lost writes: %d  double allocations: %d  shared volumes: %d  violations: %d\n",
+		r.Linearizable, r.LinResult, r.LostWrites, r.DoubleAllocations, r.SharedVolumes, r.ViolationCount)
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
@@ -703,6 +706,8 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 			r.rep.LostWrites++
 		case "double-allocation":
 			r.rep.DoubleAllocations++
+		case "volume-exclusive":
+			r.rep.SharedVolumes++
 		}
 	}
 	r.rep.ViolationCount = len(r.rep.Violations)

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/resources"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
@@ -237,6 +237,7 @@ func (r *acceptRun) create(op *agorav1.Operation) *Rejection {
 			SizeMib:       vi.GetSizeMib(),
 			ContainerPath: vi.GetContainerPath(),
 			Principal:     r.f.GetInfo().GetPrincipal(),
+			CreatedIndex:  r.x.index,
 		}
 		disk := volumeDisk(v)
 		left, err := r.pool.Subtract(disk)
@@ -263,10 +264,8 @@ func (r *acceptRun) destroy(op *agorav1.Operation) *Rejection {
 		if !r.hasRole(v.GetRole()) {
 			return reject(CodePermissionDenied, "destroy volume %s: framework %s may not use role %s", v.GetId(), r.f.GetId(), v.GetRole())
 		}
-		for _, t := range r.x.tasksOnAgent(r.agentID) {
-			if !IsTerminal(t.GetState()) && slices.Contains(t.GetVolumeIds(), v.GetId()) {
-				return reject(CodeFailedPrecondition, "volume %s in use by task %s", v.GetId(), t.GetId())
-			}
+		if t := r.x.volumeUser(v); t != nil {
+			return reject(CodeFailedPrecondition, "volume %s in use by task %s", v.GetId(), t.GetId())
 		}
 		r.x.deleteVolume(v)
 		r.pool = r.pool.Add(volumeDisk(v))
@@ -325,14 +324,9 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		if err != nil {
 			return reject(CodeFailedPrecondition, "not enough resources in the offers for task %s: wants %s, %s left", tid, p, orNothing(r.pool.Total()))
 		}
-		for _, vid := range ti.GetVolumeIds() {
-			v, ok := r.x.volume(vid)
-			if !ok || v.GetAgentId() != r.agentID {
-				return reject(CodeNotFound, "task %s: volume %s not found on agent %s", tid, vid, r.agentID)
-			}
-			if !r.hasRole(v.GetRole()) {
-				return reject(CodePermissionDenied, "task %s: volume %s belongs to role %s", tid, vid, v.GetRole())
-			}
+		vids, rej := r.taskVolumes(tid, role, ti)
+		if rej != nil {
+			return rej
 		}
 		r.pool = left
 		r.x.putTask(nil, &agorav1.Task{
@@ -343,12 +337,61 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 			Role:             role,
 			Resources:        p.ToProto(),
 			Command:          clone(ti.GetCommand()),
-			VolumeIds:        slices.Clone(ti.GetVolumeIds()),
+			VolumeIds:        vids,
 			GroupId:          groupID,
 			State:            agorav1.TaskState_TASK_STATE_STAGING,
 			KillGraceSeconds: ti.GetKillGraceSeconds(),
 			CreatedAt:        now,
 		})
+	}
+	return nil
+}
+
+// taskVolumes checks the persistent volumes a task is launched with (its
+// volume_ids, and volume resources copied from an offer) and returns their
+// ids. A volume must exist on the offers' agent, belong to a role of the
+// framework and to the task's role, and no live task may use it (tasks
+// launched earlier in this accept included): a volume is never used by two
+// running tasks at once.
+func (r *acceptRun) taskVolumes(tid, role string, ti *agorav1.TaskInfo) ([]string, *Rejection) {
+	vids := slices.Clone(ti.GetVolumeIds())
+	for _, res := range resourcepb.IdleVolumes(ti.GetResources()) {
+		if !slices.Contains(vids, res.GetVolume().GetId()) {
+			vids = append(vids, res.GetVolume().GetId())
+		}
+	}
+	seen := map[string]bool{}
+	for _, vid := range vids {
+		if seen[vid] {
+			return nil, reject(CodeInvalidArgument, "task %s names volume %s twice", tid, vid)
+		}
+		seen[vid] = true
+		v, ok := r.x.volume(vid)
+		if !ok {
+			return nil, reject(CodeNotFound, "task %s: volume %s not found", tid, vid)
+		}
+		if !r.hasRole(v.GetRole()) {
+			return nil, reject(CodePermissionDenied, "task %s: volume %s belongs to role %s", tid, vid, v.GetRole())
+		}
+		if v.GetAgentId() != r.agentID {
+			return nil, reject(CodeInvalidArgument, "task %s: volume %s is on agent %s, not on the offers' agent %s", tid, vid, v.GetAgentId(), r.agentID)
+		}
+		if v.GetRole() != role {
+			return nil, reject(CodeInvalidArgument, "task %s runs as role %s but volume %s belongs to role %s", tid, role, vid, v.GetRole())
+		}
+		if t := r.x.volumeUser(v); t != nil {
+			return nil, reject(CodeFailedPrecondition, "task %s: volume %s in use by task %s/%s (%s)", tid, vid, t.GetFrameworkId(), t.GetId(), stateName(t.GetState()))
+		}
+	}
+	return vids, nil
+}
+
+// volumeUser returns a live (non-terminal) task that uses v, or nil.
+func (x *txn) volumeUser(v *agorav1.Volume) *agorav1.Task {
+	for _, t := range x.tasksOnAgent(v.GetAgentId()) {
+		if !IsTerminal(t.GetState()) && slices.Contains(t.GetVolumeIds(), v.GetId()) {
+			return t
+		}
 	}
 	return nil
 }

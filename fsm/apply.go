@@ -952,6 +952,9 @@ func (x *txn) checkOffer(in *agorav1.Offer, now *timestamppb.Timestamp) (*agorav
 	if !x.usage(a.GetId()).free().Contains(p) {
 		return nil, "not free"
 	}
+	if why := x.checkOfferedVolumes(in); why != "" {
+		return nil, why
+	}
 	o := clone(in)
 	if o.CreatedAt == nil {
 		o.CreatedAt = now
@@ -963,6 +966,40 @@ func (x *txn) checkOffer(in *agorav1.Offer, now *timestamppb.Timestamp) (*agorav
 		o.Attributes = a.GetAttributes()
 	}
 	return o, ""
+}
+
+// checkOfferedVolumes checks the idle volumes an offer lists: each must be
+// a volume of the offer's agent and role, as stored, that no live task uses
+// and no other outstanding offer lists.
+func (x *txn) checkOfferedVolumes(in *agorav1.Offer) string {
+	listed := resourcepb.IdleVolumes(in.GetResources())
+	if len(listed) == 0 {
+		return ""
+	}
+	elsewhere := map[string]bool{}
+	for _, o := range x.offersOnAgent(in.GetAgentId()) {
+		for _, r := range resourcepb.IdleVolumes(o.GetResources()) {
+			elsewhere[r.GetVolume().GetId()] = true
+		}
+	}
+	for _, r := range listed {
+		id := r.GetVolume().GetId()
+		v, ok := x.volume(id)
+		switch {
+		case !ok || v.GetAgentId() != in.GetAgentId():
+			return "volume not on agent"
+		case v.GetRole() != in.GetRole() || r.GetRole() != v.GetRole():
+			return "volume of another role"
+		case r.GetScalar() != v.GetSizeMib() || r.GetVolume().GetContainerPath() != v.GetContainerPath():
+			return "volume differs from state"
+		case elsewhere[id]:
+			return "volume offered twice"
+		case x.volumeUser(v) != nil:
+			return "volume in use"
+		}
+		elsewhere[id] = true
+	}
+	return ""
 }
 
 // rescindOffers withdraws offers (the framework hears RESCIND); unknown

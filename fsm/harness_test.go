@@ -142,7 +142,11 @@ func resStr(rs []*agorav1.Resource) string {
 	if err != nil {
 		return "INVALID(" + err.Error() + ")"
 	}
-	return p.String()
+	out := p.String()
+	for _, r := range resourcepb.IdleVolumes(rs) {
+		out += fmt.Sprintf(" volume[%s](%s %g %s)", r.GetRole(), r.GetVolume().GetId(), r.GetScalar(), r.GetVolume().GetContainerPath())
+	}
+	return out
 }
 
 func formatResult(res Result, events []Event, unchanged bool) string {

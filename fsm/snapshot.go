@@ -211,8 +211,8 @@ type poolSum map[string]*resources.Resources
 
 func (p poolSum) add(role string, rs []*agorav1.Resource) {
 	for _, r := range rs {
-		if r.GetRole() != role && role != "\x00" {
-			continue
+		if (r.GetRole() != role && role != "\x00") || r.GetVolume() != nil {
+			continue // another pool, or a volume's disk (held by the volume)
 		}
 		acc := p[r.GetRole()]
 		if acc == nil {
@@ -279,7 +279,7 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 			fwAcc[id] = p
 		}
 		for _, r := range rs {
-			if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 {
+			if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 && r.GetVolume() == nil {
 				p.add("\x00", []*agorav1.Resource{{Name: r.GetName(), Scalar: r.GetScalar(), Role: role}})
 			}
 		}
@@ -350,8 +350,22 @@ func (s *State) CheckInvariants() error {
 	if err != nil {
 		return err
 	}
+	volumeUser := map[string]string{} // volume -> live task using it
 	root.WalkPrefix([]byte(pTask), func(_ []byte, v interface{}) bool {
 		t := v.(*agorav1.Task)
+		if !IsTerminal(t.GetState()) {
+			for _, vid := range t.GetVolumeIds() {
+				if other, ok := volumeUser[vid]; ok {
+					err = fmt.Errorf("volume %s used by two live tasks: %s and %s/%s", vid, other, t.GetFrameworkId(), t.GetId())
+					return true
+				}
+				volumeUser[vid] = t.GetFrameworkId() + "/" + t.GetId()
+				if vol, ok := s.Volume(vid); !ok || vol.GetAgentId() != t.GetAgentId() {
+					err = fmt.Errorf("live task %s/%s uses volume %s, which is not on its agent %s", t.GetFrameworkId(), t.GetId(), vid, t.GetAgentId())
+					return true
+				}
+			}
+		}
 		if _, ok := s.Agent(t.GetAgentId()); !ok {
 			err = fmt.Errorf("task %s/%s: agent %s does not exist", t.GetFrameworkId(), t.GetId(), t.GetAgentId())
 		} else if _, ok := s.Framework(t.GetFrameworkId()); !ok {

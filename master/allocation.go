@@ -147,21 +147,26 @@ func allocationRound(st *fsm.State, now time.Time, offerTimeout time.Duration, n
 	cmd := &agorav1.OffersCreatedCommand{Now: timestamppb.New(now)}
 	expires := timestamppb.New(now.Add(offerTimeout))
 	created := timestamppb.New(now)
+	listed := map[string]bool{} // volume ids already in an offer
+	for _, o := range st.Offers() {
+		for _, r := range resourcepb.IdleVolumes(o.GetResources()) {
+			listed[r.GetVolume().GetId()] = true
+		}
+	}
 	for _, o := range offers {
 		a, _ := st.Agent(o.AgentID)
-		pools := resourcepb.Pools{}
+		var rs []*agorav1.Resource
 		if !o.Unreserved.IsEmpty() {
-			pools[""] = o.Unreserved
+			rs = resourcepb.ToProto("", o.Unreserved)
 		}
-		if !o.Reserved.IsEmpty() {
-			pools[o.Role] = o.Reserved
-		}
+		rs = append(rs, reservedResources(st, o.AgentID, o.Role, o.Reserved)...)
+		rs = append(rs, idleVolumes(st, o.AgentID, o.Role, listed)...)
 		cmd.Offers = append(cmd.Offers, &agorav1.Offer{
 			Id:          newID(),
 			FrameworkId: o.FrameworkID,
 			AgentId:     o.AgentID,
 			Role:        o.Role,
-			Resources:   pools.ToProto(),
+			Resources:   rs,
 			CreatedAt:   created,
 			ExpiresAt:   expires,
 			Hostname:    a.GetHostname(),
@@ -169,6 +174,83 @@ func allocationRound(st *fsm.State, now time.Time, offerTimeout time.Duration, n
 		})
 	}
 	return cmd, next
+}
+
+// reservedResources lists the offered reserved resources of role on an
+// agent, each with the reservation it comes from (id, principal, labels),
+// as Mesos offers do, so a framework re-finds its reservations from offers.
+// The FSM accounts reservations per role, not per reservation, so what is
+// free is attributed to the role's reservations in id order; anything left
+// over (none, while the accounting holds) is listed without a reservation.
+func reservedResources(st *fsm.State, agentID, role string, free resources.Resources) []*agorav1.Resource {
+	if free.IsEmpty() {
+		return nil
+	}
+	var out []*agorav1.Resource
+	left := free
+	for _, rv := range st.ReservationsByAgent(agentID) {
+		if rv.GetRole() != role || left.IsEmpty() {
+			continue
+		}
+		p, err := resourcepb.FromProto(rv.GetResources())
+		if err != nil {
+			continue
+		}
+		take := resourcepb.Intersect(left, p[role])
+		if take.IsEmpty() {
+			continue
+		}
+		left = resourcepb.SubtractClamped(left, take)
+		info := &agorav1.ResourceReservation{Id: rv.GetId(), Principal: rv.GetPrincipal(), Labels: rv.GetLabels()}
+		for _, r := range resourcepb.ToProto(role, take) {
+			r.Reservation = info
+			out = append(out, r)
+		}
+	}
+	if !left.IsEmpty() {
+		out = append(out, resourcepb.ToProto(role, left)...)
+	}
+	return out
+}
+
+// idleVolumes lists the persistent volumes of role on an agent that no
+// live task uses and no offer lists yet (listed, updated), as volume
+// resources: disk of the volume's size with the volume's id and container
+// path, and the first reservation of the role on the agent whose disk can
+// hold it. A framework launches with one by naming its id (or copying the
+// resource into the task).
+func idleVolumes(st *fsm.State, agentID, role string, listed map[string]bool) []*agorav1.Resource {
+	vols := st.VolumesByAgent(agentID)
+	if len(vols) == 0 {
+		return nil
+	}
+	inUse := map[string]bool{}
+	for _, t := range st.TasksByAgent(agentID) {
+		if !fsm.IsTerminal(t.GetState()) {
+			for _, vid := range t.GetVolumeIds() {
+				inUse[vid] = true
+			}
+		}
+	}
+	var out []*agorav1.Resource
+	for _, v := range vols {
+		if v.GetRole() != role || inUse[v.GetId()] || listed[v.GetId()] {
+			continue
+		}
+		listed[v.GetId()] = true
+		r := &agorav1.Resource{
+			Name: "disk", Scalar: v.GetSizeMib(), Role: role,
+			Volume: &agorav1.ResourceVolume{Id: v.GetId(), ContainerPath: v.GetContainerPath(), Principal: v.GetPrincipal()},
+		}
+		for _, rv := range st.ReservationsByAgent(agentID) {
+			if p, err := resourcepb.FromProto(rv.GetResources()); err == nil && rv.GetRole() == role && p[role].Scalar("disk") >= v.GetSizeMib() {
+				r.Reservation = &agorav1.ResourceReservation{Id: rv.GetId(), Principal: rv.GetPrincipal(), Labels: rv.GetLabels()}
+				break
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // buildSnapshot turns replicated state into the allocator's input: active

@@ -78,6 +78,10 @@ type TaskSpec struct {
 	Ports []uint64
 	// KillGrace is the SIGTERM-to-SIGKILL delay; zero means DefaultKillGrace.
 	KillGrace time.Duration
+	// Volumes are persistent volumes attached in the sandbox at their
+	// container paths (a bind mount where the agent may mount, else a
+	// symlink; the RUNNING update's message says which).
+	Volumes []Volume `json:",omitempty"`
 }
 
 // Key returns the spec's task key.

@@ -142,6 +142,10 @@ func (p *Process) Launch(spec TaskSpec) error {
 		p.finishLocked(t, Update{State: StateFailed, ExitCode: -1, Reason: "failed to start: " + err.Error()})
 		return fmt.Errorf("launch %s: %w", spec.Key(), err)
 	}
+	attached, err := attachVolumes(sandbox, spec.Volumes)
+	if err != nil {
+		return fail(err)
+	}
 	stdout, err := os.OpenFile(filepath.Join(sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fail(err)
@@ -192,8 +196,8 @@ func (p *Process) Launch(spec TaskSpec) error {
 		p.log.Error("checkpoint of running task failed; it cannot be re-attached after a restart", "task", spec.TaskID, "err", err)
 	}
 	p.tasks[spec.Key()] = t
-	p.emit(t, StateRunning, 0, "", "")
-	p.log.Info("task running", "task", spec.TaskID, "framework", spec.FrameworkID, "pid", pid, "sandbox", sandbox)
+	p.emit(t, StateRunning, 0, "", attached)
+	p.log.Info("task running", "task", spec.TaskID, "framework", spec.FrameworkID, "pid", pid, "sandbox", sandbox, "volumes", attached)
 	go p.waitChild(t, cmd)
 	return nil
 }
@@ -326,6 +330,7 @@ func (p *Process) finishLocked(t *task, u Update) {
 	if t.cgroup != "" && p.cg != nil {
 		p.cg.remove(t.cgroup)
 	}
+	detachVolumes(p.sandbox(t.spec), t.spec.Volumes)
 	if p.tasks[t.spec.Key()] == t {
 		delete(p.tasks, t.spec.Key())
 	}
@@ -459,6 +464,7 @@ func (p *Process) Recover() ([]Update, error) {
 		if err := saveCheckpoint(path, c); err != nil {
 			errs = append(errs, err)
 		}
+		detachVolumes(p.sandbox(c.Spec), c.Spec.Volumes)
 		out = append(out, u)
 	}
 	return out, errors.Join(errs...)
@@ -515,6 +521,31 @@ func (p *Process) Running() []TaskKey {
 	}
 	slices.SortFunc(keys, TaskKey.Compare)
 	return keys
+}
+
+// Spec returns the spec of a watched task (false when it is not running).
+func (p *Process) Spec(key TaskKey) (TaskSpec, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.tasks[key]
+	if !ok {
+		return TaskSpec{}, false
+	}
+	return t.spec, true
+}
+
+// Ended returns a channel closed once the task is not running: at once
+// for a task the executor does not watch, else when its final update is
+// recorded.
+func (p *Process) Ended(key TaskKey) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.tasks[key]; ok {
+		return t.done
+	}
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // Sandbox returns the sandbox directory a task with this spec uses.

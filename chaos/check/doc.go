@@ -12,9 +12,12 @@
 //     offered <= reserved per role and used + offered + reserved-for-others
 //     <= total in the unreserved pool, computed from tasks, volumes, offers
 //     and reservations (not from the FSM's own accounting).
+//   - CheckVolumeExclusive / VolumeUsesOf: at one index, no persistent
+//     volume is used by two live (non-terminal) tasks, and a live task's
+//     volume is on the task's agent.
 //   - Replay: opens a stopped master's Raft storage read-only, restores its
 //     latest snapshot into a fresh fsm.FSM and applies every later entry,
-//     running CheckAllocation after each one, and tracks the life of every
+//     running CheckAllocation and CheckVolumeExclusive after each one, and tracks the life of every
 //     offer and every teardown (see Lifecycle).
 //   - Delivery: every task's latest committed status reached its framework.
 //

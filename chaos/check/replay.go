@@ -62,7 +62,8 @@ func RaftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
 // Replay opens the Raft storage of a stopped master (dataDir is the
 // master's --data-dir) read-only, restores its latest snapshot into a fresh
 // FSM, applies every later entry in order and checks the state after each:
-// CheckAllocation on ViewOf(state), the offer lifecycle (every offer that
+// CheckAllocation on ViewOf(state), CheckVolumeExclusive on
+// VolumeUsesOf(state), the offer lifecycle (every offer that
 // leaves the state does so accepted, declined, rescinded or expired) and
 // teardowns (only deliberate ones, or after the failover timeout).
 func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
@@ -119,6 +120,7 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 		}
 	}
 	add(CheckAllocation(f.State().Index(), ViewOf(f.State()))...)
+	add(CheckVolumeExclusive(f.State().Index(), VolumeUsesOf(f.State()))...)
 	offers := offerSet(f.State())
 	if o.At > 0 && f.State().Index() <= o.At {
 		res.AtState = f.State()
@@ -140,6 +142,7 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 		res.Entries++
 		after := f.State()
 		add(CheckAllocation(idx, ViewOf(after))...)
+		add(CheckVolumeExclusive(idx, VolumeUsesOf(after))...)
 		next := offerSet(after)
 		reasons := map[string]fsm.Event{}
 		for _, e := range removed {

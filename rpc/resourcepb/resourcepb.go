@@ -23,10 +23,15 @@ type Pools map[string]resources.Resources
 // (wrapping ErrInvalid) on a bad name or role, a negative, NaN, infinite or
 // huge scalar, ranges with begin after end or overlapping each other, empty
 // or repeated set items, a resource that mixes kinds, or a name given twice
-// within one role.
+// within one role (and one reservation: an offer may list a role's disk
+// once per reservation it comes from).
+//
+// A resource that names a persistent volume (offers list idle volumes so)
+// describes disk the volume already holds: it is validated but left out
+// of the pools; IdleVolumes lists them.
 func FromProto(rs []*agorav1.Resource) (Pools, error) {
 	p := Pools{}
-	type key struct{ role, name string }
+	type key struct{ role, name, reservation string }
 	seen := make(map[key]bool, len(rs))
 	for i, r := range rs {
 		if r == nil {
@@ -38,7 +43,13 @@ func FromProto(rs []*agorav1.Resource) (Pools, error) {
 		if role := r.GetRole(); role != "" && !resources.ValidReservationRole(role) {
 			return nil, fmt.Errorf("%w: %s: bad role %q", ErrInvalid, r.GetName(), role)
 		}
-		k := key{r.GetRole(), r.GetName()}
+		if v := r.GetVolume(); v != nil {
+			if v.GetId() == "" || r.GetRole() == "" || r.GetName() != "disk" {
+				return nil, fmt.Errorf("%w: volume resource %q needs an id, a role and the name disk", ErrInvalid, v.GetId())
+			}
+			continue
+		}
+		k := key{r.GetRole(), r.GetName(), r.GetReservation().GetId()}
 		if seen[k] {
 			if k.role == "" {
 				return nil, fmt.Errorf("%w: resource %q given twice", ErrInvalid, k.name)
@@ -307,4 +318,16 @@ func SubtractClamped(a, b resources.Resources) resources.Resources {
 		return a
 	}
 	return left
+}
+
+// IdleVolumes returns the volume resources of rs (those with a volume set),
+// in order: the persistent volumes an offer carries.
+func IdleVolumes(rs []*agorav1.Resource) []*agorav1.Resource {
+	var out []*agorav1.Resource
+	for _, r := range rs {
+		if r.GetVolume() != nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }

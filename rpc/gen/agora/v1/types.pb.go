@@ -507,7 +507,16 @@ type Resource struct {
 	Ranges []*Range               `protobuf:"bytes,3,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	Set    []string               `protobuf:"bytes,4,rep,name=set,proto3" json:"set,omitempty"`
 	// role this resource is reserved for; empty means unreserved.
-	Role          string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	Role string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	// reservation names the dynamic reservation a reserved resource of an
+	// offer belongs to, so a framework re-finds its reservations from offers.
+	// Input operations ignore it.
+	Reservation *ResourceReservation `protobuf:"bytes,6,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// volume marks this resource as a persistent volume's disk (scalar is its
+	// size in MiB): in an offer it says the volume is idle and may be
+	// launched with. The disk is held by the volume, not offered, so
+	// accounting leaves such a resource out.
+	Volume        *ResourceVolume `protobuf:"bytes,7,opt,name=volume,proto3" json:"volume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +586,142 @@ func (x *Resource) GetRole() string {
 	return ""
 }
 
+func (x *Resource) GetReservation() *ResourceReservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
+func (x *Resource) GetVolume() *ResourceVolume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
+// ResourceReservation is the reservation a reserved resource belongs to.
+type ResourceReservation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Principal     string                 `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceReservation) Reset() {
+	*x = ResourceReservation{}
+	mi := &file_agora_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceReservation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceReservation) ProtoMessage() {}
+
+func (x *ResourceReservation) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceReservation.ProtoReflect.Descriptor instead.
+func (*ResourceReservation) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ResourceReservation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResourceReservation) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ResourceReservation) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// ResourceVolume is the persistent volume a disk resource belongs to.
+type ResourceVolume struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ContainerPath string                 `protobuf:"bytes,2,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
+	Principal     string                 `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceVolume) Reset() {
+	*x = ResourceVolume{}
+	mi := &file_agora_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceVolume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceVolume) ProtoMessage() {}
+
+func (x *ResourceVolume) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceVolume.ProtoReflect.Descriptor instead.
+func (*ResourceVolume) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ResourceVolume) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResourceVolume) GetContainerPath() string {
+	if x != nil {
+		return x.ContainerPath
+	}
+	return ""
+}
+
+func (x *ResourceVolume) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
 // Role is the allocation policy of one role.
 type Role struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -598,7 +743,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_agora_v1_types_proto_msgTypes[2]
+	mi := &file_agora_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +755,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[2]
+	mi := &file_agora_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +768,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Role) GetName() string {
@@ -684,7 +829,7 @@ type Master struct {
 
 func (x *Master) Reset() {
 	*x = Master{}
-	mi := &file_agora_v1_types_proto_msgTypes[3]
+	mi := &file_agora_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +841,7 @@ func (x *Master) String() string {
 func (*Master) ProtoMessage() {}
 
 func (x *Master) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[3]
+	mi := &file_agora_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +854,7 @@ func (x *Master) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Master.ProtoReflect.Descriptor instead.
 func (*Master) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Master) GetId() string {
@@ -775,7 +920,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_agora_v1_types_proto_msgTypes[4]
+	mi := &file_agora_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +932,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[4]
+	mi := &file_agora_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +945,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Agent) GetId() string {
@@ -892,7 +1037,7 @@ type FrameworkInfo struct {
 
 func (x *FrameworkInfo) Reset() {
 	*x = FrameworkInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[5]
+	mi := &file_agora_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1049,7 @@ func (x *FrameworkInfo) String() string {
 func (*FrameworkInfo) ProtoMessage() {}
 
 func (x *FrameworkInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[5]
+	mi := &file_agora_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1062,7 @@ func (x *FrameworkInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrameworkInfo.ProtoReflect.Descriptor instead.
 func (*FrameworkInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FrameworkInfo) GetId() string {
@@ -980,7 +1125,7 @@ type OfferFilter struct {
 
 func (x *OfferFilter) Reset() {
 	*x = OfferFilter{}
-	mi := &file_agora_v1_types_proto_msgTypes[6]
+	mi := &file_agora_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1137,7 @@ func (x *OfferFilter) String() string {
 func (*OfferFilter) ProtoMessage() {}
 
 func (x *OfferFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[6]
+	mi := &file_agora_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1150,7 @@ func (x *OfferFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferFilter.ProtoReflect.Descriptor instead.
 func (*OfferFilter) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OfferFilter) GetAgentId() string {
@@ -1041,7 +1186,7 @@ type Framework struct {
 
 func (x *Framework) Reset() {
 	*x = Framework{}
-	mi := &file_agora_v1_types_proto_msgTypes[7]
+	mi := &file_agora_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1198,7 @@ func (x *Framework) String() string {
 func (*Framework) ProtoMessage() {}
 
 func (x *Framework) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[7]
+	mi := &file_agora_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1211,7 @@ func (x *Framework) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Framework.ProtoReflect.Descriptor instead.
 func (*Framework) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Framework) GetId() string {
@@ -1143,7 +1288,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_agora_v1_types_proto_msgTypes[8]
+	mi := &file_agora_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1300,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[8]
+	mi := &file_agora_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1313,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Offer) GetId() string {
@@ -1256,7 +1401,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_agora_v1_types_proto_msgTypes[9]
+	mi := &file_agora_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1413,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[9]
+	mi := &file_agora_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1426,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1373,7 +1518,7 @@ type CommandInfo struct {
 
 func (x *CommandInfo) Reset() {
 	*x = CommandInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[10]
+	mi := &file_agora_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1530,7 @@ func (x *CommandInfo) String() string {
 func (*CommandInfo) ProtoMessage() {}
 
 func (x *CommandInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[10]
+	mi := &file_agora_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1543,7 @@ func (x *CommandInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandInfo.ProtoReflect.Descriptor instead.
 func (*CommandInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommandInfo) GetValue() string {
@@ -1432,7 +1577,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[11]
+	mi := &file_agora_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1589,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[11]
+	mi := &file_agora_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1602,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskInfo) GetTaskId() string {
@@ -1538,7 +1683,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_agora_v1_types_proto_msgTypes[12]
+	mi := &file_agora_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1695,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[12]
+	mi := &file_agora_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1708,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Task) GetId() string {
@@ -1686,7 +1831,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_agora_v1_types_proto_msgTypes[13]
+	mi := &file_agora_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1843,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[13]
+	mi := &file_agora_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1856,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Reservation) GetId() string {
@@ -1770,7 +1915,7 @@ type VolumeInfo struct {
 
 func (x *VolumeInfo) Reset() {
 	*x = VolumeInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[14]
+	mi := &file_agora_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1927,7 @@ func (x *VolumeInfo) String() string {
 func (*VolumeInfo) ProtoMessage() {}
 
 func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[14]
+	mi := &file_agora_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +1940,7 @@ func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeInfo.ProtoReflect.Descriptor instead.
 func (*VolumeInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VolumeInfo) GetId() string {
@@ -1835,13 +1980,17 @@ type Volume struct {
 	SizeMib       float64                `protobuf:"fixed64,4,opt,name=size_mib,json=sizeMib,proto3" json:"size_mib,omitempty"`
 	ContainerPath string                 `protobuf:"bytes,5,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
 	Principal     string                 `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
+	// created_index is the Raft index of the CREATE: a volume destroyed and
+	// created again with the same id has another, so the agent starts it
+	// empty.
+	CreatedIndex  uint64 `protobuf:"varint,7,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_agora_v1_types_proto_msgTypes[15]
+	mi := &file_agora_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2002,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[15]
+	mi := &file_agora_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2015,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Volume) GetId() string {
@@ -1911,6 +2060,13 @@ func (x *Volume) GetPrincipal() string {
 	return ""
 }
 
+func (x *Volume) GetCreatedIndex() uint64 {
+	if x != nil {
+		return x.CreatedIndex
+	}
+	return 0
+}
+
 // Operation is one step of an accept; operations apply in order, atomically.
 type Operation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1929,7 +2085,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_agora_v1_types_proto_msgTypes[16]
+	mi := &file_agora_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2097,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[16]
+	mi := &file_agora_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2110,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Operation) GetType() OperationType {
@@ -1999,13 +2155,26 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x14agora/v1/types.proto\x12\bagora.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n" +
 	"\x05Range\x12\x14\n" +
 	"\x05begin\x18\x01 \x01(\x04R\x05begin\x12\x10\n" +
-	"\x03end\x18\x02 \x01(\x04R\x03end\"\x85\x01\n" +
+	"\x03end\x18\x02 \x01(\x04R\x03end\"\xf8\x01\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06scalar\x18\x02 \x01(\x01R\x06scalar\x12'\n" +
 	"\x06ranges\x18\x03 \x03(\v2\x0f.agora.v1.RangeR\x06ranges\x12\x10\n" +
 	"\x03set\x18\x04 \x03(\tR\x03set\x12\x12\n" +
-	"\x04role\x18\x05 \x01(\tR\x04role\"\xd3\x01\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12?\n" +
+	"\vreservation\x18\x06 \x01(\v2\x1d.agora.v1.ResourceReservationR\vreservation\x120\n" +
+	"\x06volume\x18\a \x01(\v2\x18.agora.v1.ResourceVolumeR\x06volume\"\xc1\x01\n" +
+	"\x13ResourceReservation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12A\n" +
+	"\x06labels\x18\x03 \x03(\v2).agora.v1.ResourceReservation.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\x0eResourceVolume\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
+	"\x0econtainer_path\x18\x02 \x01(\tR\rcontainerPath\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\"\xd3\x01\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x120\n" +
@@ -2138,14 +2307,15 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bsize_mib\x18\x02 \x01(\x01R\asizeMib\x12%\n" +
 	"\x0econtainer_path\x18\x03 \x01(\tR\rcontainerPath\x12\x12\n" +
-	"\x04role\x18\x04 \x01(\tR\x04role\"\xa7\x01\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\"\xcc\x01\n" +
 	"\x06Volume\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x19\n" +
 	"\bsize_mib\x18\x04 \x01(\x01R\asizeMib\x12%\n" +
 	"\x0econtainer_path\x18\x05 \x01(\tR\rcontainerPath\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal\"\xb8\x02\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal\x12#\n" +
+	"\rcreated_index\x18\a \x01(\x04R\fcreatedIndex\"\xb8\x02\n" +
 	"\tOperation\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.agora.v1.OperationTypeR\x04type\x12(\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x12.agora.v1.TaskInfoR\x05tasks\x120\n" +
@@ -2224,7 +2394,7 @@ func file_agora_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_agora_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_agora_v1_types_proto_goTypes = []any{
 	(MasterState)(0),              // 0: agora.v1.MasterState
 	(AgentState)(0),               // 1: agora.v1.AgentState
@@ -2235,72 +2405,78 @@ var file_agora_v1_types_proto_goTypes = []any{
 	(OperationType)(0),            // 6: agora.v1.OperationType
 	(*Range)(nil),                 // 7: agora.v1.Range
 	(*Resource)(nil),              // 8: agora.v1.Resource
-	(*Role)(nil),                  // 9: agora.v1.Role
-	(*Master)(nil),                // 10: agora.v1.Master
-	(*Agent)(nil),                 // 11: agora.v1.Agent
-	(*FrameworkInfo)(nil),         // 12: agora.v1.FrameworkInfo
-	(*OfferFilter)(nil),           // 13: agora.v1.OfferFilter
-	(*Framework)(nil),             // 14: agora.v1.Framework
-	(*Offer)(nil),                 // 15: agora.v1.Offer
-	(*TaskStatus)(nil),            // 16: agora.v1.TaskStatus
-	(*CommandInfo)(nil),           // 17: agora.v1.CommandInfo
-	(*TaskInfo)(nil),              // 18: agora.v1.TaskInfo
-	(*Task)(nil),                  // 19: agora.v1.Task
-	(*Reservation)(nil),           // 20: agora.v1.Reservation
-	(*VolumeInfo)(nil),            // 21: agora.v1.VolumeInfo
-	(*Volume)(nil),                // 22: agora.v1.Volume
-	(*Operation)(nil),             // 23: agora.v1.Operation
-	nil,                           // 24: agora.v1.Agent.AttributesEntry
-	nil,                           // 25: agora.v1.Offer.AttributesEntry
-	nil,                           // 26: agora.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 27: agora.v1.Reservation.LabelsEntry
-	nil,                           // 28: agora.v1.Operation.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*ResourceReservation)(nil),   // 9: agora.v1.ResourceReservation
+	(*ResourceVolume)(nil),        // 10: agora.v1.ResourceVolume
+	(*Role)(nil),                  // 11: agora.v1.Role
+	(*Master)(nil),                // 12: agora.v1.Master
+	(*Agent)(nil),                 // 13: agora.v1.Agent
+	(*FrameworkInfo)(nil),         // 14: agora.v1.FrameworkInfo
+	(*OfferFilter)(nil),           // 15: agora.v1.OfferFilter
+	(*Framework)(nil),             // 16: agora.v1.Framework
+	(*Offer)(nil),                 // 17: agora.v1.Offer
+	(*TaskStatus)(nil),            // 18: agora.v1.TaskStatus
+	(*CommandInfo)(nil),           // 19: agora.v1.CommandInfo
+	(*TaskInfo)(nil),              // 20: agora.v1.TaskInfo
+	(*Task)(nil),                  // 21: agora.v1.Task
+	(*Reservation)(nil),           // 22: agora.v1.Reservation
+	(*VolumeInfo)(nil),            // 23: agora.v1.VolumeInfo
+	(*Volume)(nil),                // 24: agora.v1.Volume
+	(*Operation)(nil),             // 25: agora.v1.Operation
+	nil,                           // 26: agora.v1.ResourceReservation.LabelsEntry
+	nil,                           // 27: agora.v1.Agent.AttributesEntry
+	nil,                           // 28: agora.v1.Offer.AttributesEntry
+	nil,                           // 29: agora.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 30: agora.v1.Reservation.LabelsEntry
+	nil,                           // 31: agora.v1.Operation.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
 }
 var file_agora_v1_types_proto_depIdxs = []int32{
 	7,  // 0: agora.v1.Resource.ranges:type_name -> agora.v1.Range
-	8,  // 1: agora.v1.Role.guarantee:type_name -> agora.v1.Resource
-	8,  // 2: agora.v1.Role.limit:type_name -> agora.v1.Resource
-	0,  // 3: agora.v1.Master.state:type_name -> agora.v1.MasterState
-	8,  // 4: agora.v1.Agent.resources:type_name -> agora.v1.Resource
-	24, // 5: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
-	1,  // 6: agora.v1.Agent.state:type_name -> agora.v1.AgentState
-	29, // 7: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	29, // 8: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
-	2,  // 9: agora.v1.FrameworkInfo.capabilities:type_name -> agora.v1.Capability
-	29, // 10: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
-	12, // 11: agora.v1.Framework.info:type_name -> agora.v1.FrameworkInfo
-	3,  // 12: agora.v1.Framework.state:type_name -> agora.v1.FrameworkState
-	29, // 13: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
-	29, // 14: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
-	13, // 15: agora.v1.Framework.filters:type_name -> agora.v1.OfferFilter
-	8,  // 16: agora.v1.Offer.resources:type_name -> agora.v1.Resource
-	29, // 17: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
-	29, // 18: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 19: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
-	4,  // 20: agora.v1.TaskStatus.state:type_name -> agora.v1.TaskState
-	5,  // 21: agora.v1.TaskStatus.source:type_name -> agora.v1.StatusSource
-	29, // 22: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 23: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
-	8,  // 24: agora.v1.TaskInfo.resources:type_name -> agora.v1.Resource
-	17, // 25: agora.v1.TaskInfo.command:type_name -> agora.v1.CommandInfo
-	8,  // 26: agora.v1.Task.resources:type_name -> agora.v1.Resource
-	17, // 27: agora.v1.Task.command:type_name -> agora.v1.CommandInfo
-	4,  // 28: agora.v1.Task.state:type_name -> agora.v1.TaskState
-	16, // 29: agora.v1.Task.status:type_name -> agora.v1.TaskStatus
-	29, // 30: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 31: agora.v1.Reservation.resources:type_name -> agora.v1.Resource
-	27, // 32: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
-	6,  // 33: agora.v1.Operation.type:type_name -> agora.v1.OperationType
-	18, // 34: agora.v1.Operation.tasks:type_name -> agora.v1.TaskInfo
-	8,  // 35: agora.v1.Operation.resources:type_name -> agora.v1.Resource
-	21, // 36: agora.v1.Operation.volumes:type_name -> agora.v1.VolumeInfo
-	28, // 37: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	9,  // 1: agora.v1.Resource.reservation:type_name -> agora.v1.ResourceReservation
+	10, // 2: agora.v1.Resource.volume:type_name -> agora.v1.ResourceVolume
+	26, // 3: agora.v1.ResourceReservation.labels:type_name -> agora.v1.ResourceReservation.LabelsEntry
+	8,  // 4: agora.v1.Role.guarantee:type_name -> agora.v1.Resource
+	8,  // 5: agora.v1.Role.limit:type_name -> agora.v1.Resource
+	0,  // 6: agora.v1.Master.state:type_name -> agora.v1.MasterState
+	8,  // 7: agora.v1.Agent.resources:type_name -> agora.v1.Resource
+	27, // 8: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
+	1,  // 9: agora.v1.Agent.state:type_name -> agora.v1.AgentState
+	32, // 10: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	32, // 11: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
+	2,  // 12: agora.v1.FrameworkInfo.capabilities:type_name -> agora.v1.Capability
+	32, // 13: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
+	14, // 14: agora.v1.Framework.info:type_name -> agora.v1.FrameworkInfo
+	3,  // 15: agora.v1.Framework.state:type_name -> agora.v1.FrameworkState
+	32, // 16: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
+	32, // 17: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
+	15, // 18: agora.v1.Framework.filters:type_name -> agora.v1.OfferFilter
+	8,  // 19: agora.v1.Offer.resources:type_name -> agora.v1.Resource
+	32, // 20: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
+	32, // 21: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 22: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
+	4,  // 23: agora.v1.TaskStatus.state:type_name -> agora.v1.TaskState
+	5,  // 24: agora.v1.TaskStatus.source:type_name -> agora.v1.StatusSource
+	32, // 25: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	29, // 26: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
+	8,  // 27: agora.v1.TaskInfo.resources:type_name -> agora.v1.Resource
+	19, // 28: agora.v1.TaskInfo.command:type_name -> agora.v1.CommandInfo
+	8,  // 29: agora.v1.Task.resources:type_name -> agora.v1.Resource
+	19, // 30: agora.v1.Task.command:type_name -> agora.v1.CommandInfo
+	4,  // 31: agora.v1.Task.state:type_name -> agora.v1.TaskState
+	18, // 32: agora.v1.Task.status:type_name -> agora.v1.TaskStatus
+	32, // 33: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 34: agora.v1.Reservation.resources:type_name -> agora.v1.Resource
+	30, // 35: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
+	6,  // 36: agora.v1.Operation.type:type_name -> agora.v1.OperationType
+	20, // 37: agora.v1.Operation.tasks:type_name -> agora.v1.TaskInfo
+	8,  // 38: agora.v1.Operation.resources:type_name -> agora.v1.Resource
+	23, // 39: agora.v1.Operation.volumes:type_name -> agora.v1.VolumeInfo
+	31, // 40: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_types_proto_init() }
@@ -2314,7 +2490,7 @@ func file_agora_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_types_proto_rawDesc), len(file_agora_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
