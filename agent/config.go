@@ -12,8 +12,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/fsm"
+	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/resources"
 )
 

@@ -157,9 +157,9 @@ type Master struct {
 	// clusterStop is set by ShutdownAll: the whole cluster is going away,
 	// so there is no one to hand leadership to.
 	clusterStop atomic.Bool
-	cfg      Config
-	log      *slog.Logger
-	fsm      *fsm.FSM
+	cfg         Config
+	log         *slog.Logger
+	fsm         *fsm.FSM
 
 	mu         sync.Mutex
 	started    bool
