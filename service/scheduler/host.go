@@ -49,7 +49,7 @@ type Host struct {
 	c   *client.Client
 	ctx context.Context
 
-	ready chan struct{} // closed once the existing services are started
+	ready chan struct{}  // closed once the existing services are started
 	wg    sync.WaitGroup // the drivers' framework.Run goroutines
 
 	mu       sync.Mutex
