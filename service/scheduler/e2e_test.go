@@ -78,7 +78,7 @@ func startE2E(t *testing.T, agents int) *e2e {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := fmt.Sprintf("cpus:4;mem:4096;disk:8192;ports:[%d-%d]", base, base+19)
+		res := fmt.Sprintf("cpus:4;mem:4096;disk:8192;ports:[%d-%d]", base, base+39)
 		if _, err := c.StartAgent(ctx, devcluster.AgentOptions{ID: fmt.Sprintf("a%d", i+1), Resources: res}); err != nil {
 			t.Fatal(err)
 		}
@@ -185,9 +185,13 @@ func (e *e2e) waitComplete(name string, n int) service.Status {
 }
 
 func kvSpec(bin string, count int, version string) []byte {
+	return namedKVSpec("kvservice", bin, count, version)
+}
+
+func namedKVSpec(name, bin string, count int, version string) []byte {
 	return []byte(fmt.Sprintf(`{
-  "name": "kvservice",
-  "role": "kvservice",
+  "name": %q,
+  "role": %q,
   "pods": [{
     "name": "kv",
     "count": %d,
@@ -204,7 +208,7 @@ func kvSpec(bin string, count int, version string) []byte {
     "readiness": {"http": {"port": "http", "path": "/health"}, "interval_seconds": 0.1, "timeout_seconds": 1, "deadline_seconds": 60},
     "kill_grace_seconds": 2
   }]
-}`, count, bin, version))
+}`, name, name, count, bin, version))
 }
 
 func httpDo(method, url, body string) (int, string, error) {
