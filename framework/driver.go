@@ -168,3 +168,39 @@ func (d *driver) Teardown(ctx context.Context) error {
 	}
 	return err
 }
+
+// PutRecord implements Driver.
+func (d *driver) PutRecord(ctx context.Context, key string, value []byte, expectedVersion uint64) (uint64, error) {
+	var v uint64
+	err := d.r.call(ctx, "put-record", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		res, err := c.PutRecord(ctx, connect.NewRequest(&agorav1.PutRecordRequest{Call: fc, Key: key, Value: value, ExpectedVersion: expectedVersion}))
+		if err != nil {
+			return err
+		}
+		v = res.Msg.GetVersion()
+		return nil
+	})
+	return v, err
+}
+
+// DeleteRecord implements Driver.
+func (d *driver) DeleteRecord(ctx context.Context, key string, expectedVersion uint64) error {
+	return d.r.call(ctx, "delete-record", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.DeleteRecord(ctx, connect.NewRequest(&agorav1.DeleteRecordRequest{Call: fc, Key: key, ExpectedVersion: expectedVersion}))
+		return err
+	})
+}
+
+// ListRecords implements Driver.
+func (d *driver) ListRecords(ctx context.Context, prefix string) ([]*agorav1.FrameworkRecord, error) {
+	var out []*agorav1.FrameworkRecord
+	err := d.r.call(ctx, "list-records", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		res, err := c.ListRecords(ctx, connect.NewRequest(&agorav1.ListRecordsRequest{Call: fc, Prefix: prefix}))
+		if err != nil {
+			return err
+		}
+		out = res.Msg.GetRecords()
+		return nil
+	})
+	return out, err
+}

@@ -129,6 +129,17 @@ type Driver interface {
 	// Teardown ends the framework: its tasks are killed and Run returns
 	// ErrTornDown.
 	Teardown(ctx context.Context) error
+	// PutRecord stores a record of the framework's own in the masters'
+	// replicated state, compare-and-set: expectedVersion 0 creates the key
+	// (FailedPrecondition if it exists), otherwise it must be the version
+	// read. It returns the new version. At most 1 MiB a value.
+	PutRecord(ctx context.Context, key string, value []byte, expectedVersion uint64) (uint64, error)
+	// DeleteRecord removes one of the framework's records (expectedVersion
+	// 0: whatever its version).
+	DeleteRecord(ctx context.Context, key string, expectedVersion uint64) error
+	// ListRecords lists the framework's records whose key starts with
+	// prefix, sorted by key (a linearizable read).
+	ListRecords(ctx context.Context, prefix string) ([]*agorav1.FrameworkRecord, error)
 }
 
 // Run subscribes the framework and delivers its events to s until ctx ends

@@ -771,6 +771,7 @@ func (x *txn) tearDown(old *agorav1.Framework, reason string) {
 	f.SuppressedRoles = nil
 	f.StreamToken = ""
 	x.putFramework(f)
+	x.dropRecords(f.GetId())
 	for _, o := range x.offersOfFramework(f.GetId()) {
 		x.removeOffer(o, "framework torn down", false)
 	}

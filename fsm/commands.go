@@ -37,6 +37,8 @@ const (
 	CmdSuppress              CommandType = 19
 	CmdKillTask              CommandType = 20
 	CmdAcknowledge           CommandType = 21
+	CmdPutRecord             CommandType = 22
+	CmdDeleteRecord          CommandType = 23
 )
 
 // command is one row of the command table: everything Encode, Decode and
@@ -63,7 +65,7 @@ func row[M proto.Message](name string, apply func(*txn, M) *Rejection) command {
 
 // commandTable is the one dispatch table of the log, indexed by type (the
 // IgnoreUnknown bit cleared). The apply functions are documented where
-// they are defined (apply.go, accept.go).
+// they are defined (apply.go, accept.go, records.go).
 var commandTable = [...]command{
 	CmdSetRole:               row("SetRole", (*txn).setRole),
 	CmdDeleteRole:            row("DeleteRole", (*txn).deleteRole),
@@ -86,6 +88,8 @@ var commandTable = [...]command{
 	CmdSuppress:              row("Suppress", (*txn).suppress),
 	CmdKillTask:              row("KillTask", (*txn).killTask),
 	CmdAcknowledge:           row("Acknowledge", (*txn).acknowledge),
+	CmdPutRecord:             row("PutRecord", (*txn).putRecord),
+	CmdDeleteRecord:          row("DeleteRecord", (*txn).deleteRecord),
 }
 
 // lookup returns the row of a known type (the IgnoreUnknown bit ignored).

@@ -150,3 +150,20 @@ func TestReadAccessors(t *testing.T) {
 		t.Fatal("usage of unknown agent not zero")
 	}
 }
+
+func TestRecordSizeLimit(t *testing.T) {
+	h := newHarness(t)
+	sub := &agorav1.SubscribeFrameworkCommand{Framework: &agorav1.Framework{Id: "f1", Info: &agorav1.FrameworkInfo{Name: "svc"}, StreamToken: "tok"}}
+	if res := h.apply(CmdSubscribeFramework, sub); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	put := func(n int) *Rejection {
+		return h.apply(CmdPutRecord, &agorav1.PutRecordCommand{FrameworkId: "f1", StreamToken: "tok", Key: "k", Value: make([]byte, n)}).Err
+	}
+	if rej := put(MaxRecordBytes + 1); rej == nil || rej.Code != CodeResourceExhausted {
+		t.Fatalf("put of MaxRecordBytes+1 = %v, want resource_exhausted", rej)
+	}
+	if rej := put(MaxRecordBytes); rej != nil {
+		t.Fatalf("put of MaxRecordBytes = %v", rej)
+	}
+}

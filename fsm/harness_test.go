@@ -282,6 +282,13 @@ func dump(s *State, which ...string) string {
 			fmt.Fprintf(&b, "volume %s agent=%s role=%s size=%g path=%s\n", v.GetId(), v.GetAgentId(), v.GetRole(), v.GetSizeMib(), v.GetContainerPath())
 		}
 	}
+	if want("records") {
+		s.root.Root().WalkPrefix([]byte(pRecord), func(_ []byte, v interface{}) bool {
+			r := v.(*agorav1.FrameworkRecord)
+			fmt.Fprintf(&b, "record %s/%s version=%d value=%q\n", r.GetFrameworkId(), r.GetKey(), r.GetVersion(), truncate(r.GetValue(), 40))
+			return false
+		})
+	}
 	if b.Len() == 0 {
 		return "(empty)\n"
 	}
@@ -289,3 +296,11 @@ func dump(s *State, which ...string) string {
 }
 
 func unmarshalText(s string, m proto.Message) error { return prototext.Unmarshal([]byte(s), m) }
+
+// truncate shortens a record value for dumps.
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return fmt.Sprintf("%s...(%d bytes)", b[:n], len(b))
+}

@@ -29,6 +29,7 @@ const (
 	recVolume      byte = 7
 	recOffer       byte = 8
 	recTask        byte = 9
+	recRecord      byte = 12 // 10 and 11 are history.go's
 )
 
 const snapshotMagic = "agora-fsm/1"
@@ -50,6 +51,7 @@ var tables = []struct {
 	{recVolume, pVolume, func() proto.Message { return &agorav1.Volume{} }},
 	{recOffer, pOffer, func() proto.Message { return &agorav1.Offer{} }},
 	{recTask, pTask, func() proto.Message { return &agorav1.Task{} }},
+	{recRecord, pRecord, func() proto.Message { return &agorav1.FrameworkRecord{} }},
 }
 
 // Persist writes the state record by record in a deterministic order
@@ -191,6 +193,8 @@ func (x *txn) restoreRecord(rec byte, body []byte) error {
 			if v.GetExpiresAt() != nil {
 				x.deferIndex(expiryKey(v))
 			}
+		case *agorav1.FrameworkRecord:
+			x.t.Insert(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
 		case *agorav1.Task:
 			fid, tid := v.GetFrameworkId(), v.GetId()
 			x.t.Insert(tableKey(pTask, fid, tid), v)

@@ -26,6 +26,7 @@ const (
 	pVolume      = "v\x00"  // id -> *agorav1.Volume
 	pOffer       = "o\x00"  // id -> *agorav1.Offer
 	pTask        = "t\x00"  // framework \0 task -> *agorav1.Task
+	pRecord      = "fr\x00" // framework \0 key -> *agorav1.FrameworkRecord
 	xTaskAgent   = "ta\x00" // agent \0 framework \0 task
 	xTaskUnacked = "tu\x00" // framework \0 task: latest status has an unacknowledged uuid
 	xTaskID      = "ti\x00" // task \0 framework

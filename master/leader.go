@@ -12,6 +12,7 @@ import (
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/gossip"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/service/scheduler"
 )
 
 // leader owns everything that runs only while this master leads. The
@@ -35,6 +36,8 @@ type leader struct {
 	ctx context.Context // the current leadership; nil when not leading
 	// extra are tasks tests add (before Start) beside the built-in ones.
 	extra []leaderTask
+	// services is the service scheduler's host while it runs (services.go).
+	services *scheduler.Host
 }
 
 // leaderTask is one piece of leader-only work: run returns promptly once
@@ -58,6 +61,7 @@ func (l *leader) tasks() []leaderTask {
 		{name: "allocation", run: l.runAllocation},
 		{name: "expiry", run: l.runExpiry},
 		{name: "liveness", run: l.runLiveness},
+		{name: "services", run: l.runServices},
 	}, extra...)
 }
 

@@ -40,6 +40,7 @@ func init() {
 		"sleep":          {"sleep for a duration (a static helper for test tasks)", runSleep},
 		"chaos":          {"fault-injection test of a real cluster", runChaos},
 		"kvservice":      {"run a replicated key-value store pod (examples/kvservice)", runKVService},
+		"service":        {"stateful services: service run/list/status/scale/update/replace/remove", runService},
 		"version":        {"print the version", runVersion},
 	}
 }

@@ -67,6 +67,12 @@
 //	  TeardownFramework          always      tearing down a torn-down framework is a no-op
 //	  DeleteRole                 not-applied a second delete answers NotFound
 //	  RemovePeer                 not-applied a second removal answers NotFound
+//	  ListServices, GetService   always      reads
+//	  ScaleService,              always      set the target count or spec: the same value again
+//	  UpdateService                          changes nothing
+//	  RunService                 not-applied a second run answers AlreadyExists
+//	  ReplaceServicePod          not-applied a second replace moves the pod again
+//	  RemoveService              not-applied a second may answer NotFound (the service is gone)
 //	SchedulerService
 //	  Reconcile                  always      a read; its answers are resent as updates, which
 //	                                         frameworks must tolerate anyway
@@ -79,6 +85,9 @@
 //	                                         NotFound or FailedPrecondition, though the first
 //	                                         launched the tasks
 //	  Teardown                   not-applied a second is refused: the framework is torn down
+//	  ListRecords                always      a read
+//	  PutRecord, DeleteRecord    not-applied compare-and-set: a second answers FailedPrecondition
+//	                                         (the version moved) though the first applied
 //	AgentService
 //	  RegisterAgent              always      re-registering from the same address is the agent's
 //	                                         normal way back

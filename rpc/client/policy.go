@@ -40,6 +40,9 @@ var policies = map[string]Policy{
 	agorav1connect.OperatorServiceListReservationsProcedure: RetryAlways,
 	agorav1connect.AgentServiceGetAssignmentsProcedure:      RetryAlways,
 	agorav1connect.SchedulerServiceReconcileProcedure:       RetryAlways,
+	agorav1connect.SchedulerServiceListRecordsProcedure:     RetryAlways,
+	agorav1connect.OperatorServiceListServicesProcedure:     RetryAlways,
+	agorav1connect.OperatorServiceGetServiceProcedure:       RetryAlways,
 
 	// Writes whose second application changes nothing.
 	agorav1connect.OperatorServiceSetRoleProcedure:           RetryAlways,
@@ -51,13 +54,20 @@ var policies = map[string]Policy{
 	agorav1connect.SchedulerServiceUpdateFrameworkProcedure:  RetryAlways,
 	agorav1connect.AgentServiceRegisterAgentProcedure:        RetryAlways,
 	agorav1connect.AgentServiceUpdateStatusProcedure:         RetryAlways,
+	agorav1connect.OperatorServiceScaleServiceProcedure:      RetryAlways,
+	agorav1connect.OperatorServiceUpdateServiceProcedure:     RetryAlways,
 
 	// Writes whose second application answers differently.
-	agorav1connect.OperatorServiceDeleteRoleProcedure: RetryIfNotApplied,
-	agorav1connect.OperatorServiceRemovePeerProcedure: RetryIfNotApplied,
-	agorav1connect.SchedulerServiceAcceptProcedure:    RetryIfNotApplied,
-	agorav1connect.SchedulerServiceDeclineProcedure:   RetryIfNotApplied,
-	agorav1connect.SchedulerServiceTeardownProcedure:  RetryIfNotApplied,
+	agorav1connect.OperatorServiceDeleteRoleProcedure:        RetryIfNotApplied,
+	agorav1connect.OperatorServiceRemovePeerProcedure:        RetryIfNotApplied,
+	agorav1connect.SchedulerServiceAcceptProcedure:           RetryIfNotApplied,
+	agorav1connect.SchedulerServiceDeclineProcedure:          RetryIfNotApplied,
+	agorav1connect.SchedulerServiceTeardownProcedure:         RetryIfNotApplied,
+	agorav1connect.SchedulerServicePutRecordProcedure:        RetryIfNotApplied,
+	agorav1connect.SchedulerServiceDeleteRecordProcedure:     RetryIfNotApplied,
+	agorav1connect.OperatorServiceRunServiceProcedure:        RetryIfNotApplied,
+	agorav1connect.OperatorServiceReplaceServicePodProcedure: RetryIfNotApplied,
+	agorav1connect.OperatorServiceRemoveServiceProcedure:     RetryIfNotApplied,
 }
 
 // PolicyOf returns the retry policy of a procedure

@@ -1205,6 +1205,157 @@ func (x *AcknowledgeCommand) GetUuid() string {
 	return ""
 }
 
+// PutRecordCommand stores a framework-scoped record with compare-and-set.
+// stream_token is the digest of the writer's live subscription (the edge
+// stamps it): a replaced stream may not write.
+type PutRecordCommand struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	StreamToken string                 `protobuf:"bytes,2,opt,name=stream_token,json=streamToken,proto3" json:"stream_token,omitempty"`
+	Key         string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Value       []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// expected_version: 0 means the key must not exist; otherwise it must
+	// hold exactly this version.
+	ExpectedVersion uint64 `protobuf:"varint,5,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PutRecordCommand) Reset() {
+	*x = PutRecordCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRecordCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRecordCommand) ProtoMessage() {}
+
+func (x *PutRecordCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRecordCommand.ProtoReflect.Descriptor instead.
+func (*PutRecordCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PutRecordCommand) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *PutRecordCommand) GetStreamToken() string {
+	if x != nil {
+		return x.StreamToken
+	}
+	return ""
+}
+
+func (x *PutRecordCommand) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PutRecordCommand) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *PutRecordCommand) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+// DeleteRecordCommand removes a framework-scoped record with
+// compare-and-set (expected_version 0: whatever version it has).
+type DeleteRecordCommand struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId     string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	StreamToken     string                 `protobuf:"bytes,2,opt,name=stream_token,json=streamToken,proto3" json:"stream_token,omitempty"`
+	Key             string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	ExpectedVersion uint64                 `protobuf:"varint,4,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeleteRecordCommand) Reset() {
+	*x = DeleteRecordCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRecordCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRecordCommand) ProtoMessage() {}
+
+func (x *DeleteRecordCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRecordCommand.ProtoReflect.Descriptor instead.
+func (*DeleteRecordCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeleteRecordCommand) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *DeleteRecordCommand) GetStreamToken() string {
+	if x != nil {
+		return x.StreamToken
+	}
+	return ""
+}
+
+func (x *DeleteRecordCommand) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DeleteRecordCommand) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
 var File_agora_v1_commands_proto protoreflect.FileDescriptor
 
 const file_agora_v1_commands_proto_rawDesc = "" +
@@ -1282,7 +1433,18 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\x12AcknowledgeCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04uuid\x18\x03 \x01(\tR\x04uuidB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\x04uuid\x18\x03 \x01(\tR\x04uuid\"\xab\x01\n" +
+	"\x10PutRecordCommand\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
+	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12)\n" +
+	"\x10expected_version\x18\x05 \x01(\x04R\x0fexpectedVersion\"\x98\x01\n" +
+	"\x13DeleteRecordCommand\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
+	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12)\n" +
+	"\x10expected_version\x18\x04 \x01(\x04R\x0fexpectedVersionB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_commands_proto_rawDescOnce sync.Once
@@ -1296,7 +1458,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -1319,40 +1481,42 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*SuppressCommand)(nil),              // 18: agora.v1.SuppressCommand
 	(*KillTaskCommand)(nil),              // 19: agora.v1.KillTaskCommand
 	(*AcknowledgeCommand)(nil),           // 20: agora.v1.AcknowledgeCommand
-	(*Role)(nil),                         // 21: agora.v1.Role
-	(*Master)(nil),                       // 22: agora.v1.Master
-	(*Agent)(nil),                        // 23: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 24: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 25: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 26: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 27: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 28: agora.v1.Offer
-	(*Operation)(nil),                    // 29: agora.v1.Operation
+	(*PutRecordCommand)(nil),             // 21: agora.v1.PutRecordCommand
+	(*DeleteRecordCommand)(nil),          // 22: agora.v1.DeleteRecordCommand
+	(*Role)(nil),                         // 23: agora.v1.Role
+	(*Master)(nil),                       // 24: agora.v1.Master
+	(*Agent)(nil),                        // 25: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 27: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 28: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 29: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 30: agora.v1.Offer
+	(*Operation)(nil),                    // 31: agora.v1.Operation
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	21, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	22, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	23, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	24, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	25, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	24, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	24, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	25, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	24, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	26, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	24, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	24, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	24, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	24, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	28, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	24, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	29, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	24, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	24, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	24, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	24, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	24, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	23, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	24, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	25, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	26, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	26, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	26, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	26, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	28, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	26, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	26, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	26, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	26, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	30, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	26, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	26, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	26, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	26, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	26, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	26, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
 	23, // [23:23] is the sub-list for method output_type
 	23, // [23:23] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
@@ -1372,7 +1536,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1711,6 +1711,789 @@ func (x *LeaderRedirect) GetLeaderAddress() string {
 	return ""
 }
 
+// RunServiceRequest carries a service spec (JSON, as in the spec file).
+type RunServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          []byte                 `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunServiceRequest) Reset() {
+	*x = RunServiceRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunServiceRequest) ProtoMessage() {}
+
+func (x *RunServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunServiceRequest.ProtoReflect.Descriptor instead.
+func (*RunServiceRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RunServiceRequest) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// RunServiceResponse names the service's framework and the committed index
+// of its first record.
+type RunServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	FrameworkId   string                 `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunServiceResponse) Reset() {
+	*x = RunServiceResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunServiceResponse) ProtoMessage() {}
+
+func (x *RunServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunServiceResponse.ProtoReflect.Descriptor instead.
+func (*RunServiceResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RunServiceResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunServiceResponse) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *RunServiceResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// ScaleServiceRequest scales a pod type ("" for the service's only one).
+type ScaleServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	PodType       string                 `protobuf:"bytes,2,opt,name=pod_type,json=podType,proto3" json:"pod_type,omitempty"`
+	Count         int64                  `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Purge         bool                   `protobuf:"varint,4,opt,name=purge,proto3" json:"purge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScaleServiceRequest) Reset() {
+	*x = ScaleServiceRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScaleServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScaleServiceRequest) ProtoMessage() {}
+
+func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
+func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ScaleServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScaleServiceRequest) GetPodType() string {
+	if x != nil {
+		return x.PodType
+	}
+	return ""
+}
+
+func (x *ScaleServiceRequest) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ScaleServiceRequest) GetPurge() bool {
+	if x != nil {
+		return x.Purge
+	}
+	return false
+}
+
+// ScaleServiceResponse returns the committed index of the new record.
+type ScaleServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScaleServiceResponse) Reset() {
+	*x = ScaleServiceResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScaleServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScaleServiceResponse) ProtoMessage() {}
+
+func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
+func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ScaleServiceResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// UpdateServiceRequest carries the new spec.
+type UpdateServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Spec          []byte                 `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceRequest) Reset() {
+	*x = UpdateServiceRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceRequest) ProtoMessage() {}
+
+func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
+func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *UpdateServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateServiceRequest) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// UpdateServiceResponse returns the committed index of the new record.
+type UpdateServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceResponse) Reset() {
+	*x = UpdateServiceResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceResponse) ProtoMessage() {}
+
+func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
+func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *UpdateServiceResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// ReplaceServicePodRequest names the pod ("kvservice-kv-1").
+type ReplaceServicePodRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Pod           string                 `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	Force         bool                   `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceServicePodRequest) Reset() {
+	*x = ReplaceServicePodRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceServicePodRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceServicePodRequest) ProtoMessage() {}
+
+func (x *ReplaceServicePodRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceServicePodRequest.ProtoReflect.Descriptor instead.
+func (*ReplaceServicePodRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ReplaceServicePodRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReplaceServicePodRequest) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *ReplaceServicePodRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+// ReplaceServicePodResponse returns the committed index of the new record.
+type ReplaceServicePodResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceServicePodResponse) Reset() {
+	*x = ReplaceServicePodResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceServicePodResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceServicePodResponse) ProtoMessage() {}
+
+func (x *ReplaceServicePodResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceServicePodResponse.ProtoReflect.Descriptor instead.
+func (*ReplaceServicePodResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ReplaceServicePodResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// RemoveServiceRequest removes a service.
+type RemoveServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Purge         bool                   `protobuf:"varint,2,opt,name=purge,proto3" json:"purge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServiceRequest) Reset() {
+	*x = RemoveServiceRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServiceRequest) ProtoMessage() {}
+
+func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
+func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveServiceRequest) GetPurge() bool {
+	if x != nil {
+		return x.Purge
+	}
+	return false
+}
+
+// RemoveServiceResponse returns the committed index of the new record.
+type RemoveServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServiceResponse) Reset() {
+	*x = RemoveServiceResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServiceResponse) ProtoMessage() {}
+
+func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
+func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RemoveServiceResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// ServiceView is one service as its record in Raft says.
+type ServiceView struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	FrameworkId string                 `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	// status is the JSON of `agora service status NAME --json` (package
+	// service's Status).
+	Status []byte `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// version is the record's version (the Raft index that wrote it).
+	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceView) Reset() {
+	*x = ServiceView{}
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceView) ProtoMessage() {}
+
+func (x *ServiceView) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceView.ProtoReflect.Descriptor instead.
+func (*ServiceView) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ServiceView) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceView) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *ServiceView) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *ServiceView) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// ListServicesRequest lists services.
+type ListServicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesRequest) Reset() {
+	*x = ListServicesRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesRequest) ProtoMessage() {}
+
+func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
+func (*ListServicesRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListServicesRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+// ListServicesResponse lists services by name.
+type ListServicesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Services      []*ServiceView         `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesResponse) Reset() {
+	*x = ListServicesResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesResponse) ProtoMessage() {}
+
+func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
+func (*ListServicesResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListServicesResponse) GetServices() []*ServiceView {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+// GetServiceRequest names a service.
+type GetServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Read          *ReadOptions           `protobuf:"bytes,1,opt,name=read,proto3" json:"read,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceRequest) Reset() {
+	*x = GetServiceRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceRequest) ProtoMessage() {}
+
+func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
+func (*GetServiceRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetServiceRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *GetServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetServiceResponse is the service.
+type GetServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *ServiceView           `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceResponse) Reset() {
+	*x = GetServiceResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceResponse) ProtoMessage() {}
+
+func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
+func (*GetServiceResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetServiceResponse) GetService() *ServiceView {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
 var File_agora_v1_operator_proto protoreflect.FileDescriptor
 
 const file_agora_v1_operator_proto_rawDesc = "" +
@@ -1823,7 +2606,50 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"round_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\troundTime\"T\n" +
 	"\x0eLeaderRedirect\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12%\n" +
-	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress2\xf6\a\n" +
+	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress\"'\n" +
+	"\x11RunServiceRequest\x12\x12\n" +
+	"\x04spec\x18\x01 \x01(\fR\x04spec\"a\n" +
+	"\x12RunServiceResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"p\n" +
+	"\x13ScaleServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\bpod_type\x18\x02 \x01(\tR\apodType\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\x12\x14\n" +
+	"\x05purge\x18\x04 \x01(\bR\x05purge\",\n" +
+	"\x14ScaleServiceResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\">\n" +
+	"\x14UpdateServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04spec\x18\x02 \x01(\fR\x04spec\"-\n" +
+	"\x15UpdateServiceResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"V\n" +
+	"\x18ReplaceServicePodRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"1\n" +
+	"\x19ReplaceServicePodResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"@\n" +
+	"\x14RemoveServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05purge\x18\x02 \x01(\bR\x05purge\"-\n" +
+	"\x15RemoveServiceResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"v\n" +
+	"\vServiceView\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\fR\x06status\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\"@\n" +
+	"\x13ListServicesRequest\x12)\n" +
+	"\x04read\x18\x01 \x01(\v2\x15.agora.v1.ReadOptionsR\x04read\"I\n" +
+	"\x14ListServicesResponse\x121\n" +
+	"\bservices\x18\x01 \x03(\v2\x15.agora.v1.ServiceViewR\bservices\"R\n" +
+	"\x11GetServiceRequest\x12)\n" +
+	"\x04read\x18\x01 \x01(\v2\x15.agora.v1.ReadOptionsR\x04read\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"E\n" +
+	"\x12GetServiceResponse\x12/\n" +
+	"\aservice\x18\x01 \x01(\v2\x15.agora.v1.ServiceViewR\aservice2\xa8\f\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\tGetStatus\x12\x1a.agora.v1.GetStatusRequest\x1a\x1b.agora.v1.GetStatusResponse\x12>\n" +
 	"\aSetRole\x12\x18.agora.v1.SetRoleRequest\x1a\x19.agora.v1.SetRoleResponse\x12G\n" +
@@ -1841,7 +2667,16 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"ListOffers\x12\x1b.agora.v1.ListOffersRequest\x1a\x1c.agora.v1.ListOffersResponse\x12Y\n" +
 	"\x10ListReservations\x12!.agora.v1.ListReservationsRequest\x1a\".agora.v1.ListReservationsResponse\x12\\\n" +
 	"\x11TeardownFramework\x12\".agora.v1.TeardownFrameworkRequest\x1a#.agora.v1.TeardownFrameworkResponse\x12Y\n" +
-	"\x10ExplainFramework\x12!.agora.v1.ExplainFrameworkRequest\x1a\".agora.v1.ExplainFrameworkResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\x10ExplainFramework\x12!.agora.v1.ExplainFrameworkRequest\x1a\".agora.v1.ExplainFrameworkResponse\x12G\n" +
+	"\n" +
+	"RunService\x12\x1b.agora.v1.RunServiceRequest\x1a\x1c.agora.v1.RunServiceResponse\x12M\n" +
+	"\fScaleService\x12\x1d.agora.v1.ScaleServiceRequest\x1a\x1e.agora.v1.ScaleServiceResponse\x12P\n" +
+	"\rUpdateService\x12\x1e.agora.v1.UpdateServiceRequest\x1a\x1f.agora.v1.UpdateServiceResponse\x12\\\n" +
+	"\x11ReplaceServicePod\x12\".agora.v1.ReplaceServicePodRequest\x1a#.agora.v1.ReplaceServicePodResponse\x12P\n" +
+	"\rRemoveService\x12\x1e.agora.v1.RemoveServiceRequest\x1a\x1f.agora.v1.RemoveServiceResponse\x12M\n" +
+	"\fListServices\x12\x1d.agora.v1.ListServicesRequest\x1a\x1e.agora.v1.ListServicesResponse\x12G\n" +
+	"\n" +
+	"GetService\x12\x1b.agora.v1.GetServiceRequest\x1a\x1c.agora.v1.GetServiceResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_operator_proto_rawDescOnce sync.Once
@@ -1855,7 +2690,7 @@ func file_agora_v1_operator_proto_rawDescGZIP() []byte {
 	return file_agora_v1_operator_proto_rawDescData
 }
 
-var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_agora_v1_operator_proto_goTypes = []any{
 	(*ReadOptions)(nil),               // 0: agora.v1.ReadOptions
 	(*GetStatusRequest)(nil),          // 1: agora.v1.GetStatusRequest
@@ -1889,80 +2724,113 @@ var file_agora_v1_operator_proto_goTypes = []any{
 	(*SkipReason)(nil),                // 29: agora.v1.SkipReason
 	(*ExplainFrameworkResponse)(nil),  // 30: agora.v1.ExplainFrameworkResponse
 	(*LeaderRedirect)(nil),            // 31: agora.v1.LeaderRedirect
-	nil,                               // 32: agora.v1.Counts.AgentsByStateEntry
-	nil,                               // 33: agora.v1.Counts.TasksByStateEntry
-	(*Master)(nil),                    // 34: agora.v1.Master
-	(*Role)(nil),                      // 35: agora.v1.Role
-	(*Agent)(nil),                     // 36: agora.v1.Agent
-	(*Resource)(nil),                  // 37: agora.v1.Resource
-	(*Task)(nil),                      // 38: agora.v1.Task
-	(*Framework)(nil),                 // 39: agora.v1.Framework
-	(*Offer)(nil),                     // 40: agora.v1.Offer
-	(*Reservation)(nil),               // 41: agora.v1.Reservation
-	(*Volume)(nil),                    // 42: agora.v1.Volume
-	(*timestamppb.Timestamp)(nil),     // 43: google.protobuf.Timestamp
+	(*RunServiceRequest)(nil),         // 32: agora.v1.RunServiceRequest
+	(*RunServiceResponse)(nil),        // 33: agora.v1.RunServiceResponse
+	(*ScaleServiceRequest)(nil),       // 34: agora.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),      // 35: agora.v1.ScaleServiceResponse
+	(*UpdateServiceRequest)(nil),      // 36: agora.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),     // 37: agora.v1.UpdateServiceResponse
+	(*ReplaceServicePodRequest)(nil),  // 38: agora.v1.ReplaceServicePodRequest
+	(*ReplaceServicePodResponse)(nil), // 39: agora.v1.ReplaceServicePodResponse
+	(*RemoveServiceRequest)(nil),      // 40: agora.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),     // 41: agora.v1.RemoveServiceResponse
+	(*ServiceView)(nil),               // 42: agora.v1.ServiceView
+	(*ListServicesRequest)(nil),       // 43: agora.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),      // 44: agora.v1.ListServicesResponse
+	(*GetServiceRequest)(nil),         // 45: agora.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),        // 46: agora.v1.GetServiceResponse
+	nil,                               // 47: agora.v1.Counts.AgentsByStateEntry
+	nil,                               // 48: agora.v1.Counts.TasksByStateEntry
+	(*Master)(nil),                    // 49: agora.v1.Master
+	(*Role)(nil),                      // 50: agora.v1.Role
+	(*Agent)(nil),                     // 51: agora.v1.Agent
+	(*Resource)(nil),                  // 52: agora.v1.Resource
+	(*Task)(nil),                      // 53: agora.v1.Task
+	(*Framework)(nil),                 // 54: agora.v1.Framework
+	(*Offer)(nil),                     // 55: agora.v1.Offer
+	(*Reservation)(nil),               // 56: agora.v1.Reservation
+	(*Volume)(nil),                    // 57: agora.v1.Volume
+	(*timestamppb.Timestamp)(nil),     // 58: google.protobuf.Timestamp
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
-	32, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
-	33, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
-	34, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
-	34, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
+	47, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
+	48, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
+	49, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
+	49, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
 	2,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
 	3,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
-	35, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
+	50, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
 	0,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
-	35, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
+	50, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
 	0,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
-	34, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
+	49, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
 	0,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
-	36, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
-	37, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
-	37, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
-	37, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
+	51, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
+	52, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
+	52, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
+	52, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
 	16, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
 	0,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
-	38, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
+	53, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
 	0,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
-	39, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
+	54, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
 	0,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
-	40, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
+	55, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
 	0,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
-	41, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
-	42, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
+	56, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
+	57, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
 	29, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
-	43, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
-	1,  // 29: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
-	5,  // 30: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
-	7,  // 31: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
-	9,  // 32: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
-	11, // 33: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
-	13, // 34: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
-	15, // 35: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
-	18, // 36: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
-	20, // 37: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
-	22, // 38: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
-	24, // 39: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
-	26, // 40: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
-	28, // 41: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
-	4,  // 42: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	6,  // 43: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	8,  // 44: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	10, // 45: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	12, // 46: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	14, // 47: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	17, // 48: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	19, // 49: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	21, // 50: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	23, // 51: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	25, // 52: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	27, // 53: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	30, // 54: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
-	42, // [42:55] is the sub-list for method output_type
-	29, // [29:42] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	58, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
+	0,  // 29: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
+	42, // 30: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
+	0,  // 31: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
+	42, // 32: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
+	1,  // 33: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
+	5,  // 34: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
+	7,  // 35: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
+	9,  // 36: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
+	11, // 37: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
+	13, // 38: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
+	15, // 39: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
+	18, // 40: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
+	20, // 41: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
+	22, // 42: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
+	24, // 43: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
+	26, // 44: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
+	28, // 45: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
+	32, // 46: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
+	34, // 47: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
+	36, // 48: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
+	38, // 49: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
+	40, // 50: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
+	43, // 51: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
+	45, // 52: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
+	4,  // 53: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	6,  // 54: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	8,  // 55: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	10, // 56: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	12, // 57: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	14, // 58: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	17, // 59: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	19, // 60: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	21, // 61: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	23, // 62: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	25, // 63: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	27, // 64: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	30, // 65: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	33, // 66: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
+	35, // 67: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
+	37, // 68: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
+	39, // 69: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
+	41, // 70: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
+	44, // 71: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
+	46, // 72: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
+	53, // [53:73] is the sub-list for method output_type
+	33, // [33:53] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_operator_proto_init() }
@@ -1977,7 +2845,7 @@ func file_agora_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_operator_proto_rawDesc), len(file_agora_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1541,6 +1541,319 @@ func (*TeardownResponse) Descriptor() ([]byte, []int) {
 	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{28}
 }
 
+// PutRecordRequest stores a framework-scoped record.
+type PutRecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Call  *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	Key   string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// expected_version: 0 creates (the key must not exist); otherwise the
+	// version the caller read.
+	ExpectedVersion uint64 `protobuf:"varint,4,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PutRecordRequest) Reset() {
+	*x = PutRecordRequest{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRecordRequest) ProtoMessage() {}
+
+func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRecordRequest.ProtoReflect.Descriptor instead.
+func (*PutRecordRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PutRecordRequest) GetCall() *FrameworkCall {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *PutRecordRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PutRecordRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *PutRecordRequest) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+// PutRecordResponse returns the new version.
+type PutRecordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRecordResponse) Reset() {
+	*x = PutRecordResponse{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRecordResponse) ProtoMessage() {}
+
+func (x *PutRecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRecordResponse.ProtoReflect.Descriptor instead.
+func (*PutRecordResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PutRecordResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// DeleteRecordRequest removes a framework-scoped record.
+type DeleteRecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Call  *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	Key   string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// expected_version: 0 deletes whatever version is there.
+	ExpectedVersion uint64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeleteRecordRequest) Reset() {
+	*x = DeleteRecordRequest{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRecordRequest) ProtoMessage() {}
+
+func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRecordRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRecordRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DeleteRecordRequest) GetCall() *FrameworkCall {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *DeleteRecordRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DeleteRecordRequest) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+// DeleteRecordResponse is empty on success.
+type DeleteRecordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRecordResponse) Reset() {
+	*x = DeleteRecordResponse{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRecordResponse) ProtoMessage() {}
+
+func (x *DeleteRecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRecordResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRecordResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{32}
+}
+
+// ListRecordsRequest lists the framework's records.
+type ListRecordsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	Prefix        string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecordsRequest) Reset() {
+	*x = ListRecordsRequest{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordsRequest) ProtoMessage() {}
+
+func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
+func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListRecordsRequest) GetCall() *FrameworkCall {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *ListRecordsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+// ListRecordsResponse lists records sorted by key.
+type ListRecordsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*FrameworkRecord     `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecordsResponse) Reset() {
+	*x = ListRecordsResponse{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordsResponse) ProtoMessage() {}
+
+func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
+func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListRecordsResponse) GetRecords() []*FrameworkRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 var File_agora_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_agora_v1_scheduler_proto_rawDesc = "" +
@@ -1629,7 +1942,24 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x17UpdateFrameworkResponse\">\n" +
 	"\x0fTeardownRequest\x12+\n" +
 	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\"\x12\n" +
-	"\x10TeardownResponse2\xbb\x05\n" +
+	"\x10TeardownResponse\"\x92\x01\n" +
+	"\x10PutRecordRequest\x12+\n" +
+	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12)\n" +
+	"\x10expected_version\x18\x04 \x01(\x04R\x0fexpectedVersion\"-\n" +
+	"\x11PutRecordResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\x7f\n" +
+	"\x13DeleteRecordRequest\x12+\n" +
+	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12)\n" +
+	"\x10expected_version\x18\x03 \x01(\x04R\x0fexpectedVersion\"\x16\n" +
+	"\x14DeleteRecordResponse\"Y\n" +
+	"\x12ListRecordsRequest\x12+\n" +
+	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"J\n" +
+	"\x13ListRecordsResponse\x123\n" +
+	"\arecords\x18\x01 \x03(\v2\x19.agora.v1.FrameworkRecordR\arecords2\x9c\a\n" +
 	"\x10SchedulerService\x12F\n" +
 	"\tSubscribe\x12\x1a.agora.v1.SubscribeRequest\x1a\x1b.agora.v1.SubscribeResponse0\x01\x12;\n" +
 	"\x06Accept\x12\x17.agora.v1.AcceptRequest\x1a\x18.agora.v1.AcceptResponse\x12>\n" +
@@ -1640,7 +1970,10 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\vAcknowledge\x12\x1c.agora.v1.AcknowledgeRequest\x1a\x1d.agora.v1.AcknowledgeResponse\x12D\n" +
 	"\tReconcile\x12\x1a.agora.v1.ReconcileRequest\x1a\x1b.agora.v1.ReconcileResponse\x12V\n" +
 	"\x0fUpdateFramework\x12 .agora.v1.UpdateFrameworkRequest\x1a!.agora.v1.UpdateFrameworkResponse\x12A\n" +
-	"\bTeardown\x12\x19.agora.v1.TeardownRequest\x1a\x1a.agora.v1.TeardownResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\bTeardown\x12\x19.agora.v1.TeardownRequest\x1a\x1a.agora.v1.TeardownResponse\x12D\n" +
+	"\tPutRecord\x12\x1a.agora.v1.PutRecordRequest\x1a\x1b.agora.v1.PutRecordResponse\x12M\n" +
+	"\fDeleteRecord\x12\x1d.agora.v1.DeleteRecordRequest\x1a\x1e.agora.v1.DeleteRecordResponse\x12J\n" +
+	"\vListRecords\x12\x1c.agora.v1.ListRecordsRequest\x1a\x1d.agora.v1.ListRecordsResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_scheduler_proto_rawDescOnce sync.Once
@@ -1654,7 +1987,7 @@ func file_agora_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_agora_v1_scheduler_proto_rawDescData
 }
 
-var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*FrameworkCall)(nil),           // 0: agora.v1.FrameworkCall
 	(*SubscribeRequest)(nil),        // 1: agora.v1.SubscribeRequest
@@ -1685,13 +2018,20 @@ var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*UpdateFrameworkResponse)(nil), // 26: agora.v1.UpdateFrameworkResponse
 	(*TeardownRequest)(nil),         // 27: agora.v1.TeardownRequest
 	(*TeardownResponse)(nil),        // 28: agora.v1.TeardownResponse
-	(*FrameworkInfo)(nil),           // 29: agora.v1.FrameworkInfo
-	(*Offer)(nil),                   // 30: agora.v1.Offer
-	(*TaskStatus)(nil),              // 31: agora.v1.TaskStatus
-	(*Operation)(nil),               // 32: agora.v1.Operation
+	(*PutRecordRequest)(nil),        // 29: agora.v1.PutRecordRequest
+	(*PutRecordResponse)(nil),       // 30: agora.v1.PutRecordResponse
+	(*DeleteRecordRequest)(nil),     // 31: agora.v1.DeleteRecordRequest
+	(*DeleteRecordResponse)(nil),    // 32: agora.v1.DeleteRecordResponse
+	(*ListRecordsRequest)(nil),      // 33: agora.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),     // 34: agora.v1.ListRecordsResponse
+	(*FrameworkInfo)(nil),           // 35: agora.v1.FrameworkInfo
+	(*Offer)(nil),                   // 36: agora.v1.Offer
+	(*TaskStatus)(nil),              // 37: agora.v1.TaskStatus
+	(*Operation)(nil),               // 38: agora.v1.Operation
+	(*FrameworkRecord)(nil),         // 39: agora.v1.FrameworkRecord
 }
 var file_agora_v1_scheduler_proto_depIdxs = []int32{
-	29, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	35, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	3,  // 1: agora.v1.SubscribeResponse.subscribed:type_name -> agora.v1.Subscribed
 	4,  // 2: agora.v1.SubscribeResponse.offers:type_name -> agora.v1.Offers
 	5,  // 3: agora.v1.SubscribeResponse.rescind:type_name -> agora.v1.Rescind
@@ -1699,10 +2039,10 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	7,  // 5: agora.v1.SubscribeResponse.failure:type_name -> agora.v1.Failure
 	8,  // 6: agora.v1.SubscribeResponse.error:type_name -> agora.v1.Error
 	9,  // 7: agora.v1.SubscribeResponse.heartbeat:type_name -> agora.v1.Heartbeat
-	30, // 8: agora.v1.Offers.offers:type_name -> agora.v1.Offer
-	31, // 9: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
+	36, // 8: agora.v1.Offers.offers:type_name -> agora.v1.Offer
+	37, // 9: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
 	0,  // 10: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
-	32, // 11: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
+	38, // 11: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
 	0,  // 12: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 13: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 14: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
@@ -1710,35 +2050,45 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	0,  // 16: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 17: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
 	22, // 18: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
-	31, // 19: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
+	37, // 19: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
 	0,  // 20: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
-	29, // 21: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	35, // 21: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	0,  // 22: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
-	1,  // 23: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
-	10, // 24: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
-	12, // 25: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
-	14, // 26: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
-	16, // 27: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
-	18, // 28: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
-	20, // 29: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
-	23, // 30: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
-	25, // 31: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
-	27, // 32: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
-	2,  // 33: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
-	11, // 34: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
-	13, // 35: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
-	15, // 36: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
-	17, // 37: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
-	19, // 38: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
-	21, // 39: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
-	24, // 40: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
-	26, // 41: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
-	28, // 42: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	0,  // 23: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 24: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 25: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
+	39, // 26: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
+	1,  // 27: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
+	10, // 28: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
+	12, // 29: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
+	14, // 30: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
+	16, // 31: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
+	18, // 32: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
+	20, // 33: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
+	23, // 34: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
+	25, // 35: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
+	27, // 36: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
+	29, // 37: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
+	31, // 38: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
+	33, // 39: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
+	2,  // 40: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
+	11, // 41: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
+	13, // 42: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
+	15, // 43: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
+	17, // 44: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
+	19, // 45: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
+	21, // 46: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
+	24, // 47: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
+	26, // 48: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
+	28, // 49: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
+	30, // 50: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
+	32, // 51: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
+	34, // 52: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
+	40, // [40:53] is the sub-list for method output_type
+	27, // [27:40] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_scheduler_proto_init() }
@@ -1764,7 +2114,7 @@ func file_agora_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_scheduler_proto_rawDesc), len(file_agora_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2148,6 +2148,79 @@ func (x *Operation) GetLabels() map[string]string {
 	return nil
 }
 
+// FrameworkRecord is a small value a framework keeps in the replicated
+// state under a key of its own (the service scheduler keeps each service's
+// State in one). Only the framework that owns it may write it.
+type FrameworkRecord struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Key         string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Value       []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// version is the Raft index of the write that stored this value; a
+	// compare-and-set names the version it read.
+	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FrameworkRecord) Reset() {
+	*x = FrameworkRecord{}
+	mi := &file_agora_v1_types_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FrameworkRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FrameworkRecord) ProtoMessage() {}
+
+func (x *FrameworkRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FrameworkRecord.ProtoReflect.Descriptor instead.
+func (*FrameworkRecord) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FrameworkRecord) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *FrameworkRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *FrameworkRecord) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *FrameworkRecord) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 var File_agora_v1_types_proto protoreflect.FileDescriptor
 
 const file_agora_v1_types_proto_rawDesc = "" +
@@ -2324,7 +2397,12 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2\x1f.agora.v1.Operation.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x95\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"v\n" +
+	"\x0fFrameworkRecord\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion*\x95\x01\n" +
 	"\vMasterState\x12\x1c\n" +
 	"\x18MASTER_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MASTER_STATE_LEADER\x10\x01\x12\x19\n" +
@@ -2394,7 +2472,7 @@ func file_agora_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_agora_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_agora_v1_types_proto_goTypes = []any{
 	(MasterState)(0),              // 0: agora.v1.MasterState
 	(AgentState)(0),               // 1: agora.v1.AgentState
@@ -2422,56 +2500,57 @@ var file_agora_v1_types_proto_goTypes = []any{
 	(*VolumeInfo)(nil),            // 23: agora.v1.VolumeInfo
 	(*Volume)(nil),                // 24: agora.v1.Volume
 	(*Operation)(nil),             // 25: agora.v1.Operation
-	nil,                           // 26: agora.v1.ResourceReservation.LabelsEntry
-	nil,                           // 27: agora.v1.Agent.AttributesEntry
-	nil,                           // 28: agora.v1.Offer.AttributesEntry
-	nil,                           // 29: agora.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 30: agora.v1.Reservation.LabelsEntry
-	nil,                           // 31: agora.v1.Operation.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*FrameworkRecord)(nil),       // 26: agora.v1.FrameworkRecord
+	nil,                           // 27: agora.v1.ResourceReservation.LabelsEntry
+	nil,                           // 28: agora.v1.Agent.AttributesEntry
+	nil,                           // 29: agora.v1.Offer.AttributesEntry
+	nil,                           // 30: agora.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 31: agora.v1.Reservation.LabelsEntry
+	nil,                           // 32: agora.v1.Operation.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_agora_v1_types_proto_depIdxs = []int32{
 	7,  // 0: agora.v1.Resource.ranges:type_name -> agora.v1.Range
 	9,  // 1: agora.v1.Resource.reservation:type_name -> agora.v1.ResourceReservation
 	10, // 2: agora.v1.Resource.volume:type_name -> agora.v1.ResourceVolume
-	26, // 3: agora.v1.ResourceReservation.labels:type_name -> agora.v1.ResourceReservation.LabelsEntry
+	27, // 3: agora.v1.ResourceReservation.labels:type_name -> agora.v1.ResourceReservation.LabelsEntry
 	8,  // 4: agora.v1.Role.guarantee:type_name -> agora.v1.Resource
 	8,  // 5: agora.v1.Role.limit:type_name -> agora.v1.Resource
 	0,  // 6: agora.v1.Master.state:type_name -> agora.v1.MasterState
 	8,  // 7: agora.v1.Agent.resources:type_name -> agora.v1.Resource
-	27, // 8: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
+	28, // 8: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
 	1,  // 9: agora.v1.Agent.state:type_name -> agora.v1.AgentState
-	32, // 10: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	32, // 11: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
+	33, // 10: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	33, // 11: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
 	2,  // 12: agora.v1.FrameworkInfo.capabilities:type_name -> agora.v1.Capability
-	32, // 13: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
+	33, // 13: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
 	14, // 14: agora.v1.Framework.info:type_name -> agora.v1.FrameworkInfo
 	3,  // 15: agora.v1.Framework.state:type_name -> agora.v1.FrameworkState
-	32, // 16: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
-	32, // 17: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
+	33, // 16: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
+	33, // 17: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
 	15, // 18: agora.v1.Framework.filters:type_name -> agora.v1.OfferFilter
 	8,  // 19: agora.v1.Offer.resources:type_name -> agora.v1.Resource
-	32, // 20: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
-	32, // 21: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 22: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
+	33, // 20: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
+	33, // 21: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 22: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
 	4,  // 23: agora.v1.TaskStatus.state:type_name -> agora.v1.TaskState
 	5,  // 24: agora.v1.TaskStatus.source:type_name -> agora.v1.StatusSource
-	32, // 25: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	29, // 26: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
+	33, // 25: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	30, // 26: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
 	8,  // 27: agora.v1.TaskInfo.resources:type_name -> agora.v1.Resource
 	19, // 28: agora.v1.TaskInfo.command:type_name -> agora.v1.CommandInfo
 	8,  // 29: agora.v1.Task.resources:type_name -> agora.v1.Resource
 	19, // 30: agora.v1.Task.command:type_name -> agora.v1.CommandInfo
 	4,  // 31: agora.v1.Task.state:type_name -> agora.v1.TaskState
 	18, // 32: agora.v1.Task.status:type_name -> agora.v1.TaskStatus
-	32, // 33: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	33, // 33: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
 	8,  // 34: agora.v1.Reservation.resources:type_name -> agora.v1.Resource
-	30, // 35: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
+	31, // 35: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
 	6,  // 36: agora.v1.Operation.type:type_name -> agora.v1.OperationType
 	20, // 37: agora.v1.Operation.tasks:type_name -> agora.v1.TaskInfo
 	8,  // 38: agora.v1.Operation.resources:type_name -> agora.v1.Resource
 	23, // 39: agora.v1.Operation.volumes:type_name -> agora.v1.VolumeInfo
-	31, // 40: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
+	32, // 40: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
 	41, // [41:41] is the sub-list for method output_type
 	41, // [41:41] is the sub-list for method input_type
 	41, // [41:41] is the sub-list for extension type_name
@@ -2490,7 +2569,7 @@ func file_agora_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_types_proto_rawDesc), len(file_agora_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

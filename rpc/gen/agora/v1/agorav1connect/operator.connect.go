@@ -71,6 +71,27 @@ const (
 	// OperatorServiceExplainFrameworkProcedure is the fully-qualified name of the OperatorService's
 	// ExplainFramework RPC.
 	OperatorServiceExplainFrameworkProcedure = "/agora.v1.OperatorService/ExplainFramework"
+	// OperatorServiceRunServiceProcedure is the fully-qualified name of the OperatorService's
+	// RunService RPC.
+	OperatorServiceRunServiceProcedure = "/agora.v1.OperatorService/RunService"
+	// OperatorServiceScaleServiceProcedure is the fully-qualified name of the OperatorService's
+	// ScaleService RPC.
+	OperatorServiceScaleServiceProcedure = "/agora.v1.OperatorService/ScaleService"
+	// OperatorServiceUpdateServiceProcedure is the fully-qualified name of the OperatorService's
+	// UpdateService RPC.
+	OperatorServiceUpdateServiceProcedure = "/agora.v1.OperatorService/UpdateService"
+	// OperatorServiceReplaceServicePodProcedure is the fully-qualified name of the OperatorService's
+	// ReplaceServicePod RPC.
+	OperatorServiceReplaceServicePodProcedure = "/agora.v1.OperatorService/ReplaceServicePod"
+	// OperatorServiceRemoveServiceProcedure is the fully-qualified name of the OperatorService's
+	// RemoveService RPC.
+	OperatorServiceRemoveServiceProcedure = "/agora.v1.OperatorService/RemoveService"
+	// OperatorServiceListServicesProcedure is the fully-qualified name of the OperatorService's
+	// ListServices RPC.
+	OperatorServiceListServicesProcedure = "/agora.v1.OperatorService/ListServices"
+	// OperatorServiceGetServiceProcedure is the fully-qualified name of the OperatorService's
+	// GetService RPC.
+	OperatorServiceGetServiceProcedure = "/agora.v1.OperatorService/GetService"
 )
 
 // OperatorServiceClient is a client for the agora.v1.OperatorService service.
@@ -105,6 +126,25 @@ type OperatorServiceClient interface {
 	// FailedPrecondition for one that is torn down or disconnected (it is
 	// in no round).
 	ExplainFramework(context.Context, *connect.Request[v1.ExplainFrameworkRequest]) (*connect.Response[v1.ExplainFrameworkResponse], error)
+	// RunService deploys a stateful service from a spec (docs/service-spec.md).
+	// A bad spec is InvalidArgument; a service of that name AlreadyExists.
+	// Leader only (the leader hosts the service scheduler).
+	RunService(context.Context, *connect.Request[v1.RunServiceRequest]) (*connect.Response[v1.RunServiceResponse], error)
+	// ScaleService sets the count of a service's pod type. NotFound for an
+	// unknown service or pod type; InvalidArgument for a bad count.
+	ScaleService(context.Context, *connect.Request[v1.ScaleServiceRequest]) (*connect.Response[v1.ScaleServiceResponse], error)
+	// UpdateService starts a rolling update to a new spec.
+	UpdateService(context.Context, *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error)
+	// ReplaceServicePod moves a pod off its agent. FailedPrecondition while
+	// the agent is active, unless force.
+	ReplaceServicePod(context.Context, *connect.Request[v1.ReplaceServicePodRequest]) (*connect.Response[v1.ReplaceServicePodResponse], error)
+	// RemoveService kills a service's pods and, with purge, releases its
+	// reservations and volumes; the service is forgotten once done.
+	RemoveService(context.Context, *connect.Request[v1.RemoveServiceRequest]) (*connect.Response[v1.RemoveServiceResponse], error)
+	// ListServices lists the services, from their records in Raft.
+	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
+	// GetService reports one service. NotFound for an unknown one.
+	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the agora.v1.OperatorService service. By
@@ -196,6 +236,48 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("ExplainFramework")),
 			connect.WithClientOptions(opts...),
 		),
+		runService: connect.NewClient[v1.RunServiceRequest, v1.RunServiceResponse](
+			httpClient,
+			baseURL+OperatorServiceRunServiceProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RunService")),
+			connect.WithClientOptions(opts...),
+		),
+		scaleService: connect.NewClient[v1.ScaleServiceRequest, v1.ScaleServiceResponse](
+			httpClient,
+			baseURL+OperatorServiceScaleServiceProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ScaleService")),
+			connect.WithClientOptions(opts...),
+		),
+		updateService: connect.NewClient[v1.UpdateServiceRequest, v1.UpdateServiceResponse](
+			httpClient,
+			baseURL+OperatorServiceUpdateServiceProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("UpdateService")),
+			connect.WithClientOptions(opts...),
+		),
+		replaceServicePod: connect.NewClient[v1.ReplaceServicePodRequest, v1.ReplaceServicePodResponse](
+			httpClient,
+			baseURL+OperatorServiceReplaceServicePodProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ReplaceServicePod")),
+			connect.WithClientOptions(opts...),
+		),
+		removeService: connect.NewClient[v1.RemoveServiceRequest, v1.RemoveServiceResponse](
+			httpClient,
+			baseURL+OperatorServiceRemoveServiceProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RemoveService")),
+			connect.WithClientOptions(opts...),
+		),
+		listServices: connect.NewClient[v1.ListServicesRequest, v1.ListServicesResponse](
+			httpClient,
+			baseURL+OperatorServiceListServicesProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("ListServices")),
+			connect.WithClientOptions(opts...),
+		),
+		getService: connect.NewClient[v1.GetServiceRequest, v1.GetServiceResponse](
+			httpClient,
+			baseURL+OperatorServiceGetServiceProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GetService")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -214,6 +296,13 @@ type operatorServiceClient struct {
 	listReservations  *connect.Client[v1.ListReservationsRequest, v1.ListReservationsResponse]
 	teardownFramework *connect.Client[v1.TeardownFrameworkRequest, v1.TeardownFrameworkResponse]
 	explainFramework  *connect.Client[v1.ExplainFrameworkRequest, v1.ExplainFrameworkResponse]
+	runService        *connect.Client[v1.RunServiceRequest, v1.RunServiceResponse]
+	scaleService      *connect.Client[v1.ScaleServiceRequest, v1.ScaleServiceResponse]
+	updateService     *connect.Client[v1.UpdateServiceRequest, v1.UpdateServiceResponse]
+	replaceServicePod *connect.Client[v1.ReplaceServicePodRequest, v1.ReplaceServicePodResponse]
+	removeService     *connect.Client[v1.RemoveServiceRequest, v1.RemoveServiceResponse]
+	listServices      *connect.Client[v1.ListServicesRequest, v1.ListServicesResponse]
+	getService        *connect.Client[v1.GetServiceRequest, v1.GetServiceResponse]
 }
 
 // GetStatus calls agora.v1.OperatorService.GetStatus.
@@ -281,6 +370,41 @@ func (c *operatorServiceClient) ExplainFramework(ctx context.Context, req *conne
 	return c.explainFramework.CallUnary(ctx, req)
 }
 
+// RunService calls agora.v1.OperatorService.RunService.
+func (c *operatorServiceClient) RunService(ctx context.Context, req *connect.Request[v1.RunServiceRequest]) (*connect.Response[v1.RunServiceResponse], error) {
+	return c.runService.CallUnary(ctx, req)
+}
+
+// ScaleService calls agora.v1.OperatorService.ScaleService.
+func (c *operatorServiceClient) ScaleService(ctx context.Context, req *connect.Request[v1.ScaleServiceRequest]) (*connect.Response[v1.ScaleServiceResponse], error) {
+	return c.scaleService.CallUnary(ctx, req)
+}
+
+// UpdateService calls agora.v1.OperatorService.UpdateService.
+func (c *operatorServiceClient) UpdateService(ctx context.Context, req *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error) {
+	return c.updateService.CallUnary(ctx, req)
+}
+
+// ReplaceServicePod calls agora.v1.OperatorService.ReplaceServicePod.
+func (c *operatorServiceClient) ReplaceServicePod(ctx context.Context, req *connect.Request[v1.ReplaceServicePodRequest]) (*connect.Response[v1.ReplaceServicePodResponse], error) {
+	return c.replaceServicePod.CallUnary(ctx, req)
+}
+
+// RemoveService calls agora.v1.OperatorService.RemoveService.
+func (c *operatorServiceClient) RemoveService(ctx context.Context, req *connect.Request[v1.RemoveServiceRequest]) (*connect.Response[v1.RemoveServiceResponse], error) {
+	return c.removeService.CallUnary(ctx, req)
+}
+
+// ListServices calls agora.v1.OperatorService.ListServices.
+func (c *operatorServiceClient) ListServices(ctx context.Context, req *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error) {
+	return c.listServices.CallUnary(ctx, req)
+}
+
+// GetService calls agora.v1.OperatorService.GetService.
+func (c *operatorServiceClient) GetService(ctx context.Context, req *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error) {
+	return c.getService.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the agora.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// GetStatus reports the leader, masters, raft indexes and object counts.
@@ -313,6 +437,25 @@ type OperatorServiceHandler interface {
 	// FailedPrecondition for one that is torn down or disconnected (it is
 	// in no round).
 	ExplainFramework(context.Context, *connect.Request[v1.ExplainFrameworkRequest]) (*connect.Response[v1.ExplainFrameworkResponse], error)
+	// RunService deploys a stateful service from a spec (docs/service-spec.md).
+	// A bad spec is InvalidArgument; a service of that name AlreadyExists.
+	// Leader only (the leader hosts the service scheduler).
+	RunService(context.Context, *connect.Request[v1.RunServiceRequest]) (*connect.Response[v1.RunServiceResponse], error)
+	// ScaleService sets the count of a service's pod type. NotFound for an
+	// unknown service or pod type; InvalidArgument for a bad count.
+	ScaleService(context.Context, *connect.Request[v1.ScaleServiceRequest]) (*connect.Response[v1.ScaleServiceResponse], error)
+	// UpdateService starts a rolling update to a new spec.
+	UpdateService(context.Context, *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error)
+	// ReplaceServicePod moves a pod off its agent. FailedPrecondition while
+	// the agent is active, unless force.
+	ReplaceServicePod(context.Context, *connect.Request[v1.ReplaceServicePodRequest]) (*connect.Response[v1.ReplaceServicePodResponse], error)
+	// RemoveService kills a service's pods and, with purge, releases its
+	// reservations and volumes; the service is forgotten once done.
+	RemoveService(context.Context, *connect.Request[v1.RemoveServiceRequest]) (*connect.Response[v1.RemoveServiceResponse], error)
+	// ListServices lists the services, from their records in Raft.
+	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
+	// GetService reports one service. NotFound for an unknown one.
+	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -400,6 +543,48 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("ExplainFramework")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceRunServiceHandler := connect.NewUnaryHandler(
+		OperatorServiceRunServiceProcedure,
+		svc.RunService,
+		connect.WithSchema(operatorServiceMethods.ByName("RunService")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceScaleServiceHandler := connect.NewUnaryHandler(
+		OperatorServiceScaleServiceProcedure,
+		svc.ScaleService,
+		connect.WithSchema(operatorServiceMethods.ByName("ScaleService")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceUpdateServiceHandler := connect.NewUnaryHandler(
+		OperatorServiceUpdateServiceProcedure,
+		svc.UpdateService,
+		connect.WithSchema(operatorServiceMethods.ByName("UpdateService")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceReplaceServicePodHandler := connect.NewUnaryHandler(
+		OperatorServiceReplaceServicePodProcedure,
+		svc.ReplaceServicePod,
+		connect.WithSchema(operatorServiceMethods.ByName("ReplaceServicePod")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRemoveServiceHandler := connect.NewUnaryHandler(
+		OperatorServiceRemoveServiceProcedure,
+		svc.RemoveService,
+		connect.WithSchema(operatorServiceMethods.ByName("RemoveService")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceListServicesHandler := connect.NewUnaryHandler(
+		OperatorServiceListServicesProcedure,
+		svc.ListServices,
+		connect.WithSchema(operatorServiceMethods.ByName("ListServices")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceGetServiceHandler := connect.NewUnaryHandler(
+		OperatorServiceGetServiceProcedure,
+		svc.GetService,
+		connect.WithSchema(operatorServiceMethods.ByName("GetService")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceGetStatusProcedure:
@@ -428,6 +613,20 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceTeardownFrameworkHandler.ServeHTTP(w, r)
 		case OperatorServiceExplainFrameworkProcedure:
 			operatorServiceExplainFrameworkHandler.ServeHTTP(w, r)
+		case OperatorServiceRunServiceProcedure:
+			operatorServiceRunServiceHandler.ServeHTTP(w, r)
+		case OperatorServiceScaleServiceProcedure:
+			operatorServiceScaleServiceHandler.ServeHTTP(w, r)
+		case OperatorServiceUpdateServiceProcedure:
+			operatorServiceUpdateServiceHandler.ServeHTTP(w, r)
+		case OperatorServiceReplaceServicePodProcedure:
+			operatorServiceReplaceServicePodHandler.ServeHTTP(w, r)
+		case OperatorServiceRemoveServiceProcedure:
+			operatorServiceRemoveServiceHandler.ServeHTTP(w, r)
+		case OperatorServiceListServicesProcedure:
+			operatorServiceListServicesHandler.ServeHTTP(w, r)
+		case OperatorServiceGetServiceProcedure:
+			operatorServiceGetServiceHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -487,4 +686,32 @@ func (UnimplementedOperatorServiceHandler) TeardownFramework(context.Context, *c
 
 func (UnimplementedOperatorServiceHandler) ExplainFramework(context.Context, *connect.Request[v1.ExplainFrameworkRequest]) (*connect.Response[v1.ExplainFrameworkResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.ExplainFramework is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RunService(context.Context, *connect.Request[v1.RunServiceRequest]) (*connect.Response[v1.RunServiceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.RunService is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ScaleService(context.Context, *connect.Request[v1.ScaleServiceRequest]) (*connect.Response[v1.ScaleServiceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.ScaleService is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) UpdateService(context.Context, *connect.Request[v1.UpdateServiceRequest]) (*connect.Response[v1.UpdateServiceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.UpdateService is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ReplaceServicePod(context.Context, *connect.Request[v1.ReplaceServicePodRequest]) (*connect.Response[v1.ReplaceServicePodResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.ReplaceServicePod is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RemoveService(context.Context, *connect.Request[v1.RemoveServiceRequest]) (*connect.Response[v1.RemoveServiceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.RemoveService is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.ListServices is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.GetService is not implemented"))
 }

@@ -60,6 +60,15 @@ const (
 	// SchedulerServiceTeardownProcedure is the fully-qualified name of the SchedulerService's Teardown
 	// RPC.
 	SchedulerServiceTeardownProcedure = "/agora.v1.SchedulerService/Teardown"
+	// SchedulerServicePutRecordProcedure is the fully-qualified name of the SchedulerService's
+	// PutRecord RPC.
+	SchedulerServicePutRecordProcedure = "/agora.v1.SchedulerService/PutRecord"
+	// SchedulerServiceDeleteRecordProcedure is the fully-qualified name of the SchedulerService's
+	// DeleteRecord RPC.
+	SchedulerServiceDeleteRecordProcedure = "/agora.v1.SchedulerService/DeleteRecord"
+	// SchedulerServiceListRecordsProcedure is the fully-qualified name of the SchedulerService's
+	// ListRecords RPC.
+	SchedulerServiceListRecordsProcedure = "/agora.v1.SchedulerService/ListRecords"
 )
 
 // SchedulerServiceClient is a client for the agora.v1.SchedulerService service.
@@ -84,6 +93,14 @@ type SchedulerServiceClient interface {
 	UpdateFramework(context.Context, *connect.Request[v1.UpdateFrameworkRequest]) (*connect.Response[v1.UpdateFrameworkResponse], error)
 	// Teardown ends the framework; its tasks are killed.
 	Teardown(context.Context, *connect.Request[v1.TeardownRequest]) (*connect.Response[v1.TeardownResponse], error)
+	// PutRecord stores a record of the framework's own, compare-and-set on
+	// its version. A value over 1 MiB is ResourceExhausted; a version that
+	// is not the current one is FailedPrecondition.
+	PutRecord(context.Context, *connect.Request[v1.PutRecordRequest]) (*connect.Response[v1.PutRecordResponse], error)
+	// DeleteRecord removes one of the framework's records.
+	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
+	// ListRecords lists the framework's records under a key prefix.
+	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
 }
 
 // NewSchedulerServiceClient constructs a client for the agora.v1.SchedulerService service. By
@@ -157,6 +174,24 @@ func NewSchedulerServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(schedulerServiceMethods.ByName("Teardown")),
 			connect.WithClientOptions(opts...),
 		),
+		putRecord: connect.NewClient[v1.PutRecordRequest, v1.PutRecordResponse](
+			httpClient,
+			baseURL+SchedulerServicePutRecordProcedure,
+			connect.WithSchema(schedulerServiceMethods.ByName("PutRecord")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteRecord: connect.NewClient[v1.DeleteRecordRequest, v1.DeleteRecordResponse](
+			httpClient,
+			baseURL+SchedulerServiceDeleteRecordProcedure,
+			connect.WithSchema(schedulerServiceMethods.ByName("DeleteRecord")),
+			connect.WithClientOptions(opts...),
+		),
+		listRecords: connect.NewClient[v1.ListRecordsRequest, v1.ListRecordsResponse](
+			httpClient,
+			baseURL+SchedulerServiceListRecordsProcedure,
+			connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -172,6 +207,9 @@ type schedulerServiceClient struct {
 	reconcile       *connect.Client[v1.ReconcileRequest, v1.ReconcileResponse]
 	updateFramework *connect.Client[v1.UpdateFrameworkRequest, v1.UpdateFrameworkResponse]
 	teardown        *connect.Client[v1.TeardownRequest, v1.TeardownResponse]
+	putRecord       *connect.Client[v1.PutRecordRequest, v1.PutRecordResponse]
+	deleteRecord    *connect.Client[v1.DeleteRecordRequest, v1.DeleteRecordResponse]
+	listRecords     *connect.Client[v1.ListRecordsRequest, v1.ListRecordsResponse]
 }
 
 // Subscribe calls agora.v1.SchedulerService.Subscribe.
@@ -224,6 +262,21 @@ func (c *schedulerServiceClient) Teardown(ctx context.Context, req *connect.Requ
 	return c.teardown.CallUnary(ctx, req)
 }
 
+// PutRecord calls agora.v1.SchedulerService.PutRecord.
+func (c *schedulerServiceClient) PutRecord(ctx context.Context, req *connect.Request[v1.PutRecordRequest]) (*connect.Response[v1.PutRecordResponse], error) {
+	return c.putRecord.CallUnary(ctx, req)
+}
+
+// DeleteRecord calls agora.v1.SchedulerService.DeleteRecord.
+func (c *schedulerServiceClient) DeleteRecord(ctx context.Context, req *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error) {
+	return c.deleteRecord.CallUnary(ctx, req)
+}
+
+// ListRecords calls agora.v1.SchedulerService.ListRecords.
+func (c *schedulerServiceClient) ListRecords(ctx context.Context, req *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error) {
+	return c.listRecords.CallUnary(ctx, req)
+}
+
 // SchedulerServiceHandler is an implementation of the agora.v1.SchedulerService service.
 type SchedulerServiceHandler interface {
 	// Subscribe registers (or re-registers) a framework and streams its events.
@@ -246,6 +299,14 @@ type SchedulerServiceHandler interface {
 	UpdateFramework(context.Context, *connect.Request[v1.UpdateFrameworkRequest]) (*connect.Response[v1.UpdateFrameworkResponse], error)
 	// Teardown ends the framework; its tasks are killed.
 	Teardown(context.Context, *connect.Request[v1.TeardownRequest]) (*connect.Response[v1.TeardownResponse], error)
+	// PutRecord stores a record of the framework's own, compare-and-set on
+	// its version. A value over 1 MiB is ResourceExhausted; a version that
+	// is not the current one is FailedPrecondition.
+	PutRecord(context.Context, *connect.Request[v1.PutRecordRequest]) (*connect.Response[v1.PutRecordResponse], error)
+	// DeleteRecord removes one of the framework's records.
+	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
+	// ListRecords lists the framework's records under a key prefix.
+	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
 }
 
 // NewSchedulerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -315,6 +376,24 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 		connect.WithSchema(schedulerServiceMethods.ByName("Teardown")),
 		connect.WithHandlerOptions(opts...),
 	)
+	schedulerServicePutRecordHandler := connect.NewUnaryHandler(
+		SchedulerServicePutRecordProcedure,
+		svc.PutRecord,
+		connect.WithSchema(schedulerServiceMethods.ByName("PutRecord")),
+		connect.WithHandlerOptions(opts...),
+	)
+	schedulerServiceDeleteRecordHandler := connect.NewUnaryHandler(
+		SchedulerServiceDeleteRecordProcedure,
+		svc.DeleteRecord,
+		connect.WithSchema(schedulerServiceMethods.ByName("DeleteRecord")),
+		connect.WithHandlerOptions(opts...),
+	)
+	schedulerServiceListRecordsHandler := connect.NewUnaryHandler(
+		SchedulerServiceListRecordsProcedure,
+		svc.ListRecords,
+		connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.SchedulerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SchedulerServiceSubscribeProcedure:
@@ -337,6 +416,12 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 			schedulerServiceUpdateFrameworkHandler.ServeHTTP(w, r)
 		case SchedulerServiceTeardownProcedure:
 			schedulerServiceTeardownHandler.ServeHTTP(w, r)
+		case SchedulerServicePutRecordProcedure:
+			schedulerServicePutRecordHandler.ServeHTTP(w, r)
+		case SchedulerServiceDeleteRecordProcedure:
+			schedulerServiceDeleteRecordHandler.ServeHTTP(w, r)
+		case SchedulerServiceListRecordsProcedure:
+			schedulerServiceListRecordsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -384,4 +469,16 @@ func (UnimplementedSchedulerServiceHandler) UpdateFramework(context.Context, *co
 
 func (UnimplementedSchedulerServiceHandler) Teardown(context.Context, *connect.Request[v1.TeardownRequest]) (*connect.Response[v1.TeardownResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.Teardown is not implemented"))
+}
+
+func (UnimplementedSchedulerServiceHandler) PutRecord(context.Context, *connect.Request[v1.PutRecordRequest]) (*connect.Response[v1.PutRecordResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.PutRecord is not implemented"))
+}
+
+func (UnimplementedSchedulerServiceHandler) DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.DeleteRecord is not implemented"))
+}
+
+func (UnimplementedSchedulerServiceHandler) ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.ListRecords is not implemented"))
 }
