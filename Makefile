@@ -5,7 +5,7 @@ PKGS     ?= ./...
 BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-short lint proto proto-tools bench chaos clean
+.PHONY: all build run test test-short test-services lint proto proto-tools bench chaos clean
 
 all: build
 
@@ -24,6 +24,10 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
+
+## test-services: the real-services tier (Redis, NATS JetStream on agora service; needs redis-server and nats-server, skips loudly without).
+test-services:
+	cd realservices && $(GO) test -count=1 -v ./...
 
 ## lint: gofmt, go vet and staticcheck.
 lint:
