@@ -69,7 +69,6 @@ func (c *resp) do(args ...string) (string, error) {
 	return "", fmt.Errorf("resp: unexpected reply %q", line)
 }
 
-
 // redisDo dials addr, runs one command and closes.
 func redisDo(addr string, args ...string) (string, error) {
 	c, err := dialRedis(addr)
