@@ -137,10 +137,13 @@ func (c *cluster) waitAgents(n int) {
 }
 
 // killTasks kills the task processes of the test's services (agents leave
-// them running when they stop).
+// them running when they stop): each task's whole process group.
 func (c *cluster) killTasks() {
 	for _, fid := range c.fids {
 		for _, pid := range pidsWithEnv("AGORA_FRAMEWORK_ID=" + fid) {
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -206,11 +209,31 @@ func (c *cluster) waitComplete(name string, n int) service.Status {
 	return st
 }
 
-// killTask SIGKILLs every process of a task (the agent's wrapper and the
-// software it execs).
-func killTask(t *testing.T, taskID string) {
+// taskSoftware returns the pids of a task's software: the members of its
+// process group but the agent's wrapper, which leads the group. The
+// software's own environment cannot find it: Redis, for one, writes its
+// process title over it.
+func taskSoftware(taskID string) []int {
+	var out []int
+	for _, wrapper := range pidsWithEnv("AGORA_TASK_ID=" + taskID) {
+		pgid, err := syscall.Getpgid(wrapper)
+		if err != nil || pgid != wrapper {
+			continue
+		}
+		for _, pid := range allPids() {
+			if g, err := syscall.Getpgid(pid); err == nil && g == pgid && pid != pgid {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
+
+// killTask SIGKILLs a task's software, as a crash would; the agent's
+// wrapper sees it die.
+func killTask(t *testing.T, taskID string) []int {
 	t.Helper()
-	pids := pidsWithEnv("AGORA_TASK_ID=" + taskID)
+	pids := taskSoftware(taskID)
 	if len(pids) == 0 {
 		t.Fatalf("no process for task %s", taskID)
 	}
@@ -219,18 +242,35 @@ func killTask(t *testing.T, taskID string) {
 			t.Fatal(err)
 		}
 	}
+	return pids
+}
+
+// alive reports whether pid exists (a zombie counts as gone).
+func alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	_, rest, ok := strings.Cut(string(b), ") ")
+	return ok && !strings.HasPrefix(rest, "Z")
+}
+
+func allPids() []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		if pid, err := strconv.Atoi(ent.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // pidsWithEnv lists the processes whose environment holds kv (KEY=VALUE).
 func pidsWithEnv(kv string) []int {
 	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
+	for _, pid := range allPids() {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
 		if err != nil {
 			continue
 		}

@@ -111,7 +111,16 @@ func TestRedis(t *testing.T) {
 	conn.Close()
 
 	killed := time.Now()
-	killTask(t, pod.TaskID)
+	old := killTask(t, pod.TaskID)
+	t.Logf("SIGKILLed redis-server (pids %v)", old)
+	poll(t, "the killed redis-server gone", func() (bool, string) {
+		for _, pid := range old {
+			if alive(pid) {
+				return false, fmt.Sprintf("pid %d alive", pid)
+			}
+		}
+		return true, ""
+	})
 	poll(t, "redis relaunched in place", func() (bool, string) {
 		s, err := c.status("redis")
 		if err != nil {
@@ -126,6 +135,9 @@ func TestRedis(t *testing.T) {
 		}
 		if p.AgentID != pod.AgentID || p.Address != pod.Address || p.VolumeID != pod.VolumeID {
 			t.Fatalf("redis moved: %+v, was %+v", p, pod)
+		}
+		if len(taskSoftware(p.TaskID)) == 0 {
+			return false, "no process for task " + p.TaskID
 		}
 		r, err := redisDo(p.Address, "PING")
 		if err != nil {
