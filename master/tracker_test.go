@@ -12,6 +12,7 @@ const (
 	active      = agorav1.AgentState_AGENT_STATE_ACTIVE
 	unreachable = agorav1.AgentState_AGENT_STATE_UNREACHABLE
 	gone        = agorav1.AgentState_AGENT_STATE_GONE
+	restarting  = agorav1.AgentState_AGENT_STATE_RESTARTING
 )
 
 // fakeClock is a clock the test moves by hand.
@@ -20,7 +21,7 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) Now() time.Time          { return c.t }
 func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
 
-var testLiveness = livenessConfig{Grace: 3 * time.Second, GoneTimeout: time.Minute, RemovalRate: 1, Probes: 2}
+var testLiveness = livenessConfig{Grace: 3 * time.Second, GoneTimeout: time.Minute, ReregisterTimeout: 10 * time.Minute, RemovalRate: 1, Probes: 2}
 
 func views(states map[string]agorav1.AgentState, since time.Time) []agentView {
 	var out []agentView

@@ -50,17 +50,19 @@ func splitList(s string) []string {
 
 // masterFlags are the tuning flags shared by `agora master` and `agora dev`.
 type masterFlags struct {
-	cluster          string
-	raftProfile      string
-	agentGoneTimeout time.Duration
-	agentRemovalRate float64
-	offerTimeout     time.Duration
+	cluster           string
+	raftProfile       string
+	agentGoneTimeout  time.Duration
+	reregisterTimeout time.Duration
+	agentRemovalRate  float64
+	offerTimeout      time.Duration
 }
 
 func (m *masterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.cluster, "cluster", "agora", "cluster name; agents must use the same")
 	fs.StringVar(&m.raftProfile, "raft-profile", "default", "raft timeouts: default (1 s heartbeat/election) or fast (300 ms)")
 	fs.DurationVar(&m.agentGoneTimeout, "agent-gone-timeout", 10*time.Minute, "an unreachable agent becomes GONE after this")
+	fs.DurationVar(&m.reregisterTimeout, "agent-reregister-timeout", 10*time.Minute, "an agent that stopped for a restart and has not registered again after this is marked unreachable")
 	fs.Float64Var(&m.agentRemovalRate, "agent-removal-rate", 10, "at most this many agents marked unreachable per second")
 	fs.DurationVar(&m.offerTimeout, "offer-timeout", 60*time.Second, "outstanding offers are rescinded after this")
 }
@@ -69,6 +71,7 @@ func (m *masterFlags) apply(c *master.Config) {
 	c.Cluster = m.cluster
 	c.RaftProfile = m.raftProfile
 	c.AgentGoneTimeout = m.agentGoneTimeout
+	c.AgentReregisterTimeout = m.reregisterTimeout
 	c.AgentRemovalRate = m.agentRemovalRate
 	c.OfferTimeout = m.offerTimeout
 }
