@@ -129,6 +129,7 @@ func runAgent(ctx context.Context, args []string) error {
 	attrs := fs.String("attributes", "", "attributes, e.g. 'rack:r1;zone:a'")
 	profile := fs.String("gossip-profile", "lan", "gossip timing profile: lan or local")
 	cluster := fs.String("cluster", "agora", "cluster name; must match the masters'")
+	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -153,7 +154,7 @@ func runAgent(ctx context.Context, args []string) error {
 	}
 	a, err := agent.New(agent.Config{ID: *id, DataDir: *dataDir, GossipAddr: *gossipAddr, HTTPAddr: *httpAddr,
 		Join: splitList(*join), Resources: r, Attributes: at, GossipProfile: gossip.Profile(*profile),
-		Cluster: *cluster, Version: version, Logger: log})
+		Cluster: *cluster, Version: version, Logger: log, Decommission: *decommission})
 	if err != nil {
 		return err
 	}
@@ -186,7 +187,8 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	dir := *dataDir
-	if dir == "" {
+	temporary := dir == ""
+	if temporary {
 		if dir, err = os.MkdirTemp("", "agora-dev-"); err != nil {
 			return fmt.Errorf("temp dir: %w", err)
 		}
@@ -225,6 +227,12 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	<-ctx.Done()
 	fmt.Println("stopping")
+	if temporary {
+		// The sandboxes go with the temporary directory: stop the tasks
+		// rather than orphan them. With --data-dir the agents stop for a
+		// restart and a later `agora dev --data-dir` re-attaches to them.
+		c.DecommissionAgents()
+	}
 	return nil
 }
 
