@@ -219,7 +219,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer close(a.done)
 	var stopWG sync.WaitGroup
-	stopWG.Go(func() { a.watchStop(ctx) })
+	callerCtx := ctx
+	stopWG.Go(func() { a.watchStop(callerCtx) })
 	defer stopWG.Wait()
 	ctx = a.ctx
 
