@@ -70,6 +70,9 @@ type Agent struct {
 	// decommission makes that stop kill the tasks (see lifecycle.go).
 	stopping     atomic.Bool
 	decommission atomic.Bool
+	// registering is set before the first registration is sent: a stop
+	// while it is in flight still says goodbye, as it may have committed.
+	registering atomic.Bool
 
 	masters *client.Client // leader discovery, redirects and retries
 
@@ -540,6 +543,7 @@ func (a *Agent) register(ctx context.Context) (uint64, error) {
 			return 0, err
 		}
 		req := a.registerRequest()
+		a.registering.Store(true)
 		resp, err := c.Agent.RegisterAgent(ctx, connect.NewRequest(req))
 		if err == nil {
 			a.registered.Store(true)

@@ -86,8 +86,8 @@ func (a *Agent) killAllTasks() {
 // tasks RUNNING and wait for it) or decommissioned. A goodbye that cannot
 // be delivered is logged; the masters then treat the agent as failed.
 func (a *Agent) goodbye() {
-	if !a.registered.Load() {
-		return
+	if !a.registered.Load() && !a.registering.Load() {
+		return // never sent a registration: the masters do not know us
 	}
 	decommission := a.decommission.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), goodbyeTimeout)
@@ -101,8 +101,9 @@ func (a *Agent) goodbye() {
 		a.log.Info("decommissioned: the masters know this agent is gone for good")
 	case err == nil:
 		a.log.Info("stopping for a restart: the masters keep this agent's tasks and wait for it to register again")
-	case connect.CodeOf(err) == connect.CodeFailedPrecondition:
-		// Unreachable or gone already: the masters have their own verdict.
+	case connect.CodeOf(err) == connect.CodeFailedPrecondition || connect.CodeOf(err) == connect.CodeNotFound:
+		// Unreachable or gone already, or the registration in flight did
+		// not commit: the masters have their own verdict.
 		a.log.Info("the masters did not take the goodbye", "err", err)
 	default:
 		a.log.Warn("goodbye not delivered; the masters will treat this agent as failed", "decommission", decommission, "err", err)

@@ -124,7 +124,7 @@ type lifeCluster struct {
 	agent devcluster.AgentOptions
 }
 
-func startLifeCluster(t *testing.T, reregister time.Duration) *lifeCluster {
+func startLifeCluster(t testing.TB, reregister time.Duration) *lifeCluster {
 	t.Helper()
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("needs /proc to see the tasks' processes")
@@ -153,7 +153,7 @@ func startLifeCluster(t *testing.T, reregister time.Duration) *lifeCluster {
 
 // runFramework runs s as a framework (partition-aware or not) until the
 // test ends.
-func (c *lifeCluster) runFramework(t *testing.T, name string, aware bool, s framework.Scheduler) {
+func (c *lifeCluster) runFramework(t testing.TB, name string, aware bool, s framework.Scheduler) {
 	info := &agorav1.FrameworkInfo{Name: name, Roles: []string{"*"}, FailoverTimeoutSeconds: 600}
 	if aware {
 		info.Capabilities = []agorav1.Capability{agorav1.Capability_CAPABILITY_PARTITION_AWARE}
@@ -201,7 +201,7 @@ func lifeTask(id, cmd string) *agorav1.TaskInfo {
 }
 
 // taskPid waits for the pid a pidTask recorded in its sandbox on agent a1.
-func (c *lifeCluster) taskPid(t *testing.T, fw, id string) int {
+func (c *lifeCluster) taskPid(t testing.TB, fw, id string) int {
 	t.Helper()
 	path := filepath.Join(c.Dir(), "agents", "a1", "executor", "tasks", fw, id, "pid")
 	var pid int
@@ -232,7 +232,7 @@ func alive(pid int) bool {
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
-func waitAgentState(t *testing.T, c *lifeCluster, d time.Duration, want agorav1.AgentState) *agorav1.Agent {
+func waitAgentState(t testing.TB, c *lifeCluster, d time.Duration, want agorav1.AgentState) *agorav1.Agent {
 	t.Helper()
 	var a *agorav1.Agent
 	poll(t, d, "agent a1 "+want.String(), func() error {
@@ -245,7 +245,7 @@ func waitAgentState(t *testing.T, c *lifeCluster, d time.Duration, want agorav1.
 	return a
 }
 
-func waitSeen(t *testing.T, s *launcher, d time.Duration, id string, want agorav1.TaskState) {
+func waitSeen(t testing.TB, s *launcher, d time.Duration, id string, want agorav1.TaskState) {
 	t.Helper()
 	poll(t, d, "framework sees "+id+" "+want.String(), func() error {
 		if got := s.last(id); got != want {

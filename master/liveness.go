@@ -93,7 +93,7 @@ type livenessEventKind int
 const (
 	// gossipFailed: gossip declared the agent failed.
 	gossipFailed livenessEventKind = iota
-	// gossipLeft: the agent left the gossip pool on purpose.
+	// gossipLeft: the agent left the gossip pool (said so in gossip).
 	gossipLeft
 	// probeAnswered: a direct probe of the agent was answered.
 	probeAnswered
@@ -130,8 +130,12 @@ type livenessProposal struct {
 //   - An ACTIVE agent that gossip reports failed is probed directly; after
 //     Probes unanswered probes in a row it is proposed UNREACHABLE. An
 //     answered probe clears the count and nothing is proposed.
-//   - An ACTIVE agent that left gossip on purpose is proposed UNREACHABLE
-//     without a probe (it left without saying it would come back).
+//   - An ACTIVE agent that left gossip is probed like one that failed: a
+//     graceful stop says goodbye first (RESTARTING, or GONE when
+//     decommissioned), so a leave of an ACTIVE agent is either an agent
+//     whose goodbye was lost or, after a quick restart, the previous
+//     incarnation's leave arriving late while the new one runs, which
+//     answers the probe.
 //   - A RESTARTING agent (it said it stops for a restart before it left)
 //     is not suspected at all: neither gossip leaving nor failing nor
 //     missing from gossip counts against it. Only when it has not
@@ -202,13 +206,9 @@ func (t *livenessTracker) suspect(id string) []string {
 // Observe takes one event and returns the agents to probe now.
 func (t *livenessTracker) Observe(ev livenessEvent) []string {
 	switch ev.Kind {
-	case gossipFailed:
+	case gossipFailed, gossipLeft:
 		if ev.State == agorav1.AgentState_AGENT_STATE_ACTIVE {
 			return t.suspect(ev.Agent)
-		}
-	case gossipLeft:
-		if ev.State == agorav1.AgentState_AGENT_STATE_ACTIVE {
-			t.enqueue(livenessProposal{Agent: ev.Agent})
 		}
 	case probeAnswered:
 		delete(t.probing, ev.Agent)
