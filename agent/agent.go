@@ -66,6 +66,14 @@ type Agent struct {
 	closeOnce  sync.Once
 	reregister chan struct{} // capacity 1: the masters want a registration
 
+	// stopping is set when a graceful stop begins (nothing new launches);
+	// decommission makes that stop kill the tasks (see lifecycle.go).
+	stopping     atomic.Bool
+	decommission atomic.Bool
+	// registering is set before the first registration is sent: a stop
+	// while it is in flight still says goodbye, as it may have committed.
+	registering atomic.Bool
+
 	masters *client.Client // leader discovery, redirects and retries
 
 	mu          sync.Mutex
@@ -77,6 +85,7 @@ type Agent struct {
 	// volumeFailed is task -> why it was killed for an oversized volume.
 	volumeSizes  map[string]int64
 	volumeFailed map[executor.TaskKey]string
+	groups       map[executor.TaskKey]groupKey
 }
 
 // New checks cfg, opens the data dir, its checkpoints and the executor,
@@ -131,7 +140,9 @@ func New(cfg Config) (*Agent, error) {
 		latest:      map[executor.TaskKey]*agorav1.TaskStatus{},
 		killing:     map[executor.TaskKey]bool{},
 		seenMasters: map[string]bool{},
+		groups:      map[executor.TaskKey]groupKey{},
 	}
+	a.decommission.Store(cfg.Decommission)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 
 	httpAddr := ""
@@ -199,13 +210,21 @@ func (a *Agent) PendingUpdates() int { return a.out.Len() }
 // returns an error when the masters refuse the agent for good (wrong
 // cluster, invalid registration). Tasks keep running after Run returns;
 // a restarted agent with the same DataDir re-attaches to them.
+//
+// When ctx ends the agent stops gracefully: it tells the masters it stops
+// for a restart (StopAgent), so they keep its tasks RUNNING and wait for
+// it, then leaves the gossip pool. With Config.Decommission (or after
+// Decommission) it kills its tasks first, waits for their final updates
+// to be delivered and tells the masters it is gone for good.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called twice")
 	}
 	defer close(a.done)
-	stop := context.AfterFunc(ctx, a.cancel)
-	defer stop()
+	var stopWG sync.WaitGroup
+	callerCtx := ctx
+	stopWG.Go(func() { a.watchStop(callerCtx) })
+	defer stopWG.Wait()
 	ctx = a.ctx
 
 	var wg sync.WaitGroup
@@ -235,6 +254,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.cancel()
 	}
 	if !a.killed.Load() {
+		if a.stopping.Load() {
+			a.goodbye()
+		}
 		if err := a.pool.Leave(); err != nil {
 			a.log.Warn("gossip leave failed", "err", err)
 		}
@@ -344,6 +366,7 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 			a.log.Info("task status", "task", u.TaskID, "framework", u.FrameworkID, "state", u.State, "exit_code", u.ExitCode, "reason", u.Reason)
 			if terminal {
 				a.forget(u.Key())
+				a.groupEnded(u.Key(), st.GetState(), u.Reason)
 			}
 		}
 	}
@@ -520,6 +543,7 @@ func (a *Agent) register(ctx context.Context) (uint64, error) {
 			return 0, err
 		}
 		req := a.registerRequest()
+		a.registering.Store(true)
 		resp, err := c.Agent.RegisterAgent(ctx, connect.NewRequest(req))
 		if err == nil {
 			a.registered.Store(true)
@@ -636,6 +660,10 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 		volumes[v.GetId()] = v
 	}
 	a.rememberVolumeSizes(msg.GetVolumes())
+	a.noteGroups(msg.GetTasks())
+	stopping := a.stopping.Load()
+	groups := map[groupKey][]*agorav1.Task{}
+	var groupOrder []groupKey
 	assigned := map[string]bool{}
 	running := map[string]executor.TaskKey{} // by taskKey
 	for _, k := range a.exec.Running() {
@@ -655,14 +683,25 @@ func (a *Agent) reconcile(msg *agorav1.GetAssignmentsResponse) {
 			a.killTask(t, isRunning)
 			continue
 		}
-		if a.launched.Has(key) {
+		if a.launched.Has(key) || stopping {
 			continue
 		}
 		if stale := a.staleVolumeUsers(t); len(stale) > 0 {
 			a.launchAfterStale(t, volumes, stale)
 			continue
 		}
+		if g := t.GetGroupId(); g != "" {
+			gk := groupKey{t.GetFrameworkId(), g}
+			if _, seen := groups[gk]; !seen {
+				groupOrder = append(groupOrder, gk)
+			}
+			groups[gk] = append(groups[gk], t)
+			continue
+		}
 		a.launch(t, volumes)
+	}
+	for _, gk := range groupOrder {
+		a.launchGroup(groups[gk], volumes)
 	}
 	// A task we run that the masters no longer assign to us was ended by
 	// them (killed while we were away, agent gone): stop it.

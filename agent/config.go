@@ -55,6 +55,13 @@ type Config struct {
 
 	// Logger receives the agent's logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Decommission makes the agent's graceful stop (Run's context ending)
+	// a decommission: it kills its tasks, waits for their final updates to
+	// be delivered, and tells the masters it is gone for good. Without it a
+	// graceful stop is a stop for a restart: the tasks keep running and the
+	// masters wait for the agent to come back.
+	Decommission bool
 }
 
 // ValidID reports whether id is a valid agent id (the FSM's rule).

@@ -32,6 +32,22 @@
 //     are killed; tasks the masters no longer assign are killed. When the
 //     masters answer known=false (unknown, unreachable or gone agent) the
 //     agent registers again.
+//   - A graceful stop (Run's context ends) says goodbye before it leaves
+//     gossip: AgentService.StopAgent makes the agent RESTARTING in Raft. Its
+//     tasks keep running under their process groups and stay RUNNING for
+//     the masters, who offer nothing on it and wait their re-registration
+//     timeout (10 min by default) before the usual unreachable/lost path;
+//     frameworks see nothing. On start, Recover re-attaches to the tasks
+//     and the registration reports them unchanged. A crash (Kill, SIGKILL)
+//     says nothing; an agent back before the masters' failure detection
+//     (gossip failed, direct probes missed) gets the same. With
+//     Config.Decommission (agora agent --decommission) or Decommission, the
+//     stop kills the tasks first, waits for their KILLED updates to be
+//     delivered (longest kill grace + 10 s at most) and tells the masters
+//     the agent is gone for good.
+//   - LAUNCH_GROUP tasks (same group id) start together in one pass; when
+//     one ends other than FINISHED (failed, killed, could not launch) the
+//     agent kills the others of the group.
 //   - Every executor update becomes a TaskStatus with a fresh uuid, appended
 //     to a durable outbox (outbox.json, rewritten atomically) and sent in
 //     order with UpdateStatus, retried with exponential backoff (50 ms to

@@ -93,8 +93,9 @@
 // ends only when no role can take an allocatable part of any agent.
 //
 //   - suppressed: F suppressed R. Every agent is counted.
-//   - agent_draining, agent_unreachable: A is in Snapshot.Excluded with
-//     that reason; the master offers nothing of such agents.
+//   - agent_draining, agent_restarting, agent_unreachable: A is in
+//     Snapshot.Excluded with that reason; the master offers nothing of
+//     such agents.
 //   - declined_filter: F has a filter for A that has not expired.
 //   - max_utilization: R has MaxUtilization and cluster utilization is at
 //     or above it. Counted on every agent, even those with nothing left:

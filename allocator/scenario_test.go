@@ -172,7 +172,7 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 		return ""
 	case "agent-state":
 		// agent-state AGENT state=active|draining|unreachable: the master
-		// offers nothing of a draining or unreachable agent.
+		// offers nothing of a draining, restarting or unreachable agent.
 		a := c.agent(t, d.CmdArgs[0].Key)
 		var state string
 		d.ScanArgs(t, "state", &state)
@@ -186,6 +186,8 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 			c.excluded[a.ID] = ReasonAgentDraining
 		case "unreachable":
 			c.excluded[a.ID] = ReasonAgentUnreachable
+		case "restarting":
+			c.excluded[a.ID] = ReasonAgentRestarting
 		default:
 			t.Fatalf("%s: unknown agent state %q", d.Pos, state)
 		}

@@ -47,6 +47,9 @@ const (
 	// ReasonBelowMinAllocatable: something is left on the agent, but less
 	// than Snapshot.MinAllocatable.
 	ReasonBelowMinAllocatable
+	// ReasonAgentRestarting: the agent stopped for a restart and has not
+	// registered again; the master offers nothing of it (Snapshot.Excluded).
+	ReasonAgentRestarting
 
 	numReasons = iota + 1
 )
@@ -62,6 +65,7 @@ var reasonNames = [numReasons]string{
 	ReasonMaxUtilization:       "max_utilization",
 	ReasonRoleLimit:            "role_limit",
 	ReasonQuotaHeadroom:        "quota_headroom",
+	ReasonAgentRestarting:      "agent_restarting",
 }
 
 // String returns the reason's stable name, such as "declined_filter".
@@ -85,8 +89,8 @@ func Reasons() []Reason {
 // only so that a trace can name it.
 type ExcludedAgent struct {
 	ID string
-	// Reason is ReasonAgentDraining or ReasonAgentUnreachable; any other
-	// value counts as unreachable.
+	// Reason is ReasonAgentDraining, ReasonAgentRestarting or
+	// ReasonAgentUnreachable; any other value counts as unreachable.
 	Reason Reason
 }
 
@@ -245,7 +249,7 @@ func (st *round) explain(s *Snapshot, now time.Time, tr *Trace) {
 	var excluded reasonCounts
 	for _, e := range s.Excluded {
 		r := e.Reason
-		if r != ReasonAgentDraining {
+		if r != ReasonAgentDraining && r != ReasonAgentRestarting {
 			r = ReasonAgentUnreachable
 		}
 		excluded.see(r, e.ID)

@@ -135,7 +135,7 @@ func checkTrace(s Snapshot, now time.Time, offers []Offer, tr *Trace) error {
 			switch rc.Reason {
 			case ReasonSuppressed:
 				bad = !slices.ContainsFunc(roles, func(r string) bool { return f.Suppressed[r] })
-			case ReasonAgentDraining, ReasonAgentUnreachable:
+			case ReasonAgentDraining, ReasonAgentRestarting, ReasonAgentUnreachable:
 				bad = excluded[a] != rc.Reason
 			case ReasonDeclinedFilter:
 				bad = !slices.ContainsFunc(f.Filters, func(flt Filter) bool { return flt.AgentID == a && flt.Until.After(now) })
@@ -167,7 +167,7 @@ func genExcluded(t *rapid.T, s *Snapshot) {
 	for i := range rapid.IntRange(0, 2).Draw(t, "excluded") {
 		s.Excluded = append(s.Excluded, ExcludedAgent{
 			ID:     fmt.Sprintf("x%d", i),
-			Reason: rapid.SampledFrom([]Reason{ReasonAgentDraining, ReasonAgentUnreachable}).Draw(t, "exreason"),
+			Reason: rapid.SampledFrom([]Reason{ReasonAgentDraining, ReasonAgentRestarting, ReasonAgentUnreachable}).Draw(t, "exreason"),
 		})
 	}
 }
@@ -286,7 +286,7 @@ func TestReasonNames(t *testing.T) {
 		}
 		seen[n] = true
 	}
-	if len(seen) != 10 || Reason(0).String() != "unknown" {
-		t.Fatalf("want 10 named reasons, got %v", seen)
+	if len(seen) != numReasons-1 || Reason(0).String() != "unknown" {
+		t.Fatalf("want %d named reasons, got %v", numReasons-1, seen)
 	}
 }

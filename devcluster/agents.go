@@ -152,12 +152,36 @@ func (c *Cluster) takeRunning(id string) (devAgent, error) {
 	return *d, nil
 }
 
-// StopAgent stops agent id gracefully (it leaves the gossip pool); its
-// tasks keep running. It returns what the agent's Run returned.
+// StopAgent stops agent id gracefully: it tells the masters it stops for
+// a restart and leaves the gossip pool; its tasks keep running, RUNNING
+// for the masters until the re-registration timeout. It returns what the
+// agent's Run returned.
 func (c *Cluster) StopAgent(id string) error {
+	return c.stopAgent(id, false)
+}
+
+// DecommissionAgent stops agent id for good: it kills its tasks, waits for
+// their final updates to be delivered and tells the masters it is gone
+// (its id may not register again). It returns what the agent's Run
+// returned.
+func (c *Cluster) DecommissionAgent(id string) error {
+	return c.stopAgent(id, true)
+}
+
+// DecommissionAgents decommissions every running agent, in parallel: what
+// a cluster whose data is about to be deleted does, so that no task
+// process outlives it.
+func (c *Cluster) DecommissionAgents() {
+	c.eachRunningAgent(func(id string) error { return c.DecommissionAgent(id) })
+}
+
+func (c *Cluster) stopAgent(id string, decommission bool) error {
 	d, err := c.takeRunning(id)
 	if err != nil {
 		return err
+	}
+	if decommission {
+		d.a.Decommission()
 	}
 	d.cancel()
 	<-d.done
@@ -226,6 +250,11 @@ func (c *Cluster) Agent(id string) *agent.Agent {
 
 // stopAgents stops every running agent gracefully, in parallel.
 func (c *Cluster) stopAgents() {
+	c.eachRunningAgent(func(id string) error { return c.StopAgent(id) })
+}
+
+// eachRunningAgent runs stop for every running agent, in parallel.
+func (c *Cluster) eachRunningAgent(stop func(id string) error) {
 	s := c.agentSet()
 	s.mu.Lock()
 	var ids []string
@@ -238,7 +267,7 @@ func (c *Cluster) stopAgents() {
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
-			if err := c.StopAgent(id); err != nil && !errors.Is(err, context.Canceled) {
+			if err := stop(id); err != nil && !errors.Is(err, context.Canceled) {
 				c.opts.Logger.Debug("dev agent stop", "agent", id, "err", err)
 			}
 		})

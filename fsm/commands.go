@@ -39,6 +39,7 @@ const (
 	CmdAcknowledge           CommandType = 21
 	CmdPutRecord             CommandType = 22
 	CmdDeleteRecord          CommandType = 23
+	CmdAgentStopped          CommandType = 24
 )
 
 // command is one row of the command table: everything Encode, Decode and
@@ -90,6 +91,7 @@ var commandTable = [...]command{
 	CmdAcknowledge:           row("Acknowledge", (*txn).acknowledge),
 	CmdPutRecord:             row("PutRecord", (*txn).putRecord),
 	CmdDeleteRecord:          row("DeleteRecord", (*txn).deleteRecord),
+	CmdAgentStopped:          row("AgentStopped", (*txn).agentStopped),
 }
 
 // lookup returns the row of a known type (the IgnoreUnknown bit ignored).

@@ -71,7 +71,7 @@ func (g *gen) portion(label string, r resources.Resources) resources.Resources {
 
 // kindOrder lists the command kinds below, the common ones first and
 // repeated (rapid favours early elements).
-var kindOrder = []int{14, 16, 10, 4, 8, 20, 15, 17, 9, 5, 21, 6, 7, 13, 11, 12, 18, 19, 0, 1, 2, 3, 14, 16, 8, 16}
+var kindOrder = []int{14, 16, 10, 4, 8, 20, 15, 17, 9, 5, 21, 6, 7, 13, 11, 12, 18, 19, 0, 1, 2, 3, 14, 16, 8, 16, 22}
 
 // live returns an id of an existing object matching ok, or one of ids.
 func (g *gen) live(label string, ids []string, have []string) string {
@@ -131,6 +131,9 @@ func (g *gen) command(s *State) (CommandType, proto.Message) {
 			}
 		}
 		return CmdRegisterAgent, cmd
+	case 22:
+		return CmdAgentStopped, &agorav1.AgentStoppedCommand{AgentId: g.pick("agent", genAgents), Now: g.ts(),
+			Decommission: rapid.IntRange(0, 3).Draw(g.t, "decommission") == 0}
 	case 6:
 		return CmdAgentUnreachable, &agorav1.AgentUnreachableCommand{AgentId: g.pick("agent", genAgents), Now: g.ts()}
 	case 7:

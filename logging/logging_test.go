@@ -152,6 +152,7 @@ func TestStdLogBridge(t *testing.T) {
 	std.Printf("[WARN] memberlist: Refuting a suspect message")
 	std.Printf("[ERR] memberlist: Failed fallback ping")
 	std.Print("plain line\n[ERR] second line")
+	std.Printf("[ERR] memberlist: Failed to send indirect UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection")
 
 	recs := records(t, &buf)
 	want := []struct{ level, sub, msg string }{

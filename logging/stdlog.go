@@ -16,6 +16,11 @@ import (
 // "subsystem: " word (as in "memberlist: ...") becomes the "subsystem"
 // attribute. name, when not empty, is attached as the "logger" attribute.
 // A nil l means slog.Default().
+//
+// An error about a "use of closed network connection" is emitted at Debug:
+// it is the library's own socket, closed by its shutdown while one of its
+// goroutines was still sending (memberlist's probes race its Shutdown), so
+// a clean stop logs no ERROR for it.
 func StdLog(l *slog.Logger, name string) *log.Logger {
 	return log.New(&lineWriter{l: orDefault(l), name: name}, "", 0)
 }
@@ -95,6 +100,9 @@ func isWord(s string) bool {
 
 func (w *lineWriter) emit(line string) {
 	level, subsystem, msg := ParseLine(line)
+	if level >= slog.LevelError && strings.Contains(msg, "use of closed network connection") {
+		level = slog.LevelDebug
+	}
 	if w.force != nil {
 		level = *w.force
 	}

@@ -151,3 +151,20 @@ func (s *agentServer) waitIndex(ctx context.Context, minIndex uint64, wait time.
 		}
 	}
 }
+
+// StopAgent commits an agent's goodbye (AgentStopped); the FSM judges it.
+// Stopping for a restart makes the agent RESTARTING: its tasks keep
+// running, unseen by frameworks, and the leader's liveness task waits
+// Config.AgentReregisterTimeout before it treats the agent as lost.
+func (s *agentServer) StopAgent(ctx context.Context, req *connect.Request[agorav1.StopAgentRequest]) (*connect.Response[agorav1.StopAgentResponse], error) {
+	r := req.Msg
+	res, err := s.m.Apply(ctx, fsm.CmdAgentStopped, &agorav1.AgentStoppedCommand{
+		AgentId:      r.GetAgentId(),
+		Now:          timestamppb.New(s.m.Now()),
+		Decommission: r.GetDecommission(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.StopAgentResponse{Index: res.Index}), nil
+}

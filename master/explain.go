@@ -85,14 +85,16 @@ func (e *explainStore) lookup(id string) (allocator.FrameworkTrace, uint64, time
 }
 
 // appendExcluded adds agent a to ex if the round offers nothing of it for
-// a reason its trace names (draining, unreachable; a gone agent is not
-// named).
+// a reason its trace names (draining, restarting, unreachable; a gone
+// agent is not named).
 func appendExcluded(ex []allocator.ExcludedAgent, a *agorav1.Agent) []allocator.ExcludedAgent {
 	switch a.GetState() {
 	case agorav1.AgentState_AGENT_STATE_DRAINING:
 		return append(ex, allocator.ExcludedAgent{ID: a.GetId(), Reason: allocator.ReasonAgentDraining})
 	case agorav1.AgentState_AGENT_STATE_UNREACHABLE:
 		return append(ex, allocator.ExcludedAgent{ID: a.GetId(), Reason: allocator.ReasonAgentUnreachable})
+	case agorav1.AgentState_AGENT_STATE_RESTARTING:
+		return append(ex, allocator.ExcludedAgent{ID: a.GetId(), Reason: allocator.ReasonAgentRestarting})
 	}
 	return ex
 }

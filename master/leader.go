@@ -129,10 +129,11 @@ func (l *leader) runLiveness(ctx context.Context) {
 	events, cancel := m.SubscribeGossip()
 	defer cancel()
 	tr := newLivenessTracker(livenessConfig{
-		Grace:       cfg.LivenessGrace,
-		GoneTimeout: cfg.AgentGoneTimeout,
-		RemovalRate: cfg.AgentRemovalRate,
-		Probes:      probesToUnreachable,
+		Grace:             cfg.LivenessGrace,
+		GoneTimeout:       cfg.AgentGoneTimeout,
+		ReregisterTimeout: cfg.AgentReregisterTimeout,
+		RemovalRate:       cfg.AgentRemovalRate,
+		Probes:            probesToUnreachable,
 	}, m.Now())
 	probed := make(chan livenessEvent)
 	probe := func(ids []string) {
@@ -171,8 +172,12 @@ func (l *leader) runLiveness(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			if a.GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE {
+			switch a.GetState() {
+			case agorav1.AgentState_AGENT_STATE_ACTIVE:
 				log.Info("agent left the gossip pool", "agent", a.GetId(), "event", ev.Type.String())
+			case agorav1.AgentState_AGENT_STATE_RESTARTING:
+				log.Info("agent stopped for a restart left the gossip pool; waiting for it to register again",
+					"agent", a.GetId(), "event", ev.Type.String(), "timeout", cfg.AgentReregisterTimeout)
 			}
 			probe(tr.Observe(livenessEvent{Kind: kind, Agent: a.GetId(), State: a.GetState()}))
 		case ev := <-probed:
@@ -203,6 +208,9 @@ func (l *leader) propose(ctx context.Context, p livenessProposal, log *slog.Logg
 	switch {
 	case err == nil && p.Gone:
 		log.Warn("agent marked gone", "agent", p.Agent, "after", m.Config().AgentGoneTimeout)
+	case err == nil && p.Restarted:
+		log.Warn("agent stopped for a restart and did not register again in time; marked unreachable",
+			"agent", p.Agent, "reregister_timeout", m.Config().AgentReregisterTimeout)
 	case err == nil:
 		log.Warn("agent marked unreachable", "agent", p.Agent)
 	case ctx.Err() != nil || connect.CodeOf(err) == connect.CodeUnavailable:

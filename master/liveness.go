@@ -56,6 +56,10 @@ type livenessConfig struct {
 	// GoneTimeout is how long an agent stays UNREACHABLE before GONE,
 	// counted from max(its state_since, the start of leadership).
 	GoneTimeout time.Duration
+	// ReregisterTimeout is how long an agent that stopped for a restart
+	// (RESTARTING) may stay away before it is proposed UNREACHABLE,
+	// counted from max(its state_since, the start of leadership).
+	ReregisterTimeout time.Duration
 	// RemovalRate caps liveness proposals per second (burst max(1, rate)).
 	RemovalRate float64
 	// Probes is how many direct probes in a row must fail before an agent
@@ -89,7 +93,7 @@ type livenessEventKind int
 const (
 	// gossipFailed: gossip declared the agent failed.
 	gossipFailed livenessEventKind = iota
-	// gossipLeft: the agent left the gossip pool on purpose.
+	// gossipLeft: the agent left the gossip pool (said so in gossip).
 	gossipLeft
 	// probeAnswered: a direct probe of the agent was answered.
 	probeAnswered
@@ -109,8 +113,11 @@ type livenessEvent struct {
 type livenessProposal struct {
 	Agent string
 	// Gone proposes AgentGone (from UNREACHABLE); otherwise
-	// AgentUnreachable (from ACTIVE).
+	// AgentUnreachable (from ACTIVE, or from RESTARTING with Restarted).
 	Gone bool
+	// Restarted: the agent said it stops for a restart and did not
+	// register again within the re-registration timeout.
+	Restarted bool
 }
 
 // livenessTracker is the leader's failure detector for agents, as a pure
@@ -123,8 +130,20 @@ type livenessProposal struct {
 //   - An ACTIVE agent that gossip reports failed is probed directly; after
 //     Probes unanswered probes in a row it is proposed UNREACHABLE. An
 //     answered probe clears the count and nothing is proposed.
-//   - An ACTIVE agent that left gossip on purpose is proposed UNREACHABLE
-//     without a probe (it said goodbye).
+//   - An ACTIVE agent that left gossip is probed like one that failed: a
+//     graceful stop says goodbye first (RESTARTING, or GONE when
+//     decommissioned), so a leave of an ACTIVE agent is either an agent
+//     whose goodbye was lost or, after a quick restart, the previous
+//     incarnation's leave arriving late while the new one runs, which
+//     answers the probe.
+//   - A RESTARTING agent (it said it stops for a restart before it left)
+//     is not suspected at all: neither gossip leaving nor failing nor
+//     missing from gossip counts against it. Only when it has not
+//     registered again within ReregisterTimeout, counted from
+//     max(state_since, start of leadership), is it proposed UNREACHABLE,
+//     whether or not it is alive in gossip (alive but unregistered, it
+//     reports none of its tasks). Registering again makes it ACTIVE,
+//     which drops the proposal.
 //   - Sweeps run Grace apart, the first at the start of leadership: an
 //     ACTIVE agent missing from gossip at two sweeps in a row is probed.
 //     So an agent is never suspected for being missing before Grace has
@@ -187,13 +206,9 @@ func (t *livenessTracker) suspect(id string) []string {
 // Observe takes one event and returns the agents to probe now.
 func (t *livenessTracker) Observe(ev livenessEvent) []string {
 	switch ev.Kind {
-	case gossipFailed:
+	case gossipFailed, gossipLeft:
 		if ev.State == agorav1.AgentState_AGENT_STATE_ACTIVE {
 			return t.suspect(ev.Agent)
-		}
-	case gossipLeft:
-		if ev.State == agorav1.AgentState_AGENT_STATE_ACTIVE {
-			t.enqueue(livenessProposal{Agent: ev.Agent})
 		}
 	case probeAnswered:
 		delete(t.probing, ev.Agent)
@@ -211,19 +226,24 @@ func (t *livenessTracker) Observe(ev livenessEvent) []string {
 }
 
 // Sweep looks for ACTIVE agents missing from gossip (alive holds the ids
-// alive there) when a sweep is due, and for UNREACHABLE agents past the
-// gone timeout. It returns the agents to probe now.
+// alive there) when a sweep is due, for RESTARTING agents past the
+// re-registration timeout and for UNREACHABLE agents past the gone
+// timeout. It returns the agents to probe now.
 func (t *livenessTracker) Sweep(agents []agentView, alive map[string]bool, now time.Time) []string {
 	for _, a := range agents {
-		if a.State != agorav1.AgentState_AGENT_STATE_UNREACHABLE {
-			continue
-		}
 		since := t.start
 		if a.Since.After(since) {
 			since = a.Since
 		}
-		if now.Sub(since) >= t.cfg.GoneTimeout {
-			t.enqueue(livenessProposal{Agent: a.ID, Gone: true})
+		switch a.State {
+		case agorav1.AgentState_AGENT_STATE_UNREACHABLE:
+			if now.Sub(since) >= t.cfg.GoneTimeout {
+				t.enqueue(livenessProposal{Agent: a.ID, Gone: true})
+			}
+		case agorav1.AgentState_AGENT_STATE_RESTARTING:
+			if now.Sub(since) >= t.cfg.ReregisterTimeout {
+				t.enqueue(livenessProposal{Agent: a.ID, Restarted: true})
+			}
 		}
 	}
 	if !t.swept.IsZero() && now.Sub(t.swept) < t.cfg.Grace {
@@ -263,11 +283,14 @@ func (t *livenessTracker) Due(agents []agentView, alive map[string]bool, now tim
 	for len(t.queue) > 0 {
 		p := t.queue[0]
 		want := agorav1.AgentState_AGENT_STATE_ACTIVE
-		if p.Gone {
+		switch {
+		case p.Gone:
 			want = agorav1.AgentState_AGENT_STATE_UNREACHABLE
+		case p.Restarted:
+			want = agorav1.AgentState_AGENT_STATE_RESTARTING
 		}
 		st, ok := state[p.Agent]
-		if !ok || st != want || (!p.Gone && alive[p.Agent]) {
+		if !ok || st != want || (want == agorav1.AgentState_AGENT_STATE_ACTIVE && alive[p.Agent]) {
 			t.queue = t.queue[1:]
 			delete(t.queued, p)
 			continue

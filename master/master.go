@@ -71,6 +71,11 @@ type Config struct {
 	// AgentGoneTimeout is how long an unreachable agent is kept before it
 	// is marked gone; default 10m.
 	AgentGoneTimeout time.Duration
+	// AgentReregisterTimeout is how long an agent that stopped for a
+	// restart (RESTARTING) may stay away before it is marked unreachable,
+	// counted from its goodbye (or the start of leadership, if later);
+	// default 10m, as Mesos' agent_reregister_timeout.
+	AgentReregisterTimeout time.Duration
 	// AgentRemovalRate caps unreachable markings per second; default 10.
 	AgentRemovalRate float64
 	// LivenessGrace delays liveness decisions after winning leadership;
@@ -120,6 +125,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AgentGoneTimeout <= 0 {
 		c.AgentGoneTimeout = 10 * time.Minute
+	}
+	if c.AgentReregisterTimeout <= 0 {
+		c.AgentReregisterTimeout = 10 * time.Minute
 	}
 	if c.AgentRemovalRate <= 0 {
 		c.AgentRemovalRate = 10

@@ -144,6 +144,9 @@ func (s *operatorServer) ReplaceServicePod(ctx context.Context, req *connect.Req
 		if agentID != "" && known && !req.Msg.GetForce() && a.GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE {
 			return precondition("pod %s is on agent %s, which is active: replace moves a pod off a lost agent (--force to move it anyway)", pod, agentID)
 		}
+		if agentID != "" && known && !req.Msg.GetForce() && a.GetState() == agorav1.AgentState_AGENT_STATE_RESTARTING {
+			return precondition("pod %s is on agent %s, which stopped for a restart and keeps its tasks: replace moves a pod off a lost agent (--force to move it anyway)", pod, agentID)
+		}
 		if err := st.Replace(pod); err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ const (
 	active      = agorav1.AgentState_AGENT_STATE_ACTIVE
 	unreachable = agorav1.AgentState_AGENT_STATE_UNREACHABLE
 	gone        = agorav1.AgentState_AGENT_STATE_GONE
+	restarting  = agorav1.AgentState_AGENT_STATE_RESTARTING
 )
 
 // fakeClock is a clock the test moves by hand.
@@ -20,7 +21,7 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) Now() time.Time          { return c.t }
 func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
 
-var testLiveness = livenessConfig{Grace: 3 * time.Second, GoneTimeout: time.Minute, RemovalRate: 1, Probes: 2}
+var testLiveness = livenessConfig{Grace: 3 * time.Second, GoneTimeout: time.Minute, ReregisterTimeout: 10 * time.Minute, RemovalRate: 1, Probes: 2}
 
 func views(states map[string]agorav1.AgentState, since time.Time) []agentView {
 	var out []agentView
@@ -89,15 +90,35 @@ func TestTrackerAnsweredProbeMarksNothing(t *testing.T) {
 	}
 }
 
-func TestTrackerLeaveNeedsNoProbe(t *testing.T) {
+// markMissing makes the tracker propose agent id unreachable: gossip
+// failed and every probe missed.
+func markMissing(tr *livenessTracker, id string) {
+	tr.Observe(livenessEvent{Kind: gossipFailed, Agent: id, State: active})
+	for range tr.cfg.Probes {
+		tr.Observe(livenessEvent{Kind: probeMissed, Agent: id})
+	}
+}
+
+// An ACTIVE agent that leaves gossip without a goodbye is probed, not
+// trusted: after a quick restart the previous incarnation's leave can
+// arrive while the new one runs (it answers), and an agent whose goodbye
+// was lost and that is really away misses the probes.
+func TestTrackerLeaveWithoutGoodbyeIsProbed(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	tr := newLivenessTracker(testLiveness, clk.Now())
 	agents := views(map[string]agorav1.AgentState{"a1": active}, clk.Now())
-	if got := tr.Observe(livenessEvent{Kind: gossipLeft, Agent: "a1", State: active}); len(got) != 0 {
-		t.Fatalf("leave: probe %v, want none", got)
+	if got := tr.Observe(livenessEvent{Kind: gossipLeft, Agent: "a1", State: active}); !slices.Equal(got, []string{"a1"}) {
+		t.Fatalf("leave: probe %v, want [a1]", got)
 	}
+	tr.Observe(livenessEvent{Kind: probeAnswered, Agent: "a1"})
+	if due := tr.Due(agents, nil, clk.Now()); len(due) != 0 {
+		t.Fatalf("stale leave of a running agent: due %v, want none", due)
+	}
+	tr.Observe(livenessEvent{Kind: gossipLeft, Agent: "a1", State: active})
+	tr.Observe(livenessEvent{Kind: probeMissed, Agent: "a1"})
+	tr.Observe(livenessEvent{Kind: probeMissed, Agent: "a1"})
 	if due := tr.Due(agents, nil, clk.Now()); !slices.Equal(due, []livenessProposal{{Agent: "a1"}}) {
-		t.Fatalf("leave: due %v, want a1 unreachable", due)
+		t.Fatalf("leave and missed probes: due %v, want a1 unreachable", due)
 	}
 	// A leave of an agent that is not ACTIVE proposes nothing.
 	tr.Observe(livenessEvent{Kind: gossipLeft, Agent: "a2", State: unreachable})
@@ -140,7 +161,7 @@ func TestTrackerRateLimit(t *testing.T) {
 	states := map[string]agorav1.AgentState{}
 	for _, id := range []string{"a1", "a2", "a3", "a4", "a5"} {
 		states[id] = active
-		tr.Observe(livenessEvent{Kind: gossipLeft, Agent: id, State: active})
+		markMissing(tr, id)
 	}
 	agents := views(states, clk.Now())
 	var got []string
@@ -181,8 +202,8 @@ func TestTrackerRateLimit(t *testing.T) {
 func TestTrackerDropsStaleProposals(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	tr := newLivenessTracker(testLiveness, clk.Now())
-	tr.Observe(livenessEvent{Kind: gossipLeft, Agent: "a1", State: active})
-	tr.Observe(livenessEvent{Kind: gossipLeft, Agent: "a2", State: active})
+	markMissing(tr, "a1")
+	markMissing(tr, "a2")
 	// a1 came back to gossip, a2 was re-registered as something else.
 	agents := views(map[string]agorav1.AgentState{"a1": active, "a2": gone}, clk.Now())
 	if due := tr.Due(agents, map[string]bool{"a1": true}, clk.Now()); len(due) != 0 {

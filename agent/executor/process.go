@@ -511,6 +511,17 @@ func (p *Process) Forget(key TaskKey) error {
 	return nil
 }
 
+// KillGrace returns the kill grace of a watched task (DefaultKillGrace
+// for one not watched).
+func (p *Process) KillGrace(key TaskKey) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.tasks[key]; ok && t.spec.KillGrace > 0 {
+		return t.spec.KillGrace
+	}
+	return DefaultKillGrace
+}
+
 // Running returns the watched tasks, sorted by framework then task id.
 func (p *Process) Running() []TaskKey {
 	p.mu.Lock()

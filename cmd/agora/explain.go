@@ -32,6 +32,7 @@ var reasonHelp = map[string]string{
 	"suppressed":              "the framework suppressed the role",
 	"agent_draining":          "the agent is draining",
 	"agent_unreachable":       "the agent is unreachable",
+	"agent_restarting":        "the agent stopped for a restart and has not registered again",
 	"declined_filter":         "the framework declined the agent; the filter has not expired",
 	"max_utilization":         "cluster utilization is at the role's max utilization",
 	"role_limit":              "the role is at its limit",

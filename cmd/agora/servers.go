@@ -50,17 +50,19 @@ func splitList(s string) []string {
 
 // masterFlags are the tuning flags shared by `agora master` and `agora dev`.
 type masterFlags struct {
-	cluster          string
-	raftProfile      string
-	agentGoneTimeout time.Duration
-	agentRemovalRate float64
-	offerTimeout     time.Duration
+	cluster           string
+	raftProfile       string
+	agentGoneTimeout  time.Duration
+	reregisterTimeout time.Duration
+	agentRemovalRate  float64
+	offerTimeout      time.Duration
 }
 
 func (m *masterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.cluster, "cluster", "agora", "cluster name; agents must use the same")
 	fs.StringVar(&m.raftProfile, "raft-profile", "default", "raft timeouts: default (1 s heartbeat/election) or fast (300 ms)")
 	fs.DurationVar(&m.agentGoneTimeout, "agent-gone-timeout", 10*time.Minute, "an unreachable agent becomes GONE after this")
+	fs.DurationVar(&m.reregisterTimeout, "agent-reregister-timeout", 10*time.Minute, "an agent that stopped for a restart and has not registered again after this is marked unreachable")
 	fs.Float64Var(&m.agentRemovalRate, "agent-removal-rate", 10, "at most this many agents marked unreachable per second")
 	fs.DurationVar(&m.offerTimeout, "offer-timeout", 60*time.Second, "outstanding offers are rescinded after this")
 }
@@ -69,6 +71,7 @@ func (m *masterFlags) apply(c *master.Config) {
 	c.Cluster = m.cluster
 	c.RaftProfile = m.raftProfile
 	c.AgentGoneTimeout = m.agentGoneTimeout
+	c.AgentReregisterTimeout = m.reregisterTimeout
 	c.AgentRemovalRate = m.agentRemovalRate
 	c.OfferTimeout = m.offerTimeout
 }
@@ -126,6 +129,7 @@ func runAgent(ctx context.Context, args []string) error {
 	attrs := fs.String("attributes", "", "attributes, e.g. 'rack:r1;zone:a'")
 	profile := fs.String("gossip-profile", "lan", "gossip timing profile: lan or local")
 	cluster := fs.String("cluster", "agora", "cluster name; must match the masters'")
+	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -150,7 +154,7 @@ func runAgent(ctx context.Context, args []string) error {
 	}
 	a, err := agent.New(agent.Config{ID: *id, DataDir: *dataDir, GossipAddr: *gossipAddr, HTTPAddr: *httpAddr,
 		Join: splitList(*join), Resources: r, Attributes: at, GossipProfile: gossip.Profile(*profile),
-		Cluster: *cluster, Version: version, Logger: log})
+		Cluster: *cluster, Version: version, Logger: log, Decommission: *decommission})
 	if err != nil {
 		return err
 	}
@@ -183,7 +187,8 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	dir := *dataDir
-	if dir == "" {
+	temporary := dir == ""
+	if temporary {
 		if dir, err = os.MkdirTemp("", "agora-dev-"); err != nil {
 			return fmt.Errorf("temp dir: %w", err)
 		}
@@ -222,6 +227,12 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	<-ctx.Done()
 	fmt.Println("stopping")
+	if temporary {
+		// The sandboxes go with the temporary directory: stop the tasks
+		// rather than orphan them. With --data-dir the agents stop for a
+		// restart and a later `agora dev --data-dir` re-attaches to them.
+		c.DecommissionAgents()
+	}
 	return nil
 }
 

@@ -93,6 +93,8 @@
 //	                                         normal way back
 //	  UpdateStatus               always      statuses carry uuids; a resent uuid is skipped
 //	  GetAssignments             always      a read (long poll)
+//	  StopAgent                  always      saying goodbye twice is a no-op (the agent is
+//	                                         already RESTARTING or GONE)
 //
 // Why a late first attempt is harmless for RetryAlways writes: once a
 // retry committed at a newer leader, an entry the deposed leader appended

@@ -56,6 +56,7 @@ var policies = map[string]Policy{
 	agorav1connect.AgentServiceUpdateStatusProcedure:         RetryAlways,
 	agorav1connect.OperatorServiceScaleServiceProcedure:      RetryAlways,
 	agorav1connect.OperatorServiceUpdateServiceProcedure:     RetryAlways,
+	agorav1connect.AgentServiceStopAgentProcedure:            RetryAlways,
 
 	// Writes whose second application answers differently.
 	agorav1connect.OperatorServiceDeleteRoleProcedure:        RetryIfNotApplied,

@@ -423,6 +423,106 @@ func (x *GetAssignmentsResponse) GetKnown() bool {
 	return false
 }
 
+// StopAgentRequest says an agent is about to stop.
+type StopAgentRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// decommission: the agent killed its tasks and goes away for good; its
+	// id may not register again. Otherwise it stops for a restart.
+	Decommission  bool `protobuf:"varint,2,opt,name=decommission,proto3" json:"decommission,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopAgentRequest) Reset() {
+	*x = StopAgentRequest{}
+	mi := &file_agora_v1_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopAgentRequest) ProtoMessage() {}
+
+func (x *StopAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopAgentRequest.ProtoReflect.Descriptor instead.
+func (*StopAgentRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StopAgentRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *StopAgentRequest) GetDecommission() bool {
+	if x != nil {
+		return x.Decommission
+	}
+	return false
+}
+
+// StopAgentResponse confirms the goodbye is committed.
+type StopAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopAgentResponse) Reset() {
+	*x = StopAgentResponse{}
+	mi := &file_agora_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopAgentResponse) ProtoMessage() {}
+
+func (x *StopAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopAgentResponse.ProtoReflect.Descriptor instead.
+func (*StopAgentResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StopAgentResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_agora_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agora_v1_agent_proto_rawDesc = "" +
@@ -460,11 +560,17 @@ const file_agora_v1_agent_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12$\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x0e.agora.v1.TaskR\x05tasks\x12*\n" +
 	"\avolumes\x18\x03 \x03(\v2\x10.agora.v1.VolumeR\avolumes\x12\x14\n" +
-	"\x05known\x18\x04 \x01(\bR\x05known2\x84\x02\n" +
+	"\x05known\x18\x04 \x01(\bR\x05known\"Q\n" +
+	"\x10StopAgentRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\"\n" +
+	"\fdecommission\x18\x02 \x01(\bR\fdecommission\")\n" +
+	"\x11StopAgentResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xca\x02\n" +
 	"\fAgentService\x12P\n" +
 	"\rRegisterAgent\x12\x1e.agora.v1.RegisterAgentRequest\x1a\x1f.agora.v1.RegisterAgentResponse\x12M\n" +
 	"\fUpdateStatus\x12\x1d.agora.v1.UpdateStatusRequest\x1a\x1e.agora.v1.UpdateStatusResponse\x12S\n" +
-	"\x0eGetAssignments\x12\x1f.agora.v1.GetAssignmentsRequest\x1a .agora.v1.GetAssignmentsResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\x0eGetAssignments\x12\x1f.agora.v1.GetAssignmentsRequest\x1a .agora.v1.GetAssignmentsResponse\x12D\n" +
+	"\tStopAgent\x12\x1a.agora.v1.StopAgentRequest\x1a\x1b.agora.v1.StopAgentResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_agent_proto_rawDescOnce sync.Once
@@ -478,7 +584,7 @@ func file_agora_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agora_v1_agent_proto_rawDescData
 }
 
-var file_agora_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_agora_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_agora_v1_agent_proto_goTypes = []any{
 	(*RegisterAgentRequest)(nil),   // 0: agora.v1.RegisterAgentRequest
 	(*RegisterAgentResponse)(nil),  // 1: agora.v1.RegisterAgentResponse
@@ -486,27 +592,31 @@ var file_agora_v1_agent_proto_goTypes = []any{
 	(*UpdateStatusResponse)(nil),   // 3: agora.v1.UpdateStatusResponse
 	(*GetAssignmentsRequest)(nil),  // 4: agora.v1.GetAssignmentsRequest
 	(*GetAssignmentsResponse)(nil), // 5: agora.v1.GetAssignmentsResponse
-	nil,                            // 6: agora.v1.RegisterAgentRequest.AttributesEntry
-	(*Resource)(nil),               // 7: agora.v1.Resource
-	(*TaskStatus)(nil),             // 8: agora.v1.TaskStatus
-	(*Task)(nil),                   // 9: agora.v1.Task
-	(*Volume)(nil),                 // 10: agora.v1.Volume
+	(*StopAgentRequest)(nil),       // 6: agora.v1.StopAgentRequest
+	(*StopAgentResponse)(nil),      // 7: agora.v1.StopAgentResponse
+	nil,                            // 8: agora.v1.RegisterAgentRequest.AttributesEntry
+	(*Resource)(nil),               // 9: agora.v1.Resource
+	(*TaskStatus)(nil),             // 10: agora.v1.TaskStatus
+	(*Task)(nil),                   // 11: agora.v1.Task
+	(*Volume)(nil),                 // 12: agora.v1.Volume
 }
 var file_agora_v1_agent_proto_depIdxs = []int32{
-	7,  // 0: agora.v1.RegisterAgentRequest.resources:type_name -> agora.v1.Resource
-	6,  // 1: agora.v1.RegisterAgentRequest.attributes:type_name -> agora.v1.RegisterAgentRequest.AttributesEntry
-	8,  // 2: agora.v1.RegisterAgentRequest.tasks:type_name -> agora.v1.TaskStatus
-	8,  // 3: agora.v1.UpdateStatusRequest.statuses:type_name -> agora.v1.TaskStatus
-	9,  // 4: agora.v1.GetAssignmentsResponse.tasks:type_name -> agora.v1.Task
-	10, // 5: agora.v1.GetAssignmentsResponse.volumes:type_name -> agora.v1.Volume
+	9,  // 0: agora.v1.RegisterAgentRequest.resources:type_name -> agora.v1.Resource
+	8,  // 1: agora.v1.RegisterAgentRequest.attributes:type_name -> agora.v1.RegisterAgentRequest.AttributesEntry
+	10, // 2: agora.v1.RegisterAgentRequest.tasks:type_name -> agora.v1.TaskStatus
+	10, // 3: agora.v1.UpdateStatusRequest.statuses:type_name -> agora.v1.TaskStatus
+	11, // 4: agora.v1.GetAssignmentsResponse.tasks:type_name -> agora.v1.Task
+	12, // 5: agora.v1.GetAssignmentsResponse.volumes:type_name -> agora.v1.Volume
 	0,  // 6: agora.v1.AgentService.RegisterAgent:input_type -> agora.v1.RegisterAgentRequest
 	2,  // 7: agora.v1.AgentService.UpdateStatus:input_type -> agora.v1.UpdateStatusRequest
 	4,  // 8: agora.v1.AgentService.GetAssignments:input_type -> agora.v1.GetAssignmentsRequest
-	1,  // 9: agora.v1.AgentService.RegisterAgent:output_type -> agora.v1.RegisterAgentResponse
-	3,  // 10: agora.v1.AgentService.UpdateStatus:output_type -> agora.v1.UpdateStatusResponse
-	5,  // 11: agora.v1.AgentService.GetAssignments:output_type -> agora.v1.GetAssignmentsResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
+	6,  // 9: agora.v1.AgentService.StopAgent:input_type -> agora.v1.StopAgentRequest
+	1,  // 10: agora.v1.AgentService.RegisterAgent:output_type -> agora.v1.RegisterAgentResponse
+	3,  // 11: agora.v1.AgentService.UpdateStatus:output_type -> agora.v1.UpdateStatusResponse
+	5,  // 12: agora.v1.AgentService.GetAssignments:output_type -> agora.v1.GetAssignmentsResponse
+	7,  // 13: agora.v1.AgentService.StopAgent:output_type -> agora.v1.StopAgentResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -524,7 +634,7 @@ func file_agora_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_agent_proto_rawDesc), len(file_agora_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1356,6 +1356,79 @@ func (x *DeleteRecordCommand) GetExpectedVersion() uint64 {
 	return 0
 }
 
+// AgentStoppedCommand records an agent's goodbye: RESTARTING (tasks keep
+// running) or, with decommission, GONE (its live tasks GONE_BY_OPERATOR or
+// LOST).
+type AgentStoppedCommand struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AgentId      string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Now          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=now,proto3" json:"now,omitempty"`
+	Decommission bool                   `protobuf:"varint,3,opt,name=decommission,proto3" json:"decommission,omitempty"`
+	// status_uuids gives one uuid per task update the transition creates, in
+	// task id order.
+	StatusUuids   []string `protobuf:"bytes,4,rep,name=status_uuids,json=statusUuids,proto3" json:"status_uuids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentStoppedCommand) Reset() {
+	*x = AgentStoppedCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentStoppedCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentStoppedCommand) ProtoMessage() {}
+
+func (x *AgentStoppedCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentStoppedCommand.ProtoReflect.Descriptor instead.
+func (*AgentStoppedCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AgentStoppedCommand) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AgentStoppedCommand) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+func (x *AgentStoppedCommand) GetDecommission() bool {
+	if x != nil {
+		return x.Decommission
+	}
+	return false
+}
+
+func (x *AgentStoppedCommand) GetStatusUuids() []string {
+	if x != nil {
+		return x.StatusUuids
+	}
+	return nil
+}
+
 var File_agora_v1_commands_proto protoreflect.FileDescriptor
 
 const file_agora_v1_commands_proto_rawDesc = "" +
@@ -1444,7 +1517,12 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
 	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12)\n" +
-	"\x10expected_version\x18\x04 \x01(\x04R\x0fexpectedVersionB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\x10expected_version\x18\x04 \x01(\x04R\x0fexpectedVersion\"\xa5\x01\n" +
+	"\x13AgentStoppedCommand\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
+	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12\"\n" +
+	"\fdecommission\x18\x03 \x01(\bR\fdecommission\x12!\n" +
+	"\fstatus_uuids\x18\x04 \x03(\tR\vstatusUuidsB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_commands_proto_rawDescOnce sync.Once
@@ -1458,7 +1536,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -1483,45 +1561,47 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*AcknowledgeCommand)(nil),           // 20: agora.v1.AcknowledgeCommand
 	(*PutRecordCommand)(nil),             // 21: agora.v1.PutRecordCommand
 	(*DeleteRecordCommand)(nil),          // 22: agora.v1.DeleteRecordCommand
-	(*Role)(nil),                         // 23: agora.v1.Role
-	(*Master)(nil),                       // 24: agora.v1.Master
-	(*Agent)(nil),                        // 25: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 27: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 28: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 29: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 30: agora.v1.Offer
-	(*Operation)(nil),                    // 31: agora.v1.Operation
+	(*AgentStoppedCommand)(nil),          // 23: agora.v1.AgentStoppedCommand
+	(*Role)(nil),                         // 24: agora.v1.Role
+	(*Master)(nil),                       // 25: agora.v1.Master
+	(*Agent)(nil),                        // 26: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 28: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 29: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 30: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 31: agora.v1.Offer
+	(*Operation)(nil),                    // 32: agora.v1.Operation
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	23, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	24, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	25, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	26, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	26, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	26, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	26, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	28, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	26, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	26, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	29, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	26, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	26, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	30, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	26, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	26, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	26, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	26, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	26, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	26, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	24, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	25, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	26, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	27, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	28, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	27, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	28, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	27, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	27, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	30, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	27, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	27, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	32, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	27, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	27, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	27, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	27, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_commands_proto_init() }
@@ -1536,7 +1616,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -87,6 +87,10 @@ const (
 	AgentState_AGENT_STATE_DRAINING    AgentState = 2
 	AgentState_AGENT_STATE_UNREACHABLE AgentState = 3
 	AgentState_AGENT_STATE_GONE        AgentState = 4
+	// AGENT_STATE_RESTARTING: the agent said it stops for a restart; its tasks
+	// keep running and nothing is offered on it until it registers again. Past
+	// the masters' re-registration timeout it becomes UNREACHABLE.
+	AgentState_AGENT_STATE_RESTARTING AgentState = 5
 )
 
 // Enum value maps for AgentState.
@@ -97,6 +101,7 @@ var (
 		2: "AGENT_STATE_DRAINING",
 		3: "AGENT_STATE_UNREACHABLE",
 		4: "AGENT_STATE_GONE",
+		5: "AGENT_STATE_RESTARTING",
 	}
 	AgentState_value = map[string]int32{
 		"AGENT_STATE_UNSPECIFIED": 0,
@@ -104,6 +109,7 @@ var (
 		"AGENT_STATE_DRAINING":    2,
 		"AGENT_STATE_UNREACHABLE": 3,
 		"AGENT_STATE_GONE":        4,
+		"AGENT_STATE_RESTARTING":  5,
 	}
 )
 
@@ -2408,14 +2414,15 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x13MASTER_STATE_LEADER\x10\x01\x12\x19\n" +
 	"\x15MASTER_STATE_FOLLOWER\x10\x02\x12\x1a\n" +
 	"\x16MASTER_STATE_CANDIDATE\x10\x03\x12\x18\n" +
-	"\x14MASTER_STATE_UNKNOWN\x10\x04*\x8e\x01\n" +
+	"\x14MASTER_STATE_UNKNOWN\x10\x04*\xaa\x01\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12AGENT_STATE_ACTIVE\x10\x01\x12\x18\n" +
 	"\x14AGENT_STATE_DRAINING\x10\x02\x12\x1b\n" +
 	"\x17AGENT_STATE_UNREACHABLE\x10\x03\x12\x14\n" +
-	"\x10AGENT_STATE_GONE\x10\x04*\xae\x01\n" +
+	"\x10AGENT_STATE_GONE\x10\x04\x12\x1a\n" +
+	"\x16AGENT_STATE_RESTARTING\x10\x05*\xae\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x1e\n" +

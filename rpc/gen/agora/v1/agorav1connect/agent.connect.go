@@ -42,6 +42,8 @@ const (
 	// AgentServiceGetAssignmentsProcedure is the fully-qualified name of the AgentService's
 	// GetAssignments RPC.
 	AgentServiceGetAssignmentsProcedure = "/agora.v1.AgentService/GetAssignments"
+	// AgentServiceStopAgentProcedure is the fully-qualified name of the AgentService's StopAgent RPC.
+	AgentServiceStopAgentProcedure = "/agora.v1.AgentService/StopAgent"
 )
 
 // AgentServiceClient is a client for the agora.v1.AgentService service.
@@ -53,6 +55,10 @@ type AgentServiceClient interface {
 	// GetAssignments returns the tasks the agent should run (a blocking query:
 	// it waits until the state index passes min_index or the wait ends).
 	GetAssignments(context.Context, *connect.Request[v1.GetAssignmentsRequest]) (*connect.Response[v1.GetAssignmentsResponse], error)
+	// StopAgent is an agent's goodbye before it stops: for a restart (its
+	// tasks keep running, the masters wait for it) or decommissioned (gone
+	// for good).
+	StopAgent(context.Context, *connect.Request[v1.StopAgentRequest]) (*connect.Response[v1.StopAgentResponse], error)
 }
 
 // NewAgentServiceClient constructs a client for the agora.v1.AgentService service. By default, it
@@ -84,6 +90,12 @@ func NewAgentServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(agentServiceMethods.ByName("GetAssignments")),
 			connect.WithClientOptions(opts...),
 		),
+		stopAgent: connect.NewClient[v1.StopAgentRequest, v1.StopAgentResponse](
+			httpClient,
+			baseURL+AgentServiceStopAgentProcedure,
+			connect.WithSchema(agentServiceMethods.ByName("StopAgent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -92,6 +104,7 @@ type agentServiceClient struct {
 	registerAgent  *connect.Client[v1.RegisterAgentRequest, v1.RegisterAgentResponse]
 	updateStatus   *connect.Client[v1.UpdateStatusRequest, v1.UpdateStatusResponse]
 	getAssignments *connect.Client[v1.GetAssignmentsRequest, v1.GetAssignmentsResponse]
+	stopAgent      *connect.Client[v1.StopAgentRequest, v1.StopAgentResponse]
 }
 
 // RegisterAgent calls agora.v1.AgentService.RegisterAgent.
@@ -109,6 +122,11 @@ func (c *agentServiceClient) GetAssignments(ctx context.Context, req *connect.Re
 	return c.getAssignments.CallUnary(ctx, req)
 }
 
+// StopAgent calls agora.v1.AgentService.StopAgent.
+func (c *agentServiceClient) StopAgent(ctx context.Context, req *connect.Request[v1.StopAgentRequest]) (*connect.Response[v1.StopAgentResponse], error) {
+	return c.stopAgent.CallUnary(ctx, req)
+}
+
 // AgentServiceHandler is an implementation of the agora.v1.AgentService service.
 type AgentServiceHandler interface {
 	// RegisterAgent registers (or re-registers) an agent.
@@ -118,6 +136,10 @@ type AgentServiceHandler interface {
 	// GetAssignments returns the tasks the agent should run (a blocking query:
 	// it waits until the state index passes min_index or the wait ends).
 	GetAssignments(context.Context, *connect.Request[v1.GetAssignmentsRequest]) (*connect.Response[v1.GetAssignmentsResponse], error)
+	// StopAgent is an agent's goodbye before it stops: for a restart (its
+	// tasks keep running, the masters wait for it) or decommissioned (gone
+	// for good).
+	StopAgent(context.Context, *connect.Request[v1.StopAgentRequest]) (*connect.Response[v1.StopAgentResponse], error)
 }
 
 // NewAgentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -145,6 +167,12 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(agentServiceMethods.ByName("GetAssignments")),
 		connect.WithHandlerOptions(opts...),
 	)
+	agentServiceStopAgentHandler := connect.NewUnaryHandler(
+		AgentServiceStopAgentProcedure,
+		svc.StopAgent,
+		connect.WithSchema(agentServiceMethods.ByName("StopAgent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.AgentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AgentServiceRegisterAgentProcedure:
@@ -153,6 +181,8 @@ func NewAgentServiceHandler(svc AgentServiceHandler, opts ...connect.HandlerOpti
 			agentServiceUpdateStatusHandler.ServeHTTP(w, r)
 		case AgentServiceGetAssignmentsProcedure:
 			agentServiceGetAssignmentsHandler.ServeHTTP(w, r)
+		case AgentServiceStopAgentProcedure:
+			agentServiceStopAgentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -172,4 +202,8 @@ func (UnimplementedAgentServiceHandler) UpdateStatus(context.Context, *connect.R
 
 func (UnimplementedAgentServiceHandler) GetAssignments(context.Context, *connect.Request[v1.GetAssignmentsRequest]) (*connect.Response[v1.GetAssignmentsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.AgentService.GetAssignments is not implemented"))
+}
+
+func (UnimplementedAgentServiceHandler) StopAgent(context.Context, *connect.Request[v1.StopAgentRequest]) (*connect.Response[v1.StopAgentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.AgentService.StopAgent is not implemented"))
 }
