@@ -149,10 +149,13 @@ func TestRestartOnNewPortRejoins(t *testing.T) {
 	})
 }
 
-// TestJoinReachesWholePool checks that with the local profile a join is
-// carried to every member by gossip alone: periodic push-pull is off in
-// this pool, so only gossip can tell the members that did not take part in
-// the join. How fast is measured by BenchmarkJoinPropagation (target 2 s at
+// TestJoinReachesWholePool checks that a join is carried to every member
+// by gossip alone: periodic push-pull is off in this pool, so only gossip
+// can tell the members that did not take part in the join. The pool uses
+// the LAN profile: with the local profile's 100 ms probe timeout, 20
+// members under the race detector on a loaded 2-core machine (CI runs the
+// chaos package beside this one) time each other out and flap, and the
+// pool never converges; that says nothing about join propagation. How fast is measured by BenchmarkJoinPropagation (target 2 s at
 // 100 members) and logged here, not asserted: a deadline would fail on a
 // loaded machine without saying anything about gossip. The pool has 100
 // members, or 20 in -short mode and under the race detector, where 100
@@ -162,7 +165,7 @@ func TestJoinReachesWholePool(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		size = 20
 	}
-	base := Config{Profile: ProfileLocal, noPeriodicPushPull: true}
+	base := Config{Profile: ProfileLAN, noPeriodicPushPull: true}
 	nodes := startPoolConfig(t, "wide", size, base)
 	joined := time.Now()
 	nc := base

@@ -330,7 +330,7 @@ func (l *leader) runExpiry(ctx context.Context) {
 	m := l.m
 	cfg := m.Config()
 	log := m.log.With("component", "expiry")
-	graceEnd := m.Now().Add(cfg.LivenessGrace)
+	graceEnd := m.Now().Add(cfg.FrameworkReconnectGrace)
 	var (
 		lastDue    time.Time // the deadline our last Expire was meant to clear
 		retryAt    time.Time

@@ -53,7 +53,7 @@
 // 150 ms, for loopback clusters. GossipProfile selects gossip failure
 // detection timings (see package gossip). Cluster names the cluster; a
 // master ignores gossip members of another cluster. The remaining fields
-// (AgentGoneTimeout, AgentReregisterTimeout, AgentRemovalRate, LivenessGrace, OfferTimeout,
+// (AgentGoneTimeout, AgentReregisterTimeout, AgentRemovalRate, LivenessGrace, FrameworkReconnectGrace, OfferTimeout,
 // HeartbeatInterval, DefaultFailoverTimeout, AllocationInterval) configure
 // the leader-only work other files of this package run.
 package master

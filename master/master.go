@@ -81,6 +81,13 @@ type Config struct {
 	// LivenessGrace delays liveness decisions after winning leadership;
 	// default 10s with the lan gossip profile, 3s with local.
 	LivenessGrace time.Duration
+	// FrameworkReconnectGrace is how long a new leader waits for a
+	// framework whose stream was on another master to subscribe again
+	// before it records the framework disconnected (which starts its
+	// failover timeout and rescinds its offers); default the larger of
+	// LivenessGrace and 10s: a framework may first have to pass over a
+	// silent master (one client attempt deadline, 5s) and back off.
+	FrameworkReconnectGrace time.Duration
 	// OfferTimeout is how long an offer lives; default 60s.
 	OfferTimeout time.Duration
 	// HeartbeatInterval is the framework stream heartbeat; default 15s.
@@ -137,6 +144,9 @@ func (c *Config) setDefaults() error {
 		if c.GossipProfile == gossip.ProfileLocal {
 			c.LivenessGrace = 3 * time.Second
 		}
+	}
+	if c.FrameworkReconnectGrace <= 0 {
+		c.FrameworkReconnectGrace = max(c.LivenessGrace, 10*time.Second)
 	}
 	if c.OfferTimeout <= 0 {
 		c.OfferTimeout = 60 * time.Second

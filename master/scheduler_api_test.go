@@ -849,6 +849,7 @@ func TestSchedulerOrphanedFramework(t *testing.T) {
 	sc := startSchedCluster(t, func(c *master.Config) {
 		c.DefaultFailoverTimeout = 42 * time.Second
 		c.LivenessGrace = 300 * time.Millisecond
+		c.FrameworkReconnectGrace = 300 * time.Millisecond
 	})
 	old := sc.master()
 	f := schedSubscribe(t, old.HTTPURL(), schedInfo("defaults"))
