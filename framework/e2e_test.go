@@ -286,7 +286,13 @@ func TestEndToEnd(t *testing.T) {
 	c, err := devcluster.Start(ctx, devcluster.Options{
 		Masters: 3, DataDir: t.TempDir(), Logger: log,
 		MasterConfig: func(mc *master.Config) {
-			mc.HeartbeatInterval = 200 * time.Millisecond
+			// 1 s: the SDK gives a master up after 5 silent intervals and
+			// passes it over for a while; at 200 ms a 1 s stall of the
+			// race-instrumented test process (CI runs the chaos package
+			// beside it) looked like a dead leader, the stream was dropped,
+			// the framework was recorded disconnected and the offer held
+			// across the failover was rescinded.
+			mc.HeartbeatInterval = time.Second
 			mc.OfferTimeout = time.Minute
 		},
 	})
