@@ -93,11 +93,7 @@ func (s *operatorServer) ScaleService(ctx context.Context, req *connect.Request[
 	if n < 0 || n > service.MaxCount {
 		return nil, invalid("count %d is not between 0 and %d", n, service.MaxCount)
 	}
-	h, err := s.m.serviceHost()
-	if err != nil {
-		return nil, err
-	}
-	v, err := h.Command(ctx, req.Msg.GetName(), func(st *service.State) error {
+	v, err := s.serviceCommand(ctx, req.Msg.GetName(), func(st *service.State) error {
 		return st.Scale(req.Msg.GetPodType(), int(n), req.Msg.GetPurge())
 	})
 	if err != nil {
@@ -112,11 +108,7 @@ func (s *operatorServer) UpdateService(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, serviceError(err)
 	}
-	h, err := s.m.serviceHost()
-	if err != nil {
-		return nil, err
-	}
-	v, err := h.Command(ctx, req.Msg.GetName(), func(st *service.State) error { return st.Update(spec) })
+	v, err := s.serviceCommand(ctx, req.Msg.GetName(), func(st *service.State) error { return st.Update(spec) })
 	if err != nil {
 		return nil, serviceError(err)
 	}
@@ -128,12 +120,8 @@ func (s *operatorServer) UpdateService(ctx context.Context, req *connect.Request
 // does). A replaced pod on an agent that is gone for good forgets the old
 // placement at once (the master dropped it with the agent).
 func (s *operatorServer) ReplaceServicePod(ctx context.Context, req *connect.Request[agorav1.ReplaceServicePodRequest]) (*connect.Response[agorav1.ReplaceServicePodResponse], error) {
-	h, err := s.m.serviceHost()
-	if err != nil {
-		return nil, err
-	}
 	pod := req.Msg.GetPod()
-	v, err := h.Command(ctx, req.Msg.GetName(), func(st *service.State) error {
+	v, err := s.serviceCommand(ctx, req.Msg.GetName(), func(st *service.State) error {
 		agentID := ""
 		for _, p := range st.Status().Pods {
 			if p.Name == pod {
@@ -141,11 +129,13 @@ func (s *operatorServer) ReplaceServicePod(ctx context.Context, req *connect.Req
 			}
 		}
 		a, known := s.m.State().Agent(agentID)
-		if agentID != "" && known && !req.Msg.GetForce() && a.GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE {
-			return precondition("pod %s is on agent %s, which is active: replace moves a pod off a lost agent (--force to move it anyway)", pod, agentID)
-		}
-		if agentID != "" && known && !req.Msg.GetForce() && a.GetState() == agorav1.AgentState_AGENT_STATE_RESTARTING {
-			return precondition("pod %s is on agent %s, which stopped for a restart and keeps its tasks: replace moves a pod off a lost agent (--force to move it anyway)", pod, agentID)
+		if agentID != "" && known && !req.Msg.GetForce() {
+			switch a.GetState() {
+			case agorav1.AgentState_AGENT_STATE_ACTIVE:
+				return precondition("pod %s is on agent %s, which is active: replace moves a pod off a lost agent (--force to move it anyway)", pod, agentID)
+			case agorav1.AgentState_AGENT_STATE_RESTARTING:
+				return precondition("pod %s is on agent %s, which stopped for a restart and keeps its tasks: replace moves a pod off a lost agent (--force to move it anyway)", pod, agentID)
+			}
 		}
 		if err := st.Replace(pod); err != nil {
 			return err
@@ -163,11 +153,7 @@ func (s *operatorServer) ReplaceServicePod(ctx context.Context, req *connect.Req
 
 // RemoveService retires every pod of a service.
 func (s *operatorServer) RemoveService(ctx context.Context, req *connect.Request[agorav1.RemoveServiceRequest]) (*connect.Response[agorav1.RemoveServiceResponse], error) {
-	h, err := s.m.serviceHost()
-	if err != nil {
-		return nil, err
-	}
-	v, err := h.Command(ctx, req.Msg.GetName(), func(st *service.State) error {
+	v, err := s.serviceCommand(ctx, req.Msg.GetName(), func(st *service.State) error {
 		st.Remove(req.Msg.GetPurge())
 		return nil
 	})
@@ -230,4 +216,14 @@ func (s *operatorServer) serviceViews(ctx context.Context, stale bool, only stri
 		out = append(out, &agorav1.ServiceView{Name: name, FrameworkId: fw.GetId(), Status: status, Version: rec.GetVersion()})
 	}
 	return out, nil
+}
+
+// serviceCommand runs fn on a copy of the named service's state at the
+// leader's service host and returns the record's new version.
+func (s *operatorServer) serviceCommand(ctx context.Context, name string, fn func(*service.State) error) (uint64, error) {
+	h, err := s.m.serviceHost()
+	if err != nil {
+		return 0, err
+	}
+	return h.Command(ctx, name, fn)
 }
