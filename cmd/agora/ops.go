@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -10,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -152,7 +154,14 @@ func runRoleSet(ctx context.Context, args []string) error {
 		return fmt.Errorf("--limit: %w", err)
 	}
 	role := &agorav1.Role{Name: pos[0], Weight: *weight, Guarantee: g, Limit: l, Priority: int32(*priority), MaxUtilization: *maxUtil}
-	resp, err := cf.client().Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: role}))
+	// The client does not repeat a SetRole whose outcome it does not know
+	// (a duplicate after another writer's SetRole would undo that one); an
+	// operator setting a role wants it set, so the CLI tries again.
+	c := cf.client()
+	resp, err := c.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: role}))
+	for try := 1; try < 3 && errors.Is(err, client.ErrOutcomeUnknown) && ctx.Err() == nil; try++ {
+		resp, err = c.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: role}))
+	}
 	if err != nil {
 		return cliError(err)
 	}

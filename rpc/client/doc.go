@@ -63,13 +63,16 @@
 //	OperatorService
 //	  GetStatus, List*,          always      reads
 //	  ExplainFramework
-//	  SetRole                    always      replaces the whole role: same value, same state
+//	  SetRole                    not-applied a duplicate applied after a concurrent SetRole would
+//	                                         undo it (not linearizable; chaos seed 301 found it).
+//	                                         The CLI's "role set", one operator's last-writer-
+//	                                         wins tool, tries again itself
 //	  TeardownFramework          always      tearing down a torn-down framework is a no-op
 //	  DeleteRole                 not-applied a second delete answers NotFound
 //	  RemovePeer                 not-applied a second removal answers NotFound
 //	  ListServices, GetService   always      reads
-//	  ScaleService,              always      set the target count or spec: the same value again
-//	  UpdateService                          changes nothing
+//	  ScaleService,              not-applied set the target count or spec: a duplicate after
+//	  UpdateService                          another operator's change would undo it
 //	  RunService                 not-applied a second run answers AlreadyExists
 //	  ReplaceServicePod          not-applied a second replace moves the pod again
 //	  RemoveService              not-applied a second may answer NotFound (the service is gone)

@@ -45,7 +45,7 @@ var policies = map[string]Policy{
 	agorav1connect.OperatorServiceGetServiceProcedure:       RetryAlways,
 
 	// Writes whose second application changes nothing.
-	agorav1connect.OperatorServiceSetRoleProcedure:           RetryAlways,
+	agorav1connect.OperatorServiceSetRoleProcedure:           RetryIfNotApplied,
 	agorav1connect.OperatorServiceTeardownFrameworkProcedure: RetryAlways,
 	agorav1connect.SchedulerServiceReviveProcedure:           RetryAlways,
 	agorav1connect.SchedulerServiceSuppressProcedure:         RetryAlways,
@@ -54,8 +54,8 @@ var policies = map[string]Policy{
 	agorav1connect.SchedulerServiceUpdateFrameworkProcedure:  RetryAlways,
 	agorav1connect.AgentServiceRegisterAgentProcedure:        RetryAlways,
 	agorav1connect.AgentServiceUpdateStatusProcedure:         RetryAlways,
-	agorav1connect.OperatorServiceScaleServiceProcedure:      RetryAlways,
-	agorav1connect.OperatorServiceUpdateServiceProcedure:     RetryAlways,
+	agorav1connect.OperatorServiceScaleServiceProcedure:      RetryIfNotApplied,
+	agorav1connect.OperatorServiceUpdateServiceProcedure:     RetryIfNotApplied,
 	agorav1connect.AgentServiceStopAgentProcedure:            RetryAlways,
 
 	// Writes whose second application answers differently.
