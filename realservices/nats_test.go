@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,14 @@ type publisher struct {
 	gapEnd  time.Time
 	errs    int
 	lastErr error
+	lat     []latency // every acknowledged publish call
+}
+
+// latency is one acknowledged publish call: when it was acknowledged and
+// how long the call took.
+type latency struct {
+	at time.Time
+	d  time.Duration
 }
 
 func (p *publisher) run(ctx context.Context) {
@@ -37,12 +46,14 @@ func (p *publisher) run(ctx context.Context) {
 		id := fmt.Sprintf("m%06d", i)
 		for ctx.Err() == nil {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			sent := time.Now()
 			ack, err := p.js.Publish(pctx, p.subject, []byte(id), jetstream.WithMsgID(id))
 			cancel()
 			now := time.Now()
 			p.mu.Lock()
 			if err == nil {
 				p.acked[id] = ack.Sequence
+				p.lat = append(p.lat, latency{at: now, d: now.Sub(sent)})
 				if g := now.Sub(p.lastAck); g > p.gap {
 					p.gap, p.gapEnd = g, now
 				}
@@ -65,6 +76,25 @@ func (p *publisher) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.acked)
+}
+
+// latencies returns the p50 and p99 of the publish calls acknowledged
+// in [from, to), and how many there were.
+func (p *publisher) latencies(from, to time.Time) (p50, p99 time.Duration, n int) {
+	p.mu.Lock()
+	var ds []time.Duration
+	for _, l := range p.lat {
+		if !l.at.Before(from) && l.at.Before(to) {
+			ds = append(ds, l.d)
+		}
+	}
+	p.mu.Unlock()
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ds)
+	q := func(f float64) time.Duration { return ds[int(f*float64(len(ds)-1))] }
+	return q(0.50), q(0.99), len(ds)
 }
 
 // waitMore waits until n more messages than now are acknowledged: the
@@ -124,6 +154,7 @@ func TestNATSJetStream(t *testing.T) {
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); pub.run(pctx) }()
 	defer func() { stopPub(); <-pubDone }()
+	pubStart := time.Now()
 	pub.waitMore(t, "start", 200)
 
 	// Scale to 5 while publishing: the 3 first pods keep their tasks.
@@ -139,7 +170,12 @@ func TestNATSJetStream(t *testing.T) {
 			t.Fatalf("scale restarted %s: task %s -> %s", p.Name, id, p.TaskID)
 		}
 	}
-	t.Logf("scaled 3 -> 5 in %s", time.Since(t0).Round(time.Millisecond))
+	t1 := time.Now()
+	t.Logf("scaled 3 -> 5 in %s", t1.Sub(t0).Round(time.Millisecond))
+	b50, b99, bn := pub.latencies(pubStart, t0)
+	d50, d99, dn := pub.latencies(t0, t1)
+	t.Logf("publish latency before the scale p50 %s p99 %s (%d publishes); during it p50 %s p99 %s (%d publishes)",
+		b50, b99, bn, d50, d99, dn)
 	// The new servers joined the JetStream cluster (they learnt the early
 	// pods' routes; the early pods never learn theirs from agora): a stream
 	// with 5 replicas fits.
@@ -156,9 +192,15 @@ func TestNATSJetStream(t *testing.T) {
 		}
 		return info.Cluster != nil && len(info.Cluster.Replicas) == 4, fmt.Sprintf("%+v", info.Cluster)
 	})
-	if err := js.DeleteStream(context.Background(), "R5"); err != nil {
-		t.Fatal(err)
-	}
+	poll(t, "the 5-replica stream deleted", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := js.DeleteStream(ctx, "R5")
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return false, err.Error() // a lost request: sent again
+		}
+		return true, ""
+	})
 	pub.waitMore(t, "the scale", 200)
 
 	// The agent of the stream leader's pod crashes with its task: the
@@ -272,12 +314,24 @@ func checkStream(t *testing.T, js jetstream.JetStream, s jetstream.Stream, acked
 		return true, ""
 	})
 	bySeq := map[uint64]string{}
+	// A JetStream API call is a core NATS request: at most once. Its
+	// request or reply can be lost while routes reconnect after the
+	// crash (the CI run that waited on one request for 120 s), so each
+	// attempt has its own deadline and a lost one is sent again.
+	var cons jetstream.Consumer
+	poll(t, "an ordered consumer", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		cons, err = js.OrderedConsumer(ctx, s.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			t.Logf("ordered consumer: %v (connected to %s); trying again", err, js.Conn().ConnectedServerName())
+			return false, err.Error()
+		}
+		return true, ""
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, s.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for uint64(len(bySeq)) < last && ctx.Err() == nil {
 		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
