@@ -357,11 +357,7 @@ func newRound(s Snapshot, now time.Time) *round {
 			st.shareDims = append(st.shareDims, d)
 		}
 	}
-	for _, d := range []int{st.dimOf["cpus"], st.dimOf["mem"]} {
-		if st.total[d] > 0 {
-			st.utilDims = append(st.utilDims, d)
-		}
-	}
+	st.utilDims = st.shareDims // every scalar kind the cluster has
 
 	// Frameworks.
 	st.fws = make([]fwInfo, len(s.Frameworks))
@@ -432,16 +428,36 @@ func (st *round) share(v vec) float64 {
 	return m
 }
 
-// utilization is the dominant used fraction of cpus and mem, where used is
-// total minus free (unreserved and reserved).
-func (st *round) utilization() float64 {
-	m := 0.0
+// capOf is the most of a resource kind with cluster total t that may be in
+// use (held by tasks or offered) under utilization cap c. The small term
+// keeps float noise (0.29*100 = 28.999...) from costing a milli-unit.
+func capOf(c float64, t int64) int64 {
+	return int64(c*float64(t) + 1e-6)
+}
+
+// capHeadroom is how much more of dimension d role r may be offered
+// unreserved before the cluster's use of d passes r's utilization cap:
+// unlimited without a cap. Used is total minus free (unreserved and
+// reserved), so tasks, outstanding offers and this round's offers count.
+func (st *round) capHeadroom(r *roleState, d int) int64 {
+	if r.maxUtil <= 0 || st.total[d] <= 0 {
+		return unlimited
+	}
+	return max(0, capOf(r.maxUtil, st.total[d])-(st.total[d]-st.free[d]))
+}
+
+// atCap reports whether some resource kind of the cluster is in use up to
+// role r's utilization cap: r gets no more unreserved offers.
+func (st *round) atCap(r *roleState) bool {
+	if r.maxUtil <= 0 {
+		return false
+	}
 	for _, d := range st.utilDims {
-		if x := float64(st.total[d]-st.free[d]) / float64(st.total[d]); x > m {
-			m = x
+		if st.capHeadroom(r, d) == 0 {
+			return true
 		}
 	}
-	return m
+	return false
 }
 
 func (st *round) allocatable(v vec) bool {
@@ -483,14 +499,14 @@ func (st *round) capacity(r *roleState, d int, guaranteePass bool) int64 {
 	default:
 		c = spare
 	}
-	return min(c, st.limitHeadroom(r, d))
+	return min(c, st.limitHeadroom(r, d), st.capHeadroom(r, d))
 }
 
 // roleOut reports whether r can get no more unreserved offers on any agent
 // in this pass. Everything it looks at only shrinks during a pass, so a role
 // out stays out.
 func (st *round) roleOut(r *roleState, guaranteePass bool) bool {
-	if r.maxUtil > 0 && st.utilization() >= r.maxUtil {
+	if st.atCap(r) {
 		return true
 	}
 	c := st.scratch
@@ -658,7 +674,7 @@ func (st *round) fairPass(order []int32, guaranteePass bool) {
 		aside := st.asideR[:0]
 		for len(h) > 0 && st.allocatable(a.free) {
 			r := h.pop()
-			if r.maxUtil > 0 && st.utilization() >= r.maxUtil {
+			if st.atCap(r) {
 				continue // utilization only grows within a round
 			}
 			if !st.offerVec(a.free, r, guaranteePass) {

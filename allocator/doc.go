@@ -72,11 +72,14 @@
 // Ranges and sets (ports) are not trimmed: an agent's unreserved ranges and
 // sets go with its first unreserved offer of the round.
 //
-// Utilization cap. A role with MaxUtilization > 0 gets no unreserved
-// resources once cluster utilization (the larger of the used fraction of cpus
-// and of mem, where used is total minus free unreserved and free reserved,
-// updated as the round makes offers) is at or above it. Its reservations are
-// still offered to it.
+// Utilization cap. A role with MaxUtilization c > 0 gets no unreserved
+// resources once any scalar kind d of the cluster is in use up to its cap
+// (used[d] >= floor(c x total[d]), where used is total minus free
+// unreserved and free reserved, updated as the round makes offers, so
+// tasks, outstanding offers and this round's offers all count), and every
+// unreserved part offered to it is trimmed per kind to the room left under
+// the cap: no offer takes any kind past it. Its reservations are still
+// offered to it.
 //
 // # Reasons
 //
@@ -97,9 +100,11 @@
 //     Snapshot.Excluded with that reason; the master offers nothing of
 //     such agents.
 //   - declined_filter: F has a filter for A that has not expired.
-//   - max_utilization: R has MaxUtilization and cluster utilization is at
-//     or above it. Counted on every agent, even those with nothing left:
-//     the role could not take them if they had.
+//   - max_utilization: R has MaxUtilization and some resource kind of the
+//     cluster is in use up to it; counted on every agent, even those with
+//     nothing left: the role could not take them if they had. Or, on an
+//     agent with allocatable resources left within R's limit, trimming
+//     them to the room left under the cap leaves less than the minimum.
 //   - role_limit: R's limit headroom (Limit minus holdings) is below the
 //     minimum; or, on an agent with allocatable resources left, trimming
 //     them to that headroom leaves less than the minimum.

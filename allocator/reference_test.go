@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -122,24 +123,33 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 		}
 		return sum
 	}
-	utilization := func() float64 {
-		m := 0.0
-		for _, n := range []string{"cpus", "mem"} {
-			t := total.Milli(n)
-			if t <= 0 {
-				continue
-			}
-			f := avail(n)
-			for _, rs := range reserved {
-				for _, res := range rs {
-					f += res.Milli(n)
-				}
-			}
-			if x := float64(t-f) / float64(t); x > m {
-				m = x
+	// used counts a scalar as used unless it is free, unreserved or
+	// reserved: tasks, outstanding offers and this round's offers.
+	used := func(n string) int64 {
+		f := avail(n)
+		for _, rs := range reserved {
+			for _, res := range rs {
+				f += res.Milli(n)
 			}
 		}
-		return m
+		return total.Milli(n) - f
+	}
+	// capLeft is how much more of n role r may be offered under its cap.
+	capLeft := func(r, n string) int64 {
+		mu := cfg[r].MaxUtilization
+		t := total.Milli(n)
+		if mu <= 0 || t <= 0 {
+			return math.MaxInt64
+		}
+		return max(0, int64(mu*float64(t)+1e-6)-used(n))
+	}
+	atCap := func(r string) bool {
+		for n := range total.Scalars {
+			if total.Milli(n) > 0 && capLeft(r, n) == 0 {
+				return true
+			}
+		}
+		return false
 	}
 	capacity := func(r, n string, guaranteePass bool) int64 {
 		spare := max(0, avail(n)-req(n))
@@ -150,7 +160,7 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 		if l, ok := cfg[r].Limit.Scalars[n]; ok {
 			c = min(c, max(0, l-roleAlloc(r).Milli(n)))
 		}
-		return c
+		return min(c, capLeft(r, n))
 	}
 	filtered := func(f, ai int) bool {
 		for _, flt := range s.Frameworks[f].Filters {
@@ -253,7 +263,7 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 					if guaranteePass && !hasUnmet(r) {
 						continue
 					}
-					if mu := cfg[r].MaxUtilization; mu > 0 && utilization() >= mu {
+					if atCap(r) {
 						continue
 					}
 					var o resources.Resources

@@ -191,8 +191,8 @@ func addCounts(a, b [numReasons]int) [numReasons]int {
 // unreserved resources held for other roles' guarantees. A capped role's
 // reason holds for every agent, including those that have nothing left:
 // it would still stop the role if they had.
-func (st *round) roleCapped(r *roleState, util float64) Reason {
-	if r.maxUtil > 0 && util >= r.maxUtil {
+func (st *round) roleCapped(r *roleState) Reason {
+	if st.atCap(r) {
 		return ReasonMaxUtilization
 	}
 	v := st.scratch
@@ -207,6 +207,12 @@ func (st *round) roleCapped(r *roleState, util float64) Reason {
 	}
 	if !st.allocatable(v) {
 		return 0 // nothing allocatable is free anywhere: the agents tell
+	}
+	for d := range v {
+		v[d] = min(v[d], st.capHeadroom(r, d))
+	}
+	if !st.allocatable(v) {
+		return ReasonMaxUtilization // what is left would take the cluster past r's cap
 	}
 	for d := range v {
 		v[d] = st.capacity(r, d, false)
@@ -229,7 +235,6 @@ func (st *round) explain(s *Snapshot, now time.Time, tr *Trace) {
 	for ai, rk := range st.agentRank {
 		byRank[rk] = int32(ai)
 	}
-	util := st.utilization()
 
 	// Agents with nothing allocatable and no reservation left get the
 	// same verdict for every role.
@@ -268,7 +273,7 @@ func (st *round) explain(s *Snapshot, now time.Time, tr *Trace) {
 		if rv, ok := verdicts[r]; ok {
 			return rv
 		}
-		rv := &roleVerdicts{capped: st.roleCapped(r, util)}
+		rv := &roleVerdicts{capped: st.roleCapped(r)}
 		if rv.capped != 0 {
 			// Every agent gets the role's reason: no plain verdicts.
 			rv.n[rv.capped] = len(byRank)
@@ -435,6 +440,12 @@ func (st *round) verdict(r *roleState, ai int32) Reason {
 		}
 		if !st.allocatable(o) {
 			return ReasonRoleLimit
+		}
+		for d := range o {
+			o[d] = min(o[d], st.capHeadroom(r, d))
+		}
+		if !st.allocatable(o) {
+			return ReasonMaxUtilization
 		}
 		return ReasonQuotaHeadroom
 	}

@@ -99,11 +99,21 @@ func checkTrace(s Snapshot, now time.Time, offers []Offer, tr *Trace) error {
 			}
 		}
 	}
-	util := 0.0
-	for _, n := range []string{"cpus", "mem"} {
-		if t := total.Milli(n); t > 0 {
-			util = max(util, float64(t-left.Milli(n))/float64(t))
+	// capTight: some scalar kind has less room under r's cap than the
+	// minimum allocatable of it (none at all for kinds without a minimum):
+	// the only ways max_utilization can be named (the whole role at the
+	// cap, or an agent's remainder cut below the minimum by it).
+	capTight := func(r string) bool {
+		m := cfg[r].MaxUtilization
+		if m <= 0 {
+			return false
 		}
+		for n, t := range total.Scalars {
+			if t > 0 && int64(m*float64(t)+1e-6)-(t-left.Milli(n)) < max(minRes.Milli(n), 1) {
+				return true
+			}
+		}
+		return false
 	}
 	for i, ft := range tr.Frameworks {
 		f := s.Frameworks[slices.IndexFunc(s.Frameworks, func(f Framework) bool { return f.ID == ft.ID })]
@@ -146,7 +156,7 @@ func checkTrace(s Snapshot, now time.Time, offers []Offer, tr *Trace) error {
 			case ReasonBelowMinAllocatable:
 				bad = !known || allocatable(leftUnres[a])
 			case ReasonMaxUtilization:
-				bad = !slices.ContainsFunc(roles, func(r string) bool { m := cfg[r].MaxUtilization; return m > 0 && util >= m })
+				bad = !slices.ContainsFunc(roles, capTight)
 			case ReasonRoleLimit:
 				bad = !slices.ContainsFunc(roles, func(r string) bool { return len(cfg[r].Limit.Names()) > 0 })
 			case ReasonQuotaHeadroom:
@@ -209,7 +219,6 @@ func TestVerdictIsWhyTheRoundStopped(t *testing.T) {
 		st.reservedPass(order)
 		st.fairPass(order, true)
 		st.fairPass(order, false)
-		util := st.utilization()
 		for _, r := range st.roles {
 			for _, fe := range r.fws.items {
 				for ai := range st.agents {
@@ -222,7 +231,7 @@ func TestVerdictIsWhyTheRoundStopped(t *testing.T) {
 							t.Fatalf("%s: role %s left its allocatable reservation on %s", st.fws[fe.fw].id, r.name, a.id)
 						}
 					}
-					if r.maxUtil > 0 && util >= r.maxUtil {
+					if st.atCap(r) {
 						continue
 					}
 					o := make(vec, len(a.free))

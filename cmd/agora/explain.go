@@ -34,7 +34,7 @@ var reasonHelp = map[string]string{
 	"agent_unreachable":       "the agent is unreachable",
 	"agent_restarting":        "the agent stopped for a restart and has not registered again",
 	"declined_filter":         "the framework declined the agent; the filter has not expired",
-	"max_utilization":         "cluster utilization is at the role's max utilization",
+	"max_utilization":         "a resource kind of the cluster is in use up to the role's max utilization (or what is left would pass it)",
 	"role_limit":              "the role is at its limit",
 	"quota_headroom":          "what is left is held for other roles' guarantees",
 	"nothing_free":            "nothing left on the agent (tasks, offers, others' shares)",
