@@ -352,7 +352,6 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 			a.mu.Lock()
 			if terminal {
 				delete(a.latest, u.Key())
-				delete(a.killing, u.Key())
 			} else {
 				a.latest[u.Key()] = st
 			}
@@ -362,6 +361,14 @@ func (a *Agent) consumeUpdates(ctx context.Context) {
 				// trying, the executor has it checkpointed meanwhile.
 				a.log.Error("cannot queue status update", "task", u.TaskID, "err", err)
 				continue
+			}
+			if terminal {
+				// Only once the final update is in the outbox: a
+				// decommission waits for no task in killing and an empty
+				// outbox, so between the two it must see one or the other.
+				a.mu.Lock()
+				delete(a.killing, u.Key())
+				a.mu.Unlock()
 			}
 			a.log.Info("task status", "task", u.TaskID, "framework", u.FrameworkID, "state", u.State, "exit_code", u.ExitCode, "reason", u.Reason)
 			if terminal {

@@ -69,7 +69,12 @@ func (a *Agent) killAllTasks() {
 	defer deadline.Stop()
 	tick := time.NewTicker(decommissionPoll)
 	defer tick.Stop()
-	for len(a.exec.Running()) > 0 || a.out.Len() > 0 {
+	// A task leaves Running when its process ends, but its final update
+	// reaches the outbox a moment later (consumeUpdates): wait until every
+	// killed task's final update was queued (it leaves a.killing) and the
+	// outbox is delivered, or the goodbye would overtake the KILLED
+	// updates and the masters would mark the tasks LOST.
+	for len(a.exec.Running()) > 0 || a.killingAny(running) || a.out.Len() > 0 {
 		select {
 		case <-a.ctx.Done():
 			return
@@ -80,6 +85,19 @@ func (a *Agent) killAllTasks() {
 		case <-tick.C:
 		}
 	}
+}
+
+// killingAny reports whether a kill of one of keys still waits for the
+// task's final update to be queued.
+func (a *Agent) killingAny(keys []executor.TaskKey) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, k := range keys {
+		if a.killing[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // goodbye tells the masters the agent stops: for a restart (they keep its
