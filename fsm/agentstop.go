@@ -16,8 +16,8 @@ import (
 // a GONE one is refused too.
 //
 // Decommissioned, the agent becomes GONE: offers rescinded, live tasks
-// GONE_BY_OPERATOR (partition-aware frameworks) or LOST, and its id may
-// not register again. An agent decommissions itself after killing its
+// GONE_BY_OPERATOR (partition-aware frameworks) or LOST, reservations and
+// volumes deleted, and its id may not register again. An agent decommissions itself after killing its
 // tasks, so usually none is left. Decommissioning a gone agent changes
 // nothing.
 func (x *txn) agentStopped(c *agorav1.AgentStoppedCommand) *Rejection {

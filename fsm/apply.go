@@ -371,7 +371,10 @@ func (x *txn) reconcileAgent(agentID string, reported []*agorav1.TaskStatus, now
 
 // agentLost moves an agent to state (UNREACHABLE or GONE): its offers are
 // rescinded and its live tasks get a master status, partitionAware for
-// partition-aware frameworks and LOST for the others.
+// partition-aware frameworks and LOST for the others. A GONE agent's
+// reservations and volumes are deleted with it: its id may never register
+// again, so no offer could carry them back to their frameworks, nor could
+// a framework ever release them.
 func (x *txn) agentLost(a *agorav1.Agent, state agorav1.AgentState, partitionState agorav1.TaskState, why string, now *timestamppb.Timestamp) {
 	n := clone(a)
 	n.State, n.StateSince = state, now
@@ -392,6 +395,15 @@ func (x *txn) agentLost(a *agorav1.Agent, state agorav1.AgentState, partitionSta
 		}
 		affected[t.GetFrameworkId()] = true
 		x.setStatus(t, x.masterStatus(t, st, why, "agent "+a.GetId()+" is "+why[len("agent "):], now))
+	}
+	if state == agorav1.AgentState_AGENT_STATE_GONE {
+		// Every task there is terminal now, so no volume is in use.
+		for _, v := range x.volumesOnAgent(a.GetId()) {
+			x.deleteVolume(v)
+		}
+		for _, r := range x.reservationsOnAgent(a.GetId()) {
+			x.deleteReservation(r)
+		}
 	}
 	fids := make([]string, 0, len(affected))
 	for fid := range affected {
@@ -422,7 +434,7 @@ func (x *txn) agentUnreachable(c *agorav1.AgentUnreachableCommand) *Rejection {
 }
 
 // agentGone marks an agent gone for good: offers rescinded, live tasks GONE
-// (partition-aware frameworks) or LOST.
+// (partition-aware frameworks) or LOST, reservations and volumes deleted.
 func (x *txn) agentGone(c *agorav1.AgentGoneCommand) *Rejection {
 	a, ok := x.agent(c.GetAgentId())
 	if !ok {

@@ -92,7 +92,10 @@
 // UNREACHABLE is not terminal: a partition-aware framework's task returns to
 // its reported state when the agent re-registers; other frameworks' tasks
 // become LOST when the agent is lost, and are marked kill_requested if the
-// agent reports them again. A framework's failover timeout of 0 means it is
-// torn down by the first Expire after it disconnects; the leader substitutes
-// its default before subscribing.
+// agent reports them again. An agent that becomes GONE (decommissioned, or
+// unreachable past the gone timeout) loses its reservations and volumes in
+// the same entry: its id may not register again, so nothing could offer or
+// release them. A framework's failover timeout of 0 means it is torn down by
+// the first Expire after it disconnects; the leader substitutes its default
+// before subscribing.
 package fsm

@@ -152,6 +152,16 @@ func (x *txn) reservationsOnAgent(agentID string) []*agorav1.Reservation {
 	return out
 }
 
+func (x *txn) volumesOnAgent(agentID string) []*agorav1.Volume {
+	var out []*agorav1.Volume
+	for _, k := range x.keys(xVolAgent + agentID + "\x00") {
+		if v, ok := x.volume(lastPart(k)); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // --- usage bookkeeping ---
 
 // pools converts resources already validated on the way in; a failure here

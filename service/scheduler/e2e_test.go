@@ -74,29 +74,66 @@ func startE2E(t *testing.T, agents int) *e2e {
 		t.Fatal(err)
 	}
 	for i := 0; i < agents; i++ {
-		base, err := devcluster.FreeTCPPort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		res := fmt.Sprintf("cpus:4;mem:4096;disk:8192;ports:[%d-%d]", base, base+39)
-		if _, err := c.StartAgent(ctx, devcluster.AgentOptions{ID: fmt.Sprintf("a%d", i+1), Resources: res}); err != nil {
-			t.Fatal(err)
-		}
+		e.startAgent(ctx, fmt.Sprintf("a%d", i+1))
 	}
-	e.poll("agents active", func() (bool, string) {
-		res, err := e.cl.Operator.ListAgents(ctx, connect.NewRequest(&agorav1.ListAgentsRequest{}))
+	e.waitActive(agents)
+	return e
+}
+
+// podsPerAgent is how many kvservice pods an agent has room for: its
+// ports. With 6 pods on 3 agents, pod 0's agent holds at most 2 others, so
+// another agent always holds a pod (the one the test decommissions).
+const podsPerAgent = 3
+
+// startAgent starts agent id with room for podsPerAgent pods.
+func (e *e2e) startAgent(ctx context.Context, id string) {
+	e.t.Helper()
+	base, err := devcluster.FreeTCPPort()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res := fmt.Sprintf("cpus:4;mem:4096;disk:8192;ports:[%d-%d]", base, base+podsPerAgent-1)
+	if _, err := e.c.StartAgent(ctx, devcluster.AgentOptions{ID: id, Resources: res}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// waitActive waits for n ACTIVE agents.
+func (e *e2e) waitActive(n int) {
+	e.t.Helper()
+	e.poll(fmt.Sprintf("%d agents active", n), func() (bool, string) {
+		agents, err := e.agents()
 		if err != nil {
 			return false, err.Error()
 		}
-		n := 0
-		for _, a := range res.Msg.GetAgents() {
+		active := 0
+		for _, a := range agents {
 			if a.GetAgent().GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE {
-				n++
+				active++
 			}
 		}
-		return n == agents, fmt.Sprintf("%d active", n)
+		return active == n, fmt.Sprintf("%d active", active)
 	})
-	return e
+}
+
+func (e *e2e) agents() ([]*agorav1.AgentView, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := e.cl.Operator.ListAgents(ctx, connect.NewRequest(&agorav1.ListAgentsRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetAgents(), nil
+}
+
+func (e *e2e) reservations() (*agorav1.ListReservationsResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := e.cl.Operator.ListReservations(ctx, connect.NewRequest(&agorav1.ListReservationsRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
 }
 
 // killTasks kills the test's task processes (agents leave them running).
@@ -404,5 +441,157 @@ func TestServiceEndToEnd(t *testing.T) {
 	st, _, _ = e.status("kvservice")
 	for i := 0; i < 10; i++ {
 		e.waitValue(st.Pods[0].Address, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+	}
+
+	// An agent goes away for good: its pods are replaced elsewhere.
+	e.replaceOffGoneAgent(st)
+}
+
+// replaceOffGoneAgent decommissions an agent that hosts pods but not pod 0
+// (the fixed primary) while a new agent joins, replaces its pods with the
+// CLI, and checks that they moved with new volumes and reservations and
+// caught up from the primary, that the other pods kept their tasks, and
+// that the gone agent's reservations and volumes were dropped.
+func (e *e2e) replaceOffGoneAgent(st service.Status) {
+	t := e.t
+	t.Helper()
+	ctx := context.Background()
+	byAgent := map[string][]service.PodStatus{}
+	for _, p := range st.Pods {
+		byAgent[p.AgentID] = append(byAgent[p.AgentID], p)
+	}
+	victim := ""
+	for id, pods := range byAgent {
+		if id != st.Pods[0].AgentID && (victim == "" || len(pods) > len(byAgent[victim]) || (len(pods) == len(byAgent[victim]) && id < victim)) {
+			victim = id
+		}
+	}
+	if victim == "" {
+		t.Fatalf("every pod is on pod 0's agent %s (room for %d per agent): %+v", st.Pods[0].AgentID, podsPerAgent, st.Pods)
+	}
+	moved := byAgent[victim]
+	t.Logf("decommissioning agent %s with %d pods", victim, len(moved))
+	res, err := e.reservations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oldInstances []string
+	for _, r := range res.GetReservations() {
+		if r.GetAgentId() == victim {
+			oldInstances = append(oldInstances, r.GetLabels()[service.LabelInstance])
+		}
+	}
+	if len(oldInstances) != len(moved) {
+		t.Fatalf("agent %s holds %d reservations for %d pods: %v", victim, len(oldInstances), len(moved), res.GetReservations())
+	}
+
+	// A new agent joins; the victim leaves for good: its tasks are killed
+	// and the masters mark it GONE.
+	e.startAgent(ctx, "a4")
+	e.waitActive(len(e.c.Agents()))
+	if err := e.c.DecommissionAgent(victim); err != nil {
+		t.Fatalf("decommission %s: %v", victim, err)
+	}
+	e.poll("agent "+victim+" gone", func() (bool, string) {
+		agents, err := e.agents()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, a := range agents {
+			if a.GetAgent().GetId() == victim {
+				return a.GetAgent().GetState() == agorav1.AgentState_AGENT_STATE_GONE, a.GetAgent().GetState().String()
+			}
+		}
+		return false, "not listed"
+	})
+	for _, p := range moved {
+		if pids := pidsWithEnv("AGORA_TASK_ID=" + p.TaskID); len(pids) != 0 {
+			t.Fatalf("decommissioned agent %s left task %s running: pids %v", victim, p.TaskID, pids)
+		}
+	}
+
+	// Its reservations and volumes went with it: nothing is listed on it.
+	res, err = e.reservations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.GetReservations() {
+		if r.GetAgentId() == victim {
+			t.Fatalf("reservation %s is still on gone agent %s", r.GetId(), victim)
+		}
+	}
+	for _, v := range res.GetVolumes() {
+		if v.GetAgentId() == victim {
+			t.Fatalf("volume %s is still on gone agent %s", v.GetId(), victim)
+		}
+	}
+	agents, err := e.agents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range agents {
+		if a.GetAgent().GetId() == victim && (len(a.GetReserved()) != 0 || len(a.GetUsed()) != 0) {
+			t.Fatalf("gone agent %s still counts reserved %v used %v", victim, a.GetReserved(), a.GetUsed())
+		}
+	}
+
+	// Replace its pods with the CLI: each is placed afresh elsewhere.
+	addr := strings.Join(e.c.Addrs(), ",")
+	for _, p := range moved {
+		out, err := exec.Command(e.bin, "service", "replace", "--addr", addr, "kvservice", p.Name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("agora service replace kvservice %s: %v %s", p.Name, err, out)
+		}
+	}
+	after := e.waitComplete("kvservice", len(st.Pods))
+	was := map[string]service.PodStatus{}
+	for _, p := range moved {
+		was[p.Name] = p
+	}
+	res, err = e.reservations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reservedOn := map[string]string{} // instance -> agent
+	for _, r := range res.GetReservations() {
+		reservedOn[r.GetLabels()[service.LabelInstance]] = r.GetAgentId()
+	}
+	for _, p := range after.Pods {
+		old, replaced := was[p.Name]
+		if !replaced {
+			if p.TaskID != taskIDs(st)[p.Name] {
+				t.Fatalf("replace moved %s too: task %s -> %s", p.Name, taskIDs(st)[p.Name], p.TaskID)
+			}
+			continue
+		}
+		if p.AgentID == victim || p.VolumeID == old.VolumeID || p.TaskID == old.TaskID {
+			t.Fatalf("replaced %s: %+v, was %+v", p.Name, p, old)
+		}
+		// The volume id is the placement's instance, which names its
+		// reservation.
+		if reservedOn[p.VolumeID] != p.AgentID {
+			t.Fatalf("replaced %s on %s: no reservation of instance %s there (%v)", p.Name, p.AgentID, p.VolumeID, reservedOn)
+		}
+	}
+	for _, inst := range oldInstances {
+		if a, ok := reservedOn[inst]; ok {
+			t.Fatalf("the old placement %s is still reserved on %s", inst, a)
+		}
+	}
+
+	// The replaced pods caught up from the primary on their empty volumes
+	// and follow new writes.
+	addrs := map[string]string{}
+	for _, p := range after.Pods {
+		addrs[p.Name] = p.Address
+	}
+	for _, p := range moved {
+		for i := 0; i < 10; i++ {
+			e.waitValue(addrs[p.Name], fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+		}
+	}
+	e.put(after.Pods[0].Address, "k10", "v10")
+	for _, p := range moved {
+		e.waitValue(addrs[p.Name], "k10", "v10")
 	}
 }
