@@ -5,7 +5,7 @@ PKGS     ?= ./...
 BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-short test-services lint proto proto-tools bench chaos clean
+.PHONY: all build run test test-short test-services demo lint proto proto-tools bench chaos clean
 
 all: build
 
@@ -28,6 +28,10 @@ test-short:
 ## test-services: the real-services tier (Redis, NATS JetStream on agora service; needs redis-server and nats-server, skips loudly without).
 test-services:
 	cd realservices && $(GO) test -count=1 -v ./...
+
+## demo: the whole story on an in-process cluster, narrated (DEMO_SHORT=1: the CI form, under 2 minutes).
+demo: build
+	$(BIN) demo $(if $(DEMO_SHORT),--short,)
 
 ## lint: gofmt, go vet and staticcheck.
 lint:

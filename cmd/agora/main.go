@@ -41,6 +41,7 @@ func init() {
 		"chaos":          {"fault-injection test of a real cluster", runChaos},
 		"kvservice":      {"run a replicated key-value store pod (examples/kvservice)", runKVService},
 		"service":        {"stateful services: service run/list/status/scale/update/replace/remove", runService},
+		"demo":           {"the whole story on an in-process cluster (make demo): a service, a batch job on slack, priority work, failures", runStory},
 		"batch":          {"a batch job on slack that gives resources back: batch run, batch unit (examples/batch)", runBatch},
 		"version":        {"print the version", runVersion},
 	}
