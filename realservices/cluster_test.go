@@ -1,7 +1,6 @@
 package realservices
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -140,7 +139,7 @@ func (c *cluster) waitAgents(n int) {
 // them running when they stop): each task's whole process group.
 func (c *cluster) killTasks() {
 	for _, fid := range c.fids {
-		for _, pid := range pidsWithEnv("AGORA_FRAMEWORK_ID=" + fid) {
+		for _, pid := range devcluster.PIDsWithEnv("AGORA_FRAMEWORK_ID=" + fid) {
 			if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 {
 				_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			}
@@ -215,7 +214,7 @@ func (c *cluster) waitComplete(name string, n int) service.Status {
 // process title over it.
 func taskSoftware(taskID string) []int {
 	var out []int
-	for _, wrapper := range pidsWithEnv("AGORA_TASK_ID=" + taskID) {
+	for _, wrapper := range devcluster.PIDsWithEnv("AGORA_TASK_ID=" + taskID) {
 		pgid, err := syscall.Getpgid(wrapper)
 		if err != nil || pgid != wrapper {
 			continue
@@ -261,23 +260,6 @@ func allPids() []int {
 	for _, ent := range ents {
 		if pid, err := strconv.Atoi(ent.Name()); err == nil {
 			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// pidsWithEnv lists the processes whose environment holds kv (KEY=VALUE).
-func pidsWithEnv(kv string) []int {
-	var out []int
-	for _, pid := range allPids() {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, v := range bytes.Split(b, []byte{0}) {
-			if string(v) == kv {
-				out = append(out, pid)
-			}
 		}
 	}
 	return out

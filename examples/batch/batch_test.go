@@ -1,7 +1,6 @@
 package batch
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,10 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -109,28 +106,6 @@ func buildAgora(t *testing.T) string {
 	return bin
 }
 
-// pidsWithEnv lists the processes whose environment holds kv.
-func pidsWithEnv(kv string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, v := range bytes.Split(b, []byte{0}) {
-			if string(v) == kv {
-				out = append(out, pid)
-			}
-		}
-	}
-	return out
-}
-
 func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	end := time.Now().Add(d)
@@ -193,7 +168,7 @@ func TestJobEndToEnd(t *testing.T) {
 	}
 	fid := j1.result().FrameworkID
 	t.Cleanup(func() { // agents leave task processes running
-		for _, pid := range pidsWithEnv("AGORA_FRAMEWORK_ID=" + fid) {
+		for _, pid := range devcluster.PIDsWithEnv("AGORA_FRAMEWORK_ID=" + fid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
@@ -218,7 +193,7 @@ func TestJobEndToEnd(t *testing.T) {
 	killed := 0
 	poll(t, 60*time.Second, "unit tasks of the second run killed", func() bool {
 		for _, id := range j2.runningTasks() {
-			for _, pid := range pidsWithEnv("AGORA_TASK_ID=" + id) {
+			for _, pid := range devcluster.PIDsWithEnv("AGORA_TASK_ID=" + id) {
 				if syscall.Kill(pid, syscall.SIGKILL) == nil {
 					killed++
 				}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -159,10 +158,9 @@ func (s *story) run(ctx context.Context) error {
 	s.say("1. wrote %d keys to kv (every write on a quorum of pods before it is acknowledged)", s.sz.keys)
 
 	// 2. The batch job on the slack.
-	var jobOut strings.Builder
 	job, err := batch.New(batch.Config{
 		Masters: c.Addrs(), Role: "batch", Revocable: true, Units: s.sz.units, Lines: s.sz.lines,
-		CPUs: unitCPUs, Mem: unitMem, Work: s.sz.work, Out: &lockedWriter{w: &jobOut}, Logger: s.o.Logger,
+		CPUs: unitCPUs, Mem: unitMem, Work: s.sz.work, Logger: s.o.Logger,
 		Command: func(unit, lines int, url string, work time.Duration) string {
 			return fmt.Sprintf("exec %s batch unit --unit %d --lines %d --report %s --work %s", s.o.Bin, unit, lines, url, work)
 		},
@@ -510,42 +508,9 @@ func poll(ctx context.Context, d time.Duration, what string, cond func() (bool, 
 
 // killProcs SIGKILLs the processes whose environment holds kv.
 func killProcs(kv string) {
-	for _, pid := range pidsWithEnv(kv) {
+	for _, pid := range devcluster.PIDsWithEnv(kv) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-func pidsWithEnv(kv string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		var pid int
-		if _, err := fmt.Sscanf(ent.Name(), "%d", &pid); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + ent.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		for _, v := range strings.Split(string(b), "\x00") {
-			if v == kv {
-				out = append(out, pid)
-			}
-		}
-	}
-	return out
-}
-
-// lockedWriter serializes writes to w.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // drain is step 7: drain an agent that runs a kv pod and batch units.

@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/devcluster"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -47,7 +48,7 @@ func TestServiceBench(t *testing.T) {
 		}
 		fid := run.Msg.GetFrameworkId()
 		t.Cleanup(func() {
-			for _, pid := range pidsWithEnv("AGORA_FRAMEWORK_ID=" + fid) {
+			for _, pid := range devcluster.PIDsWithEnv("AGORA_FRAMEWORK_ID=" + fid) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		})
@@ -61,7 +62,7 @@ func TestServiceBench(t *testing.T) {
 
 		victim := st.Pods[2]
 		start = time.Now()
-		for _, pid := range pidsWithEnv("AGORA_TASK_ID=" + victim.TaskID) {
+		for _, pid := range devcluster.PIDsWithEnv("AGORA_TASK_ID=" + victim.TaskID) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		e.poll("relaunch in place", func() (bool, string) {

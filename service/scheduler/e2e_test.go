@@ -1,7 +1,6 @@
 package scheduler_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -141,31 +139,9 @@ func (e *e2e) killTasks() {
 	if e.fid == "" {
 		return
 	}
-	for _, pid := range pidsWithEnv("AGORA_FRAMEWORK_ID=" + e.fid) {
+	for _, pid := range devcluster.PIDsWithEnv("AGORA_FRAMEWORK_ID=" + e.fid) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-// pidsWithEnv lists the processes whose environment holds kv (KEY=VALUE).
-func pidsWithEnv(kv string) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, v := range bytes.Split(b, []byte{0}) {
-			if string(v) == kv {
-				out = append(out, pid)
-			}
-		}
-	}
-	return out
 }
 
 // poll calls cond until it holds, failing the test at the deadline with
@@ -385,7 +361,7 @@ func TestServiceEndToEnd(t *testing.T) {
 
 	// Kill a pod's task: relaunched in place, keys intact.
 	victim := st.Pods[1]
-	pids := pidsWithEnv("AGORA_TASK_ID=" + victim.TaskID)
+	pids := devcluster.PIDsWithEnv("AGORA_TASK_ID=" + victim.TaskID)
 	if len(pids) == 0 {
 		t.Fatalf("no process for task %s", victim.TaskID)
 	}
@@ -505,7 +481,7 @@ func (e *e2e) replaceOffGoneAgent(st service.Status) {
 		return false, "not listed"
 	})
 	for _, p := range moved {
-		if pids := pidsWithEnv("AGORA_TASK_ID=" + p.TaskID); len(pids) != 0 {
+		if pids := devcluster.PIDsWithEnv("AGORA_TASK_ID=" + p.TaskID); len(pids) != 0 {
 			t.Fatalf("decommissioned agent %s left task %s running: pids %v", victim, p.TaskID, pids)
 		}
 	}
