@@ -299,12 +299,13 @@ func (s *State) Drain(agentID string) bool {
 	if agentID == "" {
 		return false
 	}
+	there := slices.ContainsFunc(s.Pods, func(p *Pod) bool { return p.AgentID == agentID && p.placed() && !s.retired(p) })
 	if !slices.Contains(s.Drains, agentID) {
 		s.Drains = append(s.Drains, agentID)
 		slices.Sort(s.Drains)
 	}
 	s.normalize()
-	return slices.ContainsFunc(s.Pods, func(p *Pod) bool { return p.AgentID == agentID && p.live() })
+	return there
 }
 
 // Undrain forgets an agent's drain: pods that already moved stay where
