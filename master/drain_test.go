@@ -130,3 +130,68 @@ func TestDrainAPI(t *testing.T) {
 		t.Fatalf("undrain answered %v", a)
 	}
 }
+
+// TestInverseOffersOnTheStream: a framework with a task on a drained agent
+// hears an inverse offer live and again after resubscribing; its answer is
+// recorded; bad answers are refused with a specific code and no change.
+func TestInverseOffersOnTheStream(t *testing.T) {
+	sc := startSchedHarness(t, nil)
+	sc.registerAgent("a1", "cpus:4;mem:4096")
+	sc.registerAgent("a2", "cpus:4;mem:4096")
+	f := schedSubscribe(t, sc.leader().HTTPURL(), schedInfo("drainee", "web"))
+	o := f.offerOn(t, "a1")
+	ctx := context.Background()
+	if _, err := sc.client().Accept(ctx, connect.NewRequest(&agorav1.AcceptRequest{Call: f.call(), OfferIds: []string{o.GetId()},
+		Operations: []*agorav1.Operation{schedLaunchOp("a1", schedTask("t1", "cpus:1;mem:128"))}})); err != nil {
+		t.Fatal(err)
+	}
+
+	// Answers before the drain, and for agents that do not qualify.
+	before := sc.quiesce()
+	for _, tc := range []struct {
+		name  string
+		agent string
+		code  connect.Code
+	}{
+		{"answer for an agent not draining", "a1", connect.CodeFailedPrecondition},
+		{"answer for an unknown agent", "ghost", connect.CodeNotFound},
+		{"answer for a bad agent id", "../x", connect.CodeInvalidArgument},
+	} {
+		_, err := sc.client().AnswerInverseOffer(ctx, connect.NewRequest(&agorav1.AnswerInverseOfferRequest{Call: f.call(), AgentId: tc.agent, Accept: true}))
+		schedWantCode(t, tc.name, err, tc.code)
+	}
+	_, err := sc.client().AnswerInverseOffer(ctx, connect.NewRequest(&agorav1.AnswerInverseOfferRequest{
+		Call: &agorav1.FrameworkCall{FrameworkId: f.fid, StreamToken: "forged"}, AgentId: "a1", Accept: true}))
+	schedWantCode(t, "answer with a forged token", err, connect.CodePermissionDenied)
+	if got := sc.leader().State().Index(); got != before {
+		t.Fatalf("refused answers changed the index: %d -> %d", before, got)
+	}
+
+	deadline := timestamppb.New(time.Now().Add(time.Hour))
+	sc.apply(fsm.CmdDrainAgent, &agorav1.DrainAgentCommand{AgentId: "a1", Now: timestamppb.Now(), Deadline: deadline})
+	ev := f.next(t, "inverse offer", func(ev *agorav1.SubscribeResponse) bool { return len(ev.GetInverseOffers().GetInverseOffers()) > 0 })
+	io := ev.GetInverseOffers().GetInverseOffers()[0]
+	if io.GetAgentId() != "a1" || io.GetFrameworkId() != f.fid || !io.GetDeadline().AsTime().Equal(deadline.AsTime()) || len(io.GetResources()) == 0 {
+		t.Fatalf("inverse offer = %v", io)
+	}
+	// a2 is not drained: no answer is taken for it.
+	_, err = sc.client().AnswerInverseOffer(ctx, connect.NewRequest(&agorav1.AnswerInverseOfferRequest{Call: f.call(), AgentId: "a2", Accept: true}))
+	schedWantCode(t, "answer for an agent without a drain", err, connect.CodeFailedPrecondition)
+	if _, err := sc.client().AnswerInverseOffer(ctx, connect.NewRequest(&agorav1.AnswerInverseOfferRequest{Call: f.call(), AgentId: "a1", Accept: true})); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := sc.leader().State().Agent("a1")
+	if ans := a.GetDrain().GetAnswers(); len(ans) != 1 || ans[0].GetFrameworkId() != f.fid || !ans[0].GetAccepted() {
+		t.Fatalf("answers = %v", ans)
+	}
+
+	// A resubscription hears the inverse offer again.
+	f.cancel()
+	info := schedInfo("drainee", "web")
+	info.Id = f.fid
+	f2 := schedSubscribe(t, sc.leader().HTTPURL(), info)
+	f2.next(t, "inverse offer after resubscribing", func(ev *agorav1.SubscribeResponse) bool {
+		ios := ev.GetInverseOffers().GetInverseOffers()
+		return len(ios) == 1 && ios[0].GetAgentId() == "a1"
+	})
+}

@@ -126,6 +126,7 @@ func TestServiceDrainEndToEnd(t *testing.T) {
 	}
 	t.Logf("drain of %s (1 kvservice pod, leader killed during it): empty after %s", drained, emptiedAt.Sub(start).Round(100*time.Millisecond))
 	st = e.waitComplete("kvservice", 3)
+	t.Logf("pod %s moved and ready %s after the drain", victim.Name, time.Since(start).Round(100*time.Millisecond))
 	moved := st.Pods[1]
 	if moved.AgentID == drained || moved.VolumeID == victim.VolumeID || moved.Address == victim.Address {
 		t.Fatalf("pod 1 did not move: before %+v, after %+v", victim, moved)
