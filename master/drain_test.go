@@ -3,6 +3,7 @@ package master_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,4 +195,56 @@ func TestInverseOffersOnTheStream(t *testing.T) {
 		ios := ev.GetInverseOffers().GetInverseOffers()
 		return len(ios) == 1 && ios[0].GetAgentId() == "a1"
 	})
+}
+
+// TestDrainDeadlineSurvivesFailover: the drain and its deadline are in Raft;
+// the leader that set them is killed before the deadline and the new
+// leader's deadline task kills the remaining task (reason DRAINED).
+func TestDrainDeadlineSurvivesFailover(t *testing.T) {
+	c, m := agStartAgentCluster(t, devcluster.Options{Masters: 3, MasterConfig: func(c *master.Config) {
+		c.LivenessGrace = time.Hour // agents here have no gossip member
+	}})
+	ctx := context.Background()
+	cl := client.New(strings.Join(c.Addrs(), ","))
+	if _, err := cl.Agent.RegisterAgent(ctx, connect.NewRequest(agRegistration("a1"))); err != nil {
+		t.Fatal(err)
+	}
+	agLaunchTask(t, c, "fw1", "a1", "t1", "sleep 1", "cpus:1;mem:64")
+	if m != c.Leader() {
+		t.Logf("leadership moved before the drain")
+	}
+	dl := time.Now().Add(3 * time.Second)
+	if _, err := cl.Operator.DrainAgent(ctx, connect.NewRequest(&agorav1.DrainAgentRequest{AgentId: "a1", Deadline: timestamppb.New(dl)})); err != nil {
+		t.Fatal(err)
+	}
+	old := c.LeaderIndex()
+	if old < 0 {
+		t.Fatal("no leader")
+	}
+	c.Kill(old)
+	if time.Now().After(dl) {
+		t.Logf("the leader was killed after the deadline (a slow machine); the test still checks the new leader applies it")
+	}
+	var next *master.Master
+	agWaitFor(t, 60*time.Second, "t1 killed at the deadline by the new leader", func() error {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		l, err := c.WaitLeader(wctx)
+		if err != nil {
+			return err
+		}
+		next = l
+		task, _ := l.State().Task("fw1", "t1")
+		a, _ := l.State().Agent("a1")
+		if task.GetState() != agorav1.TaskState_TASK_STATE_KILLING || task.GetKillReason() != fsm.ReasonDrained || !a.GetDrain().GetDeadlinePassed() {
+			return fmt.Errorf("t1 %v, a1 drain %v", task.GetState(), a.GetDrain())
+		}
+		return nil
+	})
+	if next == c.Master(old) {
+		t.Fatalf("the killed master %d still leads", old)
+	}
+	if a, _ := next.State().Agent("a1"); a.GetState() != agorav1.AgentState_AGENT_STATE_DRAINING {
+		t.Fatalf("a1 = %v, want DRAINING (its task is still being killed)", a)
+	}
 }
