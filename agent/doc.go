@@ -45,6 +45,11 @@
 //     stop kills the tasks first, waits for their KILLED updates to be
 //     delivered (longest kill grace + 10 s at most) and tells the masters
 //     the agent is gone for good.
+//   - A drained agent (agora drain) runs on as before: the masters offer
+//     nothing on it, and at the drain's deadline they mark its remaining
+//     tasks kill_requested (kill_reason DRAINED), which the agent kills
+//     like any other kill; the masters record the KILLED update with
+//     reason DRAINED. A drained agent that restarts comes back drained.
 //   - LAUNCH_GROUP tasks (same group id) start together in one pass; when
 //     one ends other than FINISHED (failed, killed, could not launch) the
 //     agent kills the others of the group.

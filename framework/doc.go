@@ -27,6 +27,12 @@
 //   - Error: the subscription ended for good (torn down, replaced by another
 //     instance of the scheduler); Run returns.
 //
+// Optionally, implement InverseOfferScheduler too: InverseOffers hears an
+// operator's drain of an agent the framework has tasks on (the agent, what
+// the tasks hold, the deadline). Answer with Driver.AcceptInverseOffer or
+// Driver.DeclineInverseOffer, move the tasks elsewhere if you can; at the
+// deadline the rest are killed (KILLING, then KILLED, reason DRAINED).
+//
 // A Scheduler method may call the Driver; the next event is delivered after
 // it returns, so the Scheduler sees a consistent order without locks of its
 // own. The Driver may also be used from other goroutines.

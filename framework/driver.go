@@ -204,3 +204,20 @@ func (d *driver) ListRecords(ctx context.Context, prefix string) ([]*agorav1.Fra
 	})
 	return out, err
 }
+
+// AcceptInverseOffer implements Driver.
+func (d *driver) AcceptInverseOffer(ctx context.Context, agentID string) error {
+	return d.answerInverseOffer(ctx, agentID, true)
+}
+
+// DeclineInverseOffer implements Driver.
+func (d *driver) DeclineInverseOffer(ctx context.Context, agentID string) error {
+	return d.answerInverseOffer(ctx, agentID, false)
+}
+
+func (d *driver) answerInverseOffer(ctx context.Context, agentID string, accept bool) error {
+	return d.r.call(ctx, "answer inverse offer", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.AnswerInverseOffer(ctx, connect.NewRequest(&agorav1.AnswerInverseOfferRequest{Call: fc, AgentId: agentID, Accept: accept}))
+		return err
+	})
+}

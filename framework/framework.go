@@ -103,6 +103,21 @@ type Scheduler interface {
 	Error(d Driver, message string)
 }
 
+// InverseOfferScheduler is a Scheduler that also hears inverse offers: the
+// cluster asks the framework to move its tasks off a draining agent by a
+// deadline (InverseOffer.deadline; unset means none), after which the
+// tasks still there are killed with reason DRAINED. Answer each with
+// Driver.AcceptInverseOffer ("I will move") or Driver.DeclineInverseOffer;
+// the answer is recorded for operators to see and changes nothing else:
+// moving (launching elsewhere, then killing the tasks there) is the
+// framework's own work. A Scheduler without this method gets inverse offers
+// logged and unanswered. They are sent again after every (re)subscription
+// while the agent drains and the framework has tasks on it.
+type InverseOfferScheduler interface {
+	Scheduler
+	InverseOffers(d Driver, offers []*agorav1.InverseOffer)
+}
+
 // Driver makes calls to the master on behalf of the framework. Calls wait
 // until the framework is subscribed, go to the current leader, and are
 // retried across leader changes as package rpc/client allows. A Driver is safe for use from
@@ -140,6 +155,12 @@ type Driver interface {
 	// ListRecords lists the framework's records whose key starts with
 	// prefix, sorted by key (a linearizable read).
 	ListRecords(ctx context.Context, prefix string) ([]*agorav1.FrameworkRecord, error)
+	// AcceptInverseOffer answers a draining agent's inverse offer: the
+	// framework will move its tasks off the agent.
+	AcceptInverseOffer(ctx context.Context, agentID string) error
+	// DeclineInverseOffer answers a draining agent's inverse offer: the
+	// framework will not move (its tasks are killed at the deadline).
+	DeclineInverseOffer(ctx context.Context, agentID string) error
 }
 
 // Run subscribes the framework and delivers its events to s until ctx ends
@@ -416,6 +437,16 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 		}
 	case *agorav1.SubscribeResponse_Failure:
 		r.sched.Failure(r.drv, e.Failure.GetAgentId())
+	case *agorav1.SubscribeResponse_InverseOffers:
+		ios := e.InverseOffers.GetInverseOffers()
+		if is, ok := r.sched.(InverseOfferScheduler); ok {
+			is.InverseOffers(r.drv, ios)
+			break
+		}
+		for _, io := range ios {
+			r.log.Warn("inverse offer not answered: the scheduler does not implement InverseOffers",
+				"agent_id", io.GetAgentId(), "deadline", io.GetDeadline().AsTime())
+		}
 	case *agorav1.SubscribeResponse_Error:
 		msg := e.Error.GetMessage()
 		r.sched.Error(r.drv, msg)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/agora-sched/agora/framework/frameworktest"
 	"github.com/agora-sched/agora/rpc/client"
@@ -489,5 +490,78 @@ func TestHungMasterReleasesCallInHandler(t *testing.T) {
 	rec.waitLine(t, "accept code unavailable")
 	if err := m.WaitSubscriptions(ctx, 2); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// inverseRecorder is a recorder that also hears inverse offers and
+// accepts (agent a1) or declines (others) each.
+type inverseRecorder struct{ recorder }
+
+func (r *inverseRecorder) InverseOffers(d Driver, ios []*agorav1.InverseOffer) {
+	for _, io := range ios {
+		r.add("inverse-offer %s deadline=%d", io.GetAgentId(), io.GetDeadline().GetSeconds())
+		var err error
+		if io.GetAgentId() == "a1" {
+			err = d.AcceptInverseOffer(context.Background(), io.GetAgentId())
+		} else {
+			err = d.DeclineInverseOffer(context.Background(), io.GetAgentId())
+		}
+		if err != nil {
+			r.add("answer error %v", err)
+		}
+	}
+}
+
+func TestInverseOffers(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &inverseRecorder{}
+	_, _ = startRun(t, Config{Masters: []string{strings.TrimPrefix(m.URL(), "http://")}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	if err := m.Send(frameworktest.InverseOffersEvent(
+		&agorav1.InverseOffer{AgentId: "a1", FrameworkId: "fw-1", Deadline: &timestamppb.Timestamp{Seconds: 100}},
+		&agorav1.InverseOffer{AgentId: "a2", FrameworkId: "fw-1"},
+	)); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "inverse-offer a1 deadline=100")
+	rec.waitLine(t, "inverse-offer a2 deadline=0")
+	calls, err := m.WaitCalls(ctx, "AnswerInverseOffer", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		agent  string
+		accept bool
+	}{{"a1", true}, {"a2", false}} {
+		req := calls[i].Request.(*agorav1.AnswerInverseOfferRequest)
+		if req.GetAgentId() != want.agent || req.GetAccept() != want.accept || calls[i].Framework.GetFrameworkId() != "fw-1" {
+			t.Errorf("answer %d = %v (framework %v), want agent %s accept %v", i, req, calls[i].Framework, want.agent, want.accept)
+		}
+	}
+
+	// A Scheduler without InverseOffers: the event is logged, not answered,
+	// and later events still arrive.
+	m2 := frameworktest.NewMaster()
+	defer m2.Close()
+	plain := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{strings.TrimPrefix(m2.URL(), "http://")}}, plain)
+	if err := m2.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	plain.waitLine(t, "subscribed fw-1 resubscribed=false")
+	if err := m2.Send(frameworktest.InverseOffersEvent(&agorav1.InverseOffer{AgentId: "a1"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Send(frameworktest.RescindEvent("o9")); err != nil {
+		t.Fatal(err)
+	}
+	plain.waitLine(t, "rescind o9")
+	if cs := m2.Calls("AnswerInverseOffer"); len(cs) > 0 {
+		t.Fatalf("a scheduler without InverseOffers answered: %v", cs)
 	}
 }

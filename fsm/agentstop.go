@@ -8,11 +8,12 @@ import (
 
 // agentStopped records an agent's goodbye.
 //
-// For a restart (decommission false) an ACTIVE or DRAINING agent becomes
+// For a restart (decommission false) an ACTIVE, DRAINING or DRAINED agent becomes
 // RESTARTING since now: its offers are rescinded, its tasks keep their
 // state (frameworks see no status update), nothing is offered on it and it
 // reports no status until it registers again. Saying it twice changes
-// nothing. An UNREACHABLE agent must register first (FailedPrecondition);
+// nothing (a drained agent keeps its drain record and comes back drained).
+// An UNREACHABLE agent must register first (FailedPrecondition);
 // a GONE one is refused too.
 //
 // Decommissioned, the agent becomes GONE: offers rescinded, live tasks
@@ -41,7 +42,7 @@ func (x *txn) agentStopped(c *agorav1.AgentStoppedCommand) *Rejection {
 	switch a.GetState() {
 	case agorav1.AgentState_AGENT_STATE_RESTARTING:
 		return nil
-	case agorav1.AgentState_AGENT_STATE_ACTIVE, agorav1.AgentState_AGENT_STATE_DRAINING:
+	case agorav1.AgentState_AGENT_STATE_ACTIVE, agorav1.AgentState_AGENT_STATE_DRAINING, agorav1.AgentState_AGENT_STATE_DRAINED:
 	default:
 		return reject(CodeFailedPrecondition, "agent %s is %s; only an active agent can stop for a restart", id, agentStateName(a.GetState()))
 	}

@@ -153,6 +153,8 @@ const (
 	EventTaskStatus
 	EventAgentLost
 	EventFrameworkTornDown
+	// EventInverseOffer asks a framework to move off a draining agent.
+	EventInverseOffer
 )
 
 // Event is something a framework stream must hear about; emitted by Apply on
@@ -172,8 +174,10 @@ type Event struct {
 	Rescind bool
 	// Status of EventTaskStatus.
 	Status *agorav1.TaskStatus
-	// AgentID of EventAgentLost.
+	// AgentID of EventAgentLost and EventInverseOffer.
 	AgentID string
+	// InverseOffer of EventInverseOffer.
+	InverseOffer *agorav1.InverseOffer
 }
 
 // Config configures an FSM.

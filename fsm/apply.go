@@ -188,6 +188,7 @@ func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
 	a := clone(in)
 	a.Resources = p.ToProto()
 	a.State = agorav1.AgentState_AGENT_STATE_ACTIVE
+	a.Drain = nil // the masters' record, never the agent's to say
 	if !exists {
 		a.RegisteredAt, a.StateSince = now, now
 		x.putAgent(a)
@@ -196,7 +197,7 @@ func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
 	switch old.GetState() {
 	case agorav1.AgentState_AGENT_STATE_GONE:
 		return reject(CodeFailedPrecondition, "agent %s was marked gone and may not re-register; start it with a new id", id)
-	case agorav1.AgentState_AGENT_STATE_ACTIVE, agorav1.AgentState_AGENT_STATE_DRAINING:
+	case agorav1.AgentState_AGENT_STATE_ACTIVE, agorav1.AgentState_AGENT_STATE_DRAINING, agorav1.AgentState_AGENT_STATE_DRAINED:
 		if old.GetAddress() != in.GetAddress() || old.GetGossipAddress() != in.GetGossipAddress() {
 			return reject(CodeAlreadyExists,
 				"agent %s is already registered and active from %s (gossip %s); a second agent with this id from %s (gossip %s) is refused",
@@ -205,7 +206,13 @@ func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
 	}
 	a.RegisteredAt = ts(old.GetRegisteredAt())
 	a.StateSince = ts(old.GetStateSince())
-	if old.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+	a.Drain = old.GetDrain()
+	if a.Drain != nil {
+		// Drained before it went away: it comes back drained. DRAINING
+		// until the reconciliation below settles it.
+		a.State = agorav1.AgentState_AGENT_STATE_DRAINING
+	}
+	if old.GetState() != a.GetState() {
 		a.StateSince = now
 	}
 	for _, o := range x.offersOnAgent(id) {
@@ -213,6 +220,18 @@ func (x *txn) registerAgent(c *agorav1.RegisterAgentCommand) *Rejection {
 	}
 	x.putAgent(a)
 	x.reconcileAgent(id, c.GetTasks(), now)
+	if a.Drain != nil {
+		if cur, _ := x.agent(id); cur.GetState() != x.drainState(id) {
+			n := clone(cur)
+			n.State = x.drainState(id)
+			if old.GetState() != n.GetState() {
+				n.StateSince = now
+			} else {
+				n.StateSince = ts(old.GetStateSince())
+			}
+			x.putAgent(n)
+		}
+	}
 	u := x.usage(id)
 	av := u.available()
 	if !u.total.Contains(u.reserved.Total()) {
@@ -479,7 +498,7 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 	if !ok {
 		return reject(CodeNotFound, "agent %s is not registered", agentID)
 	}
-	if s := a.GetState(); s != agorav1.AgentState_AGENT_STATE_ACTIVE && s != agorav1.AgentState_AGENT_STATE_DRAINING {
+	if s := a.GetState(); s != agorav1.AgentState_AGENT_STATE_ACTIVE && !isDrainState(s) {
 		return reject(CodeFailedPrecondition, "agent %s is %s; it must register again before reporting status",
 			agentID, strings.ToLower(strings.TrimPrefix(s.String(), "AGENT_STATE_")))
 	}
@@ -525,6 +544,14 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 		s.FrameworkId, s.AgentId = t.GetFrameworkId(), agentID
 		s.Source = agorav1.StatusSource_STATUS_SOURCE_AGENT
 		s.Timestamp = now
+		if r := t.GetKillReason(); r != "" && s.GetState() == agorav1.TaskState_TASK_STATE_KILLED {
+			// Killed for the master's reason (DRAINED): say so; the
+			// agent's own words become the message.
+			if s.Message == "" {
+				s.Message = s.Reason
+			}
+			s.Reason = r
+		}
 		x.setStatus(t, s)
 	}
 	return nil

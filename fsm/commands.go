@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // CommandType is the one-byte type prefix of a Raft log entry.
@@ -40,6 +41,12 @@ const (
 	CmdPutRecord             CommandType = 22
 	CmdDeleteRecord          CommandType = 23
 	CmdAgentStopped          CommandType = 24
+
+	// Drain and maintenance (drain.go), from 40.
+	CmdDrainAgent         CommandType = 40
+	CmdUndrainAgent       CommandType = 41
+	CmdDrainDeadline      CommandType = 42
+	CmdAnswerInverseOffer CommandType = 43
 )
 
 // command is one row of the command table: everything Encode, Decode and
@@ -92,6 +99,11 @@ var commandTable = [...]command{
 	CmdPutRecord:             row("PutRecord", (*txn).putRecord),
 	CmdDeleteRecord:          row("DeleteRecord", (*txn).deleteRecord),
 	CmdAgentStopped:          row("AgentStopped", (*txn).agentStopped),
+
+	CmdDrainAgent:         row("DrainAgent", (*txn).drainAgent),
+	CmdUndrainAgent:       row("UndrainAgent", (*txn).undrainAgent),
+	CmdDrainDeadline:      row("DrainDeadline", (*txn).drainDeadline),
+	CmdAnswerInverseOffer: row("AnswerInverseOffer", (*txn).answerInverseOffer),
 }
 
 // lookup returns the row of a known type (the IgnoreUnknown bit ignored).
@@ -124,6 +136,9 @@ func (x *txn) apply(t CommandType, m proto.Message) *Rejection {
 	c, ok := lookup(t)
 	if !ok {
 		panic(fmt.Sprintf("fsm: no handler for command %s (%T)", t, m))
+	}
+	if n, ok := m.(interface{ GetNow() *timestamppb.Timestamp }); ok {
+		x.now = n.GetNow()
 	}
 	return c.apply(x, m)
 }

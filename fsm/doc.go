@@ -98,4 +98,14 @@
 // release them. A framework's failover timeout of 0 means it is torn down by
 // the first Expire after it disconnects; the leader substitutes its default
 // before subscribing.
+//
+// Drain and maintenance (drain.go): an agent's drain is a record on the
+// Agent (started, deadline, whether the deadline's kill was applied, the
+// frameworks' answers to the inverse offer), so it is in every snapshot and
+// survives the agent's restarts and losses. A drained agent that is up is
+// DRAINING while live tasks run there and DRAINED once none does (settled
+// whenever a task on it ends); nothing is offered on it. The leader proposes
+// DrainDeadline once the deadline has passed: live tasks become KILLING with
+// kill_reason DRAINED, and the agent's KILLED update is recorded with that
+// reason. CheckInvariants audits the drain states.
 package fsm

@@ -149,18 +149,17 @@ func TestApplyUnknown(t *testing.T) {
 
 // TestCommandTable: every row has a name, a payload and an apply function,
 // the names are unique, and a known type with the IgnoreUnknown bit set
-// decodes as the type itself.
+// decodes as the type itself. Numbers may be left unused between blocks
+// (drain and maintenance starts at 40), but not inside the first block.
 func TestCommandTable(t *testing.T) {
 	seen := map[string]bool{}
-	n := 0
 	for i, c := range commandTable {
 		if c.new == nil {
-			if i != 0 {
+			if i != 0 && i <= int(CmdAgentStopped) {
 				t.Errorf("type %d has no row", i)
 			}
 			continue
 		}
-		n++
 		ct := CommandType(i)
 		if c.name == "" || c.apply == nil || seen[c.name] {
 			t.Errorf("type %d: row %+v", i, c)
@@ -180,9 +179,6 @@ func TestCommandTable(t *testing.T) {
 		if got, m, err := Decode(b); err != nil || m == nil || got&^IgnoreUnknown != ct {
 			t.Errorf("decode %s with the IgnoreUnknown bit: %v %v %v", ct, got, m, err)
 		}
-	}
-	if n != len(commandTable)-1 {
-		t.Errorf("%d rows, want %d", n, len(commandTable)-1)
 	}
 	if got := CommandType(0x7e).String(); got != "CommandType(126)" {
 		t.Errorf("unknown type prints %q", got)

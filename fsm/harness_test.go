@@ -188,6 +188,9 @@ func formatEvent(e Event) string {
 		return fmt.Sprintf("event agent-lost fw=%s agent=%s reason=%q", e.FrameworkID, e.AgentID, e.Reason)
 	case EventFrameworkTornDown:
 		return fmt.Sprintf("event torn-down fw=%s reason=%q", e.FrameworkID, e.Reason)
+	case EventInverseOffer:
+		io := e.InverseOffer
+		return fmt.Sprintf("event inverse-offer fw=%s agent=%s host=%s res=[%s] deadline=%s", e.FrameworkID, io.GetAgentId(), io.GetHostname(), resStr(io.GetResources()), tsStr(io.GetDeadline()))
 	}
 	return fmt.Sprintf("event %d", e.Kind)
 }
@@ -225,6 +228,17 @@ func dump(s *State, which ...string) string {
 			u := s.AgentUsage(a.GetId())
 			fmt.Fprintf(&b, "agent %s %s addr=%s since=%s total=%s\n", a.GetId(), short(a.GetState(), "AGENT_STATE_"), a.GetAddress(), tsStr(a.GetStateSince()), u.Total)
 			fmt.Fprintf(&b, "  reserved=[%s] used=[%s] offered=[%s] free=[%s]\n", u.Reserved, u.Used, u.Offered, u.Free)
+			if d := a.GetDrain(); d != nil {
+				var answers []string
+				for _, ans := range d.GetAnswers() {
+					verb := "declined"
+					if ans.GetAccepted() {
+						verb = "accepted"
+					}
+					answers = append(answers, ans.GetFrameworkId()+":"+verb+"@"+tsStr(ans.GetAnsweredAt()))
+				}
+				fmt.Fprintf(&b, "  drain started=%s deadline=%s passed=%v answers=%v\n", tsStr(d.GetStartedAt()), tsStr(d.GetDeadline()), d.GetDeadlinePassed(), answers)
+			}
 		}
 	}
 	if want("frameworks") {
@@ -265,6 +279,9 @@ func dump(s *State, which ...string) string {
 			}
 			if len(t.GetVolumeIds()) > 0 {
 				fmt.Fprintf(&b, " volumes=%v", t.GetVolumeIds())
+			}
+			if t.GetKillReason() != "" {
+				fmt.Fprintf(&b, " kill-reason=%s", t.GetKillReason())
 			}
 			if st := t.GetStatus(); st != nil {
 				fmt.Fprintf(&b, " status=%s/%s/%s", short(st.GetState(), "TASK_STATE_"), short(st.GetSource(), "STATUS_SOURCE_"), st.GetUuid())

@@ -71,7 +71,7 @@ func (g *gen) portion(label string, r resources.Resources) resources.Resources {
 
 // kindOrder lists the command kinds below, the common ones first and
 // repeated (rapid favours early elements).
-var kindOrder = []int{14, 16, 10, 4, 8, 20, 15, 17, 9, 5, 21, 6, 7, 13, 11, 12, 18, 19, 0, 1, 2, 3, 14, 16, 8, 16, 22}
+var kindOrder = []int{14, 16, 10, 4, 8, 20, 15, 17, 9, 5, 21, 6, 7, 13, 11, 12, 18, 19, 0, 1, 2, 3, 14, 16, 8, 16, 22, 23, 24, 25, 26}
 
 // live returns an id of an existing object matching ok, or one of ids.
 func (g *gen) live(label string, ids []string, have []string) string {
@@ -134,6 +134,19 @@ func (g *gen) command(s *State) (CommandType, proto.Message) {
 	case 22:
 		return CmdAgentStopped, &agorav1.AgentStoppedCommand{AgentId: g.pick("agent", genAgents), Now: g.ts(),
 			Decommission: rapid.IntRange(0, 3).Draw(g.t, "decommission") == 0}
+	case 23:
+		cmd := &agorav1.DrainAgentCommand{AgentId: g.pick("agent", genAgents), Now: g.ts()}
+		if rapid.Bool().Draw(g.t, "deadline") {
+			cmd.Deadline = &timestamppb.Timestamp{Seconds: g.now + int64(rapid.IntRange(-2, 20).Draw(g.t, "drain-for"))}
+		}
+		return CmdDrainAgent, cmd
+	case 24:
+		return CmdUndrainAgent, &agorav1.UndrainAgentCommand{AgentId: g.pick("agent", genAgents), Now: g.ts()}
+	case 25:
+		return CmdDrainDeadline, &agorav1.DrainDeadlineCommand{AgentId: g.pick("agent", genAgents), Now: g.ts()}
+	case 26:
+		return CmdAnswerInverseOffer, &agorav1.AnswerInverseOfferCommand{FrameworkId: g.pick("fw", genFrameworks),
+			AgentId: g.pick("agent", genAgents), Accept: rapid.Bool().Draw(g.t, "accept"), Now: g.ts()}
 	case 6:
 		return CmdAgentUnreachable, &agorav1.AgentUnreachableCommand{AgentId: g.pick("agent", genAgents), Now: g.ts()}
 	case 7:

@@ -380,6 +380,9 @@ func (s *State) CheckInvariants() error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkDrains(); err != nil {
+		return err
+	}
 	agents, frameworks := computeUsage(root)
 	root.WalkPrefix([]byte(uAgent), func(k []byte, v interface{}) bool {
 		id := string(k[len(uAgent):])

@@ -8,6 +8,7 @@ import (
 
 	iradix "github.com/hashicorp/go-immutable-radix"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -25,6 +26,8 @@ type txn struct {
 	// uuids given by the command for master-generated statuses, used in order.
 	uuids []string
 	seq   int
+	// now is the command's leader-stamped time, when it carries one.
+	now *timestamppb.Timestamp
 	// deferIndex collects index keys during restore (nil otherwise).
 	deferIndex func(k []byte)
 }
@@ -252,6 +255,7 @@ func (x *txn) putTask(old, t *agorav1.Task) {
 		x.chargeTask(t, true)
 	case wasLive && !isLive:
 		x.chargeTask(old, false)
+		x.settleDrain(t.GetAgentId())
 	}
 }
 
@@ -284,6 +288,7 @@ func (x *txn) deleteTask(t *agorav1.Task) {
 	x.forgetSuperseded(fid, tid)
 	if !IsTerminal(t.GetState()) {
 		x.chargeTask(t, false)
+		x.settleDrain(t.GetAgentId())
 	}
 }
 

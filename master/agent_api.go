@@ -66,7 +66,17 @@ func (s *agentServer) RegisterAgent(ctx context.Context, req *connect.Request[ag
 
 // sameAgentActive reports whether a registered agent still counts as alive.
 func sameAgentActive(a *agorav1.Agent) bool {
-	return a.GetState() == agorav1.AgentState_AGENT_STATE_ACTIVE || a.GetState() == agorav1.AgentState_AGENT_STATE_DRAINING
+	return agentUp(a.GetState())
+}
+
+// agentUp reports whether an agent in state s is registered and running:
+// ACTIVE, or drained (DRAINING, DRAINED) but still up.
+func agentUp(s agorav1.AgentState) bool {
+	switch s {
+	case agorav1.AgentState_AGENT_STATE_ACTIVE, agorav1.AgentState_AGENT_STATE_DRAINING, agorav1.AgentState_AGENT_STATE_DRAINED:
+		return true
+	}
+	return false
 }
 
 // UpdateStatus commits an agent's status updates in one command; the FSM

@@ -24,14 +24,18 @@
 //  4. On winning leadership the master issues a Barrier, then the leader
 //     type (leader.go) establishes its term: it starts every leader-only
 //     task (master reconciliation, allocation, expiry of offers, filters
-//     and failover timeouts, agent liveness) with a context that is
+//     and failover timeouts, agent liveness, drain deadlines) with a
+//     context that is
 //     cancelled when leadership is lost or the master stops, and once they
 //     all returned it revokes the term: every framework stream is closed
 //     with a redirect to the new leader. A new term never starts before the
 //     previous one was revoked. The RPC handler types run no goroutines.
 //     Agent liveness decisions are a pure tracker (liveness.go) that the
 //     leader drives with gossip events, probe verdicts and the clock
-//     ([Config].Now).
+//     ([Config].Now). Drain deadlines (drain.go) are read from the state
+//     alone (a drained agent's deadline and whether its kill was applied),
+//     so a new leader fires a deadline the old one did not reach: it
+//     proposes DrainDeadline with its own time once the deadline passed.
 //  5. Writes go through [Master.Apply]; reads through [Master.ReadState]
 //     (linearizable: VerifyLeader and wait for the commit index to be
 //     applied) or [Master.State] (local, possibly stale).

@@ -89,7 +89,7 @@ func (e *explainStore) lookup(id string) (allocator.FrameworkTrace, uint64, time
 // agent is not named).
 func appendExcluded(ex []allocator.ExcludedAgent, a *agorav1.Agent) []allocator.ExcludedAgent {
 	switch a.GetState() {
-	case agorav1.AgentState_AGENT_STATE_DRAINING:
+	case agorav1.AgentState_AGENT_STATE_DRAINING, agorav1.AgentState_AGENT_STATE_DRAINED:
 		return append(ex, allocator.ExcludedAgent{ID: a.GetId(), Reason: allocator.ReasonAgentDraining})
 	case agorav1.AgentState_AGENT_STATE_UNREACHABLE:
 		return append(ex, allocator.ExcludedAgent{ID: a.GetId(), Reason: allocator.ReasonAgentUnreachable})

@@ -18,7 +18,8 @@ import (
 // leader owns everything that runs only while this master leads. The
 // leader loop (raft.go) calls run once per term, after the term's Barrier:
 // establish starts the leader-only tasks (master reconciliation,
-// allocation, offer/filter/failover expiry, agent liveness); when
+// allocation, offer/filter/failover expiry, agent liveness, drain
+// deadlines); when
 // leadership or the master ends, every task is stopped and revoke closes
 // every framework stream with a redirect to the new leader. The RPC
 // handler types start no goroutines of their own: they read the
@@ -61,6 +62,7 @@ func (l *leader) tasks() []leaderTask {
 		{name: "allocation", run: l.runAllocation},
 		{name: "expiry", run: l.runExpiry},
 		{name: "liveness", run: l.runLiveness},
+		{name: "drain", run: l.runDrainDeadlines},
 		{name: "services", run: l.runServices},
 	}, extra...)
 }

@@ -126,7 +126,8 @@ type livenessProposal struct {
 // verdicts (Observe), calls Sweep and Due on a ticker with the current
 // time, carries out the probes it asks for and proposes what Due returns.
 //
-// Rules:
+// Rules (an agent that is up but drained, DRAINING or DRAINED, counts as
+// ACTIVE here: a drain does not stop failure detection):
 //   - An ACTIVE agent that gossip reports failed is probed directly; after
 //     Probes unanswered probes in a row it is proposed UNREACHABLE. An
 //     answered probe clears the count and nothing is proposed.
@@ -207,7 +208,7 @@ func (t *livenessTracker) suspect(id string) []string {
 func (t *livenessTracker) Observe(ev livenessEvent) []string {
 	switch ev.Kind {
 	case gossipFailed, gossipLeft:
-		if ev.State == agorav1.AgentState_AGENT_STATE_ACTIVE {
+		if agentUp(ev.State) {
 			return t.suspect(ev.Agent)
 		}
 	case probeAnswered:
@@ -254,7 +255,7 @@ func (t *livenessTracker) Sweep(agents []agentView, alive map[string]bool, now t
 	var probe []string
 	missing := map[string]bool{}
 	for _, a := range agents {
-		if a.State != agorav1.AgentState_AGENT_STATE_ACTIVE || alive[a.ID] {
+		if !agentUp(a.State) || alive[a.ID] {
 			continue
 		}
 		missing[a.ID] = true
@@ -290,6 +291,9 @@ func (t *livenessTracker) Due(agents []agentView, alive map[string]bool, now tim
 			want = agorav1.AgentState_AGENT_STATE_RESTARTING
 		}
 		st, ok := state[p.Agent]
+		if want == agorav1.AgentState_AGENT_STATE_ACTIVE && agentUp(st) {
+			st = want // a drained agent that is up is watched like an active one
+		}
 		if !ok || st != want || (want == agorav1.AgentState_AGENT_STATE_ACTIVE && alive[p.Agent]) {
 			t.queue = t.queue[1:]
 			delete(t.queued, p)

@@ -197,8 +197,9 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 	return s.serveStream(ctx, out, sub, st)
 }
 
-// serveStream sends SUBSCRIBED, the framework's outstanding offers and
-// unacknowledged updates from st, then live events until the stream ends.
+// serveStream sends SUBSCRIBED, the framework's outstanding offers,
+// unacknowledged updates and the inverse offers of drained agents it has
+// tasks on from st, then live events until the stream ends.
 func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerStream[agorav1.SubscribeResponse], sub *stream, st *fsm.State) error {
 	cfg := s.m.Config()
 	lastSent := map[string]time.Time{} // status uuid -> when we last sent it
@@ -232,6 +233,11 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 	}
 	for _, status := range st.UnacknowledgedStatuses(sub.fid) {
 		if err := send(updateEvent(status)); err != nil {
+			return gone(err)
+		}
+	}
+	if ios := st.InverseOffers(sub.fid); len(ios) > 0 {
+		if err := send(inverseOffersEvent(ios...)); err != nil {
 			return gone(err)
 		}
 	}

@@ -268,6 +268,8 @@ func eventToResponse(e fsm.Event) (*agorav1.SubscribeResponse, *streamEnd) {
 	case fsm.EventAgentLost:
 		return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Failure{
 			Failure: &agorav1.Failure{AgentId: e.AgentID, Reason: e.Reason}}}, nil
+	case fsm.EventInverseOffer:
+		return inverseOffersEvent(e.InverseOffer), nil
 	case fsm.EventFrameworkTornDown:
 		msg := "framework torn down"
 		if e.Reason != "" {
@@ -276,6 +278,11 @@ func eventToResponse(e fsm.Event) (*agorav1.SubscribeResponse, *streamEnd) {
 		return nil, &streamEnd{final: errorEvent(msg), flush: true}
 	}
 	return nil, nil
+}
+
+func inverseOffersEvent(ios ...*agorav1.InverseOffer) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_InverseOffers{
+		InverseOffers: &agorav1.InverseOffers{InverseOffers: ios}}}
 }
 
 func updateEvent(s *agorav1.TaskStatus) *agorav1.SubscribeResponse {

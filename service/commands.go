@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -269,14 +270,69 @@ func (s *State) Replace(name string) error {
 	if !p.placed() {
 		return fmt.Errorf("%w: pod %s is not placed", ErrBadCommand, name)
 	}
+	s.replace(p)
+	s.normalize()
+	return nil
+}
+
+// replace gives p a new placement (see Replace).
+func (s *State) replace(p *Pod) {
+	name := s.podName(p)
 	s.Releases = append(s.Releases, s.releaseOf(p))
 	avoid := p.AgentID
 	*p = Pod{Type: p.Type, Index: p.Index, Avoid: avoid}
 	if s.Failed != nil && s.Failed.Pod == name {
 		s.Failed = nil
 	}
+}
+
+// Drain records that agentID is being drained (the master's inverse
+// offer): every pod placed there moves off it as Replace moves a pod, to
+// a new reservation and an empty volume on another agent, since a drained
+// agent is gone for good as far as its volumes are concerned. Pods move
+// one at a time and only while the plan has nothing else in progress: the
+// old task is stopped first (never two tasks of one pod), the pod is placed
+// afresh and must be ready before the next pod moves. Draining an agent
+// twice changes nothing. It reports whether a pod of the service is
+// placed there.
+func (s *State) Drain(agentID string) bool {
+	if agentID == "" {
+		return false
+	}
+	there := slices.ContainsFunc(s.Pods, func(p *Pod) bool { return p.AgentID == agentID && p.placed() && !s.retired(p) })
+	if !slices.Contains(s.Drains, agentID) {
+		s.Drains = append(s.Drains, agentID)
+		slices.Sort(s.Drains)
+	}
 	s.normalize()
-	return nil
+	return there
+}
+
+// Undrain forgets an agent's drain: pods that already moved stay where
+// they are; the others stay on it.
+func (s *State) Undrain(agentID string) {
+	s.Drains = slices.DeleteFunc(s.Drains, func(a string) bool { return a == agentID })
+	s.normalize()
+}
+
+// moveOffDrained replaces the first pod (plan order) placed on a drained
+// agent, when the plan has no step in progress and no old task of a moved
+// pod is still running. Called by normalize.
+func (s *State) moveOffDrained() {
+	if len(s.Drains) == 0 || s.Removing || s.Failed != nil || s.step() != nil {
+		return
+	}
+	for _, r := range s.Releases {
+		if r.TaskID != "" && !taskGone(r.TaskState) {
+			return // an earlier move's old task is still stopping
+		}
+	}
+	for _, p := range s.Pods {
+		if p.placed() && !s.retired(p) && slices.Contains(s.Drains, p.AgentID) {
+			s.replace(p)
+			return
+		}
+	}
 }
 
 // Remove retires every pod; with purge their reservations and volumes are
@@ -308,6 +364,7 @@ func (s *State) Removed() bool {
 // ForgetAgent drops the releases on an agent that is gone for good (the
 // master drops its reservations and volumes with it).
 func (s *State) ForgetAgent(agentID string) {
+	s.Drains = slices.DeleteFunc(s.Drains, func(a string) bool { return a == agentID })
 	kept := s.Releases[:0]
 	for _, r := range s.Releases {
 		if r.AgentID != agentID {
@@ -331,6 +388,8 @@ type Status struct {
 	Role string      `json:"role"`
 	Pods []PodStatus `json:"pods"`
 	Plan PlanStatus  `json:"plan"`
+	// Draining lists the drained agents the service moves its pods off.
+	Draining []string `json:"draining,omitempty"`
 }
 
 // PodStatus is one pod in Status. State is the task's state ("RUNNING",
@@ -355,7 +414,7 @@ type PlanStatus struct {
 // Status reports the service's pods (those its spec counts; retired pods
 // that keep a reservation are not listed) and its plan.
 func (s *State) Status() Status {
-	st := Status{Name: s.Spec.Name, Role: s.Spec.Role, Pods: []PodStatus{}, Plan: s.planStatus()}
+	st := Status{Name: s.Spec.Name, Role: s.Spec.Role, Pods: []PodStatus{}, Plan: s.planStatus(), Draining: slices.Clone(s.Drains)}
 	for _, p := range s.Pods {
 		if s.retired(p) {
 			continue
@@ -382,8 +441,11 @@ func (s *State) planStatus() PlanStatus {
 	if p := s.step(); p != nil {
 		pt, _ := s.Spec.Pod(p.Type)
 		verb := "deploy"
-		if p.Config != nil && !p.Config.equal(configOf(pt)) {
+		switch {
+		case p.Config != nil && !p.Config.equal(configOf(pt)):
 			verb = "update"
+		case p.Avoid != "" && !p.Deployed:
+			verb = "move" // replaced, or off a drained agent
 		}
 		phase := "waiting for an offer"
 		switch {

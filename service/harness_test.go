@@ -108,7 +108,7 @@ func (h *harness) settle() {
 			}
 		}
 		for _, a := range h.c.agents {
-			if !a.gone && h.offer(a.id).Accept() {
+			if !a.gone && !a.drained && h.offer(a.id).Accept() {
 				changed = true
 			}
 		}

@@ -34,6 +34,8 @@ type simAgent struct {
 	attrs    map[string]string
 	total    resources.Resources
 	gone     bool
+	// drained: the agent makes no offers and its pods may move off it.
+	drained bool
 }
 
 type simResv struct {
@@ -224,7 +226,7 @@ func (c *cluster) applyOps(agentID string, ops []*agorav1.Operation) error {
 					}
 				}
 				vol := strings.Join(ti.GetVolumeIds(), ",")
-				if h, ok := c.home[pod]; ok && (h[0] != agentID || h[1] != vol) {
+				if h, ok := c.home[pod]; ok && (h[0] != agentID || h[1] != vol) && !c.agent(h[0]).drained {
 					return fmt.Errorf("INVARIANT: %s relaunched on agent %s volume %q, its home is agent %s volume %q", pod, agentID, vol, h[0], h[1])
 				}
 				c.home[pod] = [2]string{agentID, vol}

@@ -44,6 +44,9 @@ type State struct {
 	Removing bool `json:"removing,omitempty"`
 	// Purge (with Removing) releases every reservation and volume.
 	Purge bool `json:"purge,omitempty"`
+	// Drains are the agents being drained (sorted): the pods placed there
+	// move off, one at a time, when the plan has nothing else in progress.
+	Drains []string `json:"drains,omitempty"`
 }
 
 // Pod is one pod instance's record.
@@ -279,6 +282,7 @@ func (s *State) normalize() {
 	}
 	clear(s.Pods[len(kept):])
 	s.Pods = kept
+	s.moveOffDrained()
 	order := map[string]int{}
 	for i, pt := range s.Spec.Pods {
 		order[pt.Name] = i

@@ -41,16 +41,16 @@ func runAgents(ctx context.Context, args []string) error {
 				"resources": map[string]string{"total": poolsString(a.Resources), "used": poolsString(v.Used),
 					"offered": poolsString(v.Offered), "reserved": poolsString(v.Reserved)},
 				"attributes": a.Attributes, "since": tsString(a.StateSince), "registered_at": tsString(a.RegisteredAt),
-				"version": a.Version,
+				"version": a.Version, "drain": drainJSON(a.GetDrain()),
 			})
 		}
 		return printJSON(os.Stdout, out)
 	}
-	tw := newTable(os.Stdout, "ID", "ADDRESS", "STATE", "TOTAL", "USED", "RESERVED", "ATTRIBUTES", "SINCE")
+	tw := newTable(os.Stdout, "ID", "ADDRESS", "STATE", "TOTAL", "USED", "RESERVED", "ATTRIBUTES", "SINCE", "DRAIN")
 	for _, v := range resp.Msg.Agents {
 		a := v.Agent
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Id, orDash(a.Address), agentState(a.State), poolsString(a.Resources),
-			poolsString(v.Used), poolsString(v.Reserved), orDash(attrString(a.Attributes)), tsString(a.StateSince))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Id, orDash(a.Address), agentState(a.State), poolsString(a.Resources),
+			poolsString(v.Used), poolsString(v.Reserved), orDash(attrString(a.Attributes)), tsString(a.StateSince), drainString(a.GetDrain()))
 	}
 	return tw.Flush()
 }

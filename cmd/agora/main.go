@@ -36,6 +36,8 @@ func init() {
 		"run":            {"run N copies of a command through a framework (like mesos-execute)", runRun},
 		"kill-framework": {"tear a framework down and kill its tasks", runKillFramework},
 		"explain":        {"why a framework got no (or fewer) offers in the last round", runExplain},
+		"drain":          {"drain an agent: drain AGENT [--deadline D] (tasks killed at the deadline)", runDrain},
+		"undrain":        {"end an agent's drain: undrain AGENT", runUndrain},
 		"bench":          {"benchmarks: bench allocator", runBench},
 		"sleep":          {"sleep for a duration (a static helper for test tasks)", runSleep},
 		"chaos":          {"fault-injection test of a real cluster", runChaos},

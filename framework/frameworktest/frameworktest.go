@@ -242,6 +242,11 @@ func FailureEvent(agentID string) *agorav1.SubscribeResponse {
 	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Failure{Failure: &agorav1.Failure{AgentId: agentID}}}
 }
 
+// InverseOffersEvent wraps inverse offers in an INVERSE_OFFERS event.
+func InverseOffersEvent(ios ...*agorav1.InverseOffer) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_InverseOffers{InverseOffers: &agorav1.InverseOffers{InverseOffers: ios}}}
+}
+
 // ErrorEvent builds an ERROR event.
 func ErrorEvent(msg string) *agorav1.SubscribeResponse {
 	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Error{Error: &agorav1.Error{Message: msg}}}
@@ -460,4 +465,14 @@ func (h *handler) Teardown(ctx context.Context, req *connect.Request[agorav1.Tea
 	}
 	m.EndStream(nil)
 	return connect.NewResponse(&agorav1.TeardownResponse{}), nil
+}
+
+func (h *handler) AnswerInverseOffer(ctx context.Context, req *connect.Request[agorav1.AnswerInverseOfferRequest]) (*connect.Response[agorav1.AnswerInverseOfferResponse], error) {
+	if err := h.m.record("AnswerInverseOffer", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "AnswerInverseOffer"); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.AnswerInverseOfferResponse{}), nil
 }

@@ -76,6 +76,9 @@
 //	  RunService                 not-applied a second run answers AlreadyExists
 //	  ReplaceServicePod          not-applied a second replace moves the pod again
 //	  RemoveService              not-applied a second may answer NotFound (the service is gone)
+//	  DrainAgent                 not-applied a duplicate after another operator's undrain would
+//	                                         drain the agent again
+//	  UndrainAgent               not-applied a second answers FailedPrecondition (not draining)
 //	SchedulerService
 //	  Reconcile                  always      a read; its answers are resent as updates, which
 //	                                         frameworks must tolerate anyway
@@ -84,6 +87,7 @@
 //	  Acknowledge                always      a duplicate is answered OK (an acknowledged terminal
 //	                                         task is gone: NotFound, which the SDK treats as done)
 //	  UpdateFramework            always      replaces the framework info
+//	  AnswerInverseOffer         always      the same answer again is a no-op
 //	  Accept, Decline            not-applied the offers are used up by the first: a second answers
 //	                                         NotFound or FailedPrecondition, though the first
 //	                                         launched the tasks

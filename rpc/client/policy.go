@@ -69,6 +69,11 @@ var policies = map[string]Policy{
 	agorav1connect.OperatorServiceRunServiceProcedure:        RetryIfNotApplied,
 	agorav1connect.OperatorServiceReplaceServicePodProcedure: RetryIfNotApplied,
 	agorav1connect.OperatorServiceRemoveServiceProcedure:     RetryIfNotApplied,
+
+	// Drain and maintenance.
+	agorav1connect.OperatorServiceDrainAgentProcedure:          RetryIfNotApplied,
+	agorav1connect.OperatorServiceUndrainAgentProcedure:        RetryIfNotApplied,
+	agorav1connect.SchedulerServiceAnswerInverseOfferProcedure: RetryAlways,
 }
 
 // PolicyOf returns the retry policy of a procedure

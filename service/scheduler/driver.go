@@ -263,6 +263,35 @@ func (dr *driver) Update(d framework.Driver, status *agorav1.TaskStatus) {
 // Failure implements framework.Scheduler.
 func (dr *driver) Failure(framework.Driver, string) {}
 
+// InverseOffers implements framework.InverseOfferScheduler: the pods on a
+// draining agent move off it (State.Drain), and the driver accepts the
+// inverse offer once that is stored.
+func (dr *driver) InverseOffers(d framework.Driver, ios []*agorav1.InverseOffer) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	if dr.st == nil || dr.done {
+		return
+	}
+	for _, io := range ios {
+		agentID := io.GetAgentId()
+		next := dr.st.Clone()
+		moving := next.Drain(agentID)
+		if err := dr.store(next); err != nil {
+			dr.log.Warn("recording a drain failed; the inverse offer comes again on resubscription", "agent", agentID, "err", err)
+			continue
+		}
+		dr.log.Info("agent draining: moving the service's pods off it", "agent", agentID, "pods_there", moving,
+			"deadline", io.GetDeadline().AsTime())
+		ctx, cancel := dr.callCtx()
+		err := d.AcceptInverseOffer(ctx, agentID)
+		cancel()
+		if err != nil {
+			dr.log.Warn("answering the inverse offer failed", "agent", agentID, "err", err)
+		}
+	}
+	dr.after()
+}
+
 // Error implements framework.Scheduler.
 func (dr *driver) Error(_ framework.Driver, message string) {
 	dr.log.Error("service framework ended", "message", message)

@@ -1429,6 +1429,256 @@ func (x *AgentStoppedCommand) GetStatusUuids() []string {
 	return nil
 }
 
+// DrainAgentCommand drains an agent (or changes a drain's deadline): no new
+// offers, outstanding offers rescinded, inverse offers to the frameworks
+// with tasks there.
+type DrainAgentCommand struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Now     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=now,proto3" json:"now,omitempty"`
+	// deadline, when set, must not be before now.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainAgentCommand) Reset() {
+	*x = DrainAgentCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainAgentCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainAgentCommand) ProtoMessage() {}
+
+func (x *DrainAgentCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainAgentCommand.ProtoReflect.Descriptor instead.
+func (*DrainAgentCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DrainAgentCommand) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *DrainAgentCommand) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+func (x *DrainAgentCommand) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+// UndrainAgentCommand ends an agent's drain: it is ACTIVE again.
+type UndrainAgentCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Now           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainAgentCommand) Reset() {
+	*x = UndrainAgentCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainAgentCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainAgentCommand) ProtoMessage() {}
+
+func (x *UndrainAgentCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainAgentCommand.ProtoReflect.Descriptor instead.
+func (*UndrainAgentCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UndrainAgentCommand) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *UndrainAgentCommand) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+// DrainDeadlineCommand is the leader's kill at a drain's deadline: every
+// live task on the agent is killed with reason DRAINED.
+type DrainDeadlineCommand struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Now     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=now,proto3" json:"now,omitempty"`
+	// status_uuids gives one uuid per KILLING update, in task order.
+	StatusUuids   []string `protobuf:"bytes,3,rep,name=status_uuids,json=statusUuids,proto3" json:"status_uuids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainDeadlineCommand) Reset() {
+	*x = DrainDeadlineCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainDeadlineCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainDeadlineCommand) ProtoMessage() {}
+
+func (x *DrainDeadlineCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainDeadlineCommand.ProtoReflect.Descriptor instead.
+func (*DrainDeadlineCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DrainDeadlineCommand) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *DrainDeadlineCommand) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+func (x *DrainDeadlineCommand) GetStatusUuids() []string {
+	if x != nil {
+		return x.StatusUuids
+	}
+	return nil
+}
+
+// AnswerInverseOfferCommand records a framework's answer to the inverse
+// offer of a draining agent.
+type AnswerInverseOfferCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Accept        bool                   `protobuf:"varint,3,opt,name=accept,proto3" json:"accept,omitempty"`
+	Now           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerInverseOfferCommand) Reset() {
+	*x = AnswerInverseOfferCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerInverseOfferCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerInverseOfferCommand) ProtoMessage() {}
+
+func (x *AnswerInverseOfferCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerInverseOfferCommand.ProtoReflect.Descriptor instead.
+func (*AnswerInverseOfferCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AnswerInverseOfferCommand) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *AnswerInverseOfferCommand) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AnswerInverseOfferCommand) GetAccept() bool {
+	if x != nil {
+		return x.Accept
+	}
+	return false
+}
+
+func (x *AnswerInverseOfferCommand) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
 var File_agora_v1_commands_proto protoreflect.FileDescriptor
 
 const file_agora_v1_commands_proto_rawDesc = "" +
@@ -1522,7 +1772,23 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
 	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12\"\n" +
 	"\fdecommission\x18\x03 \x01(\bR\fdecommission\x12!\n" +
-	"\fstatus_uuids\x18\x04 \x03(\tR\vstatusUuidsB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\fstatus_uuids\x18\x04 \x03(\tR\vstatusUuids\"\x94\x01\n" +
+	"\x11DrainAgentCommand\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
+	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x126\n" +
+	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"^\n" +
+	"\x13UndrainAgentCommand\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
+	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x82\x01\n" +
+	"\x14DrainDeadlineCommand\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
+	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12!\n" +
+	"\fstatus_uuids\x18\x03 \x03(\tR\vstatusUuids\"\x9f\x01\n" +
+	"\x19AnswerInverseOfferCommand\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x16\n" +
+	"\x06accept\x18\x03 \x01(\bR\x06accept\x12,\n" +
+	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03nowB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_commands_proto_rawDescOnce sync.Once
@@ -1536,7 +1802,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -1562,46 +1828,55 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*PutRecordCommand)(nil),             // 21: agora.v1.PutRecordCommand
 	(*DeleteRecordCommand)(nil),          // 22: agora.v1.DeleteRecordCommand
 	(*AgentStoppedCommand)(nil),          // 23: agora.v1.AgentStoppedCommand
-	(*Role)(nil),                         // 24: agora.v1.Role
-	(*Master)(nil),                       // 25: agora.v1.Master
-	(*Agent)(nil),                        // 26: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 28: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 29: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 30: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 31: agora.v1.Offer
-	(*Operation)(nil),                    // 32: agora.v1.Operation
+	(*DrainAgentCommand)(nil),            // 24: agora.v1.DrainAgentCommand
+	(*UndrainAgentCommand)(nil),          // 25: agora.v1.UndrainAgentCommand
+	(*DrainDeadlineCommand)(nil),         // 26: agora.v1.DrainDeadlineCommand
+	(*AnswerInverseOfferCommand)(nil),    // 27: agora.v1.AnswerInverseOfferCommand
+	(*Role)(nil),                         // 28: agora.v1.Role
+	(*Master)(nil),                       // 29: agora.v1.Master
+	(*Agent)(nil),                        // 30: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 32: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 33: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 34: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 35: agora.v1.Offer
+	(*Operation)(nil),                    // 36: agora.v1.Operation
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	24, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	25, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	26, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	27, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	28, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	27, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	28, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	27, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	29, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	27, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	30, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	27, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	27, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	32, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	27, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	27, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	27, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	28, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	29, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	30, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	31, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	32, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	31, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	32, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	31, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	31, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	31, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	31, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	31, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	31, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	31, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 24: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 25: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
+	31, // 26: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 27: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 28: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_commands_proto_init() }
@@ -1616,7 +1891,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

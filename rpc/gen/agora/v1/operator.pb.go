@@ -2494,6 +2494,211 @@ func (x *GetServiceResponse) GetService() *ServiceView {
 	return nil
 }
 
+// DrainAgentRequest drains an agent.
+type DrainAgentRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// deadline, when set, is when the remaining tasks are killed.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainAgentRequest) Reset() {
+	*x = DrainAgentRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainAgentRequest) ProtoMessage() {}
+
+func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
+func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DrainAgentRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *DrainAgentRequest) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+// DrainAgentResponse is the drained agent and the committed index.
+type DrainAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainAgentResponse) Reset() {
+	*x = DrainAgentResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainAgentResponse) ProtoMessage() {}
+
+func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainAgentResponse.ProtoReflect.Descriptor instead.
+func (*DrainAgentResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DrainAgentResponse) GetAgent() *Agent {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *DrainAgentResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// UndrainAgentRequest ends an agent's drain.
+type UndrainAgentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainAgentRequest) Reset() {
+	*x = UndrainAgentRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainAgentRequest) ProtoMessage() {}
+
+func (x *UndrainAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainAgentRequest.ProtoReflect.Descriptor instead.
+func (*UndrainAgentRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *UndrainAgentRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+// UndrainAgentResponse is the agent and the committed index.
+type UndrainAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainAgentResponse) Reset() {
+	*x = UndrainAgentResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainAgentResponse) ProtoMessage() {}
+
+func (x *UndrainAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainAgentResponse.ProtoReflect.Descriptor instead.
+func (*UndrainAgentResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *UndrainAgentResponse) GetAgent() *Agent {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *UndrainAgentResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_agora_v1_operator_proto protoreflect.FileDescriptor
 
 const file_agora_v1_operator_proto_rawDesc = "" +
@@ -2649,7 +2854,18 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\x04read\x18\x01 \x01(\v2\x15.agora.v1.ReadOptionsR\x04read\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"E\n" +
 	"\x12GetServiceResponse\x12/\n" +
-	"\aservice\x18\x01 \x01(\v2\x15.agora.v1.ServiceViewR\aservice2\xa8\f\n" +
+	"\aservice\x18\x01 \x01(\v2\x15.agora.v1.ServiceViewR\aservice\"f\n" +
+	"\x11DrainAgentRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x126\n" +
+	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"Q\n" +
+	"\x12DrainAgentResponse\x12%\n" +
+	"\x05agent\x18\x01 \x01(\v2\x0f.agora.v1.AgentR\x05agent\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"0\n" +
+	"\x13UndrainAgentRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"S\n" +
+	"\x14UndrainAgentResponse\x12%\n" +
+	"\x05agent\x18\x01 \x01(\v2\x0f.agora.v1.AgentR\x05agent\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index2\xc0\r\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\tGetStatus\x12\x1a.agora.v1.GetStatusRequest\x1a\x1b.agora.v1.GetStatusResponse\x12>\n" +
 	"\aSetRole\x12\x18.agora.v1.SetRoleRequest\x1a\x19.agora.v1.SetRoleResponse\x12G\n" +
@@ -2676,7 +2892,10 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\rRemoveService\x12\x1e.agora.v1.RemoveServiceRequest\x1a\x1f.agora.v1.RemoveServiceResponse\x12M\n" +
 	"\fListServices\x12\x1d.agora.v1.ListServicesRequest\x1a\x1e.agora.v1.ListServicesResponse\x12G\n" +
 	"\n" +
-	"GetService\x12\x1b.agora.v1.GetServiceRequest\x1a\x1c.agora.v1.GetServiceResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"GetService\x12\x1b.agora.v1.GetServiceRequest\x1a\x1c.agora.v1.GetServiceResponse\x12G\n" +
+	"\n" +
+	"DrainAgent\x12\x1b.agora.v1.DrainAgentRequest\x1a\x1c.agora.v1.DrainAgentResponse\x12M\n" +
+	"\fUndrainAgent\x12\x1d.agora.v1.UndrainAgentRequest\x1a\x1e.agora.v1.UndrainAgentResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_operator_proto_rawDescOnce sync.Once
@@ -2690,7 +2909,7 @@ func file_agora_v1_operator_proto_rawDescGZIP() []byte {
 	return file_agora_v1_operator_proto_rawDescData
 }
 
-var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_agora_v1_operator_proto_goTypes = []any{
 	(*ReadOptions)(nil),               // 0: agora.v1.ReadOptions
 	(*GetStatusRequest)(nil),          // 1: agora.v1.GetStatusRequest
@@ -2739,98 +2958,109 @@ var file_agora_v1_operator_proto_goTypes = []any{
 	(*ListServicesResponse)(nil),      // 44: agora.v1.ListServicesResponse
 	(*GetServiceRequest)(nil),         // 45: agora.v1.GetServiceRequest
 	(*GetServiceResponse)(nil),        // 46: agora.v1.GetServiceResponse
-	nil,                               // 47: agora.v1.Counts.AgentsByStateEntry
-	nil,                               // 48: agora.v1.Counts.TasksByStateEntry
-	(*Master)(nil),                    // 49: agora.v1.Master
-	(*Role)(nil),                      // 50: agora.v1.Role
-	(*Agent)(nil),                     // 51: agora.v1.Agent
-	(*Resource)(nil),                  // 52: agora.v1.Resource
-	(*Task)(nil),                      // 53: agora.v1.Task
-	(*Framework)(nil),                 // 54: agora.v1.Framework
-	(*Offer)(nil),                     // 55: agora.v1.Offer
-	(*Reservation)(nil),               // 56: agora.v1.Reservation
-	(*Volume)(nil),                    // 57: agora.v1.Volume
-	(*timestamppb.Timestamp)(nil),     // 58: google.protobuf.Timestamp
+	(*DrainAgentRequest)(nil),         // 47: agora.v1.DrainAgentRequest
+	(*DrainAgentResponse)(nil),        // 48: agora.v1.DrainAgentResponse
+	(*UndrainAgentRequest)(nil),       // 49: agora.v1.UndrainAgentRequest
+	(*UndrainAgentResponse)(nil),      // 50: agora.v1.UndrainAgentResponse
+	nil,                               // 51: agora.v1.Counts.AgentsByStateEntry
+	nil,                               // 52: agora.v1.Counts.TasksByStateEntry
+	(*Master)(nil),                    // 53: agora.v1.Master
+	(*Role)(nil),                      // 54: agora.v1.Role
+	(*Agent)(nil),                     // 55: agora.v1.Agent
+	(*Resource)(nil),                  // 56: agora.v1.Resource
+	(*Task)(nil),                      // 57: agora.v1.Task
+	(*Framework)(nil),                 // 58: agora.v1.Framework
+	(*Offer)(nil),                     // 59: agora.v1.Offer
+	(*Reservation)(nil),               // 60: agora.v1.Reservation
+	(*Volume)(nil),                    // 61: agora.v1.Volume
+	(*timestamppb.Timestamp)(nil),     // 62: google.protobuf.Timestamp
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
-	47, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
-	48, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
-	49, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
-	49, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
+	51, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
+	52, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
+	53, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
+	53, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
 	2,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
 	3,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
-	50, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
+	54, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
 	0,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
-	50, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
+	54, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
 	0,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
-	49, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
+	53, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
 	0,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
-	51, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
-	52, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
-	52, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
-	52, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
+	55, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
+	56, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
+	56, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
+	56, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
 	16, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
 	0,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
-	53, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
+	57, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
 	0,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
-	54, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
+	58, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
 	0,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
-	55, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
+	59, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
 	0,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
-	56, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
-	57, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
+	60, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
+	61, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
 	29, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
-	58, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
+	62, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
 	0,  // 29: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
 	42, // 30: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
 	0,  // 31: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
 	42, // 32: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
-	1,  // 33: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
-	5,  // 34: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
-	7,  // 35: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
-	9,  // 36: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
-	11, // 37: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
-	13, // 38: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
-	15, // 39: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
-	18, // 40: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
-	20, // 41: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
-	22, // 42: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
-	24, // 43: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
-	26, // 44: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
-	28, // 45: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
-	32, // 46: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
-	34, // 47: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
-	36, // 48: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
-	38, // 49: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
-	40, // 50: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
-	43, // 51: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
-	45, // 52: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
-	4,  // 53: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	6,  // 54: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	8,  // 55: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	10, // 56: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	12, // 57: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	14, // 58: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	17, // 59: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	19, // 60: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	21, // 61: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	23, // 62: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	25, // 63: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	27, // 64: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	30, // 65: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
-	33, // 66: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
-	35, // 67: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
-	37, // 68: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
-	39, // 69: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
-	41, // 70: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
-	44, // 71: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
-	46, // 72: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
-	53, // [53:73] is the sub-list for method output_type
-	33, // [33:53] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	62, // 33: agora.v1.DrainAgentRequest.deadline:type_name -> google.protobuf.Timestamp
+	55, // 34: agora.v1.DrainAgentResponse.agent:type_name -> agora.v1.Agent
+	55, // 35: agora.v1.UndrainAgentResponse.agent:type_name -> agora.v1.Agent
+	1,  // 36: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
+	5,  // 37: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
+	7,  // 38: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
+	9,  // 39: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
+	11, // 40: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
+	13, // 41: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
+	15, // 42: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
+	18, // 43: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
+	20, // 44: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
+	22, // 45: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
+	24, // 46: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
+	26, // 47: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
+	28, // 48: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
+	32, // 49: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
+	34, // 50: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
+	36, // 51: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
+	38, // 52: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
+	40, // 53: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
+	43, // 54: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
+	45, // 55: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
+	47, // 56: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
+	49, // 57: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
+	4,  // 58: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	6,  // 59: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	8,  // 60: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	10, // 61: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	12, // 62: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	14, // 63: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	17, // 64: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	19, // 65: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	21, // 66: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	23, // 67: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	25, // 68: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	27, // 69: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	30, // 70: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	33, // 71: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
+	35, // 72: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
+	37, // 73: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
+	39, // 74: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
+	41, // 75: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
+	44, // 76: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
+	46, // 77: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
+	48, // 78: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
+	50, // 79: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
+	58, // [58:80] is the sub-list for method output_type
+	36, // [36:58] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_operator_proto_init() }
@@ -2845,7 +3075,7 @@ func file_agora_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_operator_proto_rawDesc), len(file_agora_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -131,6 +131,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Failure
 	//	*SubscribeResponse_Error
 	//	*SubscribeResponse_Heartbeat
+	//	*SubscribeResponse_InverseOffers
 	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -236,6 +237,15 @@ func (x *SubscribeResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *SubscribeResponse) GetInverseOffers() *InverseOffers {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_InverseOffers); ok {
+			return x.InverseOffers
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Event interface {
 	isSubscribeResponse_Event()
 }
@@ -268,6 +278,10 @@ type SubscribeResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,7,opt,name=heartbeat,proto3,oneof"`
 }
 
+type SubscribeResponse_InverseOffers struct {
+	InverseOffers *InverseOffers `protobuf:"bytes,50,opt,name=inverse_offers,json=inverseOffers,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Subscribed) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Offers) isSubscribeResponse_Event() {}
@@ -281,6 +295,8 @@ func (*SubscribeResponse_Failure) isSubscribeResponse_Event() {}
 func (*SubscribeResponse_Error) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_InverseOffers) isSubscribeResponse_Event() {}
 
 // Subscribed is the first event of a stream.
 type Subscribed struct {
@@ -1854,6 +1870,150 @@ func (x *ListRecordsResponse) GetRecords() []*FrameworkRecord {
 	return nil
 }
 
+// InverseOffers asks the framework to move tasks off draining agents.
+type InverseOffers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InverseOffers []*InverseOffer        `protobuf:"bytes,1,rep,name=inverse_offers,json=inverseOffers,proto3" json:"inverse_offers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InverseOffers) Reset() {
+	*x = InverseOffers{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InverseOffers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InverseOffers) ProtoMessage() {}
+
+func (x *InverseOffers) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InverseOffers.ProtoReflect.Descriptor instead.
+func (*InverseOffers) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *InverseOffers) GetInverseOffers() []*InverseOffer {
+	if x != nil {
+		return x.InverseOffers
+	}
+	return nil
+}
+
+// AnswerInverseOfferRequest answers one draining agent's inverse offer.
+type AnswerInverseOfferRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Call    *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	AgentId string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// accept: the framework will move its tasks; false declines.
+	Accept        bool `protobuf:"varint,3,opt,name=accept,proto3" json:"accept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerInverseOfferRequest) Reset() {
+	*x = AnswerInverseOfferRequest{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerInverseOfferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerInverseOfferRequest) ProtoMessage() {}
+
+func (x *AnswerInverseOfferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerInverseOfferRequest.ProtoReflect.Descriptor instead.
+func (*AnswerInverseOfferRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AnswerInverseOfferRequest) GetCall() *FrameworkCall {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *AnswerInverseOfferRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AnswerInverseOfferRequest) GetAccept() bool {
+	if x != nil {
+		return x.Accept
+	}
+	return false
+}
+
+// AnswerInverseOfferResponse is empty on success.
+type AnswerInverseOfferResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerInverseOfferResponse) Reset() {
+	*x = AnswerInverseOfferResponse{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerInverseOfferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerInverseOfferResponse) ProtoMessage() {}
+
+func (x *AnswerInverseOfferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerInverseOfferResponse.ProtoReflect.Descriptor instead.
+func (*AnswerInverseOfferResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{37}
+}
+
 var File_agora_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_agora_v1_scheduler_proto_rawDesc = "" +
@@ -1863,7 +2023,7 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
 	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\"R\n" +
 	"\x10SubscribeRequest\x12>\n" +
-	"\x0eframework_info\x18\x01 \x01(\v2\x17.agora.v1.FrameworkInfoR\rframeworkInfo\"\xe8\x02\n" +
+	"\x0eframework_info\x18\x01 \x01(\v2\x17.agora.v1.FrameworkInfoR\rframeworkInfo\"\xaa\x03\n" +
 	"\x11SubscribeResponse\x126\n" +
 	"\n" +
 	"subscribed\x18\x01 \x01(\v2\x14.agora.v1.SubscribedH\x00R\n" +
@@ -1873,7 +2033,8 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x06update\x18\x04 \x01(\v2\x10.agora.v1.UpdateH\x00R\x06update\x12-\n" +
 	"\afailure\x18\x05 \x01(\v2\x11.agora.v1.FailureH\x00R\afailure\x12'\n" +
 	"\x05error\x18\x06 \x01(\v2\x0f.agora.v1.ErrorH\x00R\x05error\x123\n" +
-	"\theartbeat\x18\a \x01(\v2\x13.agora.v1.HeartbeatH\x00R\theartbeatB\a\n" +
+	"\theartbeat\x18\a \x01(\v2\x13.agora.v1.HeartbeatH\x00R\theartbeat\x12@\n" +
+	"\x0einverse_offers\x182 \x01(\v2\x17.agora.v1.InverseOffersH\x00R\rinverseOffersB\a\n" +
 	"\x05event\"\xad\x01\n" +
 	"\n" +
 	"Subscribed\x12!\n" +
@@ -1959,7 +2120,14 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"J\n" +
 	"\x13ListRecordsResponse\x123\n" +
-	"\arecords\x18\x01 \x03(\v2\x19.agora.v1.FrameworkRecordR\arecords2\x9c\a\n" +
+	"\arecords\x18\x01 \x03(\v2\x19.agora.v1.FrameworkRecordR\arecords\"N\n" +
+	"\rInverseOffers\x12=\n" +
+	"\x0einverse_offers\x18\x01 \x03(\v2\x16.agora.v1.InverseOfferR\rinverseOffers\"{\n" +
+	"\x19AnswerInverseOfferRequest\x12+\n" +
+	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x16\n" +
+	"\x06accept\x18\x03 \x01(\bR\x06accept\"\x1c\n" +
+	"\x1aAnswerInverseOfferResponse2\xfd\a\n" +
 	"\x10SchedulerService\x12F\n" +
 	"\tSubscribe\x12\x1a.agora.v1.SubscribeRequest\x1a\x1b.agora.v1.SubscribeResponse0\x01\x12;\n" +
 	"\x06Accept\x12\x17.agora.v1.AcceptRequest\x1a\x18.agora.v1.AcceptResponse\x12>\n" +
@@ -1973,7 +2141,8 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\bTeardown\x12\x19.agora.v1.TeardownRequest\x1a\x1a.agora.v1.TeardownResponse\x12D\n" +
 	"\tPutRecord\x12\x1a.agora.v1.PutRecordRequest\x1a\x1b.agora.v1.PutRecordResponse\x12M\n" +
 	"\fDeleteRecord\x12\x1d.agora.v1.DeleteRecordRequest\x1a\x1e.agora.v1.DeleteRecordResponse\x12J\n" +
-	"\vListRecords\x12\x1c.agora.v1.ListRecordsRequest\x1a\x1d.agora.v1.ListRecordsResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\vListRecords\x12\x1c.agora.v1.ListRecordsRequest\x1a\x1d.agora.v1.ListRecordsResponse\x12_\n" +
+	"\x12AnswerInverseOffer\x12#.agora.v1.AnswerInverseOfferRequest\x1a$.agora.v1.AnswerInverseOfferResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_scheduler_proto_rawDescOnce sync.Once
@@ -1987,51 +2156,55 @@ func file_agora_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_agora_v1_scheduler_proto_rawDescData
 }
 
-var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_agora_v1_scheduler_proto_goTypes = []any{
-	(*FrameworkCall)(nil),           // 0: agora.v1.FrameworkCall
-	(*SubscribeRequest)(nil),        // 1: agora.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),       // 2: agora.v1.SubscribeResponse
-	(*Subscribed)(nil),              // 3: agora.v1.Subscribed
-	(*Offers)(nil),                  // 4: agora.v1.Offers
-	(*Rescind)(nil),                 // 5: agora.v1.Rescind
-	(*Update)(nil),                  // 6: agora.v1.Update
-	(*Failure)(nil),                 // 7: agora.v1.Failure
-	(*Error)(nil),                   // 8: agora.v1.Error
-	(*Heartbeat)(nil),               // 9: agora.v1.Heartbeat
-	(*AcceptRequest)(nil),           // 10: agora.v1.AcceptRequest
-	(*AcceptResponse)(nil),          // 11: agora.v1.AcceptResponse
-	(*DeclineRequest)(nil),          // 12: agora.v1.DeclineRequest
-	(*DeclineResponse)(nil),         // 13: agora.v1.DeclineResponse
-	(*ReviveRequest)(nil),           // 14: agora.v1.ReviveRequest
-	(*ReviveResponse)(nil),          // 15: agora.v1.ReviveResponse
-	(*SuppressRequest)(nil),         // 16: agora.v1.SuppressRequest
-	(*SuppressResponse)(nil),        // 17: agora.v1.SuppressResponse
-	(*KillRequest)(nil),             // 18: agora.v1.KillRequest
-	(*KillResponse)(nil),            // 19: agora.v1.KillResponse
-	(*AcknowledgeRequest)(nil),      // 20: agora.v1.AcknowledgeRequest
-	(*AcknowledgeResponse)(nil),     // 21: agora.v1.AcknowledgeResponse
-	(*ReconcileTask)(nil),           // 22: agora.v1.ReconcileTask
-	(*ReconcileRequest)(nil),        // 23: agora.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),       // 24: agora.v1.ReconcileResponse
-	(*UpdateFrameworkRequest)(nil),  // 25: agora.v1.UpdateFrameworkRequest
-	(*UpdateFrameworkResponse)(nil), // 26: agora.v1.UpdateFrameworkResponse
-	(*TeardownRequest)(nil),         // 27: agora.v1.TeardownRequest
-	(*TeardownResponse)(nil),        // 28: agora.v1.TeardownResponse
-	(*PutRecordRequest)(nil),        // 29: agora.v1.PutRecordRequest
-	(*PutRecordResponse)(nil),       // 30: agora.v1.PutRecordResponse
-	(*DeleteRecordRequest)(nil),     // 31: agora.v1.DeleteRecordRequest
-	(*DeleteRecordResponse)(nil),    // 32: agora.v1.DeleteRecordResponse
-	(*ListRecordsRequest)(nil),      // 33: agora.v1.ListRecordsRequest
-	(*ListRecordsResponse)(nil),     // 34: agora.v1.ListRecordsResponse
-	(*FrameworkInfo)(nil),           // 35: agora.v1.FrameworkInfo
-	(*Offer)(nil),                   // 36: agora.v1.Offer
-	(*TaskStatus)(nil),              // 37: agora.v1.TaskStatus
-	(*Operation)(nil),               // 38: agora.v1.Operation
-	(*FrameworkRecord)(nil),         // 39: agora.v1.FrameworkRecord
+	(*FrameworkCall)(nil),              // 0: agora.v1.FrameworkCall
+	(*SubscribeRequest)(nil),           // 1: agora.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),          // 2: agora.v1.SubscribeResponse
+	(*Subscribed)(nil),                 // 3: agora.v1.Subscribed
+	(*Offers)(nil),                     // 4: agora.v1.Offers
+	(*Rescind)(nil),                    // 5: agora.v1.Rescind
+	(*Update)(nil),                     // 6: agora.v1.Update
+	(*Failure)(nil),                    // 7: agora.v1.Failure
+	(*Error)(nil),                      // 8: agora.v1.Error
+	(*Heartbeat)(nil),                  // 9: agora.v1.Heartbeat
+	(*AcceptRequest)(nil),              // 10: agora.v1.AcceptRequest
+	(*AcceptResponse)(nil),             // 11: agora.v1.AcceptResponse
+	(*DeclineRequest)(nil),             // 12: agora.v1.DeclineRequest
+	(*DeclineResponse)(nil),            // 13: agora.v1.DeclineResponse
+	(*ReviveRequest)(nil),              // 14: agora.v1.ReviveRequest
+	(*ReviveResponse)(nil),             // 15: agora.v1.ReviveResponse
+	(*SuppressRequest)(nil),            // 16: agora.v1.SuppressRequest
+	(*SuppressResponse)(nil),           // 17: agora.v1.SuppressResponse
+	(*KillRequest)(nil),                // 18: agora.v1.KillRequest
+	(*KillResponse)(nil),               // 19: agora.v1.KillResponse
+	(*AcknowledgeRequest)(nil),         // 20: agora.v1.AcknowledgeRequest
+	(*AcknowledgeResponse)(nil),        // 21: agora.v1.AcknowledgeResponse
+	(*ReconcileTask)(nil),              // 22: agora.v1.ReconcileTask
+	(*ReconcileRequest)(nil),           // 23: agora.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),          // 24: agora.v1.ReconcileResponse
+	(*UpdateFrameworkRequest)(nil),     // 25: agora.v1.UpdateFrameworkRequest
+	(*UpdateFrameworkResponse)(nil),    // 26: agora.v1.UpdateFrameworkResponse
+	(*TeardownRequest)(nil),            // 27: agora.v1.TeardownRequest
+	(*TeardownResponse)(nil),           // 28: agora.v1.TeardownResponse
+	(*PutRecordRequest)(nil),           // 29: agora.v1.PutRecordRequest
+	(*PutRecordResponse)(nil),          // 30: agora.v1.PutRecordResponse
+	(*DeleteRecordRequest)(nil),        // 31: agora.v1.DeleteRecordRequest
+	(*DeleteRecordResponse)(nil),       // 32: agora.v1.DeleteRecordResponse
+	(*ListRecordsRequest)(nil),         // 33: agora.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),        // 34: agora.v1.ListRecordsResponse
+	(*InverseOffers)(nil),              // 35: agora.v1.InverseOffers
+	(*AnswerInverseOfferRequest)(nil),  // 36: agora.v1.AnswerInverseOfferRequest
+	(*AnswerInverseOfferResponse)(nil), // 37: agora.v1.AnswerInverseOfferResponse
+	(*FrameworkInfo)(nil),              // 38: agora.v1.FrameworkInfo
+	(*Offer)(nil),                      // 39: agora.v1.Offer
+	(*TaskStatus)(nil),                 // 40: agora.v1.TaskStatus
+	(*Operation)(nil),                  // 41: agora.v1.Operation
+	(*FrameworkRecord)(nil),            // 42: agora.v1.FrameworkRecord
+	(*InverseOffer)(nil),               // 43: agora.v1.InverseOffer
 }
 var file_agora_v1_scheduler_proto_depIdxs = []int32{
-	35, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	38, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	3,  // 1: agora.v1.SubscribeResponse.subscribed:type_name -> agora.v1.Subscribed
 	4,  // 2: agora.v1.SubscribeResponse.offers:type_name -> agora.v1.Offers
 	5,  // 3: agora.v1.SubscribeResponse.rescind:type_name -> agora.v1.Rescind
@@ -2039,56 +2212,61 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	7,  // 5: agora.v1.SubscribeResponse.failure:type_name -> agora.v1.Failure
 	8,  // 6: agora.v1.SubscribeResponse.error:type_name -> agora.v1.Error
 	9,  // 7: agora.v1.SubscribeResponse.heartbeat:type_name -> agora.v1.Heartbeat
-	36, // 8: agora.v1.Offers.offers:type_name -> agora.v1.Offer
-	37, // 9: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
-	0,  // 10: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
-	38, // 11: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
-	0,  // 12: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 13: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 14: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 15: agora.v1.KillRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 16: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 17: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
-	22, // 18: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
-	37, // 19: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
-	0,  // 20: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
-	35, // 21: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
-	0,  // 22: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 23: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 24: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 25: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
-	39, // 26: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
-	1,  // 27: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
-	10, // 28: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
-	12, // 29: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
-	14, // 30: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
-	16, // 31: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
-	18, // 32: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
-	20, // 33: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
-	23, // 34: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
-	25, // 35: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
-	27, // 36: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
-	29, // 37: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
-	31, // 38: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
-	33, // 39: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
-	2,  // 40: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
-	11, // 41: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
-	13, // 42: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
-	15, // 43: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
-	17, // 44: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
-	19, // 45: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
-	21, // 46: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
-	24, // 47: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
-	26, // 48: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
-	28, // 49: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
-	30, // 50: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
-	32, // 51: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
-	34, // 52: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
-	40, // [40:53] is the sub-list for method output_type
-	27, // [27:40] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	35, // 8: agora.v1.SubscribeResponse.inverse_offers:type_name -> agora.v1.InverseOffers
+	39, // 9: agora.v1.Offers.offers:type_name -> agora.v1.Offer
+	40, // 10: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
+	0,  // 11: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
+	41, // 12: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
+	0,  // 13: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 14: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 15: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 16: agora.v1.KillRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 17: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 18: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
+	22, // 19: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
+	40, // 20: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
+	0,  // 21: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
+	38, // 22: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	0,  // 23: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 24: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 25: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 26: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
+	42, // 27: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
+	43, // 28: agora.v1.InverseOffers.inverse_offers:type_name -> agora.v1.InverseOffer
+	0,  // 29: agora.v1.AnswerInverseOfferRequest.call:type_name -> agora.v1.FrameworkCall
+	1,  // 30: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
+	10, // 31: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
+	12, // 32: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
+	14, // 33: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
+	16, // 34: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
+	18, // 35: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
+	20, // 36: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
+	23, // 37: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
+	25, // 38: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
+	27, // 39: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
+	29, // 40: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
+	31, // 41: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
+	33, // 42: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
+	36, // 43: agora.v1.SchedulerService.AnswerInverseOffer:input_type -> agora.v1.AnswerInverseOfferRequest
+	2,  // 44: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
+	11, // 45: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
+	13, // 46: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
+	15, // 47: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
+	17, // 48: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
+	19, // 49: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
+	21, // 50: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
+	24, // 51: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
+	26, // 52: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
+	28, // 53: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
+	30, // 54: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
+	32, // 55: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
+	34, // 56: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
+	37, // 57: agora.v1.SchedulerService.AnswerInverseOffer:output_type -> agora.v1.AnswerInverseOfferResponse
+	44, // [44:58] is the sub-list for method output_type
+	30, // [30:44] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_scheduler_proto_init() }
@@ -2105,6 +2283,7 @@ func file_agora_v1_scheduler_proto_init() {
 		(*SubscribeResponse_Failure)(nil),
 		(*SubscribeResponse_Error)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
+		(*SubscribeResponse_InverseOffers)(nil),
 	}
 	file_agora_v1_scheduler_proto_msgTypes[10].OneofWrappers = []any{}
 	file_agora_v1_scheduler_proto_msgTypes[12].OneofWrappers = []any{}
@@ -2114,7 +2293,7 @@ func file_agora_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_scheduler_proto_rawDesc), len(file_agora_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

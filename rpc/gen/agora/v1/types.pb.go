@@ -91,6 +91,9 @@ const (
 	// keep running and nothing is offered on it until it registers again. Past
 	// the masters' re-registration timeout it becomes UNREACHABLE.
 	AgentState_AGENT_STATE_RESTARTING AgentState = 5
+	// AGENT_STATE_DRAINED: a draining agent with no live task left. Nothing
+	// is offered on it until it is undrained.
+	AgentState_AGENT_STATE_DRAINED AgentState = 6
 )
 
 // Enum value maps for AgentState.
@@ -102,6 +105,7 @@ var (
 		3: "AGENT_STATE_UNREACHABLE",
 		4: "AGENT_STATE_GONE",
 		5: "AGENT_STATE_RESTARTING",
+		6: "AGENT_STATE_DRAINED",
 	}
 	AgentState_value = map[string]int32{
 		"AGENT_STATE_UNSPECIFIED": 0,
@@ -110,6 +114,7 @@ var (
 		"AGENT_STATE_UNREACHABLE": 3,
 		"AGENT_STATE_GONE":        4,
 		"AGENT_STATE_RESTARTING":  5,
+		"AGENT_STATE_DRAINED":     6,
 	}
 )
 
@@ -914,12 +919,16 @@ type Agent struct {
 	GossipAddress string `protobuf:"bytes,3,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
 	Hostname      string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// resources is the agent's total capacity (unreserved).
-	Resources     []*Resource            `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
-	Attributes    map[string]string      `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	State         AgentState             `protobuf:"varint,7,opt,name=state,proto3,enum=agora.v1.AgentState" json:"state,omitempty"`
-	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
-	StateSince    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=state_since,json=stateSince,proto3" json:"state_since,omitempty"`
-	Version       string                 `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
+	Resources    []*Resource            `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
+	Attributes   map[string]string      `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	State        AgentState             `protobuf:"varint,7,opt,name=state,proto3,enum=agora.v1.AgentState" json:"state,omitempty"`
+	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	StateSince   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=state_since,json=stateSince,proto3" json:"state_since,omitempty"`
+	Version      string                 `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
+	// drain is set while the agent is drained (`agora drain`), whatever its
+	// state: an agent that restarts or is unreachable stays drained and comes
+	// back DRAINING (or DRAINED). Undrain clears it.
+	Drain         *AgentDrain `protobuf:"bytes,50,opt,name=drain,proto3" json:"drain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1024,6 +1033,230 @@ func (x *Agent) GetVersion() string {
 	return ""
 }
 
+func (x *Agent) GetDrain() *AgentDrain {
+	if x != nil {
+		return x.Drain
+	}
+	return nil
+}
+
+// AgentDrain is an agent's drain: since when, until when its tasks may run,
+// and what the frameworks with tasks on it answered.
+type AgentDrain struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// deadline, when set, is when the leader kills the tasks still running
+	// there (reason DRAINED). Unset: no deadline, nothing is killed.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// deadline_passed is set once the deadline's kill was applied.
+	DeadlinePassed bool `protobuf:"varint,3,opt,name=deadline_passed,json=deadlinePassed,proto3" json:"deadline_passed,omitempty"`
+	// answers are the frameworks' answers to the inverse offer, by framework id.
+	Answers       []*InverseOfferAnswer `protobuf:"bytes,4,rep,name=answers,proto3" json:"answers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDrain) Reset() {
+	*x = AgentDrain{}
+	mi := &file_agora_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDrain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDrain) ProtoMessage() {}
+
+func (x *AgentDrain) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDrain.ProtoReflect.Descriptor instead.
+func (*AgentDrain) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AgentDrain) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *AgentDrain) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *AgentDrain) GetDeadlinePassed() bool {
+	if x != nil {
+		return x.DeadlinePassed
+	}
+	return false
+}
+
+func (x *AgentDrain) GetAnswers() []*InverseOfferAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+// InverseOfferAnswer is a framework's answer to an inverse offer.
+type InverseOfferAnswer struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	// accepted: the framework will move its tasks off the agent; false: it
+	// declined (its tasks are killed at the deadline).
+	Accepted      bool                   `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	AnsweredAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=answered_at,json=answeredAt,proto3" json:"answered_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InverseOfferAnswer) Reset() {
+	*x = InverseOfferAnswer{}
+	mi := &file_agora_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InverseOfferAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InverseOfferAnswer) ProtoMessage() {}
+
+func (x *InverseOfferAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InverseOfferAnswer.ProtoReflect.Descriptor instead.
+func (*InverseOfferAnswer) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *InverseOfferAnswer) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *InverseOfferAnswer) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *InverseOfferAnswer) GetAnsweredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AnsweredAt
+	}
+	return nil
+}
+
+// InverseOffer asks a framework to move its tasks off a draining agent by
+// the deadline: the cluster wants the resources back.
+type InverseOffer struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AgentId     string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	FrameworkId string                 `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Hostname    string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// resources are what the framework's live tasks on the agent hold.
+	Resources []*Resource `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
+	// deadline is when the remaining tasks are killed; unset: no deadline.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InverseOffer) Reset() {
+	*x = InverseOffer{}
+	mi := &file_agora_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InverseOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InverseOffer) ProtoMessage() {}
+
+func (x *InverseOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InverseOffer.ProtoReflect.Descriptor instead.
+func (*InverseOffer) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *InverseOffer) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *InverseOffer) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *InverseOffer) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *InverseOffer) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *InverseOffer) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
 // FrameworkInfo is what a framework tells the master about itself.
 type FrameworkInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1043,7 +1276,7 @@ type FrameworkInfo struct {
 
 func (x *FrameworkInfo) Reset() {
 	*x = FrameworkInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[7]
+	mi := &file_agora_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1288,7 @@ func (x *FrameworkInfo) String() string {
 func (*FrameworkInfo) ProtoMessage() {}
 
 func (x *FrameworkInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[7]
+	mi := &file_agora_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1301,7 @@ func (x *FrameworkInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrameworkInfo.ProtoReflect.Descriptor instead.
 func (*FrameworkInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FrameworkInfo) GetId() string {
@@ -1131,7 +1364,7 @@ type OfferFilter struct {
 
 func (x *OfferFilter) Reset() {
 	*x = OfferFilter{}
-	mi := &file_agora_v1_types_proto_msgTypes[8]
+	mi := &file_agora_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1376,7 @@ func (x *OfferFilter) String() string {
 func (*OfferFilter) ProtoMessage() {}
 
 func (x *OfferFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[8]
+	mi := &file_agora_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1389,7 @@ func (x *OfferFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferFilter.ProtoReflect.Descriptor instead.
 func (*OfferFilter) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OfferFilter) GetAgentId() string {
@@ -1192,7 +1425,7 @@ type Framework struct {
 
 func (x *Framework) Reset() {
 	*x = Framework{}
-	mi := &file_agora_v1_types_proto_msgTypes[9]
+	mi := &file_agora_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1437,7 @@ func (x *Framework) String() string {
 func (*Framework) ProtoMessage() {}
 
 func (x *Framework) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[9]
+	mi := &file_agora_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1450,7 @@ func (x *Framework) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Framework.ProtoReflect.Descriptor instead.
 func (*Framework) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Framework) GetId() string {
@@ -1294,7 +1527,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_agora_v1_types_proto_msgTypes[10]
+	mi := &file_agora_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1539,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[10]
+	mi := &file_agora_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1552,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Offer) GetId() string {
@@ -1407,7 +1640,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_agora_v1_types_proto_msgTypes[11]
+	mi := &file_agora_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1652,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[11]
+	mi := &file_agora_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1665,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1524,7 +1757,7 @@ type CommandInfo struct {
 
 func (x *CommandInfo) Reset() {
 	*x = CommandInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[12]
+	mi := &file_agora_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1769,7 @@ func (x *CommandInfo) String() string {
 func (*CommandInfo) ProtoMessage() {}
 
 func (x *CommandInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[12]
+	mi := &file_agora_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1782,7 @@ func (x *CommandInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandInfo.ProtoReflect.Descriptor instead.
 func (*CommandInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CommandInfo) GetValue() string {
@@ -1583,7 +1816,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[13]
+	mi := &file_agora_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1828,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[13]
+	mi := &file_agora_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1841,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskInfo) GetTaskId() string {
@@ -1683,13 +1916,16 @@ type Task struct {
 	KillRequested    bool                   `protobuf:"varint,13,opt,name=kill_requested,json=killRequested,proto3" json:"kill_requested,omitempty"`
 	KillGraceSeconds float64                `protobuf:"fixed64,14,opt,name=kill_grace_seconds,json=killGraceSeconds,proto3" json:"kill_grace_seconds,omitempty"`
 	CreatedAt        *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// kill_reason is why the master asked for the kill ("DRAINED"); the
+	// task's KILLED status then carries it as its reason.
+	KillReason    string `protobuf:"bytes,50,opt,name=kill_reason,json=killReason,proto3" json:"kill_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_agora_v1_types_proto_msgTypes[14]
+	mi := &file_agora_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1937,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[14]
+	mi := &file_agora_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1950,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Task) GetId() string {
@@ -1822,6 +2058,13 @@ func (x *Task) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetKillReason() string {
+	if x != nil {
+		return x.KillReason
+	}
+	return ""
+}
+
 // Reservation is a dynamic reservation of an agent's resources for a role.
 type Reservation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1837,7 +2080,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_agora_v1_types_proto_msgTypes[15]
+	mi := &file_agora_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2092,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[15]
+	mi := &file_agora_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2105,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Reservation) GetId() string {
@@ -1921,7 +2164,7 @@ type VolumeInfo struct {
 
 func (x *VolumeInfo) Reset() {
 	*x = VolumeInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[16]
+	mi := &file_agora_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2176,7 @@ func (x *VolumeInfo) String() string {
 func (*VolumeInfo) ProtoMessage() {}
 
 func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[16]
+	mi := &file_agora_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2189,7 @@ func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeInfo.ProtoReflect.Descriptor instead.
 func (*VolumeInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VolumeInfo) GetId() string {
@@ -1996,7 +2239,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_agora_v1_types_proto_msgTypes[17]
+	mi := &file_agora_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2251,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[17]
+	mi := &file_agora_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2264,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Volume) GetId() string {
@@ -2091,7 +2334,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_agora_v1_types_proto_msgTypes[18]
+	mi := &file_agora_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2346,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[18]
+	mi := &file_agora_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2359,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Operation) GetType() OperationType {
@@ -2171,7 +2414,7 @@ type FrameworkRecord struct {
 
 func (x *FrameworkRecord) Reset() {
 	*x = FrameworkRecord{}
-	mi := &file_agora_v1_types_proto_msgTypes[19]
+	mi := &file_agora_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2426,7 @@ func (x *FrameworkRecord) String() string {
 func (*FrameworkRecord) ProtoMessage() {}
 
 func (x *FrameworkRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[19]
+	mi := &file_agora_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2439,7 @@ func (x *FrameworkRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrameworkRecord.ProtoReflect.Descriptor instead.
 func (*FrameworkRecord) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FrameworkRecord) GetFrameworkId() string {
@@ -2267,7 +2510,7 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\x12%\n" +
 	"\x0egossip_address\x18\x04 \x01(\tR\rgossipAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x05 \x01(\tR\bsuffrage\x12+\n" +
-	"\x05state\x18\x06 \x01(\x0e2\x15.agora.v1.MasterStateR\x05state\"\xea\x03\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x15.agora.v1.MasterStateR\x05state\"\x96\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12%\n" +
@@ -2282,10 +2525,29 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\vstate_since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"stateSince\x12\x18\n" +
 	"\aversion\x18\n" +
-	" \x01(\tR\aversion\x1a=\n" +
+	" \x01(\tR\aversion\x12*\n" +
+	"\x05drain\x182 \x01(\v2\x14.agora.v1.AgentDrainR\x05drain\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x01\n" +
+	"\n" +
+	"AgentDrain\x129\n" +
+	"\n" +
+	"started_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x126\n" +
+	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12'\n" +
+	"\x0fdeadline_passed\x18\x03 \x01(\bR\x0edeadlinePassed\x126\n" +
+	"\aanswers\x18\x04 \x03(\v2\x1c.agora.v1.InverseOfferAnswerR\aanswers\"\x90\x01\n" +
+	"\x12InverseOfferAnswer\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1a\n" +
+	"\baccepted\x18\x02 \x01(\bR\baccepted\x12;\n" +
+	"\vanswered_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"answeredAt\"\xd2\x01\n" +
+	"\fInverseOffer\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12!\n" +
+	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x1a\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\x120\n" +
+	"\tresources\x18\x04 \x03(\v2\x12.agora.v1.ResourceR\tresources\x126\n" +
+	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\xf8\x01\n" +
 	"\rFrameworkInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -2351,7 +2613,7 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\acommand\x18\x05 \x01(\v2\x15.agora.v1.CommandInfoR\acommand\x12\x1d\n" +
 	"\n" +
 	"volume_ids\x18\x06 \x03(\tR\tvolumeIds\x12,\n" +
-	"\x12kill_grace_seconds\x18\a \x01(\x01R\x10killGraceSeconds\"\xa6\x04\n" +
+	"\x12kill_grace_seconds\x18\a \x01(\x01R\x10killGraceSeconds\"\xc7\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
@@ -2370,7 +2632,9 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x0ekill_requested\x18\r \x01(\bR\rkillRequested\x12,\n" +
 	"\x12kill_grace_seconds\x18\x0e \x01(\x01R\x10killGraceSeconds\x129\n" +
 	"\n" +
-	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x92\x02\n" +
+	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1f\n" +
+	"\vkill_reason\x182 \x01(\tR\n" +
+	"killReason\"\x92\x02\n" +
 	"\vReservation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
@@ -2414,7 +2678,7 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x13MASTER_STATE_LEADER\x10\x01\x12\x19\n" +
 	"\x15MASTER_STATE_FOLLOWER\x10\x02\x12\x1a\n" +
 	"\x16MASTER_STATE_CANDIDATE\x10\x03\x12\x18\n" +
-	"\x14MASTER_STATE_UNKNOWN\x10\x04*\xaa\x01\n" +
+	"\x14MASTER_STATE_UNKNOWN\x10\x04*\xc3\x01\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2422,7 +2686,8 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x14AGENT_STATE_DRAINING\x10\x02\x12\x1b\n" +
 	"\x17AGENT_STATE_UNREACHABLE\x10\x03\x12\x14\n" +
 	"\x10AGENT_STATE_GONE\x10\x04\x12\x1a\n" +
-	"\x16AGENT_STATE_RESTARTING\x10\x05*\xae\x01\n" +
+	"\x16AGENT_STATE_RESTARTING\x10\x05\x12\x17\n" +
+	"\x13AGENT_STATE_DRAINED\x10\x06*\xae\x01\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x1e\n" +
@@ -2479,7 +2744,7 @@ func file_agora_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_agora_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_agora_v1_types_proto_goTypes = []any{
 	(MasterState)(0),              // 0: agora.v1.MasterState
 	(AgentState)(0),               // 1: agora.v1.AgentState
@@ -2495,74 +2760,84 @@ var file_agora_v1_types_proto_goTypes = []any{
 	(*Role)(nil),                  // 11: agora.v1.Role
 	(*Master)(nil),                // 12: agora.v1.Master
 	(*Agent)(nil),                 // 13: agora.v1.Agent
-	(*FrameworkInfo)(nil),         // 14: agora.v1.FrameworkInfo
-	(*OfferFilter)(nil),           // 15: agora.v1.OfferFilter
-	(*Framework)(nil),             // 16: agora.v1.Framework
-	(*Offer)(nil),                 // 17: agora.v1.Offer
-	(*TaskStatus)(nil),            // 18: agora.v1.TaskStatus
-	(*CommandInfo)(nil),           // 19: agora.v1.CommandInfo
-	(*TaskInfo)(nil),              // 20: agora.v1.TaskInfo
-	(*Task)(nil),                  // 21: agora.v1.Task
-	(*Reservation)(nil),           // 22: agora.v1.Reservation
-	(*VolumeInfo)(nil),            // 23: agora.v1.VolumeInfo
-	(*Volume)(nil),                // 24: agora.v1.Volume
-	(*Operation)(nil),             // 25: agora.v1.Operation
-	(*FrameworkRecord)(nil),       // 26: agora.v1.FrameworkRecord
-	nil,                           // 27: agora.v1.ResourceReservation.LabelsEntry
-	nil,                           // 28: agora.v1.Agent.AttributesEntry
-	nil,                           // 29: agora.v1.Offer.AttributesEntry
-	nil,                           // 30: agora.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 31: agora.v1.Reservation.LabelsEntry
-	nil,                           // 32: agora.v1.Operation.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*AgentDrain)(nil),            // 14: agora.v1.AgentDrain
+	(*InverseOfferAnswer)(nil),    // 15: agora.v1.InverseOfferAnswer
+	(*InverseOffer)(nil),          // 16: agora.v1.InverseOffer
+	(*FrameworkInfo)(nil),         // 17: agora.v1.FrameworkInfo
+	(*OfferFilter)(nil),           // 18: agora.v1.OfferFilter
+	(*Framework)(nil),             // 19: agora.v1.Framework
+	(*Offer)(nil),                 // 20: agora.v1.Offer
+	(*TaskStatus)(nil),            // 21: agora.v1.TaskStatus
+	(*CommandInfo)(nil),           // 22: agora.v1.CommandInfo
+	(*TaskInfo)(nil),              // 23: agora.v1.TaskInfo
+	(*Task)(nil),                  // 24: agora.v1.Task
+	(*Reservation)(nil),           // 25: agora.v1.Reservation
+	(*VolumeInfo)(nil),            // 26: agora.v1.VolumeInfo
+	(*Volume)(nil),                // 27: agora.v1.Volume
+	(*Operation)(nil),             // 28: agora.v1.Operation
+	(*FrameworkRecord)(nil),       // 29: agora.v1.FrameworkRecord
+	nil,                           // 30: agora.v1.ResourceReservation.LabelsEntry
+	nil,                           // 31: agora.v1.Agent.AttributesEntry
+	nil,                           // 32: agora.v1.Offer.AttributesEntry
+	nil,                           // 33: agora.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 34: agora.v1.Reservation.LabelsEntry
+	nil,                           // 35: agora.v1.Operation.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
 }
 var file_agora_v1_types_proto_depIdxs = []int32{
 	7,  // 0: agora.v1.Resource.ranges:type_name -> agora.v1.Range
 	9,  // 1: agora.v1.Resource.reservation:type_name -> agora.v1.ResourceReservation
 	10, // 2: agora.v1.Resource.volume:type_name -> agora.v1.ResourceVolume
-	27, // 3: agora.v1.ResourceReservation.labels:type_name -> agora.v1.ResourceReservation.LabelsEntry
+	30, // 3: agora.v1.ResourceReservation.labels:type_name -> agora.v1.ResourceReservation.LabelsEntry
 	8,  // 4: agora.v1.Role.guarantee:type_name -> agora.v1.Resource
 	8,  // 5: agora.v1.Role.limit:type_name -> agora.v1.Resource
 	0,  // 6: agora.v1.Master.state:type_name -> agora.v1.MasterState
 	8,  // 7: agora.v1.Agent.resources:type_name -> agora.v1.Resource
-	28, // 8: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
+	31, // 8: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
 	1,  // 9: agora.v1.Agent.state:type_name -> agora.v1.AgentState
-	33, // 10: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	33, // 11: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
-	2,  // 12: agora.v1.FrameworkInfo.capabilities:type_name -> agora.v1.Capability
-	33, // 13: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
-	14, // 14: agora.v1.Framework.info:type_name -> agora.v1.FrameworkInfo
-	3,  // 15: agora.v1.Framework.state:type_name -> agora.v1.FrameworkState
-	33, // 16: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
-	33, // 17: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
-	15, // 18: agora.v1.Framework.filters:type_name -> agora.v1.OfferFilter
-	8,  // 19: agora.v1.Offer.resources:type_name -> agora.v1.Resource
-	33, // 20: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
-	33, // 21: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 22: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
-	4,  // 23: agora.v1.TaskStatus.state:type_name -> agora.v1.TaskState
-	5,  // 24: agora.v1.TaskStatus.source:type_name -> agora.v1.StatusSource
-	33, // 25: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	30, // 26: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
-	8,  // 27: agora.v1.TaskInfo.resources:type_name -> agora.v1.Resource
-	19, // 28: agora.v1.TaskInfo.command:type_name -> agora.v1.CommandInfo
-	8,  // 29: agora.v1.Task.resources:type_name -> agora.v1.Resource
-	19, // 30: agora.v1.Task.command:type_name -> agora.v1.CommandInfo
-	4,  // 31: agora.v1.Task.state:type_name -> agora.v1.TaskState
-	18, // 32: agora.v1.Task.status:type_name -> agora.v1.TaskStatus
-	33, // 33: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 34: agora.v1.Reservation.resources:type_name -> agora.v1.Resource
-	31, // 35: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
-	6,  // 36: agora.v1.Operation.type:type_name -> agora.v1.OperationType
-	20, // 37: agora.v1.Operation.tasks:type_name -> agora.v1.TaskInfo
-	8,  // 38: agora.v1.Operation.resources:type_name -> agora.v1.Resource
-	23, // 39: agora.v1.Operation.volumes:type_name -> agora.v1.VolumeInfo
-	32, // 40: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	36, // 10: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	36, // 11: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
+	14, // 12: agora.v1.Agent.drain:type_name -> agora.v1.AgentDrain
+	36, // 13: agora.v1.AgentDrain.started_at:type_name -> google.protobuf.Timestamp
+	36, // 14: agora.v1.AgentDrain.deadline:type_name -> google.protobuf.Timestamp
+	15, // 15: agora.v1.AgentDrain.answers:type_name -> agora.v1.InverseOfferAnswer
+	36, // 16: agora.v1.InverseOfferAnswer.answered_at:type_name -> google.protobuf.Timestamp
+	8,  // 17: agora.v1.InverseOffer.resources:type_name -> agora.v1.Resource
+	36, // 18: agora.v1.InverseOffer.deadline:type_name -> google.protobuf.Timestamp
+	2,  // 19: agora.v1.FrameworkInfo.capabilities:type_name -> agora.v1.Capability
+	36, // 20: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
+	17, // 21: agora.v1.Framework.info:type_name -> agora.v1.FrameworkInfo
+	3,  // 22: agora.v1.Framework.state:type_name -> agora.v1.FrameworkState
+	36, // 23: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
+	36, // 24: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
+	18, // 25: agora.v1.Framework.filters:type_name -> agora.v1.OfferFilter
+	8,  // 26: agora.v1.Offer.resources:type_name -> agora.v1.Resource
+	36, // 27: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
+	36, // 28: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	32, // 29: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
+	4,  // 30: agora.v1.TaskStatus.state:type_name -> agora.v1.TaskState
+	5,  // 31: agora.v1.TaskStatus.source:type_name -> agora.v1.StatusSource
+	36, // 32: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	33, // 33: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
+	8,  // 34: agora.v1.TaskInfo.resources:type_name -> agora.v1.Resource
+	22, // 35: agora.v1.TaskInfo.command:type_name -> agora.v1.CommandInfo
+	8,  // 36: agora.v1.Task.resources:type_name -> agora.v1.Resource
+	22, // 37: agora.v1.Task.command:type_name -> agora.v1.CommandInfo
+	4,  // 38: agora.v1.Task.state:type_name -> agora.v1.TaskState
+	21, // 39: agora.v1.Task.status:type_name -> agora.v1.TaskStatus
+	36, // 40: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 41: agora.v1.Reservation.resources:type_name -> agora.v1.Resource
+	34, // 42: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
+	6,  // 43: agora.v1.Operation.type:type_name -> agora.v1.OperationType
+	23, // 44: agora.v1.Operation.tasks:type_name -> agora.v1.TaskInfo
+	8,  // 45: agora.v1.Operation.resources:type_name -> agora.v1.Resource
+	26, // 46: agora.v1.Operation.volumes:type_name -> agora.v1.VolumeInfo
+	35, // 47: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_types_proto_init() }
@@ -2576,7 +2851,7 @@ func file_agora_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_types_proto_rawDesc), len(file_agora_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -92,6 +92,12 @@ const (
 	// OperatorServiceGetServiceProcedure is the fully-qualified name of the OperatorService's
 	// GetService RPC.
 	OperatorServiceGetServiceProcedure = "/agora.v1.OperatorService/GetService"
+	// OperatorServiceDrainAgentProcedure is the fully-qualified name of the OperatorService's
+	// DrainAgent RPC.
+	OperatorServiceDrainAgentProcedure = "/agora.v1.OperatorService/DrainAgent"
+	// OperatorServiceUndrainAgentProcedure is the fully-qualified name of the OperatorService's
+	// UndrainAgent RPC.
+	OperatorServiceUndrainAgentProcedure = "/agora.v1.OperatorService/UndrainAgent"
 )
 
 // OperatorServiceClient is a client for the agora.v1.OperatorService service.
@@ -145,6 +151,15 @@ type OperatorServiceClient interface {
 	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
 	// GetService reports one service. NotFound for an unknown one.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
+	// DrainAgent drains an agent: nothing new is offered on it, and the
+	// frameworks with tasks there get an inverse offer; at the deadline the
+	// remaining tasks are killed (reason DRAINED). Draining a drained agent
+	// sets the new deadline. NotFound for an unknown agent; InvalidArgument
+	// for a deadline in the past; FailedPrecondition for a gone agent.
+	DrainAgent(context.Context, *connect.Request[v1.DrainAgentRequest]) (*connect.Response[v1.DrainAgentResponse], error)
+	// UndrainAgent ends a drain: the agent is ACTIVE again.
+	// FailedPrecondition when it is not drained.
+	UndrainAgent(context.Context, *connect.Request[v1.UndrainAgentRequest]) (*connect.Response[v1.UndrainAgentResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the agora.v1.OperatorService service. By
@@ -278,6 +293,18 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("GetService")),
 			connect.WithClientOptions(opts...),
 		),
+		drainAgent: connect.NewClient[v1.DrainAgentRequest, v1.DrainAgentResponse](
+			httpClient,
+			baseURL+OperatorServiceDrainAgentProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("DrainAgent")),
+			connect.WithClientOptions(opts...),
+		),
+		undrainAgent: connect.NewClient[v1.UndrainAgentRequest, v1.UndrainAgentResponse](
+			httpClient,
+			baseURL+OperatorServiceUndrainAgentProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("UndrainAgent")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -303,6 +330,8 @@ type operatorServiceClient struct {
 	removeService     *connect.Client[v1.RemoveServiceRequest, v1.RemoveServiceResponse]
 	listServices      *connect.Client[v1.ListServicesRequest, v1.ListServicesResponse]
 	getService        *connect.Client[v1.GetServiceRequest, v1.GetServiceResponse]
+	drainAgent        *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
+	undrainAgent      *connect.Client[v1.UndrainAgentRequest, v1.UndrainAgentResponse]
 }
 
 // GetStatus calls agora.v1.OperatorService.GetStatus.
@@ -405,6 +434,16 @@ func (c *operatorServiceClient) GetService(ctx context.Context, req *connect.Req
 	return c.getService.CallUnary(ctx, req)
 }
 
+// DrainAgent calls agora.v1.OperatorService.DrainAgent.
+func (c *operatorServiceClient) DrainAgent(ctx context.Context, req *connect.Request[v1.DrainAgentRequest]) (*connect.Response[v1.DrainAgentResponse], error) {
+	return c.drainAgent.CallUnary(ctx, req)
+}
+
+// UndrainAgent calls agora.v1.OperatorService.UndrainAgent.
+func (c *operatorServiceClient) UndrainAgent(ctx context.Context, req *connect.Request[v1.UndrainAgentRequest]) (*connect.Response[v1.UndrainAgentResponse], error) {
+	return c.undrainAgent.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the agora.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// GetStatus reports the leader, masters, raft indexes and object counts.
@@ -456,6 +495,15 @@ type OperatorServiceHandler interface {
 	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
 	// GetService reports one service. NotFound for an unknown one.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
+	// DrainAgent drains an agent: nothing new is offered on it, and the
+	// frameworks with tasks there get an inverse offer; at the deadline the
+	// remaining tasks are killed (reason DRAINED). Draining a drained agent
+	// sets the new deadline. NotFound for an unknown agent; InvalidArgument
+	// for a deadline in the past; FailedPrecondition for a gone agent.
+	DrainAgent(context.Context, *connect.Request[v1.DrainAgentRequest]) (*connect.Response[v1.DrainAgentResponse], error)
+	// UndrainAgent ends a drain: the agent is ACTIVE again.
+	// FailedPrecondition when it is not drained.
+	UndrainAgent(context.Context, *connect.Request[v1.UndrainAgentRequest]) (*connect.Response[v1.UndrainAgentResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -585,6 +633,18 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("GetService")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceDrainAgentHandler := connect.NewUnaryHandler(
+		OperatorServiceDrainAgentProcedure,
+		svc.DrainAgent,
+		connect.WithSchema(operatorServiceMethods.ByName("DrainAgent")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceUndrainAgentHandler := connect.NewUnaryHandler(
+		OperatorServiceUndrainAgentProcedure,
+		svc.UndrainAgent,
+		connect.WithSchema(operatorServiceMethods.ByName("UndrainAgent")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceGetStatusProcedure:
@@ -627,6 +687,10 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceListServicesHandler.ServeHTTP(w, r)
 		case OperatorServiceGetServiceProcedure:
 			operatorServiceGetServiceHandler.ServeHTTP(w, r)
+		case OperatorServiceDrainAgentProcedure:
+			operatorServiceDrainAgentHandler.ServeHTTP(w, r)
+		case OperatorServiceUndrainAgentProcedure:
+			operatorServiceUndrainAgentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -714,4 +778,12 @@ func (UnimplementedOperatorServiceHandler) ListServices(context.Context, *connec
 
 func (UnimplementedOperatorServiceHandler) GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.GetService is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) DrainAgent(context.Context, *connect.Request[v1.DrainAgentRequest]) (*connect.Response[v1.DrainAgentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.DrainAgent is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) UndrainAgent(context.Context, *connect.Request[v1.UndrainAgentRequest]) (*connect.Response[v1.UndrainAgentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.UndrainAgent is not implemented"))
 }

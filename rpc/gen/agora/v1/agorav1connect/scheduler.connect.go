@@ -69,6 +69,9 @@ const (
 	// SchedulerServiceListRecordsProcedure is the fully-qualified name of the SchedulerService's
 	// ListRecords RPC.
 	SchedulerServiceListRecordsProcedure = "/agora.v1.SchedulerService/ListRecords"
+	// SchedulerServiceAnswerInverseOfferProcedure is the fully-qualified name of the SchedulerService's
+	// AnswerInverseOffer RPC.
+	SchedulerServiceAnswerInverseOfferProcedure = "/agora.v1.SchedulerService/AnswerInverseOffer"
 )
 
 // SchedulerServiceClient is a client for the agora.v1.SchedulerService service.
@@ -101,6 +104,11 @@ type SchedulerServiceClient interface {
 	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
 	// ListRecords lists the framework's records under a key prefix.
 	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
+	// AnswerInverseOffer answers the inverse offer of a draining agent:
+	// accept ("I will move my tasks") or decline. NotFound for an unknown
+	// agent; FailedPrecondition when the agent is not draining or the
+	// framework has no task there.
+	AnswerInverseOffer(context.Context, *connect.Request[v1.AnswerInverseOfferRequest]) (*connect.Response[v1.AnswerInverseOfferResponse], error)
 }
 
 // NewSchedulerServiceClient constructs a client for the agora.v1.SchedulerService service. By
@@ -192,24 +200,31 @@ func NewSchedulerServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
 			connect.WithClientOptions(opts...),
 		),
+		answerInverseOffer: connect.NewClient[v1.AnswerInverseOfferRequest, v1.AnswerInverseOfferResponse](
+			httpClient,
+			baseURL+SchedulerServiceAnswerInverseOfferProcedure,
+			connect.WithSchema(schedulerServiceMethods.ByName("AnswerInverseOffer")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // schedulerServiceClient implements SchedulerServiceClient.
 type schedulerServiceClient struct {
-	subscribe       *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
-	accept          *connect.Client[v1.AcceptRequest, v1.AcceptResponse]
-	decline         *connect.Client[v1.DeclineRequest, v1.DeclineResponse]
-	revive          *connect.Client[v1.ReviveRequest, v1.ReviveResponse]
-	suppress        *connect.Client[v1.SuppressRequest, v1.SuppressResponse]
-	kill            *connect.Client[v1.KillRequest, v1.KillResponse]
-	acknowledge     *connect.Client[v1.AcknowledgeRequest, v1.AcknowledgeResponse]
-	reconcile       *connect.Client[v1.ReconcileRequest, v1.ReconcileResponse]
-	updateFramework *connect.Client[v1.UpdateFrameworkRequest, v1.UpdateFrameworkResponse]
-	teardown        *connect.Client[v1.TeardownRequest, v1.TeardownResponse]
-	putRecord       *connect.Client[v1.PutRecordRequest, v1.PutRecordResponse]
-	deleteRecord    *connect.Client[v1.DeleteRecordRequest, v1.DeleteRecordResponse]
-	listRecords     *connect.Client[v1.ListRecordsRequest, v1.ListRecordsResponse]
+	subscribe          *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
+	accept             *connect.Client[v1.AcceptRequest, v1.AcceptResponse]
+	decline            *connect.Client[v1.DeclineRequest, v1.DeclineResponse]
+	revive             *connect.Client[v1.ReviveRequest, v1.ReviveResponse]
+	suppress           *connect.Client[v1.SuppressRequest, v1.SuppressResponse]
+	kill               *connect.Client[v1.KillRequest, v1.KillResponse]
+	acknowledge        *connect.Client[v1.AcknowledgeRequest, v1.AcknowledgeResponse]
+	reconcile          *connect.Client[v1.ReconcileRequest, v1.ReconcileResponse]
+	updateFramework    *connect.Client[v1.UpdateFrameworkRequest, v1.UpdateFrameworkResponse]
+	teardown           *connect.Client[v1.TeardownRequest, v1.TeardownResponse]
+	putRecord          *connect.Client[v1.PutRecordRequest, v1.PutRecordResponse]
+	deleteRecord       *connect.Client[v1.DeleteRecordRequest, v1.DeleteRecordResponse]
+	listRecords        *connect.Client[v1.ListRecordsRequest, v1.ListRecordsResponse]
+	answerInverseOffer *connect.Client[v1.AnswerInverseOfferRequest, v1.AnswerInverseOfferResponse]
 }
 
 // Subscribe calls agora.v1.SchedulerService.Subscribe.
@@ -277,6 +292,11 @@ func (c *schedulerServiceClient) ListRecords(ctx context.Context, req *connect.R
 	return c.listRecords.CallUnary(ctx, req)
 }
 
+// AnswerInverseOffer calls agora.v1.SchedulerService.AnswerInverseOffer.
+func (c *schedulerServiceClient) AnswerInverseOffer(ctx context.Context, req *connect.Request[v1.AnswerInverseOfferRequest]) (*connect.Response[v1.AnswerInverseOfferResponse], error) {
+	return c.answerInverseOffer.CallUnary(ctx, req)
+}
+
 // SchedulerServiceHandler is an implementation of the agora.v1.SchedulerService service.
 type SchedulerServiceHandler interface {
 	// Subscribe registers (or re-registers) a framework and streams its events.
@@ -307,6 +327,11 @@ type SchedulerServiceHandler interface {
 	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
 	// ListRecords lists the framework's records under a key prefix.
 	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
+	// AnswerInverseOffer answers the inverse offer of a draining agent:
+	// accept ("I will move my tasks") or decline. NotFound for an unknown
+	// agent; FailedPrecondition when the agent is not draining or the
+	// framework has no task there.
+	AnswerInverseOffer(context.Context, *connect.Request[v1.AnswerInverseOfferRequest]) (*connect.Response[v1.AnswerInverseOfferResponse], error)
 }
 
 // NewSchedulerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -394,6 +419,12 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 		connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
 		connect.WithHandlerOptions(opts...),
 	)
+	schedulerServiceAnswerInverseOfferHandler := connect.NewUnaryHandler(
+		SchedulerServiceAnswerInverseOfferProcedure,
+		svc.AnswerInverseOffer,
+		connect.WithSchema(schedulerServiceMethods.ByName("AnswerInverseOffer")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.SchedulerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SchedulerServiceSubscribeProcedure:
@@ -422,6 +453,8 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 			schedulerServiceDeleteRecordHandler.ServeHTTP(w, r)
 		case SchedulerServiceListRecordsProcedure:
 			schedulerServiceListRecordsHandler.ServeHTTP(w, r)
+		case SchedulerServiceAnswerInverseOfferProcedure:
+			schedulerServiceAnswerInverseOfferHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -481,4 +514,8 @@ func (UnimplementedSchedulerServiceHandler) DeleteRecord(context.Context, *conne
 
 func (UnimplementedSchedulerServiceHandler) ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.ListRecords is not implemented"))
+}
+
+func (UnimplementedSchedulerServiceHandler) AnswerInverseOffer(context.Context, *connect.Request[v1.AnswerInverseOfferRequest]) (*connect.Response[v1.AnswerInverseOfferResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.AnswerInverseOffer is not implemented"))
 }
