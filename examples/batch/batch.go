@@ -84,11 +84,12 @@ type Job struct {
 	mu          sync.Mutex
 	d           framework.Driver
 	fid         string
-	loaded      bool           // records read after subscribing
-	done        map[int]int64  // recorded units and their counts
-	pending     map[int]bool   // units to (re)launch
-	running     map[string]int // task id -> unit
-	attempts    map[int]int    // launches per unit
+	loaded      bool              // records read after subscribing
+	done        map[int]int64     // recorded units and their counts
+	pending     map[int]bool      // units to (re)launch
+	running     map[string]int    // task id -> unit
+	runningOn   map[string]string // task id -> agent id
+	attempts    map[int]int       // launches per unit
 	launched    int
 	preemptions int
 	reruns      int
@@ -126,7 +127,7 @@ func New(cfg Config) (*Job, error) {
 		cfg.Out = io.Discard
 	}
 	j := &Job{cfg: cfg, done: map[int]int64{}, pending: map[int]bool{}, running: map[string]int{},
-		attempts: map[int]int{}, finished: make(chan struct{}), fatal: make(chan error, 1)}
+		runningOn: map[string]string{}, attempts: map[int]int{}, finished: make(chan struct{}), fatal: make(chan error, 1)}
 	for u := range cfg.Units {
 		j.pending[u] = true
 	}
@@ -385,6 +386,7 @@ func (s *sched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 				framework.Scalar("cpus", j.cfg.CPUs), framework.Scalar("mem", j.cfg.Mem)))
 			delete(j.pending, u)
 			j.running[id] = u
+			j.runningOn[id] = o.GetAgentId()
 			cpus -= j.cfg.CPUs
 			mem -= j.cfg.Mem
 		}
@@ -400,6 +402,7 @@ func (s *sched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 			if err != nil {
 				u := j.running[t.GetTaskId()]
 				delete(j.running, t.GetTaskId())
+				delete(j.runningOn, t.GetTaskId())
 				if _, ok := j.done[u]; !ok {
 					j.pending[u] = true
 				}
@@ -431,6 +434,7 @@ func (s *sched) Update(_ framework.Driver, st *agorav1.TaskStatus) {
 		return // an earlier incarnation's task, or one already handled
 	}
 	delete(j.running, st.GetTaskId())
+	delete(j.runningOn, st.GetTaskId())
 	if _, recorded := j.done[u]; recorded {
 		return
 	}
@@ -459,6 +463,47 @@ func reasonOf(st *agorav1.TaskStatus) string {
 		return m
 	}
 	return "no reason"
+}
+
+// InverseOffers implements framework.InverseOfferScheduler: a draining
+// agent wants its resources back. The job accepts ("I will move"): no new
+// units go there (the master offers nothing of a draining agent), the
+// units running there finish if they can before the deadline, and those
+// that cannot are killed now and run again elsewhere (yielding early
+// rather than being killed at the deadline).
+func (s *sched) InverseOffers(d framework.Driver, offers []*agorav1.InverseOffer) {
+	j := s.j
+	ctx := context.Background()
+	for _, io := range offers {
+		agent := io.GetAgentId()
+		yield := io.GetDeadline() != nil && time.Until(io.GetDeadline().AsTime()) < 2*j.cfg.Work+5*time.Second
+		j.mu.Lock()
+		var kill []string
+		for id, a := range j.runningOn {
+			if a == agent && yield {
+				kill = append(kill, id)
+			}
+		}
+		j.mu.Unlock()
+		sort.Strings(kill)
+		if err := d.AcceptInverseOffer(ctx, agent); err != nil {
+			j.printf("answering the drain of agent %s: %v", agent, err)
+		}
+		j.printf("agent %s drains (deadline %s): %d units yield now and run again elsewhere, the others finish there",
+			agent, deadlineString(io), len(kill))
+		for _, id := range kill {
+			if err := d.Kill(ctx, id, agent); err != nil {
+				j.printf("yielding task %s: %v", id, err)
+			}
+		}
+	}
+}
+
+func deadlineString(io *agorav1.InverseOffer) string {
+	if io.GetDeadline() == nil {
+		return "none"
+	}
+	return io.GetDeadline().AsTime().Format(time.RFC3339)
 }
 
 // Failure implements framework.Scheduler.
