@@ -60,8 +60,8 @@ func runSeed(t *testing.T, tier string, seed uint64, d time.Duration, kinds ...K
 	}
 	t.Logf("%s", rep.Summary())
 	t.Logf("%s", rep.JSON())
-	if rep.Faults == 0 || rep.Ops == 0 {
-		t.Errorf("seed %d: a run without faults or ops proves nothing (%d faults, %d ops)", seed, rep.Faults, rep.Ops)
+	if rep.Faults == 0 || rep.Ops == 0 || rep.KVAcked == 0 {
+		t.Errorf("seed %d: a run without faults, ops or acknowledged kv writes proves nothing (%d faults, %d ops, %d kv writes)", seed, rep.Faults, rep.Ops, rep.KVAcked)
 	}
 	if rep.ViolationCount != 0 {
 		t.Errorf("seed %d: %d violations; output kept in %s (replay: agora chaos --tier %s --seed %d --duration %s --faults %s)",

@@ -38,6 +38,13 @@ type Cluster interface {
 	// TaskCommand is a shell command that sleeps for secs seconds on an
 	// agent of this tier.
 	TaskCommand(secs int) string
+	// AgoraPath is the agora binary's path as a task on an agent of this
+	// tier runs it (the kv service's pods run `exec PATH kvservice`).
+	AgoraPath() string
+	// AgentAddr turns host:port on an agent, the host named as the agent
+	// reports it (its hostname, as in a service pod's address), into an
+	// address the chaos process can dial.
+	AgentAddr(hostport string) string
 
 	// StartMaster starts master i (with the data it has).
 	StartMaster(ctx context.Context, i int) error

@@ -13,19 +13,37 @@
 // or from the CLI: `agora chaos --tier process --seed 7 --duration 30s --json`.
 //
 // A run: lay out the cluster (Cluster), start it and wait for a leader and
-// every agent; start Operators clients (SetRole/DeleteRole/ListRoles on a few
-// roles, recorded as register operations) and Frameworks frameworks
-// (launching, killing, reserving, unreserving, creating and destroying
-// volumes, declining; auto-acknowledging updates); inject the Schedule (one
+// every agent; deploy the kv service (below); start Operators clients
+// (SetRole/DeleteRole/ListRoles on a few roles, recorded as register
+// operations), Frameworks frameworks (launching, killing, reserving,
+// unreserving, creating and destroying volumes, declining;
+// auto-acknowledging updates) and the kv writer; inject the Schedule (one
 // fault at a time, each healed after its hold); heal everything and wait for
 // the cluster; pause the frameworks (subscribed, acknowledging, launching
 // nothing) and wait for task statuses to be acknowledged; take the delivery
 // cut (the leader's commit index) and let the frameworks catch up with it;
-// read the final roles; stop the frameworks, then the masters (all at
-// once), then the agents; replay every master's Raft log through a fresh
-// FSM; run the checkers (delivery against the state at the cut). Everything lands in Options.Out: node data and
-// logs, faults.log, history.jsonl, summary.txt, summary.json and
+// stop every client; read the final roles; wait for the kv service's plan to
+// be COMPLETE and read every acknowledged kv write back; stop the masters
+// (all at once), then the agents (the process tier then kills the task
+// processes the agents leave behind and unmounts their volumes); replay
+// every master's Raft log through a fresh FSM; run the checkers (delivery
+// against the state at the cut). Everything lands in Options.Out: node data
+// and logs, faults.log, history.jsonl, summary.txt, summary.json and
 // linearizability.html when the history is not linearizable.
+//
+// The kv service is examples/kvservice run by the service scheduler (`agora
+// service`, hosted by the leader master): RunService with a spec of 3 small
+// pods, each with a port and a persistent volume, running `exec AGORA
+// kvservice` (the same binary as the nodes; Cluster.AgoraPath). One writer
+// PUTs keys w1, w2, ... once each, with values of their own, to the primary
+// (pod 0, whose address GetService's status gives, resolved again after any
+// failure); a 2xx answer is an acknowledged write, anything else an unknown
+// outcome. At the end check.KVLost reads every acknowledged key back from
+// the primary with a consistent read. A service that is not COMPLETE within
+// 60 s of the last fault, or a key that cannot be read, is an availability
+// violation: every fault is healed by then. The pods' volumes are checked
+// with the others at every index of the replay (no volume used by two live
+// tasks).
 //
 // The same seed gives the same fault schedule and the same workload
 // choices; timing (and so the exact interleaving) still differs between runs.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,6 +233,22 @@ func (c *dockerCluster) MasterDataDir(i int) string {
 	return filepath.Join(c.o.Dir, fmt.Sprintf("m%d", i))
 }
 func (c *dockerCluster) TaskCommand(secs int) string { return fmt.Sprintf("/agora sleep %d", secs) }
+func (c *dockerCluster) AgoraPath() string           { return "/agora" }
+
+// AgentAddr maps an agent container's hostname (its name, which only the
+// network's own DNS resolves) to its address on the network.
+func (c *dockerCluster) AgentAddr(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	for i := 0; i < c.o.Agents; i++ {
+		if host == c.name(i, true) {
+			return net.JoinHostPort(c.ip(i, true), port)
+		}
+	}
+	return hostport
+}
 
 func (c *dockerCluster) MasterURLs() []string {
 	var out []string

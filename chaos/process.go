@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,11 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agora-sched/agora/freeport"
 )
@@ -30,7 +34,10 @@ type ProcessOptions struct {
 	// do not collide.
 	Net int
 	// AgentResources is each agent's --resources (default
-	// "cpus:4;mem:4096;disk:8192" plus a port range per agent).
+	// "cpus:4;mem:4096;disk:8192" plus a range of agentPorts ports per
+	// agent, free on every address and held with package freeport: the kv
+	// service's pods listen on them on all addresses, so they must not
+	// collide with another run's).
 	AgentResources string
 	// ExtraMasterArgs are appended to every master's command line.
 	ExtraMasterArgs []string
@@ -68,6 +75,15 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 	}
 	if o.Net <= 0 {
 		o.Net = os.Getpid()%250 + 1
+	}
+	// Absolute paths: tasks run in their sandboxes, and Close finds them by
+	// the sandbox path in their environment.
+	var err error
+	if o.Binary, err = filepath.Abs(o.Binary); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
@@ -107,7 +123,11 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 		name := fmt.Sprintf("a%d", i)
 		res := o.AgentResources
 		if res == "" {
-			res = fmt.Sprintf("cpus:4;mem:4096;disk:8192;ports:[%d-%d]", 31000+100*i, 31099+100*i)
+			base, err := freeport.Block("", agentPortOffsets, false)
+			if err != nil {
+				return nil, fmt.Errorf("chaos: ports for agent %d: %w", i, err)
+			}
+			res = fmt.Sprintf("cpus:4;mem:4096;disk:8192;ports:[%d-%d]", base, base+agentPorts-1)
 		}
 		args := []string{"agent", "--id", name, "--data-dir", filepath.Join(o.Dir, name),
 			"--gossip", net.JoinHostPort(ip, strconv.Itoa(gp)), "--join", strings.Join(joins, ","),
@@ -116,6 +136,17 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 	}
 	return c, nil
 }
+
+// agentPorts is the size of each process-tier agent's port range.
+const agentPorts = 20
+
+var agentPortOffsets = func() []int {
+	offs := make([]int, agentPorts)
+	for i := range offs {
+		offs[i] = i
+	}
+	return offs
+}()
 
 // freePort returns a port on ip free for TCP and UDP (gossip uses both),
 // held for this process (package freeport).
@@ -130,6 +161,8 @@ func (c *processCluster) MasterDataDir(i int) string {
 	return filepath.Join(c.o.Dir, c.masters[i].name)
 }
 func (c *processCluster) TaskCommand(secs int) string                { return fmt.Sprintf("sleep %d", secs) }
+func (c *processCluster) AgoraPath() string                          { return c.o.Binary }
+func (c *processCluster) AgentAddr(hostport string) string           { return hostport }
 func (c *processCluster) Isolate(int, bool) error                    { return ErrUnsupported }
 func (c *processCluster) Heal() error                                { return nil }
 func (c *processCluster) StartMaster(_ context.Context, i int) error { return c.start(c.masters[i]) }
@@ -275,5 +308,106 @@ func (c *processCluster) Close() error {
 	for _, p := range c.agents {
 		_ = c.signal(p, syscall.SIGKILL, true)
 	}
+	if err := c.killTasks(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountUnder(c.o.Dir); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// unmountUnder detaches every mount below dir: the bind mounts of
+// persistent volumes into task sandboxes (agents running as root attach
+// volumes so), which the agent would detach when a task ends but cannot
+// once it has been killed. Otherwise dir could not be removed.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if mp := unescapeMountPath(f[4]); strings.HasPrefix(mp, dir+string(filepath.Separator)) {
+			points = append(points, mp)
+		}
+	}
+	// Deepest first.
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, mp := range points {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("chaos: unmount %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// killTasks SIGKILLs the task processes the agents left running (a task
+// has its own process group and outlives its agent, which re-attaches to it
+// after a restart): every process whose AGORA_SANDBOX is under this
+// cluster's directory. It waits, up to stopTimeout, until none is left.
+func (c *processCluster) killTasks() error {
+	prefix := []byte("AGORA_SANDBOX=" + c.o.Dir + string(filepath.Separator))
+	deadline := time.Now().Add(stopTimeout)
+	for {
+		pids := pidsWithEnvPrefix(prefix)
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("chaos: task processes %v still run %s after SIGKILL", pids, stopTimeout)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond) // a poll interval: the kernel reaps them
+	}
+}
+
+// pidsWithEnvPrefix lists the live processes with an environment variable
+// (KEY=VALUE) that starts with prefix. A zombie's environment reads empty.
+func pidsWithEnvPrefix(prefix []byte) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, v := range bytes.Split(b, []byte{0}) {
+			if bytes.HasPrefix(v, prefix) {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -66,6 +66,10 @@ type Report struct {
 	// SharedVolumes counts volume-exclusive violations: a volume used by
 	// two live tasks at some committed index.
 	SharedVolumes int `json:"shared_volumes"`
+	// KVAcked counts the kv service's acknowledged writes; KVLost those
+	// read back absent or with another value (kv-lost-write violations).
+	KVAcked int `json:"kv_acked"`
+	KVLost  int `json:"kv_lost"`
 
 	// Details, not in the one-line JSON summary.
 	FaultLog        []string          `json:"-"`
@@ -74,7 +78,11 @@ type Report struct {
 	OffersReplayed  int               `json:"-"`
 	TasksAcked      int               `json:"-"`
 	LinResult       string            `json:"-"`
-	Notes           []string          `json:"-"`
+	// KVSent counts the PUTs sent to the kv service, KVRead the
+	// acknowledged keys read back after the run, KVUnread those whose read
+	// failed.
+	KVSent, KVRead, KVUnread int      `json:"-"`
+	Notes                    []string `json:"-"`
 }
 
 // JSON is the one-line summary.
@@ -88,6 +96,8 @@ func (r *Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chaos %s tier, seed %d, %.0fs: %d faults, %d ops, %d tasks acknowledged, %d log entries and %d offers replayed\n",
 		r.Tier, r.Seed, r.DurationS, r.Faults, r.Ops, r.TasksAcked, r.EntriesReplayed, r.OffersReplayed)
+	fmt.Fprintf(&b, "  kv service: %d writes sent, %d acknowledged, %d read back, %d unread, %d lost\n",
+		r.KVSent, r.KVAcked, r.KVRead, r.KVUnread, r.KVLost)
 	fmt.Fprintf(&b, "  linearizable: %v (%s)  lost writes: %d  double allocations: %d  shared volumes: %d  violations: %d\n",
 		r.Linearizable, r.LinResult, r.LostWrites, r.DoubleAllocations, r.SharedVolumes, r.ViolationCount)
 	for _, n := range r.Notes {
@@ -203,6 +213,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	w := &workload{c: c, h: r.h, log: o.Logger, seed: o.Seed}
 	r.w = w
 	wctx, stopWork := context.WithCancel(ctx)
+	kv := r.startKV(wctx)
 	w.operators(wctx, o.Operators)
 	w.frameworks(wctx, o.Frameworks)
 
@@ -234,6 +245,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	stopWork()
 	w.wg.Wait()
 	finalRoles, rolesErr := r.finalRoles(ctx)
+	r.finalKV(ctx, kv)
 	closed = true
 	if err := c.Close(); errors.Is(err, ErrSlowStop) {
 		r.violation("shutdown", "stopping the cluster: %v", err)
@@ -601,6 +613,50 @@ func (r *runner) liveFrameworks() map[string]bool {
 	return live
 }
 
+// startKV deploys the kv service and starts its writer (in the workload's
+// WaitGroup, so it stops with the other clients); nil when the service
+// could not be deployed, which is an availability violation.
+func (r *runner) startKV(ctx context.Context) *kvWorkload {
+	kv := newKVWorkload(r.w)
+	fid, err := kv.deploy(ctx, 30*time.Second)
+	if err != nil {
+		r.violation("availability", "%v", err)
+		return nil
+	}
+	r.progressf("kv service %s deployed (framework %s), %d pods", kvName, fid, kvPods)
+	r.w.wg.Add(1)
+	go func() {
+		defer r.w.wg.Done()
+		kv.writer(ctx)
+	}()
+	return kv
+}
+
+// finalKV waits, up to 60 s, for the kv service's plan to be COMPLETE
+// (every pod relaunched and ready after the faults), then reads every
+// acknowledged write back from the primary (check.KVLost). A service that
+// does not recover, or keys that cannot be read, are availability
+// violations: the faults are healed by now.
+func (r *runner) finalKV(ctx context.Context, kv *kvWorkload) {
+	if kv == nil {
+		return
+	}
+	start := time.Now()
+	if err := kv.waitComplete(ctx, 60*time.Second); err != nil {
+		r.violation("availability", "%v", err)
+	}
+	complete := time.Since(start)
+	res := kv.readBack(ctx, 30*time.Second)
+	r.rep.KVSent, _ = kv.counts()
+	r.rep.KVAcked, r.rep.KVRead, r.rep.KVUnread = res.Acked, res.Read, res.Unread
+	r.rep.Violations = append(r.rep.Violations, res.Violations...)
+	if res.Unread > 0 {
+		r.violation("availability", "%d of %d acknowledged kv writes could not be read back: %v", res.Unread, res.Acked, res.FirstErr)
+	}
+	r.progressf("kv service: %d writes acknowledged, %d read back, %d lost (COMPLETE after %s, read in %s)",
+		res.Acked, res.Read, len(res.Violations), complete.Round(time.Millisecond), (time.Since(start) - complete).Round(time.Millisecond))
+}
+
 // finalRoles reads the role configuration with a linearizable read.
 func (r *runner) finalRoles(ctx context.Context) (map[string]float64, error) {
 	var last error
@@ -708,6 +764,8 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 			r.rep.DoubleAllocations++
 		case "volume-exclusive":
 			r.rep.SharedVolumes++
+		case "kv-lost-write":
+			r.rep.KVLost++
 		}
 	}
 	r.rep.ViolationCount = len(r.rep.Violations)

@@ -20,6 +20,9 @@
 //     running CheckAllocation and CheckVolumeExclusive after each one, and tracks the life of every
 //     offer and every teardown (see Lifecycle).
 //   - Delivery: every task's latest committed status reached its framework.
+//   - KVLost: every write the kv service (examples/kvservice, run as a
+//     service by the service scheduler) acknowledged is read back from it
+//     after the run with the value written.
 //
 // Drive it: record ops during a run, stop the cluster, then call Replay on a
 // surviving master's data directory and the history checkers; sum the
