@@ -297,6 +297,9 @@ func (c *Cluster) Stop() {
 	}
 	c.StopMasters()
 	if c.tempDir {
+		// Volumes bind-mounted into sandboxes of tasks that outlive their
+		// agents would keep the directory (and leak a mount each).
+		_ = UnmountUnder(c.dir)
 		_ = os.RemoveAll(c.dir)
 	}
 }

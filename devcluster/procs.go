@@ -2,9 +2,15 @@ package devcluster
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // PIDsWithEnv lists the processes whose environment holds kv
@@ -32,4 +38,53 @@ func PIDsWithEnv(kv string) []int {
 		}
 	}
 	return out
+}
+
+// UnmountUnder detaches every mount below dir: the bind mounts of
+// persistent volumes into task sandboxes (agents running as root attach
+// volumes so), which the agent would detach when a task ends but cannot
+// once it has been killed. Otherwise dir could not be removed.
+func UnmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("devcluster: %w", err)
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if mp := unescapeMountPath(f[4]); strings.HasPrefix(mp, dir+string(filepath.Separator)) {
+			points = append(points, mp)
+		}
+	}
+	// Deepest first.
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, mp := range points {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("devcluster: unmount %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
