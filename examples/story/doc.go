@@ -1,5 +1,5 @@
 // Package story is `make demo`: the whole story agora is built for, told on
-// an in-process dev cluster (3 masters, 4 agents on loopback) and narrated
+// an in-process dev cluster (3 masters, 6 agents on loopback) and narrated
 // step by step with the numbers as they happen.
 //
 //  1. A replicated key-value service (examples/kvservice, 3 pods on
@@ -18,8 +18,8 @@
 //     the pod is relaunched in place and its data is still there.
 //  6. The leader master is killed: reservations, volumes, tasks and the
 //     batch job's recorded progress are all still there under the new one.
-//  7. An agent is drained (when the cluster supports drain): its pods move,
-//     its batch units run again elsewhere.
+//  7. An agent is drained with a deadline: its kv pod moves to another
+//     agent with its data, its batch units yield and run again elsewhere.
 //  8. The batch job finishes with the exact answer, and every kv key is
 //     read back.
 //

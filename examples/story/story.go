@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/agora-sched/agora/devcluster"
 	"github.com/agora-sched/agora/examples/batch"
@@ -61,11 +62,12 @@ func sizesOf(short bool) sizes {
 	return sizes{keys: 500, units: 400, lines: 20000, work: 3 * time.Second, webPods: 3}
 }
 
-// Agents of the story: 4 agents of 2 cpus; the batch job's units take a
+// Agents of the story: 6 agents of 2 cpus (5 kv pods go one per agent, and
+// one must move on a drain); the batch job's units take a
 // quarter cpu each, so it can hold most of the cluster.
 const (
 	agentRes    = "cpus:2;mem:2048;disk:4096"
-	agentCount  = 4
+	agentCount  = 6
 	unitCPUs    = 0.25
 	unitMem     = 32
 	batchCap    = 0.9
@@ -304,7 +306,7 @@ func (s *story) run(ctx context.Context) error {
 		job.Progress().Done, doneBefore)
 
 	// 7. Drain.
-	if err := s.drain(ctx); err != nil {
+	if err := s.drain(ctx, job); err != nil {
 		return fmt.Errorf("step 7: %w", err)
 	}
 
@@ -362,6 +364,7 @@ func (s *story) kvSpec(name, role string, count int) []byte {
     "command": "exec %s kvservice",
     "env": {"KV_INDEX": "{{.Index}}", "KV_LISTEN": ":{{port \"http\"}}", "KV_DATA": "{{.Volume}}", "KV_PEERS": "{{peers \"http\"}}"},
     "readiness": {"http": {"port": "http", "path": "/health"}, "interval_seconds": 0.2, "timeout_seconds": 1, "deadline_seconds": 60},
+    "placement": {"one_per": "agent"},
     "kill_grace_seconds": 2
   }]
 }`, name, role, count, s.o.Bin)
@@ -513,8 +516,72 @@ func killProcs(kv string) {
 	}
 }
 
-// drain is step 7: drain an agent that runs a kv pod and batch units.
-func (s *story) drain(context.Context) error {
-	s.say("7. drain: not in this build")
+// drain is step 7: drain an agent that runs a kv pod (not the primary,
+// whose address the other pods were given) and batch units, with a
+// deadline; its pods move to other agents one at a time, its batch units
+// yield and run again elsewhere, and it ends DRAINED with no task.
+func (s *story) drain(ctx context.Context, job *batch.Job) error {
+	st, err := s.status(ctx, "kv")
+	if err != nil {
+		return err
+	}
+	primaryAgent := st.Pods[0].AgentID
+	var victim service.PodStatus
+	for _, p := range st.Pods[1:] {
+		if p.AgentID != primaryAgent {
+			victim = p
+			break
+		}
+	}
+	if victim.Name == "" {
+		return fmt.Errorf("every kv pod runs on the primary's agent %s", primaryAgent)
+	}
+	agent := victim.AgentID
+	deadline := 20 * time.Second
+	if !s.o.Short {
+		deadline = 60 * time.Second
+	}
+	p0 := job.Progress()
+	start := time.Now()
+	if _, err := s.cl.Operator.DrainAgent(ctx, connect.NewRequest(&agorav1.DrainAgentRequest{
+		AgentId: agent, Deadline: timestamppb.New(start.Add(deadline)),
+	})); err != nil {
+		return fmt.Errorf("draining %s: %w", agent, err)
+	}
+	s.say("7. agent %s (runs %s) drains with a %s deadline", agent, victim.Name, deadline)
+	if err := poll(ctx, deadline+stepTimeout, agent+" DRAINED", func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		res, err := s.cl.Operator.ListAgents(cctx, connect.NewRequest(&agorav1.ListAgentsRequest{}))
+		if err != nil {
+			return false, nil
+		}
+		for _, av := range res.Msg.GetAgents() {
+			if av.GetAgent().GetId() == agent {
+				return av.GetAgent().GetState() == agorav1.AgentState_AGENT_STATE_DRAINED, nil
+			}
+		}
+		return false, fmt.Errorf("agent %s is gone from the list", agent)
+	}); err != nil {
+		return err
+	}
+	emptied := time.Since(start)
+	st, err = s.waitComplete(ctx, "kv", len(st.Pods))
+	if err != nil {
+		return err
+	}
+	moved := st.Pods[victim.Index]
+	if moved.AgentID == agent {
+		return fmt.Errorf("%s is still on the drained agent %s", moved.Name, agent)
+	}
+	lost := s.checkKeys(ctx, moved.Address)
+	if lost > 0 {
+		s.sum.KVKeysLost = lost
+		return fmt.Errorf("%d keys missing on the moved %s", lost, moved.Name)
+	}
+	s.sum.DrainedAgents++
+	p1 := job.Progress()
+	s.say("7. agent %s DRAINED in %s: %s moved to %s with every key, the kv plan complete; batch units rerun meanwhile: %d",
+		agent, emptied.Round(time.Millisecond), victim.Name, moved.AgentID, p1.Reruns-p0.Reruns)
 	return nil
 }
