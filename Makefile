@@ -5,7 +5,7 @@ PKGS     ?= ./...
 BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-short test-services demo lint proto proto-tools bench chaos clean
+.PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench chaos clean
 
 all: build
 
@@ -32,6 +32,17 @@ test-services:
 ## demo: the whole story on an in-process cluster, narrated (DEMO_SHORT=1: the CI form, under 2 minutes).
 demo: build
 	$(BIN) demo $(if $(DEMO_SHORT),--short,)
+
+## fuzz: every go test -fuzz target for FUZZTIME each (CI runs FUZZTIME=3s; the seed corpora
+## also run in make test). New crashers land in the package's testdata/fuzz: commit them.
+FUZZTIME ?= 60s
+FUZZ_TARGETS = FuzzDecode:./fsm FuzzApply:./fsm FuzzRestore:./fsm FuzzAccept:./fsm \
+	FuzzParse:./resources FuzzArithmetic:./resources FuzzParse:./service FuzzDecodeEntries:./examples/kvservice
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:} || exit 1; \
+	done
 
 ## lint: gofmt, go vet and staticcheck.
 lint:

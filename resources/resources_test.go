@@ -318,3 +318,46 @@ func TestRoleNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzArithmetic: for any two parsable resources a and b, a+b contains
+// both and addition commutes; a contains b exactly when a-b succeeds, and
+// then what is left plus b is a again; of scalars (counted, unlike ranges
+// and sets, which add as a union), (a+b)-b = a.
+func FuzzArithmetic(f *testing.F) {
+	for _, p := range [][2]string{
+		{"cpus:4;mem:8192;ports:[31000-31999]", "cpus:1;ports:[31000-31000]"},
+		{"cpus:0.001", "cpus:0.001"},
+		{"zones:{a,b}", "zones:{b}"},
+		{"", "mem:1"},
+		{"x:1e12", "x:1e12;y:1"},
+		{"ports:[1-2,5-9]", "ports:[2-5]"},
+	} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, as, bs string) {
+		a, err1 := Parse(as)
+		b, err2 := Parse(bs)
+		if err1 != nil || err2 != nil {
+			return
+		}
+		sum := a.Add(b)
+		if !sum.Equal(b.Add(a)) {
+			t.Fatalf("%v + %v != %v + %v", a, b, b, a)
+		}
+		if !sum.Contains(a) || !sum.Contains(b) {
+			t.Fatalf("%v + %v = %v does not contain both", a, b, sum)
+		}
+		sa, sb := Resources{Scalars: a.Scalars}, Resources{Scalars: b.Scalars}
+		back, err := sa.Add(sb).Subtract(sb)
+		if err != nil || !back.Equal(sa) {
+			t.Fatalf("scalars: (%v + %v) - %v = %v, %v; want %v", sa, sb, sb, back, err, sa)
+		}
+		left, err := a.Subtract(b)
+		if (err == nil) != a.Contains(b) {
+			t.Fatalf("%v - %v: err %v, but Contains says %v", a, b, err, a.Contains(b))
+		}
+		if err == nil && !left.Add(b).Equal(a) {
+			t.Fatalf("(%v - %v) + %v = %v, want %v", a, b, b, left.Add(b), a)
+		}
+	})
+}
