@@ -172,6 +172,27 @@ func (s *State) WantsOffers() bool {
 	return false
 }
 
+// Demand is what the plan waits to place: the resources of the pod of the
+// current step when it needs a first placement (a new pod, or one being
+// replaced), which no offer has fitted yet. A pod relaunched in place
+// needs no demand: its reservation is offered to its role alone. The
+// scheduler tells the masters (SchedulerService.Demand), so that a
+// priority role's pod can take resources back from lower priorities.
+func (s *State) Demand() (Resources, bool) {
+	if s.Removing {
+		return Resources{}, false
+	}
+	p := s.step()
+	if p == nil || p.live() || p.placed() {
+		return Resources{}, false
+	}
+	pt, ok := s.Spec.Pod(p.Type)
+	if !ok {
+		return Resources{}, false
+	}
+	return pt.Resources, true
+}
+
 // podType resolves a pod type name; "" names the only one.
 func (s *State) podType(name string) (*PodSpec, error) {
 	if name == "" {

@@ -556,3 +556,34 @@ func TestStatusJSONShape(t *testing.T) {
 		t.Errorf("pod = %v", pod)
 	}
 }
+
+// TestDemand: the plan demands the resources of a pod waiting for its
+// first placement (a new pod), and nothing while a pod is relaunched in
+// place (its reservation is its own) or while the plan is complete.
+func TestDemand(t *testing.T) {
+	h := newHarness(t, kvSpec, 4, 1)
+	r, ok := h.st.Demand()
+	if !ok || r.CPUs != 1 || r.Mem != 256 || r.Disk != 1024 {
+		t.Fatalf("demand of a new service = %+v %v, want pod 0's resources", r, ok)
+	}
+	h.offer("a0")
+	if r, ok := h.st.Demand(); ok {
+		t.Fatalf("demand while pod 0 waits for readiness: %+v", r)
+	}
+	h.settle()
+	if r, ok := h.st.Demand(); ok {
+		t.Fatalf("demand of a complete plan: %+v", r)
+	}
+	p := *h.podOf("kv-kv-1")
+	h.status(p.TaskID, agorav1.TaskState_TASK_STATE_FAILED)
+	if r, ok := h.st.Demand(); ok {
+		t.Fatalf("demand while a pod is relaunched in place: %+v", r)
+	}
+	h.settle()
+	if err := h.st.Scale("", 4, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.st.Demand(); !ok {
+		t.Fatal("no demand for the pod a scale adds")
+	}
+}
