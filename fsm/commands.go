@@ -40,6 +40,8 @@ const (
 	CmdPutRecord             CommandType = 22
 	CmdDeleteRecord          CommandType = 23
 	CmdAgentStopped          CommandType = 24
+	CmdSetDemand             CommandType = 25
+	CmdPreempt               CommandType = 26
 )
 
 // command is one row of the command table: everything Encode, Decode and
@@ -92,6 +94,8 @@ var commandTable = [...]command{
 	CmdPutRecord:             row("PutRecord", (*txn).putRecord),
 	CmdDeleteRecord:          row("DeleteRecord", (*txn).deleteRecord),
 	CmdAgentStopped:          row("AgentStopped", (*txn).agentStopped),
+	CmdSetDemand:             row("SetDemand", (*txn).setDemand),
+	CmdPreempt:               row("Preempt", (*txn).preempt),
 }
 
 // lookup returns the row of a known type (the IgnoreUnknown bit ignored).

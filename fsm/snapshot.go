@@ -30,6 +30,7 @@ const (
 	recOffer       byte = 8
 	recTask        byte = 9
 	recRecord      byte = 12 // 10 and 11 are history.go's
+	recPreemption  byte = 13
 )
 
 const snapshotMagic = "agora-fsm/1"
@@ -52,6 +53,7 @@ var tables = []struct {
 	{recOffer, pOffer, func() proto.Message { return &agorav1.Offer{} }},
 	{recTask, pTask, func() proto.Message { return &agorav1.Task{} }},
 	{recRecord, pRecord, func() proto.Message { return &agorav1.FrameworkRecord{} }},
+	{recPreemption, pPreemption, func() proto.Message { return &agorav1.Preemption{} }},
 }
 
 // Persist writes the state record by record in a deterministic order
@@ -195,6 +197,8 @@ func (x *txn) restoreRecord(rec byte, body []byte) error {
 			}
 		case *agorav1.FrameworkRecord:
 			x.t.Insert(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
+		case *agorav1.Preemption:
+			x.t.Insert(tableKey(pPreemption, v.GetId()), v)
 		case *agorav1.Task:
 			fid, tid := v.GetFrameworkId(), v.GetId()
 			x.t.Insert(tableKey(pTask, fid, tid), v)

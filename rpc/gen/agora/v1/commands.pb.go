@@ -1429,6 +1429,115 @@ func (x *AgentStoppedCommand) GetStatusUuids() []string {
 	return nil
 }
 
+// SetDemandCommand replaces a framework's demand (empty: none).
+type SetDemandCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Demand        []*Demand              `protobuf:"bytes,2,rep,name=demand,proto3" json:"demand,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDemandCommand) Reset() {
+	*x = SetDemandCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDemandCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDemandCommand) ProtoMessage() {}
+
+func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDemandCommand.ProtoReflect.Descriptor instead.
+func (*SetDemandCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetDemandCommand) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *SetDemandCommand) GetDemand() []*Demand {
+	if x != nil {
+		return x.Demand
+	}
+	return nil
+}
+
+// PreemptCommand records one preemption decision: its victims are asked to
+// die (KILLING, reason PREEMPTED) and the freed resources are earmarked for
+// the demanding framework.
+type PreemptCommand struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Preemption *Preemption            `protobuf:"bytes,1,opt,name=preemption,proto3" json:"preemption,omitempty"`
+	// status_uuids gives one uuid per victim's KILLING update, in victim order.
+	StatusUuids   []string `protobuf:"bytes,2,rep,name=status_uuids,json=statusUuids,proto3" json:"status_uuids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreemptCommand) Reset() {
+	*x = PreemptCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreemptCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreemptCommand) ProtoMessage() {}
+
+func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreemptCommand.ProtoReflect.Descriptor instead.
+func (*PreemptCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PreemptCommand) GetPreemption() *Preemption {
+	if x != nil {
+		return x.Preemption
+	}
+	return nil
+}
+
+func (x *PreemptCommand) GetStatusUuids() []string {
+	if x != nil {
+		return x.StatusUuids
+	}
+	return nil
+}
+
 var File_agora_v1_commands_proto protoreflect.FileDescriptor
 
 const file_agora_v1_commands_proto_rawDesc = "" +
@@ -1522,7 +1631,15 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12,\n" +
 	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12\"\n" +
 	"\fdecommission\x18\x03 \x01(\bR\fdecommission\x12!\n" +
-	"\fstatus_uuids\x18\x04 \x03(\tR\vstatusUuidsB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\fstatus_uuids\x18\x04 \x03(\tR\vstatusUuids\"_\n" +
+	"\x10SetDemandCommand\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12(\n" +
+	"\x06demand\x18\x02 \x03(\v2\x10.agora.v1.DemandR\x06demand\"i\n" +
+	"\x0ePreemptCommand\x124\n" +
+	"\n" +
+	"preemption\x18\x01 \x01(\v2\x14.agora.v1.PreemptionR\n" +
+	"preemption\x12!\n" +
+	"\fstatus_uuids\x18\x02 \x03(\tR\vstatusUuidsB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_commands_proto_rawDescOnce sync.Once
@@ -1536,7 +1653,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -1562,46 +1679,52 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*PutRecordCommand)(nil),             // 21: agora.v1.PutRecordCommand
 	(*DeleteRecordCommand)(nil),          // 22: agora.v1.DeleteRecordCommand
 	(*AgentStoppedCommand)(nil),          // 23: agora.v1.AgentStoppedCommand
-	(*Role)(nil),                         // 24: agora.v1.Role
-	(*Master)(nil),                       // 25: agora.v1.Master
-	(*Agent)(nil),                        // 26: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 28: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 29: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 30: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 31: agora.v1.Offer
-	(*Operation)(nil),                    // 32: agora.v1.Operation
+	(*SetDemandCommand)(nil),             // 24: agora.v1.SetDemandCommand
+	(*PreemptCommand)(nil),               // 25: agora.v1.PreemptCommand
+	(*Role)(nil),                         // 26: agora.v1.Role
+	(*Master)(nil),                       // 27: agora.v1.Master
+	(*Agent)(nil),                        // 28: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 30: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 31: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 32: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 33: agora.v1.Offer
+	(*Operation)(nil),                    // 34: agora.v1.Operation
+	(*Demand)(nil),                       // 35: agora.v1.Demand
+	(*Preemption)(nil),                   // 36: agora.v1.Preemption
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	24, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	25, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	26, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	27, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	28, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	27, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	28, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	27, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	29, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	27, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	30, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	27, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	27, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	32, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	27, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	27, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	27, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
-	27, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	26, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	27, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	28, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	29, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	30, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	29, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	30, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	29, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	31, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	29, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	32, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	29, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	29, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	29, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	29, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	29, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	29, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 24: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
+	36, // 25: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_commands_proto_init() }
@@ -1616,7 +1739,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

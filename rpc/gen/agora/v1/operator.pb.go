@@ -1580,7 +1580,13 @@ type ExplainFrameworkResponse struct {
 	// round_index is the state index the round was computed from.
 	RoundIndex uint64 `protobuf:"varint,5,opt,name=round_index,json=roundIndex,proto3" json:"round_index,omitempty"`
 	// round_time is the leader's time of the round.
-	RoundTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=round_time,json=roundTime,proto3" json:"round_time,omitempty"`
+	RoundTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=round_time,json=roundTime,proto3" json:"round_time,omitempty"`
+	// demands are the framework's demand as the leader's last preemption
+	// pass judged it, one entry per (role, shape).
+	Demands []*DemandVerdict `protobuf:"bytes,7,rep,name=demands,proto3" json:"demands,omitempty"`
+	// preemptions are the preemptions in force that concern the framework:
+	// made for its demand, or of its tasks.
+	Preemptions   []*Preemption `protobuf:"bytes,8,rep,name=preemptions,proto3" json:"preemptions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1657,6 +1663,119 @@ func (x *ExplainFrameworkResponse) GetRoundTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ExplainFrameworkResponse) GetDemands() []*DemandVerdict {
+	if x != nil {
+		return x.Demands
+	}
+	return nil
+}
+
+func (x *ExplainFrameworkResponse) GetPreemptions() []*Preemption {
+	if x != nil {
+		return x.Preemptions
+	}
+	return nil
+}
+
+// DemandVerdict is how the leader's last preemption pass judged one demand.
+type DemandVerdict struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Role      string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Resources []*Resource            `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	Count     uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// placed counts the units that fit in free resources or in resources
+	// earmarked for the framework; preempting counts the units a new
+	// preemption decision serves; unmet counts the rest.
+	Placed     uint32 `protobuf:"varint,4,opt,name=placed,proto3" json:"placed,omitempty"`
+	Preempting uint32 `protobuf:"varint,5,opt,name=preempting,proto3" json:"preempting,omitempty"`
+	Unmet      uint32 `protobuf:"varint,6,opt,name=unmet,proto3" json:"unmet,omitempty"`
+	// reason names why units are unmet: "unsatisfiable" (larger than any
+	// agent), "no_victims" (no lower-priority revocable tasks or offers
+	// would make room), "" when none are unmet.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemandVerdict) Reset() {
+	*x = DemandVerdict{}
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemandVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemandVerdict) ProtoMessage() {}
+
+func (x *DemandVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemandVerdict.ProtoReflect.Descriptor instead.
+func (*DemandVerdict) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DemandVerdict) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *DemandVerdict) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *DemandVerdict) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetPlaced() uint32 {
+	if x != nil {
+		return x.Placed
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetPreempting() uint32 {
+	if x != nil {
+		return x.Preempting
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetUnmet() uint32 {
+	if x != nil {
+		return x.Unmet
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // LeaderRedirect is attached to Unavailable errors from a follower.
 type LeaderRedirect struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1669,7 +1788,7 @@ type LeaderRedirect struct {
 
 func (x *LeaderRedirect) Reset() {
 	*x = LeaderRedirect{}
-	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1800,7 @@ func (x *LeaderRedirect) String() string {
 func (*LeaderRedirect) ProtoMessage() {}
 
 func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1813,7 @@ func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRedirect.ProtoReflect.Descriptor instead.
 func (*LeaderRedirect) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaderRedirect) GetLeaderId() string {
@@ -1721,7 +1840,7 @@ type RunServiceRequest struct {
 
 func (x *RunServiceRequest) Reset() {
 	*x = RunServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1852,7 @@ func (x *RunServiceRequest) String() string {
 func (*RunServiceRequest) ProtoMessage() {}
 
 func (x *RunServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1865,7 @@ func (x *RunServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RunServiceRequest) GetSpec() []byte {
@@ -1769,7 +1888,7 @@ type RunServiceResponse struct {
 
 func (x *RunServiceResponse) Reset() {
 	*x = RunServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1900,7 @@ func (x *RunServiceResponse) String() string {
 func (*RunServiceResponse) ProtoMessage() {}
 
 func (x *RunServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1913,7 @@ func (x *RunServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServiceResponse.ProtoReflect.Descriptor instead.
 func (*RunServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RunServiceResponse) GetName() string {
@@ -1831,7 +1950,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1962,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1975,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ScaleServiceRequest) GetName() string {
@@ -1897,7 +2016,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2028,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2041,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ScaleServiceResponse) GetIndex() uint64 {
@@ -1943,7 +2062,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2074,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2087,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateServiceRequest) GetName() string {
@@ -1995,7 +2114,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2126,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2139,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateServiceResponse) GetIndex() uint64 {
@@ -2042,7 +2161,7 @@ type ReplaceServicePodRequest struct {
 
 func (x *ReplaceServicePodRequest) Reset() {
 	*x = ReplaceServicePodRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2173,7 @@ func (x *ReplaceServicePodRequest) String() string {
 func (*ReplaceServicePodRequest) ProtoMessage() {}
 
 func (x *ReplaceServicePodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2186,7 @@ func (x *ReplaceServicePodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceServicePodRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceServicePodRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplaceServicePodRequest) GetName() string {
@@ -2101,7 +2220,7 @@ type ReplaceServicePodResponse struct {
 
 func (x *ReplaceServicePodResponse) Reset() {
 	*x = ReplaceServicePodResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2232,7 @@ func (x *ReplaceServicePodResponse) String() string {
 func (*ReplaceServicePodResponse) ProtoMessage() {}
 
 func (x *ReplaceServicePodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2245,7 @@ func (x *ReplaceServicePodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceServicePodResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceServicePodResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReplaceServicePodResponse) GetIndex() uint64 {
@@ -2147,7 +2266,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2278,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2291,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveServiceRequest) GetName() string {
@@ -2199,7 +2318,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2330,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2343,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveServiceResponse) GetIndex() uint64 {
@@ -2250,7 +2369,7 @@ type ServiceView struct {
 
 func (x *ServiceView) Reset() {
 	*x = ServiceView{}
-	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2381,7 @@ func (x *ServiceView) String() string {
 func (*ServiceView) ProtoMessage() {}
 
 func (x *ServiceView) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2394,7 @@ func (x *ServiceView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceView.ProtoReflect.Descriptor instead.
 func (*ServiceView) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServiceView) GetName() string {
@@ -2316,7 +2435,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2447,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2460,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListServicesRequest) GetRead() *ReadOptions {
@@ -2361,7 +2480,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2492,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2505,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceView {
@@ -2407,7 +2526,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2538,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2551,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetServiceRequest) GetRead() *ReadOptions {
@@ -2459,7 +2578,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2590,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2603,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetServiceResponse) GetService() *ServiceView {
@@ -2594,7 +2713,7 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"SkipReason\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\x12#\n" +
-	"\rexample_agent\x18\x03 \x01(\tR\fexampleAgent\"\xf9\x01\n" +
+	"\rexample_agent\x18\x03 \x01(\tR\fexampleAgent\"\xe4\x02\n" +
 	"\x18ExplainFrameworkResponse\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x18\n" +
@@ -2603,7 +2722,19 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\vround_index\x18\x05 \x01(\x04R\n" +
 	"roundIndex\x129\n" +
 	"\n" +
-	"round_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\troundTime\"T\n" +
+	"round_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\troundTime\x121\n" +
+	"\ademands\x18\a \x03(\v2\x17.agora.v1.DemandVerdictR\ademands\x126\n" +
+	"\vpreemptions\x18\b \x03(\v2\x14.agora.v1.PreemptionR\vpreemptions\"\xd1\x01\n" +
+	"\rDemandVerdict\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x120\n" +
+	"\tresources\x18\x02 \x03(\v2\x12.agora.v1.ResourceR\tresources\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12\x16\n" +
+	"\x06placed\x18\x04 \x01(\rR\x06placed\x12\x1e\n" +
+	"\n" +
+	"preempting\x18\x05 \x01(\rR\n" +
+	"preempting\x12\x14\n" +
+	"\x05unmet\x18\x06 \x01(\rR\x05unmet\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"T\n" +
 	"\x0eLeaderRedirect\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12%\n" +
 	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress\"'\n" +
@@ -2690,7 +2821,7 @@ func file_agora_v1_operator_proto_rawDescGZIP() []byte {
 	return file_agora_v1_operator_proto_rawDescData
 }
 
-var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_agora_v1_operator_proto_goTypes = []any{
 	(*ReadOptions)(nil),               // 0: agora.v1.ReadOptions
 	(*GetStatusRequest)(nil),          // 1: agora.v1.GetStatusRequest
@@ -2723,114 +2854,119 @@ var file_agora_v1_operator_proto_goTypes = []any{
 	(*ExplainFrameworkRequest)(nil),   // 28: agora.v1.ExplainFrameworkRequest
 	(*SkipReason)(nil),                // 29: agora.v1.SkipReason
 	(*ExplainFrameworkResponse)(nil),  // 30: agora.v1.ExplainFrameworkResponse
-	(*LeaderRedirect)(nil),            // 31: agora.v1.LeaderRedirect
-	(*RunServiceRequest)(nil),         // 32: agora.v1.RunServiceRequest
-	(*RunServiceResponse)(nil),        // 33: agora.v1.RunServiceResponse
-	(*ScaleServiceRequest)(nil),       // 34: agora.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),      // 35: agora.v1.ScaleServiceResponse
-	(*UpdateServiceRequest)(nil),      // 36: agora.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),     // 37: agora.v1.UpdateServiceResponse
-	(*ReplaceServicePodRequest)(nil),  // 38: agora.v1.ReplaceServicePodRequest
-	(*ReplaceServicePodResponse)(nil), // 39: agora.v1.ReplaceServicePodResponse
-	(*RemoveServiceRequest)(nil),      // 40: agora.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),     // 41: agora.v1.RemoveServiceResponse
-	(*ServiceView)(nil),               // 42: agora.v1.ServiceView
-	(*ListServicesRequest)(nil),       // 43: agora.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),      // 44: agora.v1.ListServicesResponse
-	(*GetServiceRequest)(nil),         // 45: agora.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),        // 46: agora.v1.GetServiceResponse
-	nil,                               // 47: agora.v1.Counts.AgentsByStateEntry
-	nil,                               // 48: agora.v1.Counts.TasksByStateEntry
-	(*Master)(nil),                    // 49: agora.v1.Master
-	(*Role)(nil),                      // 50: agora.v1.Role
-	(*Agent)(nil),                     // 51: agora.v1.Agent
-	(*Resource)(nil),                  // 52: agora.v1.Resource
-	(*Task)(nil),                      // 53: agora.v1.Task
-	(*Framework)(nil),                 // 54: agora.v1.Framework
-	(*Offer)(nil),                     // 55: agora.v1.Offer
-	(*Reservation)(nil),               // 56: agora.v1.Reservation
-	(*Volume)(nil),                    // 57: agora.v1.Volume
-	(*timestamppb.Timestamp)(nil),     // 58: google.protobuf.Timestamp
+	(*DemandVerdict)(nil),             // 31: agora.v1.DemandVerdict
+	(*LeaderRedirect)(nil),            // 32: agora.v1.LeaderRedirect
+	(*RunServiceRequest)(nil),         // 33: agora.v1.RunServiceRequest
+	(*RunServiceResponse)(nil),        // 34: agora.v1.RunServiceResponse
+	(*ScaleServiceRequest)(nil),       // 35: agora.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),      // 36: agora.v1.ScaleServiceResponse
+	(*UpdateServiceRequest)(nil),      // 37: agora.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),     // 38: agora.v1.UpdateServiceResponse
+	(*ReplaceServicePodRequest)(nil),  // 39: agora.v1.ReplaceServicePodRequest
+	(*ReplaceServicePodResponse)(nil), // 40: agora.v1.ReplaceServicePodResponse
+	(*RemoveServiceRequest)(nil),      // 41: agora.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),     // 42: agora.v1.RemoveServiceResponse
+	(*ServiceView)(nil),               // 43: agora.v1.ServiceView
+	(*ListServicesRequest)(nil),       // 44: agora.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),      // 45: agora.v1.ListServicesResponse
+	(*GetServiceRequest)(nil),         // 46: agora.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),        // 47: agora.v1.GetServiceResponse
+	nil,                               // 48: agora.v1.Counts.AgentsByStateEntry
+	nil,                               // 49: agora.v1.Counts.TasksByStateEntry
+	(*Master)(nil),                    // 50: agora.v1.Master
+	(*Role)(nil),                      // 51: agora.v1.Role
+	(*Agent)(nil),                     // 52: agora.v1.Agent
+	(*Resource)(nil),                  // 53: agora.v1.Resource
+	(*Task)(nil),                      // 54: agora.v1.Task
+	(*Framework)(nil),                 // 55: agora.v1.Framework
+	(*Offer)(nil),                     // 56: agora.v1.Offer
+	(*Reservation)(nil),               // 57: agora.v1.Reservation
+	(*Volume)(nil),                    // 58: agora.v1.Volume
+	(*timestamppb.Timestamp)(nil),     // 59: google.protobuf.Timestamp
+	(*Preemption)(nil),                // 60: agora.v1.Preemption
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
-	47, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
-	48, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
-	49, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
-	49, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
+	48, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
+	49, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
+	50, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
+	50, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
 	2,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
 	3,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
-	50, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
+	51, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
 	0,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
-	50, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
+	51, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
 	0,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
-	49, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
+	50, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
 	0,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
-	51, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
-	52, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
-	52, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
-	52, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
+	52, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
+	53, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
+	53, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
+	53, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
 	16, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
 	0,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
-	53, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
+	54, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
 	0,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
-	54, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
+	55, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
 	0,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
-	55, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
+	56, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
 	0,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
-	56, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
-	57, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
+	57, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
+	58, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
 	29, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
-	58, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
-	0,  // 29: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
-	42, // 30: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
-	0,  // 31: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
-	42, // 32: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
-	1,  // 33: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
-	5,  // 34: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
-	7,  // 35: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
-	9,  // 36: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
-	11, // 37: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
-	13, // 38: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
-	15, // 39: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
-	18, // 40: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
-	20, // 41: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
-	22, // 42: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
-	24, // 43: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
-	26, // 44: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
-	28, // 45: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
-	32, // 46: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
-	34, // 47: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
-	36, // 48: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
-	38, // 49: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
-	40, // 50: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
-	43, // 51: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
-	45, // 52: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
-	4,  // 53: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	6,  // 54: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	8,  // 55: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	10, // 56: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	12, // 57: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	14, // 58: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	17, // 59: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	19, // 60: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	21, // 61: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	23, // 62: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	25, // 63: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	27, // 64: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	30, // 65: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
-	33, // 66: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
-	35, // 67: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
-	37, // 68: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
-	39, // 69: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
-	41, // 70: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
-	44, // 71: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
-	46, // 72: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
-	53, // [53:73] is the sub-list for method output_type
-	33, // [33:53] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	59, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
+	31, // 29: agora.v1.ExplainFrameworkResponse.demands:type_name -> agora.v1.DemandVerdict
+	60, // 30: agora.v1.ExplainFrameworkResponse.preemptions:type_name -> agora.v1.Preemption
+	53, // 31: agora.v1.DemandVerdict.resources:type_name -> agora.v1.Resource
+	0,  // 32: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
+	43, // 33: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
+	0,  // 34: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
+	43, // 35: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
+	1,  // 36: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
+	5,  // 37: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
+	7,  // 38: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
+	9,  // 39: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
+	11, // 40: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
+	13, // 41: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
+	15, // 42: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
+	18, // 43: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
+	20, // 44: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
+	22, // 45: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
+	24, // 46: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
+	26, // 47: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
+	28, // 48: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
+	33, // 49: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
+	35, // 50: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
+	37, // 51: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
+	39, // 52: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
+	41, // 53: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
+	44, // 54: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
+	46, // 55: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
+	4,  // 56: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	6,  // 57: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	8,  // 58: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	10, // 59: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	12, // 60: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	14, // 61: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	17, // 62: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	19, // 63: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	21, // 64: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	23, // 65: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	25, // 66: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	27, // 67: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	30, // 68: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	34, // 69: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
+	36, // 70: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
+	38, // 71: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
+	40, // 72: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
+	42, // 73: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
+	45, // 74: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
+	47, // 75: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
+	56, // [56:76] is the sub-list for method output_type
+	36, // [36:56] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_operator_proto_init() }
@@ -2845,7 +2981,7 @@ func file_agora_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_operator_proto_rawDesc), len(file_agora_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

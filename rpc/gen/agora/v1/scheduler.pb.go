@@ -1854,6 +1854,96 @@ func (x *ListRecordsResponse) GetRecords() []*FrameworkRecord {
 	return nil
 }
 
+// DemandRequest replaces the framework's demand.
+type DemandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	Demands       []*Demand              `protobuf:"bytes,2,rep,name=demands,proto3" json:"demands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemandRequest) Reset() {
+	*x = DemandRequest{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemandRequest) ProtoMessage() {}
+
+func (x *DemandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemandRequest.ProtoReflect.Descriptor instead.
+func (*DemandRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DemandRequest) GetCall() *FrameworkCall {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *DemandRequest) GetDemands() []*Demand {
+	if x != nil {
+		return x.Demands
+	}
+	return nil
+}
+
+// DemandResponse is empty on success.
+type DemandResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemandResponse) Reset() {
+	*x = DemandResponse{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemandResponse) ProtoMessage() {}
+
+func (x *DemandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemandResponse.ProtoReflect.Descriptor instead.
+func (*DemandResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{36}
+}
+
 var File_agora_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_agora_v1_scheduler_proto_rawDesc = "" +
@@ -1959,7 +2049,11 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"J\n" +
 	"\x13ListRecordsResponse\x123\n" +
-	"\arecords\x18\x01 \x03(\v2\x19.agora.v1.FrameworkRecordR\arecords2\x9c\a\n" +
+	"\arecords\x18\x01 \x03(\v2\x19.agora.v1.FrameworkRecordR\arecords\"h\n" +
+	"\rDemandRequest\x12+\n" +
+	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12*\n" +
+	"\ademands\x18\x02 \x03(\v2\x10.agora.v1.DemandR\ademands\"\x10\n" +
+	"\x0eDemandResponse2\xd9\a\n" +
 	"\x10SchedulerService\x12F\n" +
 	"\tSubscribe\x12\x1a.agora.v1.SubscribeRequest\x1a\x1b.agora.v1.SubscribeResponse0\x01\x12;\n" +
 	"\x06Accept\x12\x17.agora.v1.AcceptRequest\x1a\x18.agora.v1.AcceptResponse\x12>\n" +
@@ -1973,7 +2067,8 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\bTeardown\x12\x19.agora.v1.TeardownRequest\x1a\x1a.agora.v1.TeardownResponse\x12D\n" +
 	"\tPutRecord\x12\x1a.agora.v1.PutRecordRequest\x1a\x1b.agora.v1.PutRecordResponse\x12M\n" +
 	"\fDeleteRecord\x12\x1d.agora.v1.DeleteRecordRequest\x1a\x1e.agora.v1.DeleteRecordResponse\x12J\n" +
-	"\vListRecords\x12\x1c.agora.v1.ListRecordsRequest\x1a\x1d.agora.v1.ListRecordsResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\vListRecords\x12\x1c.agora.v1.ListRecordsRequest\x1a\x1d.agora.v1.ListRecordsResponse\x12;\n" +
+	"\x06Demand\x12\x17.agora.v1.DemandRequest\x1a\x18.agora.v1.DemandResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_scheduler_proto_rawDescOnce sync.Once
@@ -1987,7 +2082,7 @@ func file_agora_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_agora_v1_scheduler_proto_rawDescData
 }
 
-var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*FrameworkCall)(nil),           // 0: agora.v1.FrameworkCall
 	(*SubscribeRequest)(nil),        // 1: agora.v1.SubscribeRequest
@@ -2024,14 +2119,17 @@ var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*DeleteRecordResponse)(nil),    // 32: agora.v1.DeleteRecordResponse
 	(*ListRecordsRequest)(nil),      // 33: agora.v1.ListRecordsRequest
 	(*ListRecordsResponse)(nil),     // 34: agora.v1.ListRecordsResponse
-	(*FrameworkInfo)(nil),           // 35: agora.v1.FrameworkInfo
-	(*Offer)(nil),                   // 36: agora.v1.Offer
-	(*TaskStatus)(nil),              // 37: agora.v1.TaskStatus
-	(*Operation)(nil),               // 38: agora.v1.Operation
-	(*FrameworkRecord)(nil),         // 39: agora.v1.FrameworkRecord
+	(*DemandRequest)(nil),           // 35: agora.v1.DemandRequest
+	(*DemandResponse)(nil),          // 36: agora.v1.DemandResponse
+	(*FrameworkInfo)(nil),           // 37: agora.v1.FrameworkInfo
+	(*Offer)(nil),                   // 38: agora.v1.Offer
+	(*TaskStatus)(nil),              // 39: agora.v1.TaskStatus
+	(*Operation)(nil),               // 40: agora.v1.Operation
+	(*FrameworkRecord)(nil),         // 41: agora.v1.FrameworkRecord
+	(*Demand)(nil),                  // 42: agora.v1.Demand
 }
 var file_agora_v1_scheduler_proto_depIdxs = []int32{
-	35, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	37, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	3,  // 1: agora.v1.SubscribeResponse.subscribed:type_name -> agora.v1.Subscribed
 	4,  // 2: agora.v1.SubscribeResponse.offers:type_name -> agora.v1.Offers
 	5,  // 3: agora.v1.SubscribeResponse.rescind:type_name -> agora.v1.Rescind
@@ -2039,10 +2137,10 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	7,  // 5: agora.v1.SubscribeResponse.failure:type_name -> agora.v1.Failure
 	8,  // 6: agora.v1.SubscribeResponse.error:type_name -> agora.v1.Error
 	9,  // 7: agora.v1.SubscribeResponse.heartbeat:type_name -> agora.v1.Heartbeat
-	36, // 8: agora.v1.Offers.offers:type_name -> agora.v1.Offer
-	37, // 9: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
+	38, // 8: agora.v1.Offers.offers:type_name -> agora.v1.Offer
+	39, // 9: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
 	0,  // 10: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
-	38, // 11: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
+	40, // 11: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
 	0,  // 12: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 13: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 14: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
@@ -2050,45 +2148,49 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	0,  // 16: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 17: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
 	22, // 18: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
-	37, // 19: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
+	39, // 19: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
 	0,  // 20: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
-	35, // 21: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	37, // 21: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	0,  // 22: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 23: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 24: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 25: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
-	39, // 26: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
-	1,  // 27: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
-	10, // 28: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
-	12, // 29: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
-	14, // 30: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
-	16, // 31: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
-	18, // 32: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
-	20, // 33: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
-	23, // 34: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
-	25, // 35: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
-	27, // 36: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
-	29, // 37: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
-	31, // 38: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
-	33, // 39: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
-	2,  // 40: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
-	11, // 41: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
-	13, // 42: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
-	15, // 43: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
-	17, // 44: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
-	19, // 45: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
-	21, // 46: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
-	24, // 47: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
-	26, // 48: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
-	28, // 49: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
-	30, // 50: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
-	32, // 51: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
-	34, // 52: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
-	40, // [40:53] is the sub-list for method output_type
-	27, // [27:40] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	41, // 26: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
+	0,  // 27: agora.v1.DemandRequest.call:type_name -> agora.v1.FrameworkCall
+	42, // 28: agora.v1.DemandRequest.demands:type_name -> agora.v1.Demand
+	1,  // 29: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
+	10, // 30: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
+	12, // 31: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
+	14, // 32: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
+	16, // 33: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
+	18, // 34: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
+	20, // 35: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
+	23, // 36: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
+	25, // 37: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
+	27, // 38: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
+	29, // 39: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
+	31, // 40: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
+	33, // 41: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
+	35, // 42: agora.v1.SchedulerService.Demand:input_type -> agora.v1.DemandRequest
+	2,  // 43: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
+	11, // 44: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
+	13, // 45: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
+	15, // 46: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
+	17, // 47: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
+	19, // 48: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
+	21, // 49: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
+	24, // 50: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
+	26, // 51: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
+	28, // 52: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
+	30, // 53: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
+	32, // 54: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
+	34, // 55: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
+	36, // 56: agora.v1.SchedulerService.Demand:output_type -> agora.v1.DemandResponse
+	43, // [43:57] is the sub-list for method output_type
+	29, // [29:43] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_scheduler_proto_init() }
@@ -2114,7 +2216,7 @@ func file_agora_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_scheduler_proto_rawDesc), len(file_agora_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

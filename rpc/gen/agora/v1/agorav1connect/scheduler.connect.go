@@ -69,6 +69,8 @@ const (
 	// SchedulerServiceListRecordsProcedure is the fully-qualified name of the SchedulerService's
 	// ListRecords RPC.
 	SchedulerServiceListRecordsProcedure = "/agora.v1.SchedulerService/ListRecords"
+	// SchedulerServiceDemandProcedure is the fully-qualified name of the SchedulerService's Demand RPC.
+	SchedulerServiceDemandProcedure = "/agora.v1.SchedulerService/Demand"
 )
 
 // SchedulerServiceClient is a client for the agora.v1.SchedulerService service.
@@ -101,6 +103,13 @@ type SchedulerServiceClient interface {
 	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
 	// ListRecords lists the framework's records under a key prefix.
 	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
+	// Demand says what the framework cannot place: task shapes and counts
+	// per role. Each call replaces the last; Suppress clears the suppressed
+	// roles' demand. Negative, NaN or empty shapes and a zero count are
+	// InvalidArgument; a role the framework does not hold is
+	// PermissionDenied. A demand larger than any agent is accepted and
+	// reported as unsatisfiable by ExplainFramework.
+	Demand(context.Context, *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error)
 }
 
 // NewSchedulerServiceClient constructs a client for the agora.v1.SchedulerService service. By
@@ -192,6 +201,12 @@ func NewSchedulerServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
 			connect.WithClientOptions(opts...),
 		),
+		demand: connect.NewClient[v1.DemandRequest, v1.DemandResponse](
+			httpClient,
+			baseURL+SchedulerServiceDemandProcedure,
+			connect.WithSchema(schedulerServiceMethods.ByName("Demand")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -210,6 +225,7 @@ type schedulerServiceClient struct {
 	putRecord       *connect.Client[v1.PutRecordRequest, v1.PutRecordResponse]
 	deleteRecord    *connect.Client[v1.DeleteRecordRequest, v1.DeleteRecordResponse]
 	listRecords     *connect.Client[v1.ListRecordsRequest, v1.ListRecordsResponse]
+	demand          *connect.Client[v1.DemandRequest, v1.DemandResponse]
 }
 
 // Subscribe calls agora.v1.SchedulerService.Subscribe.
@@ -277,6 +293,11 @@ func (c *schedulerServiceClient) ListRecords(ctx context.Context, req *connect.R
 	return c.listRecords.CallUnary(ctx, req)
 }
 
+// Demand calls agora.v1.SchedulerService.Demand.
+func (c *schedulerServiceClient) Demand(ctx context.Context, req *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error) {
+	return c.demand.CallUnary(ctx, req)
+}
+
 // SchedulerServiceHandler is an implementation of the agora.v1.SchedulerService service.
 type SchedulerServiceHandler interface {
 	// Subscribe registers (or re-registers) a framework and streams its events.
@@ -307,6 +328,13 @@ type SchedulerServiceHandler interface {
 	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
 	// ListRecords lists the framework's records under a key prefix.
 	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
+	// Demand says what the framework cannot place: task shapes and counts
+	// per role. Each call replaces the last; Suppress clears the suppressed
+	// roles' demand. Negative, NaN or empty shapes and a zero count are
+	// InvalidArgument; a role the framework does not hold is
+	// PermissionDenied. A demand larger than any agent is accepted and
+	// reported as unsatisfiable by ExplainFramework.
+	Demand(context.Context, *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error)
 }
 
 // NewSchedulerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -394,6 +422,12 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 		connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
 		connect.WithHandlerOptions(opts...),
 	)
+	schedulerServiceDemandHandler := connect.NewUnaryHandler(
+		SchedulerServiceDemandProcedure,
+		svc.Demand,
+		connect.WithSchema(schedulerServiceMethods.ByName("Demand")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.SchedulerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SchedulerServiceSubscribeProcedure:
@@ -422,6 +456,8 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 			schedulerServiceDeleteRecordHandler.ServeHTTP(w, r)
 		case SchedulerServiceListRecordsProcedure:
 			schedulerServiceListRecordsHandler.ServeHTTP(w, r)
+		case SchedulerServiceDemandProcedure:
+			schedulerServiceDemandHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -481,4 +517,8 @@ func (UnimplementedSchedulerServiceHandler) DeleteRecord(context.Context, *conne
 
 func (UnimplementedSchedulerServiceHandler) ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.ListRecords is not implemented"))
+}
+
+func (UnimplementedSchedulerServiceHandler) Demand(context.Context, *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.Demand is not implemented"))
 }
