@@ -55,6 +55,9 @@ type Task struct {
 	Resources resources.Resources
 	// Started is when the task was launched.
 	Started time.Time
+	// KillGrace is the task's kill grace period; Decide does not use it,
+	// the caller bounds its decisions with it.
+	KillGrace time.Duration
 }
 
 // Demand is Count tasks of Shape that FrameworkID wants to run for Role.

@@ -84,6 +84,7 @@
 //	  Acknowledge                always      a duplicate is answered OK (an acknowledged terminal
 //	                                         task is gone: NotFound, which the SDK treats as done)
 //	  UpdateFramework            always      replaces the framework info
+//	  Demand                     always      replaces the framework's demand
 //	  Accept, Decline            not-applied the offers are used up by the first: a second answers
 //	                                         NotFound or FailedPrecondition, though the first
 //	                                         launched the tasks

@@ -1683,9 +1683,10 @@ type DemandVerdict struct {
 	Role      string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
 	Resources []*Resource            `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
 	Count     uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
-	// placed counts the units that fit in free resources or in resources
-	// earmarked for the framework; preempting counts the units a new
-	// preemption decision serves; unmet counts the rest.
+	// placed counts the units that fit in free resources, the framework's
+	// own offers or resources earmarked for it; preempting counts the units
+	// the pass made room for by rescinding lower-priority offers or
+	// preempting lower-priority revocable tasks; unmet counts the rest.
 	Placed     uint32 `protobuf:"varint,4,opt,name=placed,proto3" json:"placed,omitempty"`
 	Preempting uint32 `protobuf:"varint,5,opt,name=preempting,proto3" json:"preempting,omitempty"`
 	Unmet      uint32 `protobuf:"varint,6,opt,name=unmet,proto3" json:"unmet,omitempty"`
