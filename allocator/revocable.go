@@ -21,15 +21,22 @@ type Earmark struct {
 }
 
 // TopBand returns the top priority band of a snapshot: the highest
-// Priority among the roles that a framework of the snapshot lists (an
-// unconfigured role has priority 0), and false when there is no framework.
+// Priority among the configured roles (Snapshot.Roles) and the roles that
+// a framework of the snapshot lists (an unconfigured role has priority 0);
+// false when there is neither. Configured roles count even without a
+// framework, so that a low-priority framework that comes first is offered
+// revocable resources, which a high-priority framework arriving later can
+// reclaim.
 func TopBand(s Snapshot) (int32, bool) {
 	prio := make(map[string]int32, len(s.Roles))
-	for _, r := range s.Roles {
-		prio[r.Name] = r.Priority
-	}
 	var top int32
 	found := false
+	for _, r := range s.Roles {
+		prio[r.Name] = r.Priority
+		if !found || r.Priority > top {
+			top, found = r.Priority, true
+		}
+	}
 	for _, f := range s.Frameworks {
 		for _, r := range f.Roles {
 			if p := prio[r]; !found || p > top {
