@@ -339,7 +339,8 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 }
 
 // CheckInvariants verifies that, for every agent and pool, used + offered
-// fit in what is available; that reservations fit in the agent's total;
+// fit in what is available; that every live victim of a preemption is
+// being killed for it; that reservations fit in the agent's total;
 // that every offer's framework and agent exist; and that the incrementally
 // kept sums equal sums recomputed from the records. It returns the first
 // violation found.
@@ -380,6 +381,20 @@ func (s *State) CheckInvariants() error {
 			err = fmt.Errorf("task %s/%s: framework does not exist", t.GetFrameworkId(), t.GetId())
 		}
 		return err != nil
+	})
+	if err != nil {
+		return err
+	}
+	root.WalkPrefix([]byte(pPreemption), func(_ []byte, v interface{}) bool {
+		p := v.(*agorav1.Preemption)
+		for _, r := range p.GetVictims() {
+			t, ok := s.Task(r.GetFrameworkId(), r.GetTaskId())
+			if ok && !IsTerminal(t.GetState()) && (!t.GetKillRequested() || t.GetKillReason() != KillReasonPreempted) {
+				err = fmt.Errorf("preemption %s: live victim %s/%s is not being killed for it", p.GetId(), t.GetFrameworkId(), t.GetId())
+				return true
+			}
+		}
+		return false
 	})
 	if err != nil {
 		return err
