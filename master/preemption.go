@@ -187,6 +187,15 @@ func preemptInput(st *fsm.State, now time.Time) preempt.Input {
 		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
 			continue
 		}
+		var filtered map[string]bool
+		for _, flt := range fw.GetFilters() {
+			if flt.GetUntil().AsTime().After(now) {
+				if filtered == nil {
+					filtered = map[string]bool{}
+				}
+				filtered[flt.GetAgentId()] = true
+			}
+		}
 		for _, d := range fw.GetDemand() {
 			if slices.Contains(fw.GetSuppressedRoles(), d.GetRole()) {
 				continue
@@ -197,7 +206,7 @@ func preemptInput(st *fsm.State, now time.Time) preempt.Input {
 			}
 			in.Demands = append(in.Demands, preempt.Demand{
 				FrameworkID: fw.GetId(), Role: d.GetRole(), Priority: prio[d.GetRole()],
-				Shape: shape.Total(), Count: int(d.GetCount()),
+				Shape: shape.Total(), Count: int(d.GetCount()), Excluded: filtered,
 			})
 		}
 	}

@@ -70,7 +70,7 @@ func intArg(t *testing.T, d *datadriven.TestData, key string) int {
 //	task A fw=F id=T role=R prio=P res=RES started=N
 //	                                      a revocable task (N: seconds)
 //	offer A id=O fw=F role=R prio=P res=RES
-//	demand fw=F role=R prio=P shape=RES count=N
+//	demand fw=F role=R prio=P shape=RES count=N [excluded=A,B]
 //	earmark A fw=F role=R res=RES
 //	plan [apply]                           one pass; with apply, the
 //	                                      model carries it out: offers
@@ -110,6 +110,14 @@ func TestDataDriven(t *testing.T) {
 				dm := Demand{Priority: int32(intArg(t, d, "prio")), Shape: res(t, d, "shape"), Count: intArg(t, d, "count")}
 				d.ScanArgs(t, "fw", &dm.FrameworkID)
 				d.ScanArgs(t, "role", &dm.Role)
+				if d.HasArg("excluded") {
+					var ex string
+					d.ScanArgs(t, "excluded", &ex)
+					dm.Excluded = map[string]bool{}
+					for _, a := range strings.Split(ex, ",") {
+						dm.Excluded[a] = true
+					}
+				}
 				m.demands = append(m.demands, dm)
 			case "earmark":
 				e := Earmark{AgentID: d.CmdArgs[0].Key, Resources: res(t, d, "res")}

@@ -50,6 +50,9 @@
 //   - unmet: unsatisfiable if the shape is larger than every agent's
 //     total, no_victims otherwise.
 //
+// Agents the demanding framework filtered (Demand.Excluded: it declined
+// them) are skipped in every step: their room would not be offered to it.
+//
 // Every unit placed, rescinded for or preempted for reduces what the
 // following units and demands see, so one pass never plans the same room
 // twice.

@@ -67,6 +67,10 @@ type Demand struct {
 	Priority int32
 	Shape    resources.Resources
 	Count    int
+	// Excluded are agents the framework filtered (declined): nothing on
+	// them counts for the demand, and nothing is rescinded or preempted
+	// there for it.
+	Excluded map[string]bool
 }
 
 // Earmark holds Resources of AgentID for FrameworkID's Role: a preemption
@@ -437,6 +441,9 @@ func ownOffers(a *agent, dm *Demand, dst vec) vec {
 func (p *planner) placeFree(dm *Demand, need vec) bool {
 	pool := make(vec, p.d.n)
 	for _, a := range p.agents {
+		if dm.Excluded[a.a.ID] {
+			continue
+		}
 		if a.avail.fits(need) {
 			a.avail.sub(need)
 			a.version++
@@ -476,6 +483,9 @@ func (p *planner) placeFree(dm *Demand, need vec) bool {
 func (p *planner) rescind(dm *Demand, need vec, left int) int {
 	pool := make(vec, p.d.n)
 	for _, a := range p.agents {
+		if dm.Excluded[a.a.ID] {
+			continue
+		}
 		copy(pool, a.avail)
 		any := false
 		for _, o := range a.offers {
@@ -617,7 +627,7 @@ func (p *planner) preempt(dm *Demand, need vec, left int) int {
 // candidate is the best victim set on agent a for one unit of the
 // demand, or nil when a cannot make room for it.
 func (p *planner) candidate(a *agent, dm *Demand, need, pool vec) *candidate {
-	if !a.total.fits(need) {
+	if !a.total.fits(need) || dm.Excluded[a.a.ID] {
 		return nil
 	}
 	// Everything that could go: free, lower offers, lower tasks.
