@@ -24,6 +24,29 @@ func Allocate(s Snapshot, now time.Time, seed uint64) []Offer {
 // returns the same offers as Allocate(s, now, seed). With a nil tr it does
 // no tracing work at all.
 func AllocateTraced(s Snapshot, now time.Time, seed uint64, tr *Trace) []Offer {
+	full := s
+	s, held := holdEarmarks(s, now)
+	offers := allocateRound(s, now, seed, tr)
+	if len(held) > 0 {
+		if tr != nil {
+			for _, o := range held {
+				if i, ok := slices.BinarySearchFunc(tr.Frameworks, o.FrameworkID, func(f FrameworkTrace, id string) int { return strings.Compare(f.ID, id) }); ok {
+					tr.Frameworks[i].Earmarked++
+				}
+			}
+		}
+		offers = append(held, offers...)
+		slices.SortStableFunc(offers, func(a, b Offer) int {
+			return cmp.Or(strings.Compare(a.FrameworkID, b.FrameworkID), strings.Compare(a.AgentID, b.AgentID), strings.Compare(a.Role, b.Role))
+		})
+	}
+	markRevocable(full, offers)
+	return offers
+}
+
+// allocateRound is one round of the passes below over s (earmarks already
+// held).
+func allocateRound(s Snapshot, now time.Time, seed uint64, tr *Trace) []Offer {
 	st := newRound(s, now)
 	order := sortedAgents(s.Agents)
 	st.agentRank = make([]int32, len(order))

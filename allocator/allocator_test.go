@@ -70,6 +70,7 @@ func genSnapshot(t *rapid.T) (Snapshot, time.Time) {
 				})
 			}
 		}
+		f.Revocable = rapid.Bool().Draw(t, "revocable?")
 		s.Frameworks = append(s.Frameworks, f)
 	}
 	for _, name := range roleNames {
@@ -105,6 +106,9 @@ func formatOffers(offers []Offer) string {
 		}
 		if !o.Reserved.IsEmpty() {
 			fmt.Fprintf(&b, " reserved=%s", o.Reserved)
+		}
+		if o.Revocable {
+			b.WriteString(" revocable")
 		}
 		b.WriteByte('\n')
 	}

@@ -81,6 +81,30 @@
 // the cap: no offer takes any kind past it. Its reservations are still
 // offered to it.
 //
+// Revocable. The top priority band is the highest Priority among the
+// configured roles (Snapshot.Roles) and the roles that frameworks of the
+// snapshot list (an unconfigured role has priority 0). An offer to a
+// framework with Revocable set (CAPABILITY_REVOCABLE_RESOURCES), for a
+// role whose priority is below the top band, with an unreserved part, is
+// marked Revocable: its unreserved part is revocable, and tasks launched
+// on it may be preempted for the demand of a higher priority (package
+// preempt). A framework without the capability is offered the same
+// resources, non-revocable, and its tasks are never preempted. Reserved
+// resources are never revocable. Configured roles count towards the band
+// even without a framework, so a batch framework that comes first gets
+// revocable resources that a prod framework arriving later can reclaim.
+// Marking changes no offer's contents: the rules above decide them.
+//
+// Earmarks. Before the passes above, each earmark (a preemption in force:
+// agent, framework, role, resources), in (agent, role, framework) order,
+// holds what the agent has free unreserved of its resources. The held part
+// is offered to the earmark's framework for the role, as an unreserved
+// offer of its own, if the framework is in the snapshot, lists the role,
+// has not suppressed it, has no filter for the agent and the part is at
+// least the minimum; otherwise it is offered to nobody while the earmark
+// lasts. Earmark offers are not trimmed by limits or caps: the preemption
+// already judged them. The passes then run on what is left.
+//
 // # Reasons
 //
 // AllocateTraced(snapshot, now, seed, trace) returns the same offers as
@@ -126,6 +150,9 @@
 // when they hold for the whole cluster) come before the agent ones: they
 // would stop R even on a free agent. Trimmed offers are not explained: an
 // agent that was offered counts as offered, however small the offer.
+//
+// Earmark offers are counted apart (FrameworkTrace.Earmarked): the round
+// is explained on the snapshot with the earmarked resources held back.
 //
 // A nil trace costs nothing: the round runs exactly as Allocate and the
 // explanation is built after it. A trace costs about O(agents + roles x

@@ -312,5 +312,27 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 		}
 		return a.Role < b.Role
 	})
+	// Revocable: the framework has the capability and the role is below
+	// the highest priority of any configured role or role a framework lists.
+	top, anyRole := int32(0), false
+	for _, r := range s.Roles {
+		if !anyRole || r.Priority > top {
+			top, anyRole = r.Priority, true
+		}
+	}
+	for _, f := range s.Frameworks {
+		for _, r := range f.Roles {
+			if p := cfg[r].Priority; !anyRole || p > top {
+				top, anyRole = p, true
+			}
+		}
+	}
+	for i := range out {
+		for _, f := range s.Frameworks {
+			if f.ID == out[i].FrameworkID && f.Revocable && cfg[out[i].Role].Priority < top && !out[i].Unreserved.IsEmpty() {
+				out[i].Revocable = true
+			}
+		}
+	}
 	return out
 }

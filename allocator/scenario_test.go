@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -23,6 +24,7 @@ type cluster struct {
 	min         resources.Resources
 	outstanding []Offer
 	excluded    map[string]Reason // agent id -> draining or unreachable
+	earmarks    []Earmark
 }
 
 func (c *cluster) agent(t testing.TB, id string) *Agent {
@@ -102,7 +104,7 @@ func (c *cluster) release(t testing.TB, match func(Offer) bool, toFree bool) int
 }
 
 func (c *cluster) snapshot() Snapshot {
-	s := Snapshot{Roles: c.roles, MinAllocatable: c.min}
+	s := Snapshot{Roles: c.roles, MinAllocatable: c.min, Earmarks: c.earmarks}
 	for _, a := range c.agents {
 		if r, ok := c.excluded[a.ID]; ok {
 			s.Excluded = append(s.Excluded, ExcludedAgent{ID: a.ID, Reason: r})
@@ -208,7 +210,22 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 		c.frameworks = append(c.frameworks, &Framework{
 			ID: id, Roles: strings.Split(roles, ","),
 			Suppressed: map[string]bool{}, Allocated: map[string]resources.Resources{},
+			Revocable: d.HasArg("revocable"),
 		})
+		return ""
+	case "earmark":
+		// earmark agent=A fw=F role=R res=RES: hold RES of A for F's role R;
+		// "earmark clear" drops them all.
+		if d.HasArg("clear") {
+			c.earmarks = nil
+			return ""
+		}
+		var m Earmark
+		d.ScanArgs(t, "agent", &m.AgentID)
+		d.ScanArgs(t, "fw", &m.FrameworkID)
+		d.ScanArgs(t, "role", &m.Role)
+		m.Resources = parseRes(t, d, "res")
+		c.earmarks = append(c.earmarks, m)
 		return ""
 	case "role":
 		var r Role
@@ -301,11 +318,24 @@ func (c *cluster) run(t testing.TB, d *datadriven.TestData) string {
 		s := c.snapshot()
 		var tr Trace
 		offers := AllocateTraced(s, now, seed, &tr)
-		if want := formatOffers(referenceAllocate(s, now, seed)); want != formatOffers(offers) {
-			t.Fatalf("%s: Allocate differs from the reference:\n%s\nreference:\n%s", d.Pos, formatOffers(offers), want)
+		// With earmarks, the reference and the trace check run on the
+		// snapshot with the earmarked resources held, the held offers first.
+		rest, held := holdEarmarks(s, now)
+		want := referenceAllocate(rest, now, seed)
+		if len(held) > 0 {
+			want = append(held, want...)
+			slices.SortStableFunc(want, func(a, b Offer) int {
+				return cmp.Or(strings.Compare(a.FrameworkID, b.FrameworkID), strings.Compare(a.AgentID, b.AgentID), strings.Compare(a.Role, b.Role))
+			})
+			markRevocable(s, want)
 		}
-		if err := checkTrace(s, now, offers, &tr); err != nil {
-			t.Fatalf("%s: %v", d.Pos, err)
+		if formatOffers(want) != formatOffers(offers) {
+			t.Fatalf("%s: Allocate differs from the reference:\n%s\nreference:\n%s", d.Pos, formatOffers(offers), formatOffers(want))
+		}
+		if len(held) == 0 {
+			if err := checkTrace(s, now, offers, &tr); err != nil {
+				t.Fatalf("%s: %v", d.Pos, err)
+			}
 		}
 		for _, o := range offers {
 			a := c.agent(t, o.AgentID)

@@ -113,6 +113,11 @@ type FrameworkTrace struct {
 	Offered int
 	// Reasons are the non-zero counts, in Reason order.
 	Reasons []ReasonCount
+	// Earmarked is the number of offers made to the framework from
+	// earmarks (Snapshot.Earmarks). They are not in Offered: the round
+	// above is explained on the snapshot with the earmarked resources
+	// held back, so the pairs they cover are counted there too.
+	Earmarked int
 }
 
 // ReasonCount is how many (role, agent) pairs of a framework got no offer

@@ -22,6 +22,9 @@ func formatTrace(tr *Trace) string {
 		for _, rc := range f.Reasons {
 			fmt.Fprintf(&b, " %s=%d (%s)", rc.Reason, rc.Count, rc.ExampleAgent)
 		}
+		if f.Earmarked > 0 {
+			fmt.Fprintf(&b, " earmarked=%d", f.Earmarked)
+		}
 		b.WriteByte('\n')
 	}
 	return b.String()

@@ -26,6 +26,10 @@ type Snapshot struct {
 	// every framework, so that `agora explain` can name them. Their ids
 	// must not repeat those of Agents.
 	Excluded []ExcludedAgent
+	// Earmarks hold free unreserved resources of agents for one framework
+	// and role (what a preemption freed for its demand); see the package
+	// documentation.
+	Earmarks []Earmark
 }
 
 // DefaultMinAllocatable is used when Snapshot.MinAllocatable has no scalars:
@@ -61,6 +65,9 @@ type Framework struct {
 	// (used by its tasks plus outstanding offers). It drives DRF shares and
 	// counts against the role's guarantee and limit.
 	Allocated map[string]resources.Resources
+	// Revocable: the framework has the revocable resources capability, so
+	// its offers for roles below the top priority band are revocable.
+	Revocable bool
 }
 
 // Filter refuses offers from AgentID to its framework until Until. A filter
@@ -98,6 +105,9 @@ type Offer struct {
 	Unreserved resources.Resources
 	// Reserved is the part reserved for Role.
 	Reserved resources.Resources
+	// Revocable marks the unreserved part revocable: the framework has the
+	// capability and Role is below the top priority band.
+	Revocable bool
 }
 
 // Resources returns the whole offer (unreserved plus reserved).

@@ -17,7 +17,14 @@
 //     Unreserve, CreateVolume, DestroyVolume) or Driver.Decline. Unused
 //     resources return to the pool, filtered from this framework for
 //     refuse_seconds. When there is nothing more to run, call
-//     Driver.Suppress; call Driver.Revive when there is again.
+//     Driver.Suppress; call Driver.Revive when there is again. When what
+//     is offered does not fit what must run, say so with Driver.Demand
+//     (shapes and counts per role): a role of a higher priority then gets
+//     room from lower priorities' revocable tasks (preemption). A
+//     framework with CAPABILITY_REVOCABLE_RESOURCES may be offered
+//     revocable resources (Offer.revocable) for roles below the top
+//     priority band; its tasks on them are revocable and may be killed
+//     (KILLED, reason PREEMPTED) for such demand.
 //   - Rescind: an offer was withdrawn (expired, agent lost).
 //   - Update: a task's status. Updates are acknowledged automatically after
 //     Update returns (Config.DisableAutoAck turns that off; unacknowledged

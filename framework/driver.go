@@ -157,6 +157,14 @@ func (d *driver) Suppress(ctx context.Context, roles ...string) error {
 	})
 }
 
+// Demand implements Driver.
+func (d *driver) Demand(ctx context.Context, demands ...*agorav1.Demand) error {
+	return d.r.call(ctx, "demand", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		_, err := c.Demand(ctx, connect.NewRequest(&agorav1.DemandRequest{Call: fc, Demands: demands}))
+		return err
+	})
+}
+
 // Teardown implements Driver. On success Run returns ErrTornDown.
 func (d *driver) Teardown(ctx context.Context) error {
 	err := d.r.call(ctx, "teardown", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {

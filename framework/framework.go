@@ -139,8 +139,22 @@ type Driver interface {
 	Reconcile(ctx context.Context, tasks []*agorav1.ReconcileTask) ([]*agorav1.TaskStatus, error)
 	// Revive removes filters and suppression for roles (all when none).
 	Revive(ctx context.Context, roles ...string) error
-	// Suppress stops offers for roles (all when none) until Revive.
+	// Suppress stops offers for roles (all when none) until Revive; it
+	// also clears those roles' demand.
 	Suppress(ctx context.Context, roles ...string) error
+	// Demand says what the framework cannot place with the offers it gets:
+	// for each entry, count tasks of its shape (unreserved scalars) for
+	// one of the framework's roles. Each call replaces the last (none
+	// clears it); Suppress clears the suppressed roles'. Demand of a role
+	// with a higher priority than roles holding revocable resources makes
+	// the master rescind their offers and then preempt their revocable
+	// tasks (see the README); the freed resources are offered to this
+	// framework first for a short window. Call it again with what is
+	// still unplaced once offers were used, or the demand keeps asking.
+	// Bad shapes or counts are InvalidArgument; a role the framework does
+	// not hold is PermissionDenied; a shape larger than any agent is
+	// accepted and reported unsatisfiable by `agora explain`.
+	Demand(ctx context.Context, demands ...*agorav1.Demand) error
 	// Teardown ends the framework: its tasks are killed and Run returns
 	// ErrTornDown.
 	Teardown(ctx context.Context) error

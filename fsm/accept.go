@@ -19,9 +19,12 @@ type acceptRun struct {
 	f       *agorav1.Framework
 	agentID string
 	role    string // allocation role of the first offer
-	pool    resourcepb.Pools
-	nextID  int
-	tasks   map[string]bool // task ids launched by this accept
+	// revocable: an offer is revocable, so tasks using unreserved
+	// resources are revocable.
+	revocable bool
+	pool      resourcepb.Pools
+	nextID    int
+	tasks     map[string]bool // task ids launched by this accept
 }
 
 // accept applies the operations of an ACCEPT to the resources of the
@@ -54,6 +57,7 @@ func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 	}
 	run := &acceptRun{x: x, c: c, f: f, agentID: offers[0].GetAgentId(), role: offers[0].GetRole(), pool: resourcepb.Pools{}, tasks: map[string]bool{}}
 	for _, o := range offers {
+		run.revocable = run.revocable || o.GetRevocable()
 		run.pool = run.pool.Add(pools(o.GetResources()))
 		x.removeOffer(o, "accepted", false)
 	}
@@ -324,6 +328,10 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		if err != nil {
 			return reject(CodeFailedPrecondition, "not enough resources in the offers for task %s: wants %s, %s left", tid, p, orNothing(r.pool.Total()))
 		}
+		revocable := r.revocable && !p[""].IsEmpty()
+		if revocable && !revocableCapable(r.f) {
+			return reject(CodeFailedPrecondition, "task %s would use revocable resources but framework %s lacks CAPABILITY_REVOCABLE_RESOURCES", tid, r.f.GetId())
+		}
 		vids, rej := r.taskVolumes(tid, role, ti)
 		if rej != nil {
 			return rej
@@ -342,6 +350,7 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 			State:            agorav1.TaskState_TASK_STATE_STAGING,
 			KillGraceSeconds: ti.GetKillGraceSeconds(),
 			CreatedAt:        now,
+			Revocable:        revocable,
 		})
 	}
 	return nil

@@ -105,6 +105,7 @@ func (x *txn) setStatus(t *agorav1.Task, st *agorav1.TaskStatus) {
 	n.Acknowledged = st.GetUuid() == ""
 	x.emit(Event{Kind: EventTaskStatus, FrameworkID: t.GetFrameworkId(), Status: st})
 	if IsTerminal(n.GetState()) {
+		defer x.preemptionFreed(n, st.GetTimestamp())
 		if f, ok := x.framework(t.GetFrameworkId()); ok && f.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
 			x.deleteTask(t)
 			return
@@ -544,14 +545,7 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 		s.FrameworkId, s.AgentId = t.GetFrameworkId(), agentID
 		s.Source = agorav1.StatusSource_STATUS_SOURCE_AGENT
 		s.Timestamp = now
-		if r := t.GetKillReason(); r != "" && s.GetState() == agorav1.TaskState_TASK_STATE_KILLED {
-			// Killed for the master's reason (DRAINED): say so; the
-			// agent's own words become the message.
-			if s.Message == "" {
-				s.Message = s.Reason
-			}
-			s.Reason = r
-		}
+		preemptedKilled(t, s)
 		x.setStatus(t, s)
 	}
 	return nil
@@ -676,6 +670,7 @@ func (x *txn) dropForeignRoles(f *agorav1.Framework) {
 		}
 	}
 	f.SuppressedRoles = slices.DeleteFunc(f.SuppressedRoles, func(r string) bool { return !slices.Contains(roles, r) })
+	dropDemand(f, func(r string) bool { return slices.Contains(roles, r) })
 }
 
 // subscribeFramework registers a framework (CONNECTED, with the stream
@@ -809,8 +804,10 @@ func (x *txn) tearDown(old *agorav1.Framework, reason string) {
 	f.Filters = nil
 	f.SuppressedRoles = nil
 	f.StreamToken = ""
+	f.Demand = nil
 	x.putFramework(f)
 	x.dropRecords(f.GetId())
+	x.dropPreemptionsOf(f.GetId())
 	for _, o := range x.offersOfFramework(f.GetId()) {
 		x.removeOffer(o, "framework torn down", false)
 	}
@@ -885,11 +882,13 @@ func (x *txn) suppress(c *agorav1.SuppressCommand) *Rejection {
 	if len(roles) == 0 {
 		roles = f.GetInfo().GetRoles()
 	}
-	if !slices.ContainsFunc(roles, func(r string) bool { return !slices.Contains(f.GetSuppressedRoles(), r) }) {
+	demanded := slices.ContainsFunc(f.GetDemand(), func(d *agorav1.Demand) bool { return slices.Contains(roles, d.GetRole()) })
+	if !demanded && !slices.ContainsFunc(roles, func(r string) bool { return !slices.Contains(f.GetSuppressedRoles(), r) }) {
 		return nil
 	}
 	n := clone(f)
 	n.SuppressedRoles = sortedUnique(append(n.SuppressedRoles, roles...))
+	dropDemand(n, func(r string) bool { return !slices.Contains(roles, r) })
 	x.putFramework(n)
 	return nil
 }
@@ -970,6 +969,9 @@ func (x *txn) checkOffer(in *agorav1.Offer, now *timestamppb.Timestamp) (*agorav
 	}
 	if !slices.Contains(f.GetInfo().GetRoles(), in.GetRole()) || slices.Contains(f.GetSuppressedRoles(), in.GetRole()) {
 		return nil, "role not offerable"
+	}
+	if in.GetRevocable() && !revocableCapable(f) {
+		return nil, "revocable offer to a framework without the capability"
 	}
 	for _, flt := range f.GetFilters() {
 		if flt.GetAgentId() == in.GetAgentId() && cmpTS(flt.GetUntil(), now) > 0 {
@@ -1129,6 +1131,7 @@ func (x *txn) expire(c *agorav1.ExpireCommand) *Rejection {
 	for _, o := range due {
 		x.removeOffer(o, "expired", true)
 	}
+	x.expirePreemptions(now)
 	var frameworks []*agorav1.Framework
 	x.t.Root().WalkPrefix([]byte(pFramework), func(_ []byte, v interface{}) bool {
 		frameworks = append(frameworks, v.(*agorav1.Framework))

@@ -41,6 +41,8 @@ const (
 	CmdPutRecord             CommandType = 22
 	CmdDeleteRecord          CommandType = 23
 	CmdAgentStopped          CommandType = 24
+	CmdSetDemand             CommandType = 25
+	CmdPreempt               CommandType = 26
 
 	// Drain and maintenance (drain.go), from 40.
 	CmdDrainAgent         CommandType = 40
@@ -99,6 +101,8 @@ var commandTable = [...]command{
 	CmdPutRecord:             row("PutRecord", (*txn).putRecord),
 	CmdDeleteRecord:          row("DeleteRecord", (*txn).deleteRecord),
 	CmdAgentStopped:          row("AgentStopped", (*txn).agentStopped),
+	CmdSetDemand:             row("SetDemand", (*txn).setDemand),
+	CmdPreempt:               row("Preempt", (*txn).preempt),
 
 	CmdDrainAgent:         row("DrainAgent", (*txn).drainAgent),
 	CmdUndrainAgent:       row("UndrainAgent", (*txn).undrainAgent),

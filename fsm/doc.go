@@ -79,8 +79,9 @@
 //
 // Snapshot captures the current tree; Persist then streams it as records
 // uvarint(len) | type byte | deterministic protobuf, header first (magic and
-// applied index), then masters, roles, agents, frameworks, reservations,
-// volumes, offers and tasks, each in key order, then the history tables
+// applied index), then masters, roles, agents, frameworks (with their
+// demand), reservations, volumes, offers, tasks, framework records and
+// preemptions, each in key order, then the history tables
 // (removed offers in removal order, superseded uuids). Two FSMs that applied the
 // same log write byte-equal snapshots. Restore (ReadState) builds a fresh
 // tree, rebuilds indexes and sums, and swaps it in.
@@ -108,4 +109,20 @@
 // DrainDeadline once the deadline has passed: live tasks become KILLING with
 // kill_reason DRAINED, and the agent's KILLED update is recorded with that
 // reason. CheckInvariants audits the drain states.
+//
+// Revocable resources and preemption (preempt.go): an offer may be
+// revocable (OffersCreated drops one to a framework without
+// CAPABILITY_REVOCABLE_RESOURCES); a task launched on the unreserved part
+// of a revocable offer is revocable, and launching one without the
+// capability is FailedPrecondition. SetDemand replaces a framework's
+// demand (InvalidArgument for bad shapes or counts, PermissionDenied for
+// a role it does not hold); Suppress clears the suppressed roles' demand.
+// Preempt records a leader's decision: every victim must be a live,
+// revocable task on the named agent, of a role of a lower priority than
+// the demanding role, not being killed already (a decision proposed twice
+// is rejected, so nobody is killed twice); victims get a master KILLING
+// status with reason PREEMPTED and their agent's KILLED update is recorded
+// with reason PREEMPTED. The preemption earmarks its resources for the
+// demanding framework until its window after the last victim ended (or its
+// deadline); Expire removes it then.
 package fsm

@@ -250,6 +250,9 @@ func dump(s *State, which ...string) string {
 			fmt.Fprintf(&b, "framework %s %s name=%s principal=%s roles=%v suppressed=%v filters=%v token=%s disconnected=%s failover=%g\n",
 				f.GetId(), short(f.GetState(), "FRAMEWORK_STATE_"), f.GetInfo().GetName(), f.GetInfo().GetPrincipal(), f.GetInfo().GetRoles(),
 				f.GetSuppressedRoles(), filters, f.GetStreamToken(), tsStr(f.GetDisconnectedAt()), f.GetInfo().GetFailoverTimeoutSeconds())
+			for _, d := range f.GetDemand() {
+				fmt.Fprintf(&b, "  demand role=%s shape=[%s] count=%d\n", d.GetRole(), resStr(d.GetResources()), d.GetCount())
+			}
 			alloc := s.FrameworkAllocated(f.GetId())
 			if len(alloc) > 0 {
 				roles := make([]string, 0, len(alloc))
@@ -267,7 +270,11 @@ func dump(s *State, which ...string) string {
 	}
 	if want("offers") {
 		for _, o := range s.Offers() {
-			fmt.Fprintf(&b, "offer %s fw=%s agent=%s role=%s res=[%s] expires=%s\n", o.GetId(), o.GetFrameworkId(), o.GetAgentId(), o.GetRole(), resStr(o.GetResources()), tsStr(o.GetExpiresAt()))
+			rev := ""
+			if o.GetRevocable() {
+				rev = " revocable"
+			}
+			fmt.Fprintf(&b, "offer %s fw=%s agent=%s role=%s res=[%s] expires=%s%s\n", o.GetId(), o.GetFrameworkId(), o.GetAgentId(), o.GetRole(), resStr(o.GetResources()), tsStr(o.GetExpiresAt()), rev)
 		}
 	}
 	if want("tasks") {
@@ -279,6 +286,9 @@ func dump(s *State, which ...string) string {
 			}
 			if len(t.GetVolumeIds()) > 0 {
 				fmt.Fprintf(&b, " volumes=%v", t.GetVolumeIds())
+			}
+			if t.GetRevocable() {
+				b.WriteString(" revocable")
 			}
 			if t.GetKillReason() != "" {
 				fmt.Fprintf(&b, " kill-reason=%s", t.GetKillReason())
@@ -305,6 +315,17 @@ func dump(s *State, which ...string) string {
 			fmt.Fprintf(&b, "record %s/%s version=%d value=%q\n", r.GetFrameworkId(), r.GetKey(), r.GetVersion(), truncate(r.GetValue(), 40))
 			return false
 		})
+	}
+	if want("preemptions") {
+		for _, p := range s.Preemptions() {
+			var victims []string
+			for _, v := range p.GetVictims() {
+				victims = append(victims, v.GetFrameworkId()+"/"+v.GetTaskId())
+			}
+			fmt.Fprintf(&b, "preemption %s fw=%s role=%s priority=%d agent=%s res=[%s] victims=%v decided=%s window=%g freed=%s deadline=%s\n",
+				p.GetId(), p.GetFrameworkId(), p.GetRole(), p.GetPriority(), p.GetAgentId(), resStr(p.GetResources()), victims,
+				tsStr(p.GetDecidedAt()), p.GetWindowSeconds(), tsStr(p.GetFreedAt()), tsStr(p.GetDeadline()))
+		}
 	}
 	if b.Len() == 0 {
 		return "(empty)\n"

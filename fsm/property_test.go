@@ -71,7 +71,7 @@ func (g *gen) portion(label string, r resources.Resources) resources.Resources {
 
 // kindOrder lists the command kinds below, the common ones first and
 // repeated (rapid favours early elements).
-var kindOrder = []int{14, 16, 10, 4, 8, 20, 15, 17, 9, 5, 21, 6, 7, 13, 11, 12, 18, 19, 0, 1, 2, 3, 14, 16, 8, 16, 22, 23, 24, 25, 26}
+var kindOrder = []int{14, 16, 10, 4, 8, 20, 15, 17, 9, 5, 21, 6, 7, 13, 11, 12, 18, 19, 0, 1, 2, 3, 14, 16, 8, 16, 22, 23, 24, 25, 26, 27, 28, 28}
 
 // live returns an id of an existing object matching ok, or one of ids.
 func (g *gen) live(label string, ids []string, have []string) string {
@@ -106,8 +106,9 @@ func (g *gen) command(s *State) (CommandType, proto.Message) {
 	switch rapid.SampledFrom(kindOrder).Draw(g.t, "kind") {
 	case 0:
 		return CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{
-			Name:   g.pick("role", append([]string{"Bad"}, genRoles...)),
-			Weight: float64(rapid.IntRange(-1, 3).Draw(g.t, "weight")),
+			Name:     g.pick("role", append([]string{"Bad"}, genRoles...)),
+			Weight:   float64(rapid.IntRange(-1, 3).Draw(g.t, "weight")),
+			Priority: int32(rapid.IntRange(0, 2).Draw(g.t, "priority")),
 		}}
 	case 1:
 		return CmdDeleteRole, &agorav1.DeleteRoleCommand{Name: g.pick("role", genRoles)}
@@ -175,6 +176,9 @@ func (g *gen) command(s *State) (CommandType, proto.Message) {
 		if rapid.Bool().Draw(g.t, "aware") {
 			caps = append(caps, agorav1.Capability_CAPABILITY_PARTITION_AWARE)
 		}
+		if rapid.Bool().Draw(g.t, "revocable-capable") {
+			caps = append(caps, agorav1.Capability_CAPABILITY_REVOCABLE_RESOURCES)
+		}
 		return CmdSubscribeFramework, &agorav1.SubscribeFrameworkCommand{Now: g.ts(), Framework: &agorav1.Framework{
 			Id: f, StreamToken: g.pick("token", []string{"s0", "s1"}),
 			Info: &agorav1.FrameworkInfo{Name: "n", Principal: g.pick("principal", []string{"p", "q"}), Roles: roles, Capabilities: caps,
@@ -204,7 +208,7 @@ func (g *gen) command(s *State) (CommandType, proto.Message) {
 				p[role] = g.portion("reserved", free[role])
 			}
 			cmd.Offers = append(cmd.Offers, &agorav1.Offer{Id: g.id("o"), FrameworkId: f, AgentId: a, Role: role,
-				Resources: p.ToProto(), ExpiresAt: g.later("expires")})
+				Resources: p.ToProto(), ExpiresAt: g.later("expires"), Revocable: rapid.Bool().Draw(g.t, "revocable")})
 		}
 		return CmdOffersCreated, cmd
 	case 16, 17:
@@ -230,6 +234,32 @@ func (g *gen) command(s *State) (CommandType, proto.Message) {
 			return CmdRevive, &agorav1.ReviveCommand{FrameworkId: g.pick("fw", genFrameworks), Roles: roles}
 		}
 		return CmdSuppress, &agorav1.SuppressCommand{FrameworkId: g.pick("fw", genFrameworks), Roles: roles}
+	case 27:
+		f := g.live("fw", genFrameworks, connected(s))
+		var ds []*agorav1.Demand
+		for range rapid.IntRange(0, 2).Draw(g.t, "demands") {
+			ds = append(ds, &agorav1.Demand{Role: g.pick("role", append([]string{"*"}, genRoles...)),
+				Count:     uint32(rapid.IntRange(0, 3).Draw(g.t, "count")),
+				Resources: []*agorav1.Resource{{Name: "cpus", Scalar: float64(rapid.IntRange(-1, 4).Draw(g.t, "cpus"))}}})
+		}
+		return CmdSetDemand, &agorav1.SetDemandCommand{FrameworkId: f, Demand: ds}
+	case 28:
+		// A decision over random live tasks: most are refused (not
+		// revocable, wrong priority, no demand), some apply.
+		tasks := s.Tasks()
+		f := g.live("fw", genFrameworks, connected(s))
+		role := g.pick("role", append([]string{"*"}, genRoles...))
+		if fw, ok := s.Framework(f); ok && len(fw.GetDemand()) > 0 {
+			role = fw.GetDemand()[0].GetRole()
+		}
+		p := &agorav1.Preemption{Id: g.id("p"), FrameworkId: f, Role: role, Priority: s.RolePriority(role) + int32(rapid.IntRange(0, 1).Draw(g.t, "bad-prio")),
+			Resources: []*agorav1.Resource{{Name: "cpus", Scalar: 1}}, DecidedAt: g.ts(), Deadline: g.later("deadline"), WindowSeconds: 1}
+		if len(tasks) > 0 {
+			t := rapid.SampledFrom(tasks).Draw(g.t, "victim")
+			p.AgentId = t.GetAgentId()
+			p.Victims = []*agorav1.TaskRef{{FrameworkId: t.GetFrameworkId(), TaskId: t.GetId()}}
+		}
+		return CmdPreempt, &agorav1.PreemptCommand{Preemption: p}
 	default:
 		tasks := s.Tasks()
 		if len(tasks) == 0 {

@@ -30,6 +30,7 @@ const (
 	recOffer       byte = 8
 	recTask        byte = 9
 	recRecord      byte = 12 // 10 and 11 are history.go's
+	recPreemption  byte = 13
 )
 
 const snapshotMagic = "agora-fsm/1"
@@ -52,6 +53,7 @@ var tables = []struct {
 	{recOffer, pOffer, func() proto.Message { return &agorav1.Offer{} }},
 	{recTask, pTask, func() proto.Message { return &agorav1.Task{} }},
 	{recRecord, pRecord, func() proto.Message { return &agorav1.FrameworkRecord{} }},
+	{recPreemption, pPreemption, func() proto.Message { return &agorav1.Preemption{} }},
 }
 
 // Persist writes the state record by record in a deterministic order
@@ -195,6 +197,8 @@ func (x *txn) restoreRecord(rec byte, body []byte) error {
 			}
 		case *agorav1.FrameworkRecord:
 			x.t.Insert(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
+		case *agorav1.Preemption:
+			x.t.Insert(tableKey(pPreemption, v.GetId()), v)
 		case *agorav1.Task:
 			fid, tid := v.GetFrameworkId(), v.GetId()
 			x.t.Insert(tableKey(pTask, fid, tid), v)
@@ -335,7 +339,8 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 }
 
 // CheckInvariants verifies that, for every agent and pool, used + offered
-// fit in what is available; that reservations fit in the agent's total;
+// fit in what is available; that every live victim of a preemption is
+// being killed for it; that reservations fit in the agent's total;
 // that every offer's framework and agent exist; and that the incrementally
 // kept sums equal sums recomputed from the records. It returns the first
 // violation found.
@@ -381,6 +386,20 @@ func (s *State) CheckInvariants() error {
 		return err
 	}
 	if err := s.checkDrains(); err != nil {
+		return err
+	}
+	root.WalkPrefix([]byte(pPreemption), func(_ []byte, v interface{}) bool {
+		p := v.(*agorav1.Preemption)
+		for _, r := range p.GetVictims() {
+			t, ok := s.Task(r.GetFrameworkId(), r.GetTaskId())
+			if ok && !IsTerminal(t.GetState()) && (!t.GetKillRequested() || t.GetKillReason() != KillReasonPreempted) {
+				err = fmt.Errorf("preemption %s: live victim %s/%s is not being killed for it", p.GetId(), t.GetFrameworkId(), t.GetId())
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
 		return err
 	}
 	agents, frameworks := computeUsage(root)

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -171,6 +172,7 @@ func allocationRound(st *fsm.State, now time.Time, offerTimeout time.Duration, n
 			ExpiresAt:   expires,
 			Hostname:    a.GetHostname(),
 			Attributes:  a.GetAttributes(),
+			Revocable:   o.Revocable,
 		})
 	}
 	return cmd, next
@@ -267,6 +269,7 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 			ID:        fw.GetId(),
 			Roles:     fw.GetInfo().GetRoles(),
 			Allocated: st.FrameworkAllocated(fw.GetId()),
+			Revocable: slices.Contains(fw.GetInfo().GetCapabilities(), agorav1.Capability_CAPABILITY_REVOCABLE_RESOURCES),
 		}
 		if len(fw.GetSuppressedRoles()) > 0 {
 			f.Suppressed = make(map[string]bool, len(fw.GetSuppressedRoles()))
@@ -306,6 +309,15 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 			ag.Reserved[role] = r
 		}
 		snap.Agents = append(snap.Agents, ag)
+	}
+	for _, p := range st.Preemptions() {
+		if !fsm.PreemptionEnd(p).AsTime().After(now) {
+			continue
+		}
+		held, _ := resourcepb.FromProto(p.GetResources())
+		snap.Earmarks = append(snap.Earmarks, allocator.Earmark{
+			AgentID: p.GetAgentId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Resources: held.Total(),
+		})
 	}
 	for _, r := range st.Roles() {
 		guarantee, _ := resourcepb.FromProto(r.GetGuarantee())
@@ -417,6 +429,9 @@ func expiryDue(st *fsm.State, now time.Time) (due, next time.Time) {
 	}
 	for _, o := range st.Offers() {
 		see(o.GetExpiresAt().AsTime())
+	}
+	for _, p := range st.Preemptions() {
+		see(fsm.PreemptionEnd(p).AsTime())
 	}
 	for _, fw := range st.Frameworks() {
 		for _, f := range fw.GetFilters() {

@@ -23,9 +23,9 @@
 //     operator removes them (OperatorService.RemovePeer).
 //  4. On winning leadership the master issues a Barrier, then the leader
 //     type (leader.go) establishes its term: it starts every leader-only
-//     task (master reconciliation, allocation, expiry of offers, filters
-//     and failover timeouts, agent liveness, drain deadlines) with a
-//     context that is
+//     task (master reconciliation, allocation, expiry of offers, filters,
+//     failover timeouts and preemptions, agent liveness, drain deadlines,
+//     preemption) with a context that is
 //     cancelled when leadership is lost or the master stops, and once they
 //     all returned it revokes the term: every framework stream is closed
 //     with a redirect to the new leader. A new term never starts before the
@@ -36,6 +36,14 @@
 //     alone (a drained agent's deadline and whether its kill was applied),
 //     so a new leader fires a deadline the old one did not reach: it
 //     proposes DrainDeadline with its own time once the deadline passed.
+//     Preemption (preemption.go) is likewise the pure
+//     preempt.Decide, run over the state after it changes (at most every
+//     100 ms): it proposes one RescindOffers entry for lower-priority
+//     offers in the way of higher-priority demand and one Preempt entry
+//     per decision (id, time, window [Config].PreemptionWindow, deadline
+//     and status uuids stamped by the leader); the FSM rejects a decision
+//     whose victims are being killed already, so a new leader that
+//     recomputes after a failover kills nobody twice.
 //  5. Writes go through [Master.Apply]; reads through [Master.ReadState]
 //     (linearizable: VerifyLeader and wait for the commit index to be
 //     applied) or [Master.State] (local, possibly stale).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/agora-sched/agora/allocator"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
 // explainStore keeps the trace of the leader's last traced allocation
@@ -149,6 +151,19 @@ func (s *operatorServer) ExplainFramework(ctx context.Context, req *connect.Requ
 		resp.Reasons = append(resp.Reasons, &agorav1.SkipReason{
 			Reason: rc.Reason.String(), Count: uint64(rc.Count), ExampleAgent: rc.ExampleAgent,
 		})
+	}
+	for _, v := range s.m.verdicts.of(fid) {
+		resp.Demands = append(resp.Demands, &agorav1.DemandVerdict{
+			Role: v.Role, Resources: resourcepb.ToProto("", v.Shape), Count: uint32(v.Count),
+			Placed: uint32(v.Placed), Preempting: uint32(v.Preempting + v.Rescinding), Unmet: uint32(v.Unmet),
+			Reason: v.Reason.String(),
+		})
+	}
+	for _, p := range st.Preemptions() {
+		mine := p.GetFrameworkId() == fid || slices.ContainsFunc(p.GetVictims(), func(r *agorav1.TaskRef) bool { return r.GetFrameworkId() == fid })
+		if mine {
+			resp.Preemptions = append(resp.Preemptions, p)
+		}
 	}
 	return connect.NewResponse(resp), nil
 }

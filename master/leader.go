@@ -61,6 +61,7 @@ func (l *leader) tasks() []leaderTask {
 		{name: "reconcile-masters", run: l.m.reconcileLoop},
 		{name: "allocation", run: l.runAllocation},
 		{name: "expiry", run: l.runExpiry},
+		{name: "preemption", run: l.runPreemption},
 		{name: "liveness", run: l.runLiveness},
 		{name: "drain", run: l.runDrainDeadlines},
 		{name: "services", run: l.runServices},

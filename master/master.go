@@ -97,6 +97,10 @@ type Config struct {
 	DefaultFailoverTimeout time.Duration
 	// AllocationInterval batches allocation rounds; default 5ms.
 	AllocationInterval time.Duration
+	// PreemptionWindow is how long, after the last victim of a preemption
+	// ended, the freed resources are offered to the demanding framework
+	// only; default 10s.
+	PreemptionWindow time.Duration
 	// Logger receives the master's logs, raft's and gossip's included;
 	// nil means slog.Default().
 	Logger *slog.Logger
@@ -160,6 +164,9 @@ func (c *Config) setDefaults() error {
 	if c.AllocationInterval <= 0 {
 		c.AllocationInterval = 5 * time.Millisecond
 	}
+	if c.PreemptionWindow <= 0 {
+		c.PreemptionWindow = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -200,6 +207,7 @@ type Master struct {
 	schedSrv *schedulerServer
 	leader   *leader
 	explain  explainStore // the last traced allocation round (explain.go)
+	verdicts verdictStore // the last preemption pass (preemption.go)
 
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64

@@ -469,6 +469,20 @@ func (s *schedulerServer) Suppress(ctx context.Context, req *connect.Request[ago
 	return connect.NewResponse(&agorav1.SuppressResponse{}), nil
 }
 
+// Demand replaces the framework's demand (what it cannot place). The FSM
+// judges it: bad shapes and counts are InvalidArgument, a role the
+// framework does not hold PermissionDenied.
+func (s *schedulerServer) Demand(ctx context.Context, req *connect.Request[agorav1.DemandRequest]) (*connect.Response[agorav1.DemandResponse], error) {
+	_, fw, err := s.caller(ctx, req.Msg.GetCall())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.m.applyChange(ctx, fsm.CmdSetDemand, &agorav1.SetDemandCommand{FrameworkId: fw.GetId(), Demand: req.Msg.GetDemands()}); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.DemandResponse{}), nil
+}
+
 // Kill asks for a task to be killed. The task id names the task within the
 // framework; agent_id is a hint the master does not need.
 func (s *schedulerServer) Kill(ctx context.Context, req *connect.Request[agorav1.KillRequest]) (*connect.Response[agorav1.KillResponse], error) {

@@ -480,6 +480,10 @@ func testBadInput(t *testing.T, sc *schedCluster) {
 		return err
 	}
 	launch := func(tasks ...*agorav1.TaskInfo) *agorav1.Operation { return schedLaunchOp("", tasks...) }
+	demand := func(f *fwStream, ds ...*agorav1.Demand) error {
+		_, err := cl.Demand(ctx, connect.NewRequest(&agorav1.DemandRequest{Call: f.call(), Demands: ds}))
+		return err
+	}
 	reservation := func(typ agorav1.OperationType, role string) *agorav1.Operation {
 		r := resourcepb.ToProto(role, resources.MustParse("cpus:0.5"))
 		return &agorav1.Operation{Type: typ, Resources: r}
@@ -553,6 +557,18 @@ func testBadInput(t *testing.T, sc *schedCluster) {
 			_, err := cl.Suppress(ctx, connect.NewRequest(&agorav1.SuppressRequest{Call: b.call(), Roles: []string{"db"}}))
 			return err
 		}, connect.CodePermissionDenied, "not a role"},
+		{"demand a negative amount", func() error {
+			return demand(b, &agorav1.Demand{Role: "web", Count: 1, Resources: []*agorav1.Resource{{Name: "cpus", Scalar: -1}}})
+		}, connect.CodeInvalidArgument, "positive finite"},
+		{"demand NaN", func() error {
+			return demand(b, &agorav1.Demand{Role: "web", Count: 1, Resources: []*agorav1.Resource{{Name: "cpus", Scalar: math.NaN()}}})
+		}, connect.CodeInvalidArgument, "positive finite"},
+		{"demand no tasks", func() error {
+			return demand(b, &agorav1.Demand{Role: "web", Count: 0, Resources: resourcepb.ToProto("", resources.MustParse("cpus:1"))})
+		}, connect.CodeInvalidArgument, "count"},
+		{"demand for a role not the framework's", func() error {
+			return demand(b, &agorav1.Demand{Role: "db", Count: 1, Resources: resourcepb.ToProto("", resources.MustParse("cpus:1"))})
+		}, connect.CodePermissionDenied, "not a role"},
 	}
 	before := sc.quiesce()
 	for _, c := range cases {
@@ -568,6 +584,27 @@ func testBadInput(t *testing.T, sc *schedCluster) {
 	// The offers used above are still intact and usable.
 	if err := accept(b, []string{ob.GetId()}, launch(schedTask("ok", "cpus:0.5"))); err != nil {
 		t.Fatalf("valid accept after the bad ones: %v", err)
+	}
+
+	// A demand larger than the whole cluster is accepted (one entry), and
+	// nothing follows from it: the index settles.
+	before = sc.quiesce()
+	if err := demand(b, &agorav1.Demand{Role: "web", Count: 1, Resources: resourcepb.ToProto("", resources.MustParse("cpus:100000"))}); err != nil {
+		t.Fatalf("a demand larger than the cluster: %v", err)
+	}
+	if after := sc.quiesce(); after != before+1 {
+		t.Fatalf("a demand larger than the cluster moved the index from %d to %d, want one entry", before, after)
+	}
+	fw, _ := sc.leader().State().Framework(b.fid)
+	if len(fw.GetDemand()) != 1 {
+		t.Fatalf("demand not recorded: %v", fw.GetDemand())
+	}
+	// The same demand again changes nothing; suppress clears it.
+	if err := demand(b, fw.GetDemand()...); err != nil {
+		t.Fatalf("the same demand again: %v", err)
+	}
+	if idx := sc.leader().State().Index(); idx != before+1 {
+		t.Fatalf("repeating a demand moved the index to %d", idx)
 	}
 }
 

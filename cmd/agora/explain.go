@@ -18,6 +18,36 @@ type explainJSON struct {
 	Roles       []string            `json:"roles"`
 	Offered     uint64              `json:"offered"`
 	Reasons     []explainReasonJSON `json:"reasons"`
+	// Demands and Preemptions come from the leader's last preemption pass
+	// and the preemptions in force.
+	Demands     []explainDemandJSON     `json:"demands,omitempty"`
+	Preemptions []explainPreemptionJSON `json:"preemptions,omitempty"`
+}
+
+type explainDemandJSON struct {
+	Role       string `json:"role"`
+	Shape      string `json:"shape"`
+	Count      uint32 `json:"count"`
+	Placed     uint32 `json:"placed"`
+	Preempting uint32 `json:"preempting"`
+	Unmet      uint32 `json:"unmet"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+type explainPreemptionJSON struct {
+	ID        string   `json:"id"`
+	Framework string   `json:"framework"`
+	Role      string   `json:"role"`
+	Agent     string   `json:"agent"`
+	Resources string   `json:"resources"`
+	Victims   []string `json:"victims"`
+	Freed     bool     `json:"freed"`
+}
+
+// demandHelp says what an unmet demand's reason means.
+var demandHelp = map[string]string{
+	"unsatisfiable": "the shape is larger than any agent",
+	"no_victims":    "no agent can make room from free resources, lower-priority offers and lower-priority revocable tasks",
 }
 
 type explainReasonJSON struct {
@@ -72,6 +102,18 @@ func runExplain(ctx context.Context, args []string) error {
 	for _, sr := range r.Reasons {
 		out.Reasons = append(out.Reasons, explainReasonJSON{Reason: sr.Reason, Count: sr.Count, ExampleAgent: sr.ExampleAgent})
 	}
+	for _, d := range r.Demands {
+		out.Demands = append(out.Demands, explainDemandJSON{Role: d.Role, Shape: poolsString(d.Resources), Count: d.Count,
+			Placed: d.Placed, Preempting: d.Preempting, Unmet: d.Unmet, Reason: d.Reason})
+	}
+	for _, p := range r.Preemptions {
+		pj := explainPreemptionJSON{ID: p.Id, Framework: p.FrameworkId, Role: p.Role, Agent: p.AgentId,
+			Resources: poolsString(p.Resources), Freed: p.FreedAt != nil}
+		for _, v := range p.Victims {
+			pj.Victims = append(pj.Victims, v.FrameworkId+"/"+v.TaskId)
+		}
+		out.Preemptions = append(out.Preemptions, pj)
+	}
 	if cf.json {
 		return printJSON(os.Stdout, out)
 	}
@@ -80,11 +122,32 @@ func runExplain(ctx context.Context, args []string) error {
 	fmt.Printf("offered: %d\n", out.Offered)
 	if len(out.Reasons) == 0 {
 		fmt.Println("no (role, agent) was passed over")
-		return nil
+	} else {
+		tw := newTable(os.Stdout, "REASON", "COUNT", "EXAMPLE AGENT", "MEANING")
+		for _, sr := range out.Reasons {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", sr.Reason, sr.Count, orDash(sr.ExampleAgent), orDash(reasonHelp[sr.Reason]))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	tw := newTable(os.Stdout, "REASON", "COUNT", "EXAMPLE AGENT", "MEANING")
-	for _, sr := range out.Reasons {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", sr.Reason, sr.Count, orDash(sr.ExampleAgent), orDash(reasonHelp[sr.Reason]))
+	if len(out.Demands) > 0 {
+		fmt.Println("demand (last preemption pass):")
+		tw := newTable(os.Stdout, "ROLE", "SHAPE", "COUNT", "PLACED", "PREEMPTING", "UNMET", "WHY")
+		for _, d := range out.Demands {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", d.Role, d.Shape, d.Count, d.Placed, d.Preempting, d.Unmet, orDash(demandHelp[d.Reason]))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	return tw.Flush()
+	if len(out.Preemptions) > 0 {
+		fmt.Println("preemptions in force:")
+		tw := newTable(os.Stdout, "ID", "FOR", "AGENT", "RESOURCES", "VICTIMS", "FREED")
+		for _, p := range out.Preemptions {
+			fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%v\n", p.ID, p.Framework, p.Role, p.Agent, p.Resources, strings.Join(p.Victims, ","), p.Freed)
+		}
+		return tw.Flush()
+	}
+	return nil
 }

@@ -90,17 +90,21 @@ func runTasks(ctx context.Context, args []string) error {
 			}
 			out = append(out, map[string]any{"id": t.Id, "name": t.Name, "framework": t.FrameworkId, "agent": t.AgentId,
 				"state": taskState(t.State), "resources": poolsString(t.Resources), "reason": reason, "role": t.Role,
-				"acknowledged": t.Acknowledged})
+				"acknowledged": t.Acknowledged, "revocable": t.Revocable})
 		}
 		return printJSON(os.Stdout, out)
 	}
-	tw := newTable(os.Stdout, "ID", "FRAMEWORK", "AGENT", "STATE", "RESOURCES", "REASON")
+	tw := newTable(os.Stdout, "ID", "FRAMEWORK", "AGENT", "STATE", "RESOURCES", "REVOCABLE", "REASON")
 	for _, t := range resp.Msg.Tasks {
 		reason := ""
 		if t.Status != nil {
 			reason = t.Status.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Id, t.FrameworkId, t.AgentId, taskState(t.State), poolsString(t.Resources), orDash(reason))
+		revocable := "no"
+		if t.Revocable {
+			revocable = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Id, t.FrameworkId, t.AgentId, taskState(t.State), poolsString(t.Resources), revocable, orDash(reason))
 	}
 	return tw.Flush()
 }

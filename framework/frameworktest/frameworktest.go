@@ -393,6 +393,16 @@ func (h *handler) Revive(ctx context.Context, req *connect.Request[agorav1.Reviv
 	return connect.NewResponse(&agorav1.ReviveResponse{}), nil
 }
 
+func (h *handler) Demand(ctx context.Context, req *connect.Request[agorav1.DemandRequest]) (*connect.Response[agorav1.DemandResponse], error) {
+	if err := h.m.record("Demand", req.Msg.GetCall(), req.Msg); err != nil {
+		return nil, err
+	}
+	if err := h.m.wait(ctx, "Demand"); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&agorav1.DemandResponse{}), nil
+}
+
 func (h *handler) Suppress(ctx context.Context, req *connect.Request[agorav1.SuppressRequest]) (*connect.Response[agorav1.SuppressResponse], error) {
 	if err := h.m.record("Suppress", req.Msg.GetCall(), req.Msg); err != nil {
 		return nil, err

@@ -88,6 +88,7 @@
 //	                                         task is gone: NotFound, which the SDK treats as done)
 //	  UpdateFramework            always      replaces the framework info
 //	  AnswerInverseOffer         always      the same answer again is a no-op
+//	  Demand                     always      replaces the framework's demand
 //	  Accept, Decline            not-applied the offers are used up by the first: a second answers
 //	                                         NotFound or FailedPrecondition, though the first
 //	                                         launched the tasks

@@ -52,6 +52,7 @@ var policies = map[string]Policy{
 	agorav1connect.SchedulerServiceKillProcedure:             RetryAlways,
 	agorav1connect.SchedulerServiceAcknowledgeProcedure:      RetryAlways,
 	agorav1connect.SchedulerServiceUpdateFrameworkProcedure:  RetryAlways,
+	agorav1connect.SchedulerServiceDemandProcedure:           RetryAlways,
 	agorav1connect.AgentServiceRegisterAgentProcedure:        RetryAlways,
 	agorav1connect.AgentServiceUpdateStatusProcedure:         RetryAlways,
 	agorav1connect.OperatorServiceScaleServiceProcedure:      RetryIfNotApplied,

@@ -1679,6 +1679,115 @@ func (x *AnswerInverseOfferCommand) GetNow() *timestamppb.Timestamp {
 	return nil
 }
 
+// SetDemandCommand replaces a framework's demand (empty: none).
+type SetDemandCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Demand        []*Demand              `protobuf:"bytes,2,rep,name=demand,proto3" json:"demand,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDemandCommand) Reset() {
+	*x = SetDemandCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDemandCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDemandCommand) ProtoMessage() {}
+
+func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDemandCommand.ProtoReflect.Descriptor instead.
+func (*SetDemandCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SetDemandCommand) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *SetDemandCommand) GetDemand() []*Demand {
+	if x != nil {
+		return x.Demand
+	}
+	return nil
+}
+
+// PreemptCommand records one preemption decision: its victims are asked to
+// die (KILLING, reason PREEMPTED) and the freed resources are earmarked for
+// the demanding framework.
+type PreemptCommand struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Preemption *Preemption            `protobuf:"bytes,1,opt,name=preemption,proto3" json:"preemption,omitempty"`
+	// status_uuids gives one uuid per victim's KILLING update, in victim order.
+	StatusUuids   []string `protobuf:"bytes,2,rep,name=status_uuids,json=statusUuids,proto3" json:"status_uuids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreemptCommand) Reset() {
+	*x = PreemptCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreemptCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreemptCommand) ProtoMessage() {}
+
+func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreemptCommand.ProtoReflect.Descriptor instead.
+func (*PreemptCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PreemptCommand) GetPreemption() *Preemption {
+	if x != nil {
+		return x.Preemption
+	}
+	return nil
+}
+
+func (x *PreemptCommand) GetStatusUuids() []string {
+	if x != nil {
+		return x.StatusUuids
+	}
+	return nil
+}
+
 var File_agora_v1_commands_proto protoreflect.FileDescriptor
 
 const file_agora_v1_commands_proto_rawDesc = "" +
@@ -1788,7 +1897,15 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x16\n" +
 	"\x06accept\x18\x03 \x01(\bR\x06accept\x12,\n" +
-	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03nowB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"_\n" +
+	"\x10SetDemandCommand\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12(\n" +
+	"\x06demand\x18\x02 \x03(\v2\x10.agora.v1.DemandR\x06demand\"i\n" +
+	"\x0ePreemptCommand\x124\n" +
+	"\n" +
+	"preemption\x18\x01 \x01(\v2\x14.agora.v1.PreemptionR\n" +
+	"preemption\x12!\n" +
+	"\fstatus_uuids\x18\x02 \x03(\tR\vstatusUuidsB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_commands_proto_rawDescOnce sync.Once
@@ -1802,7 +1919,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -1832,51 +1949,57 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*UndrainAgentCommand)(nil),          // 25: agora.v1.UndrainAgentCommand
 	(*DrainDeadlineCommand)(nil),         // 26: agora.v1.DrainDeadlineCommand
 	(*AnswerInverseOfferCommand)(nil),    // 27: agora.v1.AnswerInverseOfferCommand
-	(*Role)(nil),                         // 28: agora.v1.Role
-	(*Master)(nil),                       // 29: agora.v1.Master
-	(*Agent)(nil),                        // 30: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 32: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 33: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 34: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 35: agora.v1.Offer
-	(*Operation)(nil),                    // 36: agora.v1.Operation
+	(*SetDemandCommand)(nil),             // 28: agora.v1.SetDemandCommand
+	(*PreemptCommand)(nil),               // 29: agora.v1.PreemptCommand
+	(*Role)(nil),                         // 30: agora.v1.Role
+	(*Master)(nil),                       // 31: agora.v1.Master
+	(*Agent)(nil),                        // 32: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 34: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 35: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 36: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 37: agora.v1.Offer
+	(*Operation)(nil),                    // 38: agora.v1.Operation
+	(*Demand)(nil),                       // 39: agora.v1.Demand
+	(*Preemption)(nil),                   // 40: agora.v1.Preemption
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	28, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	29, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	30, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	31, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	32, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	31, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	32, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	31, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	31, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	31, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	35, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	31, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	36, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	31, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	31, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	31, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 24: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 25: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
-	31, // 26: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 27: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
-	31, // 28: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	30, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	31, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	32, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	33, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	33, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	33, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	33, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	33, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	37, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	33, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	38, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	33, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	33, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	33, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 24: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 25: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
+	33, // 26: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 27: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
+	33, // 28: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
+	39, // 29: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
+	40, // 30: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_commands_proto_init() }
@@ -1891,7 +2014,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1580,7 +1580,13 @@ type ExplainFrameworkResponse struct {
 	// round_index is the state index the round was computed from.
 	RoundIndex uint64 `protobuf:"varint,5,opt,name=round_index,json=roundIndex,proto3" json:"round_index,omitempty"`
 	// round_time is the leader's time of the round.
-	RoundTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=round_time,json=roundTime,proto3" json:"round_time,omitempty"`
+	RoundTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=round_time,json=roundTime,proto3" json:"round_time,omitempty"`
+	// demands are the framework's demand as the leader's last preemption
+	// pass judged it, one entry per (role, shape).
+	Demands []*DemandVerdict `protobuf:"bytes,7,rep,name=demands,proto3" json:"demands,omitempty"`
+	// preemptions are the preemptions in force that concern the framework:
+	// made for its demand, or of its tasks.
+	Preemptions   []*Preemption `protobuf:"bytes,8,rep,name=preemptions,proto3" json:"preemptions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1657,6 +1663,120 @@ func (x *ExplainFrameworkResponse) GetRoundTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ExplainFrameworkResponse) GetDemands() []*DemandVerdict {
+	if x != nil {
+		return x.Demands
+	}
+	return nil
+}
+
+func (x *ExplainFrameworkResponse) GetPreemptions() []*Preemption {
+	if x != nil {
+		return x.Preemptions
+	}
+	return nil
+}
+
+// DemandVerdict is how the leader's last preemption pass judged one demand.
+type DemandVerdict struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Role      string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Resources []*Resource            `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	Count     uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// placed counts the units that fit in free resources, the framework's
+	// own offers or resources earmarked for it; preempting counts the units
+	// the pass made room for by rescinding lower-priority offers or
+	// preempting lower-priority revocable tasks; unmet counts the rest.
+	Placed     uint32 `protobuf:"varint,4,opt,name=placed,proto3" json:"placed,omitempty"`
+	Preempting uint32 `protobuf:"varint,5,opt,name=preempting,proto3" json:"preempting,omitempty"`
+	Unmet      uint32 `protobuf:"varint,6,opt,name=unmet,proto3" json:"unmet,omitempty"`
+	// reason names why units are unmet: "unsatisfiable" (larger than any
+	// agent), "no_victims" (no lower-priority revocable tasks or offers
+	// would make room), "" when none are unmet.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemandVerdict) Reset() {
+	*x = DemandVerdict{}
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemandVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemandVerdict) ProtoMessage() {}
+
+func (x *DemandVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemandVerdict.ProtoReflect.Descriptor instead.
+func (*DemandVerdict) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DemandVerdict) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *DemandVerdict) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *DemandVerdict) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetPlaced() uint32 {
+	if x != nil {
+		return x.Placed
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetPreempting() uint32 {
+	if x != nil {
+		return x.Preempting
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetUnmet() uint32 {
+	if x != nil {
+		return x.Unmet
+	}
+	return 0
+}
+
+func (x *DemandVerdict) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // LeaderRedirect is attached to Unavailable errors from a follower.
 type LeaderRedirect struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1669,7 +1789,7 @@ type LeaderRedirect struct {
 
 func (x *LeaderRedirect) Reset() {
 	*x = LeaderRedirect{}
-	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1801,7 @@ func (x *LeaderRedirect) String() string {
 func (*LeaderRedirect) ProtoMessage() {}
 
 func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1814,7 @@ func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRedirect.ProtoReflect.Descriptor instead.
 func (*LeaderRedirect) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaderRedirect) GetLeaderId() string {
@@ -1721,7 +1841,7 @@ type RunServiceRequest struct {
 
 func (x *RunServiceRequest) Reset() {
 	*x = RunServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1853,7 @@ func (x *RunServiceRequest) String() string {
 func (*RunServiceRequest) ProtoMessage() {}
 
 func (x *RunServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1866,7 @@ func (x *RunServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RunServiceRequest) GetSpec() []byte {
@@ -1769,7 +1889,7 @@ type RunServiceResponse struct {
 
 func (x *RunServiceResponse) Reset() {
 	*x = RunServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1901,7 @@ func (x *RunServiceResponse) String() string {
 func (*RunServiceResponse) ProtoMessage() {}
 
 func (x *RunServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1914,7 @@ func (x *RunServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServiceResponse.ProtoReflect.Descriptor instead.
 func (*RunServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RunServiceResponse) GetName() string {
@@ -1831,7 +1951,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1963,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1976,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ScaleServiceRequest) GetName() string {
@@ -1897,7 +2017,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2029,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2042,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ScaleServiceResponse) GetIndex() uint64 {
@@ -1943,7 +2063,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2075,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2088,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateServiceRequest) GetName() string {
@@ -1995,7 +2115,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2127,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2140,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateServiceResponse) GetIndex() uint64 {
@@ -2042,7 +2162,7 @@ type ReplaceServicePodRequest struct {
 
 func (x *ReplaceServicePodRequest) Reset() {
 	*x = ReplaceServicePodRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2174,7 @@ func (x *ReplaceServicePodRequest) String() string {
 func (*ReplaceServicePodRequest) ProtoMessage() {}
 
 func (x *ReplaceServicePodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2187,7 @@ func (x *ReplaceServicePodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceServicePodRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceServicePodRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplaceServicePodRequest) GetName() string {
@@ -2101,7 +2221,7 @@ type ReplaceServicePodResponse struct {
 
 func (x *ReplaceServicePodResponse) Reset() {
 	*x = ReplaceServicePodResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2233,7 @@ func (x *ReplaceServicePodResponse) String() string {
 func (*ReplaceServicePodResponse) ProtoMessage() {}
 
 func (x *ReplaceServicePodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2246,7 @@ func (x *ReplaceServicePodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceServicePodResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceServicePodResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReplaceServicePodResponse) GetIndex() uint64 {
@@ -2147,7 +2267,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2279,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2292,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveServiceRequest) GetName() string {
@@ -2199,7 +2319,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2331,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2344,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveServiceResponse) GetIndex() uint64 {
@@ -2250,7 +2370,7 @@ type ServiceView struct {
 
 func (x *ServiceView) Reset() {
 	*x = ServiceView{}
-	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2382,7 @@ func (x *ServiceView) String() string {
 func (*ServiceView) ProtoMessage() {}
 
 func (x *ServiceView) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2395,7 @@ func (x *ServiceView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceView.ProtoReflect.Descriptor instead.
 func (*ServiceView) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServiceView) GetName() string {
@@ -2316,7 +2436,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2448,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2461,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListServicesRequest) GetRead() *ReadOptions {
@@ -2361,7 +2481,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2493,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2506,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceView {
@@ -2407,7 +2527,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2539,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2552,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetServiceRequest) GetRead() *ReadOptions {
@@ -2459,7 +2579,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2591,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2604,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetServiceResponse) GetService() *ServiceView {
@@ -2506,7 +2626,7 @@ type DrainAgentRequest struct {
 
 func (x *DrainAgentRequest) Reset() {
 	*x = DrainAgentRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[47]
+	mi := &file_agora_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2638,7 @@ func (x *DrainAgentRequest) String() string {
 func (*DrainAgentRequest) ProtoMessage() {}
 
 func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[47]
+	mi := &file_agora_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2651,7 @@ func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DrainAgentRequest) GetAgentId() string {
@@ -2559,7 +2679,7 @@ type DrainAgentResponse struct {
 
 func (x *DrainAgentResponse) Reset() {
 	*x = DrainAgentResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[48]
+	mi := &file_agora_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2691,7 @@ func (x *DrainAgentResponse) String() string {
 func (*DrainAgentResponse) ProtoMessage() {}
 
 func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[48]
+	mi := &file_agora_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2704,7 @@ func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentResponse.ProtoReflect.Descriptor instead.
 func (*DrainAgentResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DrainAgentResponse) GetAgent() *Agent {
@@ -2611,7 +2731,7 @@ type UndrainAgentRequest struct {
 
 func (x *UndrainAgentRequest) Reset() {
 	*x = UndrainAgentRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[49]
+	mi := &file_agora_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2743,7 @@ func (x *UndrainAgentRequest) String() string {
 func (*UndrainAgentRequest) ProtoMessage() {}
 
 func (x *UndrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[49]
+	mi := &file_agora_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2756,7 @@ func (x *UndrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*UndrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UndrainAgentRequest) GetAgentId() string {
@@ -2657,7 +2777,7 @@ type UndrainAgentResponse struct {
 
 func (x *UndrainAgentResponse) Reset() {
 	*x = UndrainAgentResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[50]
+	mi := &file_agora_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2789,7 @@ func (x *UndrainAgentResponse) String() string {
 func (*UndrainAgentResponse) ProtoMessage() {}
 
 func (x *UndrainAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[50]
+	mi := &file_agora_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2802,7 @@ func (x *UndrainAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainAgentResponse.ProtoReflect.Descriptor instead.
 func (*UndrainAgentResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UndrainAgentResponse) GetAgent() *Agent {
@@ -2799,7 +2919,7 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"SkipReason\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\x12#\n" +
-	"\rexample_agent\x18\x03 \x01(\tR\fexampleAgent\"\xf9\x01\n" +
+	"\rexample_agent\x18\x03 \x01(\tR\fexampleAgent\"\xe4\x02\n" +
 	"\x18ExplainFrameworkResponse\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x18\n" +
@@ -2808,7 +2928,19 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\vround_index\x18\x05 \x01(\x04R\n" +
 	"roundIndex\x129\n" +
 	"\n" +
-	"round_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\troundTime\"T\n" +
+	"round_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\troundTime\x121\n" +
+	"\ademands\x18\a \x03(\v2\x17.agora.v1.DemandVerdictR\ademands\x126\n" +
+	"\vpreemptions\x18\b \x03(\v2\x14.agora.v1.PreemptionR\vpreemptions\"\xd1\x01\n" +
+	"\rDemandVerdict\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x120\n" +
+	"\tresources\x18\x02 \x03(\v2\x12.agora.v1.ResourceR\tresources\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12\x16\n" +
+	"\x06placed\x18\x04 \x01(\rR\x06placed\x12\x1e\n" +
+	"\n" +
+	"preempting\x18\x05 \x01(\rR\n" +
+	"preempting\x12\x14\n" +
+	"\x05unmet\x18\x06 \x01(\rR\x05unmet\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"T\n" +
 	"\x0eLeaderRedirect\x12\x1b\n" +
 	"\tleader_id\x18\x01 \x01(\tR\bleaderId\x12%\n" +
 	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress\"'\n" +
@@ -2909,7 +3041,7 @@ func file_agora_v1_operator_proto_rawDescGZIP() []byte {
 	return file_agora_v1_operator_proto_rawDescData
 }
 
-var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_agora_v1_operator_proto_goTypes = []any{
 	(*ReadOptions)(nil),               // 0: agora.v1.ReadOptions
 	(*GetStatusRequest)(nil),          // 1: agora.v1.GetStatusRequest
@@ -2942,125 +3074,130 @@ var file_agora_v1_operator_proto_goTypes = []any{
 	(*ExplainFrameworkRequest)(nil),   // 28: agora.v1.ExplainFrameworkRequest
 	(*SkipReason)(nil),                // 29: agora.v1.SkipReason
 	(*ExplainFrameworkResponse)(nil),  // 30: agora.v1.ExplainFrameworkResponse
-	(*LeaderRedirect)(nil),            // 31: agora.v1.LeaderRedirect
-	(*RunServiceRequest)(nil),         // 32: agora.v1.RunServiceRequest
-	(*RunServiceResponse)(nil),        // 33: agora.v1.RunServiceResponse
-	(*ScaleServiceRequest)(nil),       // 34: agora.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),      // 35: agora.v1.ScaleServiceResponse
-	(*UpdateServiceRequest)(nil),      // 36: agora.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),     // 37: agora.v1.UpdateServiceResponse
-	(*ReplaceServicePodRequest)(nil),  // 38: agora.v1.ReplaceServicePodRequest
-	(*ReplaceServicePodResponse)(nil), // 39: agora.v1.ReplaceServicePodResponse
-	(*RemoveServiceRequest)(nil),      // 40: agora.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),     // 41: agora.v1.RemoveServiceResponse
-	(*ServiceView)(nil),               // 42: agora.v1.ServiceView
-	(*ListServicesRequest)(nil),       // 43: agora.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),      // 44: agora.v1.ListServicesResponse
-	(*GetServiceRequest)(nil),         // 45: agora.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),        // 46: agora.v1.GetServiceResponse
-	(*DrainAgentRequest)(nil),         // 47: agora.v1.DrainAgentRequest
-	(*DrainAgentResponse)(nil),        // 48: agora.v1.DrainAgentResponse
-	(*UndrainAgentRequest)(nil),       // 49: agora.v1.UndrainAgentRequest
-	(*UndrainAgentResponse)(nil),      // 50: agora.v1.UndrainAgentResponse
-	nil,                               // 51: agora.v1.Counts.AgentsByStateEntry
-	nil,                               // 52: agora.v1.Counts.TasksByStateEntry
-	(*Master)(nil),                    // 53: agora.v1.Master
-	(*Role)(nil),                      // 54: agora.v1.Role
-	(*Agent)(nil),                     // 55: agora.v1.Agent
-	(*Resource)(nil),                  // 56: agora.v1.Resource
-	(*Task)(nil),                      // 57: agora.v1.Task
-	(*Framework)(nil),                 // 58: agora.v1.Framework
-	(*Offer)(nil),                     // 59: agora.v1.Offer
-	(*Reservation)(nil),               // 60: agora.v1.Reservation
-	(*Volume)(nil),                    // 61: agora.v1.Volume
-	(*timestamppb.Timestamp)(nil),     // 62: google.protobuf.Timestamp
+	(*DemandVerdict)(nil),             // 31: agora.v1.DemandVerdict
+	(*LeaderRedirect)(nil),            // 32: agora.v1.LeaderRedirect
+	(*RunServiceRequest)(nil),         // 33: agora.v1.RunServiceRequest
+	(*RunServiceResponse)(nil),        // 34: agora.v1.RunServiceResponse
+	(*ScaleServiceRequest)(nil),       // 35: agora.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),      // 36: agora.v1.ScaleServiceResponse
+	(*UpdateServiceRequest)(nil),      // 37: agora.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),     // 38: agora.v1.UpdateServiceResponse
+	(*ReplaceServicePodRequest)(nil),  // 39: agora.v1.ReplaceServicePodRequest
+	(*ReplaceServicePodResponse)(nil), // 40: agora.v1.ReplaceServicePodResponse
+	(*RemoveServiceRequest)(nil),      // 41: agora.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),     // 42: agora.v1.RemoveServiceResponse
+	(*ServiceView)(nil),               // 43: agora.v1.ServiceView
+	(*ListServicesRequest)(nil),       // 44: agora.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),      // 45: agora.v1.ListServicesResponse
+	(*GetServiceRequest)(nil),         // 46: agora.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),        // 47: agora.v1.GetServiceResponse
+	(*DrainAgentRequest)(nil),         // 48: agora.v1.DrainAgentRequest
+	(*DrainAgentResponse)(nil),        // 49: agora.v1.DrainAgentResponse
+	(*UndrainAgentRequest)(nil),       // 50: agora.v1.UndrainAgentRequest
+	(*UndrainAgentResponse)(nil),      // 51: agora.v1.UndrainAgentResponse
+	nil,                               // 52: agora.v1.Counts.AgentsByStateEntry
+	nil,                               // 53: agora.v1.Counts.TasksByStateEntry
+	(*Master)(nil),                    // 54: agora.v1.Master
+	(*Role)(nil),                      // 55: agora.v1.Role
+	(*Agent)(nil),                     // 56: agora.v1.Agent
+	(*Resource)(nil),                  // 57: agora.v1.Resource
+	(*Task)(nil),                      // 58: agora.v1.Task
+	(*Framework)(nil),                 // 59: agora.v1.Framework
+	(*Offer)(nil),                     // 60: agora.v1.Offer
+	(*Reservation)(nil),               // 61: agora.v1.Reservation
+	(*Volume)(nil),                    // 62: agora.v1.Volume
+	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
+	(*Preemption)(nil),                // 64: agora.v1.Preemption
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
 	0,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
-	51, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
-	52, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
-	53, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
-	53, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
+	52, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
+	53, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
+	54, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
+	54, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
 	2,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
 	3,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
-	54, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
+	55, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
 	0,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
-	54, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
+	55, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
 	0,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
-	53, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
+	54, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
 	0,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
-	55, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
-	56, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
-	56, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
-	56, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
+	56, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
+	57, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
+	57, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
+	57, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
 	16, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
 	0,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
-	57, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
+	58, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
 	0,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
-	58, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
+	59, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
 	0,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
-	59, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
+	60, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
 	0,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
-	60, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
-	61, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
+	61, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
+	62, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
 	29, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
-	62, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
-	0,  // 29: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
-	42, // 30: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
-	0,  // 31: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
-	42, // 32: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
-	62, // 33: agora.v1.DrainAgentRequest.deadline:type_name -> google.protobuf.Timestamp
-	55, // 34: agora.v1.DrainAgentResponse.agent:type_name -> agora.v1.Agent
-	55, // 35: agora.v1.UndrainAgentResponse.agent:type_name -> agora.v1.Agent
-	1,  // 36: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
-	5,  // 37: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
-	7,  // 38: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
-	9,  // 39: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
-	11, // 40: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
-	13, // 41: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
-	15, // 42: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
-	18, // 43: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
-	20, // 44: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
-	22, // 45: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
-	24, // 46: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
-	26, // 47: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
-	28, // 48: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
-	32, // 49: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
-	34, // 50: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
-	36, // 51: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
-	38, // 52: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
-	40, // 53: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
-	43, // 54: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
-	45, // 55: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
-	47, // 56: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
-	49, // 57: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
-	4,  // 58: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	6,  // 59: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	8,  // 60: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	10, // 61: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	12, // 62: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	14, // 63: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	17, // 64: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	19, // 65: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	21, // 66: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	23, // 67: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	25, // 68: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	27, // 69: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	30, // 70: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
-	33, // 71: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
-	35, // 72: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
-	37, // 73: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
-	39, // 74: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
-	41, // 75: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
-	44, // 76: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
-	46, // 77: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
-	48, // 78: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
-	50, // 79: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
-	58, // [58:80] is the sub-list for method output_type
-	36, // [36:58] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	63, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
+	31, // 29: agora.v1.ExplainFrameworkResponse.demands:type_name -> agora.v1.DemandVerdict
+	64, // 30: agora.v1.ExplainFrameworkResponse.preemptions:type_name -> agora.v1.Preemption
+	57, // 31: agora.v1.DemandVerdict.resources:type_name -> agora.v1.Resource
+	0,  // 32: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
+	43, // 33: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
+	0,  // 34: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
+	43, // 35: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
+	63, // 36: agora.v1.DrainAgentRequest.deadline:type_name -> google.protobuf.Timestamp
+	56, // 37: agora.v1.DrainAgentResponse.agent:type_name -> agora.v1.Agent
+	56, // 38: agora.v1.UndrainAgentResponse.agent:type_name -> agora.v1.Agent
+	1,  // 39: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
+	5,  // 40: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
+	7,  // 41: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
+	9,  // 42: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
+	11, // 43: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
+	13, // 44: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
+	15, // 45: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
+	18, // 46: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
+	20, // 47: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
+	22, // 48: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
+	24, // 49: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
+	26, // 50: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
+	28, // 51: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
+	33, // 52: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
+	35, // 53: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
+	37, // 54: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
+	39, // 55: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
+	41, // 56: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
+	44, // 57: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
+	46, // 58: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
+	48, // 59: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
+	50, // 60: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
+	4,  // 61: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	6,  // 62: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	8,  // 63: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	10, // 64: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	12, // 65: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	14, // 66: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	17, // 67: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	19, // 68: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	21, // 69: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	23, // 70: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	25, // 71: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	27, // 72: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	30, // 73: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	34, // 74: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
+	36, // 75: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
+	38, // 76: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
+	40, // 77: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
+	42, // 78: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
+	45, // 79: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
+	47, // 80: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
+	49, // 81: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
+	51, // 82: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
+	61, // [61:83] is the sub-list for method output_type
+	39, // [39:61] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_operator_proto_init() }
@@ -3075,7 +3212,7 @@ func file_agora_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_operator_proto_rawDesc), len(file_agora_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2014,6 +2014,96 @@ func (*AnswerInverseOfferResponse) Descriptor() ([]byte, []int) {
 	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{37}
 }
 
+// DemandRequest replaces the framework's demand.
+type DemandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Call          *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	Demands       []*Demand              `protobuf:"bytes,2,rep,name=demands,proto3" json:"demands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemandRequest) Reset() {
+	*x = DemandRequest{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemandRequest) ProtoMessage() {}
+
+func (x *DemandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemandRequest.ProtoReflect.Descriptor instead.
+func (*DemandRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DemandRequest) GetCall() *FrameworkCall {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *DemandRequest) GetDemands() []*Demand {
+	if x != nil {
+		return x.Demands
+	}
+	return nil
+}
+
+// DemandResponse is empty on success.
+type DemandResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemandResponse) Reset() {
+	*x = DemandResponse{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemandResponse) ProtoMessage() {}
+
+func (x *DemandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemandResponse.ProtoReflect.Descriptor instead.
+func (*DemandResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{39}
+}
+
 var File_agora_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_agora_v1_scheduler_proto_rawDesc = "" +
@@ -2127,7 +2217,11 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x16\n" +
 	"\x06accept\x18\x03 \x01(\bR\x06accept\"\x1c\n" +
-	"\x1aAnswerInverseOfferResponse2\xfd\a\n" +
+	"\x1aAnswerInverseOfferResponse\"h\n" +
+	"\rDemandRequest\x12+\n" +
+	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12*\n" +
+	"\ademands\x18\x02 \x03(\v2\x10.agora.v1.DemandR\ademands\"\x10\n" +
+	"\x0eDemandResponse2\xba\b\n" +
 	"\x10SchedulerService\x12F\n" +
 	"\tSubscribe\x12\x1a.agora.v1.SubscribeRequest\x1a\x1b.agora.v1.SubscribeResponse0\x01\x12;\n" +
 	"\x06Accept\x12\x17.agora.v1.AcceptRequest\x1a\x18.agora.v1.AcceptResponse\x12>\n" +
@@ -2141,7 +2235,8 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\bTeardown\x12\x19.agora.v1.TeardownRequest\x1a\x1a.agora.v1.TeardownResponse\x12D\n" +
 	"\tPutRecord\x12\x1a.agora.v1.PutRecordRequest\x1a\x1b.agora.v1.PutRecordResponse\x12M\n" +
 	"\fDeleteRecord\x12\x1d.agora.v1.DeleteRecordRequest\x1a\x1e.agora.v1.DeleteRecordResponse\x12J\n" +
-	"\vListRecords\x12\x1c.agora.v1.ListRecordsRequest\x1a\x1d.agora.v1.ListRecordsResponse\x12_\n" +
+	"\vListRecords\x12\x1c.agora.v1.ListRecordsRequest\x1a\x1d.agora.v1.ListRecordsResponse\x12;\n" +
+	"\x06Demand\x12\x17.agora.v1.DemandRequest\x1a\x18.agora.v1.DemandResponse\x12_\n" +
 	"\x12AnswerInverseOffer\x12#.agora.v1.AnswerInverseOfferRequest\x1a$.agora.v1.AnswerInverseOfferResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
@@ -2156,7 +2251,7 @@ func file_agora_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_agora_v1_scheduler_proto_rawDescData
 }
 
-var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*FrameworkCall)(nil),              // 0: agora.v1.FrameworkCall
 	(*SubscribeRequest)(nil),           // 1: agora.v1.SubscribeRequest
@@ -2196,15 +2291,18 @@ var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*InverseOffers)(nil),              // 35: agora.v1.InverseOffers
 	(*AnswerInverseOfferRequest)(nil),  // 36: agora.v1.AnswerInverseOfferRequest
 	(*AnswerInverseOfferResponse)(nil), // 37: agora.v1.AnswerInverseOfferResponse
-	(*FrameworkInfo)(nil),              // 38: agora.v1.FrameworkInfo
-	(*Offer)(nil),                      // 39: agora.v1.Offer
-	(*TaskStatus)(nil),                 // 40: agora.v1.TaskStatus
-	(*Operation)(nil),                  // 41: agora.v1.Operation
-	(*FrameworkRecord)(nil),            // 42: agora.v1.FrameworkRecord
-	(*InverseOffer)(nil),               // 43: agora.v1.InverseOffer
+	(*DemandRequest)(nil),              // 38: agora.v1.DemandRequest
+	(*DemandResponse)(nil),             // 39: agora.v1.DemandResponse
+	(*FrameworkInfo)(nil),              // 40: agora.v1.FrameworkInfo
+	(*Offer)(nil),                      // 41: agora.v1.Offer
+	(*TaskStatus)(nil),                 // 42: agora.v1.TaskStatus
+	(*Operation)(nil),                  // 43: agora.v1.Operation
+	(*FrameworkRecord)(nil),            // 44: agora.v1.FrameworkRecord
+	(*InverseOffer)(nil),               // 45: agora.v1.InverseOffer
+	(*Demand)(nil),                     // 46: agora.v1.Demand
 }
 var file_agora_v1_scheduler_proto_depIdxs = []int32{
-	38, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	40, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	3,  // 1: agora.v1.SubscribeResponse.subscribed:type_name -> agora.v1.Subscribed
 	4,  // 2: agora.v1.SubscribeResponse.offers:type_name -> agora.v1.Offers
 	5,  // 3: agora.v1.SubscribeResponse.rescind:type_name -> agora.v1.Rescind
@@ -2213,10 +2311,10 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	8,  // 6: agora.v1.SubscribeResponse.error:type_name -> agora.v1.Error
 	9,  // 7: agora.v1.SubscribeResponse.heartbeat:type_name -> agora.v1.Heartbeat
 	35, // 8: agora.v1.SubscribeResponse.inverse_offers:type_name -> agora.v1.InverseOffers
-	39, // 9: agora.v1.Offers.offers:type_name -> agora.v1.Offer
-	40, // 10: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
+	41, // 9: agora.v1.Offers.offers:type_name -> agora.v1.Offer
+	42, // 10: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
 	0,  // 11: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
-	41, // 12: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
+	43, // 12: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
 	0,  // 13: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 14: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 15: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
@@ -2224,49 +2322,53 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	0,  // 17: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 18: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
 	22, // 19: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
-	40, // 20: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
+	42, // 20: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
 	0,  // 21: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
-	38, // 22: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	40, // 22: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	0,  // 23: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 24: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 25: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 26: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
-	42, // 27: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
-	43, // 28: agora.v1.InverseOffers.inverse_offers:type_name -> agora.v1.InverseOffer
+	44, // 27: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
+	45, // 28: agora.v1.InverseOffers.inverse_offers:type_name -> agora.v1.InverseOffer
 	0,  // 29: agora.v1.AnswerInverseOfferRequest.call:type_name -> agora.v1.FrameworkCall
-	1,  // 30: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
-	10, // 31: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
-	12, // 32: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
-	14, // 33: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
-	16, // 34: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
-	18, // 35: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
-	20, // 36: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
-	23, // 37: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
-	25, // 38: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
-	27, // 39: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
-	29, // 40: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
-	31, // 41: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
-	33, // 42: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
-	36, // 43: agora.v1.SchedulerService.AnswerInverseOffer:input_type -> agora.v1.AnswerInverseOfferRequest
-	2,  // 44: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
-	11, // 45: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
-	13, // 46: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
-	15, // 47: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
-	17, // 48: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
-	19, // 49: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
-	21, // 50: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
-	24, // 51: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
-	26, // 52: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
-	28, // 53: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
-	30, // 54: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
-	32, // 55: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
-	34, // 56: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
-	37, // 57: agora.v1.SchedulerService.AnswerInverseOffer:output_type -> agora.v1.AnswerInverseOfferResponse
-	44, // [44:58] is the sub-list for method output_type
-	30, // [30:44] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	0,  // 30: agora.v1.DemandRequest.call:type_name -> agora.v1.FrameworkCall
+	46, // 31: agora.v1.DemandRequest.demands:type_name -> agora.v1.Demand
+	1,  // 32: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
+	10, // 33: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
+	12, // 34: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
+	14, // 35: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
+	16, // 36: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
+	18, // 37: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
+	20, // 38: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
+	23, // 39: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
+	25, // 40: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
+	27, // 41: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
+	29, // 42: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
+	31, // 43: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
+	33, // 44: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
+	38, // 45: agora.v1.SchedulerService.Demand:input_type -> agora.v1.DemandRequest
+	36, // 46: agora.v1.SchedulerService.AnswerInverseOffer:input_type -> agora.v1.AnswerInverseOfferRequest
+	2,  // 47: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
+	11, // 48: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
+	13, // 49: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
+	15, // 50: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
+	17, // 51: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
+	19, // 52: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
+	21, // 53: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
+	24, // 54: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
+	26, // 55: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
+	28, // 56: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
+	30, // 57: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
+	32, // 58: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
+	34, // 59: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
+	39, // 60: agora.v1.SchedulerService.Demand:output_type -> agora.v1.DemandResponse
+	37, // 61: agora.v1.SchedulerService.AnswerInverseOffer:output_type -> agora.v1.AnswerInverseOfferResponse
+	47, // [47:62] is the sub-list for method output_type
+	32, // [32:47] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_scheduler_proto_init() }
@@ -2293,7 +2395,7 @@ func file_agora_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_scheduler_proto_rawDesc), len(file_agora_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

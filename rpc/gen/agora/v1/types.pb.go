@@ -1418,7 +1418,10 @@ type Framework struct {
 	Filters         []*OfferFilter         `protobuf:"bytes,7,rep,name=filters,proto3" json:"filters,omitempty"`
 	// stream_token identifies the live subscription; calls from a replaced
 	// stream are rejected.
-	StreamToken   string `protobuf:"bytes,8,opt,name=stream_token,json=streamToken,proto3" json:"stream_token,omitempty"`
+	StreamToken string `protobuf:"bytes,8,opt,name=stream_token,json=streamToken,proto3" json:"stream_token,omitempty"`
+	// demand is what the framework says it cannot place, per role (the last
+	// Demand call replaces it; suppressing a role clears that role's part).
+	Demand        []*Demand `protobuf:"bytes,9,rep,name=demand,proto3" json:"demand,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1509,25 +1512,287 @@ func (x *Framework) GetStreamToken() string {
 	return ""
 }
 
+func (x *Framework) GetDemand() []*Demand {
+	if x != nil {
+		return x.Demand
+	}
+	return nil
+}
+
+// Demand is a number of equal task shapes a framework wants to run for one
+// of its roles and cannot place with what it is offered.
+type Demand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Role  string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// resources is the shape of one task (scalars only, unreserved).
+	Resources []*Resource `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	// count is how many tasks of that shape (>= 1).
+	Count         uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Demand) Reset() {
+	*x = Demand{}
+	mi := &file_agora_v1_types_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Demand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Demand) ProtoMessage() {}
+
+func (x *Demand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Demand.ProtoReflect.Descriptor instead.
+func (*Demand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Demand) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Demand) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *Demand) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// TaskRef names a task.
+type TaskRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FrameworkId   string                 `protobuf:"bytes,1,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskRef) Reset() {
+	*x = TaskRef{}
+	mi := &file_agora_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskRef) ProtoMessage() {}
+
+func (x *TaskRef) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
+func (*TaskRef) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TaskRef) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *TaskRef) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+// Preemption is one preemption decision of the leader: victims on one
+// agent are killed so that a higher-priority role's demand fits there. The
+// freed resources are held for the demanding framework (earmarked) until
+// window_seconds after the last victim ended, or until deadline.
+type Preemption struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// framework_id and role are the demand the preemption serves.
+	FrameworkId string `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	Role        string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	Priority    int32  `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	AgentId     string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// resources is what the demand needs on the agent (its shapes summed);
+	// it is earmarked for framework_id while the preemption lasts.
+	Resources     []*Resource            `protobuf:"bytes,6,rep,name=resources,proto3" json:"resources,omitempty"`
+	Victims       []*TaskRef             `protobuf:"bytes,7,rep,name=victims,proto3" json:"victims,omitempty"`
+	DecidedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	WindowSeconds float64                `protobuf:"fixed64,9,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	// freed_at is set when the last victim ended.
+	FreedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=freed_at,json=freedAt,proto3" json:"freed_at,omitempty"`
+	// deadline ends the preemption even if a victim never ends.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Preemption) Reset() {
+	*x = Preemption{}
+	mi := &file_agora_v1_types_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Preemption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Preemption) ProtoMessage() {}
+
+func (x *Preemption) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_types_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Preemption.ProtoReflect.Descriptor instead.
+func (*Preemption) Descriptor() ([]byte, []int) {
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Preemption) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Preemption) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *Preemption) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Preemption) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Preemption) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Preemption) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *Preemption) GetVictims() []*TaskRef {
+	if x != nil {
+		return x.Victims
+	}
+	return nil
+}
+
+func (x *Preemption) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *Preemption) GetWindowSeconds() float64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *Preemption) GetFreedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FreedAt
+	}
+	return nil
+}
+
+func (x *Preemption) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
 // Offer is resources of one agent offered to one framework for one role.
 type Offer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	FrameworkId   string                 `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Role          string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
-	Resources     []*Resource            `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	Hostname      string                 `protobuf:"bytes,8,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Attributes    map[string]string      `protobuf:"bytes,9,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	FrameworkId string                 `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	AgentId     string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Role        string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Resources   []*Resource            `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Hostname    string                 `protobuf:"bytes,8,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Attributes  map[string]string      `protobuf:"bytes,9,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// revocable: the offer's unreserved resources are revocable. They are
+	// offered only to frameworks with CAPABILITY_REVOCABLE_RESOURCES, to a
+	// role below the top priority band; tasks launched on them are revocable
+	// and may be preempted for the demand of a higher priority.
+	Revocable     bool `protobuf:"varint,10,opt,name=revocable,proto3" json:"revocable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_agora_v1_types_proto_msgTypes[13]
+	mi := &file_agora_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1804,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[13]
+	mi := &file_agora_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1817,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Offer) GetId() string {
@@ -1618,6 +1883,13 @@ func (x *Offer) GetAttributes() map[string]string {
 	return nil
 }
 
+func (x *Offer) GetRevocable() bool {
+	if x != nil {
+		return x.Revocable
+	}
+	return false
+}
+
 // TaskStatus is one status update of a task.
 type TaskStatus struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1640,7 +1912,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_agora_v1_types_proto_msgTypes[14]
+	mi := &file_agora_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1924,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[14]
+	mi := &file_agora_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1937,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskStatus) GetTaskId() string {
@@ -1757,7 +2029,7 @@ type CommandInfo struct {
 
 func (x *CommandInfo) Reset() {
 	*x = CommandInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[15]
+	mi := &file_agora_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2041,7 @@ func (x *CommandInfo) String() string {
 func (*CommandInfo) ProtoMessage() {}
 
 func (x *CommandInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[15]
+	mi := &file_agora_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2054,7 @@ func (x *CommandInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandInfo.ProtoReflect.Descriptor instead.
 func (*CommandInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CommandInfo) GetValue() string {
@@ -1816,7 +2088,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[16]
+	mi := &file_agora_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2100,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[16]
+	mi := &file_agora_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2113,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TaskInfo) GetTaskId() string {
@@ -1916,16 +2188,19 @@ type Task struct {
 	KillRequested    bool                   `protobuf:"varint,13,opt,name=kill_requested,json=killRequested,proto3" json:"kill_requested,omitempty"`
 	KillGraceSeconds float64                `protobuf:"fixed64,14,opt,name=kill_grace_seconds,json=killGraceSeconds,proto3" json:"kill_grace_seconds,omitempty"`
 	CreatedAt        *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// kill_reason is why the master asked for the kill ("DRAINED"); the
-	// task's KILLED status then carries it as its reason.
-	KillReason    string `protobuf:"bytes,50,opt,name=kill_reason,json=killReason,proto3" json:"kill_reason,omitempty"`
+	// revocable: the task uses unreserved resources of a revocable offer and
+	// may be preempted for the demand of a higher priority role.
+	Revocable bool `protobuf:"varint,16,opt,name=revocable,proto3" json:"revocable,omitempty"`
+	// kill_reason is why the master asked for the kill ("PREEMPTED", "DRAINED"); the
+	// task's KILLED update carries it as its reason.
+	KillReason    string `protobuf:"bytes,17,opt,name=kill_reason,json=killReason,proto3" json:"kill_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_agora_v1_types_proto_msgTypes[17]
+	mi := &file_agora_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2212,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[17]
+	mi := &file_agora_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2225,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Task) GetId() string {
@@ -2058,6 +2333,13 @@ func (x *Task) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetRevocable() bool {
+	if x != nil {
+		return x.Revocable
+	}
+	return false
+}
+
 func (x *Task) GetKillReason() string {
 	if x != nil {
 		return x.KillReason
@@ -2080,7 +2362,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_agora_v1_types_proto_msgTypes[18]
+	mi := &file_agora_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2374,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[18]
+	mi := &file_agora_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2387,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Reservation) GetId() string {
@@ -2164,7 +2446,7 @@ type VolumeInfo struct {
 
 func (x *VolumeInfo) Reset() {
 	*x = VolumeInfo{}
-	mi := &file_agora_v1_types_proto_msgTypes[19]
+	mi := &file_agora_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2458,7 @@ func (x *VolumeInfo) String() string {
 func (*VolumeInfo) ProtoMessage() {}
 
 func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[19]
+	mi := &file_agora_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2471,7 @@ func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeInfo.ProtoReflect.Descriptor instead.
 func (*VolumeInfo) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VolumeInfo) GetId() string {
@@ -2239,7 +2521,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_agora_v1_types_proto_msgTypes[20]
+	mi := &file_agora_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2533,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[20]
+	mi := &file_agora_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2546,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Volume) GetId() string {
@@ -2334,7 +2616,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_agora_v1_types_proto_msgTypes[21]
+	mi := &file_agora_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2628,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[21]
+	mi := &file_agora_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2641,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Operation) GetType() OperationType {
@@ -2414,7 +2696,7 @@ type FrameworkRecord struct {
 
 func (x *FrameworkRecord) Reset() {
 	*x = FrameworkRecord{}
-	mi := &file_agora_v1_types_proto_msgTypes[22]
+	mi := &file_agora_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2708,7 @@ func (x *FrameworkRecord) String() string {
 func (*FrameworkRecord) ProtoMessage() {}
 
 func (x *FrameworkRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_types_proto_msgTypes[22]
+	mi := &file_agora_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2721,7 @@ func (x *FrameworkRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FrameworkRecord.ProtoReflect.Descriptor instead.
 func (*FrameworkRecord) Descriptor() ([]byte, []int) {
-	return file_agora_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_agora_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FrameworkRecord) GetFrameworkId() string {
@@ -2558,7 +2840,7 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\twebui_url\x18\a \x01(\tR\bwebuiUrl\"Z\n" +
 	"\vOfferFilter\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x120\n" +
-	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xfd\x02\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xa7\x03\n" +
 	"\tFramework\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
 	"\x04info\x18\x02 \x01(\v2\x17.agora.v1.FrameworkInfoR\x04info\x12.\n" +
@@ -2567,7 +2849,30 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x0fdisconnected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0edisconnectedAt\x12)\n" +
 	"\x10suppressed_roles\x18\x06 \x03(\tR\x0fsuppressedRoles\x12/\n" +
 	"\afilters\x18\a \x03(\v2\x15.agora.v1.OfferFilterR\afilters\x12!\n" +
-	"\fstream_token\x18\b \x01(\tR\vstreamToken\"\xad\x03\n" +
+	"\fstream_token\x18\b \x01(\tR\vstreamToken\x12(\n" +
+	"\x06demand\x18\t \x03(\v2\x10.agora.v1.DemandR\x06demand\"d\n" +
+	"\x06Demand\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x120\n" +
+	"\tresources\x18\x02 \x03(\v2\x12.agora.v1.ResourceR\tresources\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"E\n" +
+	"\aTaskRef\x12!\n" +
+	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\"\xba\x03\n" +
+	"\n" +
+	"Preemption\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x1a\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x120\n" +
+	"\tresources\x18\x06 \x03(\v2\x12.agora.v1.ResourceR\tresources\x12+\n" +
+	"\avictims\x18\a \x03(\v2\x11.agora.v1.TaskRefR\avictims\x129\n" +
+	"\n" +
+	"decided_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12%\n" +
+	"\x0ewindow_seconds\x18\t \x01(\x01R\rwindowSeconds\x125\n" +
+	"\bfreed_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\afreedAt\x126\n" +
+	"\bdeadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\xcb\x03\n" +
 	"\x05Offer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
@@ -2581,7 +2886,9 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\bhostname\x18\b \x01(\tR\bhostname\x12?\n" +
 	"\n" +
 	"attributes\x18\t \x03(\v2\x1f.agora.v1.Offer.AttributesEntryR\n" +
-	"attributes\x1a=\n" +
+	"attributes\x12\x1c\n" +
+	"\trevocable\x18\n" +
+	" \x01(\bR\trevocable\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x02\n" +
@@ -2613,7 +2920,7 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\acommand\x18\x05 \x01(\v2\x15.agora.v1.CommandInfoR\acommand\x12\x1d\n" +
 	"\n" +
 	"volume_ids\x18\x06 \x03(\tR\tvolumeIds\x12,\n" +
-	"\x12kill_grace_seconds\x18\a \x01(\x01R\x10killGraceSeconds\"\xc7\x04\n" +
+	"\x12kill_grace_seconds\x18\a \x01(\x01R\x10killGraceSeconds\"\xe5\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12\x19\n" +
@@ -2632,8 +2939,9 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\x0ekill_requested\x18\r \x01(\bR\rkillRequested\x12,\n" +
 	"\x12kill_grace_seconds\x18\x0e \x01(\x01R\x10killGraceSeconds\x129\n" +
 	"\n" +
-	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1f\n" +
-	"\vkill_reason\x182 \x01(\tR\n" +
+	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1c\n" +
+	"\trevocable\x18\x10 \x01(\bR\trevocable\x12\x1f\n" +
+	"\vkill_reason\x18\x11 \x01(\tR\n" +
 	"killReason\"\x92\x02\n" +
 	"\vReservation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
@@ -2744,7 +3052,7 @@ func file_agora_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_agora_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_agora_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_agora_v1_types_proto_goTypes = []any{
 	(MasterState)(0),              // 0: agora.v1.MasterState
 	(AgentState)(0),               // 1: agora.v1.AgentState
@@ -2766,78 +3074,88 @@ var file_agora_v1_types_proto_goTypes = []any{
 	(*FrameworkInfo)(nil),         // 17: agora.v1.FrameworkInfo
 	(*OfferFilter)(nil),           // 18: agora.v1.OfferFilter
 	(*Framework)(nil),             // 19: agora.v1.Framework
-	(*Offer)(nil),                 // 20: agora.v1.Offer
-	(*TaskStatus)(nil),            // 21: agora.v1.TaskStatus
-	(*CommandInfo)(nil),           // 22: agora.v1.CommandInfo
-	(*TaskInfo)(nil),              // 23: agora.v1.TaskInfo
-	(*Task)(nil),                  // 24: agora.v1.Task
-	(*Reservation)(nil),           // 25: agora.v1.Reservation
-	(*VolumeInfo)(nil),            // 26: agora.v1.VolumeInfo
-	(*Volume)(nil),                // 27: agora.v1.Volume
-	(*Operation)(nil),             // 28: agora.v1.Operation
-	(*FrameworkRecord)(nil),       // 29: agora.v1.FrameworkRecord
-	nil,                           // 30: agora.v1.ResourceReservation.LabelsEntry
-	nil,                           // 31: agora.v1.Agent.AttributesEntry
-	nil,                           // 32: agora.v1.Offer.AttributesEntry
-	nil,                           // 33: agora.v1.CommandInfo.EnvironmentEntry
-	nil,                           // 34: agora.v1.Reservation.LabelsEntry
-	nil,                           // 35: agora.v1.Operation.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*Demand)(nil),                // 20: agora.v1.Demand
+	(*TaskRef)(nil),               // 21: agora.v1.TaskRef
+	(*Preemption)(nil),            // 22: agora.v1.Preemption
+	(*Offer)(nil),                 // 23: agora.v1.Offer
+	(*TaskStatus)(nil),            // 24: agora.v1.TaskStatus
+	(*CommandInfo)(nil),           // 25: agora.v1.CommandInfo
+	(*TaskInfo)(nil),              // 26: agora.v1.TaskInfo
+	(*Task)(nil),                  // 27: agora.v1.Task
+	(*Reservation)(nil),           // 28: agora.v1.Reservation
+	(*VolumeInfo)(nil),            // 29: agora.v1.VolumeInfo
+	(*Volume)(nil),                // 30: agora.v1.Volume
+	(*Operation)(nil),             // 31: agora.v1.Operation
+	(*FrameworkRecord)(nil),       // 32: agora.v1.FrameworkRecord
+	nil,                           // 33: agora.v1.ResourceReservation.LabelsEntry
+	nil,                           // 34: agora.v1.Agent.AttributesEntry
+	nil,                           // 35: agora.v1.Offer.AttributesEntry
+	nil,                           // 36: agora.v1.CommandInfo.EnvironmentEntry
+	nil,                           // 37: agora.v1.Reservation.LabelsEntry
+	nil,                           // 38: agora.v1.Operation.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
 }
 var file_agora_v1_types_proto_depIdxs = []int32{
 	7,  // 0: agora.v1.Resource.ranges:type_name -> agora.v1.Range
 	9,  // 1: agora.v1.Resource.reservation:type_name -> agora.v1.ResourceReservation
 	10, // 2: agora.v1.Resource.volume:type_name -> agora.v1.ResourceVolume
-	30, // 3: agora.v1.ResourceReservation.labels:type_name -> agora.v1.ResourceReservation.LabelsEntry
+	33, // 3: agora.v1.ResourceReservation.labels:type_name -> agora.v1.ResourceReservation.LabelsEntry
 	8,  // 4: agora.v1.Role.guarantee:type_name -> agora.v1.Resource
 	8,  // 5: agora.v1.Role.limit:type_name -> agora.v1.Resource
 	0,  // 6: agora.v1.Master.state:type_name -> agora.v1.MasterState
 	8,  // 7: agora.v1.Agent.resources:type_name -> agora.v1.Resource
-	31, // 8: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
+	34, // 8: agora.v1.Agent.attributes:type_name -> agora.v1.Agent.AttributesEntry
 	1,  // 9: agora.v1.Agent.state:type_name -> agora.v1.AgentState
-	36, // 10: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
-	36, // 11: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
+	39, // 10: agora.v1.Agent.registered_at:type_name -> google.protobuf.Timestamp
+	39, // 11: agora.v1.Agent.state_since:type_name -> google.protobuf.Timestamp
 	14, // 12: agora.v1.Agent.drain:type_name -> agora.v1.AgentDrain
-	36, // 13: agora.v1.AgentDrain.started_at:type_name -> google.protobuf.Timestamp
-	36, // 14: agora.v1.AgentDrain.deadline:type_name -> google.protobuf.Timestamp
+	39, // 13: agora.v1.AgentDrain.started_at:type_name -> google.protobuf.Timestamp
+	39, // 14: agora.v1.AgentDrain.deadline:type_name -> google.protobuf.Timestamp
 	15, // 15: agora.v1.AgentDrain.answers:type_name -> agora.v1.InverseOfferAnswer
-	36, // 16: agora.v1.InverseOfferAnswer.answered_at:type_name -> google.protobuf.Timestamp
+	39, // 16: agora.v1.InverseOfferAnswer.answered_at:type_name -> google.protobuf.Timestamp
 	8,  // 17: agora.v1.InverseOffer.resources:type_name -> agora.v1.Resource
-	36, // 18: agora.v1.InverseOffer.deadline:type_name -> google.protobuf.Timestamp
+	39, // 18: agora.v1.InverseOffer.deadline:type_name -> google.protobuf.Timestamp
 	2,  // 19: agora.v1.FrameworkInfo.capabilities:type_name -> agora.v1.Capability
-	36, // 20: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
+	39, // 20: agora.v1.OfferFilter.until:type_name -> google.protobuf.Timestamp
 	17, // 21: agora.v1.Framework.info:type_name -> agora.v1.FrameworkInfo
 	3,  // 22: agora.v1.Framework.state:type_name -> agora.v1.FrameworkState
-	36, // 23: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
-	36, // 24: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
+	39, // 23: agora.v1.Framework.registered_at:type_name -> google.protobuf.Timestamp
+	39, // 24: agora.v1.Framework.disconnected_at:type_name -> google.protobuf.Timestamp
 	18, // 25: agora.v1.Framework.filters:type_name -> agora.v1.OfferFilter
-	8,  // 26: agora.v1.Offer.resources:type_name -> agora.v1.Resource
-	36, // 27: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
-	36, // 28: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	32, // 29: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
-	4,  // 30: agora.v1.TaskStatus.state:type_name -> agora.v1.TaskState
-	5,  // 31: agora.v1.TaskStatus.source:type_name -> agora.v1.StatusSource
-	36, // 32: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	33, // 33: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
-	8,  // 34: agora.v1.TaskInfo.resources:type_name -> agora.v1.Resource
-	22, // 35: agora.v1.TaskInfo.command:type_name -> agora.v1.CommandInfo
-	8,  // 36: agora.v1.Task.resources:type_name -> agora.v1.Resource
-	22, // 37: agora.v1.Task.command:type_name -> agora.v1.CommandInfo
-	4,  // 38: agora.v1.Task.state:type_name -> agora.v1.TaskState
-	21, // 39: agora.v1.Task.status:type_name -> agora.v1.TaskStatus
-	36, // 40: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 41: agora.v1.Reservation.resources:type_name -> agora.v1.Resource
-	34, // 42: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
-	6,  // 43: agora.v1.Operation.type:type_name -> agora.v1.OperationType
-	23, // 44: agora.v1.Operation.tasks:type_name -> agora.v1.TaskInfo
-	8,  // 45: agora.v1.Operation.resources:type_name -> agora.v1.Resource
-	26, // 46: agora.v1.Operation.volumes:type_name -> agora.v1.VolumeInfo
-	35, // 47: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	20, // 26: agora.v1.Framework.demand:type_name -> agora.v1.Demand
+	8,  // 27: agora.v1.Demand.resources:type_name -> agora.v1.Resource
+	8,  // 28: agora.v1.Preemption.resources:type_name -> agora.v1.Resource
+	21, // 29: agora.v1.Preemption.victims:type_name -> agora.v1.TaskRef
+	39, // 30: agora.v1.Preemption.decided_at:type_name -> google.protobuf.Timestamp
+	39, // 31: agora.v1.Preemption.freed_at:type_name -> google.protobuf.Timestamp
+	39, // 32: agora.v1.Preemption.deadline:type_name -> google.protobuf.Timestamp
+	8,  // 33: agora.v1.Offer.resources:type_name -> agora.v1.Resource
+	39, // 34: agora.v1.Offer.created_at:type_name -> google.protobuf.Timestamp
+	39, // 35: agora.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 36: agora.v1.Offer.attributes:type_name -> agora.v1.Offer.AttributesEntry
+	4,  // 37: agora.v1.TaskStatus.state:type_name -> agora.v1.TaskState
+	5,  // 38: agora.v1.TaskStatus.source:type_name -> agora.v1.StatusSource
+	39, // 39: agora.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	36, // 40: agora.v1.CommandInfo.environment:type_name -> agora.v1.CommandInfo.EnvironmentEntry
+	8,  // 41: agora.v1.TaskInfo.resources:type_name -> agora.v1.Resource
+	25, // 42: agora.v1.TaskInfo.command:type_name -> agora.v1.CommandInfo
+	8,  // 43: agora.v1.Task.resources:type_name -> agora.v1.Resource
+	25, // 44: agora.v1.Task.command:type_name -> agora.v1.CommandInfo
+	4,  // 45: agora.v1.Task.state:type_name -> agora.v1.TaskState
+	24, // 46: agora.v1.Task.status:type_name -> agora.v1.TaskStatus
+	39, // 47: agora.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 48: agora.v1.Reservation.resources:type_name -> agora.v1.Resource
+	37, // 49: agora.v1.Reservation.labels:type_name -> agora.v1.Reservation.LabelsEntry
+	6,  // 50: agora.v1.Operation.type:type_name -> agora.v1.OperationType
+	26, // 51: agora.v1.Operation.tasks:type_name -> agora.v1.TaskInfo
+	8,  // 52: agora.v1.Operation.resources:type_name -> agora.v1.Resource
+	29, // 53: agora.v1.Operation.volumes:type_name -> agora.v1.VolumeInfo
+	38, // 54: agora.v1.Operation.labels:type_name -> agora.v1.Operation.LabelsEntry
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_types_proto_init() }
@@ -2851,7 +3169,7 @@ func file_agora_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_types_proto_rawDesc), len(file_agora_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

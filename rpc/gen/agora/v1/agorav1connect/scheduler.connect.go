@@ -69,6 +69,8 @@ const (
 	// SchedulerServiceListRecordsProcedure is the fully-qualified name of the SchedulerService's
 	// ListRecords RPC.
 	SchedulerServiceListRecordsProcedure = "/agora.v1.SchedulerService/ListRecords"
+	// SchedulerServiceDemandProcedure is the fully-qualified name of the SchedulerService's Demand RPC.
+	SchedulerServiceDemandProcedure = "/agora.v1.SchedulerService/Demand"
 	// SchedulerServiceAnswerInverseOfferProcedure is the fully-qualified name of the SchedulerService's
 	// AnswerInverseOffer RPC.
 	SchedulerServiceAnswerInverseOfferProcedure = "/agora.v1.SchedulerService/AnswerInverseOffer"
@@ -104,6 +106,13 @@ type SchedulerServiceClient interface {
 	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
 	// ListRecords lists the framework's records under a key prefix.
 	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
+	// Demand says what the framework cannot place: task shapes and counts
+	// per role. Each call replaces the last; Suppress clears the suppressed
+	// roles' demand. Negative, NaN or empty shapes and a zero count are
+	// InvalidArgument; a role the framework does not hold is
+	// PermissionDenied. A demand larger than any agent is accepted and
+	// reported as unsatisfiable by ExplainFramework.
+	Demand(context.Context, *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error)
 	// AnswerInverseOffer answers the inverse offer of a draining agent:
 	// accept ("I will move my tasks") or decline. NotFound for an unknown
 	// agent; FailedPrecondition when the agent is not draining or the
@@ -200,6 +209,12 @@ func NewSchedulerServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
 			connect.WithClientOptions(opts...),
 		),
+		demand: connect.NewClient[v1.DemandRequest, v1.DemandResponse](
+			httpClient,
+			baseURL+SchedulerServiceDemandProcedure,
+			connect.WithSchema(schedulerServiceMethods.ByName("Demand")),
+			connect.WithClientOptions(opts...),
+		),
 		answerInverseOffer: connect.NewClient[v1.AnswerInverseOfferRequest, v1.AnswerInverseOfferResponse](
 			httpClient,
 			baseURL+SchedulerServiceAnswerInverseOfferProcedure,
@@ -224,6 +239,7 @@ type schedulerServiceClient struct {
 	putRecord          *connect.Client[v1.PutRecordRequest, v1.PutRecordResponse]
 	deleteRecord       *connect.Client[v1.DeleteRecordRequest, v1.DeleteRecordResponse]
 	listRecords        *connect.Client[v1.ListRecordsRequest, v1.ListRecordsResponse]
+	demand             *connect.Client[v1.DemandRequest, v1.DemandResponse]
 	answerInverseOffer *connect.Client[v1.AnswerInverseOfferRequest, v1.AnswerInverseOfferResponse]
 }
 
@@ -292,6 +308,11 @@ func (c *schedulerServiceClient) ListRecords(ctx context.Context, req *connect.R
 	return c.listRecords.CallUnary(ctx, req)
 }
 
+// Demand calls agora.v1.SchedulerService.Demand.
+func (c *schedulerServiceClient) Demand(ctx context.Context, req *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error) {
+	return c.demand.CallUnary(ctx, req)
+}
+
 // AnswerInverseOffer calls agora.v1.SchedulerService.AnswerInverseOffer.
 func (c *schedulerServiceClient) AnswerInverseOffer(ctx context.Context, req *connect.Request[v1.AnswerInverseOfferRequest]) (*connect.Response[v1.AnswerInverseOfferResponse], error) {
 	return c.answerInverseOffer.CallUnary(ctx, req)
@@ -327,6 +348,13 @@ type SchedulerServiceHandler interface {
 	DeleteRecord(context.Context, *connect.Request[v1.DeleteRecordRequest]) (*connect.Response[v1.DeleteRecordResponse], error)
 	// ListRecords lists the framework's records under a key prefix.
 	ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error)
+	// Demand says what the framework cannot place: task shapes and counts
+	// per role. Each call replaces the last; Suppress clears the suppressed
+	// roles' demand. Negative, NaN or empty shapes and a zero count are
+	// InvalidArgument; a role the framework does not hold is
+	// PermissionDenied. A demand larger than any agent is accepted and
+	// reported as unsatisfiable by ExplainFramework.
+	Demand(context.Context, *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error)
 	// AnswerInverseOffer answers the inverse offer of a draining agent:
 	// accept ("I will move my tasks") or decline. NotFound for an unknown
 	// agent; FailedPrecondition when the agent is not draining or the
@@ -419,6 +447,12 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 		connect.WithSchema(schedulerServiceMethods.ByName("ListRecords")),
 		connect.WithHandlerOptions(opts...),
 	)
+	schedulerServiceDemandHandler := connect.NewUnaryHandler(
+		SchedulerServiceDemandProcedure,
+		svc.Demand,
+		connect.WithSchema(schedulerServiceMethods.ByName("Demand")),
+		connect.WithHandlerOptions(opts...),
+	)
 	schedulerServiceAnswerInverseOfferHandler := connect.NewUnaryHandler(
 		SchedulerServiceAnswerInverseOfferProcedure,
 		svc.AnswerInverseOffer,
@@ -453,6 +487,8 @@ func NewSchedulerServiceHandler(svc SchedulerServiceHandler, opts ...connect.Han
 			schedulerServiceDeleteRecordHandler.ServeHTTP(w, r)
 		case SchedulerServiceListRecordsProcedure:
 			schedulerServiceListRecordsHandler.ServeHTTP(w, r)
+		case SchedulerServiceDemandProcedure:
+			schedulerServiceDemandHandler.ServeHTTP(w, r)
 		case SchedulerServiceAnswerInverseOfferProcedure:
 			schedulerServiceAnswerInverseOfferHandler.ServeHTTP(w, r)
 		default:
@@ -514,6 +550,10 @@ func (UnimplementedSchedulerServiceHandler) DeleteRecord(context.Context, *conne
 
 func (UnimplementedSchedulerServiceHandler) ListRecords(context.Context, *connect.Request[v1.ListRecordsRequest]) (*connect.Response[v1.ListRecordsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.ListRecords is not implemented"))
+}
+
+func (UnimplementedSchedulerServiceHandler) Demand(context.Context, *connect.Request[v1.DemandRequest]) (*connect.Response[v1.DemandResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.SchedulerService.Demand is not implemented"))
 }
 
 func (UnimplementedSchedulerServiceHandler) AnswerInverseOffer(context.Context, *connect.Request[v1.AnswerInverseOfferRequest]) (*connect.Response[v1.AnswerInverseOfferResponse], error) {

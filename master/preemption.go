@@ -1,0 +1,252 @@
+package master
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/agora-sched/agora/fsm"
+	"github.com/agora-sched/agora/preempt"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+const (
+	// preemptionGap spaces two preemption passes.
+	preemptionGap = 100 * time.Millisecond
+	// preemptionIdle bounds how long the pass waits without a state change.
+	preemptionIdle = time.Second
+	// preemptionDeadlineSlack is added to the victims' longest kill grace
+	// and the window to bound a preemption whose victims never end.
+	preemptionDeadlineSlack = time.Minute
+)
+
+// verdictStore keeps the leader's last preemption pass for `agora
+// explain`: advisory, in memory, not replicated.
+type verdictStore struct {
+	mu       sync.Mutex
+	verdicts []preempt.Verdict
+	index    uint64
+}
+
+func (v *verdictStore) set(index uint64, verdicts []preempt.Verdict) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.verdicts, v.index = verdicts, index
+}
+
+// of returns framework fid's verdicts of the last pass.
+func (v *verdictStore) of(fid string) []preempt.Verdict {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []preempt.Verdict
+	for _, vd := range v.verdicts {
+		if vd.FrameworkID == fid {
+			out = append(out, vd)
+		}
+	}
+	return out
+}
+
+// runPreemption is the leader's preemption task: after state changes (at
+// most every preemptionGap) it runs preempt.Decide over the state and
+// proposes what it decides: one RescindOffers entry for the offers to
+// withdraw, one Preempt entry per decision. The FSM re-checks each
+// decision, so a decision from a state that moved on, or one the previous
+// leader already made, is rejected and kills nobody twice.
+func (l *leader) runPreemption(ctx context.Context) {
+	m := l.m
+	log := m.log.With("component", "preemption")
+	var backoff time.Duration
+	for {
+		st := m.State()
+		proposed, rejected := l.preemptOnce(ctx, st, log)
+		if proposed > 0 && rejected == proposed {
+			backoff = min(max(2*backoff, preemptionGap), 2*time.Second)
+		} else {
+			backoff = 0
+		}
+		wait := time.NewTimer(preemptionGap + backoff)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return
+		case <-wait.C:
+		}
+		idle := time.NewTimer(preemptionIdle)
+		select {
+		case <-ctx.Done():
+			idle.Stop()
+			return
+		case <-st.Changed():
+		case <-idle.C:
+		}
+		idle.Stop()
+	}
+}
+
+// preemptOnce runs one pass over st and proposes its outcome; it returns
+// how many entries it proposed and how many of them were rejected.
+func (l *leader) preemptOnce(ctx context.Context, st *fsm.State, log *slog.Logger) (proposed, rejected int) {
+	m := l.m
+	now := m.Now()
+	in := preemptInput(st, now)
+	if len(in.Demands) == 0 {
+		m.verdicts.set(st.Index(), nil)
+		return 0, 0
+	}
+	plan := preempt.Decide(in)
+	m.verdicts.set(st.Index(), plan.Verdicts)
+	if len(plan.Rescinds) > 0 {
+		cmd := &agorav1.RescindOffersCommand{Reason: "preempted for demand of a higher priority"}
+		for _, r := range plan.Rescinds {
+			cmd.OfferIds = append(cmd.OfferIds, r.OfferID)
+		}
+		proposed++
+		if _, err := m.Apply(ctx, fsm.CmdRescindOffers, cmd); err != nil {
+			rejected++
+			log.Debug("rescinding offers for demand failed", "err", err)
+		}
+	}
+	for _, pr := range plan.Preemptions {
+		if len(pr.Offers) > 0 {
+			cmd := &agorav1.RescindOffersCommand{Reason: "preempted for demand of role " + pr.Role}
+			for _, o := range pr.Offers {
+				cmd.OfferIds = append(cmd.OfferIds, o.ID)
+			}
+			if _, err := m.Apply(ctx, fsm.CmdRescindOffers, cmd); err != nil {
+				log.Debug("rescinding offers for a preemption failed", "err", err)
+			}
+		}
+		cmd := preemptCommand(pr, now, m.Config().PreemptionWindow)
+		proposed++
+		res, err := m.Apply(ctx, fsm.CmdPreempt, cmd)
+		if err != nil {
+			rejected++
+			log.Debug("preemption rejected", "agent", pr.AgentID, "framework", pr.FrameworkID, "role", pr.Role, "err", err)
+			continue
+		}
+		victims := make([]string, 0, len(pr.Victims))
+		for _, v := range pr.Victims {
+			victims = append(victims, v.FrameworkID+"/"+v.ID)
+		}
+		log.Info("preempting revocable tasks for demand", "preemption", cmd.GetPreemption().GetId(), "index", res.Index,
+			"framework", pr.FrameworkID, "role", pr.Role, "priority", pr.Priority, "agent", pr.AgentID,
+			"units", pr.Units, "victims", victims)
+	}
+	return proposed, rejected
+}
+
+// preemptCommand stamps one decision: id, time, window and deadline.
+func preemptCommand(pr preempt.Preemption, now time.Time, window time.Duration) *agorav1.PreemptCommand {
+	grace := 0.0
+	p := &agorav1.Preemption{
+		Id:            NewID(),
+		FrameworkId:   pr.FrameworkID,
+		Role:          pr.Role,
+		Priority:      pr.Priority,
+		AgentId:       pr.AgentID,
+		Resources:     resourcepb.ToProto("", pr.Resources),
+		DecidedAt:     timestamppb.New(now),
+		WindowSeconds: window.Seconds(),
+	}
+	cmd := &agorav1.PreemptCommand{Preemption: p}
+	for _, v := range pr.Victims {
+		p.Victims = append(p.Victims, &agorav1.TaskRef{FrameworkId: v.FrameworkID, TaskId: v.ID})
+		grace = max(grace, v.KillGrace.Seconds())
+		cmd.StatusUuids = append(cmd.StatusUuids, newUUID())
+	}
+	p.Deadline = timestamppb.New(now.Add(time.Duration(grace*float64(time.Second)) + window + preemptionDeadlineSlack))
+	return cmd
+}
+
+// newUUID returns a random RFC 4122 version 4 uuid.
+func newUUID() string {
+	h := NewID()
+	b := []byte(h)
+	b[12] = '4'
+	b[16] = "89ab"[b[16]%4]
+	return string(b[0:8]) + "-" + string(b[8:12]) + "-" + string(b[12:16]) + "-" + string(b[16:20]) + "-" + string(b[20:32])
+}
+
+// preemptInput builds the preemption pass's input from the state: active
+// agents with their free unreserved resources, outstanding offers and
+// revocable live tasks not being killed; connected frameworks' demand for
+// roles they have not suppressed; the preemptions in force.
+func preemptInput(st *fsm.State, now time.Time) preempt.Input {
+	var in preempt.Input
+	prio := map[string]int32{}
+	for _, r := range st.Roles() {
+		prio[r.GetName()] = r.GetPriority()
+	}
+	for _, fw := range st.Frameworks() {
+		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
+			continue
+		}
+		var filtered map[string]bool
+		for _, flt := range fw.GetFilters() {
+			if flt.GetUntil().AsTime().After(now) {
+				if filtered == nil {
+					filtered = map[string]bool{}
+				}
+				filtered[flt.GetAgentId()] = true
+			}
+		}
+		for _, d := range fw.GetDemand() {
+			if slices.Contains(fw.GetSuppressedRoles(), d.GetRole()) {
+				continue
+			}
+			shape, err := resourcepb.FromProto(d.GetResources())
+			if err != nil {
+				continue
+			}
+			in.Demands = append(in.Demands, preempt.Demand{
+				FrameworkID: fw.GetId(), Role: d.GetRole(), Priority: prio[d.GetRole()],
+				Shape: shape.Total(), Count: int(d.GetCount()), Excluded: filtered,
+			})
+		}
+	}
+	if len(in.Demands) == 0 {
+		return in
+	}
+	for _, p := range st.Preemptions() {
+		if !fsm.PreemptionEnd(p).AsTime().After(now) {
+			continue
+		}
+		held, _ := resourcepb.FromProto(p.GetResources())
+		in.Earmarks = append(in.Earmarks, preempt.Earmark{AgentID: p.GetAgentId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Resources: held.Total()})
+	}
+	for _, a := range st.Agents() {
+		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+			continue
+		}
+		u := st.AgentUsage(a.GetId())
+		ag := preempt.Agent{ID: a.GetId(), Total: u.Total, Free: u.Free[""]}
+		for _, o := range st.OffersByAgent(a.GetId()) {
+			p, err := resourcepb.FromProto(o.GetResources())
+			if err != nil || p[""].IsEmpty() {
+				continue
+			}
+			ag.Offers = append(ag.Offers, preempt.Offer{ID: o.GetId(), FrameworkID: o.GetFrameworkId(), Role: o.GetRole(),
+				Priority: prio[o.GetRole()], Resources: p[""]})
+		}
+		for _, t := range st.TasksByAgent(a.GetId()) {
+			if !t.GetRevocable() || t.GetKillRequested() || fsm.IsTerminal(t.GetState()) || t.GetState() == agorav1.TaskState_TASK_STATE_UNREACHABLE {
+				continue
+			}
+			p, err := resourcepb.FromProto(t.GetResources())
+			if err != nil {
+				continue
+			}
+			ag.Tasks = append(ag.Tasks, preempt.Task{FrameworkID: t.GetFrameworkId(), ID: t.GetId(), Role: t.GetRole(),
+				Priority: prio[t.GetRole()], Resources: p[""], Started: t.GetCreatedAt().AsTime(),
+				KillGrace: time.Duration(t.GetKillGraceSeconds() * float64(time.Second))})
+		}
+		in.Agents = append(in.Agents, ag)
+	}
+	return in
+}

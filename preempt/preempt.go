@@ -1,0 +1,708 @@
+package preempt
+
+import (
+	"cmp"
+	"container/heap"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agora-sched/agora/resources"
+)
+
+// Input is everything a preemption pass looks at. The master builds it
+// from replicated state; Plan never modifies it.
+type Input struct {
+	// Agents are the active agents.
+	Agents []Agent
+	// Demands are the connected frameworks' demand for roles they have not
+	// suppressed.
+	Demands []Demand
+	// Earmarks are the preemptions in force: resources held for a
+	// framework's role on an agent.
+	Earmarks []Earmark
+}
+
+// Agent is one active agent.
+type Agent struct {
+	ID string
+	// Total is the agent's capacity; a shape larger than every agent's
+	// Total is unsatisfiable.
+	Total resources.Resources
+	// Free is what is free and unreserved now (not used, not offered).
+	Free resources.Resources
+	// Offers are the outstanding offers on the agent (their unreserved
+	// scalars).
+	Offers []Offer
+	// Tasks are the agent's revocable live tasks that are not being killed:
+	// the only possible victims.
+	Tasks []Task
+}
+
+// Offer is an outstanding offer.
+type Offer struct {
+	ID, FrameworkID, Role string
+	// Priority is the priority of Role.
+	Priority  int32
+	Resources resources.Resources
+}
+
+// Task is a revocable live task, a possible victim.
+type Task struct {
+	FrameworkID, ID, Role string
+	// Priority is the priority of Role.
+	Priority  int32
+	Resources resources.Resources
+	// Started is when the task was launched.
+	Started time.Time
+	// KillGrace is the task's kill grace period; Decide does not use it,
+	// the caller bounds its decisions with it.
+	KillGrace time.Duration
+}
+
+// Demand is Count tasks of Shape that FrameworkID wants to run for Role.
+type Demand struct {
+	FrameworkID, Role string
+	// Priority is the priority of Role.
+	Priority int32
+	Shape    resources.Resources
+	Count    int
+	// Excluded are agents the framework filtered (declined): nothing on
+	// them counts for the demand, and nothing is rescinded or preempted
+	// there for it.
+	Excluded map[string]bool
+}
+
+// Earmark holds Resources of AgentID for FrameworkID's Role: a preemption
+// in force.
+type Earmark struct {
+	AgentID, FrameworkID, Role string
+	Resources                  resources.Resources
+}
+
+// Plan is the outcome of a pass: offers to rescind, preemptions to decide,
+// and a verdict per demand.
+type Plan struct {
+	// Rescinds are the offers of lower priorities to withdraw, in order.
+	Rescinds []Rescind
+	// Preemptions are the decisions, in order.
+	Preemptions []Preemption
+	// Verdicts has one entry per demand, in the order of Input.Demands.
+	Verdicts []Verdict
+}
+
+// Rescind withdraws an offer so that a demand of a higher priority fits.
+type Rescind struct {
+	OfferID, FrameworkID, AgentID string
+	// For names the demand served: framework and role.
+	ForFramework, ForRole string
+}
+
+// Preemption is one decision: kill Victims on AgentID so that Units
+// shapes of a demand fit there (Resources is their sum), rescinding
+// Offers (lower-priority offers on the agent) too.
+type Preemption struct {
+	AgentID, FrameworkID, Role string
+	Priority                   int32
+	Units                      int
+	// Shape is the demand's shape; Resources is Units of it.
+	Shape     resources.Resources
+	Resources resources.Resources
+	Victims   []Task
+	Offers    []Offer
+	// Room is what the agent had free for the demand before the decision
+	// (after the units and decisions planned before it in the pass).
+	Room resources.Resources
+}
+
+// Verdict is how a pass judged one demand: Placed units fit in free
+// resources, the framework's own offers or its earmarks; Rescinding units
+// fit once lower-priority offers are rescinded; Preempting units fit once
+// victims are killed; Unmet units did not fit, for Reason.
+type Verdict struct {
+	FrameworkID, Role string
+	Shape             resources.Resources
+	Count             int
+	Placed            int
+	Rescinding        int
+	Preempting        int
+	Unmet             int
+	Reason            Reason
+}
+
+// Reason says why demand is unmet.
+type Reason int
+
+// Reasons of unmet demand.
+const (
+	// ReasonNone: nothing is unmet.
+	ReasonNone Reason = iota
+	// ReasonUnsatisfiable: the shape is larger than any agent's total.
+	ReasonUnsatisfiable
+	// ReasonNoVictims: no agent can make room from free resources,
+	// lower-priority offers and lower-priority revocable tasks.
+	ReasonNoVictims
+)
+
+// String is the reason's stable name: "", "unsatisfiable", "no_victims".
+func (r Reason) String() string {
+	switch r {
+	case ReasonUnsatisfiable:
+		return "unsatisfiable"
+	case ReasonNoVictims:
+		return "no_victims"
+	}
+	return ""
+}
+
+// vec is a dense scalar vector in milli-units.
+type vec []int64
+
+func (v vec) fits(need vec) bool {
+	for i, n := range need {
+		if n > v[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (v vec) add(o vec) {
+	for i := range o {
+		v[i] += o[i]
+	}
+}
+
+func (v vec) sub(o vec) {
+	for i := range o {
+		v[i] -= o[i]
+	}
+}
+
+// fitsMinus reports whether v - o still holds need.
+func (v vec) fitsMinus(o, need vec) bool {
+	for i, n := range need {
+		if v[i]-o[i] < n {
+			return false
+		}
+	}
+	return true
+}
+
+type dims struct {
+	index map[string]int
+	names []string
+	n     int
+}
+
+func (d *dims) see(r resources.Resources) {
+	for name := range r.Scalars {
+		if _, ok := d.index[name]; !ok {
+			d.index[name] = d.n
+			d.names = append(d.names, name)
+			d.n++
+		}
+	}
+}
+
+// fill sets v to r's scalars of the known kinds.
+func (d *dims) fill(v vec, r resources.Resources) {
+	for i, name := range d.names {
+		v[i] = r.Scalars[name]
+	}
+}
+
+// res converts v back (positive entries only).
+func (d *dims) res(v vec) resources.Resources {
+	var out resources.Resources
+	for name, i := range d.index {
+		if v[i] > 0 {
+			out = out.Add(resources.Milli(name, v[i]))
+		}
+	}
+	return out
+}
+
+func (d *dims) vec(r resources.Resources) vec {
+	v := make(vec, d.n)
+	for name, m := range r.Scalars {
+		if i, ok := d.index[name]; ok { // only the kinds demanded matter
+			v[i] = m
+		}
+	}
+	return v
+}
+
+type task struct {
+	t     *Task
+	res   vec
+	start int64
+	gone  bool // chosen as a victim in this pass
+}
+
+type offer struct {
+	o    *Offer
+	res  vec
+	gone bool // rescinded in this pass
+}
+
+type agent struct {
+	a *Agent
+	// version counts changes to avail, tasks and offers in this pass.
+	version int
+	total   vec
+	avail   vec // free for anyone: Free minus what earmarks hold
+	tasks   []*task
+	offers  []*offer
+}
+
+type earmark struct {
+	agent *agent
+	m     *Earmark
+	left  vec
+}
+
+// Decide runs one preemption pass over in (see the package documentation).
+// It is pure: the same input gives the same plan.
+func Decide(in Input) Plan {
+	d := &dims{index: map[string]int{}}
+	for i := range in.Demands {
+		d.see(in.Demands[i].Shape)
+	}
+	var plan Plan
+	plan.Verdicts = make([]Verdict, len(in.Demands))
+	for i, dm := range in.Demands {
+		plan.Verdicts[i] = Verdict{FrameworkID: dm.FrameworkID, Role: dm.Role, Shape: dm.Shape, Count: max(dm.Count, 0)}
+	}
+	if len(in.Demands) == 0 {
+		return plan
+	}
+	nTasks, nOffers := 0, 0
+	for i := range in.Agents {
+		nTasks += len(in.Agents[i].Tasks)
+		nOffers += len(in.Agents[i].Offers)
+	}
+	// One allocation each for all agents, tasks, offers and their vectors.
+	agentStore := make([]agent, len(in.Agents))
+	taskStore := make([]task, nTasks)
+	taskPtrs := make([]*task, nTasks)
+	offerStore := make([]offer, nOffers)
+	offerPtrs := make([]*offer, nOffers)
+	vecs := make(vec, (2*len(in.Agents)+nTasks+nOffers)*d.n)
+	next := func(r resources.Resources) vec {
+		v := vecs[:d.n:d.n]
+		vecs = vecs[d.n:]
+		d.fill(v, r)
+		return v
+	}
+	agents := make([]*agent, len(in.Agents))
+	byID := make(map[string]*agent, len(in.Agents))
+	for i := range in.Agents {
+		a := &in.Agents[i]
+		ag := &agentStore[i]
+		*ag = agent{a: a, total: next(a.Total), avail: next(a.Free)}
+		ag.tasks = taskPtrs[:len(a.Tasks):len(a.Tasks)]
+		taskPtrs = taskPtrs[len(a.Tasks):]
+		for j := range a.Tasks {
+			t := &a.Tasks[j]
+			ts := &taskStore[0]
+			taskStore = taskStore[1:]
+			*ts = task{t: t, res: next(t.Resources), start: t.Started.UnixNano()}
+			ag.tasks[j] = ts
+		}
+		ag.offers = offerPtrs[:len(a.Offers):len(a.Offers)]
+		offerPtrs = offerPtrs[len(a.Offers):]
+		for j := range a.Offers {
+			os := &offerStore[0]
+			offerStore = offerStore[1:]
+			*os = offer{o: &a.Offers[j], res: next(a.Offers[j].Resources)}
+			ag.offers[j] = os
+		}
+		// Reprieve order: keep higher priorities first, then the older,
+		// then by id; victims are what is left, so the lowest priority
+		// and the most recently started go first.
+		slices.SortFunc(ag.tasks, func(x, y *task) int {
+			if c := cmp.Compare(y.t.Priority, x.t.Priority); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(x.start, y.start); c != 0 {
+				return c
+			}
+			return cmp.Or(strings.Compare(x.t.FrameworkID, y.t.FrameworkID), strings.Compare(x.t.ID, y.t.ID))
+		})
+		// Offers are rescinded lowest priority first, then by id.
+		slices.SortFunc(ag.offers, func(x, y *offer) int {
+			return cmp.Or(cmp.Compare(x.o.Priority, y.o.Priority), strings.Compare(x.o.ID, y.o.ID))
+		})
+		agents[i] = ag
+		byID[a.ID] = ag
+	}
+	if !slices.IsSortedFunc(agents, func(x, y *agent) int { return strings.Compare(x.a.ID, y.a.ID) }) {
+		slices.SortFunc(agents, func(x, y *agent) int { return strings.Compare(x.a.ID, y.a.ID) })
+	}
+	var marks []*earmark
+	for i := range in.Earmarks {
+		m := &in.Earmarks[i]
+		ag, ok := byID[m.AgentID]
+		if !ok {
+			continue
+		}
+		em := &earmark{agent: ag, m: m, left: d.vec(m.Resources)}
+		// The earmark holds what is free of it now; the rest is still in
+		// its victims.
+		for k := range em.left {
+			ag.avail[k] -= min(em.left[k], ag.avail[k])
+		}
+		marks = append(marks, em)
+	}
+	order := make([]int, len(in.Demands))
+	for i := range order {
+		order[i] = i
+	}
+	// Higher priority first, then framework, role, input order.
+	slices.SortStableFunc(order, func(x, y int) int {
+		a, b := &in.Demands[x], &in.Demands[y]
+		return cmp.Or(cmp.Compare(b.Priority, a.Priority), strings.Compare(a.FrameworkID, b.FrameworkID), strings.Compare(a.Role, b.Role))
+	})
+	p := &planner{d: d, agents: agents, marks: marks, plan: &plan}
+	for _, i := range order {
+		p.serve(&in.Demands[i], &plan.Verdicts[i])
+	}
+	return plan
+}
+
+type planner struct {
+	d      *dims
+	agents []*agent
+	marks  []*earmark
+	plan   *Plan
+	// cands are the current demand's preemption candidates, best first
+	// (nil until its first preemption); entries whose agent changed since
+	// are re-evaluated when they come up.
+	cands *candHeap
+}
+
+// serve places the units of one demand: earmarks, free resources and the
+// framework's own offers, then rescinds, then preemption.
+func (p *planner) serve(dm *Demand, v *Verdict) {
+	p.cands = nil
+	need := p.d.vec(dm.Shape)
+	left := v.Count
+	// Earmarks of the demand's framework and role.
+	for _, m := range p.marks {
+		for left > 0 && m.m.FrameworkID == dm.FrameworkID && m.m.Role == dm.Role && m.left.fits(need) {
+			m.left.sub(need)
+			left--
+			v.Placed++
+		}
+	}
+	for left > 0 {
+		if p.placeFree(dm, need) {
+			left--
+			v.Placed++
+			continue
+		}
+		if n := p.rescind(dm, need, left); n > 0 {
+			left -= n
+			v.Rescinding += n
+			continue
+		}
+		if n := p.preempt(dm, need, left); n > 0 {
+			left -= n
+			v.Preempting += n
+			continue
+		}
+		break
+	}
+	if left == 0 {
+		return
+	}
+	v.Unmet = left
+	v.Reason = ReasonNoVictims
+	if !slices.ContainsFunc(p.agents, func(a *agent) bool { return a.total.fits(need) }) {
+		v.Reason = ReasonUnsatisfiable
+	}
+}
+
+// ownOffers is what the demand's framework holds in offers for its role on
+// the agent.
+func ownOffers(a *agent, dm *Demand, dst vec) vec {
+	clear(dst)
+	for _, o := range a.offers {
+		if !o.gone && o.o.FrameworkID == dm.FrameworkID && o.o.Role == dm.Role {
+			dst.add(o.res)
+		}
+	}
+	return dst
+}
+
+// placeFree places one unit in an agent's free resources plus the
+// framework's own offers there (first fit in id order).
+func (p *planner) placeFree(dm *Demand, need vec) bool {
+	pool := make(vec, p.d.n)
+	for _, a := range p.agents {
+		if dm.Excluded[a.a.ID] {
+			continue
+		}
+		if a.avail.fits(need) {
+			a.avail.sub(need)
+			a.version++
+			return true
+		}
+		if len(a.offers) == 0 {
+			continue
+		}
+		ownOffers(a, dm, pool)
+		pool.add(a.avail)
+		if pool.fits(need) {
+			// The unit takes the framework's own offered resources first.
+			take := make(vec, p.d.n)
+			copy(take, need)
+			for _, o := range a.offers {
+				if o.gone || o.o.FrameworkID != dm.FrameworkID || o.o.Role != dm.Role {
+					continue
+				}
+				for k := range take {
+					use := min(take[k], o.res[k])
+					o.res[k] -= use
+					take[k] -= use
+				}
+			}
+			a.avail.sub(take)
+			a.version++
+			return true
+		}
+	}
+	return false
+}
+
+// rescind finds the first agent (id order) where free resources plus the
+// offers of lower priorities hold a unit, rescinds the fewest of those
+// offers (lowest priority first), and places as many units there as fit
+// (at most left). It returns how many units it placed.
+func (p *planner) rescind(dm *Demand, need vec, left int) int {
+	pool := make(vec, p.d.n)
+	for _, a := range p.agents {
+		if dm.Excluded[a.a.ID] {
+			continue
+		}
+		copy(pool, a.avail)
+		any := false
+		for _, o := range a.offers {
+			if !o.gone && o.o.Priority < dm.Priority {
+				pool.add(o.res)
+				any = true
+			}
+		}
+		if !any || !pool.fits(need) {
+			continue
+		}
+		units := 0
+		for units < left && pool.fits(need) {
+			pool.sub(need)
+			units++
+		}
+		want := make(vec, p.d.n)
+		for range units {
+			want.add(need)
+		}
+		// Rescind lowest priority first until the units fit.
+		got := make(vec, p.d.n)
+		copy(got, a.avail)
+		for _, o := range a.offers {
+			if got.fits(want) {
+				break
+			}
+			if o.gone || o.o.Priority >= dm.Priority {
+				continue
+			}
+			o.gone = true
+			got.add(o.res)
+			p.plan.Rescinds = append(p.plan.Rescinds, Rescind{
+				OfferID: o.o.ID, FrameworkID: o.o.FrameworkID, AgentID: a.a.ID,
+				ForFramework: dm.FrameworkID, ForRole: dm.Role,
+			})
+		}
+		got.sub(want)
+		copy(a.avail, got)
+		a.version++
+		return units
+	}
+	return 0
+}
+
+// candidate is one agent's best victim set for a demand.
+type candidate struct {
+	agent   *agent
+	victims []*task
+	offers  []*offer
+	version int
+	maxPrio int32
+	// newest is the earliest start among the victims of the highest
+	// priority: the later, the better.
+	newest int64
+}
+
+func better(x, y *candidate) bool {
+	if x.maxPrio != y.maxPrio {
+		return x.maxPrio < y.maxPrio
+	}
+	if len(x.victims) != len(y.victims) {
+		return len(x.victims) < len(y.victims)
+	}
+	if x.newest != y.newest {
+		return x.newest > y.newest
+	}
+	return x.agent.a.ID < y.agent.a.ID
+}
+
+// preempt chooses the agent and victims for units of a demand as
+// Kubernetes' scheduler does and records the decision. It returns how
+// many units the decision serves (0: no agent can make room).
+func (p *planner) preempt(dm *Demand, need vec, left int) int {
+	pool := make(vec, p.d.n)
+	if p.cands == nil {
+		p.cands = &candHeap{}
+		for _, a := range p.agents {
+			if c := p.candidate(a, dm, need, pool); c != nil {
+				p.cands.items = append(p.cands.items, c)
+			}
+		}
+		heap.Init(p.cands)
+	}
+	// A candidate whose agent changed since it was computed can only have
+	// got worse (less room): re-evaluate it when it comes up.
+	var best *candidate
+	for p.cands.Len() > 0 {
+		c := heap.Pop(p.cands).(*candidate)
+		if c.version == c.agent.version {
+			best = c
+			break
+		}
+		if c := p.candidate(c.agent, dm, need, pool); c != nil {
+			heap.Push(p.cands, c)
+		}
+	}
+	if best == nil {
+		return 0
+	}
+	a := best.agent
+	room := p.d.res(a.avail)
+	// Units: the first one, plus as many more as the freed room holds
+	// without more victims.
+	freed := make(vec, p.d.n)
+	copy(freed, a.avail)
+	for _, t := range best.victims {
+		t.gone = true
+		freed.add(t.res)
+	}
+	for _, o := range best.offers {
+		o.gone = true
+		freed.add(o.res)
+	}
+	units := 0
+	for units < left && freed.fits(need) {
+		freed.sub(need)
+		units++
+	}
+	copy(a.avail, freed)
+	a.version++
+	pr := Preemption{AgentID: a.a.ID, FrameworkID: dm.FrameworkID, Role: dm.Role, Priority: dm.Priority, Units: units, Room: room, Shape: dm.Shape}
+	for range units {
+		pr.Resources = pr.Resources.Add(dm.Shape)
+	}
+	for _, t := range best.victims {
+		pr.Victims = append(pr.Victims, *t.t)
+	}
+	for _, o := range best.offers {
+		pr.Offers = append(pr.Offers, *o.o)
+	}
+	p.plan.Preemptions = append(p.plan.Preemptions, pr)
+	if c := p.candidate(a, dm, need, pool); c != nil {
+		heap.Push(p.cands, c)
+	}
+	return units
+}
+
+// candidate is the best victim set on agent a for one unit of the
+// demand, or nil when a cannot make room for it.
+func (p *planner) candidate(a *agent, dm *Demand, need, pool vec) *candidate {
+	if !a.total.fits(need) || dm.Excluded[a.a.ID] {
+		return nil
+	}
+	// Everything that could go: free, lower offers, lower tasks.
+	copy(pool, a.avail)
+	lower := 0
+	for _, t := range a.tasks {
+		if !t.gone && t.t.Priority < dm.Priority {
+			pool.add(t.res)
+			lower++
+		}
+	}
+	if lower == 0 {
+		return nil
+	}
+	for _, o := range a.offers {
+		if !o.gone && o.o.Priority < dm.Priority {
+			pool.add(o.res)
+		}
+	}
+	if !pool.fits(need) {
+		return nil
+	}
+	c := p.victims(a, dm, need, pool)
+	c.version = a.version
+	return c
+}
+
+// candHeap orders candidates best first.
+type candHeap struct{ items []*candidate }
+
+func (h *candHeap) Len() int           { return len(h.items) }
+func (h *candHeap) Less(i, j int) bool { return better(h.items[i], h.items[j]) }
+func (h *candHeap) Swap(i, j int)      { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *candHeap) Push(x any)         { h.items = append(h.items, x.(*candidate)) }
+func (h *candHeap) Pop() any {
+	n := len(h.items) - 1
+	c := h.items[n]
+	h.items = h.items[:n]
+	return c
+}
+
+// victims picks the victims on one agent: start from everything of a
+// lower priority gone (pool), then reprieve tasks in reprieve order
+// (highest priority, oldest first) while one unit still fits, then
+// reprieve offers the same way. What is not reprieved goes.
+func (p *planner) victims(a *agent, dm *Demand, need, pool vec) *candidate {
+	c := &candidate{agent: a, maxPrio: -1 << 31}
+	for _, t := range a.tasks {
+		if t.gone || t.t.Priority >= dm.Priority {
+			continue
+		}
+		if pool.fitsMinus(t.res, need) {
+			pool.sub(t.res)
+			continue
+		}
+		c.victims = append(c.victims, t)
+	}
+	for i := len(a.offers) - 1; i >= 0; i-- { // highest priority kept first
+		o := a.offers[i]
+		if o.gone || o.o.Priority >= dm.Priority {
+			continue
+		}
+		if pool.fitsMinus(o.res, need) {
+			pool.sub(o.res)
+			continue
+		}
+		c.offers = append(c.offers, o)
+	}
+	slices.Reverse(c.offers)
+	for _, t := range c.victims {
+		if t.t.Priority > c.maxPrio {
+			c.maxPrio, c.newest = t.t.Priority, t.start
+		} else if t.t.Priority == c.maxPrio {
+			c.newest = min(c.newest, t.start)
+		}
+	}
+	return c
+}
