@@ -15,7 +15,7 @@ import (
 func runStory(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	short := fs.Bool("short", false, "the CI form: fewer keys and units (under 2 minutes)")
-	verbose := fs.Bool("v", false, "print the cluster's logs (INFO) to stderr")
+	verbose := fs.Bool("v", false, "print the cluster's logs (INFO) and the batch job's progress to stderr")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -26,6 +26,7 @@ func runStory(ctx context.Context, args []string) error {
 	o := story.Options{Bin: self, Short: *short, Out: os.Stdout}
 	if *verbose {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		o.JobOut = os.Stderr
 	}
 	sum, err := story.Run(ctx, o)
 	b, _ := json.Marshal(sum)

@@ -213,6 +213,19 @@ func (j *Job) Run(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// RunningOn returns how many of the job's tasks run on agent.
+func (j *Job) RunningOn(agent string) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for _, a := range j.runningOn {
+		if a == agent {
+			n++
+		}
+	}
+	return n
+}
+
 // runningTasks lists the ids of the tasks the job launched that have not
 // ended.
 func (j *Job) runningTasks() []string {

@@ -29,7 +29,9 @@ type Options struct {
 	Bin string
 	// Short is the CI form: fewer keys and units, shorter work.
 	Short bool
-	// Out receives the narration; Logger the cluster's logs (nil: none).
+	// Out receives the narration; Logger the cluster's logs (nil: none);
+	// JobOut the batch job's own progress lines (nil: none).
+	JobOut io.Writer
 	Out    io.Writer
 	Logger *slog.Logger
 }
@@ -57,9 +59,9 @@ type sizes struct {
 
 func sizesOf(short bool) sizes {
 	if short {
-		return sizes{keys: 50, units: 60, lines: 2000, work: 1500 * time.Millisecond, webPods: 2}
+		return sizes{keys: 50, units: 60, lines: 2000, work: 8 * time.Second, webPods: 2}
 	}
-	return sizes{keys: 500, units: 400, lines: 20000, work: 3 * time.Second, webPods: 3}
+	return sizes{keys: 500, units: 300, lines: 20000, work: 20 * time.Second, webPods: 3}
 }
 
 // Agents of the story: 6 agents of 2 cpus (5 kv pods go one per agent, and
@@ -161,7 +163,7 @@ func (s *story) run(ctx context.Context) error {
 
 	// 2. The batch job on the slack.
 	job, err := batch.New(batch.Config{
-		Masters: c.Addrs(), Role: "batch", Revocable: true, Units: s.sz.units, Lines: s.sz.lines,
+		Masters: c.Addrs(), Role: "batch", Revocable: true, Units: s.sz.units, Lines: s.sz.lines, Out: s.o.JobOut,
 		CPUs: unitCPUs, Mem: unitMem, Work: s.sz.work, Logger: s.o.Logger,
 		Command: func(unit, lines int, url string, work time.Duration) string {
 			return fmt.Sprintf("exec %s batch unit --unit %d --lines %d --report %s --work %s", s.o.Bin, unit, lines, url, work)
@@ -541,6 +543,7 @@ func (s *story) drain(ctx context.Context, job *batch.Job) error {
 	if !s.o.Short {
 		deadline = 60 * time.Second
 	}
+	units := job.RunningOn(agent)
 	p0 := job.Progress()
 	start := time.Now()
 	if _, err := s.cl.Operator.DrainAgent(ctx, connect.NewRequest(&agorav1.DrainAgentRequest{
@@ -548,7 +551,7 @@ func (s *story) drain(ctx context.Context, job *batch.Job) error {
 	})); err != nil {
 		return fmt.Errorf("draining %s: %w", agent, err)
 	}
-	s.say("7. agent %s (runs %s) drains with a %s deadline", agent, victim.Name, deadline)
+	s.say("7. agent %s (runs %s and %d batch units) drains with a %s deadline", agent, victim.Name, units, deadline)
 	if err := poll(ctx, deadline+stepTimeout, agent+" DRAINED", func() (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -580,8 +583,7 @@ func (s *story) drain(ctx context.Context, job *batch.Job) error {
 		return fmt.Errorf("%d keys missing on the moved %s", lost, moved.Name)
 	}
 	s.sum.DrainedAgents++
-	p1 := job.Progress()
-	s.say("7. agent %s DRAINED in %s: %s moved to %s with every key, the kv plan complete; batch units rerun meanwhile: %d",
-		agent, emptied.Round(time.Millisecond), victim.Name, moved.AgentID, p1.Reruns-p0.Reruns)
+	s.say("7. agent %s DRAINED in %s: %s moved to %s with every key, the kv plan complete; batch units that yielded to the drain and ran again: %d",
+		agent, emptied.Round(time.Millisecond), victim.Name, moved.AgentID, job.Progress().Reruns-p0.Reruns)
 	return nil
 }

@@ -53,6 +53,7 @@ type driver struct {
 	raw       []byte // st as stored
 	version   uint64
 	wants     *bool                         // last revive (true) or suppress (false) sent
+	demand    *string                       // last demand sent ("" none), nil: unknown
 	killsSent map[string]time.Time          // task -> when its kill was last sent
 	checks    map[string]context.CancelFunc // task -> its readiness checker
 	done      bool                          // removed: record deleted, torn down
@@ -76,6 +77,7 @@ func (dr *driver) Subscribed(d framework.Driver, frameworkID string, resubscribe
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
 	dr.d, dr.fid = d, frameworkID
+	dr.demand = nil // say it again to the (maybe new) leader
 	dr.h.noteFramework(dr.name, frameworkID)
 	dr.log.Info("service scheduler subscribed", "framework", frameworkID, "resubscribed", resubscribed)
 	if err := dr.load(); err != nil {
@@ -358,12 +360,55 @@ func (dr *driver) after() {
 		cancel()
 		if err == nil {
 			dr.wants = &wants
+			if !wants {
+				none := "" // Suppress cleared the role's demand
+				dr.demand = &none
+			}
 		} else {
 			dr.log.Warn("revive/suppress failed", "wants", wants, "err", err)
 		}
 	}
+	dr.sendDemand()
 	if dr.st.Removed() {
 		dr.finish()
+	}
+}
+
+// sendDemand tells the masters what the plan waits to place (a new pod's
+// resources), so that a role of a higher priority than the tasks in the
+// way can have them preempted; an empty demand once nothing waits. Sent
+// when it changes. Called with mu held.
+func (dr *driver) sendDemand() {
+	r, ok := dr.st.Demand()
+	var ds []*agorav1.Demand
+	key := ""
+	if ok {
+		d := &agorav1.Demand{Role: dr.st.Spec.Role, Count: 1}
+		for _, sc := range []struct {
+			name string
+			v    float64
+		}{{"cpus", r.CPUs}, {"mem", r.Mem}, {"disk", r.Disk}} {
+			if sc.v > 0 {
+				d.Resources = append(d.Resources, &agorav1.Resource{Name: sc.name, Scalar: sc.v})
+			}
+		}
+		if len(d.Resources) > 0 {
+			ds = append(ds, d)
+			key = fmt.Sprintf("%s %g %g %g", d.GetRole(), r.CPUs, r.Mem, r.Disk)
+		}
+	}
+	if dr.demand != nil && *dr.demand == key {
+		return
+	}
+	ctx, cancel := dr.callCtx()
+	defer cancel()
+	if err := dr.d.Demand(ctx, ds...); err != nil {
+		dr.log.Warn("demand failed", "demand", key, "err", err)
+		return
+	}
+	dr.demand = &key
+	if key != "" {
+		dr.log.Info("demand sent", "demand", key)
 	}
 }
 
