@@ -92,6 +92,9 @@ const (
 	// OperatorServiceGetServiceProcedure is the fully-qualified name of the OperatorService's
 	// GetService RPC.
 	OperatorServiceGetServiceProcedure = "/agora.v1.OperatorService/GetService"
+	// OperatorServiceGossipKeyringProcedure is the fully-qualified name of the OperatorService's
+	// GossipKeyring RPC.
+	OperatorServiceGossipKeyringProcedure = "/agora.v1.OperatorService/GossipKeyring"
 )
 
 // OperatorServiceClient is a client for the agora.v1.OperatorService service.
@@ -145,6 +148,11 @@ type OperatorServiceClient interface {
 	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
 	// GetService reports one service. NotFound for an unknown one.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
+	// GossipKeyring manages the gossip encryption keyring of every member of
+	// the pool (masters and agents) through serf's keyring queries: list,
+	// install, use (make primary) or remove a key. Any master answers; it
+	// needs no leader.
+	GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the agora.v1.OperatorService service. By
@@ -278,6 +286,12 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("GetService")),
 			connect.WithClientOptions(opts...),
 		),
+		gossipKeyring: connect.NewClient[v1.GossipKeyringRequest, v1.GossipKeyringResponse](
+			httpClient,
+			baseURL+OperatorServiceGossipKeyringProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GossipKeyring")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -303,6 +317,7 @@ type operatorServiceClient struct {
 	removeService     *connect.Client[v1.RemoveServiceRequest, v1.RemoveServiceResponse]
 	listServices      *connect.Client[v1.ListServicesRequest, v1.ListServicesResponse]
 	getService        *connect.Client[v1.GetServiceRequest, v1.GetServiceResponse]
+	gossipKeyring     *connect.Client[v1.GossipKeyringRequest, v1.GossipKeyringResponse]
 }
 
 // GetStatus calls agora.v1.OperatorService.GetStatus.
@@ -405,6 +420,11 @@ func (c *operatorServiceClient) GetService(ctx context.Context, req *connect.Req
 	return c.getService.CallUnary(ctx, req)
 }
 
+// GossipKeyring calls agora.v1.OperatorService.GossipKeyring.
+func (c *operatorServiceClient) GossipKeyring(ctx context.Context, req *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error) {
+	return c.gossipKeyring.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the agora.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// GetStatus reports the leader, masters, raft indexes and object counts.
@@ -456,6 +476,11 @@ type OperatorServiceHandler interface {
 	ListServices(context.Context, *connect.Request[v1.ListServicesRequest]) (*connect.Response[v1.ListServicesResponse], error)
 	// GetService reports one service. NotFound for an unknown one.
 	GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error)
+	// GossipKeyring manages the gossip encryption keyring of every member of
+	// the pool (masters and agents) through serf's keyring queries: list,
+	// install, use (make primary) or remove a key. Any master answers; it
+	// needs no leader.
+	GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -585,6 +610,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("GetService")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceGossipKeyringHandler := connect.NewUnaryHandler(
+		OperatorServiceGossipKeyringProcedure,
+		svc.GossipKeyring,
+		connect.WithSchema(operatorServiceMethods.ByName("GossipKeyring")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceGetStatusProcedure:
@@ -627,6 +658,8 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceListServicesHandler.ServeHTTP(w, r)
 		case OperatorServiceGetServiceProcedure:
 			operatorServiceGetServiceHandler.ServeHTTP(w, r)
+		case OperatorServiceGossipKeyringProcedure:
+			operatorServiceGossipKeyringHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -714,4 +747,8 @@ func (UnimplementedOperatorServiceHandler) ListServices(context.Context, *connec
 
 func (UnimplementedOperatorServiceHandler) GetService(context.Context, *connect.Request[v1.GetServiceRequest]) (*connect.Response[v1.GetServiceResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.GetService is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.GossipKeyring is not implemented"))
 }
