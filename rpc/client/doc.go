@@ -76,6 +76,8 @@
 //	  RunService                 not-applied a second run answers AlreadyExists
 //	  ReplaceServicePod          not-applied a second replace moves the pod again
 //	  RemoveService              not-applied a second may answer NotFound (the service is gone)
+//	  GossipKeyring              always      install, use or remove a key twice leaves the
+//	                                         keyrings as once; list is a read
 //	SchedulerService
 //	  Reconcile                  always      a read; its answers are resent as updates, which
 //	                                         frameworks must tolerate anyway

@@ -69,6 +69,10 @@ var policies = map[string]Policy{
 	agorav1connect.OperatorServiceRunServiceProcedure:        RetryIfNotApplied,
 	agorav1connect.OperatorServiceReplaceServicePodProcedure: RetryIfNotApplied,
 	agorav1connect.OperatorServiceRemoveServiceProcedure:     RetryIfNotApplied,
+
+	// Keyring queries: installing, using or removing a key twice leaves
+	// every keyring as once; listing is a read.
+	agorav1connect.OperatorServiceGossipKeyringProcedure: RetryAlways,
 }
 
 // PolicyOf returns the retry policy of a procedure
