@@ -53,8 +53,13 @@ func (c *Client) norm(addr string) string {
 // applied, and retrying with the same certificates cannot succeed.
 func tlsRefused(err error) bool {
 	var verr *tls.CertificateVerificationError
-	var alert tls.AlertError
 	var hostErr x509.HostnameError
 	var authErr x509.UnknownAuthorityError
-	return errors.As(err, &verr) || errors.As(err, &alert) || errors.As(err, &hostErr) || errors.As(err, &authErr)
+	if errors.As(err, &verr) || errors.As(err, &hostErr) || errors.As(err, &authErr) {
+		return true
+	}
+	// crypto/tls reports an alert from the peer (bad_certificate,
+	// certificate_required, unknown_ca) as this OpError.
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }
