@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/rpc/client"
 	"github.com/agora-sched/agora/tlsconf"
 )
@@ -44,3 +45,7 @@ func (c *Config) secureListener(ln net.Listener) net.Listener {
 	cfg.NextProtos = []string{"http/1.1"}
 	return tls.NewListener(ln, cfg)
 }
+
+// Gossip returns the agent's gossip member, for tests and tooling (a
+// member's own keyring: Gossip().LocalKeys()).
+func (a *Agent) Gossip() *gossip.Pool { return a.pool }
