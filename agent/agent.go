@@ -106,6 +106,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := cfg.checkTLS(); err != nil {
+		return nil, err
+	}
 	log := cfg.Logger.With("agent", cfg.ID)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: data dir: %w", err)
@@ -136,7 +139,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: log, res: res, out: out, launched: launched, hostname: hostname,
 		done:        make(chan struct{}),
 		reregister:  make(chan struct{}, 1),
-		masters:     client.New("", client.WithCallTimeout(rpcTimeout), client.WithLogger(log)),
+		masters:     client.New("", cfg.clientOptions(client.WithCallTimeout(rpcTimeout), client.WithLogger(log))...),
 		latest:      map[executor.TaskKey]*agorav1.TaskStatus{},
 		killing:     map[executor.TaskKey]bool{},
 		seenMasters: map[string]bool{},
@@ -151,7 +154,7 @@ func New(cfg Config) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("agent: http listener: %w", err)
 		}
-		a.httpLn = ln
+		a.httpLn = cfg.secureListener(ln)
 		httpAddr = ln.Addr().String()
 	}
 	a.metrics = newAgentMetrics(a)
@@ -171,6 +174,7 @@ func New(cfg Config) (*Agent, error) {
 		BindAddr: cfg.GossipAddr,
 		Tags:     gossip.Tags{Role: gossip.RoleAgent, ID: cfg.ID, HTTPAddr: httpAddr},
 		Profile:  cfg.GossipProfile,
+		Keyring:  cfg.GossipKeyring,
 		Logger:   log,
 	})
 	if err != nil {

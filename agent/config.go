@@ -15,6 +15,7 @@ import (
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/resources"
+	"github.com/agora-sched/agora/tlsconf"
 )
 
 // Config configures an Agent.
@@ -49,6 +50,17 @@ type Config struct {
 
 	// Cluster must equal the masters' cluster name; empty means "agora".
 	Cluster string
+
+	// TLS, optional, turns on mutual TLS: calls to the masters present
+	// this certificate (valid for agent.<Cluster>.agora, or the masters
+	// refuse it) and accept only master certificates; the HTTP listener
+	// requires a CA-signed client certificate. Nil means plaintext.
+	TLS *tlsconf.Bundle
+
+	// GossipKeyring, optional, encrypts gossip; the first key is the
+	// primary. It must hold the pool's current key, or the agent cannot
+	// join.
+	GossipKeyring [][]byte
 
 	// Version is reported at registration.
 	Version string

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agora-sched/agora/agent"
 	"github.com/agora-sched/agora/resources"
+	"github.com/agora-sched/agora/tlsconf"
 )
 
 // AgentOptions describes an agent of a dev cluster.
@@ -96,6 +97,10 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 	if len(c.cfgs) > 0 {
 		cluster = c.cfgs[0].Cluster
 	}
+	tlsBundle, err := c.bundle(tlsconf.RoleAgent, o.ID)
+	if err != nil {
+		return nil, err
+	}
 	a, err := agent.New(agent.Config{
 		ID:            o.ID,
 		DataDir:       filepath.Join(c.dir, "agents", o.ID),
@@ -107,6 +112,8 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 		Cluster:       cluster,
 		Version:       "dev",
 		Logger:        c.opts.Logger,
+		GossipKeyring: c.opts.GossipKeyring,
+		TLS:           tlsBundle,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("devcluster: %w", err)

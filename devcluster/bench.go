@@ -35,6 +35,9 @@ type WriteBench struct {
 	RaftProfile string
 	// Logger; nil discards logs.
 	Logger *slog.Logger
+	// TLS runs agora's side with mutual TLS on (Options.TLS), the
+	// client presenting a client certificate; bare raft stays plain.
+	TLS bool
 }
 
 // WriteResult compares agora's replicated write rate with bare Raft's.
@@ -97,7 +100,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	}
 	defer cleanup()
 
-	c, err := Start(ctx, Options{Masters: 3, DataDir: filepath.Join(dir, "agora"), RaftProfile: o.RaftProfile, Logger: log})
+	c, err := Start(ctx, Options{Masters: 3, DataDir: filepath.Join(dir, "agora"), RaftProfile: o.RaftProfile, Logger: log, TLS: o.TLS})
 	if err != nil {
 		return res, err
 	}
@@ -106,7 +109,14 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 		c.Stop()
 		return res, err
 	}
-	cl := client.New(leader.HTTPURL())
+	var copts []client.Option
+	if tlsCfg, err := c.ClientTLS("client", "bench"); err != nil {
+		c.Stop()
+		return res, err
+	} else if tlsCfg != nil {
+		copts = append(copts, client.WithTLS(tlsCfg))
+	}
+	cl := client.New(leader.HTTPURL(), copts...)
 	var errs atomic.Int64
 	n := runWriters(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) {
 		_, err := cl.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{

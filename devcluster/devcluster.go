@@ -14,6 +14,7 @@ import (
 	"github.com/agora-sched/agora/freeport"
 	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/tlsconf"
 )
 
 // Options configures a dev cluster. Zero values take defaults.
@@ -33,6 +34,12 @@ type Options struct {
 	Logger *slog.Logger
 	// MasterConfig, optional, adjusts each master's config before New.
 	MasterConfig func(*master.Config)
+	// TLS turns on mutual TLS: Start makes a CA in Dir()/tls and gives
+	// each master and agent a certificate for its role (see tls.go).
+	TLS bool
+	// GossipKeyring, optional, encrypts gossip between the masters and
+	// the agents; the first key is the primary.
+	GossipKeyring [][]byte
 	// OnNew, optional, is called with each master (also on Restart) after
 	// New and before Start: the place for test hooks (AddLeaderTaskForTest, OnApplyForTest).
 	OnNew func(i int, m *master.Master)
@@ -43,6 +50,7 @@ type Cluster struct {
 	opts    Options
 	dir     string
 	tempDir bool
+	ca      *tlsconf.CA // nil without TLS
 	cfgs    []master.Config
 
 	mu      sync.Mutex
@@ -75,6 +83,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			return nil, fmt.Errorf("devcluster: temp dir: %w", err)
 		}
 		c.dir, c.tempDir = d, true
+	}
+	if err := c.setupTLS(); err != nil {
+		return nil, err
 	}
 	var httpAddrs, raftAddrs, gossipAddrs []string
 	for i := range o.Masters {
@@ -110,10 +121,14 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			BootstrapExpect: o.Masters,
 			GossipProfile:   o.GossipProfile,
 			RaftProfile:     o.RaftProfile,
+			GossipKeyring:   o.GossipKeyring,
 			Logger:          o.Logger,
 		}
 		if o.MasterConfig != nil {
 			o.MasterConfig(&cfg)
+		}
+		if err := c.masterTLS(&cfg); err != nil {
+			return nil, err
 		}
 		c.cfgs = append(c.cfgs, cfg)
 		c.masters = append(c.masters, nil)
@@ -186,7 +201,7 @@ func (c *Cluster) Configs() []master.Config { return append([]master.Config(nil)
 func (c *Cluster) Addrs() []string {
 	out := make([]string, len(c.cfgs))
 	for i, cfg := range c.cfgs {
-		out[i] = "http://" + cfg.HTTPAddr
+		out[i] = c.scheme() + cfg.HTTPAddr
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/tlsconf"
 )
 
 // Defaults for Config fields left zero.
@@ -80,6 +81,15 @@ type Config struct {
 
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
+
+	// TLS, optional, names the CA, certificate and key for mutual TLS
+	// with the masters (a client certificate from `agora tls cert --role
+	// client`); the zero value means plaintext. Ignored with HTTPClient.
+	TLS tlsconf.Files
+
+	// Cluster is the cluster name the masters' certificates must carry
+	// with TLS (master.<Cluster>.agora); default "agora".
+	Cluster string
 }
 
 // Scheduler receives a framework's events. Run calls its methods from one
@@ -248,6 +258,11 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 	if cfg.HTTPClient != nil {
 		opts = append(opts, client.WithHTTPClient(cfg.HTTPClient))
 	}
+	tlsOpts, err := cfg.tlsOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, tlsOpts...)
 	r.c = client.New(strings.Join(masters, ","), opts...)
 	r.drv = &driver{r: r}
 	return r, nil

@@ -211,10 +211,11 @@ type Event struct {
 
 // Pool is our membership in the gossip pool.
 type Pool struct {
-	serf   *serf.Serf
-	log    *slog.Logger
-	serfCh chan serf.Event
-	events chan Event
+	serf    *serf.Serf
+	keyring *memberlist.Keyring // nil without encryption
+	log     *slog.Logger
+	serfCh  chan serf.Event
+	events  chan Event
 
 	dropped atomic.Uint64
 	stop    chan struct{}
@@ -296,6 +297,7 @@ func New(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("gossip: start member %s: %w", cfg.NodeName, err)
 	}
 	p.serf = s
+	p.keyring = mc.Keyring
 	return p, nil
 }
 

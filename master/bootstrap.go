@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"net/http"
 	"sort"
 	"time"
 
@@ -82,6 +81,10 @@ func (m *Master) tryBootstrap(ctx context.Context) bool {
 	// Never bootstrap next to masters that already hold Raft state: that
 	// would start a second cluster. Ask each of them first.
 	for _, p := range peers[1:] {
+		if err := m.verifyRaftPeer(ctx, p.raftAddr); err != nil {
+			m.log.Warn("not bootstrapping with gossip member", "peer", p.id, "err", err)
+			return false
+		}
 		has, err := m.peerHasRaftState(ctx, p)
 		if err != nil {
 			m.log.Debug("cannot ask master for its raft state yet", "peer", p.id, "err", err)
@@ -109,7 +112,7 @@ func (m *Master) tryBootstrap(ctx context.Context) bool {
 func (m *Master) peerHasRaftState(ctx context.Context, p peer) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerProbeTimeout)
 	defer cancel()
-	c := agorav1connect.NewOperatorServiceClient(http.DefaultClient, "http://"+p.httpAddr)
+	c := agorav1connect.NewOperatorServiceClient(m.peerHTTPClient(), m.urlOf(p.httpAddr))
 	resp, err := c.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{Read: &agorav1.ReadOptions{Stale: true}}))
 	if err != nil {
 		return false, err
@@ -154,13 +157,17 @@ func (m *Master) reconcile(ctx context.Context) {
 		}
 		s, ok := inConf[raft.ServerID(p.id)]
 		if !ok || s.Address != raft.ServerAddress(p.raftAddr) {
+			if err := m.verifyRaftPeer(ctx, p.raftAddr); err != nil {
+				m.log.Warn("not adding gossip member as a raft voter", "peer", p.id, "err", err)
+				continue
+			}
 			m.log.Info("adding master to raft configuration", "peer", p.id, "raft", p.raftAddr)
 			if err := m.raft.AddVoter(raft.ServerID(p.id), raft.ServerAddress(p.raftAddr), 0, 10*time.Second).Error(); err != nil {
 				m.log.Warn("adding voter failed", "peer", p.id, "err", err)
 				continue
 			}
 		}
-		want := &agorav1.Master{Id: p.id, RaftAddress: p.raftAddr, HttpAddress: "http://" + p.httpAddr, GossipAddress: p.gossipAddr}
+		want := &agorav1.Master{Id: p.id, RaftAddress: p.raftAddr, HttpAddress: m.urlOf(p.httpAddr), GossipAddress: p.gossipAddr}
 		if rec, ok := recorded[p.id]; ok && proto.Equal(rec, want) {
 			continue
 		}

@@ -68,4 +68,12 @@
 // (AgentGoneTimeout, AgentReregisterTimeout, AgentRemovalRate, LivenessGrace, FrameworkReconnectGrace, OfferTimeout,
 // HeartbeatInterval, DefaultFailoverTimeout, AllocationInterval) configure
 // the leader-only work other files of this package run.
+//
+// TLS (a tlsconf.Bundle whose certificate is valid for
+// master.<Cluster>.agora, or New fails) turns on mutual TLS on the HTTP
+// listener and the Raft transport, https URLs, and the checks described
+// in tls.go: only agent certificates reach the AgentService, only master
+// certificates speak Raft, and a gossip member becomes a voter only after
+// proving a master certificate on its Raft address. GossipKeyring
+// encrypts gossip; the GossipKeyring operator call rotates it online.
 package master

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agora-sched/agora/logging"
 	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+	"github.com/agora-sched/agora/tlsconf"
 )
 
 // HealthService is the gRPC health service name.
@@ -32,7 +33,8 @@ func (m *Master) newHTTPServer() *http.Server {
 	// Small messages are not worth gzip's CPU (most agora messages are).
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20), connect.WithCompressMinBytes(4 << 10)}
 	mux.Handle(agorav1connect.NewOperatorServiceHandler(&operatorServer{m: m}, opts...))
-	mux.Handle(agorav1connect.NewAgentServiceHandler(m.agentSrv, opts...))
+	agentPath, agentHandler := agorav1connect.NewAgentServiceHandler(m.agentSrv, opts...)
+	mux.Handle(agentPath, m.requireRole(tlsconf.RoleAgent, agentHandler))
 	mux.Handle(agorav1connect.NewSchedulerServiceHandler(m.schedSrv, opts...))
 
 	h := &healthServer{m: m}
@@ -59,6 +61,7 @@ func (m *Master) newHTTPServer() *http.Server {
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
+	srv.Protocols.SetHTTP2(true) // over TLS, by ALPN
 	return srv
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/logging"
+	"github.com/agora-sched/agora/tlsconf"
 )
 
 // Raft profiles accepted in Config.RaftProfile.
@@ -101,6 +102,14 @@ type Config struct {
 	// ended, the freed resources are offered to the demanding framework
 	// only; default 10s.
 	PreemptionWindow time.Duration
+	// TLS, optional, turns on mutual TLS: the HTTP listener, the Raft
+	// transport and calls to other masters (see tls.go). Its certificate
+	// must be valid for master.<Cluster>.agora. Nil means plaintext.
+	TLS *tlsconf.Bundle
+	// GossipKeyring, optional, encrypts gossip (AES-GCM); every key is
+	// 16, 24 or 32 bytes and the first is the primary. Rotate keys online
+	// with the GossipKeyring operator call.
+	GossipKeyring [][]byte
 	// Logger receives the master's logs, raft's and gossip's included;
 	// nil means slog.Default().
 	Logger *slog.Logger
@@ -173,7 +182,7 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return nil
+	return c.checkTLS()
 }
 
 // Master is one agora master. Build it with New, then Start it.
@@ -237,8 +246,8 @@ func New(cfg Config) (*Master, error) {
 		reconcileCh: make(chan struct{}, 1),
 		bootCh:      make(chan struct{}, 1),
 		stopped:     make(chan struct{}),
-		httpURL:     "http://" + cfg.HTTPAddr,
 	}
+	m.httpURL = m.urlOf(cfg.HTTPAddr)
 	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
 	m.leader = newLeader(m)
 	m.agentSrv = &agentServer{m: m}
@@ -292,7 +301,8 @@ func (m *Master) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("master: listen http %s: %w", m.cfg.HTTPAddr, err)
 	}
 	m.httpLn = ln
-	m.httpURL = "http://" + ln.Addr().String()
+	m.httpURL = m.urlOf(ln.Addr().String())
+	ln = m.secureListener(ln)
 
 	pool, err := gossip.New(gossip.Config{
 		NodeName: "master/" + m.cfg.ID,
@@ -304,6 +314,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 			Extra:    map[string]string{TagRaft: string(m.raftAddr()), TagCluster: m.cfg.Cluster},
 		},
 		Profile: m.cfg.GossipProfile,
+		Keyring: m.cfg.GossipKeyring,
 		Logger:  m.cfg.Logger.With("master", m.cfg.ID),
 	})
 	if err != nil {
@@ -425,7 +436,7 @@ func (m *Master) startRaft() error {
 		return fmt.Errorf("master: inspect raft state: %w", err)
 	}
 	m.hadRaft = has
-	trans, err := NewRaftTransport(m.cfg.RaftAddr, m.log)
+	trans, err := m.newRaftTransport()
 	if err != nil {
 		return err
 	}
@@ -646,7 +657,7 @@ func (m *Master) masterURL(id string) string {
 	if m.pool != nil {
 		for _, mem := range m.pool.Members() {
 			if mem.Tags.Role == gossip.RoleMaster && mem.Tags.ID == id && mem.Tags.HTTPAddr != "" {
-				return "http://" + mem.Tags.HTTPAddr
+				return m.urlOf(mem.Tags.HTTPAddr)
 			}
 		}
 	}

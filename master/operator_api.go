@@ -108,7 +108,7 @@ func (m *Master) masterViews() []*agorav1.Master {
 		}
 		p, isAlive := alive[id]
 		if isAlive {
-			v.HttpAddress, v.GossipAddress = "http://"+p.httpAddr, p.gossipAddr
+			v.HttpAddress, v.GossipAddress = m.urlOf(p.httpAddr), p.gossipAddr
 		}
 		switch {
 		case id == leaderID:

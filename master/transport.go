@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,10 @@ func (t *RaftTransport) Abort() { t.stream.abort() }
 
 // NewRaftTransport binds agora's Raft TCP transport on addr.
 func NewRaftTransport(addr string, logger *slog.Logger) (*RaftTransport, error) {
+	return newRaftTransport(addr, logger, nil)
+}
+
+func newRaftTransport(addr string, logger *slog.Logger, peerTLS *tls.Config) (*RaftTransport, error) {
 	tcp, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
@@ -70,7 +75,7 @@ func NewRaftTransport(addr string, logger *slog.Logger) (*RaftTransport, error) 
 		return nil, fmt.Errorf("master: raft transport %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &abortableStream{Listener: ln, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	s := &abortableStream{Listener: ln, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}, tls: peerTLS}
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  s,
 		MaxPool: 5,
@@ -86,6 +91,7 @@ type abortableStream struct {
 	net.Listener
 	ctx    context.Context
 	cancel context.CancelFunc
+	tls    *tls.Config // nil: plain TCP (see tls.go)
 
 	mu      sync.Mutex
 	aborted bool
@@ -104,7 +110,7 @@ func (s *abortableStream) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc.inbound = true
-	return tc, nil
+	return s.secureInbound(tc), nil
 }
 
 func (s *abortableStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -120,7 +126,7 @@ func (s *abortableStream) Dial(address raft.ServerAddress, timeout time.Duration
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}
-	return tc, nil
+	return s.secureOutbound(tc, string(address), timeout)
 }
 
 func (s *abortableStream) track(c net.Conn) (*trackedConn, error) {

@@ -50,6 +50,7 @@ type clientFlags struct {
 	timeout time.Duration
 	json    bool
 	stale   bool
+	tls     tlsFlags
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
@@ -59,6 +60,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
 	}
 	fs.StringVar(&c.addr, "addr", def, "any master's address, or several comma-separated (env AGORA_ADDR)")
 	fs.DurationVar(&c.timeout, "timeout", client.DefaultCallTimeout, "give up a call after this long, all retries included")
+	c.tls.register(fs, true)
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print JSON for scripts")
 		fs.BoolVar(&c.stale, "stale", false, "answer from the contacted master's local state (no leader check)")
@@ -69,7 +71,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
 // redirects, passes over masters that do not answer and gives up after
 // --timeout.
 func (c *clientFlags) client() *client.Client {
-	return client.New(c.addr, client.WithCallTimeout(c.timeout))
+	return client.New(c.addr, append(c.tls.clientOptions(), client.WithCallTimeout(c.timeout))...)
 }
 
 // masters lists the addresses of --addr.

@@ -90,6 +90,8 @@ func runMaster(ctx context.Context, args []string) error {
 	join := fs.String("join", "", "comma-separated gossip addresses of masters to join (may include our own)")
 	expect := fs.Int("bootstrap-expect", 0, "bootstrap the raft cluster once this many masters are seen")
 	profile := fs.String("gossip-profile", "lan", "gossip timing profile: lan or local")
+	var sec securityFlags
+	sec.register(fs)
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -100,7 +102,11 @@ func runMaster(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := master.Config{ID: *id, DataDir: *dataDir, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, GossipAddr: *gossipAddr,
+	tlsBundle, keyring, err := sec.load()
+	if err != nil {
+		return err
+	}
+	cfg := master.Config{TLS: tlsBundle, GossipKeyring: keyring, ID: *id, DataDir: *dataDir, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, GossipAddr: *gossipAddr,
 		Join: splitList(*join), BootstrapExpect: *expect, GossipProfile: gossip.Profile(*profile), Logger: log}
 	mf.apply(&cfg)
 	m, err := master.New(cfg)
@@ -129,6 +135,8 @@ func runAgent(ctx context.Context, args []string) error {
 	attrs := fs.String("attributes", "", "attributes, e.g. 'rack:r1;zone:a'")
 	profile := fs.String("gossip-profile", "lan", "gossip timing profile: lan or local")
 	cluster := fs.String("cluster", "agora", "cluster name; must match the masters'")
+	var sec securityFlags
+	sec.register(fs)
 	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -152,7 +160,11 @@ func runAgent(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--attributes: %w", err)
 	}
-	a, err := agent.New(agent.Config{ID: *id, DataDir: *dataDir, GossipAddr: *gossipAddr, HTTPAddr: *httpAddr,
+	tlsBundle, keyring, err := sec.load()
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Config{TLS: tlsBundle, GossipKeyring: keyring, ID: *id, DataDir: *dataDir, GossipAddr: *gossipAddr, HTTPAddr: *httpAddr,
 		Join: splitList(*join), Resources: r, Attributes: at, GossipProfile: gossip.Profile(*profile),
 		Cluster: *cluster, Version: version, Logger: log, Decommission: *decommission})
 	if err != nil {

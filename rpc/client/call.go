@@ -135,6 +135,9 @@ func classify(err error, attemptExpired bool, tr *sendTrace) (o outcome, silent 
 		}
 		return final, false
 	}
+	if tlsRefused(err) {
+		return final, false // a certificate does not get better by retrying
+	}
 	var ue *unreachableError
 	if attemptExpired || errors.As(err, &ue) || connect.CodeOf(err) == connect.CodeUnavailable {
 		if neverSent(err, tr) {
@@ -310,7 +313,7 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 			return nil, err
 		case redirected:
 			_, addr, _ := LeaderFromError(err)
-			addr = NormalizeAddr(addr)
+			addr = c.norm(addr)
 			c.AddMasters(addr)
 			if addr == "" || addr == target || c.isDown(addr) {
 				break // no progress: treat as "no leader known"

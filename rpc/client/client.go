@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -83,6 +84,7 @@ type options struct {
 	minBackoff     time.Duration
 	maxBackoff     time.Duration
 	log            *slog.Logger
+	tls            *tls.Config
 }
 
 // WithHTTPClient uses hc's transport (its timeout and other settings
@@ -196,7 +198,7 @@ func New(addrs string, opts ...Option) *Client {
 
 	hc := o.httpClient
 	if hc == nil {
-		hc = DefaultHTTPClient()
+		hc = newHTTPClient(o.tls)
 	}
 	rt := hc.Transport
 	if rt == nil {
@@ -248,7 +250,7 @@ func (c *Client) AddMasters(addrs ...string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, a := range addrs {
-		c.learnLocked(NormalizeAddr(a))
+		c.learnLocked(c.norm(a))
 	}
 }
 
@@ -280,7 +282,7 @@ func (c *Client) Target() string {
 
 // SetTarget makes addr the preferred master (and a known one).
 func (c *Client) SetTarget(addr string) {
-	addr = NormalizeAddr(addr)
+	addr = c.norm(addr)
 	if addr == "" {
 		return
 	}
@@ -295,7 +297,7 @@ func (c *Client) SetTarget(addr string) {
 // calls pass it over for a while, and if it was the preferred master the
 // preference moves to the next known one.
 func (c *Client) Skip(addr string) {
-	addr = NormalizeAddr(addr)
+	addr = c.norm(addr)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.markDownLocked(addr, time.Now())
@@ -326,8 +328,8 @@ func (c *Client) markDownLocked(addr string, now time.Time) {
 // use Follow (or just reopen the stream, which goes to Target).
 func (c *Client) Follow(from string, err error) bool {
 	_, addr, ok := LeaderFromError(err)
-	addr = NormalizeAddr(addr)
-	if !ok || addr == "" || addr == NormalizeAddr(from) {
+	addr = c.norm(addr)
+	if !ok || addr == "" || addr == c.norm(from) {
 		return false
 	}
 	c.mu.Lock()
@@ -402,7 +404,7 @@ func (c *Client) learn(msg any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range ms {
-		c.learnLocked(NormalizeAddr(m.GetHttpAddress()))
+		c.learnLocked(c.norm(m.GetHttpAddress()))
 	}
 }
 

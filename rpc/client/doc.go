@@ -79,6 +79,8 @@
 //	  DrainAgent                 not-applied a duplicate after another operator's undrain would
 //	                                         drain the agent again
 //	  UndrainAgent               not-applied a second answers FailedPrecondition (not draining)
+//	  GossipKeyring              always      install, use or remove a key twice leaves the
+//	                                         keyrings as once; list is a read
 //	SchedulerService
 //	  Reconcile                  always      a read; its answers are resent as updates, which
 //	                                         frameworks must tolerate anyway

@@ -75,6 +75,9 @@ var policies = map[string]Policy{
 	agorav1connect.OperatorServiceDrainAgentProcedure:          RetryIfNotApplied,
 	agorav1connect.OperatorServiceUndrainAgentProcedure:        RetryIfNotApplied,
 	agorav1connect.SchedulerServiceAnswerInverseOfferProcedure: RetryAlways,
+	// Keyring queries: installing, using or removing a key twice leaves
+	// every keyring as once; listing is a read.
+	agorav1connect.OperatorServiceGossipKeyringProcedure: RetryAlways,
 }
 
 // PolicyOf returns the retry policy of a procedure

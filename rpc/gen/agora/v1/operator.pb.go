@@ -22,6 +22,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GossipKeyringAction is what GossipKeyring does.
+type GossipKeyringAction int32
+
+const (
+	GossipKeyringAction_GOSSIP_KEYRING_ACTION_UNSPECIFIED GossipKeyringAction = 0
+	// LIST reports the keys every member holds.
+	GossipKeyringAction_GOSSIP_KEYRING_ACTION_LIST GossipKeyringAction = 1
+	// INSTALL adds a key to every member's keyring (not yet used to send).
+	GossipKeyringAction_GOSSIP_KEYRING_ACTION_INSTALL GossipKeyringAction = 2
+	// USE makes an installed key the primary: messages are sent with it.
+	GossipKeyringAction_GOSSIP_KEYRING_ACTION_USE GossipKeyringAction = 3
+	// REMOVE drops a key that is not the primary from every keyring.
+	GossipKeyringAction_GOSSIP_KEYRING_ACTION_REMOVE GossipKeyringAction = 4
+)
+
+// Enum value maps for GossipKeyringAction.
+var (
+	GossipKeyringAction_name = map[int32]string{
+		0: "GOSSIP_KEYRING_ACTION_UNSPECIFIED",
+		1: "GOSSIP_KEYRING_ACTION_LIST",
+		2: "GOSSIP_KEYRING_ACTION_INSTALL",
+		3: "GOSSIP_KEYRING_ACTION_USE",
+		4: "GOSSIP_KEYRING_ACTION_REMOVE",
+	}
+	GossipKeyringAction_value = map[string]int32{
+		"GOSSIP_KEYRING_ACTION_UNSPECIFIED": 0,
+		"GOSSIP_KEYRING_ACTION_LIST":        1,
+		"GOSSIP_KEYRING_ACTION_INSTALL":     2,
+		"GOSSIP_KEYRING_ACTION_USE":         3,
+		"GOSSIP_KEYRING_ACTION_REMOVE":      4,
+	}
+)
+
+func (x GossipKeyringAction) Enum() *GossipKeyringAction {
+	p := new(GossipKeyringAction)
+	*p = x
+	return p
+}
+
+func (x GossipKeyringAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyringAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_agora_v1_operator_proto_enumTypes[0].Descriptor()
+}
+
+func (GossipKeyringAction) Type() protoreflect.EnumType {
+	return &file_agora_v1_operator_proto_enumTypes[0]
+}
+
+func (x GossipKeyringAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyringAction.Descriptor instead.
+func (GossipKeyringAction) EnumDescriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{0}
+}
+
 // ReadOptions control read consistency.
 type ReadOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2819,6 +2879,150 @@ func (x *UndrainAgentResponse) GetIndex() uint64 {
 	return 0
 }
 
+// GossipKeyringRequest names the action and, except for LIST, the key
+// (base64 of 16, 24 or 32 bytes).
+type GossipKeyringRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        GossipKeyringAction    `protobuf:"varint,1,opt,name=action,proto3,enum=agora.v1.GossipKeyringAction" json:"action,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringRequest) Reset() {
+	*x = GossipKeyringRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringRequest) ProtoMessage() {}
+
+func (x *GossipKeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeyringRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *GossipKeyringRequest) GetAction() GossipKeyringAction {
+	if x != nil {
+		return x.Action
+	}
+	return GossipKeyringAction_GOSSIP_KEYRING_ACTION_UNSPECIFIED
+}
+
+func (x *GossipKeyringRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// GossipKeyringResponse is what the pool's members answered.
+type GossipKeyringResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Members is how many live members were asked.
+	Members int32 `protobuf:"varint,1,opt,name=members,proto3" json:"members,omitempty"`
+	// Responses is how many answered; Errors how many of those failed.
+	Responses int32 `protobuf:"varint,2,opt,name=responses,proto3" json:"responses,omitempty"`
+	Errors    int32 `protobuf:"varint,3,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Messages holds a member's error, by member name.
+	Messages map[string]string `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Keys counts, for LIST, how many members hold each key.
+	Keys map[string]int32 `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// PrimaryKeys counts, for LIST, how many members send with each key.
+	PrimaryKeys   map[string]int32 `protobuf:"bytes,6,rep,name=primary_keys,json=primaryKeys,proto3" json:"primary_keys,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyringResponse) Reset() {
+	*x = GossipKeyringResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyringResponse) ProtoMessage() {}
+
+func (x *GossipKeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyringResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeyringResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *GossipKeyringResponse) GetMembers() int32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *GossipKeyringResponse) GetResponses() int32 {
+	if x != nil {
+		return x.Responses
+	}
+	return 0
+}
+
+func (x *GossipKeyringResponse) GetErrors() int32 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *GossipKeyringResponse) GetMessages() map[string]string {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *GossipKeyringResponse) GetKeys() map[string]int32 {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GossipKeyringResponse) GetPrimaryKeys() map[string]int32 {
+	if x != nil {
+		return x.PrimaryKeys
+	}
+	return nil
+}
+
 var File_agora_v1_operator_proto protoreflect.FileDescriptor
 
 const file_agora_v1_operator_proto_rawDesc = "" +
@@ -2997,7 +3201,32 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\"S\n" +
 	"\x14UndrainAgentResponse\x12%\n" +
 	"\x05agent\x18\x01 \x01(\v2\x0f.agora.v1.AgentR\x05agent\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index2\xc0\r\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"_\n" +
+	"\x14GossipKeyringRequest\x125\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x1d.agora.v1.GossipKeyringActionR\x06action\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"\xfc\x03\n" +
+	"\x15GossipKeyringResponse\x12\x18\n" +
+	"\amembers\x18\x01 \x01(\x05R\amembers\x12\x1c\n" +
+	"\tresponses\x18\x02 \x01(\x05R\tresponses\x12\x16\n" +
+	"\x06errors\x18\x03 \x01(\x05R\x06errors\x12I\n" +
+	"\bmessages\x18\x04 \x03(\v2-.agora.v1.GossipKeyringResponse.MessagesEntryR\bmessages\x12=\n" +
+	"\x04keys\x18\x05 \x03(\v2).agora.v1.GossipKeyringResponse.KeysEntryR\x04keys\x12S\n" +
+	"\fprimary_keys\x18\x06 \x03(\v20.agora.v1.GossipKeyringResponse.PrimaryKeysEntryR\vprimaryKeys\x1a;\n" +
+	"\rMessagesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
+	"\tKeysEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\x1a>\n" +
+	"\x10PrimaryKeysEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01*\xc0\x01\n" +
+	"\x13GossipKeyringAction\x12%\n" +
+	"!GOSSIP_KEYRING_ACTION_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aGOSSIP_KEYRING_ACTION_LIST\x10\x01\x12!\n" +
+	"\x1dGOSSIP_KEYRING_ACTION_INSTALL\x10\x02\x12\x1d\n" +
+	"\x19GOSSIP_KEYRING_ACTION_USE\x10\x03\x12 \n" +
+	"\x1cGOSSIP_KEYRING_ACTION_REMOVE\x10\x042\x92\x0e\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\tGetStatus\x12\x1a.agora.v1.GetStatusRequest\x1a\x1b.agora.v1.GetStatusResponse\x12>\n" +
 	"\aSetRole\x12\x18.agora.v1.SetRoleRequest\x1a\x19.agora.v1.SetRoleResponse\x12G\n" +
@@ -3027,7 +3256,8 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"GetService\x12\x1b.agora.v1.GetServiceRequest\x1a\x1c.agora.v1.GetServiceResponse\x12G\n" +
 	"\n" +
 	"DrainAgent\x12\x1b.agora.v1.DrainAgentRequest\x1a\x1c.agora.v1.DrainAgentResponse\x12M\n" +
-	"\fUndrainAgent\x12\x1d.agora.v1.UndrainAgentRequest\x1a\x1e.agora.v1.UndrainAgentResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\fUndrainAgent\x12\x1d.agora.v1.UndrainAgentRequest\x1a\x1e.agora.v1.UndrainAgentResponse\x12P\n" +
+	"\rGossipKeyring\x12\x1e.agora.v1.GossipKeyringRequest\x1a\x1f.agora.v1.GossipKeyringResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_operator_proto_rawDescOnce sync.Once
@@ -3041,163 +3271,176 @@ func file_agora_v1_operator_proto_rawDescGZIP() []byte {
 	return file_agora_v1_operator_proto_rawDescData
 }
 
-var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_agora_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_agora_v1_operator_proto_goTypes = []any{
-	(*ReadOptions)(nil),               // 0: agora.v1.ReadOptions
-	(*GetStatusRequest)(nil),          // 1: agora.v1.GetStatusRequest
-	(*RaftStatus)(nil),                // 2: agora.v1.RaftStatus
-	(*Counts)(nil),                    // 3: agora.v1.Counts
-	(*GetStatusResponse)(nil),         // 4: agora.v1.GetStatusResponse
-	(*SetRoleRequest)(nil),            // 5: agora.v1.SetRoleRequest
-	(*SetRoleResponse)(nil),           // 6: agora.v1.SetRoleResponse
-	(*DeleteRoleRequest)(nil),         // 7: agora.v1.DeleteRoleRequest
-	(*DeleteRoleResponse)(nil),        // 8: agora.v1.DeleteRoleResponse
-	(*ListRolesRequest)(nil),          // 9: agora.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),         // 10: agora.v1.ListRolesResponse
-	(*ListPeersRequest)(nil),          // 11: agora.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),         // 12: agora.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),         // 13: agora.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),        // 14: agora.v1.RemovePeerResponse
-	(*ListAgentsRequest)(nil),         // 15: agora.v1.ListAgentsRequest
-	(*AgentView)(nil),                 // 16: agora.v1.AgentView
-	(*ListAgentsResponse)(nil),        // 17: agora.v1.ListAgentsResponse
-	(*ListTasksRequest)(nil),          // 18: agora.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),         // 19: agora.v1.ListTasksResponse
-	(*ListFrameworksRequest)(nil),     // 20: agora.v1.ListFrameworksRequest
-	(*ListFrameworksResponse)(nil),    // 21: agora.v1.ListFrameworksResponse
-	(*ListOffersRequest)(nil),         // 22: agora.v1.ListOffersRequest
-	(*ListOffersResponse)(nil),        // 23: agora.v1.ListOffersResponse
-	(*ListReservationsRequest)(nil),   // 24: agora.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil),  // 25: agora.v1.ListReservationsResponse
-	(*TeardownFrameworkRequest)(nil),  // 26: agora.v1.TeardownFrameworkRequest
-	(*TeardownFrameworkResponse)(nil), // 27: agora.v1.TeardownFrameworkResponse
-	(*ExplainFrameworkRequest)(nil),   // 28: agora.v1.ExplainFrameworkRequest
-	(*SkipReason)(nil),                // 29: agora.v1.SkipReason
-	(*ExplainFrameworkResponse)(nil),  // 30: agora.v1.ExplainFrameworkResponse
-	(*DemandVerdict)(nil),             // 31: agora.v1.DemandVerdict
-	(*LeaderRedirect)(nil),            // 32: agora.v1.LeaderRedirect
-	(*RunServiceRequest)(nil),         // 33: agora.v1.RunServiceRequest
-	(*RunServiceResponse)(nil),        // 34: agora.v1.RunServiceResponse
-	(*ScaleServiceRequest)(nil),       // 35: agora.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),      // 36: agora.v1.ScaleServiceResponse
-	(*UpdateServiceRequest)(nil),      // 37: agora.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),     // 38: agora.v1.UpdateServiceResponse
-	(*ReplaceServicePodRequest)(nil),  // 39: agora.v1.ReplaceServicePodRequest
-	(*ReplaceServicePodResponse)(nil), // 40: agora.v1.ReplaceServicePodResponse
-	(*RemoveServiceRequest)(nil),      // 41: agora.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),     // 42: agora.v1.RemoveServiceResponse
-	(*ServiceView)(nil),               // 43: agora.v1.ServiceView
-	(*ListServicesRequest)(nil),       // 44: agora.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),      // 45: agora.v1.ListServicesResponse
-	(*GetServiceRequest)(nil),         // 46: agora.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),        // 47: agora.v1.GetServiceResponse
-	(*DrainAgentRequest)(nil),         // 48: agora.v1.DrainAgentRequest
-	(*DrainAgentResponse)(nil),        // 49: agora.v1.DrainAgentResponse
-	(*UndrainAgentRequest)(nil),       // 50: agora.v1.UndrainAgentRequest
-	(*UndrainAgentResponse)(nil),      // 51: agora.v1.UndrainAgentResponse
-	nil,                               // 52: agora.v1.Counts.AgentsByStateEntry
-	nil,                               // 53: agora.v1.Counts.TasksByStateEntry
-	(*Master)(nil),                    // 54: agora.v1.Master
-	(*Role)(nil),                      // 55: agora.v1.Role
-	(*Agent)(nil),                     // 56: agora.v1.Agent
-	(*Resource)(nil),                  // 57: agora.v1.Resource
-	(*Task)(nil),                      // 58: agora.v1.Task
-	(*Framework)(nil),                 // 59: agora.v1.Framework
-	(*Offer)(nil),                     // 60: agora.v1.Offer
-	(*Reservation)(nil),               // 61: agora.v1.Reservation
-	(*Volume)(nil),                    // 62: agora.v1.Volume
-	(*timestamppb.Timestamp)(nil),     // 63: google.protobuf.Timestamp
-	(*Preemption)(nil),                // 64: agora.v1.Preemption
+	(GossipKeyringAction)(0),          // 0: agora.v1.GossipKeyringAction
+	(*ReadOptions)(nil),               // 1: agora.v1.ReadOptions
+	(*GetStatusRequest)(nil),          // 2: agora.v1.GetStatusRequest
+	(*RaftStatus)(nil),                // 3: agora.v1.RaftStatus
+	(*Counts)(nil),                    // 4: agora.v1.Counts
+	(*GetStatusResponse)(nil),         // 5: agora.v1.GetStatusResponse
+	(*SetRoleRequest)(nil),            // 6: agora.v1.SetRoleRequest
+	(*SetRoleResponse)(nil),           // 7: agora.v1.SetRoleResponse
+	(*DeleteRoleRequest)(nil),         // 8: agora.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),        // 9: agora.v1.DeleteRoleResponse
+	(*ListRolesRequest)(nil),          // 10: agora.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),         // 11: agora.v1.ListRolesResponse
+	(*ListPeersRequest)(nil),          // 12: agora.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),         // 13: agora.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),         // 14: agora.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),        // 15: agora.v1.RemovePeerResponse
+	(*ListAgentsRequest)(nil),         // 16: agora.v1.ListAgentsRequest
+	(*AgentView)(nil),                 // 17: agora.v1.AgentView
+	(*ListAgentsResponse)(nil),        // 18: agora.v1.ListAgentsResponse
+	(*ListTasksRequest)(nil),          // 19: agora.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),         // 20: agora.v1.ListTasksResponse
+	(*ListFrameworksRequest)(nil),     // 21: agora.v1.ListFrameworksRequest
+	(*ListFrameworksResponse)(nil),    // 22: agora.v1.ListFrameworksResponse
+	(*ListOffersRequest)(nil),         // 23: agora.v1.ListOffersRequest
+	(*ListOffersResponse)(nil),        // 24: agora.v1.ListOffersResponse
+	(*ListReservationsRequest)(nil),   // 25: agora.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil),  // 26: agora.v1.ListReservationsResponse
+	(*TeardownFrameworkRequest)(nil),  // 27: agora.v1.TeardownFrameworkRequest
+	(*TeardownFrameworkResponse)(nil), // 28: agora.v1.TeardownFrameworkResponse
+	(*ExplainFrameworkRequest)(nil),   // 29: agora.v1.ExplainFrameworkRequest
+	(*SkipReason)(nil),                // 30: agora.v1.SkipReason
+	(*ExplainFrameworkResponse)(nil),  // 31: agora.v1.ExplainFrameworkResponse
+	(*DemandVerdict)(nil),             // 32: agora.v1.DemandVerdict
+	(*LeaderRedirect)(nil),            // 33: agora.v1.LeaderRedirect
+	(*RunServiceRequest)(nil),         // 34: agora.v1.RunServiceRequest
+	(*RunServiceResponse)(nil),        // 35: agora.v1.RunServiceResponse
+	(*ScaleServiceRequest)(nil),       // 36: agora.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),      // 37: agora.v1.ScaleServiceResponse
+	(*UpdateServiceRequest)(nil),      // 38: agora.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),     // 39: agora.v1.UpdateServiceResponse
+	(*ReplaceServicePodRequest)(nil),  // 40: agora.v1.ReplaceServicePodRequest
+	(*ReplaceServicePodResponse)(nil), // 41: agora.v1.ReplaceServicePodResponse
+	(*RemoveServiceRequest)(nil),      // 42: agora.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),     // 43: agora.v1.RemoveServiceResponse
+	(*ServiceView)(nil),               // 44: agora.v1.ServiceView
+	(*ListServicesRequest)(nil),       // 45: agora.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),      // 46: agora.v1.ListServicesResponse
+	(*GetServiceRequest)(nil),         // 47: agora.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),        // 48: agora.v1.GetServiceResponse
+	(*DrainAgentRequest)(nil),         // 49: agora.v1.DrainAgentRequest
+	(*DrainAgentResponse)(nil),        // 50: agora.v1.DrainAgentResponse
+	(*UndrainAgentRequest)(nil),       // 51: agora.v1.UndrainAgentRequest
+	(*UndrainAgentResponse)(nil),      // 52: agora.v1.UndrainAgentResponse
+	(*GossipKeyringRequest)(nil),      // 53: agora.v1.GossipKeyringRequest
+	(*GossipKeyringResponse)(nil),     // 54: agora.v1.GossipKeyringResponse
+	nil,                               // 55: agora.v1.Counts.AgentsByStateEntry
+	nil,                               // 56: agora.v1.Counts.TasksByStateEntry
+	nil,                               // 57: agora.v1.GossipKeyringResponse.MessagesEntry
+	nil,                               // 58: agora.v1.GossipKeyringResponse.KeysEntry
+	nil,                               // 59: agora.v1.GossipKeyringResponse.PrimaryKeysEntry
+	(*Master)(nil),                    // 60: agora.v1.Master
+	(*Role)(nil),                      // 61: agora.v1.Role
+	(*Agent)(nil),                     // 62: agora.v1.Agent
+	(*Resource)(nil),                  // 63: agora.v1.Resource
+	(*Task)(nil),                      // 64: agora.v1.Task
+	(*Framework)(nil),                 // 65: agora.v1.Framework
+	(*Offer)(nil),                     // 66: agora.v1.Offer
+	(*Reservation)(nil),               // 67: agora.v1.Reservation
+	(*Volume)(nil),                    // 68: agora.v1.Volume
+	(*timestamppb.Timestamp)(nil),     // 69: google.protobuf.Timestamp
+	(*Preemption)(nil),                // 70: agora.v1.Preemption
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
-	0,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
-	52, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
-	53, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
-	54, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
-	54, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
-	2,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
-	3,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
-	55, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
-	0,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
-	55, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
-	0,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
-	54, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
-	0,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
-	56, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
-	57, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
-	57, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
-	57, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
-	16, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
-	0,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
-	58, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
-	0,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
-	59, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
-	0,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
-	60, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
-	0,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
-	61, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
-	62, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
-	29, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
-	63, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
-	31, // 29: agora.v1.ExplainFrameworkResponse.demands:type_name -> agora.v1.DemandVerdict
-	64, // 30: agora.v1.ExplainFrameworkResponse.preemptions:type_name -> agora.v1.Preemption
-	57, // 31: agora.v1.DemandVerdict.resources:type_name -> agora.v1.Resource
-	0,  // 32: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
-	43, // 33: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
-	0,  // 34: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
-	43, // 35: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
-	63, // 36: agora.v1.DrainAgentRequest.deadline:type_name -> google.protobuf.Timestamp
-	56, // 37: agora.v1.DrainAgentResponse.agent:type_name -> agora.v1.Agent
-	56, // 38: agora.v1.UndrainAgentResponse.agent:type_name -> agora.v1.Agent
-	1,  // 39: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
-	5,  // 40: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
-	7,  // 41: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
-	9,  // 42: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
-	11, // 43: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
-	13, // 44: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
-	15, // 45: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
-	18, // 46: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
-	20, // 47: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
-	22, // 48: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
-	24, // 49: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
-	26, // 50: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
-	28, // 51: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
-	33, // 52: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
-	35, // 53: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
-	37, // 54: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
-	39, // 55: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
-	41, // 56: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
-	44, // 57: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
-	46, // 58: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
-	48, // 59: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
-	50, // 60: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
-	4,  // 61: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	6,  // 62: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	8,  // 63: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	10, // 64: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	12, // 65: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	14, // 66: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	17, // 67: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	19, // 68: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	21, // 69: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	23, // 70: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	25, // 71: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	27, // 72: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	30, // 73: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
-	34, // 74: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
-	36, // 75: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
-	38, // 76: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
-	40, // 77: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
-	42, // 78: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
-	45, // 79: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
-	47, // 80: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
-	49, // 81: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
-	51, // 82: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
-	61, // [61:83] is the sub-list for method output_type
-	39, // [39:61] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	1,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
+	55, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
+	56, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
+	60, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
+	60, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
+	3,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
+	4,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
+	61, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
+	1,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
+	61, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
+	1,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
+	60, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
+	1,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
+	62, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
+	63, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
+	63, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
+	63, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
+	17, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
+	1,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
+	64, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
+	1,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
+	65, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
+	1,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
+	66, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
+	1,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
+	67, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
+	68, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
+	30, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
+	69, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
+	32, // 29: agora.v1.ExplainFrameworkResponse.demands:type_name -> agora.v1.DemandVerdict
+	70, // 30: agora.v1.ExplainFrameworkResponse.preemptions:type_name -> agora.v1.Preemption
+	63, // 31: agora.v1.DemandVerdict.resources:type_name -> agora.v1.Resource
+	1,  // 32: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
+	44, // 33: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
+	1,  // 34: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
+	44, // 35: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
+	69, // 36: agora.v1.DrainAgentRequest.deadline:type_name -> google.protobuf.Timestamp
+	62, // 37: agora.v1.DrainAgentResponse.agent:type_name -> agora.v1.Agent
+	62, // 38: agora.v1.UndrainAgentResponse.agent:type_name -> agora.v1.Agent
+	0,  // 39: agora.v1.GossipKeyringRequest.action:type_name -> agora.v1.GossipKeyringAction
+	57, // 40: agora.v1.GossipKeyringResponse.messages:type_name -> agora.v1.GossipKeyringResponse.MessagesEntry
+	58, // 41: agora.v1.GossipKeyringResponse.keys:type_name -> agora.v1.GossipKeyringResponse.KeysEntry
+	59, // 42: agora.v1.GossipKeyringResponse.primary_keys:type_name -> agora.v1.GossipKeyringResponse.PrimaryKeysEntry
+	2,  // 43: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
+	6,  // 44: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
+	8,  // 45: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
+	10, // 46: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
+	12, // 47: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
+	14, // 48: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
+	16, // 49: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
+	19, // 50: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
+	21, // 51: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
+	23, // 52: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
+	25, // 53: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
+	27, // 54: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
+	29, // 55: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
+	34, // 56: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
+	36, // 57: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
+	38, // 58: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
+	40, // 59: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
+	42, // 60: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
+	45, // 61: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
+	47, // 62: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
+	49, // 63: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
+	51, // 64: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
+	53, // 65: agora.v1.OperatorService.GossipKeyring:input_type -> agora.v1.GossipKeyringRequest
+	5,  // 66: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	7,  // 67: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	9,  // 68: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	11, // 69: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	13, // 70: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	15, // 71: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	18, // 72: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	20, // 73: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	22, // 74: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	24, // 75: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	26, // 76: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	28, // 77: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	31, // 78: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	35, // 79: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
+	37, // 80: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
+	39, // 81: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
+	41, // 82: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
+	43, // 83: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
+	46, // 84: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
+	48, // 85: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
+	50, // 86: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
+	52, // 87: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
+	54, // 88: agora.v1.OperatorService.GossipKeyring:output_type -> agora.v1.GossipKeyringResponse
+	66, // [66:89] is the sub-list for method output_type
+	43, // [43:66] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_operator_proto_init() }
@@ -3211,13 +3454,14 @@ func file_agora_v1_operator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_operator_proto_rawDesc), len(file_agora_v1_operator_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   54,
+			NumEnums:      1,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_agora_v1_operator_proto_goTypes,
 		DependencyIndexes: file_agora_v1_operator_proto_depIdxs,
+		EnumInfos:         file_agora_v1_operator_proto_enumTypes,
 		MessageInfos:      file_agora_v1_operator_proto_msgTypes,
 	}.Build()
 	File_agora_v1_operator_proto = out.File

@@ -98,6 +98,9 @@ const (
 	// OperatorServiceUndrainAgentProcedure is the fully-qualified name of the OperatorService's
 	// UndrainAgent RPC.
 	OperatorServiceUndrainAgentProcedure = "/agora.v1.OperatorService/UndrainAgent"
+	// OperatorServiceGossipKeyringProcedure is the fully-qualified name of the OperatorService's
+	// GossipKeyring RPC.
+	OperatorServiceGossipKeyringProcedure = "/agora.v1.OperatorService/GossipKeyring"
 )
 
 // OperatorServiceClient is a client for the agora.v1.OperatorService service.
@@ -160,6 +163,11 @@ type OperatorServiceClient interface {
 	// UndrainAgent ends a drain: the agent is ACTIVE again.
 	// FailedPrecondition when it is not drained.
 	UndrainAgent(context.Context, *connect.Request[v1.UndrainAgentRequest]) (*connect.Response[v1.UndrainAgentResponse], error)
+	// GossipKeyring manages the gossip encryption keyring of every member of
+	// the pool (masters and agents) through serf's keyring queries: list,
+	// install, use (make primary) or remove a key. Any master answers; it
+	// needs no leader.
+	GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the agora.v1.OperatorService service. By
@@ -305,6 +313,12 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("UndrainAgent")),
 			connect.WithClientOptions(opts...),
 		),
+		gossipKeyring: connect.NewClient[v1.GossipKeyringRequest, v1.GossipKeyringResponse](
+			httpClient,
+			baseURL+OperatorServiceGossipKeyringProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("GossipKeyring")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -332,6 +346,7 @@ type operatorServiceClient struct {
 	getService        *connect.Client[v1.GetServiceRequest, v1.GetServiceResponse]
 	drainAgent        *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
 	undrainAgent      *connect.Client[v1.UndrainAgentRequest, v1.UndrainAgentResponse]
+	gossipKeyring     *connect.Client[v1.GossipKeyringRequest, v1.GossipKeyringResponse]
 }
 
 // GetStatus calls agora.v1.OperatorService.GetStatus.
@@ -444,6 +459,11 @@ func (c *operatorServiceClient) UndrainAgent(ctx context.Context, req *connect.R
 	return c.undrainAgent.CallUnary(ctx, req)
 }
 
+// GossipKeyring calls agora.v1.OperatorService.GossipKeyring.
+func (c *operatorServiceClient) GossipKeyring(ctx context.Context, req *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error) {
+	return c.gossipKeyring.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the agora.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// GetStatus reports the leader, masters, raft indexes and object counts.
@@ -504,6 +524,11 @@ type OperatorServiceHandler interface {
 	// UndrainAgent ends a drain: the agent is ACTIVE again.
 	// FailedPrecondition when it is not drained.
 	UndrainAgent(context.Context, *connect.Request[v1.UndrainAgentRequest]) (*connect.Response[v1.UndrainAgentResponse], error)
+	// GossipKeyring manages the gossip encryption keyring of every member of
+	// the pool (masters and agents) through serf's keyring queries: list,
+	// install, use (make primary) or remove a key. Any master answers; it
+	// needs no leader.
+	GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -645,6 +670,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("UndrainAgent")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceGossipKeyringHandler := connect.NewUnaryHandler(
+		OperatorServiceGossipKeyringProcedure,
+		svc.GossipKeyring,
+		connect.WithSchema(operatorServiceMethods.ByName("GossipKeyring")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceGetStatusProcedure:
@@ -691,6 +722,8 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceDrainAgentHandler.ServeHTTP(w, r)
 		case OperatorServiceUndrainAgentProcedure:
 			operatorServiceUndrainAgentHandler.ServeHTTP(w, r)
+		case OperatorServiceGossipKeyringProcedure:
+			operatorServiceGossipKeyringHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -786,4 +819,8 @@ func (UnimplementedOperatorServiceHandler) DrainAgent(context.Context, *connect.
 
 func (UnimplementedOperatorServiceHandler) UndrainAgent(context.Context, *connect.Request[v1.UndrainAgentRequest]) (*connect.Response[v1.UndrainAgentResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.UndrainAgent is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.GossipKeyring is not implemented"))
 }
