@@ -61,8 +61,8 @@
 // # Config fields
 //
 // RaftProfile "default" uses raft.DefaultConfig timings (1 s heartbeat and
-// election timeouts, 500 ms leader lease); "fast" uses 300 ms / 300 ms /
-// 150 ms, for loopback clusters. GossipProfile selects gossip failure
+// election timeouts, 500 ms leader lease); "fast" uses 600 ms / 600 ms /
+// 400 ms, for loopback clusters. GossipProfile selects gossip failure
 // detection timings (see package gossip). Cluster names the cluster; a
 // master ignores gossip members of another cluster. The remaining fields
 // (AgentGoneTimeout, AgentReregisterTimeout, AgentRemovalRate, LivenessGrace, FrameworkReconnectGrace, OfferTimeout,

@@ -60,7 +60,7 @@ type masterFlags struct {
 
 func (m *masterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.cluster, "cluster", "agora", "cluster name; agents must use the same")
-	fs.StringVar(&m.raftProfile, "raft-profile", "default", "raft timeouts: default (1 s heartbeat/election) or fast (300 ms)")
+	fs.StringVar(&m.raftProfile, "raft-profile", "default", "raft timeouts: default (1 s heartbeat/election) or fast (600 ms)")
 	fs.DurationVar(&m.agentGoneTimeout, "agent-gone-timeout", 10*time.Minute, "an unreachable agent becomes GONE after this")
 	fs.DurationVar(&m.reregisterTimeout, "agent-reregister-timeout", 10*time.Minute, "an agent that stopped for a restart and has not registered again after this is marked unreachable")
 	fs.Float64Var(&m.agentRemovalRate, "agent-removal-rate", 10, "at most this many agents marked unreachable per second")
