@@ -233,11 +233,14 @@ func (d *dims) vec(r resources.Resources) vec {
 	return v
 }
 
+// task holds no pointers, so that the pass's 100,000s of them cost the
+// garbage collector nothing.
 type task struct {
-	t     *Task
-	res   vec
 	start int64
-	gone  bool // chosen as a victim in this pass
+	// idx is the task's index in Agent.Tasks and in its agent's tres.
+	idx  int32
+	prio int32
+	gone bool // chosen as a victim in this pass
 }
 
 type offer struct {
@@ -252,8 +255,38 @@ type agent struct {
 	version int
 	total   vec
 	avail   vec // free for anyone: Free minus what earmarks hold
-	tasks   []*task
-	offers  []*offer
+	// tasks are in input order until sorted is set, then in reprieve
+	// order; only agents whose victims are chosen exactly get sorted.
+	tasks  []task
+	sorted bool
+	// tres are the tasks' vectors, one after the other in input order.
+	tres   vec
+	offers []*offer
+}
+
+// res is t's vector (n kinds).
+func (a *agent) res(t *task, n int) vec {
+	return a.tres[int(t.idx)*n : int(t.idx+1)*n : int(t.idx+1)*n]
+}
+
+// sortTasks puts a's tasks in reprieve order: keep higher priorities
+// first, then the older, then by id; victims are what is left, so the
+// lowest priority and the most recently started go first.
+func (a *agent) sortTasks() {
+	if a.sorted {
+		return
+	}
+	a.sorted = true
+	slices.SortFunc(a.tasks, func(x, y task) int {
+		if c := cmp.Compare(y.prio, x.prio); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.start, y.start); c != 0 {
+			return c
+		}
+		tx, ty := &a.a.Tasks[x.idx], &a.a.Tasks[y.idx]
+		return cmp.Or(strings.Compare(tx.FrameworkID, ty.FrameworkID), strings.Compare(tx.ID, ty.ID))
+	})
 }
 
 type earmark struct {
@@ -285,7 +318,6 @@ func Decide(in Input) Plan {
 	// One allocation each for all agents, tasks, offers and their vectors.
 	agentStore := make([]agent, len(in.Agents))
 	taskStore := make([]task, nTasks)
-	taskPtrs := make([]*task, nTasks)
 	offerStore := make([]offer, nOffers)
 	offerPtrs := make([]*offer, nOffers)
 	vecs := make(vec, (2*len(in.Agents)+nTasks+nOffers)*d.n)
@@ -296,19 +328,18 @@ func Decide(in Input) Plan {
 		return v
 	}
 	agents := make([]*agent, len(in.Agents))
-	byID := make(map[string]*agent, len(in.Agents))
 	for i := range in.Agents {
 		a := &in.Agents[i]
 		ag := &agentStore[i]
 		*ag = agent{a: a, total: next(a.Total), avail: next(a.Free)}
-		ag.tasks = taskPtrs[:len(a.Tasks):len(a.Tasks)]
-		taskPtrs = taskPtrs[len(a.Tasks):]
+		ag.tasks = taskStore[:len(a.Tasks):len(a.Tasks)]
+		taskStore = taskStore[len(a.Tasks):]
+		ag.tres = vecs[: len(a.Tasks)*d.n : len(a.Tasks)*d.n]
+		vecs = vecs[len(a.Tasks)*d.n:]
 		for j := range a.Tasks {
 			t := &a.Tasks[j]
-			ts := &taskStore[0]
-			taskStore = taskStore[1:]
-			*ts = task{t: t, res: next(t.Resources), start: t.Started.UnixNano()}
-			ag.tasks[j] = ts
+			d.fill(ag.tres[j*d.n:(j+1)*d.n], t.Resources)
+			ag.tasks[j] = task{start: t.Started.UnixNano(), idx: int32(j), prio: t.Priority}
 		}
 		ag.offers = offerPtrs[:len(a.Offers):len(a.Offers)]
 		offerPtrs = offerPtrs[len(a.Offers):]
@@ -318,35 +349,26 @@ func Decide(in Input) Plan {
 			*os = offer{o: &a.Offers[j], res: next(a.Offers[j].Resources)}
 			ag.offers[j] = os
 		}
-		// Reprieve order: keep higher priorities first, then the older,
-		// then by id; victims are what is left, so the lowest priority
-		// and the most recently started go first.
-		slices.SortFunc(ag.tasks, func(x, y *task) int {
-			if c := cmp.Compare(y.t.Priority, x.t.Priority); c != 0 {
-				return c
-			}
-			if c := cmp.Compare(x.start, y.start); c != 0 {
-				return c
-			}
-			return cmp.Or(strings.Compare(x.t.FrameworkID, y.t.FrameworkID), strings.Compare(x.t.ID, y.t.ID))
-		})
 		// Offers are rescinded lowest priority first, then by id.
-		slices.SortFunc(ag.offers, func(x, y *offer) int {
-			return cmp.Or(cmp.Compare(x.o.Priority, y.o.Priority), strings.Compare(x.o.ID, y.o.ID))
-		})
+		if len(ag.offers) > 1 {
+			slices.SortFunc(ag.offers, func(x, y *offer) int {
+				return cmp.Or(cmp.Compare(x.o.Priority, y.o.Priority), strings.Compare(x.o.ID, y.o.ID))
+			})
+		}
 		agents[i] = ag
-		byID[a.ID] = ag
 	}
+	byID := func(x *agent, id string) int { return strings.Compare(x.a.ID, id) }
 	if !slices.IsSortedFunc(agents, func(x, y *agent) int { return strings.Compare(x.a.ID, y.a.ID) }) {
 		slices.SortFunc(agents, func(x, y *agent) int { return strings.Compare(x.a.ID, y.a.ID) })
 	}
 	var marks []*earmark
 	for i := range in.Earmarks {
 		m := &in.Earmarks[i]
-		ag, ok := byID[m.AgentID]
+		k, ok := slices.BinarySearchFunc(agents, m.AgentID, byID)
 		if !ok {
 			continue
 		}
+		ag := agents[k]
 		em := &earmark{agent: ag, m: m, left: d.vec(m.Resources)}
 		// The earmark holds what is free of it now; the rest is still in
 		// its victims.
@@ -380,6 +402,11 @@ type planner struct {
 	// (nil until its first preemption); entries whose agent changed since
 	// are re-evaluated when they come up.
 	cands *candHeap
+	// Scratch space reused across agents and demands.
+	vecs   []vec
+	prios  []int32
+	starts []int64
+	slab   []candidate
 }
 
 // serve places the units of one demand: earmarks, free resources and the
@@ -531,24 +558,29 @@ func (p *planner) rescind(dm *Demand, need vec, left int) int {
 	return 0
 }
 
-// candidate is one agent's best victim set for a demand.
+// candidate is one agent's best victim set for a demand, or a bound on
+// it: a key no worse than the exact one (see bound).
 type candidate struct {
 	agent   *agent
 	victims []*task
 	offers  []*offer
 	version int
 	maxPrio int32
+	// count is how many victims (tasks) there are, or at least will be.
+	count int
 	// newest is the earliest start among the victims of the highest
 	// priority: the later, the better.
 	newest int64
+	// bound: victims and offers are not chosen yet, the key is a bound.
+	bound bool
 }
 
 func better(x, y *candidate) bool {
 	if x.maxPrio != y.maxPrio {
 		return x.maxPrio < y.maxPrio
 	}
-	if len(x.victims) != len(y.victims) {
-		return len(x.victims) < len(y.victims)
+	if x.count != y.count {
+		return x.count < y.count
 	}
 	if x.newest != y.newest {
 		return x.newest > y.newest
@@ -559,12 +591,17 @@ func better(x, y *candidate) bool {
 // preempt chooses the agent and victims for units of a demand as
 // Kubernetes' scheduler does and records the decision. It returns how
 // many units the decision serves (0: no agent can make room).
+//
+// Every agent that can make room enters a heap with a bound on its key;
+// the best entry is replaced by its exact candidate until the best is
+// exact and current. As no bound is better than the exact key it stands
+// for, the winner is the agent whose exact candidate is best, and only
+// the agents that came up had their tasks sorted and victims chosen.
 func (p *planner) preempt(dm *Demand, need vec, left int) int {
-	pool := make(vec, p.d.n)
 	if p.cands == nil {
-		p.cands = &candHeap{}
+		p.cands = &candHeap{items: make([]*candidate, 0, len(p.agents))}
 		for _, a := range p.agents {
-			if c := p.candidate(a, dm, need, pool); c != nil {
+			if c := p.candidate(a, dm, need, false); c != nil {
 				p.cands.items = append(p.cands.items, c)
 			}
 		}
@@ -574,13 +611,17 @@ func (p *planner) preempt(dm *Demand, need vec, left int) int {
 	// got worse (less room): re-evaluate it when it comes up.
 	var best *candidate
 	for p.cands.Len() > 0 {
-		c := heap.Pop(p.cands).(*candidate)
-		if c.version == c.agent.version {
-			best = c
+		c := p.cands.items[0]
+		if c.version == c.agent.version && !c.bound {
+			best = heap.Pop(p.cands).(*candidate)
 			break
 		}
-		if c := p.candidate(c.agent, dm, need, pool); c != nil {
-			heap.Push(p.cands, c)
+		// A stale entry gets a new bound, a bound its exact candidate.
+		if nc := p.candidate(c.agent, dm, need, c.version == c.agent.version); nc != nil {
+			p.cands.items[0] = nc
+			heap.Fix(p.cands, 0)
+		} else {
+			heap.Pop(p.cands)
 		}
 	}
 	if best == nil {
@@ -594,7 +635,7 @@ func (p *planner) preempt(dm *Demand, need vec, left int) int {
 	copy(freed, a.avail)
 	for _, t := range best.victims {
 		t.gone = true
-		freed.add(t.res)
+		freed.add(a.res(t, p.d.n))
 	}
 	for _, o := range best.offers {
 		o.gone = true
@@ -612,47 +653,127 @@ func (p *planner) preempt(dm *Demand, need vec, left int) int {
 		pr.Resources = pr.Resources.Add(dm.Shape)
 	}
 	for _, t := range best.victims {
-		pr.Victims = append(pr.Victims, *t.t)
+		pr.Victims = append(pr.Victims, a.a.Tasks[t.idx])
 	}
 	for _, o := range best.offers {
 		pr.Offers = append(pr.Offers, *o.o)
 	}
 	p.plan.Preemptions = append(p.plan.Preemptions, pr)
-	if c := p.candidate(a, dm, need, pool); c != nil {
+	if c := p.candidate(a, dm, need, false); c != nil {
 		heap.Push(p.cands, c)
 	}
 	return units
 }
 
 // candidate is the best victim set on agent a for one unit of the
-// demand, or nil when a cannot make room for it.
-func (p *planner) candidate(a *agent, dm *Demand, need, pool vec) *candidate {
+// demand (exact), or a bound on it, or nil when a cannot make room for
+// it.
+func (p *planner) candidate(a *agent, dm *Demand, need vec, exact bool) *candidate {
 	if !a.total.fits(need) || dm.Excluded[a.a.ID] {
 		return nil
 	}
 	// Everything that could go: free, lower offers, lower tasks.
-	copy(pool, a.avail)
+	base, pool := p.scratch(0), p.scratch(1)
+	copy(base, a.avail)
+	for _, o := range a.offers {
+		if !o.gone && o.o.Priority < dm.Priority {
+			base.add(o.res)
+		}
+	}
+	copy(pool, base)
 	lower := 0
-	for _, t := range a.tasks {
-		if !t.gone && t.t.Priority < dm.Priority {
-			pool.add(t.res)
+	for i := range a.tasks {
+		if t := &a.tasks[i]; !t.gone && t.prio < dm.Priority {
+			pool.add(a.res(t, p.d.n))
 			lower++
 		}
 	}
-	if lower == 0 {
+	if lower == 0 || !pool.fits(need) {
 		return nil
 	}
-	for _, o := range a.offers {
-		if !o.gone && o.o.Priority < dm.Priority {
-			pool.add(o.res)
-		}
+	if !exact && !base.fits(need) {
+		return p.bound(a, dm, need, base)
 	}
-	if !pool.fits(need) {
-		return nil
-	}
+	a.sortTasks()
 	c := p.victims(a, dm, need, pool)
 	c.version = a.version
 	return c
+}
+
+// bound is a key no better than a's exact candidate, without sorting a's
+// tasks or choosing victims, for an agent where base (free plus lower
+// offers) does not hold need but base plus the lower tasks does. Let q be
+// the lowest priority such that base plus the lower tasks of priority at
+// most q holds need. Reprieve keeps every task above q (the room left
+// still holds need) and cannot keep all of q's (base plus the tasks below
+// q does not hold need), so the victims' highest priority is exactly q.
+// The victims of priority q must cover what base plus the tasks below q
+// lack (def); none is larger than the largest of q (big), so there are at
+// least n = max over kinds of ceil(def/big) of them, and the earliest
+// start among them is at most the n-th latest start of q.
+func (p *planner) bound(a *agent, dm *Demand, need, base vec) *candidate {
+	prios := p.prios[:0]
+	for i := range a.tasks {
+		if t := &a.tasks[i]; !t.gone && t.prio < dm.Priority {
+			prios = append(prios, t.prio)
+		}
+	}
+	slices.Sort(prios)
+	prios = slices.Compact(prios)
+	p.prios = prios
+	acc, before := base, p.scratch(2)
+	q := prios[len(prios)-1]
+	for _, pr := range prios {
+		copy(before, acc)
+		for i := range a.tasks {
+			if t := &a.tasks[i]; !t.gone && t.prio == pr {
+				acc.add(a.res(t, p.d.n))
+			}
+		}
+		if acc.fits(need) {
+			q = pr
+			break
+		}
+	}
+	big := p.scratch(3)
+	clear(big)
+	starts := p.starts[:0]
+	for i := range a.tasks {
+		if t := &a.tasks[i]; !t.gone && t.prio == q {
+			for k, r := range a.res(t, p.d.n) {
+				big[k] = max(big[k], r)
+			}
+			starts = append(starts, t.start)
+		}
+	}
+	p.starts = starts
+	n := 1
+	for k, r := range need {
+		if def := r - before[k]; def > 0 {
+			n = max(n, int((def+big[k]-1)/big[k]))
+		}
+	}
+	slices.Sort(starts)
+	c := p.newCandidate()
+	*c = candidate{agent: a, version: a.version, maxPrio: q, count: n, newest: starts[len(starts)-n], bound: true}
+	return c
+}
+
+// scratch is the planner's i-th scratch vector.
+func (p *planner) scratch(i int) vec {
+	for len(p.vecs) <= i {
+		p.vecs = append(p.vecs, make(vec, p.d.n))
+	}
+	return p.vecs[i]
+}
+
+// newCandidate returns a candidate from the planner's slabs.
+func (p *planner) newCandidate() *candidate {
+	if len(p.slab) == cap(p.slab) {
+		p.slab = make([]candidate, 0, max(64, len(p.agents)))
+	}
+	p.slab = p.slab[:len(p.slab)+1]
+	return &p.slab[len(p.slab)-1]
 }
 
 // candHeap orders candidates best first.
@@ -669,18 +790,20 @@ func (h *candHeap) Pop() any {
 	return c
 }
 
-// victims picks the victims on one agent: start from everything of a
-// lower priority gone (pool), then reprieve tasks in reprieve order
-// (highest priority, oldest first) while one unit still fits, then
-// reprieve offers the same way. What is not reprieved goes.
+// victims picks the victims on one agent, its tasks sorted: start from
+// everything of a lower priority gone (pool), then reprieve tasks in
+// reprieve order (highest priority, oldest first) while one unit still
+// fits, then reprieve offers the same way. What is not reprieved goes.
 func (p *planner) victims(a *agent, dm *Demand, need, pool vec) *candidate {
-	c := &candidate{agent: a, maxPrio: -1 << 31}
-	for _, t := range a.tasks {
-		if t.gone || t.t.Priority >= dm.Priority {
+	c := p.newCandidate()
+	*c = candidate{agent: a, maxPrio: -1 << 31}
+	for i := range a.tasks {
+		t := &a.tasks[i]
+		if t.gone || t.prio >= dm.Priority {
 			continue
 		}
-		if pool.fitsMinus(t.res, need) {
-			pool.sub(t.res)
+		if r := a.res(t, p.d.n); pool.fitsMinus(r, need) {
+			pool.sub(r)
 			continue
 		}
 		c.victims = append(c.victims, t)
@@ -697,10 +820,11 @@ func (p *planner) victims(a *agent, dm *Demand, need, pool vec) *candidate {
 		c.offers = append(c.offers, o)
 	}
 	slices.Reverse(c.offers)
+	c.count = len(c.victims)
 	for _, t := range c.victims {
-		if t.t.Priority > c.maxPrio {
-			c.maxPrio, c.newest = t.t.Priority, t.start
-		} else if t.t.Priority == c.maxPrio {
+		if t.prio > c.maxPrio {
+			c.maxPrio, c.newest = t.prio, t.start
+		} else if t.prio == c.maxPrio {
 			c.newest = min(c.newest, t.start)
 		}
 	}
