@@ -121,6 +121,7 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 	}
 	b.StopTimer()
 	slices.Sort(took)
+	b.Logf("demand -> RUNNING, sorted: %v", took)
 	q := func(f float64) float64 { return took[int(f*float64(len(took)-1))].Seconds() * 1000 }
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
