@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/devcluster"
-	"github.com/agora-sched/agora/framework"
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/master"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -58,10 +57,10 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 		ids = append(ids, fmt.Sprintf("b%d", i))
 	}
 	batch := newFillSched("batch", "sleep 300", grace, 0.5, 256, ids...)
-	runFrameworkB(b, masters, &agorav1.FrameworkInfo{Name: "batch", Roles: []string{"batch"}, FailoverTimeoutSeconds: 3600,
-		Capabilities: []agorav1.Capability{agorav1.Capability_CAPABILITY_REVOCABLE_RESOURCES}}, batch)
+	runFramework2(b, masters, &agorav1.FrameworkInfo{Name: "batch", Roles: []string{"batch"}, FailoverTimeoutSeconds: 3600,
+		Capabilities: []agorav1.Capability{agorav1.Capability_CAPABILITY_REVOCABLE_RESOURCES}}, batch, log)
 	prod := newFillSched("prod", "sleep 300", 0, 1, 512)
-	runFrameworkB(b, masters, &agorav1.FrameworkInfo{Name: "prod", Roles: []string{"prod"}, FailoverTimeoutSeconds: 3600}, prod)
+	runFramework2(b, masters, &agorav1.FrameworkInfo{Name: "prod", Roles: []string{"prod"}, FailoverTimeoutSeconds: 3600}, prod, log)
 
 	running := func(s *fillSched, want int) func() error {
 		return func() error {
@@ -85,7 +84,7 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 			return nil
 		}
 	}
-	waitForB(b, 2*time.Minute, "batch fills the cluster", running(batch, batchTasks))
+	waitFor(b, 2*time.Minute, "batch fills the cluster", running(batch, batchTasks))
 
 	var took []time.Duration
 	next := batchTasks
@@ -96,7 +95,7 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 		b.StartTimer()
 		t0 := time.Now()
 		prod.enqueue(ctx, tasks...)
-		waitForB(b, 2*time.Minute, "prod tasks RUNNING", running(prod, 3))
+		waitFor(b, 2*time.Minute, "prod tasks RUNNING", running(prod, 3))
 		took = append(took, time.Since(t0))
 		b.StopTimer()
 		// Back to a full cluster: prod's tasks go, batch refills.
@@ -109,14 +108,14 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		waitForB(b, time.Minute, "prod tasks gone", running(prod, 0))
+		waitFor(b, time.Minute, "prod tasks gone", running(prod, 0))
 		var refill []string
 		for range 6 {
 			refill = append(refill, fmt.Sprintf("b%d", next))
 			next++
 		}
 		batch.enqueue(ctx, refill...)
-		waitForB(b, 2*time.Minute, "batch fills the cluster again", running(batch, batchTasks))
+		waitFor(b, 2*time.Minute, "batch fills the cluster again", running(batch, batchTasks))
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -126,29 +125,4 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(grace*1000+1000, "goal-ms")
-}
-
-func waitForB(b *testing.B, timeout time.Duration, what string, cond func() error) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond) // a poll interval
-	}
-}
-
-func runFrameworkB(b *testing.B, masters []string, info *agorav1.FrameworkInfo, s *fillSched) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- framework.Run(ctx, framework.Config{Masters: masters, Info: info, Logger: e2eLogger(),
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}, s)
-	}()
-	b.Cleanup(func() { cancel(); <-done })
 }

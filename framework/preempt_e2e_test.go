@@ -340,7 +340,7 @@ func (s *fillSched) d0() framework.Driver {
 	return s.d
 }
 
-func runFramework2(t *testing.T, masters []string, info *agorav1.FrameworkInfo, s framework.Scheduler, log *slog.Logger) {
+func runFramework2(t testing.TB, masters []string, info *agorav1.FrameworkInfo, s framework.Scheduler, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
