@@ -234,6 +234,10 @@ type Master struct {
 	stopOnce sync.Once
 	stopErr  error
 	stopped  chan struct{}
+	// quit is closed when the master begins to stop (before Raft shuts
+	// down): waits on Raft futures end then (see waitFuture).
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 // New validates cfg and builds a Master. Nothing is bound until Start.
@@ -249,6 +253,7 @@ func New(cfg Config) (*Master, error) {
 		reconcileCh: make(chan struct{}, 1),
 		bootCh:      make(chan struct{}, 1),
 		stopped:     make(chan struct{}),
+		quit:        make(chan struct{}),
 	}
 	m.httpURL = m.urlOf(cfg.HTTPAddr)
 	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
@@ -477,6 +482,7 @@ func ShutdownAll(ms ...*Master) error {
 	for _, m := range ms {
 		m.clusterStop.Store(true)
 		m.stopping.Store(true)
+		m.beginStop()
 	}
 	stopRaft := func(m *Master) {
 		if m.raft != nil {
@@ -516,7 +522,12 @@ func (m *Master) Kill() {
 // Done is closed once the master has stopped.
 func (m *Master) Done() <-chan struct{} { return m.stopped }
 
+// beginStop ends every wait on a Raft future (waitFuture): the master is
+// stopping.
+func (m *Master) beginStop() { m.quitOnce.Do(func() { close(m.quit) }) }
+
 func (m *Master) teardown(graceful bool) {
+	m.beginStop()
 	m.stopOnce.Do(func() {
 		defer close(m.stopped)
 		// From here on this master proposes nothing: streams and loops that

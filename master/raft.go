@@ -88,11 +88,35 @@ func (m *Master) startLeaderSet(parent context.Context, term uint64) *leaderSet 
 	return s
 }
 
+// waitFuture waits for a Raft future, or until the master begins to stop.
+// hashicorp/raft v1.7.3 gives the futures of Apply and Barrier no
+// shutdown channel: an entry committed but not yet handed to the FSM when
+// Raft shuts down is never answered, and its Error() blocks forever. The
+// leader's allocation loop was caught so (a CI rehearsal's master test
+// hung in ShutdownAll: teardown waited for the leader run, which waited in
+// Apply). On stop it answers ErrRaftShutdown; the goroutine that still
+// waits on the future is left to the process's end.
+func (m *Master) waitFuture(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-m.quit:
+		select {
+		case err := <-done: // answered meanwhile
+			return err
+		default:
+			return raft.ErrRaftShutdown
+		}
+	}
+}
+
 // leadershipBarrier waits until every entry of earlier terms is applied to
 // our FSM. It returns false when leadership or ctx ends first.
 func (m *Master) leadershipBarrier(ctx context.Context, term uint64) bool {
 	for {
-		err := m.raft.Barrier(barrierTimeout).Error()
+		err := m.waitFuture(m.raft.Barrier(barrierTimeout))
 		if err == nil {
 			return m.raft.State() == raft.Leader && m.raft.CurrentTerm() == term && ctx.Err() == nil
 		}
@@ -171,7 +195,7 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
 	fut := m.raft.Apply(b, timeout)
-	if err := fut.Error(); err != nil {
+	if err := m.waitFuture(fut); err != nil {
 		return fsm.Result{}, m.raftError(err)
 	}
 	res, ok := fut.Response().(fsm.Result)
@@ -246,7 +270,7 @@ func (m *Master) ReadState(ctx context.Context, stale bool) (*fsm.State, error) 
 			return nil, err
 		}
 		idx := m.raft.CommitIndex()
-		if err := m.raft.VerifyLeader().Error(); err != nil {
+		if err := m.waitFuture(m.raft.VerifyLeader()); err != nil {
 			return nil, m.raftError(err)
 		}
 		if !m.LeaderReady() {
