@@ -228,6 +228,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	kv := r.startKV(wctx)
 	w.operators(wctx, o.Operators)
 	w.frameworks(wctx, o.Frameworks)
+	if err := w.preemptionFrameworks(wctx, o.Frameworks); err != nil {
+		r.violation("availability", "%v", err)
+	}
 
 	faults := Schedule(ScheduleConfig{Seed: o.Seed, Duration: o.Duration, Kinds: o.Faults})
 	r.inject(ctx, faults)
@@ -767,7 +770,7 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 	// it) was lost to its operator: the SDK gave up on the cluster.
 	for _, f := range r.w.fws {
 		if f.runErr != nil {
-			r.violation("framework-ended", "framework chaos-%d stopped: %v", f.idx, f.runErr)
+			r.violation("framework-ended", "framework %s stopped: %v", f.name, f.runErr)
 		}
 	}
 	r.rep.Ops = len(r.h.Ops())
