@@ -17,7 +17,8 @@
 // (SetRole/DeleteRole/ListRoles on a few roles, recorded as register
 // operations), Frameworks frameworks (launching, killing, reserving,
 // unreserving, creating and destroying volumes, declining;
-// auto-acknowledging updates) and the kv writer; inject the Schedule (one
+// auto-acknowledging updates), the preemption frameworks (below) and the
+// kv writer; inject the Schedule (one
 // fault at a time, each healed after its hold); heal everything and wait for
 // the cluster; pause the frameworks (subscribed, acknowledging, launching
 // nothing) and wait for task statuses to be acknowledged; take the delivery
@@ -44,6 +45,23 @@
 // violation: every fault is healed by then. The pods' volumes are checked
 // with the others at every index of the replay (no volume used by two live
 // tasks).
+//
+// Preemption (preemption.go): at the start the runner sets role
+// chaos-batch to priority 0 and chaos-prod to priority 10 (apart from the
+// operators' register roles), so every other role is below the top band.
+// A batch framework (chaos-batch, CAPABILITY_REVOCABLE_RESOURCES) fills
+// revocable offers with tasks of 0.05 cpu / 256 MiB, up to 12 live per
+// agent; a prod framework (chaos-prod, no capability) queues one task of
+// 768-1280 MiB every second or two (at most 2 live, 3-6 s each), revives
+// its role and sends Demand, launches the task when an offer holds it and
+// then clears its demand and suppresses. The leader rescinds offers and
+// preempts batch tasks to make room; check.Preemptions proves from the
+// replayed logs that only revocable lower-priority tasks were victims,
+// none twice, and that every PREEMPTED kill had a decision. The mixed
+// frameworks and the kv service have no revocable capability: a task of
+// theirs named as a victim is a violation. Paused, the prod framework
+// clears its demand and suppresses, so no preemption starts while the run
+// settles.
 //
 // The same seed gives the same fault schedule and the same workload
 // choices; timing (and so the exact interleaving) still differs between runs.

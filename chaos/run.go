@@ -70,6 +70,13 @@ type Report struct {
 	// read back absent or with another value (kv-lost-write violations).
 	KVAcked int `json:"kv_acked"`
 	KVLost  int `json:"kv_lost"`
+	// Preemptions counts the preemption decisions applied and
+	// PreemptedTasks their victims (the most any master's replay saw: a
+	// replay from a snapshot misses the decisions before it);
+	// PreemptionViolations the preemption checker's violations.
+	Preemptions          int `json:"preemptions"`
+	PreemptedTasks       int `json:"preempted_tasks"`
+	PreemptionViolations int `json:"preemption_violations"`
 
 	// Details, not in the one-line JSON summary.
 	FaultLog        []string          `json:"-"`
@@ -77,7 +84,10 @@ type Report struct {
 	EntriesReplayed int               `json:"-"`
 	OffersReplayed  int               `json:"-"`
 	TasksAcked      int               `json:"-"`
-	LinResult       string            `json:"-"`
+	// PreemptedKills counts victims whose KILLED update (reason PREEMPTED)
+	// was committed.
+	PreemptedKills int    `json:"-"`
+	LinResult      string `json:"-"`
 	// KVSent counts the PUTs sent to the kv service, KVRead the
 	// acknowledged keys read back after the run, KVUnread those whose read
 	// failed.
@@ -98,6 +108,8 @@ func (r *Report) Summary() string {
 		r.Tier, r.Seed, r.DurationS, r.Faults, r.Ops, r.TasksAcked, r.EntriesReplayed, r.OffersReplayed)
 	fmt.Fprintf(&b, "  kv service: %d writes sent, %d acknowledged, %d read back, %d unread, %d lost\n",
 		r.KVSent, r.KVAcked, r.KVRead, r.KVUnread, r.KVLost)
+	fmt.Fprintf(&b, "  preemption: %d decisions, %d victims, %d PREEMPTED kills, %d violations\n",
+		r.Preemptions, r.PreemptedTasks, r.PreemptedKills, r.PreemptionViolations)
 	fmt.Fprintf(&b, "  linearizable: %v (%s)  lost writes: %d  double allocations: %d  shared volumes: %d  violations: %d\n",
 		r.Linearizable, r.LinResult, r.LostWrites, r.DoubleAllocations, r.SharedVolumes, r.ViolationCount)
 	for _, n := range r.Notes {
@@ -216,6 +228,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	kv := r.startKV(wctx)
 	w.operators(wctx, o.Operators)
 	w.frameworks(wctx, o.Frameworks)
+	if err := w.preemptionFrameworks(wctx, o.Frameworks); err != nil {
+		r.violation("availability", "%v", err)
+	}
 
 	faults := Schedule(ScheduleConfig{Seed: o.Seed, Duration: o.Duration, Kinds: o.Faults})
 	r.inject(ctx, faults)
@@ -714,6 +729,9 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 			best = res
 		}
 		r.rep.EntriesReplayed += res.Entries
+		if p := res.Preemptions; p.Decisions > r.rep.Preemptions {
+			r.rep.Preemptions, r.rep.PreemptedTasks, r.rep.PreemptedKills = p.Decisions, p.VictimCount, p.Kills
+		}
 		if res.SnapshotIndex > 0 {
 			r.note("%s: replayed from snapshot at index %d (entries before it checked only on replicas that still hold them)", r.c.MasterID(i), res.SnapshotIndex)
 		}
@@ -752,7 +770,7 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 	// it) was lost to its operator: the SDK gave up on the cluster.
 	for _, f := range r.w.fws {
 		if f.runErr != nil {
-			r.violation("framework-ended", "framework chaos-%d stopped: %v", f.idx, f.runErr)
+			r.violation("framework-ended", "framework %s stopped: %v", f.name, f.runErr)
 		}
 	}
 	r.rep.Ops = len(r.h.Ops())
@@ -766,6 +784,8 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 			r.rep.SharedVolumes++
 		case "kv-lost-write":
 			r.rep.KVLost++
+		case "preemption":
+			r.rep.PreemptionViolations++
 		}
 	}
 	r.rep.ViolationCount = len(r.rep.Violations)

@@ -34,7 +34,7 @@ if [ "${1:-}" = --one ]; then
 	if [ -z "$line" ]; then
 		row=$(printf '%s\t%s\tERROR (rc %s, see %s)' "$tier" "$seed" "$rc" "$OUT/$tier-$seed.log")
 	else
-		row=$(echo "$line" | sed 's/[{}"]//g' | tr ',' '\n' | awk -F: -v wall="$wall" '{v[$1]=$2} END {printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", v["tier"], v["seed"], v["faults"], v["ops"], v["violations"], v["linearizable"], v["lost_writes"], v["double_allocations"], v["kv_acked"], v["kv_lost"], wall}')
+		row=$(echo "$line" | sed 's/[{}"]//g' | tr ',' '\n' | awk -F: -v wall="$wall" '{v[$1]=$2} END {printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", v["tier"], v["seed"], v["faults"], v["ops"], v["violations"], v["linearizable"], v["lost_writes"], v["double_allocations"], v["kv_acked"], v["kv_lost"], v["preemptions"], v["preempted_tasks"], wall}')
 	fi
 	# Keep the output of failing runs only.
 	[ "$rc" -eq 0 ] && rm -rf "$dir"
@@ -64,15 +64,15 @@ while [ "$seed" -lt $((FIRST + SEEDS)) ]; do
 done | OUT="$OUT" DURATION="$DURATION" MASTERS="$MASTERS" xargs -P "$JOBS" -L 1 sh chaos/soak.sh --one
 
 table="$OUT/summary.tsv"
-printf 'tier\tseed\tfaults\tops\tviolations\tlinearizable\tlost_writes\tdouble_allocations\tkv_acked\tkv_lost\twall_s\n' > "$table"
+printf 'tier\tseed\tfaults\tops\tviolations\tlinearizable\tlost_writes\tdouble_allocations\tkv_acked\tkv_lost\tpreemptions\tpreempted_tasks\twall_s\n' > "$table"
 sort -k1,1 -k2,2n "$OUT/rows.tsv" >> "$table"
 echo
 column -t -s "$(printf '\t')" "$table" 2>/dev/null || cat "$table"
 echo
 awk -F'\t' 'NR>1 {
 	t=$1; runs[t]++
-	if ($3 ~ /^[0-9]+$/) {f[t]+=$3; o[t]+=$4; v[t]+=$5; if ($6=="true") lin[t]++; ka[t]+=$9; kl[t]+=$10} else err[t]++
+	if ($3 ~ /^[0-9]+$/) {f[t]+=$3; o[t]+=$4; v[t]+=$5; if ($6=="true") lin[t]++; ka[t]+=$9; kl[t]+=$10; pd[t]+=$11; pv[t]+=$12; if ($11 > 0) pr[t]++} else err[t]++
 } END {
-	for (t in runs) printf "%s: %d runs, %d faults, %d ops, %d violations, %d linearizable, %d kv writes acknowledged, %d lost, %d failed to run\n", t, runs[t], f[t], o[t], v[t], lin[t], ka[t], kl[t], err[t]+0
+	for (t in runs) printf "%s: %d runs, %d faults, %d ops, %d violations, %d linearizable, %d kv writes acknowledged, %d lost, %d preemption decisions (%d victims; runs with one: %d), %d failed to run\n", t, runs[t], f[t], o[t], v[t], lin[t], ka[t], kl[t], pd[t], pv[t], pr[t]+0, err[t]+0
 }' "$table"
 awk -F'\t' 'NR>1 && ($3 !~ /^[0-9]+$/ || $5 != 0) {bad=1} END {exit bad}' "$table"

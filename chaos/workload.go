@@ -46,10 +46,27 @@ type workload struct {
 	paused atomic.Bool
 }
 
+// fwKind is what a workload framework does with its offers.
+type fwKind int
+
+const (
+	// kindMixed launches, kills, reserves, unreserves, creates and
+	// destroys volumes and declines, at random (no revocable capability).
+	kindMixed fwKind = iota
+	// kindBatch fills revocable offers with small long-running tasks
+	// (preemption.go).
+	kindBatch
+	// kindProd demands room for a task now and then and launches it when
+	// offered (preemption.go).
+	kindProd
+)
+
 // fwState is one framework of the workload.
 type fwState struct {
 	w      *workload
 	idx    int
+	kind   fwKind
+	name   string
 	role   string
 	rng    *rand.Rand
 	rngMu  sync.Mutex
@@ -60,6 +77,13 @@ type fwState struct {
 	mu      sync.Mutex
 	running map[string]string // task id -> agent id, tasks seen RUNNING
 	volumes map[string]string // volume id -> agent id, acknowledged creates
+
+	// Batch and prod frameworks (preemption.go), under mu.
+	live     map[string]liveTask // task id -> where and since when, until it ends
+	want     []*agorav1.Resource // prod: the shape of the queued task, nil when none
+	wantAt   time.Time           // prod: when want was queued
+	synced   bool                // prod: the master has the demand want implies
+	demandMu sync.Mutex          // prod: one demand sync at a time
 }
 
 func (w *workload) opsDone() int64 { return w.ops.Load() }
@@ -185,35 +209,48 @@ func definitelyRejected(err error) bool {
 	return false
 }
 
-// frameworks starts n frameworks through the SDK.
+// frameworks starts n mixed frameworks through the SDK.
 func (w *workload) frameworks(ctx context.Context, n int) {
 	for i := 0; i < n; i++ {
-		f := &fwState{w: w, idx: i, role: fmt.Sprintf("chaos-fw%d", i),
-			rng:     rand.New(rand.NewPCG(w.seed, uint64(2000+i))),
-			running: map[string]string{}, volumes: map[string]string{}}
-		w.mu.Lock()
-		w.fws = append(w.fws, f)
-		w.mu.Unlock()
-		w.wg.Add(2)
-		go func() {
-			defer w.wg.Done()
-			f.runErr = framework.Run(ctx, framework.Config{
-				Masters:    w.c.MasterURLs(),
-				Info:       &agorav1.FrameworkInfo{Name: fmt.Sprintf("chaos-%d", i), Roles: []string{f.role}, FailoverTimeoutSeconds: 3600},
-				HTTPClient: client.DefaultHTTPClient(),
-				MaxBackoff: time.Second,
-				Logger:     w.log.With("framework", i),
-			}, f)
-			f.ended.Store(true)
-			if f.runErr != nil && ctx.Err() == nil {
-				w.log.Warn("framework ended", "framework", i, "err", f.runErr)
-			}
-		}()
+		f := w.newFramework(i, kindMixed, fmt.Sprintf("chaos-%d", i), fmt.Sprintf("chaos-fw%d", i))
+		w.run(ctx, f)
+		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
 			f.killer(ctx)
 		}()
 	}
+}
+
+func (w *workload) newFramework(idx int, kind fwKind, name, role string) *fwState {
+	f := &fwState{w: w, idx: idx, kind: kind, name: name, role: role,
+		rng:     rand.New(rand.NewPCG(w.seed, uint64(2000+idx))),
+		running: map[string]string{}, volumes: map[string]string{}, live: map[string]liveTask{}}
+	w.mu.Lock()
+	w.fws = append(w.fws, f)
+	w.mu.Unlock()
+	return f
+}
+
+// run runs framework f through the SDK until ctx ends, in the workload's
+// WaitGroup.
+func (w *workload) run(ctx context.Context, f *fwState, caps ...agorav1.Capability) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		f.runErr = framework.Run(ctx, framework.Config{
+			Masters: w.c.MasterURLs(),
+			Info: &agorav1.FrameworkInfo{Name: f.name, Roles: []string{f.role}, FailoverTimeoutSeconds: 3600,
+				Capabilities: caps},
+			HTTPClient: client.DefaultHTTPClient(),
+			MaxBackoff: time.Second,
+			Logger:     w.log.With("framework", f.name),
+		}, f)
+		f.ended.Store(true)
+		if f.runErr != nil && ctx.Err() == nil {
+			w.log.Warn("framework ended", "framework", f.name, "err", f.runErr)
+		}
+	}()
 }
 
 func (f *fwState) intn(n int) int {
@@ -262,6 +299,7 @@ func (f *fwState) killer(ctx context.Context) {
 func (f *fwState) Subscribed(d framework.Driver, id string, resubscribed bool) {
 	f.mu.Lock()
 	f.drv = d
+	f.synced = false // a new subscription: say the demand again
 	f.mu.Unlock()
 	f.w.h.Add(Op{Client: 100 + f.idx, Kind: "subscribed", Input: id, Output: fmt.Sprint("resubscribed=", resubscribed), Call: f.w.h.Now(), Return: f.w.h.Now(), OK: true})
 }
@@ -282,6 +320,12 @@ func (f *fwState) Offers(d framework.Driver, offers []*agorav1.Offer) {
 func (f *fwState) plan(d framework.Driver, o *agorav1.Offer) ([]*agorav1.Operation, string) {
 	if f.w.paused.Load() {
 		return nil, "decline"
+	}
+	switch f.kind {
+	case kindBatch:
+		return f.planBatch(o)
+	case kindProd:
+		return f.planProd(o)
 	}
 	cpus := framework.ScalarIn(o.GetResources(), "cpus", "")
 	mem := framework.ScalarIn(o.GetResources(), "mem", "")
@@ -341,6 +385,11 @@ func (f *fwState) answer(d framework.Driver, o *agorav1.Offer, ops []*agorav1.Op
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	refuse := 0.2
+	if f.kind == kindProd {
+		// A filter would keep the agent out of the leader's preemption
+		// pass for the prod demand (Demand.Excluded).
+		refuse = 0
+	}
 	call := f.w.h.Now()
 	if ops == nil {
 		err := d.Decline(ctx, []string{o.GetId()}, &refuse)
@@ -357,6 +406,9 @@ func (f *fwState) answer(d framework.Driver, o *agorav1.Offer, ops []*agorav1.Op
 	}
 	err := d.Accept(ctx, []string{o.GetId()}, ops, &refuse)
 	f.w.record(100+f.idx, "accept-"+kind, o.GetId(), call, "", err, true)
+	if f.kind != kindMixed {
+		f.launched(ops, err)
+	}
 	if err != nil {
 		if !errors.Is(err, context.Canceled) && !definitelyRejected(err) {
 			f.w.log.Debug("accept failed", "offer", o.GetId(), "err", err)
@@ -403,6 +455,12 @@ func (f *fwState) Update(d framework.Driver, st *agorav1.TaskStatus) {
 	} else if framework.IsTerminal(st.GetState()) {
 		delete(f.running, st.GetTaskId())
 	}
+	if framework.IsTerminal(st.GetState()) {
+		delete(f.live, st.GetTaskId())
+	} else if lt, ok := f.live[st.GetTaskId()]; ok {
+		lt.seen = true
+		f.live[st.GetTaskId()] = lt
+	}
 	f.mu.Unlock()
 }
 
@@ -413,6 +471,6 @@ func (f *fwState) Failure(_ framework.Driver, agentID string) {
 
 // Error implements framework.Scheduler.
 func (f *fwState) Error(_ framework.Driver, message string) {
-	f.w.log.Warn("framework error event", "framework", f.idx, "message", message)
+	f.w.log.Warn("framework error event", "framework", f.name, "message", message)
 	f.w.h.Add(Op{Client: 100 + f.idx, Kind: "error", Input: message, Call: f.w.h.Now(), Return: f.w.h.Now()})
 }

@@ -5,7 +5,7 @@ import "fmt"
 // Violation is one broken promise found by a checker.
 type Violation struct {
 	// Checker names the checker: "linearizability", "lost-write",
-	// "double-allocation", "offer-lifecycle", "teardown", "delivery",
+	// "double-allocation", "offer-lifecycle", "teardown", "delivery", "preemption",
 	// "kv-lost-write", ...
 	Checker string
 	// Detail says what was wrong, with ids.

@@ -18,7 +18,16 @@
 //   - Replay: opens a stopped master's Raft storage read-only, restores its
 //     latest snapshot into a fresh fsm.FSM and applies every later entry,
 //     running CheckAllocation and CheckVolumeExclusive after each one, and tracks the life of every
-//     offer and every teardown (see Lifecycle).
+//     offer, every teardown and every preemption (Preemptions).
+//   - Preemptions: run by Replay over the applied commands. Every applied
+//     Preempt decision is judged against the state it was applied to: each
+//     victim exists, is revocable and of a role whose priority then is
+//     lower than the demanding role's, and is named in no earlier decision;
+//     every task that gets a status with reason PREEMPTED (or whose
+//     kill_reason is PREEMPTED) is a victim of a decision applied at or
+//     before that index. A replay from a snapshot counts the preemptions in
+//     force there, and the tasks already being killed for preemption, as
+//     decided.
 //   - Delivery: every task's latest committed status reached its framework.
 //   - KVLost: every write the kv service (examples/kvservice, run as a
 //     service by the service scheduler) acknowledged is read back from it

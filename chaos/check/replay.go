@@ -44,6 +44,9 @@ type ReplayResult struct {
 	// Offers counts offers created in the replayed range; OffersOpen those
 	// still outstanding at the end.
 	Offers, OffersOpen int
+	// Preemptions is the preemption checker's ledger: decisions applied
+	// in the replayed range, their victims, the PREEMPTED kills.
+	Preemptions *Preemptions
 	// Final is the state after the last entry.
 	Final *fsm.State
 	// AtState is the state after entry ReplayOptions.At (the last entry at
@@ -51,7 +54,8 @@ type ReplayResult struct {
 	AtState *fsm.State
 	// Violations found: double allocation at some index, an offer that
 	// disappeared without being accepted, declined, rescinded or expired, a
-	// framework torn down before its failover timeout.
+	// framework torn down before its failover timeout, a preemption that
+	// broke its rules (see Preemptions).
 	Violations []Violation
 }
 
@@ -64,8 +68,10 @@ func RaftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
 // FSM, applies every later entry in order and checks the state after each:
 // CheckAllocation on ViewOf(state), CheckVolumeExclusive on
 // VolumeUsesOf(state), the offer lifecycle (every offer that
-// leaves the state does so accepted, declined, rescinded or expired) and
-// teardowns (only deliberate ones, or after the failover timeout).
+// leaves the state does so accepted, declined, rescinded or expired),
+// teardowns (only deliberate ones, or after the failover timeout) and
+// preemptions (every applied Preempt entry judged against the state it was
+// applied to, every PREEMPTED status matched to a decision: Preemptions).
 func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 	if o.MaxViolations <= 0 {
 		o.MaxViolations = 100
@@ -86,11 +92,14 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 	}
 	defer store.Close()
 
-	var removed []fsm.Event
+	var removed, statuses []fsm.Event
 	f := fsm.New(fsm.Config{Logger: logger, OnApply: func(_ uint64, evs []fsm.Event) {
 		for _, e := range evs {
-			if e.Kind == fsm.EventOfferRemoved {
+			switch e.Kind {
+			case fsm.EventOfferRemoved:
 				removed = append(removed, e)
+			case fsm.EventTaskStatus:
+				statuses = append(statuses, e)
 			}
 		}
 	}})
@@ -122,6 +131,7 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 	add(CheckAllocation(f.State().Index(), ViewOf(f.State()))...)
 	add(CheckVolumeExclusive(f.State().Index(), VolumeUsesOf(f.State()))...)
 	offers := offerSet(f.State())
+	res.Preemptions = NewPreemptions(f.State())
 	if o.At > 0 && f.State().Index() <= o.At {
 		res.AtState = f.State()
 	}
@@ -137,10 +147,17 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 		if l.Type == raft.LogCommand {
 			add(checkTeardown(before, idx, l.Data, o.Deliberate)...)
 		}
-		removed = removed[:0]
-		apply(f, &l)
+		removed, statuses = removed[:0], statuses[:0]
+		r := apply(f, &l)
 		res.Entries++
 		after := f.State()
+		if l.Type == raft.LogCommand && r.Err == nil {
+			add(checkPreempt(res.Preemptions, before, idx, l.Data)...)
+		}
+		for _, e := range statuses {
+			t, _ := after.Task(e.Status.GetFrameworkId(), e.Status.GetTaskId())
+			add(res.Preemptions.Killed(idx, e.Status, t)...)
+		}
 		add(CheckAllocation(idx, ViewOf(after))...)
 		add(CheckVolumeExclusive(idx, VolumeUsesOf(after))...)
 		next := offerSet(after)
@@ -174,13 +191,28 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 	return res, nil
 }
 
-func apply(f *fsm.FSM, l *raft.Log) {
+func apply(f *fsm.FSM, l *raft.Log) fsm.Result {
 	defer func() {
 		if r := recover(); r != nil {
 			panic(fmt.Sprintf("check: replay: fsm panicked at index %d: %v", l.Index, r))
 		}
 	}()
-	f.Apply(l)
+	r, _ := f.Apply(l).(fsm.Result)
+	return r
+}
+
+// checkPreempt judges an accepted Preempt entry against the state before
+// it; other entries pass.
+func checkPreempt(p *Preemptions, before *fsm.State, idx uint64, data []byte) []Violation {
+	t, m, err := fsm.Decode(data)
+	if err != nil || t != fsm.CmdPreempt {
+		return nil
+	}
+	cmd, ok := m.(*agorav1.PreemptCommand)
+	if !ok {
+		return nil
+	}
+	return p.Decided(idx, DecisionOf(before, cmd.GetPreemption()))
 }
 
 // OfferEnded reports whether an offer's removal is one of its legitimate
