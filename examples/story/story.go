@@ -61,7 +61,7 @@ func sizesOf(short bool) sizes {
 	if short {
 		return sizes{keys: 50, units: 60, lines: 2000, work: 8 * time.Second, webPods: 2}
 	}
-	return sizes{keys: 500, units: 300, lines: 20000, work: 20 * time.Second, webPods: 3}
+	return sizes{keys: 500, units: 200, lines: 20000, work: 20 * time.Second, webPods: 3}
 }
 
 // Agents of the story: 6 agents of 2 cpus (5 kv pods go one per agent, and
@@ -314,10 +314,19 @@ func (s *story) run(ctx context.Context) error {
 
 	// 8. The end: the batch job's exact answer, every key.
 	var end jobEnd
-	select {
-	case end = <-jobDone:
-	case <-ctx.Done():
-		return ctx.Err()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case end = <-jobDone:
+			break wait
+		case <-tick.C:
+			p := job.Progress()
+			s.say("8. batch: %d/%d units done, %d running, %d preempted, %d reruns", p.Done, p.Units, p.Running, p.Preemptions, p.Reruns)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if end.err != nil {
 		return fmt.Errorf("step 8: batch job: %w", end.err)
