@@ -71,13 +71,23 @@ func TestCLIExplain(t *testing.T) {
 		}
 		return false, out
 	})
-	out, _, _ := agora(t, "agents", "--json", "--addr", addrs[0])
+	// agora dev's agents register on their own: the framework can be
+	// CONNECTED before they are (a CI rehearsal counted 0 agents here and
+	// then explain counted 2). Wait for all of them to be ACTIVE.
 	agents := 0
-	for _, a := range mustJSON[[]struct{ State string }](t, out) {
-		if a.State != "GONE" {
-			agents++
+	eventually(t, 60*time.Second, "the dev agents ACTIVE", func() (bool, string) {
+		out, errOut, code := agora(t, "agents", "--json", "--addr", addrs[0])
+		if code != 0 {
+			return false, errOut
 		}
-	}
+		agents = 0
+		for _, a := range mustJSON[[]struct{ State string }](t, out) {
+			if a.State == "ACTIVE" {
+				agents++
+			}
+		}
+		return agents == len(devAgents), out
+	})
 
 	// --json has exactly the documented keys, and offers plus counts cover
 	// every (role, agent). Asked through a follower: the CLI follows the
