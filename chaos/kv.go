@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -206,45 +205,13 @@ func (k *kvWorkload) writer(ctx context.Context) {
 // put writes key=value through the primary at addr; nil only for a 2xx
 // answer.
 func (k *kvWorkload) put(ctx context.Context, addr, key, value string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+addr+"/kv/"+key, strings.NewReader(value))
-	if err != nil {
-		return fmt.Errorf("chaos: kv put: %w", err)
-	}
-	resp, err := k.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("chaos: kv put: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("chaos: kv put %s: %s: %s", key, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
+	return kvservice.Put(ctx, k.hc, addr, key, value)
 }
 
 // get reads key from the primary at addr with a consistent read (the
 // primary answers once everything in its log is durable on a quorum).
 func (k *kvWorkload) get(ctx context.Context, addr, key string) (string, bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/kv/"+key+"?consistent=1", nil)
-	if err != nil {
-		return "", false, fmt.Errorf("chaos: kv get: %w", err)
-	}
-	resp, err := k.hc.Do(req)
-	if err != nil {
-		return "", false, fmt.Errorf("chaos: kv get: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, kvservice.MaxValueBytes))
-	if err != nil {
-		return "", false, fmt.Errorf("chaos: kv get %s: %w", key, err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return string(body), true, nil
-	case http.StatusNotFound:
-		return "", false, nil
-	}
-	return "", false, fmt.Errorf("chaos: kv get %s: %s: %s", key, resp.Status, strings.TrimSpace(string(body)))
+	return kvservice.Get(ctx, k.hc, addr, key, true)
 }
 
 // waitComplete polls the service (linearizable reads) until its plan is

@@ -54,12 +54,15 @@ func (b *logBuffer) has(parts ...string) bool {
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.After(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("timed out after %v waiting for %s", d, what)
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
 

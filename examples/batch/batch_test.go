@@ -108,12 +108,15 @@ func buildAgora(t *testing.T) string {
 
 func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(d)
+	deadline := time.After(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(end) {
+		select {
+		case <-deadline:
 			t.Fatalf("%s: not within %s", what, d)
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond) // a poll interval, not synchronisation
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/agora-sched/agora/devcluster"
 	"github.com/agora-sched/agora/examples/batch"
+	"github.com/agora-sched/agora/examples/kvservice"
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/service"
@@ -447,7 +448,7 @@ func (s *story) checkKeys(ctx context.Context, addr string) int {
 		k, want := fmt.Sprintf("key%05d", i), fmt.Sprintf("value%05d", i)
 		var got string
 		_ = poll(ctx, 10*time.Second, "get "+k, func() (bool, error) {
-			v, ok, err := kvGet(ctx, addr, k)
+			v, ok, err := kvservice.Get(ctx, httpClient, addr, k, false) // addr's own data
 			if err != nil {
 				return false, nil
 			}
@@ -463,35 +464,8 @@ func (s *story) checkKeys(ctx context.Context, addr string) int {
 
 func kvPut(ctx context.Context, addr, key, value string) error {
 	return poll(ctx, 30*time.Second, "put "+key, func() (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+addr+"/kv/"+key, strings.NewReader(value))
-		if err != nil {
-			return false, err
-		}
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			return false, nil
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode/100 == 2, nil
+		return kvservice.Put(ctx, httpClient, addr, key, value) == nil, nil
 	})
-}
-
-func kvGet(ctx context.Context, addr, key string) (string, bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/kv/"+key, nil)
-	if err != nil {
-		return "", false, err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return "", false, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", false, err
-	}
-	return string(b), resp.StatusCode == http.StatusOK, nil
 }
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
