@@ -157,6 +157,7 @@ func ReadState(r io.Reader) (*State, error) {
 	for id, u := range frameworks {
 		x.t.Insert(tableKey(uFramework, id), u)
 	}
+	restoreTaskEpochs(x)
 	return &State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})}, nil
 }
 
@@ -466,4 +467,19 @@ func equalByRole(a, b map[string]resources.Resources) bool {
 		}
 	}
 	return true
+}
+
+// restoreTaskEpochs gives every agent with tasks a fresh taskEpoch.
+func restoreTaskEpochs(x *txn) {
+	var agents []string
+	x.t.Root().WalkPrefix([]byte(xTaskAgent), func(k []byte, _ interface{}) bool {
+		rest := k[len(xTaskAgent):]
+		if agent := string(rest[:bytes.IndexByte(rest, 0)]); len(agents) == 0 || agents[len(agents)-1] != agent {
+			agents = append(agents, agent)
+		}
+		return false
+	})
+	for _, agent := range agents {
+		x.t.Insert(tableKey(uTaskEpoch, agent), &taskEpoch{n: 1})
+	}
 }

@@ -37,7 +37,16 @@ const (
 	xVolAgent    = "va\x00" // agent \0 volume
 	uAgent       = "ua\x00" // agent -> *agentUsage
 	uFramework   = "uf\x00" // framework -> *frameworkUsage
+	uTaskEpoch   = "ue\x00" // agent -> *taskEpoch, replaced whenever a task on the agent changes
 )
+
+// taskEpoch marks one version of an agent's tasks: a new one replaces it
+// whenever any task on the agent is written or deleted, so two states
+// holding the same *taskEpoch hold the same tasks on that agent. It is
+// derived (not written to snapshots; Restore makes one per agent with
+// tasks). n counts the agent's task writes; it is never zero, so the
+// pointer is never shared with another allocation.
+type taskEpoch struct{ n uint64 }
 
 // tableKey is the key of id in a table whose prefix ends in NUL.
 func tableKey(prefix string, parts ...string) []byte {
@@ -173,6 +182,31 @@ func (s *State) AgentUsage(id string) Usage {
 		Offered:  u.offered.Clone(),
 		Free:     u.free(),
 	}
+}
+
+// AgentVersion returns two opaque values that change whenever the agent's
+// accounting (usage) or any of its tasks changes: a caller that keeps them
+// (holding them keeps them unique) may reuse what it derived from the
+// agent while both compare equal. Both are nil for an unknown agent;
+// tasks is nil for an agent that never had a task.
+func (s *State) AgentVersion(id string) (usage, tasks any) {
+	if u, ok := get[*agentUsage](s, tableKey(uAgent, id)); ok {
+		usage = u
+	}
+	if e, ok := get[*taskEpoch](s, tableKey(uTaskEpoch, id)); ok {
+		tasks = e
+	}
+	return usage, tasks
+}
+
+// AgentFree returns what the agent has free in the unreserved pool and its
+// total, without cloning its accounting.
+func (s *State) AgentFree(id string) (free, total resources.Resources) {
+	u, ok := get[*agentUsage](s, tableKey(uAgent, id))
+	if !ok {
+		return resources.Resources{}, resources.Resources{}
+	}
+	return u.free()[""], u.total
 }
 
 // Frameworks returns all frameworks (torn down ones included) sorted by id.

@@ -235,10 +235,20 @@ func (x *txn) putFramework(f *agorav1.Framework) {
 	x.t.Insert(tableKey(pFramework, f.GetId()), f)
 }
 
+// bumpTaskEpoch marks a change to the tasks on agentID (see taskEpoch).
+func (x *txn) bumpTaskEpoch(agentID string) {
+	n := uint64(1)
+	if e, ok := tget[*taskEpoch](x, tableKey(uTaskEpoch, agentID)); ok {
+		n = e.n + 1
+	}
+	x.t.Insert(tableKey(uTaskEpoch, agentID), &taskEpoch{n: n})
+}
+
 // putTask stores t, replacing old (nil for a new task).
 func (x *txn) putTask(old, t *agorav1.Task) {
 	fid, tid := t.GetFrameworkId(), t.GetId()
 	x.t.Insert(tableKey(pTask, fid, tid), t)
+	x.bumpTaskEpoch(t.GetAgentId())
 	if old == nil {
 		x.t.Insert(tableKey(xTaskAgent, t.GetAgentId(), fid, tid), nil)
 		x.t.Insert(tableKey(xTaskID, tid, fid), nil)
@@ -282,6 +292,7 @@ func (x *txn) chargeTask(t *agorav1.Task, add bool) {
 func (x *txn) deleteTask(t *agorav1.Task) {
 	fid, tid := t.GetFrameworkId(), t.GetId()
 	x.t.Delete(tableKey(pTask, fid, tid))
+	x.bumpTaskEpoch(t.GetAgentId())
 	x.t.Delete(tableKey(xTaskAgent, t.GetAgentId(), fid, tid))
 	x.t.Delete(tableKey(xTaskUnacked, fid, tid))
 	x.t.Delete(tableKey(xTaskID, tid, fid))

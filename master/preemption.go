@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -62,9 +63,10 @@ func (l *leader) runPreemption(ctx context.Context) {
 	m := l.m
 	log := m.log.With("component", "preemption")
 	var backoff time.Duration
+	cache := newPreemptCache()
 	for {
 		st := m.State()
-		proposed, rejected := l.preemptOnce(ctx, st, log)
+		proposed, rejected := l.preemptOnce(ctx, st, cache, log)
 		if proposed > 0 && rejected == proposed {
 			backoff = min(max(2*backoff, preemptionGap), 2*time.Second)
 		} else {
@@ -91,10 +93,10 @@ func (l *leader) runPreemption(ctx context.Context) {
 
 // preemptOnce runs one pass over st and proposes its outcome; it returns
 // how many entries it proposed and how many of them were rejected.
-func (l *leader) preemptOnce(ctx context.Context, st *fsm.State, log *slog.Logger) (proposed, rejected int) {
+func (l *leader) preemptOnce(ctx context.Context, st *fsm.State, cache *preemptCache, log *slog.Logger) (proposed, rejected int) {
 	m := l.m
 	now := m.Now()
-	in := preemptInput(st, now)
+	in := cache.input(st, now)
 	if len(in.Demands) == 0 {
 		m.verdicts.set(st.Index(), nil)
 		return 0, 0
@@ -173,11 +175,39 @@ func newUUID() string {
 	return string(b[0:8]) + "-" + string(b[8:12]) + "-" + string(b[12:16]) + "-" + string(b[16:20]) + "-" + string(b[20:32])
 }
 
-// preemptInput builds the preemption pass's input from the state: active
-// agents with their free unreserved resources, outstanding offers and
-// revocable live tasks not being killed; connected frameworks' demand for
-// roles they have not suppressed; the preemptions in force.
+// preemptInput builds the preemption pass's input from the state with no
+// cache (tests and benchmarks; the leader keeps a preemptCache).
 func preemptInput(st *fsm.State, now time.Time) preempt.Input {
+	return (*preemptCache)(nil).input(st, now)
+}
+
+// preemptCache keeps, per agent, the part of the preemption input derived
+// from its accounting and its tasks (free and total resources, revocable
+// live tasks with parsed resources), keyed by the state's AgentVersion: a
+// pass converts only the agents whose tasks or usage changed since the
+// last one. It belongs to one leadership (one goroutine) and is dropped
+// with it; role priorities are part of each entry, so a priority change
+// empties it.
+type preemptCache struct {
+	prio   map[string]int32
+	agents map[string]*cachedAgent
+}
+
+type cachedAgent struct {
+	usage, tasks any
+	ag           preempt.Agent // without offers
+	seen         uint64        // the pass that last used it
+}
+
+func newPreemptCache() *preemptCache {
+	return &preemptCache{agents: map[string]*cachedAgent{}}
+}
+
+// input builds the preemption pass's input from the state: active agents
+// with their free unreserved resources, outstanding offers and revocable
+// live tasks not being killed; connected frameworks' demand for roles they
+// have not suppressed; the preemptions in force. c may be nil.
+func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 	var in preempt.Input
 	prio := map[string]int32{}
 	for _, r := range st.Roles() {
@@ -220,33 +250,64 @@ func preemptInput(st *fsm.State, now time.Time) preempt.Input {
 		held, _ := resourcepb.FromProto(p.GetResources())
 		in.Earmarks = append(in.Earmarks, preempt.Earmark{AgentID: p.GetAgentId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Resources: held.Total()})
 	}
+	if c != nil && !maps.Equal(c.prio, prio) {
+		c.prio, c.agents = prio, map[string]*cachedAgent{}
+	}
+	offers := map[string][]preempt.Offer{}
+	for _, o := range st.Offers() {
+		p, err := resourcepb.FromProto(o.GetResources())
+		if err != nil || p[""].IsEmpty() {
+			continue
+		}
+		offers[o.GetAgentId()] = append(offers[o.GetAgentId()], preempt.Offer{ID: o.GetId(), FrameworkID: o.GetFrameworkId(), Role: o.GetRole(),
+			Priority: prio[o.GetRole()], Resources: p[""]})
+	}
+	pass := st.Index()
 	for _, a := range st.Agents() {
 		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
 			continue
 		}
-		u := st.AgentUsage(a.GetId())
-		ag := preempt.Agent{ID: a.GetId(), Total: u.Total, Free: u.Free[""]}
-		for _, o := range st.OffersByAgent(a.GetId()) {
-			p, err := resourcepb.FromProto(o.GetResources())
-			if err != nil || p[""].IsEmpty() {
-				continue
+		var ag preempt.Agent
+		if c == nil {
+			ag = agentInput(st, a.GetId(), prio)
+		} else {
+			usage, tasks := st.AgentVersion(a.GetId())
+			e := c.agents[a.GetId()]
+			if e == nil || e.usage != usage || e.tasks != tasks {
+				e = &cachedAgent{usage: usage, tasks: tasks, ag: agentInput(st, a.GetId(), prio)}
+				c.agents[a.GetId()] = e
 			}
-			ag.Offers = append(ag.Offers, preempt.Offer{ID: o.GetId(), FrameworkID: o.GetFrameworkId(), Role: o.GetRole(),
-				Priority: prio[o.GetRole()], Resources: p[""]})
+			e.seen = pass
+			ag = e.ag
 		}
-		for _, t := range st.TasksByAgent(a.GetId()) {
-			if !t.GetRevocable() || t.GetKillRequested() || fsm.IsTerminal(t.GetState()) || t.GetState() == agorav1.TaskState_TASK_STATE_UNREACHABLE {
-				continue
-			}
-			p, err := resourcepb.FromProto(t.GetResources())
-			if err != nil {
-				continue
-			}
-			ag.Tasks = append(ag.Tasks, preempt.Task{FrameworkID: t.GetFrameworkId(), ID: t.GetId(), Role: t.GetRole(),
-				Priority: prio[t.GetRole()], Resources: p[""], Started: t.GetCreatedAt().AsTime(),
-				KillGrace: time.Duration(t.GetKillGraceSeconds() * float64(time.Second))})
-		}
+		ag.Offers = offers[a.GetId()]
 		in.Agents = append(in.Agents, ag)
 	}
+	if c != nil && len(c.agents) > len(in.Agents) {
+		for id, e := range c.agents {
+			if e.seen != pass {
+				delete(c.agents, id)
+			}
+		}
+	}
 	return in
+}
+
+// agentInput is one agent's part of the input without its offers.
+func agentInput(st *fsm.State, id string, prio map[string]int32) preempt.Agent {
+	free, total := st.AgentFree(id)
+	ag := preempt.Agent{ID: id, Total: total, Free: free}
+	for _, t := range st.TasksByAgent(id) {
+		if !t.GetRevocable() || t.GetKillRequested() || fsm.IsTerminal(t.GetState()) || t.GetState() == agorav1.TaskState_TASK_STATE_UNREACHABLE {
+			continue
+		}
+		p, err := resourcepb.FromProto(t.GetResources())
+		if err != nil {
+			continue
+		}
+		ag.Tasks = append(ag.Tasks, preempt.Task{FrameworkID: t.GetFrameworkId(), ID: t.GetId(), Role: t.GetRole(),
+			Priority: prio[t.GetRole()], Resources: p[""], Started: t.GetCreatedAt().AsTime(),
+			KillGrace: time.Duration(t.GetKillGraceSeconds() * float64(time.Second))})
+	}
+	return ag
 }

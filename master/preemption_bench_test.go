@@ -17,9 +17,9 @@ import (
 )
 
 var preemptBench struct {
-	once sync.Once
-	st   *fsm.State
-	err  error
+	once    sync.Once
+	st, st2 *fsm.State // st2: st with one more task kill requested
+	err     error
 }
 
 // preemptBenchState is a full cluster in replicated state, built by
@@ -28,45 +28,61 @@ var preemptBench struct {
 // that use it all, launched at a different time per agent; one connected
 // prod framework (priority 10) demanding units units of cpus:4;mem:8192.
 func preemptBenchState(agents, units int) (*fsm.State, error) {
-	f := fsm.New(fsm.Config{})
-	index := uint64(0)
-	apply := func(t fsm.CommandType, m proto.Message) error {
-		index++
-		res, err := f.ApplyMessage(index, t, m)
-		if err != nil {
-			return err
-		}
-		if res.Err != nil {
-			return fmt.Errorf("%v %v: %w", t, m, res.Err)
-		}
-		return nil
+	b := newPreemptBuilder()
+	if err := b.build(agents, units); err != nil {
+		return nil, err
 	}
+	return b.f.State(), nil
+}
+
+// preemptBuilder applies commands to an FSM at consecutive indexes.
+type preemptBuilder struct {
+	f     *fsm.FSM
+	index uint64
+}
+
+func newPreemptBuilder() *preemptBuilder { return &preemptBuilder{f: fsm.New(fsm.Config{})} }
+
+func (pb *preemptBuilder) apply(t fsm.CommandType, m proto.Message) error {
+	pb.index++
+	res, err := pb.f.ApplyMessage(pb.index, t, m)
+	if err != nil {
+		return err
+	}
+	if res.Err != nil {
+		return fmt.Errorf("%v %v: %w", t, m, res.Err)
+	}
+	return nil
+}
+
+func (pb *preemptBuilder) build(agents, units int) error {
+	apply := pb.apply
 	ts := func(s int) *timestamppb.Timestamp { return &timestamppb.Timestamp{Seconds: 1_700_000_000 + int64(s)} }
 	res := func(spec string) []*agorav1.Resource { return resourcepb.ToProto("", resources.MustParse(spec)) }
 	if err := apply(fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: "prod", Weight: 1, Priority: 10}}); err != nil {
-		return nil, err
+		return err
 	}
 	for p := range 3 {
 		if err := apply(fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: fmt.Sprintf("batch%d", p), Weight: 1, Priority: int32(p)}}); err != nil {
-			return nil, err
+			return err
 		}
 		if err := apply(fsm.CmdSubscribeFramework, &agorav1.SubscribeFrameworkCommand{Now: ts(0), Framework: &agorav1.Framework{
 			Id: fmt.Sprintf("batch-%d", p), StreamToken: fmt.Sprintf("s%d", p), Info: &agorav1.FrameworkInfo{
 				Name: "batch", Principal: "batch", Roles: []string{fmt.Sprintf("batch%d", p)},
 				Capabilities: []agorav1.Capability{agorav1.Capability_CAPABILITY_REVOCABLE_RESOURCES}}}}); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := apply(fsm.CmdSubscribeFramework, &agorav1.SubscribeFrameworkCommand{Now: ts(0), Framework: &agorav1.Framework{
 		Id: "prod", StreamToken: "sp", Info: &agorav1.FrameworkInfo{Name: "prod", Principal: "prod", Roles: []string{"prod"}}}}); err != nil {
-		return nil, err
+		return err
 	}
 	perRole := [3]int{4, 3, 3}
 	for i := range agents {
 		id := fmt.Sprintf("agent-%05d", i)
 		if err := apply(fsm.CmdRegisterAgent, &agorav1.RegisterAgentCommand{Now: ts(i), Agent: &agorav1.Agent{
 			Id: id, Hostname: id, Address: fmt.Sprintf("10.%d.%d.%d:5051", i/65536, i/256%256, i%256), Resources: res("cpus:16;mem:65536")}}); err != nil {
-			return nil, err
+			return err
 		}
 		offers := &agorav1.OffersCreatedCommand{Now: ts(i)}
 		for p, n := range perRole {
@@ -75,7 +91,7 @@ func preemptBenchState(agents, units int) (*fsm.State, error) {
 				Resources: res(fmt.Sprintf("cpus:%g;mem:%d", 1.6*float64(n), 6553*n))})
 		}
 		if err := apply(fsm.CmdOffersCreated, offers); err != nil {
-			return nil, err
+			return err
 		}
 		for p, n := range perRole {
 			acc := &agorav1.AcceptCommand{FrameworkId: fmt.Sprintf("batch-%d", p), OfferIds: []string{fmt.Sprintf("o-%d-%d", i, p)}, Now: ts(i)}
@@ -86,15 +102,15 @@ func preemptBenchState(agents, units int) (*fsm.State, error) {
 			}
 			acc.Operations = []*agorav1.Operation{op}
 			if err := apply(fsm.CmdAccept, acc); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	if err := apply(fsm.CmdSetDemand, &agorav1.SetDemandCommand{FrameworkId: "prod", Demand: []*agorav1.Demand{
 		{Role: "prod", Resources: res("cpus:4;mem:8192"), Count: uint32(units)}}}); err != nil {
-		return nil, err
+		return err
 	}
-	return f.State(), nil
+	return nil
 }
 
 // BenchmarkPreemptionPass: the leader's whole decision over a state of
@@ -102,8 +118,16 @@ func preemptBenchState(agents, units int) (*fsm.State, error) {
 // and the input building alone. It builds the state once (seconds).
 func BenchmarkPreemptionPass(b *testing.B) {
 	const agents, units = 10_000, 10
-	preemptBench.once.Do(func() { preemptBench.st, preemptBench.err = preemptBenchState(agents, units) })
-	st, err := preemptBench.st, preemptBench.err
+	preemptBench.once.Do(func() {
+		pb := newPreemptBuilder()
+		if preemptBench.err = pb.build(agents, units); preemptBench.err != nil {
+			return
+		}
+		preemptBench.st = pb.f.State()
+		preemptBench.err = pb.apply(fsm.CmdKillTask, &agorav1.KillTaskCommand{FrameworkId: "batch-0", TaskId: "t-17-0-1", Now: &timestamppb.Timestamp{Seconds: 1_700_000_000}})
+		preemptBench.st2 = pb.f.State()
+	})
+	st, st2, err := preemptBench.st, preemptBench.st2, preemptBench.err
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,4 +149,31 @@ func BenchmarkPreemptionPass(b *testing.B) {
 			}
 		}
 	})
+	// What the leader does: its cache converts only the agents whose tasks
+	// or usage changed since its last pass. "unchanged" passes over the
+	// same state; "one-agent-changed" alternates between two states that
+	// differ in one agent's tasks, so each pass converts that agent again.
+	cached := func(states ...*fsm.State) func(b *testing.B) {
+		return func(b *testing.B) {
+			c := newPreemptCache()
+			c.input(st, now)
+			i := 0
+			for b.Loop() {
+				p := preempt.Decide(c.input(states[i%len(states)], now))
+				i++
+				if v := p.Verdicts[0]; v.Preempting != units {
+					b.Fatalf("verdict %+v", v)
+				}
+			}
+		}
+	}
+	b.Run("cached-input/unchanged/"+name, func(b *testing.B) {
+		c := newPreemptCache()
+		c.input(st, now)
+		for b.Loop() {
+			c.input(st, now)
+		}
+	})
+	b.Run("cached-pass/unchanged/"+name, cached(st))
+	b.Run("cached-pass/one-agent-changed/"+name, cached(st, st2))
 }
