@@ -152,33 +152,37 @@ type pending struct {
 	unres, res vec
 	unresExtra resources.Resources
 	resExtra   resources.Resources
+	// guaranteed: the guarantee pass gave to it (see Offer.Guaranteed).
+	guaranteed bool
 }
 
 type round struct {
-	names     []string
-	dimOf     map[string]int
-	total     vec
-	shareDims []int
-	minAlloc  vec
-	minDims   []int
-	utilDims  []int
-	free      vec // cluster free (unreserved + reserved), for utilization
-	avail     vec // cluster unreserved free
-	req       vec // sum of unmet guarantees
-	agents    []agentState
-	roles     []*roleState
-	roleOf    map[string]*roleState
-	fws       []fwInfo
-	filtered  map[[2]int32]struct{}
-	agentIdx  map[string]int32
-	agentRank []int32 // position of each agent in id order
-	vecSlab   vec     // backing store for offer vectors
-	src       []Agent // the snapshot's agents, to reuse their values in offers
-	origFree  vec     // agents' free vectors at the start of the round, flattened
-	offers    []pending
-	scratch   vec
-	asideR    []*roleState
-	asideF    []*fwEntry
+	// inGuaranteePass: give is called by the guarantee pass.
+	inGuaranteePass bool
+	names           []string
+	dimOf           map[string]int
+	total           vec
+	shareDims       []int
+	minAlloc        vec
+	minDims         []int
+	utilDims        []int
+	free            vec // cluster free (unreserved + reserved), for utilization
+	avail           vec // cluster unreserved free
+	req             vec // sum of unmet guarantees
+	agents          []agentState
+	roles           []*roleState
+	roleOf          map[string]*roleState
+	fws             []fwInfo
+	filtered        map[[2]int32]struct{}
+	agentIdx        map[string]int32
+	agentRank       []int32 // position of each agent in id order
+	vecSlab         vec     // backing store for offer vectors
+	src             []Agent // the snapshot's agents, to reuse their values in offers
+	origFree        vec     // agents' free vectors at the start of the round, flattened
+	offers          []pending
+	scratch         vec
+	asideR          []*roleState
+	asideF          []*fwEntry
 }
 
 func (st *round) dim(name string) int {
@@ -622,6 +626,7 @@ func (st *round) give(ai int32, r *roleState, fe *fwEntry, v vec, reserved bool,
 		a.assigned = append(a.assigned, assignment{role: r, fe: fe, offer: oi})
 	}
 	p := &st.offers[oi]
+	p.guaranteed = p.guaranteed || st.inGuaranteePass
 	target, targetExtra := &p.unres, &p.unresExtra
 	if reserved {
 		target, targetExtra = &p.res, &p.resExtra
@@ -681,6 +686,8 @@ func (st *round) reservedPass(order []int32) {
 // below their guarantee and only up to it; otherwise to every role in
 // priority then weighted DRF order, keeping headroom for unmet guarantees.
 func (st *round) fairPass(order []int32, guaranteePass bool) {
+	st.inGuaranteePass = guaranteePass
+	defer func() { st.inGuaranteePass = false }()
 	var h roleHeap
 	for _, r := range st.roles {
 		if len(r.fws.items) == 0 || (guaranteePass && r.unmet == nil) || st.roleOut(r, guaranteePass) {
@@ -832,6 +839,7 @@ func (st *round) result() []Offer {
 			Role:        p.role.name,
 			Unreserved:  st.unreservedOf(p),
 			Reserved:    st.reservedOf(p),
+			Guaranteed:  p.guaranteed,
 		}
 	}
 	return out

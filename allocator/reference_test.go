@@ -288,6 +288,9 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 						o = o.Add(resources.Resources{Ranges: free[a].Ranges, Sets: free[a].Sets})
 					}
 					give(a, r, f, o, false)
+					if guaranteePass {
+						offers[ar{a, r}].Guaranteed = true
+					}
 					made = true
 					break
 				}
@@ -312,8 +315,10 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 		}
 		return a.Role < b.Role
 	})
-	// Revocable: the framework has the capability and the role is below
-	// the highest priority of any configured role or role a framework lists.
+	// Revocable: the framework has the capability, the offer holds nothing
+	// of the guarantee pass, and the role has a guarantee (the offer is
+	// beyond it) or is below the highest priority of any configured role or
+	// role a framework lists.
 	top, anyRole := int32(0), false
 	for _, r := range s.Roles {
 		if !anyRole || r.Priority > top {
@@ -329,7 +334,8 @@ func referenceAllocate(s Snapshot, now time.Time, seed uint64) []Offer {
 	}
 	for i := range out {
 		for _, f := range s.Frameworks {
-			if f.ID == out[i].FrameworkID && f.Revocable && cfg[out[i].Role].Priority < top && !out[i].Unreserved.IsEmpty() {
+			beyond := cfg[out[i].Role].Priority < top || len(cfg[out[i].Role].Guarantee.Names()) > 0
+			if f.ID == out[i].FrameworkID && f.Revocable && beyond && !out[i].Guaranteed && !out[i].Unreserved.IsEmpty() {
 				out[i].Revocable = true
 			}
 		}

@@ -48,16 +48,19 @@ func TopBand(s Snapshot) (int32, bool) {
 }
 
 // markRevocable sets Revocable on the offers of s's round that carry
-// unreserved resources to a framework with the capability, for a role
-// below the top band.
+// unreserved resources to a framework with the capability, unless they
+// are Guaranteed: for a role with a guarantee, on the offers wholly beyond
+// it; for a role without one, on the offers below the top band.
 func markRevocable(s Snapshot, offers []Offer) {
 	top, ok := TopBand(s)
 	if !ok || len(offers) == 0 {
 		return
 	}
 	prio := make(map[string]int32, len(s.Roles))
+	guaranteed := make(map[string]bool, len(s.Roles))
 	for _, r := range s.Roles {
 		prio[r.Name] = r.Priority
+		guaranteed[r.Name] = len(r.Guarantee.Names()) > 0
 	}
 	capable := make(map[string]bool, len(s.Frameworks))
 	for _, f := range s.Frameworks {
@@ -67,7 +70,8 @@ func markRevocable(s Snapshot, offers []Offer) {
 	}
 	for i := range offers {
 		o := &offers[i]
-		o.Revocable = capable[o.FrameworkID] && prio[o.Role] < top && !o.Unreserved.IsEmpty()
+		beyond := guaranteed[o.Role] || prio[o.Role] < top
+		o.Revocable = capable[o.FrameworkID] && beyond && !o.Guaranteed && !o.Unreserved.IsEmpty()
 	}
 }
 

@@ -106,8 +106,14 @@ type Offer struct {
 	// Reserved is the part reserved for Role.
 	Reserved resources.Resources
 	// Revocable marks the unreserved part revocable: the framework has the
-	// capability and Role is below the top priority band.
+	// capability and either Role is below the top priority band (and the
+	// offer is not Guaranteed) or Role has a guarantee and this offer lies
+	// wholly beyond it.
 	Revocable bool
+	// Guaranteed: part of the unreserved resources counts toward Role's
+	// unmet guarantee (the allocator's guarantee pass), so the offer is
+	// never revocable: a guarantee is a promise, not slack.
+	Guaranteed bool
 }
 
 // Resources returns the whole offer (unreserved plus reserved).
