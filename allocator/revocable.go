@@ -18,6 +18,11 @@ type Earmark struct {
 	AgentID, FrameworkID, Role string
 	// Resources is the earmarked amount (scalars).
 	Resources resources.Resources
+	// Pending: victims of the preemption are still ending. What is free of
+	// the earmark is held but not offered yet: a part of what the demand
+	// needs would only be declined (and the framework's decline filter
+	// would then keep the whole earmark from it).
+	Pending bool
 }
 
 // TopBand returns the top priority band of a snapshot: the highest
@@ -141,6 +146,9 @@ func holdEarmarks(s Snapshot, now time.Time) (Snapshot, []Offer) {
 			continue
 		}
 		a.Unreserved = subScalars(a.Unreserved, held)
+		if m.Pending {
+			continue
+		}
 		fi, ok := fwIdx[m.FrameworkID]
 		if !ok || !eligible(&out.Frameworks[fi], m.Role, m.AgentID, now) || !allocatable(held, minRes) {
 			continue

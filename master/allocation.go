@@ -317,6 +317,7 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 		held, _ := resourcepb.FromProto(p.GetResources())
 		snap.Earmarks = append(snap.Earmarks, allocator.Earmark{
 			AgentID: p.GetAgentId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Resources: held.Total(),
+			Pending: p.GetFreedAt() == nil,
 		})
 	}
 	for _, r := range st.Roles() {

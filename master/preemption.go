@@ -79,7 +79,10 @@ func (l *leader) runPreemption(ctx context.Context) {
 			return
 		case <-wait.C:
 		}
-		idle := time.NewTimer(preemptionIdle)
+		// A demand's framework may have filtered agents (declined their
+		// offers): they are excluded until the filter ends, which is no
+		// state change, so wake then rather than after preemptionIdle.
+		idle := time.NewTimer(min(preemptionIdle, max(time.Millisecond, demandFilterEnd(m.State(), m.Now()).Sub(m.Now()))))
 		select {
 		case <-ctx.Done():
 			idle.Stop()
@@ -141,6 +144,24 @@ func (l *leader) preemptOnce(ctx context.Context, st *fsm.State, cache *preemptC
 			"units", pr.Units, "victims", victims)
 	}
 	return proposed, rejected
+}
+
+// demandFilterEnd returns when the earliest filter of a connected
+// framework with demand ends (far in the future when there is none): the
+// preemption pass excludes filtered agents until then.
+func demandFilterEnd(st *fsm.State, now time.Time) time.Time {
+	end := now.Add(time.Hour)
+	for _, fw := range st.Frameworks() {
+		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || len(fw.GetDemand()) == 0 {
+			continue
+		}
+		for _, flt := range fw.GetFilters() {
+			if u := flt.GetUntil().AsTime(); u.After(now) && u.Before(end) {
+				end = u
+			}
+		}
+	}
+	return end
 }
 
 // preemptCommand stamps one decision: id, time, window and deadline.
