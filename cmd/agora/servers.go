@@ -266,8 +266,3 @@ func runSleep(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
-func runVersion(context.Context, []string) error {
-	fmt.Println("agora", version)
-	return nil
-}
