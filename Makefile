@@ -5,12 +5,17 @@ PKGS     ?= ./...
 BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 
+.PHONY: docker docs test-docker
 .PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench chaos clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/agora
+
+## docker: the agora:dev image (FROM scratch: the static binary and /bin/sh for tasks), built locally.
+docker:
+	IMAGE=$${IMAGE:-agora:dev} sh deploy/build-image.sh
 
 ## run: 3 masters + 2 agents on loopback (HTTP on 7100-7102); Ctrl-C stops it.
 run:
@@ -24,6 +29,10 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
+
+## test-docker: the Docker tier of deploy/ (the compose cluster survives a leader stop; skips loudly without Docker or compose).
+test-docker:
+	$(GO) test -tags docker -count=1 -v -timeout 15m ./deploy/
 
 ## test-services: the real-services tier (Redis, NATS JetStream on agora service; needs redis-server and nats-server, skips loudly without).
 test-services:
