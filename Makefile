@@ -68,6 +68,12 @@ proto-tools:
 proto: proto-tools
 	cd rpc && PATH="$(GOBIN):$$PATH" buf lint && PATH="$(GOBIN):$$PATH" buf generate
 
+## docs: regenerate docs/api.md from rpc/proto (buf build, then tools/apidoc); the output is committed.
+docs:
+	@test -n "$(BUF)" || { echo "make docs needs buf: make proto-tools"; exit 1; }
+	mkdir -p tmp && cd rpc && $(BUF) build -o ../tmp/agora.binpb
+	$(GO) run ./tools/apidoc -in tmp/agora.binpb -out docs/api.md
+
 ## bench: Go benchmarks of the hot paths (figures go to BENCHMARKS.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./allocator/ ./fsm/ ./resources/
