@@ -4,6 +4,7 @@ BIN      ?= bin/agora
 PKGS     ?= ./...
 BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: docker docs test-docker
 .PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench chaos clean
@@ -11,11 +12,11 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/agora
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/agora
 
 ## docker: the agora:dev image (FROM scratch: the static binary and /bin/sh for tasks), built locally.
 docker:
-	IMAGE=$${IMAGE:-agora:dev} sh deploy/build-image.sh
+	IMAGE=$${IMAGE:-agora:dev} VERSION=$(VERSION) sh deploy/build-image.sh
 
 ## run: 3 masters + 2 agents on loopback (HTTP on 7100-7102); Ctrl-C stops it.
 run:

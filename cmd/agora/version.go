@@ -63,7 +63,7 @@ func runVersion(_ context.Context, args []string) error {
 	fmt.Printf("agora %s\n", b.Version)
 	rev := b.Revision
 	if rev == "" {
-		rev = "unknown (built without VCS stamping)"
+		rev = "not stamped by the Go toolchain (-buildvcs=false, or not built in a git checkout)"
 	} else if b.Modified {
 		rev += " (modified)"
 	}
