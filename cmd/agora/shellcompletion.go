@@ -39,7 +39,7 @@ var (
 // those added later, with no list kept here. Subcommands are read from the
 // "(want a, b or c)" and "usage: agora PATH SUB" lines the commands print.
 func discover(ctx context.Context, self string, path []string) cmdNode {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second) // generous: a loaded machine starts processes slowly
 	defer cancel()
 	cmd := exec.CommandContext(cctx, self, append(append([]string{}, path...), "--help")...)
 	// A command that ignored --help must not reach a real cluster.
