@@ -17,7 +17,8 @@ func complete(t *testing.T, script string, line ...string) []string {
 	for i, w := range line {
 		words[i] = "'" + w + "'"
 	}
-	prog := "source " + script + "\nCOMP_WORDS=(" + strings.Join(words, " ") + ")\nCOMP_CWORD=" +
+	// Sourced from inside a function, as bash-completion loads it lazily.
+	prog := "load() { source " + script + "; }\nload\nCOMP_WORDS=(" + strings.Join(words, " ") + ")\nCOMP_CWORD=" +
 		strconv.Itoa(len(line)-1) + "\n_agora\necho \"${COMPREPLY[*]}\"\n"
 	out, err := exec.Command("bash", "-c", prog).CombinedOutput()
 	if err != nil {
