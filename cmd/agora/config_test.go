@@ -111,3 +111,20 @@ log-level = "warn"
 	defer stop()
 	eventually(t, 30*time.Second, "the master answers on --http", leaderAt(flagHTTP, "from-env"))
 }
+
+// The config files shipped under deploy/ name only real flags with good
+// values: with --id= given empty on the command line (which wins), the
+// command gets past the file and stops at its own check.
+func TestShippedConfigFilesAreValid(t *testing.T) {
+	for _, tc := range []struct{ cmd, file string }{
+		{"master", "../../deploy/systemd/master.toml"},
+		{"agent", "../../deploy/systemd/agent.toml"},
+		{"master", "../../deploy/compose/master.toml"},
+		{"agent", "../../deploy/compose/agent.toml"},
+	} {
+		_, errOut, code := agora(t, tc.cmd, "--config", tc.file, "--id=")
+		if code != 1 || !strings.Contains(errOut, "--id and --data-dir are required") {
+			t.Errorf("agora %s --config %s: exit %d, %q; want the file accepted", tc.cmd, tc.file, code, errOut)
+		}
+	}
+}
