@@ -4,13 +4,19 @@ BIN      ?= bin/agora
 PKGS     ?= ./...
 BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
+.PHONY: docker docs test-docker
 .PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench chaos clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/agora
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/agora
+
+## docker: the agora:dev image (FROM scratch: the static binary and /bin/sh for tasks), built locally.
+docker:
+	IMAGE=$${IMAGE:-agora:dev} VERSION=$(VERSION) sh deploy/build-image.sh
 
 ## run: 3 masters + 2 agents on loopback (HTTP on 7100-7102); Ctrl-C stops it.
 run:
@@ -24,6 +30,10 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
+
+## test-docker: the Docker tier of deploy/ (the compose cluster survives a leader stop; skips loudly without Docker or compose).
+test-docker:
+	$(GO) test -tags docker -count=1 -v -timeout 15m ./deploy/
 
 ## test-services: the real-services tier (Redis, NATS JetStream on agora service; needs redis-server and nats-server, skips loudly without).
 test-services:
@@ -58,6 +68,12 @@ proto-tools:
 ## proto: regenerate rpc/gen from rpc/proto with local plugins only (developers only; the output is committed).
 proto: proto-tools
 	cd rpc && PATH="$(GOBIN):$$PATH" buf lint && PATH="$(GOBIN):$$PATH" buf generate
+
+## docs: regenerate docs/api.md from rpc/proto (buf build, then tools/apidoc); the output is committed.
+docs:
+	@test -n "$(BUF)" || { echo "make docs needs buf: make proto-tools"; exit 1; }
+	mkdir -p tmp && cd rpc && $(BUF) build -o ../tmp/agora.binpb
+	$(GO) run ./tools/apidoc -in tmp/agora.binpb -out docs/api.md
 
 ## bench: Go benchmarks of the hot paths (figures go to BENCHMARKS.md).
 bench:

@@ -71,6 +71,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
 // redirects, passes over masters that do not answer and gives up after
 // --timeout.
 func (c *clientFlags) client() *client.Client {
+	lastAddr = c.addr
 	return client.New(c.addr, append(c.tls.clientOptions(), client.WithCallTimeout(c.timeout))...)
 }
 
@@ -84,8 +85,12 @@ func cliError(err error) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		msg := ce.Message()
-		if _, addr, ok := client.LeaderFromError(err); ok && addr != "" {
+		_, addr, ok := client.LeaderFromError(err)
+		if ok && addr != "" {
 			msg += " (leader: " + addr + ")"
+		}
+		if hint := nextStep(ce.Code(), msg, ok && addr != ""); hint != "" {
+			msg += "; " + hint
 		}
 		return fmt.Errorf("%s: %s", ce.Code(), msg)
 	}

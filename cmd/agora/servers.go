@@ -92,11 +92,11 @@ func runMaster(ctx context.Context, args []string) error {
 	profile := fs.String("gossip-profile", "lan", "gossip timing profile: lan or local")
 	var sec securityFlags
 	sec.register(fs)
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := parseServerArgs(fs, args, "agora master --id ID --data-dir DIR [flags]"); err != nil {
 		return err
 	}
 	if *id == "" || *dataDir == "" {
-		return fmt.Errorf("--id and --data-dir are required")
+		return fmt.Errorf("--id and --data-dir are required (flags, AGORA_ID/AGORA_DATA_DIR or the --config file)")
 	}
 	log, err := lf.logger()
 	if err != nil {
@@ -138,11 +138,11 @@ func runAgent(ctx context.Context, args []string) error {
 	var sec securityFlags
 	sec.register(fs)
 	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := parseServerArgs(fs, args, "agora agent --id ID --data-dir DIR --join ADDRS [flags]"); err != nil {
 		return err
 	}
 	if *id == "" || *dataDir == "" {
-		return fmt.Errorf("--id and --data-dir are required")
+		return fmt.Errorf("--id and --data-dir are required (flags, AGORA_ID/AGORA_DATA_DIR or the --config file)")
 	}
 	log, err := lf.logger()
 	if err != nil {
@@ -191,7 +191,7 @@ func runDev(ctx context.Context, args []string) error {
 	agents := fs.Int("agents", len(devAgents), "number of agents to start (0-2)")
 	withDemo := fs.Bool("demo", false, "also run a small demo framework")
 	lf.level = "warn"
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := parseServerArgs(fs, args, "agora dev [flags]"); err != nil {
 		return err
 	}
 	log, err := lf.logger()
@@ -264,10 +264,5 @@ func runSleep(ctx context.Context, args []string) error {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-	return nil
-}
-
-func runVersion(context.Context, []string) error {
-	fmt.Println("agora", version)
 	return nil
 }
