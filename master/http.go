@@ -31,7 +31,7 @@ var Services = []string{
 func (m *Master) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	// Small messages are not worth gzip's CPU (most agora messages are).
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20), connect.WithCompressMinBytes(4 << 10)}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(m.cfg.Limits.readMaxBytes()), connect.WithCompressMinBytes(4 << 10)}
 	mux.Handle(agorav1connect.NewOperatorServiceHandler(&operatorServer{m: m}, opts...))
 	agentPath, agentHandler := agorav1connect.NewAgentServiceHandler(m.agentSrv, opts...)
 	mux.Handle(agentPath, m.requireRole(tlsconf.RoleAgent, agentHandler))

@@ -113,6 +113,9 @@ type Config struct {
 	// 16, 24 or 32 bytes and the first is the primary. Rotate keys online
 	// with the GossipKeyring operator call.
 	GossipKeyring [][]byte
+	// Limits bound request sizes, accepts, tasks and frameworks, and the
+	// rates of framework calls per principal (limits.go).
+	Limits Limits
 	// Logger receives the master's logs, raft's and gossip's included;
 	// nil means slog.Default().
 	Logger *slog.Logger
@@ -179,6 +182,7 @@ func (c *Config) setDefaults() error {
 	if c.PreemptionWindow <= 0 {
 		c.PreemptionWindow = 10 * time.Second
 	}
+	c.Limits.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

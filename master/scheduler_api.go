@@ -46,6 +46,10 @@ type schedulerServer struct {
 
 	// resendInterval is StatusResendInterval.
 	resendInterval time.Duration
+
+	// subscribes and calls rate Subscribe and the other calls per
+	// principal (Config.Limits; nil: no limit).
+	subscribes, calls *rateLimiter
 }
 
 // disconnectDelay is how long a stream that ended waits before recording
@@ -56,10 +60,13 @@ const disconnectDelay = 50 * time.Millisecond
 
 // newSchedulerServer builds the scheduler service of m.
 func newSchedulerServer(m backend) *schedulerServer {
+	l := m.Config().Limits
 	return &schedulerServer{
 		m:              m,
 		broker:         newBroker(),
 		resendInterval: StatusResendInterval,
+		subscribes:     newRateLimiter("Subscribe calls", l.SubscribeRate, l.SubscribeBurst),
+		calls:          newRateLimiter("scheduler calls", l.CallRate, l.CallBurst),
 	}
 }
 
@@ -141,6 +148,9 @@ func (s *schedulerServer) caller(ctx context.Context, call *agorav1.FrameworkCal
 	if fw.GetStreamToken() != streamDigest(call.GetStreamToken()) {
 		return nil, nil, connect.NewError(connect.CodePermissionDenied, errStaleToken)
 	}
+	if err := s.calls.allow(principalOf(ctx, fw.GetInfo().GetPrincipal()), s.m.Now()); err != nil {
+		return nil, nil, err
+	}
 	return st, fw, nil
 }
 
@@ -158,6 +168,9 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 		return s.m.NotLeaderError()
 	}
 	info := s.withDefaults(req.Msg.GetFrameworkInfo())
+	if err := s.subscribes.allow(principalOf(ctx, info.GetPrincipal()), s.m.Now()); err != nil {
+		return err
+	}
 	fid := info.GetId()
 	if fid != "" {
 		// Identity: an id the client gives must be one the master gave.
@@ -182,8 +195,9 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 	defer s.broker.remove(sub)
 
 	err := s.apply(ctx, fsm.CmdSubscribeFramework, &agorav1.SubscribeFrameworkCommand{
-		Framework: &agorav1.Framework{Id: fid, Info: info, StreamToken: sub.token},
-		Now:       timestamppb.New(s.m.Now()),
+		Framework:                 &agorav1.Framework{Id: fid, Info: info, StreamToken: sub.token},
+		Now:                       timestamppb.New(s.m.Now()),
+		MaxFrameworksPerPrincipal: stamp(s.m.Config().Limits.MaxFrameworksPerPrincipal),
 	})
 	if err != nil {
 		return err
@@ -405,6 +419,7 @@ func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agora
 		Now:         timestamppb.New(now),
 		RefuseUntil: timestamppb.New(now.Add(refuse)),
 		Ids:         ids,
+		Limits:      s.m.Config().Limits.acceptLimits(),
 	})
 	if err != nil {
 		return nil, err
