@@ -104,6 +104,57 @@ func (l Limits) acceptLimits() *agorav1.AcceptLimits {
 	}
 }
 
+// maxResourcesPerItem bounds the resources of one task, one operation and
+// one demand, and maxVolumesPerOperation the volumes of one operation:
+// shapes of a message, judged at the edge like its size.
+const (
+	maxResourcesPerItem    = 256
+	maxVolumesPerOperation = 256
+	// maxLabels bounds the labels of a RESERVE (kept in the replicated
+	// reservation), maxLabelBytes a label's key and its value.
+	maxLabels     = 64
+	maxLabelBytes = 1024
+	// maxRolesPerFramework bounds the roles of one framework: each is
+	// walked by every allocation round.
+	maxRolesPerFramework = 128
+)
+
+// checkInfoShape refuses a FrameworkInfo with more roles than
+// maxRolesPerFramework (InvalidArgument); the FSM judges the rest.
+func checkInfoShape(info *agorav1.FrameworkInfo) error {
+	if n := len(info.GetRoles()); n > maxRolesPerFramework {
+		return invalid("framework_info lists %d roles, at most %d allowed", n, maxRolesPerFramework)
+	}
+	return nil
+}
+
+// checkAcceptShape refuses operations with more resources or volumes than
+// any real accept needs (InvalidArgument).
+func checkAcceptShape(ops []*agorav1.Operation) error {
+	for i, op := range ops {
+		if n := len(op.GetResources()); n > maxResourcesPerItem {
+			return invalid("operation %d: %d resources, at most %d allowed", i, n, maxResourcesPerItem)
+		}
+		if n := len(op.GetVolumes()); n > maxVolumesPerOperation {
+			return invalid("operation %d: %d volumes, at most %d allowed", i, n, maxVolumesPerOperation)
+		}
+		if n := len(op.GetLabels()); n > maxLabels {
+			return invalid("operation %d: %d labels, at most %d allowed", i, n, maxLabels)
+		}
+		for k, v := range op.GetLabels() {
+			if len(k) > maxLabelBytes || len(v) > maxLabelBytes {
+				return invalid("operation %d: a label's key or value is longer than %d bytes", i, maxLabelBytes)
+			}
+		}
+		for _, t := range op.GetTasks() {
+			if n := len(t.GetResources()); n > maxResourcesPerItem {
+				return invalid("operation %d: a task has %d resources, at most %d allowed", i, n, maxResourcesPerItem)
+			}
+		}
+	}
+	return nil
+}
+
 // principalOf names who a call is charged to: the principal the framework
 // declares, or "anonymous". Authentication (auth.PrincipalFrom) replaces
 // the declaration with the authenticated principal here.

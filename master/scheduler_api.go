@@ -171,6 +171,9 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 	if err := s.subscribes.allow(principalOf(ctx, info.GetPrincipal()), s.m.Now()); err != nil {
 		return err
 	}
+	if err := checkInfoShape(info); err != nil {
+		return err
+	}
 	fid := info.GetId()
 	if fid != "" {
 		// Identity: an id the client gives must be one the master gave.
@@ -406,6 +409,9 @@ func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agora
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAcceptShape(req.Msg.GetOperations()); err != nil {
+		return nil, err
+	}
 	now := s.m.Now()
 	ops := req.Msg.GetOperations()
 	ids := make([]string, acceptIDs(ops))
@@ -617,6 +623,9 @@ func (s *schedulerServer) UpdateFramework(ctx context.Context, req *connect.Requ
 	info := s.withDefaults(req.Msg.GetFrameworkInfo())
 	if info == nil {
 		info = &agorav1.FrameworkInfo{} // the FSM names what is missing
+	}
+	if err := checkInfoShape(info); err != nil {
+		return nil, err
 	}
 	if info.GetId() != "" && info.GetId() != fw.GetId() {
 		return nil, invalid("framework_info.id %s does not match the calling framework %s", info.GetId(), fw.GetId())
