@@ -24,6 +24,7 @@ func (l *leader) runServices(ctx context.Context) {
 	h := scheduler.NewHost(scheduler.Config{
 		Masters: []string{l.m.HTTPURL()},
 		Logger:  l.m.log,
+		Token:   l.m.sec.internalToken,
 	})
 	l.mu.Lock()
 	l.services = h

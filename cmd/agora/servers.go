@@ -92,6 +92,8 @@ func runMaster(ctx context.Context, args []string) error {
 	profile := fs.String("gossip-profile", "lan", "gossip timing profile: lan or local")
 	var sec securityFlags
 	sec.register(fs)
+	var af masterAuthFlags
+	af.register(fs)
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -109,6 +111,9 @@ func runMaster(ctx context.Context, args []string) error {
 	cfg := master.Config{TLS: tlsBundle, GossipKeyring: keyring, ID: *id, DataDir: *dataDir, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, GossipAddr: *gossipAddr,
 		Join: splitList(*join), BootstrapExpect: *expect, GossipProfile: gossip.Profile(*profile), Logger: log}
 	mf.apply(&cfg)
+	if err := af.apply(&cfg); err != nil {
+		return err
+	}
 	m, err := master.New(cfg)
 	if err != nil {
 		return err
@@ -137,6 +142,8 @@ func runAgent(ctx context.Context, args []string) error {
 	cluster := fs.String("cluster", "agora", "cluster name; must match the masters'")
 	var sec securityFlags
 	sec.register(fs)
+	var token string
+	tokenFlag(fs, &token)
 	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -166,7 +173,7 @@ func runAgent(ctx context.Context, args []string) error {
 	}
 	a, err := agent.New(agent.Config{TLS: tlsBundle, GossipKeyring: keyring, ID: *id, DataDir: *dataDir, GossipAddr: *gossipAddr, HTTPAddr: *httpAddr,
 		Join: splitList(*join), Resources: r, Attributes: at, GossipProfile: gossip.Profile(*profile),
-		Cluster: *cluster, Version: version, Logger: log, Decommission: *decommission})
+		Cluster: *cluster, Version: version, Logger: log, Decommission: *decommission, Token: token})
 	if err != nil {
 		return err
 	}
