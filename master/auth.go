@@ -122,7 +122,7 @@ func (m *Master) authenticate(next http.Handler) http.Handler {
 			err = m.authorizePath(id, r.URL.Path)
 		}
 		if err != nil {
-			m.sec.audit.record(auditEntry{Principal: id.Principal, Procedure: r.URL.Path, Remote: r.RemoteAddr, Err: err})
+			m.sec.audit.record(auditEntry{Principal: id.Principal, Via: id.Via, Procedure: r.URL.Path, Remote: r.RemoteAddr, Err: err})
 			m.log.Debug("refused a call", "path", r.URL.Path, "principal", id.Principal, "remote", r.RemoteAddr, "err", err)
 			if ew.IsSupported(r) {
 				_ = ew.Write(w, r, err)

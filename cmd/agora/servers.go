@@ -197,9 +197,13 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (default: a temporary directory, removed at exit)")
 	agents := fs.Int("agents", len(devAgents), "number of agents to start (0-2)")
 	withDemo := fs.Bool("demo", false, "also run a small demo framework")
+	secure := fs.Bool("secure", false, "turn on TLS, gossip encryption, authentication, ACLs and audit logs, with a CA, certificates, a gossip key, tokens and an ACL file made in the data dir")
 	lf.level = "warn"
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if *secure && *withDemo {
+		return fmt.Errorf("--demo does not run with --secure")
 	}
 	log, err := lf.logger()
 	if err != nil {
@@ -216,9 +220,21 @@ func runDev(ctx context.Context, args []string) error {
 	if mf.raftProfile == "default" {
 		mf.raftProfile = "fast"
 	}
-	c, err := devcluster.Start(ctx, devcluster.Options{Masters: 3, BasePort: *basePort, DataDir: dir,
+	opts := devcluster.Options{Masters: 3, BasePort: *basePort, DataDir: dir,
 		GossipProfile: gossip.Profile("local"), RaftProfile: mf.raftProfile, Logger: log,
-		MasterConfig: func(cfg *master.Config) { mf.apply(cfg); cfg.RaftProfile = mf.raftProfile }})
+		MasterConfig: func(cfg *master.Config) { mf.apply(cfg); cfg.RaftProfile = mf.raftProfile }}
+	var sec *devSecure
+	if *secure {
+		var ids []string
+		for _, a := range devAgents {
+			ids = append(ids, a.ID)
+		}
+		if sec, err = newDevSecure(dir, ids); err != nil {
+			return err
+		}
+		opts.TLS, opts.GossipKeyring, opts.Auth = true, sec.keyring, sec.auth
+	}
+	c, err := devcluster.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -235,6 +251,11 @@ func runDev(ctx context.Context, args []string) error {
 			return fmt.Errorf("agent %s: %w", devAgents[i].ID, err)
 		}
 		fmt.Printf("agent %s: %s\n", devAgents[i].ID, devAgents[i].Resources)
+	}
+	if sec != nil {
+		if err := sec.print(os.Stdout, c); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("ready %s\n", leader.HTTPURL())
 	if *withDemo {
