@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/time/rate"
 
+	"github.com/agora-sched/agora/auth"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -155,10 +156,13 @@ func checkAcceptShape(ops []*agorav1.Operation) error {
 	return nil
 }
 
-// principalOf names who a call is charged to: the principal the framework
-// declares, or "anonymous". Authentication (auth.PrincipalFrom) replaces
-// the declaration with the authenticated principal here.
-func principalOf(_ context.Context, declared string) string {
+// principalOf names who a call is charged to: the authenticated principal
+// (auth.PrincipalFrom) when authentication is on, else the principal the
+// framework declares, or "anonymous".
+func principalOf(ctx context.Context, declared string) string {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		return p
+	}
 	if declared != "" {
 		return declared
 	}

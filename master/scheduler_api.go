@@ -148,6 +148,9 @@ func (s *schedulerServer) caller(ctx context.Context, call *agorav1.FrameworkCal
 	if fw.GetStreamToken() != streamDigest(call.GetStreamToken()) {
 		return nil, nil, connect.NewError(connect.CodePermissionDenied, errStaleToken)
 	}
+	if err := s.m.security().ownFramework(ctx, fw); err != nil {
+		return nil, nil, err
+	}
 	if err := s.calls.allow(principalOf(ctx, fw.GetInfo().GetPrincipal()), s.m.Now()); err != nil {
 		return nil, nil, err
 	}
@@ -172,6 +175,10 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 		return err
 	}
 	if err := checkInfoShape(info); err != nil {
+		return err
+	}
+	if err := s.authorizeInfo(ctx, info); err != nil {
+		s.m.security().auditCall(ctx, agorav1connect.SchedulerServiceSubscribeProcedure, req.Peer().Addr, req.Msg, err)
 		return err
 	}
 	fid := info.GetId()
@@ -202,6 +209,7 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 		Now:                       timestamppb.New(s.m.Now()),
 		MaxFrameworksPerPrincipal: stamp(s.m.Config().Limits.MaxFrameworksPerPrincipal),
 	})
+	s.m.security().auditCall(ctx, agorav1connect.SchedulerServiceSubscribeProcedure, req.Peer().Addr, &agorav1.FrameworkInfo{Id: fid, Name: info.GetName(), Principal: info.GetPrincipal()}, err)
 	if err != nil {
 		return err
 	}
@@ -401,7 +409,7 @@ func (s *schedulerServer) disconnected(sub *stream) {
 // Accept applies operations to the resources of offers, atomically. The
 // FSM judges the accept (Master.Apply dry-runs it on the leader's state).
 func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agorav1.AcceptRequest]) (*connect.Response[agorav1.AcceptResponse], error) {
-	_, fw, err := s.caller(ctx, req.Msg.GetCall())
+	st, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -412,8 +420,11 @@ func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agora
 	if err := checkAcceptShape(req.Msg.GetOperations()); err != nil {
 		return nil, err
 	}
-	now := s.m.Now()
 	ops := req.Msg.GetOperations()
+	if err := s.authorizeOps(ctx, st, req.Msg.GetOfferIds(), ops); err != nil {
+		return nil, err
+	}
+	now := s.m.Now()
 	ids := make([]string, acceptIDs(ops))
 	for i := range ids {
 		ids[i] = NewID()
@@ -629,6 +640,9 @@ func (s *schedulerServer) UpdateFramework(ctx context.Context, req *connect.Requ
 	}
 	if info.GetId() != "" && info.GetId() != fw.GetId() {
 		return nil, invalid("framework_info.id %s does not match the calling framework %s", info.GetId(), fw.GetId())
+	}
+	if err := s.authorizeInfo(ctx, info); err != nil {
+		return nil, err
 	}
 	info.Id = fw.GetId()
 	err = s.apply(ctx, fsm.CmdUpdateFramework, &agorav1.UpdateFrameworkCommand{Info: info, Now: timestamppb.New(s.m.Now())})
