@@ -193,6 +193,16 @@ func newRateLimiter(what string, perSec float64, burst int) *rateLimiter {
 	return &rateLimiter{what: what, limit: rate.Limit(perSec), burst: max(burst, 1), keys: map[string]*rate.Limiter{}}
 }
 
+// charge charges one call of ctx's caller at now: the authenticated
+// principal, else the declared one (principalOf). A master's own clients
+// (the service scheduler, InternalPrincipal) are not rate limited.
+func (r *rateLimiter) charge(ctx context.Context, declared string, now time.Time) error {
+	if id, ok := auth.IdentityFrom(ctx); ok && internal(id) {
+		return nil
+	}
+	return r.allow(principalOf(ctx, declared), now)
+}
+
 // allow charges one call to principal at now, or answers ResourceExhausted
 // naming the limit.
 func (r *rateLimiter) allow(principal string, now time.Time) error {

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/auth"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -139,5 +141,29 @@ func TestRejectionMessageIsCut(t *testing.T) {
 	}
 	if truncate("short") != "short" {
 		t.Fatal("a short message must stay as it is")
+	}
+}
+
+func TestRateLimiterChargesTheAuthenticatedPrincipal(t *testing.T) {
+	now := time.Unix(1000, 0)
+	r := newRateLimiter("calls", 1, 1)
+	alice := auth.NewContext(context.Background(), auth.Identity{Principal: "alice", Via: "token"})
+	if err := r.charge(alice, "declared-bob", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.charge(alice, "declared-carol", now); err == nil {
+		t.Fatal("alice's second call is hers whatever principal she declares")
+	}
+	if err := r.charge(context.Background(), "", now); err != nil {
+		t.Fatalf("anonymous has its own bucket: %v", err)
+	}
+	if err := r.charge(context.Background(), "", now); err == nil || !strings.Contains(err.Error(), `"anonymous"`) {
+		t.Fatalf("anonymous past its burst: %v", err)
+	}
+	svc := auth.NewContext(context.Background(), auth.Identity{Principal: InternalPrincipal, Via: "internal"})
+	for range 3 {
+		if err := r.charge(svc, "", now); err != nil {
+			t.Fatalf("a master's own clients are not rate limited: %v", err)
+		}
 	}
 }

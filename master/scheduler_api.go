@@ -151,7 +151,7 @@ func (s *schedulerServer) caller(ctx context.Context, call *agorav1.FrameworkCal
 	if err := s.m.security().ownFramework(ctx, fw); err != nil {
 		return nil, nil, err
 	}
-	if err := s.calls.allow(principalOf(ctx, fw.GetInfo().GetPrincipal()), s.m.Now()); err != nil {
+	if err := s.calls.charge(ctx, fw.GetInfo().GetPrincipal(), s.m.Now()); err != nil {
 		return nil, nil, err
 	}
 	return st, fw, nil
@@ -171,7 +171,7 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 		return s.m.NotLeaderError()
 	}
 	info := s.withDefaults(req.Msg.GetFrameworkInfo())
-	if err := s.subscribes.allow(principalOf(ctx, info.GetPrincipal()), s.m.Now()); err != nil {
+	if err := s.subscribes.charge(ctx, info.GetPrincipal(), s.m.Now()); err != nil {
 		return err
 	}
 	if err := checkInfoShape(info); err != nil {
