@@ -464,6 +464,39 @@ func TestHostileInputs(t *testing.T) {
 			return err
 		}},
 
+		{"kill with an empty task id", connect.CodeInvalidArgument, func(ctx context.Context) error {
+			_, err := sched.Kill(ctx, connect.NewRequest(&agorav1.KillRequest{Call: callA()}))
+			return err
+		}},
+		{"acknowledge with an empty uuid", connect.CodeInvalidArgument, func(ctx context.Context) error {
+			_, err := sched.Acknowledge(ctx, connect.NewRequest(&agorav1.AcknowledgeRequest{Call: callA(), TaskId: "t1"}))
+			return err
+		}},
+		{"answer an inverse offer without an agent id", connect.CodeInvalidArgument, func(ctx context.Context) error {
+			_, err := sched.AnswerInverseOffer(ctx, connect.NewRequest(&agorav1.AnswerInverseOfferRequest{Call: callA()}))
+			return err
+		}},
+		{"suppress a role the framework lacks", connect.CodePermissionDenied, func(ctx context.Context) error {
+			_, err := sched.Suppress(ctx, connect.NewRequest(&agorav1.SuppressRequest{Call: callA(), Roles: []string{"db"}}))
+			return err
+		}},
+		{"revive 5000 roles the framework lacks", connect.CodePermissionDenied, func(ctx context.Context) error {
+			_, err := sched.Revive(ctx, connect.NewRequest(&agorav1.ReviveRequest{Call: callA(), Roles: manyRoles(5000)}))
+			return err
+		}},
+		{"delete a record that does not exist", connect.CodeNotFound, func(ctx context.Context) error {
+			_, err := sched.DeleteRecord(ctx, connect.NewRequest(&agorav1.DeleteRecordRequest{Call: callA(), Key: "no-such-key"}))
+			return err
+		}},
+		{"update framework with a NaN failover timeout", connect.CodeInvalidArgument, func(ctx context.Context) error {
+			_, err := sched.UpdateFramework(ctx, connect.NewRequest(&agorav1.UpdateFrameworkRequest{Call: callA(), FrameworkInfo: &agorav1.FrameworkInfo{Name: "a", Principal: "alice", Roles: []string{"web"}, FailoverTimeoutSeconds: math.NaN()}}))
+			return err
+		}},
+		{"drain an agent with a deadline in 1970", connect.CodeInvalidArgument, func(ctx context.Context) error {
+			_, err := op.DrainAgent(ctx, connect.NewRequest(&agorav1.DrainAgentRequest{AgentId: "ag1", Deadline: timestamppb.New(time.Unix(1, 0))}))
+			return err
+		}},
+
 		// Duplicates, replays and forgeries.
 		{"subscribe with 5000 roles", connect.CodeInvalidArgument, subscribe(&agorav1.FrameworkInfo{Name: "roles", Roles: manyRoles(5000)})},
 		{"update framework to 5000 roles", connect.CodeInvalidArgument, func(ctx context.Context) error {
