@@ -167,3 +167,25 @@ func TestRateLimiterChargesTheAuthenticatedPrincipal(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRateLimiterCharge is the cost the call-rate limit adds to every
+// framework call (one principal; 1000 principals).
+func BenchmarkRateLimiterCharge(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprint("principals=", n), func(b *testing.B) {
+			r := newRateLimiter("calls", 1e9, 1<<30)
+			ctx := context.Background()
+			names := make([]string, n)
+			for i := range names {
+				names[i] = fmt.Sprint("p", i)
+			}
+			now := time.Unix(1000, 0)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := r.charge(ctx, names[i%n], now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
