@@ -277,10 +277,13 @@ func (c *Cluster) allAgree(id string) bool {
 
 // Kill stops master i abruptly (no leave, no leadership transfer).
 func (c *Cluster) Kill(i int) {
-	c.mu.Lock()
-	m, alive := c.masters[i], c.alive[i]
-	c.alive[i] = false
-	c.mu.Unlock()
+	m, alive := func() (*master.Master, bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock() // a bad index must not leave the lock held (Stop would hang)
+		m, alive := c.masters[i], c.alive[i]
+		c.alive[i] = false
+		return m, alive
+	}()
 	if alive {
 		m.Kill()
 	}
