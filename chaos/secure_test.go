@@ -18,7 +18,6 @@ import (
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
 	"github.com/agora-sched/agora/tlsconf"
-
 )
 
 func pollFor(t *testing.T, d time.Duration, what string, cond func() bool) {
