@@ -55,6 +55,8 @@ type proc struct {
 type processCluster struct {
 	o       ProcessOptions
 	creds   *credentials // nil unless Secure
+	sec     *secureSetup // nil unless Secure
+	joins   []string     // the masters' gossip addresses
 	mu      sync.Mutex
 	masters []*proc
 	agents  []*proc
@@ -113,11 +115,12 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 		if sec, err = newSecureSetup(filepath.Join(o.Dir, "secure"), o.Masters, o.Agents); err != nil {
 			return nil, err
 		}
-		c.creds = sec.client
+		c.creds, c.sec = sec.client, sec
 		for i := range c.urls {
 			c.urls[i] = "https://" + strings.TrimPrefix(c.urls[i], "http://")
 		}
 	}
+	c.joins = joins
 	for i, a := range ms {
 		name := fmt.Sprintf("m%d", i)
 		args := []string{"master", "--id", name, "--data-dir", filepath.Join(o.Dir, name),

@@ -42,6 +42,9 @@ type secureSetup struct {
 	aclFile   string
 	agentTok  []string
 	client    *credentials
+	// limitedTok is the token of principal "limited", whom the ACL lets
+	// register frameworks in role "limited" only (for the tests' refusals).
+	limitedTok string
 }
 
 func newSecureSetup(dir string, masters, agents int) (*secureSetup, error) {
@@ -112,10 +115,14 @@ func newSecureSetup(dir string, masters, agents int) (*secureSetup, error) {
 		}
 		s.agentTok = append(s.agentTok, t)
 	}
+	if s.limitedTok, err = mint("limited", ""); err != nil {
+		return nil, err
+	}
 	all := []string{"*"}
 	acl := auth.ACLFile{Principals: map[string]auth.Rules{chaosPrincipal: {
 		RegisterRoles: all, ReserveRoles: all, UnreserveRoles: all, CreateVolumeRoles: all, DestroyVolumeRoles: all,
-		TeardownFrameworks: true, OperatorRead: true, OperatorWrite: all}}}
+		TeardownFrameworks: true, OperatorRead: true, OperatorWrite: all},
+		"limited": {RegisterRoles: []string{"limited"}}}}
 	write := func(name string, v any) (string, error) {
 		data, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {

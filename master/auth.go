@@ -251,7 +251,11 @@ func (m *security) callerPrincipal(ctx context.Context, claimed string) (string,
 	if !m.authOn() {
 		return claimed, nil
 	}
-	p, _ := auth.PrincipalFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
+	p := id.Principal
+	if internal(id) && claimed != "" {
+		return claimed, nil // the master's own frameworks keep their principal (agora-service)
+	}
 	if claimed != "" && claimed != p {
 		return "", denied("authenticated as %q, the framework may not claim principal %q", p, claimed)
 	}
@@ -279,7 +283,11 @@ func (m *security) ownFramework(ctx context.Context, fw *agorav1.Framework) erro
 	if !m.authOn() {
 		return nil
 	}
-	p, _ := auth.PrincipalFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
+	p := id.Principal
+	if internal(id) {
+		return nil
+	}
 	if owner := fw.GetInfo().GetPrincipal(); owner != p {
 		return denied("framework %s belongs to principal %q, not %q", fw.GetId(), owner, p)
 	}
