@@ -56,6 +56,9 @@ type Config struct {
 	// refuse it) and accept only master certificates; the HTTP listener
 	// requires a CA-signed client certificate. Nil means plaintext.
 	TLS *tlsconf.Bundle
+	// Token, optional, is the agent's bearer token for masters that run
+	// with an auth file (an auth-file principal bound to this agent's id).
+	Token string
 
 	// GossipKeyring, optional, encrypts gossip; the first key is the
 	// primary. It must hold the pool's current key, or the agent cannot

@@ -32,7 +32,7 @@ func (c *Config) clientOptions(opts ...client.Option) []client.Option {
 	if c.TLS != nil {
 		opts = append(opts, client.WithTLS(c.TLS.ClientConfig(c.Cluster)))
 	}
-	return opts
+	return append(opts, client.WithToken(c.Token))
 }
 
 // secureListener wraps the /health and /metrics listener in TLS (client

@@ -45,6 +45,12 @@ func agoraBinary(t *testing.T) string {
 
 func runSeed(t *testing.T, tier string, seed uint64, d time.Duration, kinds ...Kind) {
 	t.Helper()
+	runSeedOpts(t, Options{Tier: tier, Seed: seed, Duration: d, Faults: kinds})
+}
+
+func runSeedOpts(t *testing.T, o Options) {
+	t.Helper()
+	tier, seed, d, kinds := o.Tier, o.Seed, o.Duration, o.Faults
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
@@ -54,7 +60,8 @@ func runSeed(t *testing.T, tier string, seed uint64, d time.Duration, kinds ...K
 		_ = os.Rename(out, dir)
 		return dir
 	}
-	rep, err := Run(ctx, Options{Tier: tier, Binary: agoraBinary(t), Seed: seed, Duration: d, Faults: kinds, Out: out, Progress: testWriter{t}})
+	o.Binary, o.Out, o.Progress = agoraBinary(t), out, testWriter{t}
+	rep, err := Run(ctx, o)
 	if err != nil {
 		t.Fatalf("seed %d: %v; output (node logs) kept in %s", seed, err, keep())
 	}
@@ -99,6 +106,14 @@ func TestProcessTier(t *testing.T) {
 	for _, s := range seeds {
 		t.Run("seed", func(t *testing.T) { runSeed(t, "process", s, d) })
 	}
+}
+
+// TestProcessTierSecure runs one short seed of the process tier with TLS,
+// a gossip key, authentication, ACLs and audit logs on: every fault and
+// checker of the plain run, with the credentials in every client, agent
+// and master.
+func TestProcessTierSecure(t *testing.T) {
+	runSeedOpts(t, Options{Tier: "process", Seed: 3, Duration: 10 * time.Second, Secure: true})
 }
 
 // TestProcessRegression replays process seed 301 x 60 s: its kill-all

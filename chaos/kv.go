@@ -90,7 +90,7 @@ type kvWorkload struct {
 func newKVWorkload(w *workload) *kvWorkload {
 	return &kvWorkload{
 		w:     w,
-		op:    client.New(strings.Join(w.c.MasterURLs(), ","), client.WithCallTimeout(callTimeout)),
+		op:    newClient(w.c, strings.Join(w.c.MasterURLs(), ","), client.WithCallTimeout(callTimeout)),
 		hc:    &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: callTimeout},
 		acked: map[string]string{},
 	}

@@ -9,7 +9,6 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/agora-sched/agora/framework"
-	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -66,7 +65,7 @@ func (w *workload) configureRoles(ctx context.Context, limit time.Duration) erro
 	deadline := time.Now().Add(limit)
 	var last error
 	for attempt := 0; time.Now().Before(deadline) && ctx.Err() == nil; attempt++ {
-		cl := client.New(urls[attempt%len(urls)])
+		cl := newClient(w.c, urls[attempt%len(urls)])
 		last = nil
 		for _, r := range []*agorav1.Role{{Name: batchRole, Weight: 1, Priority: 0}, {Name: prodRole, Weight: 1, Priority: prodPriority}} {
 			cctx, cancel := context.WithTimeout(ctx, callTimeout)

@@ -39,6 +39,9 @@ type ProcessOptions struct {
 	AgentResources string
 	// ExtraMasterArgs are appended to every master's command line.
 	ExtraMasterArgs []string
+	// Secure turns on TLS, a gossip key, authentication, ACLs and audit
+	// logs, with files made under Dir/secure (see secure.go).
+	Secure bool
 }
 
 // proc is one node of the process tier.
@@ -51,6 +54,9 @@ type proc struct {
 
 type processCluster struct {
 	o       ProcessOptions
+	creds   *credentials // nil unless Secure
+	sec     *secureSetup // nil unless Secure
+	joins   []string     // the masters' gossip addresses
 	mu      sync.Mutex
 	masters []*proc
 	agents  []*proc
@@ -104,11 +110,23 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 		joins = append(joins, a.gossip)
 		c.urls = append(c.urls, "http://"+a.http)
 	}
+	var sec *secureSetup
+	if o.Secure {
+		if sec, err = newSecureSetup(filepath.Join(o.Dir, "secure"), o.Masters, o.Agents); err != nil {
+			return nil, err
+		}
+		c.creds, c.sec = sec.client, sec
+		for i := range c.urls {
+			c.urls[i] = "https://" + strings.TrimPrefix(c.urls[i], "http://")
+		}
+	}
+	c.joins = joins
 	for i, a := range ms {
 		name := fmt.Sprintf("m%d", i)
 		args := []string{"master", "--id", name, "--data-dir", filepath.Join(o.Dir, name),
 			"--http", a.http, "--raft", a.raft, "--gossip", a.gossip, "--join", strings.Join(joins, ","),
 			"--bootstrap-expect", strconv.Itoa(o.Masters), "--gossip-profile", "local", "--raft-profile", "fast"}
+		args = append(args, sec.masterArgs(i)...)
 		args = append(args, o.ExtraMasterArgs...)
 		c.masters = append(c.masters, &proc{name: name, args: args, logPath: filepath.Join(o.Dir, name+".log")})
 	}
@@ -130,6 +148,7 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 		args := []string{"agent", "--id", name, "--data-dir", filepath.Join(o.Dir, name),
 			"--gossip", net.JoinHostPort(ip, strconv.Itoa(gp)), "--join", strings.Join(joins, ","),
 			"--resources", res, "--gossip-profile", "local"}
+		args = append(args, sec.agentArgs(i)...)
 		c.agents = append(c.agents, &proc{name: name, args: args, logPath: filepath.Join(o.Dir, name+".log")})
 	}
 	return c, nil

@@ -17,7 +17,6 @@ import (
 
 	"github.com/agora-sched/agora/chaos/check"
 	"github.com/agora-sched/agora/fsm"
-	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -49,6 +48,9 @@ type Options struct {
 	Progress io.Writer
 	// Logger receives the SDK's and the driver's logs; nil discards.
 	Logger *slog.Logger
+	// Secure runs the cluster with TLS, a gossip key, authentication,
+	// ACLs and audit logs (process tier only; see secure.go).
+	Secure bool
 }
 
 // Report is the outcome of a run.
@@ -200,8 +202,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var err error
 	switch o.Tier {
 	case "process":
-		c, err = NewProcessCluster(ProcessOptions{Binary: o.Binary, Dir: o.Out, Masters: o.Masters, Agents: o.Agents})
+		c, err = NewProcessCluster(ProcessOptions{Binary: o.Binary, Dir: o.Out, Masters: o.Masters, Agents: o.Agents, Secure: o.Secure})
 	case "docker":
+		if o.Secure {
+			return nil, errors.New("chaos: --secure runs on the process tier only")
+		}
 		c, err = NewDockerCluster(ctx, DockerOptions{Binary: o.Binary, Dir: o.Out, Masters: o.Masters, Agents: o.Agents, Seed: o.Seed, Logger: o.Logger})
 	}
 	if err != nil {
@@ -309,7 +314,7 @@ func (r *runner) status(ctx context.Context) (*agorav1.GetStatusResponse, error)
 	var last error
 	for _, u := range r.c.MasterURLs() {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := client.New(u).Operator.GetStatus(cctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+		resp, err := newClient(r.c, u).Operator.GetStatus(cctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
 		cancel()
 		if err == nil && resp.Msg.GetLeader().GetId() != "" {
 			return resp.Msg, nil
@@ -493,7 +498,7 @@ func (r *runner) apply(ctx context.Context, ft Fault) (heal func(), desc string,
 			return nil, "", err
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		_, err := client.New(c.MasterURLs()[leader]).Operator.RemovePeer(cctx, connect.NewRequest(&agorav1.RemovePeerRequest{Id: c.MasterID(i)}))
+		_, err := newClient(c, c.MasterURLs()[leader]).Operator.RemovePeer(cctx, connect.NewRequest(&agorav1.RemovePeerRequest{Id: c.MasterID(i)}))
 		cancel()
 		if err != nil {
 			// Not removed: bring it back with its data.
@@ -530,7 +535,7 @@ func (r *runner) apply(ctx context.Context, ft Fault) (heal func(), desc string,
 // quiesce waits until every task's latest status is acknowledged, or limit.
 func (r *runner) quiesce(ctx context.Context, limit time.Duration) {
 	deadline := time.Now().Add(limit)
-	cl := client.New(r.c.MasterURLs()[0])
+	cl := newClient(r.c, r.c.MasterURLs()[0])
 	quiet := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -552,7 +557,7 @@ func (r *runner) quiesce(ctx context.Context, limit time.Duration) {
 				quiet = 0
 			}
 		} else {
-			cl = client.New(r.c.MasterURLs()[int(time.Now().UnixNano())%r.c.Masters()])
+			cl = newClient(r.c, r.c.MasterURLs()[int(time.Now().UnixNano())%r.c.Masters()])
 		}
 		select {
 		case <-ctx.Done():
@@ -567,7 +572,7 @@ func (r *runner) quiesce(ctx context.Context, limit time.Duration) {
 func (r *runner) cut(ctx context.Context) uint64 {
 	for _, u := range r.c.MasterURLs() {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := client.New(u).Operator.GetStatus(cctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+		resp, err := newClient(r.c, u).Operator.GetStatus(cctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
 		cancel()
 		if err == nil && strings.EqualFold(resp.Msg.GetRaft().GetState(), "leader") {
 			return resp.Msg.GetRaft().GetCommitIndex()
@@ -587,7 +592,7 @@ func (r *runner) settleDelivery(ctx context.Context, limit time.Duration) {
 		pending := -1
 		for _, u := range r.c.MasterURLs() {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			resp, err := client.New(u).Operator.ListTasks(cctx, connect.NewRequest(&agorav1.ListTasksRequest{}))
+			resp, err := newClient(r.c, u).Operator.ListTasks(cctx, connect.NewRequest(&agorav1.ListTasksRequest{}))
 			cancel()
 			if err != nil {
 				continue
@@ -678,7 +683,7 @@ func (r *runner) finalRoles(ctx context.Context) (map[string]float64, error) {
 	for attempt := 0; attempt < 10; attempt++ {
 		u := r.c.MasterURLs()[attempt%r.c.Masters()]
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := client.New(u).Operator.ListRoles(cctx, connect.NewRequest(&agorav1.ListRolesRequest{}))
+		resp, err := newClient(r.c, u).Operator.ListRoles(cctx, connect.NewRequest(&agorav1.ListRolesRequest{}))
 		cancel()
 		if err == nil {
 			m := map[string]float64{}

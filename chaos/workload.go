@@ -103,8 +103,8 @@ func (w *workload) operators(ctx context.Context, n int) {
 func (w *workload) operator(ctx context.Context, id int) {
 	rng := rand.New(rand.NewPCG(w.seed, uint64(1000+id)))
 	urls := w.c.MasterURLs()
-	cl := client.New(urls[id%len(urls)])
-	rotate := func(k int) { cl = client.New(urls[(id+k)%len(urls)]) }
+	cl := newClient(w.c, urls[id%len(urls)])
+	rotate := func(k int) { cl = newClient(w.c, urls[(id+k)%len(urls)]) }
 	attempt := 0
 	for ctx.Err() == nil {
 		key := roleKeys[rng.IntN(len(roleKeys))]
@@ -238,14 +238,16 @@ func (w *workload) run(ctx context.Context, f *fwState, caps ...agorav1.Capabili
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		f.runErr = framework.Run(ctx, framework.Config{
+		cfg := framework.Config{
 			Masters: w.c.MasterURLs(),
 			Info: &agorav1.FrameworkInfo{Name: f.name, Roles: []string{f.role}, FailoverTimeoutSeconds: 3600,
 				Capabilities: caps},
 			HTTPClient: client.DefaultHTTPClient(),
 			MaxBackoff: time.Second,
 			Logger:     w.log.With("framework", f.name),
-		}, f)
+		}
+		secureFramework(w.c, &cfg)
+		f.runErr = framework.Run(ctx, cfg, f)
 		f.ended.Store(true)
 		if f.runErr != nil && ctx.Err() == nil {
 			w.log.Warn("framework ended", "framework", f.name, "err", f.runErr)

@@ -114,6 +114,7 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 		Logger:        c.opts.Logger,
 		GossipKeyring: c.opts.GossipKeyring,
 		TLS:           tlsBundle,
+		Token:         c.agentToken(o.ID),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("devcluster: %w", err)
@@ -280,4 +281,12 @@ func (c *Cluster) eachRunningAgent(stop func(id string) error) {
 		})
 	}
 	wg.Wait()
+}
+
+// agentToken is the token of agent id's principal with Options.Auth.
+func (c *Cluster) agentToken(id string) string {
+	if c.opts.Auth == nil {
+		return ""
+	}
+	return c.opts.Auth.AgentTokens[id]
 }

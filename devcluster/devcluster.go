@@ -40,6 +40,8 @@ type Options struct {
 	// GossipKeyring, optional, encrypts gossip between the masters and
 	// the agents; the first key is the primary.
 	GossipKeyring [][]byte
+	// Auth, optional, turns on authentication and ACLs (see auth.go).
+	Auth *Auth
 	// OnNew, optional, is called with each master (also on Restart) after
 	// New and before Start: the place for test hooks (AddLeaderTaskForTest, OnApplyForTest).
 	OnNew func(i int, m *master.Master)
@@ -123,6 +125,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			RaftProfile:     o.RaftProfile,
 			GossipKeyring:   o.GossipKeyring,
 			Logger:          o.Logger,
+		}
+		if err := o.Auth.config(&cfg, c.dir); err != nil {
+			return nil, err
 		}
 		if o.MasterConfig != nil {
 			o.MasterConfig(&cfg)
@@ -272,10 +277,13 @@ func (c *Cluster) allAgree(id string) bool {
 
 // Kill stops master i abruptly (no leave, no leadership transfer).
 func (c *Cluster) Kill(i int) {
-	c.mu.Lock()
-	m, alive := c.masters[i], c.alive[i]
-	c.alive[i] = false
-	c.mu.Unlock()
+	m, alive := func() (*master.Master, bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock() // a bad index must not leave the lock held (Stop would hang)
+		m, alive := c.masters[i], c.alive[i]
+		c.alive[i] = false
+		return m, alive
+	}()
 	if alive {
 		m.Kill()
 	}

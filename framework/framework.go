@@ -87,6 +87,10 @@ type Config struct {
 	// client`); the zero value means plaintext. Ignored with HTTPClient.
 	TLS tlsconf.Files
 
+	// Token is the bearer token the framework authenticates with to masters
+	// that run with an auth file; "" means $AGORA_TOKEN (none when unset).
+	Token string
+
 	// Cluster is the cluster name the masters' certificates must carry
 	// with TLS (master.<Cluster>.agora); default "agora".
 	Cluster string
@@ -263,6 +267,11 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 		return nil, err
 	}
 	opts = append(opts, tlsOpts...)
+	token := cfg.Token
+	if token == "" {
+		token = client.TokenFromEnv()
+	}
+	opts = append(opts, client.WithToken(token))
 	r.c = client.New(strings.Join(masters, ","), opts...)
 	r.drv = &driver{r: r}
 	return r, nil

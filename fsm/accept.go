@@ -55,6 +55,9 @@ func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 	if len(c.GetOperations()) == 0 {
 		return reject(CodeInvalidArgument, "no operations: use Decline to return offers")
 	}
+	if rej := x.checkAcceptLimits(f.GetId(), c); rej != nil {
+		return rej
+	}
 	run := &acceptRun{x: x, c: c, f: f, agentID: offers[0].GetAgentId(), role: offers[0].GetRole(), pool: resourcepb.Pools{}, tasks: map[string]bool{}}
 	for _, o := range offers {
 		run.revocable = run.revocable || o.GetRevocable()
@@ -417,4 +420,38 @@ func orNothing(r interface {
 		return "nothing"
 	}
 	return r.String()
+}
+
+// checkAcceptLimits judges an accept against the limits the leader stamped
+// into it (a zero limit is none): operations per accept, launches per
+// accept, and the framework's non-terminal tasks after the launches.
+func (x *txn) checkAcceptLimits(fid string, c *agorav1.AcceptCommand) *Rejection {
+	l := c.GetLimits()
+	if l == nil {
+		return nil
+	}
+	ops := c.GetOperations()
+	if m := l.GetMaxOperations(); m > 0 && len(ops) > int(m) {
+		return reject(CodeResourceExhausted, "limit exceeded: %d operations in one accept, the limit of operations per accept is %d", len(ops), m)
+	}
+	launches := 0
+	for _, op := range ops {
+		switch op.GetType() {
+		case agorav1.OperationType_OPERATION_TYPE_LAUNCH, agorav1.OperationType_OPERATION_TYPE_LAUNCH_GROUP:
+			launches += len(op.GetTasks())
+		}
+	}
+	if m := l.GetMaxLaunches(); m > 0 && launches > int(m) {
+		return reject(CodeResourceExhausted, "limit exceeded: %d tasks launched by one accept, the limit of launches per accept is %d", launches, m)
+	}
+	if m := l.GetMaxFrameworkTasks(); m > 0 && launches > 0 {
+		live := 0
+		if u, ok := tget[*frameworkUsage](x, tableKey(uFramework, fid)); ok {
+			live = u.tasks
+		}
+		if live+launches > int(m) {
+			return reject(CodeResourceExhausted, "limit exceeded: framework %s has %d non-terminal tasks and launches %d more, the limit of tasks per framework is %d", fid, live, launches, m)
+		}
+	}
+	return nil
 }

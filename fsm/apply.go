@@ -691,6 +691,9 @@ func (x *txn) subscribeFramework(c *agorav1.SubscribeFrameworkCommand) *Rejectio
 	now := ts(c.GetNow())
 	old, exists := x.framework(id)
 	if !exists {
+		if rej := x.checkPrincipalFrameworks(info.GetPrincipal(), c.GetMaxFrameworksPerPrincipal()); rej != nil {
+			return rej
+		}
 		f := &agorav1.Framework{
 			Id:           id,
 			Info:         info,
@@ -720,6 +723,27 @@ func (x *txn) subscribeFramework(c *agorav1.SubscribeFrameworkCommand) *Rejectio
 	f.DisconnectedAt = nil
 	x.dropForeignRoles(f)
 	x.putFramework(f)
+	return nil
+}
+
+// checkPrincipalFrameworks judges the registration of one more framework
+// under principal against the limit the leader stamped into the command
+// (0 is none). Frameworks torn down do not count.
+func (x *txn) checkPrincipalFrameworks(principal string, limit uint32) *Rejection {
+	if limit == 0 {
+		return nil
+	}
+	n := 0
+	x.t.Root().WalkPrefix([]byte(pFramework), func(_ []byte, v interface{}) bool {
+		f := v.(*agorav1.Framework)
+		if f.GetInfo().GetPrincipal() == principal && f.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_TORN_DOWN {
+			n++
+		}
+		return false
+	})
+	if n >= int(limit) {
+		return reject(CodeResourceExhausted, "limit exceeded: principal %q has %d frameworks, the limit of frameworks per principal is %d", principal, n, limit)
+	}
 	return nil
 }
 

@@ -272,6 +272,7 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 	agents := map[string]*agentUsage{}
 	acc := map[string]*sums{}
 	fwAcc := map[string]poolSum{}
+	fwTasks := map[string]int{}
 	ag := func(id string) *sums {
 		s := acc[id]
 		if s == nil {
@@ -322,6 +323,7 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 		}
 		ag(t.GetAgentId()).used.add("\x00", t.GetResources())
 		fw(t.GetFrameworkId(), t.GetRole(), t.GetResources())
+		fwTasks[t.GetFrameworkId()]++
 		return false
 	})
 	for id, s := range acc {
@@ -334,7 +336,7 @@ func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*framew
 		for role, r := range p.pools() {
 			byRole[role] = r
 		}
-		frameworks[id] = &frameworkUsage{byRole: byRole}
+		frameworks[id] = &frameworkUsage{byRole: byRole, tasks: fwTasks[id]}
 	}
 	return agents, frameworks
 }
@@ -441,6 +443,9 @@ func (s *State) CheckInvariants() error {
 		if !equalByRole(got.byRole, want.byRole) {
 			fwErr = fmt.Errorf("framework %s: kept allocation %v differs from recomputed %v", id, got.byRole, want.byRole)
 		}
+		if got.tasks != want.tasks {
+			fwErr = fmt.Errorf("framework %s: kept %d non-terminal tasks, recomputed %d", id, got.tasks, want.tasks)
+		}
 		delete(frameworks, id)
 		return fwErr != nil
 	})
@@ -448,7 +453,7 @@ func (s *State) CheckInvariants() error {
 		return fwErr
 	}
 	for id, u := range frameworks {
-		if len(u.byRole) > 0 {
+		if len(u.byRole) > 0 || u.tasks > 0 {
 			return fmt.Errorf("framework %s: allocation not kept", id)
 		}
 	}

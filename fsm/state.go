@@ -91,9 +91,11 @@ func (u *agentUsage) free() resourcepb.Pools {
 }
 
 // frameworkUsage is allocation role -> resources of non-terminal tasks and
-// outstanding offers of one framework. Immutable once stored.
+// outstanding offers of one framework, and the number of its non-terminal
+// tasks (what the tasks-per-framework limit counts). Immutable once stored.
 type frameworkUsage struct {
 	byRole map[string]resources.Resources
+	tasks  int
 }
 
 // State is an immutable, consistent view of the replicated state. It is safe

@@ -205,13 +205,14 @@ func scalars(r resources.Resources) resources.Resources {
 	return resources.Resources{Scalars: r.Scalars}
 }
 
-func (x *txn) adjustFrameworkUsage(fid, role string, add, sub resources.Resources) {
+func (x *txn) adjustFrameworkUsage(fid, role string, add, sub resources.Resources, tasks int) {
 	cur, _ := tget[*frameworkUsage](x, tableKey(uFramework, fid))
-	next := &frameworkUsage{byRole: map[string]resources.Resources{}}
+	next := &frameworkUsage{byRole: map[string]resources.Resources{}, tasks: tasks}
 	if cur != nil {
 		for r, v := range cur.byRole {
 			next.byRole[r] = v
 		}
+		next.tasks += cur.tasks
 	}
 	v := next.byRole[role].Add(scalars(add))
 	v = resourcepb.SubtractClamped(v, scalars(sub))
@@ -283,9 +284,9 @@ func (x *txn) chargeTask(t *agorav1.Task, add bool) {
 		}
 	})
 	if add {
-		x.adjustFrameworkUsage(t.GetFrameworkId(), t.GetRole(), p.Total(), resources.Resources{})
+		x.adjustFrameworkUsage(t.GetFrameworkId(), t.GetRole(), p.Total(), resources.Resources{}, 1)
 	} else {
-		x.adjustFrameworkUsage(t.GetFrameworkId(), t.GetRole(), resources.Resources{}, p.Total())
+		x.adjustFrameworkUsage(t.GetFrameworkId(), t.GetRole(), resources.Resources{}, p.Total(), -1)
 	}
 }
 
@@ -312,7 +313,7 @@ func (x *txn) putOffer(o *agorav1.Offer) {
 	}
 	p := pools(o.GetResources())
 	x.adjustAgentUsage(o.GetAgentId(), func(u *agentUsage) { u.offered = u.offered.Add(p) })
-	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), p.Total(), resources.Resources{})
+	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), p.Total(), resources.Resources{}, 0)
 }
 
 // removeOffer deletes o and emits EventOfferRemoved.
@@ -325,7 +326,7 @@ func (x *txn) removeOffer(o *agorav1.Offer, reason string, rescind bool) {
 	}
 	p := pools(o.GetResources())
 	x.adjustAgentUsage(o.GetAgentId(), func(u *agentUsage) { u.offered = subPools(u.offered, p) })
-	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), resources.Resources{}, p.Total())
+	x.adjustFrameworkUsage(o.GetFrameworkId(), o.GetRole(), resources.Resources{}, p.Total(), 0)
 	x.rememberRemoved(o.GetId(), reason)
 	x.emit(Event{Kind: EventOfferRemoved, FrameworkID: o.GetFrameworkId(), OfferID: o.GetId(), Reason: reason, Rescind: rescind})
 }

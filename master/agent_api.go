@@ -35,6 +35,9 @@ type agentServer struct {
 func (s *agentServer) RegisterAgent(ctx context.Context, req *connect.Request[agorav1.RegisterAgentRequest]) (*connect.Response[agorav1.RegisterAgentResponse], error) {
 	r := req.Msg
 	id := r.GetAgentId()
+	if err := s.m.security().ownAgent(ctx, id); err != nil {
+		return nil, err
+	}
 	cluster := r.GetCluster()
 	if cluster == "" {
 		cluster = "agora"
@@ -85,6 +88,9 @@ func agentUp(s agorav1.AgentState) bool {
 // of those is answered at the current index without proposing anything.
 func (s *agentServer) UpdateStatus(ctx context.Context, req *connect.Request[agorav1.UpdateStatusRequest]) (*connect.Response[agorav1.UpdateStatusResponse], error) {
 	r := req.Msg
+	if err := s.m.security().ownAgent(ctx, r.GetAgentId()); err != nil {
+		return nil, err
+	}
 	if len(r.GetStatuses()) > maxStatusesPerCall {
 		return nil, invalid("agent %s: %d status updates in one call, at most %d allowed", r.GetAgentId(), len(r.GetStatuses()), maxStatusesPerCall)
 	}
@@ -108,6 +114,9 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 	id := r.GetAgentId()
 	if !fsm.ValidAgentID(id) {
 		return nil, invalid("invalid agent id %q", id)
+	}
+	if err := s.m.security().ownAgent(ctx, id); err != nil {
+		return nil, err
 	}
 	w := r.GetWaitSeconds()
 	if w != w || w < 0 { // NaN or negative
@@ -168,6 +177,9 @@ func (s *agentServer) waitIndex(ctx context.Context, minIndex uint64, wait time.
 // Config.AgentReregisterTimeout before it treats the agent as lost.
 func (s *agentServer) StopAgent(ctx context.Context, req *connect.Request[agorav1.StopAgentRequest]) (*connect.Response[agorav1.StopAgentResponse], error) {
 	r := req.Msg
+	if err := s.m.security().ownAgent(ctx, r.GetAgentId()); err != nil {
+		return nil, err
+	}
 	res, err := s.m.Apply(ctx, fsm.CmdAgentStopped, &agorav1.AgentStoppedCommand{
 		AgentId:      r.GetAgentId(),
 		Now:          timestamppb.New(s.m.Now()),

@@ -53,6 +53,8 @@ type backend interface {
 	Leadership() context.Context
 	// MarkAllocationDirty asks for an allocation round.
 	MarkAllocationDirty()
+	// security is the edge's authentication, ACL and audit log.
+	security() *security
 }
 
 var _ backend = (*Master)(nil)

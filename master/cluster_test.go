@@ -252,7 +252,13 @@ func TestClusterLifecycle(t *testing.T) {
 	})
 
 	// Kill the leader: a new one serves writes and linearizable reads.
-	li := c.LeaderIndex()
+	// (LeaderIndex alone may answer -1 while an election is under way on
+	// a loaded machine: wait for a leader.)
+	leader, err = c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	li := slices.Index(c.Masters(), leader)
 	c.Kill(li)
 	if _, err := c.WaitLeader(ctx); err != nil {
 		t.Fatal(err)

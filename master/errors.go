@@ -3,6 +3,7 @@ package master
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
@@ -46,7 +47,23 @@ func RejectionError(r *fsm.Rejection) *connect.Error {
 	case fsm.CodeResourceExhausted:
 		code = connect.CodeResourceExhausted
 	}
-	return connect.NewError(code, errors.New(r.Message))
+	return connect.NewError(code, errors.New(truncate(r.Message)))
+}
+
+// maxErrorMessage bounds the message of an error a client gets: a
+// rejection that quotes a hostile request (a task of 5000 resources)
+// must not echo it back whole.
+const maxErrorMessage = 1024
+
+func truncate(msg string) string {
+	if len(msg) <= maxErrorMessage {
+		return msg
+	}
+	cut := maxErrorMessage
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes cut)", msg[:cut], len(msg)-cut)
 }
 
 // withMessage returns a copy of e with another message, keeping its code,

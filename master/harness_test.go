@@ -184,3 +184,5 @@ func (h *Harness) MarkAllocationDirty() { h.dirty.markDirty() }
 
 // HTTPURL is the URL serving the scheduler and agent services.
 func (h *Harness) HTTPURL() string { return h.srv.URL }
+
+func (h *Harness) security() *security { return newSecurity(h.cfg) }

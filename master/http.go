@@ -31,11 +31,16 @@ var Services = []string{
 func (m *Master) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	// Small messages are not worth gzip's CPU (most agora messages are).
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20), connect.WithCompressMinBytes(4 << 10)}
-	mux.Handle(agorav1connect.NewOperatorServiceHandler(&operatorServer{m: m}, opts...))
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(m.cfg.Limits.readMaxBytes()), connect.WithCompressMinBytes(4 << 10)}
+	if m.sec.audit != nil {
+		opts = append(opts, connect.WithInterceptors(auditInterceptor{m: m}))
+	}
+	opPath, opHandler := agorav1connect.NewOperatorServiceHandler(&operatorServer{m: m}, opts...)
+	mux.Handle(opPath, m.authenticate(opHandler))
 	agentPath, agentHandler := agorav1connect.NewAgentServiceHandler(m.agentSrv, opts...)
-	mux.Handle(agentPath, m.requireRole(tlsconf.RoleAgent, agentHandler))
-	mux.Handle(agorav1connect.NewSchedulerServiceHandler(m.schedSrv, opts...))
+	mux.Handle(agentPath, m.requireRole(tlsconf.RoleAgent, m.authenticate(agentHandler)))
+	schedPath, schedHandler := agorav1connect.NewSchedulerServiceHandler(m.schedSrv, opts...)
+	mux.Handle(schedPath, m.authenticate(schedHandler))
 
 	h := &healthServer{m: m}
 	mux.Handle("/"+HealthService+"/Check", connect.NewUnaryHandler("/"+HealthService+"/Check", h.check))
@@ -45,13 +50,13 @@ func (m *Master) newHTTPServer() *http.Server {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 
-	mux.Handle("/metrics", m.metrics.handler())
+	mux.Handle("/metrics", m.requireOperatorRead(m.metrics.handler()))
 
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/", m.requireOperatorRead(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", m.requireOperatorRead(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", m.requireOperatorRead(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", m.requireOperatorRead(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", m.requireOperatorRead(http.HandlerFunc(pprof.Trace)))
 
 	srv := &http.Server{
 		Handler:           mux,

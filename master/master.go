@@ -19,6 +19,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/agora-sched/agora/auth"
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/logging"
@@ -113,6 +114,19 @@ type Config struct {
 	// 16, 24 or 32 bytes and the first is the primary. Rotate keys online
 	// with the GossipKeyring operator call.
 	GossipKeyring [][]byte
+	// Limits bound request sizes, accepts, tasks and frameworks, and the
+	// rates of framework calls per principal (limits.go).
+	Limits Limits
+	// Auth, optional, turns on authentication: every API call must carry
+	// a bearer token or client certificate that Auth maps to a principal
+	// (see auth.go). Nil means callers are not authenticated.
+	Auth *auth.Authenticator
+	// ACL, optional, restricts what each principal may do; it needs Auth.
+	// Nil runs open: every caller may do everything (one WARN at start).
+	ACL *auth.ACL
+	// AuditLog, optional, is a file to which every write and every refused
+	// call is appended as a JSON line (see audit.go).
+	AuditLog string
 	// Logger receives the master's logs, raft's and gossip's included;
 	// nil means slog.Default().
 	Logger *slog.Logger
@@ -179,11 +193,15 @@ func (c *Config) setDefaults() error {
 	if c.PreemptionWindow <= 0 {
 		c.PreemptionWindow = 10 * time.Second
 	}
+	c.Limits.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ACL != nil && c.Auth == nil {
+		return errors.New("master: config: an ACL needs authentication (an auth file)")
 	}
 	return c.checkTLS()
 }
@@ -220,6 +238,7 @@ type Master struct {
 	leader   *leader
 	explain  explainStore // the last traced allocation round (explain.go)
 	verdicts verdictStore // the last preemption pass (preemption.go)
+	sec      *security    // authentication, ACL and audit log (auth.go)
 
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64
@@ -257,6 +276,7 @@ func New(cfg Config) (*Master, error) {
 	}
 	m.httpURL = m.urlOf(cfg.HTTPAddr)
 	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
+	m.sec = newSecurity(cfg)
 	m.leader = newLeader(m)
 	m.agentSrv = &agentServer{m: m}
 	m.schedSrv = newSchedulerServer(m)
@@ -330,6 +350,14 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	}
 	m.pool = pool
 
+	if m.cfg.AuditLog != "" {
+		if m.sec.audit, err = openAuditLog(m.cfg.AuditLog, m.cfg.ID, m.cfg.Now, m.log.Warn); err != nil {
+			return err
+		}
+	}
+	if m.cfg.ACL == nil {
+		m.log.Warn("no ACL file: agora runs open, every caller may make every call", "authentication", m.authOn())
+	}
 	m.metrics = newMasterMetrics(m)
 	m.srv = m.newHTTPServer()
 
@@ -570,6 +598,9 @@ func (m *Master) teardown(graceful bool) {
 			}
 		}
 		m.wg.Wait()
+		if err := m.sec.audit.close(); err != nil {
+			errs = append(errs, err)
+		}
 		if m.store != nil {
 			if err := m.store.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("master: close raft store: %w", err))

@@ -314,6 +314,17 @@ func (s *operatorServer) ListReservations(ctx context.Context, req *connect.Requ
 
 // TeardownFramework ends a framework on an operator's request.
 func (s *operatorServer) TeardownFramework(ctx context.Context, req *connect.Request[agorav1.TeardownFrameworkRequest]) (*connect.Response[agorav1.TeardownFrameworkResponse], error) {
+	if s.m.authOn() {
+		st, err := s.m.ReadyState(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if fw, ok := st.Framework(req.Msg.GetFrameworkId()); ok {
+			if err := s.m.sec.mayTeardown(ctx, fw); err != nil {
+				return nil, err
+			}
+		}
+	}
 	_, err := s.m.applyChange(ctx, fsm.CmdTeardownFramework, &agorav1.TeardownFrameworkCommand{
 		FrameworkId: req.Msg.GetFrameworkId(),
 		Reason:      "torn down by an operator",

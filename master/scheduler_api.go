@@ -46,6 +46,10 @@ type schedulerServer struct {
 
 	// resendInterval is StatusResendInterval.
 	resendInterval time.Duration
+
+	// subscribes and calls rate Subscribe and the other calls per
+	// principal (Config.Limits; nil: no limit).
+	subscribes, calls *rateLimiter
 }
 
 // disconnectDelay is how long a stream that ended waits before recording
@@ -56,10 +60,13 @@ const disconnectDelay = 50 * time.Millisecond
 
 // newSchedulerServer builds the scheduler service of m.
 func newSchedulerServer(m backend) *schedulerServer {
+	l := m.Config().Limits
 	return &schedulerServer{
 		m:              m,
 		broker:         newBroker(),
 		resendInterval: StatusResendInterval,
+		subscribes:     newRateLimiter("Subscribe calls", l.SubscribeRate, l.SubscribeBurst),
+		calls:          newRateLimiter("scheduler calls", l.CallRate, l.CallBurst),
 	}
 }
 
@@ -141,6 +148,12 @@ func (s *schedulerServer) caller(ctx context.Context, call *agorav1.FrameworkCal
 	if fw.GetStreamToken() != streamDigest(call.GetStreamToken()) {
 		return nil, nil, connect.NewError(connect.CodePermissionDenied, errStaleToken)
 	}
+	if err := s.m.security().ownFramework(ctx, fw); err != nil {
+		return nil, nil, err
+	}
+	if err := s.calls.charge(ctx, fw.GetInfo().GetPrincipal(), s.m.Now()); err != nil {
+		return nil, nil, err
+	}
 	return st, fw, nil
 }
 
@@ -158,6 +171,16 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 		return s.m.NotLeaderError()
 	}
 	info := s.withDefaults(req.Msg.GetFrameworkInfo())
+	if err := s.subscribes.charge(ctx, info.GetPrincipal(), s.m.Now()); err != nil {
+		return err
+	}
+	if err := checkInfoShape(info); err != nil {
+		return err
+	}
+	if err := s.authorizeInfo(ctx, info); err != nil {
+		s.m.security().auditCall(ctx, agorav1connect.SchedulerServiceSubscribeProcedure, req.Peer().Addr, req.Msg, err)
+		return err
+	}
 	fid := info.GetId()
 	if fid != "" {
 		// Identity: an id the client gives must be one the master gave.
@@ -182,9 +205,11 @@ func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[ag
 	defer s.broker.remove(sub)
 
 	err := s.apply(ctx, fsm.CmdSubscribeFramework, &agorav1.SubscribeFrameworkCommand{
-		Framework: &agorav1.Framework{Id: fid, Info: info, StreamToken: sub.token},
-		Now:       timestamppb.New(s.m.Now()),
+		Framework:                 &agorav1.Framework{Id: fid, Info: info, StreamToken: sub.token},
+		Now:                       timestamppb.New(s.m.Now()),
+		MaxFrameworksPerPrincipal: stamp(s.m.Config().Limits.MaxFrameworksPerPrincipal),
 	})
+	s.m.security().auditCall(ctx, agorav1connect.SchedulerServiceSubscribeProcedure, req.Peer().Addr, &agorav1.FrameworkInfo{Id: fid, Name: info.GetName(), Principal: info.GetPrincipal()}, err)
 	if err != nil {
 		return err
 	}
@@ -384,7 +409,7 @@ func (s *schedulerServer) disconnected(sub *stream) {
 // Accept applies operations to the resources of offers, atomically. The
 // FSM judges the accept (Master.Apply dry-runs it on the leader's state).
 func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agorav1.AcceptRequest]) (*connect.Response[agorav1.AcceptResponse], error) {
-	_, fw, err := s.caller(ctx, req.Msg.GetCall())
+	st, fw, err := s.caller(ctx, req.Msg.GetCall())
 	if err != nil {
 		return nil, err
 	}
@@ -392,8 +417,14 @@ func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agora
 	if err != nil {
 		return nil, err
 	}
-	now := s.m.Now()
+	if err := checkAcceptShape(req.Msg.GetOperations()); err != nil {
+		return nil, err
+	}
 	ops := req.Msg.GetOperations()
+	if err := s.authorizeOps(ctx, st, req.Msg.GetOfferIds(), ops); err != nil {
+		return nil, err
+	}
+	now := s.m.Now()
 	ids := make([]string, acceptIDs(ops))
 	for i := range ids {
 		ids[i] = NewID()
@@ -405,6 +436,7 @@ func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agora
 		Now:         timestamppb.New(now),
 		RefuseUntil: timestamppb.New(now.Add(refuse)),
 		Ids:         ids,
+		Limits:      s.m.Config().Limits.acceptLimits(),
 	})
 	if err != nil {
 		return nil, err
@@ -603,8 +635,14 @@ func (s *schedulerServer) UpdateFramework(ctx context.Context, req *connect.Requ
 	if info == nil {
 		info = &agorav1.FrameworkInfo{} // the FSM names what is missing
 	}
+	if err := checkInfoShape(info); err != nil {
+		return nil, err
+	}
 	if info.GetId() != "" && info.GetId() != fw.GetId() {
 		return nil, invalid("framework_info.id %s does not match the calling framework %s", info.GetId(), fw.GetId())
+	}
+	if err := s.authorizeInfo(ctx, info); err != nil {
+		return nil, err
 	}
 	info.Id = fw.GetId()
 	err = s.apply(ctx, fsm.CmdUpdateFramework, &agorav1.UpdateFrameworkCommand{Info: info, Now: timestamppb.New(s.m.Now())})

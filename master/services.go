@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/service"
 	"github.com/agora-sched/agora/service/scheduler"
@@ -21,10 +22,17 @@ import (
 
 // runServices is the leader task that hosts the service scheduler.
 func (l *leader) runServices(ctx context.Context) {
-	h := scheduler.NewHost(scheduler.Config{
+	cfg := scheduler.Config{
 		Masters: []string{l.m.HTTPURL()},
 		Logger:  l.m.log,
-	})
+		Token:   l.m.sec.internalToken,
+	}
+	if l.m.cfg.TLS != nil {
+		// The Host calls this master like any framework: with TLS, it
+		// presents the master's own certificate (it has client auth).
+		cfg.HTTPClient = client.NewHTTPClient(l.m.cfg.TLS.ClientConfig(l.m.cfg.Cluster))
+	}
+	h := scheduler.NewHost(cfg)
 	l.mu.Lock()
 	l.services = h
 	l.mu.Unlock()

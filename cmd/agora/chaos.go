@@ -25,6 +25,7 @@ func runChaos(ctx context.Context, args []string) error {
 	frameworks := fs.Int("frameworks", 3, "concurrent frameworks in the workload")
 	operators := fs.Int("operators", 2, "concurrent operator clients writing and reading roles")
 	asJSON := fs.Bool("json", false, "print a final JSON summary line")
+	secure := fs.Bool("secure", false, "run the cluster with TLS, a gossip key, authentication, ACLs and audit logs (process tier)")
 	out := fs.String("out", "", "output directory: node data and logs, history, faults, visualisations (default: a new temp dir, kept)")
 	binary := fs.String("binary", "", "agora binary the nodes run (default: this executable; the docker tier needs a static one)")
 	lf.level = "error"
@@ -59,7 +60,7 @@ func runChaos(ctx context.Context, args []string) error {
 	fmt.Printf("chaos: %s tier, seed %d, %s, output in %s\n", *tier, *seed, *duration, *out)
 	rep, err := chaos.Run(ctx, chaos.Options{Tier: *tier, Binary: *binary, Masters: *masters, Agents: *agents,
 		Seed: *seed, Duration: *duration, Faults: kinds, Frameworks: *frameworks, Operators: *operators,
-		Out: *out, Progress: os.Stdout, Logger: log})
+		Out: *out, Progress: os.Stdout, Logger: log, Secure: *secure})
 	if err != nil {
 		if errors.Is(err, chaos.ErrDockerUnavailable) {
 			fmt.Printf("docker tier SKIPPED: %v\n", err)

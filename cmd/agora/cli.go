@@ -51,6 +51,7 @@ type clientFlags struct {
 	json    bool
 	stale   bool
 	tls     tlsFlags
+	token   string
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
@@ -61,6 +62,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
 	fs.StringVar(&c.addr, "addr", def, "any master's address, or several comma-separated (env AGORA_ADDR)")
 	fs.DurationVar(&c.timeout, "timeout", client.DefaultCallTimeout, "give up a call after this long, all retries included")
 	c.tls.register(fs, true)
+	tokenFlag(fs, &c.token)
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print JSON for scripts")
 		fs.BoolVar(&c.stale, "stale", false, "answer from the contacted master's local state (no leader check)")
@@ -72,7 +74,7 @@ func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
 // --timeout.
 func (c *clientFlags) client() *client.Client {
 	lastAddr = c.addr
-	return client.New(c.addr, append(c.tls.clientOptions(), client.WithCallTimeout(c.timeout))...)
+	return client.New(c.addr, append(c.tls.clientOptions(), client.WithCallTimeout(c.timeout), client.WithToken(c.token))...)
 }
 
 // masters lists the addresses of --addr.

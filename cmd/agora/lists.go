@@ -132,14 +132,18 @@ func runFrameworks(ctx context.Context, args []string) error {
 		}
 		return printJSON(os.Stdout, out)
 	}
-	tw := newTable(os.Stdout, "ID", "NAME", "STATE", "ROLES", "FAILOVER", "REGISTERED")
+	tw := newTable(os.Stdout, "ID", "NAME", "STATE", "ROLES", "FAILOVER", "REGISTERED", "PRINCIPAL")
 	for _, f := range resp.Msg.Frameworks {
 		info := f.Info
 		if info == nil {
 			info = &agorav1.FrameworkInfo{}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%gs\t%s\n", f.Id, info.Name, frameworkState(f.State), strings.Join(info.Roles, ","),
-			info.FailoverTimeoutSeconds, tsString(f.RegisteredAt))
+		principal := info.Principal
+		if principal == "" {
+			principal = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%gs\t%s\t%s\n", f.Id, info.Name, frameworkState(f.State), strings.Join(info.Roles, ","),
+			info.FailoverTimeoutSeconds, tsString(f.RegisteredAt), principal)
 	}
 	return tw.Flush()
 }

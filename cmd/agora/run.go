@@ -34,7 +34,8 @@ func runRun(ctx context.Context, args []string) error {
 		return fmt.Errorf("--instances must be at least 1")
 	}
 	return execute.Run(ctx, execute.Options{Masters: cf.masters(), Name: *name, Cmd: *cmd, Instances: *instances,
-		CPUs: *cpus, MemMiB: *mem, Role: *role, Principal: *principal, FailoverTimeout: *failover, Detach: *detach, Out: os.Stdout})
+		CPUs: *cpus, MemMiB: *mem, Role: *role, Principal: *principal, FailoverTimeout: *failover, Detach: *detach, Out: os.Stdout,
+		TLS: cf.tls.files, Cluster: cf.tls.cluster, Token: cf.token})
 }
 
 func runBench(ctx context.Context, args []string) error {

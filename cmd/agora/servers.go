@@ -56,6 +56,7 @@ type masterFlags struct {
 	reregisterTimeout time.Duration
 	agentRemovalRate  float64
 	offerTimeout      time.Duration
+	limits            limitFlags
 }
 
 func (m *masterFlags) register(fs *flag.FlagSet) {
@@ -65,6 +66,7 @@ func (m *masterFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&m.reregisterTimeout, "agent-reregister-timeout", 10*time.Minute, "an agent that stopped for a restart and has not registered again after this is marked unreachable")
 	fs.Float64Var(&m.agentRemovalRate, "agent-removal-rate", 10, "at most this many agents marked unreachable per second")
 	fs.DurationVar(&m.offerTimeout, "offer-timeout", 60*time.Second, "outstanding offers are rescinded after this")
+	m.limits.register(fs)
 }
 
 func (m *masterFlags) apply(c *master.Config) {
@@ -74,6 +76,7 @@ func (m *masterFlags) apply(c *master.Config) {
 	c.AgentReregisterTimeout = m.reregisterTimeout
 	c.AgentRemovalRate = m.agentRemovalRate
 	c.OfferTimeout = m.offerTimeout
+	m.limits.apply(c)
 }
 
 func runMaster(ctx context.Context, args []string) error {
@@ -92,6 +95,8 @@ func runMaster(ctx context.Context, args []string) error {
 	profile := fs.String("gossip-profile", "lan", "gossip timing profile: lan or local")
 	var sec securityFlags
 	sec.register(fs)
+	var af masterAuthFlags
+	af.register(fs)
 	if _, err := parseServerArgs(fs, args, "agora master --id ID --data-dir DIR [flags]"); err != nil {
 		return err
 	}
@@ -109,6 +114,9 @@ func runMaster(ctx context.Context, args []string) error {
 	cfg := master.Config{TLS: tlsBundle, GossipKeyring: keyring, ID: *id, DataDir: *dataDir, HTTPAddr: *httpAddr, RaftAddr: *raftAddr, GossipAddr: *gossipAddr,
 		Join: splitList(*join), BootstrapExpect: *expect, GossipProfile: gossip.Profile(*profile), Logger: log}
 	mf.apply(&cfg)
+	if err := af.apply(&cfg); err != nil {
+		return err
+	}
 	m, err := master.New(cfg)
 	if err != nil {
 		return err
@@ -137,6 +145,8 @@ func runAgent(ctx context.Context, args []string) error {
 	cluster := fs.String("cluster", "agora", "cluster name; must match the masters'")
 	var sec securityFlags
 	sec.register(fs)
+	var token string
+	tokenFlag(fs, &token)
 	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
 	if _, err := parseServerArgs(fs, args, "agora agent --id ID --data-dir DIR --join ADDRS [flags]"); err != nil {
 		return err
@@ -166,7 +176,7 @@ func runAgent(ctx context.Context, args []string) error {
 	}
 	a, err := agent.New(agent.Config{TLS: tlsBundle, GossipKeyring: keyring, ID: *id, DataDir: *dataDir, GossipAddr: *gossipAddr, HTTPAddr: *httpAddr,
 		Join: splitList(*join), Resources: r, Attributes: at, GossipProfile: gossip.Profile(*profile),
-		Cluster: *cluster, Version: version, Logger: log, Decommission: *decommission})
+		Cluster: *cluster, Version: version, Logger: log, Decommission: *decommission, Token: token})
 	if err != nil {
 		return err
 	}
@@ -190,9 +200,13 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (default: a temporary directory, removed at exit)")
 	agents := fs.Int("agents", len(devAgents), "number of agents to start (0-2)")
 	withDemo := fs.Bool("demo", false, "also run a small demo framework")
+	secure := fs.Bool("secure", false, "turn on TLS, gossip encryption, authentication, ACLs and audit logs, with a CA, certificates, a gossip key, tokens and an ACL file made in the data dir")
 	lf.level = "warn"
 	if _, err := parseServerArgs(fs, args, "agora dev [flags]"); err != nil {
 		return err
+	}
+	if *secure && *withDemo {
+		return fmt.Errorf("--demo does not run with --secure")
 	}
 	log, err := lf.logger()
 	if err != nil {
@@ -209,9 +223,21 @@ func runDev(ctx context.Context, args []string) error {
 	if mf.raftProfile == "default" {
 		mf.raftProfile = "fast"
 	}
-	c, err := devcluster.Start(ctx, devcluster.Options{Masters: 3, BasePort: *basePort, DataDir: dir,
+	opts := devcluster.Options{Masters: 3, BasePort: *basePort, DataDir: dir,
 		GossipProfile: gossip.Profile("local"), RaftProfile: mf.raftProfile, Logger: log,
-		MasterConfig: func(cfg *master.Config) { mf.apply(cfg); cfg.RaftProfile = mf.raftProfile }})
+		MasterConfig: func(cfg *master.Config) { mf.apply(cfg); cfg.RaftProfile = mf.raftProfile }}
+	var sec *devSecure
+	if *secure {
+		var ids []string
+		for _, a := range devAgents {
+			ids = append(ids, a.ID)
+		}
+		if sec, err = newDevSecure(dir, ids); err != nil {
+			return err
+		}
+		opts.TLS, opts.GossipKeyring, opts.Auth = true, sec.keyring, sec.auth
+	}
+	c, err := devcluster.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -228,6 +254,11 @@ func runDev(ctx context.Context, args []string) error {
 			return fmt.Errorf("agent %s: %w", devAgents[i].ID, err)
 		}
 		fmt.Printf("agent %s: %s\n", devAgents[i].ID, devAgents[i].Resources)
+	}
+	if sec != nil {
+		if err := sec.print(os.Stdout, c); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("ready %s\n", leader.HTTPURL())
 	if *withDemo {

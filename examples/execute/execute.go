@@ -1,6 +1,8 @@
 package execute
 
 import (
+	"github.com/agora-sched/agora/tlsconf"
+
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +50,11 @@ type Options struct {
 	Out io.Writer
 	// Logger receives the SDK's connection logs; nil means slog.Default().
 	Logger *slog.Logger
+	// TLS, Cluster and Token, optional, are the framework's credentials
+	// (see framework.Config).
+	TLS     tlsconf.Files
+	Cluster string
+	Token   string
 }
 
 // Run runs the framework until ctx ends (then tears it down), until every
@@ -68,6 +75,9 @@ func Run(ctx context.Context, o Options) error {
 		// Acknowledged by hand, before a detach ends the run.
 		DisableAutoAck: true,
 		Logger:         o.Logger,
+		TLS:            o.TLS,
+		Cluster:        o.Cluster,
+		Token:          o.Token,
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -19,6 +19,11 @@ func WithTLS(cfg *tls.Config) Option {
 	return func(o *options) { o.tls = cfg }
 }
 
+// NewHTTPClient is DefaultHTTPClient over TLS with cfg (HTTP/2 by ALPN);
+// DefaultHTTPClient itself when cfg is nil. For callers that hand an
+// *http.Client to code that builds its own Client (WithHTTPClient).
+func NewHTTPClient(cfg *tls.Config) *http.Client { return newHTTPClient(cfg) }
+
 // newHTTPClient is DefaultHTTPClient, over TLS (HTTP/2 by ALPN) when
 // cfg is set.
 func newHTTPClient(cfg *tls.Config) *http.Client {

@@ -39,6 +39,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger, optional.
 	Logger *slog.Logger
+	// Token, optional, is the bearer token of the Host and its services'
+	// frameworks (the hosting master's internal credential).
+	Token string
 }
 
 // Host runs one driver per service for as long as its Run's context
@@ -68,7 +71,7 @@ func NewHost(cfg Config) *Host {
 	if cfg.HTTPClient != nil {
 		opts = append(opts, client.WithHTTPClient(cfg.HTTPClient))
 	}
-	opts = append(opts, client.WithLogger(log))
+	opts = append(opts, client.WithLogger(log), client.WithToken(cfg.Token))
 	return &Host{
 		cfg: cfg, log: log,
 		c:        client.New(strings.Join(cfg.Masters, ","), opts...),
@@ -136,7 +139,7 @@ func (h *Host) start(name, fid string, roles []string, spec *service.Spec) *driv
 	go func() {
 		defer h.wg.Done()
 		err := framework.Run(h.ctx, framework.Config{
-			Masters: h.cfg.Masters, Info: info, HTTPClient: h.cfg.HTTPClient, Logger: dr.log,
+			Masters: h.cfg.Masters, Info: info, HTTPClient: h.cfg.HTTPClient, Logger: dr.log, Token: h.cfg.Token,
 		}, dr)
 		if err != nil && !errors.Is(err, framework.ErrTornDown) {
 			dr.log.Warn("service framework stopped", "err", err)

@@ -453,10 +453,14 @@ func (x *StatusUpdateCommand) GetNow() *timestamppb.Timestamp {
 type SubscribeFrameworkCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// framework.id is assigned by the leader for new frameworks.
-	Framework     *Framework             `protobuf:"bytes,1,opt,name=framework,proto3" json:"framework,omitempty"`
-	Now           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=now,proto3" json:"now,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Framework *Framework             `protobuf:"bytes,1,opt,name=framework,proto3" json:"framework,omitempty"`
+	Now       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=now,proto3" json:"now,omitempty"`
+	// max_frameworks_per_principal is the leader's limit on frameworks (not
+	// torn down) registered under one principal, stamped into the command
+	// so that every replica judges with the same value; 0 means no limit.
+	MaxFrameworksPerPrincipal uint32 `protobuf:"varint,120,opt,name=max_frameworks_per_principal,json=maxFrameworksPerPrincipal,proto3" json:"max_frameworks_per_principal,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *SubscribeFrameworkCommand) Reset() {
@@ -501,6 +505,13 @@ func (x *SubscribeFrameworkCommand) GetNow() *timestamppb.Timestamp {
 		return x.Now
 	}
 	return nil
+}
+
+func (x *SubscribeFrameworkCommand) GetMaxFrameworksPerPrincipal() uint32 {
+	if x != nil {
+		return x.MaxFrameworksPerPrincipal
+	}
+	return 0
 }
 
 // FrameworkDisconnectedCommand records that a framework's stream ended.
@@ -741,7 +752,10 @@ type AcceptCommand struct {
 	// refuse_until filters the unused resources.
 	RefuseUntil *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=refuse_until,json=refuseUntil,proto3" json:"refuse_until,omitempty"`
 	// ids are fresh ids (reservations, groups) the leader generated, used in order.
-	Ids           []string `protobuf:"bytes,6,rep,name=ids,proto3" json:"ids,omitempty"`
+	Ids []string `protobuf:"bytes,6,rep,name=ids,proto3" json:"ids,omitempty"`
+	// limits are the leader's accept limits, stamped into the command so
+	// that every replica judges with the same values; absent means none.
+	Limits        *AcceptLimits `protobuf:"bytes,120,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -818,6 +832,79 @@ func (x *AcceptCommand) GetIds() []string {
 	return nil
 }
 
+func (x *AcceptCommand) GetLimits() *AcceptLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+// AcceptLimits bound one accept. A zero field means no limit.
+type AcceptLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_operations bounds the operations of one accept.
+	MaxOperations uint32 `protobuf:"varint,1,opt,name=max_operations,json=maxOperations,proto3" json:"max_operations,omitempty"`
+	// max_launches bounds the tasks launched by one accept (LAUNCH and
+	// LAUNCH_GROUP together).
+	MaxLaunches uint32 `protobuf:"varint,2,opt,name=max_launches,json=maxLaunches,proto3" json:"max_launches,omitempty"`
+	// max_framework_tasks bounds the framework's non-terminal tasks,
+	// those this accept launches included.
+	MaxFrameworkTasks uint32 `protobuf:"varint,3,opt,name=max_framework_tasks,json=maxFrameworkTasks,proto3" json:"max_framework_tasks,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AcceptLimits) Reset() {
+	*x = AcceptLimits{}
+	mi := &file_agora_v1_commands_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptLimits) ProtoMessage() {}
+
+func (x *AcceptLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptLimits.ProtoReflect.Descriptor instead.
+func (*AcceptLimits) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AcceptLimits) GetMaxOperations() uint32 {
+	if x != nil {
+		return x.MaxOperations
+	}
+	return 0
+}
+
+func (x *AcceptLimits) GetMaxLaunches() uint32 {
+	if x != nil {
+		return x.MaxLaunches
+	}
+	return 0
+}
+
+func (x *AcceptLimits) GetMaxFrameworkTasks() uint32 {
+	if x != nil {
+		return x.MaxFrameworkTasks
+	}
+	return 0
+}
+
 // DeclineCommand declines offers with a filter.
 type DeclineCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -830,7 +917,7 @@ type DeclineCommand struct {
 
 func (x *DeclineCommand) Reset() {
 	*x = DeclineCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[14]
+	mi := &file_agora_v1_commands_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +929,7 @@ func (x *DeclineCommand) String() string {
 func (*DeclineCommand) ProtoMessage() {}
 
 func (x *DeclineCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[14]
+	mi := &file_agora_v1_commands_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +942,7 @@ func (x *DeclineCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineCommand.ProtoReflect.Descriptor instead.
 func (*DeclineCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{14}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeclineCommand) GetFrameworkId() string {
@@ -890,7 +977,7 @@ type RescindOffersCommand struct {
 
 func (x *RescindOffersCommand) Reset() {
 	*x = RescindOffersCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[15]
+	mi := &file_agora_v1_commands_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +989,7 @@ func (x *RescindOffersCommand) String() string {
 func (*RescindOffersCommand) ProtoMessage() {}
 
 func (x *RescindOffersCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[15]
+	mi := &file_agora_v1_commands_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1002,7 @@ func (x *RescindOffersCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RescindOffersCommand.ProtoReflect.Descriptor instead.
 func (*RescindOffersCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{15}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RescindOffersCommand) GetOfferIds() []string {
@@ -942,7 +1029,7 @@ type ExpireCommand struct {
 
 func (x *ExpireCommand) Reset() {
 	*x = ExpireCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[16]
+	mi := &file_agora_v1_commands_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1041,7 @@ func (x *ExpireCommand) String() string {
 func (*ExpireCommand) ProtoMessage() {}
 
 func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[16]
+	mi := &file_agora_v1_commands_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1054,7 @@ func (x *ExpireCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireCommand.ProtoReflect.Descriptor instead.
 func (*ExpireCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{16}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExpireCommand) GetNow() *timestamppb.Timestamp {
@@ -988,7 +1075,7 @@ type ReviveCommand struct {
 
 func (x *ReviveCommand) Reset() {
 	*x = ReviveCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[17]
+	mi := &file_agora_v1_commands_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1087,7 @@ func (x *ReviveCommand) String() string {
 func (*ReviveCommand) ProtoMessage() {}
 
 func (x *ReviveCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[17]
+	mi := &file_agora_v1_commands_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1100,7 @@ func (x *ReviveCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviveCommand.ProtoReflect.Descriptor instead.
 func (*ReviveCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{17}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReviveCommand) GetFrameworkId() string {
@@ -1041,7 +1128,7 @@ type SuppressCommand struct {
 
 func (x *SuppressCommand) Reset() {
 	*x = SuppressCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[18]
+	mi := &file_agora_v1_commands_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1140,7 @@ func (x *SuppressCommand) String() string {
 func (*SuppressCommand) ProtoMessage() {}
 
 func (x *SuppressCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[18]
+	mi := &file_agora_v1_commands_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1153,7 @@ func (x *SuppressCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressCommand.ProtoReflect.Descriptor instead.
 func (*SuppressCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{18}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SuppressCommand) GetFrameworkId() string {
@@ -1095,7 +1182,7 @@ type KillTaskCommand struct {
 
 func (x *KillTaskCommand) Reset() {
 	*x = KillTaskCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[19]
+	mi := &file_agora_v1_commands_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1194,7 @@ func (x *KillTaskCommand) String() string {
 func (*KillTaskCommand) ProtoMessage() {}
 
 func (x *KillTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[19]
+	mi := &file_agora_v1_commands_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1207,7 @@ func (x *KillTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskCommand.ProtoReflect.Descriptor instead.
 func (*KillTaskCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{19}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KillTaskCommand) GetFrameworkId() string {
@@ -1156,7 +1243,7 @@ type AcknowledgeCommand struct {
 
 func (x *AcknowledgeCommand) Reset() {
 	*x = AcknowledgeCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[20]
+	mi := &file_agora_v1_commands_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1255,7 @@ func (x *AcknowledgeCommand) String() string {
 func (*AcknowledgeCommand) ProtoMessage() {}
 
 func (x *AcknowledgeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[20]
+	mi := &file_agora_v1_commands_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1268,7 @@ func (x *AcknowledgeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCommand.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{20}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AcknowledgeCommand) GetFrameworkId() string {
@@ -1223,7 +1310,7 @@ type PutRecordCommand struct {
 
 func (x *PutRecordCommand) Reset() {
 	*x = PutRecordCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1322,7 @@ func (x *PutRecordCommand) String() string {
 func (*PutRecordCommand) ProtoMessage() {}
 
 func (x *PutRecordCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1335,7 @@ func (x *PutRecordCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordCommand.ProtoReflect.Descriptor instead.
 func (*PutRecordCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{21}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutRecordCommand) GetFrameworkId() string {
@@ -1300,7 +1387,7 @@ type DeleteRecordCommand struct {
 
 func (x *DeleteRecordCommand) Reset() {
 	*x = DeleteRecordCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1399,7 @@ func (x *DeleteRecordCommand) String() string {
 func (*DeleteRecordCommand) ProtoMessage() {}
 
 func (x *DeleteRecordCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1412,7 @@ func (x *DeleteRecordCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordCommand.ProtoReflect.Descriptor instead.
 func (*DeleteRecordCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{22}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteRecordCommand) GetFrameworkId() string {
@@ -1373,7 +1460,7 @@ type AgentStoppedCommand struct {
 
 func (x *AgentStoppedCommand) Reset() {
 	*x = AgentStoppedCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1472,7 @@ func (x *AgentStoppedCommand) String() string {
 func (*AgentStoppedCommand) ProtoMessage() {}
 
 func (x *AgentStoppedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1485,7 @@ func (x *AgentStoppedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStoppedCommand.ProtoReflect.Descriptor instead.
 func (*AgentStoppedCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{23}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AgentStoppedCommand) GetAgentId() string {
@@ -1444,7 +1531,7 @@ type DrainAgentCommand struct {
 
 func (x *DrainAgentCommand) Reset() {
 	*x = DrainAgentCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1543,7 @@ func (x *DrainAgentCommand) String() string {
 func (*DrainAgentCommand) ProtoMessage() {}
 
 func (x *DrainAgentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1556,7 @@ func (x *DrainAgentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentCommand.ProtoReflect.Descriptor instead.
 func (*DrainAgentCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DrainAgentCommand) GetAgentId() string {
@@ -1504,7 +1591,7 @@ type UndrainAgentCommand struct {
 
 func (x *UndrainAgentCommand) Reset() {
 	*x = UndrainAgentCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1603,7 @@ func (x *UndrainAgentCommand) String() string {
 func (*UndrainAgentCommand) ProtoMessage() {}
 
 func (x *UndrainAgentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1616,7 @@ func (x *UndrainAgentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainAgentCommand.ProtoReflect.Descriptor instead.
 func (*UndrainAgentCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UndrainAgentCommand) GetAgentId() string {
@@ -1560,7 +1647,7 @@ type DrainDeadlineCommand struct {
 
 func (x *DrainDeadlineCommand) Reset() {
 	*x = DrainDeadlineCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1659,7 @@ func (x *DrainDeadlineCommand) String() string {
 func (*DrainDeadlineCommand) ProtoMessage() {}
 
 func (x *DrainDeadlineCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1672,7 @@ func (x *DrainDeadlineCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDeadlineCommand.ProtoReflect.Descriptor instead.
 func (*DrainDeadlineCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DrainDeadlineCommand) GetAgentId() string {
@@ -1623,7 +1710,7 @@ type AnswerInverseOfferCommand struct {
 
 func (x *AnswerInverseOfferCommand) Reset() {
 	*x = AnswerInverseOfferCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1722,7 @@ func (x *AnswerInverseOfferCommand) String() string {
 func (*AnswerInverseOfferCommand) ProtoMessage() {}
 
 func (x *AnswerInverseOfferCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1735,7 @@ func (x *AnswerInverseOfferCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerInverseOfferCommand.ProtoReflect.Descriptor instead.
 func (*AnswerInverseOfferCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AnswerInverseOfferCommand) GetFrameworkId() string {
@@ -1690,7 +1777,7 @@ type SetDemandCommand struct {
 
 func (x *SetDemandCommand) Reset() {
 	*x = SetDemandCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1789,7 @@ func (x *SetDemandCommand) String() string {
 func (*SetDemandCommand) ProtoMessage() {}
 
 func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1802,7 @@ func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDemandCommand.ProtoReflect.Descriptor instead.
 func (*SetDemandCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetDemandCommand) GetFrameworkId() string {
@@ -1746,7 +1833,7 @@ type PreemptCommand struct {
 
 func (x *PreemptCommand) Reset() {
 	*x = PreemptCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	mi := &file_agora_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1845,7 @@ func (x *PreemptCommand) String() string {
 func (*PreemptCommand) ProtoMessage() {}
 
 func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	mi := &file_agora_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1858,7 @@ func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreemptCommand.ProtoReflect.Descriptor instead.
 func (*PreemptCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PreemptCommand) GetPreemption() *Preemption {
@@ -1816,10 +1903,11 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\x13StatusUpdateCommand\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x120\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x14.agora.v1.TaskStatusR\bstatuses\x12,\n" +
-	"\x03now\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"|\n" +
+	"\x03now\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xbd\x01\n" +
 	"\x19SubscribeFrameworkCommand\x121\n" +
 	"\tframework\x18\x01 \x01(\v2\x13.agora.v1.FrameworkR\tframework\x12,\n" +
-	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x92\x01\n" +
+	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12?\n" +
+	"\x1cmax_frameworks_per_principal\x18x \x01(\rR\x19maxFrameworksPerPrincipal\"\x92\x01\n" +
 	"\x1cFrameworkDisconnectedCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
 	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\x12,\n" +
@@ -1833,7 +1921,7 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\x03now\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"m\n" +
 	"\x14OffersCreatedCommand\x12'\n" +
 	"\x06offers\x18\x01 \x03(\v2\x0f.agora.v1.OfferR\x06offers\x12,\n" +
-	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\x83\x02\n" +
+	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\"\xb3\x02\n" +
 	"\rAcceptCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
 	"\toffer_ids\x18\x02 \x03(\tR\bofferIds\x123\n" +
@@ -1842,7 +1930,12 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"operations\x12,\n" +
 	"\x03now\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12=\n" +
 	"\frefuse_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vrefuseUntil\x12\x10\n" +
-	"\x03ids\x18\x06 \x03(\tR\x03ids\"\x8f\x01\n" +
+	"\x03ids\x18\x06 \x03(\tR\x03ids\x12.\n" +
+	"\x06limits\x18x \x01(\v2\x16.agora.v1.AcceptLimitsR\x06limits\"\x88\x01\n" +
+	"\fAcceptLimits\x12%\n" +
+	"\x0emax_operations\x18\x01 \x01(\rR\rmaxOperations\x12!\n" +
+	"\fmax_launches\x18\x02 \x01(\rR\vmaxLaunches\x12.\n" +
+	"\x13max_framework_tasks\x18\x03 \x01(\rR\x11maxFrameworkTasks\"\x8f\x01\n" +
 	"\x0eDeclineCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1b\n" +
 	"\toffer_ids\x18\x02 \x03(\tR\bofferIds\x12=\n" +
@@ -1919,7 +2012,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -1935,71 +2028,73 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*TeardownFrameworkCommand)(nil),     // 11: agora.v1.TeardownFrameworkCommand
 	(*OffersCreatedCommand)(nil),         // 12: agora.v1.OffersCreatedCommand
 	(*AcceptCommand)(nil),                // 13: agora.v1.AcceptCommand
-	(*DeclineCommand)(nil),               // 14: agora.v1.DeclineCommand
-	(*RescindOffersCommand)(nil),         // 15: agora.v1.RescindOffersCommand
-	(*ExpireCommand)(nil),                // 16: agora.v1.ExpireCommand
-	(*ReviveCommand)(nil),                // 17: agora.v1.ReviveCommand
-	(*SuppressCommand)(nil),              // 18: agora.v1.SuppressCommand
-	(*KillTaskCommand)(nil),              // 19: agora.v1.KillTaskCommand
-	(*AcknowledgeCommand)(nil),           // 20: agora.v1.AcknowledgeCommand
-	(*PutRecordCommand)(nil),             // 21: agora.v1.PutRecordCommand
-	(*DeleteRecordCommand)(nil),          // 22: agora.v1.DeleteRecordCommand
-	(*AgentStoppedCommand)(nil),          // 23: agora.v1.AgentStoppedCommand
-	(*DrainAgentCommand)(nil),            // 24: agora.v1.DrainAgentCommand
-	(*UndrainAgentCommand)(nil),          // 25: agora.v1.UndrainAgentCommand
-	(*DrainDeadlineCommand)(nil),         // 26: agora.v1.DrainDeadlineCommand
-	(*AnswerInverseOfferCommand)(nil),    // 27: agora.v1.AnswerInverseOfferCommand
-	(*SetDemandCommand)(nil),             // 28: agora.v1.SetDemandCommand
-	(*PreemptCommand)(nil),               // 29: agora.v1.PreemptCommand
-	(*Role)(nil),                         // 30: agora.v1.Role
-	(*Master)(nil),                       // 31: agora.v1.Master
-	(*Agent)(nil),                        // 32: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 34: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 35: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 36: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 37: agora.v1.Offer
-	(*Operation)(nil),                    // 38: agora.v1.Operation
-	(*Demand)(nil),                       // 39: agora.v1.Demand
-	(*Preemption)(nil),                   // 40: agora.v1.Preemption
+	(*AcceptLimits)(nil),                 // 14: agora.v1.AcceptLimits
+	(*DeclineCommand)(nil),               // 15: agora.v1.DeclineCommand
+	(*RescindOffersCommand)(nil),         // 16: agora.v1.RescindOffersCommand
+	(*ExpireCommand)(nil),                // 17: agora.v1.ExpireCommand
+	(*ReviveCommand)(nil),                // 18: agora.v1.ReviveCommand
+	(*SuppressCommand)(nil),              // 19: agora.v1.SuppressCommand
+	(*KillTaskCommand)(nil),              // 20: agora.v1.KillTaskCommand
+	(*AcknowledgeCommand)(nil),           // 21: agora.v1.AcknowledgeCommand
+	(*PutRecordCommand)(nil),             // 22: agora.v1.PutRecordCommand
+	(*DeleteRecordCommand)(nil),          // 23: agora.v1.DeleteRecordCommand
+	(*AgentStoppedCommand)(nil),          // 24: agora.v1.AgentStoppedCommand
+	(*DrainAgentCommand)(nil),            // 25: agora.v1.DrainAgentCommand
+	(*UndrainAgentCommand)(nil),          // 26: agora.v1.UndrainAgentCommand
+	(*DrainDeadlineCommand)(nil),         // 27: agora.v1.DrainDeadlineCommand
+	(*AnswerInverseOfferCommand)(nil),    // 28: agora.v1.AnswerInverseOfferCommand
+	(*SetDemandCommand)(nil),             // 29: agora.v1.SetDemandCommand
+	(*PreemptCommand)(nil),               // 30: agora.v1.PreemptCommand
+	(*Role)(nil),                         // 31: agora.v1.Role
+	(*Master)(nil),                       // 32: agora.v1.Master
+	(*Agent)(nil),                        // 33: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 35: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 36: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 37: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 38: agora.v1.Offer
+	(*Operation)(nil),                    // 39: agora.v1.Operation
+	(*Demand)(nil),                       // 40: agora.v1.Demand
+	(*Preemption)(nil),                   // 41: agora.v1.Preemption
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	30, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	31, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	32, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	33, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	33, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	33, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	35, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	33, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	36, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	33, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	37, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	33, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	38, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	33, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	33, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	33, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 24: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 25: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
-	33, // 26: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 27: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 28: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
-	39, // 29: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
-	40, // 30: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	31, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	32, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	33, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	34, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	34, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	34, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	34, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	37, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	34, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	38, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	34, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	39, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	34, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	14, // 20: agora.v1.AcceptCommand.limits:type_name -> agora.v1.AcceptLimits
+	34, // 21: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	34, // 22: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 23: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 24: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 25: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 26: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
+	34, // 27: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 28: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
+	34, // 29: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
+	40, // 30: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
+	41, // 31: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_commands_proto_init() }
@@ -2014,7 +2109,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
