@@ -22,7 +22,7 @@ var serverTopics = []flagconfig.Topic{
 	{Title: "Raft", Match: []string{"raft-", "autopilot-", "snapshot-"}},
 	{Title: "Agents and offers", Match: []string{"agent-", "offer-", "kill-"}},
 	{Title: "Security", Match: []string{"tls-", "gossip-key", "gossip-keyring", "token", "auth-", "acl-", "audit-"}},
-	{Title: "Limits", Match: []string{"limit-", "max-", "rate-"}},
+	{Title: "Limits", Match: []string{"limit-", "max-", "rate-", "call-", "subscribe-"}},
 	{Title: "Observability", Match: []string{"log-", "metrics-", "ui", "ui-", "pprof"}},
 }
 
