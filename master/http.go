@@ -31,15 +31,15 @@ var Services = []string{
 func (m *Master) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	// Small messages are not worth gzip's CPU (most agora messages are).
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20), connect.WithCompressMinBytes(4 << 10)}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20), connect.WithCompressMinBytes(4 << 10), connect.WithInterceptors(m.metrics.rpc)}
 	mux.Handle(agorav1connect.NewOperatorServiceHandler(&operatorServer{m: m}, opts...))
 	agentPath, agentHandler := agorav1connect.NewAgentServiceHandler(m.agentSrv, opts...)
 	mux.Handle(agentPath, m.requireRole(tlsconf.RoleAgent, agentHandler))
 	mux.Handle(agorav1connect.NewSchedulerServiceHandler(m.schedSrv, opts...))
 
 	h := &healthServer{m: m}
-	mux.Handle("/"+HealthService+"/Check", connect.NewUnaryHandler("/"+HealthService+"/Check", h.check))
-	mux.Handle("/"+HealthService+"/Watch", connect.NewServerStreamHandler("/"+HealthService+"/Watch", h.watch))
+	mux.Handle("/"+HealthService+"/Check", connect.NewUnaryHandler("/"+HealthService+"/Check", h.check, connect.WithInterceptors(m.metrics.rpc)))
+	mux.Handle("/"+HealthService+"/Watch", connect.NewServerStreamHandler("/"+HealthService+"/Watch", h.watch, connect.WithInterceptors(m.metrics.rpc)))
 
 	reflector := grpcreflect.NewStaticReflector(Services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
