@@ -61,42 +61,28 @@ func enumLabel(name, prefix string) string {
 
 // enumCounts emits one gauge per value of an enum (UNSPECIFIED left out
 // unless something has it).
-func enumCounts(ch chan<- prometheus.Metric, d *prometheus.Desc, names map[int32]string, prefix string, counts map[int32]int) {
+func enumCounts[E ~int32](ch chan<- prometheus.Metric, d *prometheus.Desc, names map[int32]string, prefix string, counts map[E]int) {
 	for v, name := range names {
 		if v == 0 && counts[0] == 0 {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(counts[v]), enumLabel(name, prefix))
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(counts[E(v)]), enumLabel(name, prefix))
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.state()
-	tasks := map[int32]int{}
-	for _, t := range st.Tasks() {
-		tasks[int32(t.GetState())]++
+	n := st.Census()
+	enumCounts(ch, c.tasks, agorav1.TaskState_name, "TASK_STATE_", n.Tasks)
+	enumCounts(ch, c.agents, agorav1.AgentState_name, "AGENT_STATE_", n.Agents)
+	enumCounts(ch, c.frameworks, agorav1.FrameworkState_name, "FRAMEWORK_STATE_", n.Frameworks)
+	ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(n.Unacknowledged))
+	ch <- prometheus.MustNewConstMetric(c.offers, prometheus.GaugeValue, float64(n.Offers))
+	ch <- prometheus.MustNewConstMetric(c.preemptions, prometheus.GaugeValue, float64(n.Preemptions))
+	if n.Frameworks[agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED]+n.Frameworks[agorav1.FrameworkState_FRAMEWORK_STATE_DISCONNECTED] > 0 {
+		c.collectServices(ch, st, st.Frameworks())
 	}
-	enumCounts(ch, c.tasks, agorav1.TaskState_name, "TASK_STATE_", tasks)
-
-	agents := map[int32]int{}
-	for _, a := range st.Agents() {
-		agents[int32(a.GetState())]++
-	}
-	enumCounts(ch, c.agents, agorav1.AgentState_name, "AGENT_STATE_", agents)
-
-	frameworks := map[int32]int{}
-	unacked := 0
-	fws := st.Frameworks()
-	for _, f := range fws {
-		frameworks[int32(f.GetState())]++
-		unacked += len(st.UnacknowledgedStatuses(f.GetId()))
-	}
-	enumCounts(ch, c.frameworks, agorav1.FrameworkState_name, "FRAMEWORK_STATE_", frameworks)
-	ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(unacked))
-	ch <- prometheus.MustNewConstMetric(c.offers, prometheus.GaugeValue, float64(len(st.Offers())))
-	ch <- prometheus.MustNewConstMetric(c.preemptions, prometheus.GaugeValue, float64(len(st.Preemptions())))
-	c.collectServices(ch, st, fws)
 }
 
 // serviceGauges are one service's figures.
