@@ -27,7 +27,7 @@ import (
 // scrape is one parsed /metrics page.
 type scrape map[string]*dto.MetricFamily
 
-var scrapeClient = &http.Client{Timeout: 5 * time.Second}
+var scrapeClient = &http.Client{Timeout: 10 * time.Second}
 
 // scrapeURL fetches base+"/metrics" and parses it with the Prometheus text
 // parser.
@@ -80,6 +80,31 @@ series:
 		}
 	}
 	return v, found
+}
+
+// scrapeWait bounds each wait of the scrape test: generous, as the test
+// runs under the race detector on shared, loaded machines.
+const scrapeWait = 60 * time.Second
+
+// pollScrapes calls cond every 100 ms (scrapes are not free under the race
+// detector) until it returns nil, or fails the test after scrapeWait.
+func pollScrapes(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(scrapeWait)
+	defer deadline.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("%s: not within %v: %v", what, scrapeWait, err)
+		case <-tick.C:
+		}
+	}
 }
 
 // l builds a label set from pairs.
@@ -139,7 +164,7 @@ func (s *metricsSched) nextOffer(t *testing.T, ctx context.Context) *agorav1.Off
 // series move when the cluster does: a decline, a launch, an RPC, a drain
 // whose deadline passes.
 func TestMetricsScrapeMovesWithTheCluster(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	log := testLogger()
 	c, err := devcluster.Start(ctx, devcluster.Options{Masters: 3, DataDir: t.TempDir(), Logger: log,
@@ -189,7 +214,7 @@ func TestMetricsScrapeMovesWithTheCluster(t *testing.T) {
 	// rises waits until total(name, want) exceeds base.
 	rises := func(what, name string, want map[string]string, base float64) {
 		t.Helper()
-		eventually(t, 20*time.Second, what, func() error {
+		pollScrapes(t, what, func() error {
 			v, err := total(name, want)
 			if err != nil {
 				return err
@@ -203,7 +228,7 @@ func TestMetricsScrapeMovesWithTheCluster(t *testing.T) {
 	// onEach waits until every master reports name{want} == v.
 	onEach := func(what, name string, want map[string]string, v float64) {
 		t.Helper()
-		eventually(t, 20*time.Second, what, func() error {
+		pollScrapes(t, what, func() error {
 			ss, err := all()
 			if err != nil {
 				return err
@@ -219,7 +244,7 @@ func TestMetricsScrapeMovesWithTheCluster(t *testing.T) {
 	}
 	onAgent := func(what, name string, want map[string]string, ok func(float64) bool) {
 		t.Helper()
-		eventually(t, 20*time.Second, what, func() error {
+		pollScrapes(t, what, func() error {
 			s, err := scrapeURL(agentURL)
 			if err != nil {
 				return err
@@ -329,7 +354,7 @@ func TestMetricsScrapeMovesWithTheCluster(t *testing.T) {
 	onAgent("the agent runs nothing", "agora_agent_tasks", l("state", "running"), func(v float64) bool { return v == 0 })
 
 	// Raft: the leader reports both followers; every master saw a leader.
-	eventually(t, 20*time.Second, "the leader reports its followers' replication", func() error {
+	pollScrapes(t, "the leader reports its followers' replication", func() error {
 		ld := c.Leader()
 		if ld == nil {
 			return errors.New("no leader")
