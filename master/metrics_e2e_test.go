@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,9 +117,11 @@ func l(kv ...string) map[string]string {
 	return out
 }
 
-// metricsSched is the test's framework: it hands its offers to the test.
+// metricsSched is the test's framework: it hands its offers to the test,
+// or, once done, declines them (leaving the resources to the service).
 type metricsSched struct {
 	offers chan *agorav1.Offer
+	done   atomic.Bool
 	mu     sync.Mutex
 	d      framework.Driver
 }
@@ -134,8 +137,13 @@ func (s *metricsSched) driver() framework.Driver {
 	defer s.mu.Unlock()
 	return s.d
 }
-func (s *metricsSched) Offers(_ framework.Driver, offers []*agorav1.Offer) {
+func (s *metricsSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 	for _, o := range offers {
+		if s.done.Load() {
+			refuse := 3600.0
+			_ = d.Decline(context.Background(), []string{o.GetId()}, &refuse)
+			continue
+		}
 		select {
 		case s.offers <- o:
 		default: // the test holds enough; the rest expire
@@ -335,6 +343,27 @@ func TestMetricsScrapeMovesWithTheCluster(t *testing.T) {
 	rises("Raft apply latency counts the Accept", "agora_raft_apply_duration_seconds", l("command", "Accept", "code", "ok"), baseAcceptApply)
 	rises("allocation rounds are timed", "agora_allocation_round_duration_seconds", nil, 0)
 	rises("the framework's stream is open", "agora_rpc_server_in_flight", l("method", "Subscribe", "type", "server_stream"), 0)
+
+	// A service: its pods and plan are read from its record.
+	sched.done.Store(true)
+	for len(sched.offers) > 0 {
+		refuse := 3600.0
+		_ = d.Decline(ctx, []string{(<-sched.offers).GetId()}, &refuse)
+	}
+	spec := `{"name":"mx","role":"mx","pods":[{"name":"p","count":1,"resources":{"cpus":0.1,"mem":16},"command":"sleep 60"}]}`
+	pollScrapes(t, "run a service", func() error {
+		_, err := sc.Operator.RunService(ctx, connect.NewRequest(&agorav1.RunServiceRequest{Spec: []byte(spec)}))
+		if connect.CodeOf(err) == connect.CodeAlreadyExists {
+			return nil // an earlier attempt went through
+		}
+		return err
+	})
+	onEach("the service wants its pod", "agora_service_pods_desired", l("service", "mx"), 1)
+	onEach("the service's pod runs", "agora_service_pods_running", l("service", "mx"), 1)
+	onEach("the service's pod is ready", "agora_service_pods_ready", l("service", "mx"), 1)
+	onEach("the service's plan is complete", "agora_service_plan", l("service", "mx", "state", "complete"), 1)
+	onEach("the service's plan is in no other state", "agora_service_plan", l("service", "mx", "state", "in_progress"), 0)
+	onEach("two tasks run", "agora_tasks", l("state", "running"), 2)
 
 	// A drain whose deadline passes kills the task (reason DRAINED) and
 	// leaves the agent drained.
