@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	iradix "github.com/hashicorp/go-immutable-radix"
+
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -25,24 +27,12 @@ type Census struct {
 
 // Census counts the state's objects.
 func (s *State) Census() Census {
-	c := Census{
-		Tasks:      map[agorav1.TaskState]int{},
-		Agents:     map[agorav1.AgentState]int{},
-		Frameworks: map[agorav1.FrameworkState]int{},
-	}
 	root := s.root.Root()
-	root.WalkPrefix([]byte(pTask), func(_ []byte, v interface{}) bool {
-		c.Tasks[v.(*agorav1.Task).GetState()]++
-		return false
-	})
-	root.WalkPrefix([]byte(pAgent), func(_ []byte, v interface{}) bool {
-		c.Agents[v.(*agorav1.Agent).GetState()]++
-		return false
-	})
-	root.WalkPrefix([]byte(pFramework), func(_ []byte, v interface{}) bool {
-		c.Frameworks[v.(*agorav1.Framework).GetState()]++
-		return false
-	})
+	c := Census{
+		Tasks:      countBy(root, pTask, (*agorav1.Task).GetState),
+		Agents:     countBy(root, pAgent, (*agorav1.Agent).GetState),
+		Frameworks: countBy(root, pFramework, (*agorav1.Framework).GetState),
+	}
 	count := func(prefix string) (n int) {
 		root.WalkPrefix([]byte(prefix), func([]byte, interface{}) bool {
 			n++
@@ -54,4 +44,25 @@ func (s *State) Census() Census {
 	c.Unacknowledged = count(xTaskUnacked)
 	c.Preemptions = count(pPreemption)
 	return c
+}
+
+// countBy counts the values under prefix by an enum field: into an array
+// for the enum's small values (no map write per object), a map beyond.
+func countBy[T any, E ~int32](root *iradix.Node, prefix string, field func(T) E) map[E]int {
+	var small [32]int
+	out := map[E]int{}
+	root.WalkPrefix([]byte(prefix), func(_ []byte, v interface{}) bool {
+		if e := field(v.(T)); e >= 0 && int(e) < len(small) {
+			small[e]++
+		} else {
+			out[e]++
+		}
+		return false
+	})
+	for e, n := range small {
+		if n > 0 {
+			out[E(e)] = n
+		}
+	}
+	return out
 }
