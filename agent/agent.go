@@ -28,6 +28,7 @@ import (
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
+	"github.com/agora-sched/agora/rpc/rpcmetrics"
 )
 
 // Timings of the agent's loops.
@@ -135,11 +136,12 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	rpcm := rpcmetrics.New(rpcmetrics.Client, nil)
 	a := &Agent{
 		cfg: cfg, log: log, res: res, out: out, launched: launched, hostname: hostname,
 		done:        make(chan struct{}),
 		reregister:  make(chan struct{}, 1),
-		masters:     client.New("", cfg.clientOptions(client.WithCallTimeout(rpcTimeout), client.WithLogger(log))...),
+		masters:     client.New("", cfg.clientOptions(client.WithCallTimeout(rpcTimeout), client.WithLogger(log), client.WithClientOptions(connect.WithInterceptors(rpcm)))...),
 		latest:      map[executor.TaskKey]*agorav1.TaskStatus{},
 		killing:     map[executor.TaskKey]bool{},
 		seenMasters: map[string]bool{},
@@ -157,7 +159,7 @@ func New(cfg Config) (*Agent, error) {
 		a.httpLn = cfg.secureListener(ln)
 		httpAddr = ln.Addr().String()
 	}
-	a.metrics = newAgentMetrics(a)
+	a.metrics = newAgentMetrics(a, rpcm)
 	if a.httpLn != nil {
 		a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	}

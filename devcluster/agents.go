@@ -22,6 +22,9 @@ type AgentOptions struct {
 	Resources string
 	// Attributes label the agent (rack, zone).
 	Attributes map[string]string
+	// HTTPAddr, optional, is where the agent serves /health and /metrics
+	// ("127.0.0.1:0" picks a port; see Agent.HTTPAddr). "" serves none.
+	HTTPAddr string
 }
 
 // devAgent is one agent of a cluster, running or killed.
@@ -105,6 +108,7 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 		ID:            o.ID,
 		DataDir:       filepath.Join(c.dir, "agents", o.ID),
 		GossipAddr:    d.gossipAddr,
+		HTTPAddr:      o.HTTPAddr,
 		Join:          c.JoinAddrs(),
 		Resources:     res,
 		Attributes:    o.Attributes,

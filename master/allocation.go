@@ -89,7 +89,9 @@ func (l *leader) runAllocation(ctx context.Context) {
 		case <-l.alloc.dirty:
 		default:
 		}
+		start := time.Now()
 		proposed, kept, next := l.allocateOnce(ctx, log)
+		m.metrics.observeRound(time.Since(start))
 		if proposed > 0 {
 			bucket.spend()
 		}

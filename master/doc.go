@@ -2,7 +2,8 @@
 // raft-boltdb) holding the replicated [fsm.FSM], a gossip member that finds
 // the other masters, and one HTTP listener serving the Connect services
 // (operator, agent, scheduler), grpc.health.v1, server reflection, /metrics
-// and /debug/pprof.
+// and /debug/pprof. metrics.go says which master counts what on /metrics;
+// docs/metrics.md lists the series.
 //
 // Driving it:
 //

@@ -31,7 +31,7 @@ var Services = []string{
 func (m *Master) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	// Small messages are not worth gzip's CPU (most agora messages are).
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(m.cfg.Limits.readMaxBytes()), connect.WithCompressMinBytes(4 << 10)}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(m.cfg.Limits.readMaxBytes()), connect.WithCompressMinBytes(4 << 10), connect.WithInterceptors(m.metrics.rpc)}
 	if m.sec.audit != nil {
 		opts = append(opts, connect.WithInterceptors(auditInterceptor{m: m}))
 	}
@@ -43,8 +43,8 @@ func (m *Master) newHTTPServer() *http.Server {
 	mux.Handle(schedPath, m.authenticate(schedHandler))
 
 	h := &healthServer{m: m}
-	mux.Handle("/"+HealthService+"/Check", connect.NewUnaryHandler("/"+HealthService+"/Check", h.check))
-	mux.Handle("/"+HealthService+"/Watch", connect.NewServerStreamHandler("/"+HealthService+"/Watch", h.watch))
+	mux.Handle("/"+HealthService+"/Check", connect.NewUnaryHandler("/"+HealthService+"/Check", h.check, connect.WithInterceptors(m.metrics.rpc)))
+	mux.Handle("/"+HealthService+"/Watch", connect.NewServerStreamHandler("/"+HealthService+"/Watch", h.watch, connect.WithInterceptors(m.metrics.rpc)))
 
 	reflector := grpcreflect.NewStaticReflector(Services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

@@ -281,6 +281,8 @@ func New(cfg Config) (*Master, error) {
 	m.agentSrv = &agentServer{m: m}
 	m.schedSrv = newSchedulerServer(m)
 	m.applyHooks = append(m.applyHooks, m.schedSrv.OnApply)
+	m.metrics = newMasterMetrics(m)
+	m.applyHooks = append(m.applyHooks, m.metrics.onApply)
 	return m, nil
 }
 
@@ -324,6 +326,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if err := m.startRaft(); err != nil {
 		return err
 	}
+	m.goFn(m.watchLeaders)
 	ln, err := net.Listen("tcp", m.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("master: listen http %s: %w", m.cfg.HTTPAddr, err)
@@ -358,7 +361,6 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	if m.cfg.ACL == nil {
 		m.log.Warn("no ACL file: agora runs open, every caller may make every call", "authentication", m.authOn())
 	}
-	m.metrics = newMasterMetrics(m)
 	m.srv = m.newHTTPServer()
 
 	m.goFn(func() {

@@ -154,7 +154,10 @@ func (m *Master) readyChanged() <-chan struct{} {
 // On a follower it returns NotLeaderError. When the FSM rejects the
 // command the result is returned along with RejectionError(res.Err).
 func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
-	return m.apply(ctx, t, msg, false)
+	start := time.Now()
+	res, err := m.apply(ctx, t, msg, false)
+	m.metrics.observeApply(t, start, err)
+	return res, err
 }
 
 // applyChange is Apply, except that a command the FSM judges, against the
@@ -164,7 +167,10 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 // needs no quorum: an operator write that a linearizable history must
 // order (SetRole) always goes through the log.
 func (m *Master) applyChange(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
-	return m.apply(ctx, t, msg, true)
+	start := time.Now()
+	res, err := m.apply(ctx, t, msg, true)
+	m.metrics.observeApply(t, start, err)
+	return res, err
 }
 
 func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message, skipNoop bool) (fsm.Result, error) {

@@ -43,7 +43,8 @@ const raftTimeout = 10 * time.Second
 // MaxAppendEntries entries.
 type RaftTransport struct {
 	*raft.NetworkTransport
-	stream *abortableStream
+	stream    *abortableStream
+	followers followerTracker // replication progress, for metrics (metrics_raft.go)
 }
 
 // AppendEntriesPipeline reports that pipelining is not supported, so raft
