@@ -38,8 +38,14 @@ func runRun(ctx context.Context, args []string) error {
 }
 
 func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		if run, ok := benchCommands[args[0]]; ok {
+			return run(ctx, args[1:])
+		}
+	}
 	if len(args) == 0 || args[0] != "allocator" {
-		fmt.Fprintln(os.Stderr, "usage: agora bench allocator --agents N --frameworks M [--rounds R] [--json]")
+		fmt.Fprintln(os.Stderr, "usage: agora bench allocator --agents N --frameworks M [--rounds R] [--incremental] [--json]")
+		fmt.Fprintln(os.Stderr, benchUsage)
 		return errUsage
 	}
 	fs := flag.NewFlagSet("bench allocator", flag.ContinueOnError)
