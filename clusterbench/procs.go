@@ -286,12 +286,18 @@ func runFramework(ctx context.Context, pc *procCluster, name string, partitionAw
 }
 
 // accept launches one task on offer o's agent with o, the rest of the
-// offer returned without a filter.
+// offer returned without a filter, and forgets the offer.
 func (r *recorder) accept(ctx context.Context, o *agorav1.Offer, taskID, cmd string) error {
 	r.mu.Lock()
 	d := r.driver
 	r.mu.Unlock()
 	zero := 0.0
 	t := framework.Task(taskID, o.GetAgentId(), cmd, framework.Scalar("cpus", 0.05), framework.Scalar("mem", 16))
-	return d.Accept(ctx, []string{o.GetId()}, []*agorav1.Operation{framework.Launch(t)}, &zero)
+	if err := d.Accept(ctx, []string{o.GetId()}, []*agorav1.Operation{framework.Launch(t)}, &zero); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.offers, o.GetId())
+	r.mu.Unlock()
+	return nil
 }

@@ -30,10 +30,10 @@ type WriteResult struct {
 	// Ratio is agora (Connect) over bare raft.
 	Ratio float64 `json:"ratio"`
 	// Errors counts failed agora writes (must be 0).
-	Errors   int64   `json:"errors"`
-	Writers  int     `json:"writers"`
-	Seconds  float64 `json:"seconds_per_side"`
-	Profile  string  `json:"raft_profile"`
+	Errors  int64   `json:"errors"`
+	Writers int     `json:"writers"`
+	Seconds float64 `json:"seconds_per_side"`
+	Profile string  `json:"raft_profile"`
 }
 
 // Write measures replicated writes on a 3-master loopback cluster through
