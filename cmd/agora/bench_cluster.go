@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/agora-sched/agora/allocator"
 	"github.com/agora-sched/agora/clusterbench"
 )
 
@@ -148,4 +149,17 @@ func runBenchAgentLoss(ctx context.Context, args []string) error {
 	}
 	return printBenchResult(*asJSON, r, fmt.Sprintf("%d agents, %d rounds: RESCIND p50 %.0f / p99 %.0f ms, UNREACHABLE p50 %.0f / p99 %.0f ms",
 		r.Agents, r.Rounds, r.RescindP50Ms, r.RescindP99Ms, r.UnreachableP50Ms, r.UnreachableP99Ms))
+}
+
+func runBenchIncremental(agents, frameworks, rounds int, seed uint64, asJSON bool) error {
+	if agents < 1 || frameworks < 1 {
+		return fmt.Errorf("--agents and --frameworks must be at least 1")
+	}
+	fmt.Fprintf(os.Stderr, "bench allocator: %d agents x %d frameworks: one full round, then %d agents freed one at a time\n", agents, frameworks, rounds)
+	r, err := allocator.BenchIncremental(agents, frameworks, rounds, seed)
+	if err != nil {
+		return err
+	}
+	return printBenchResult(asJSON, r, fmt.Sprintf("agents %d, frameworks %d: full round %.2f ms; one agent freed: p50 %.3f ms, p99 %.3f ms (%d of %d on the one-agent path)",
+		r.Agents, r.Frameworks, r.FullRoundMs, r.FreedMsP50, r.FreedMsP99, r.FastRounds, r.Rounds))
 }

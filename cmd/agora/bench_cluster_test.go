@@ -84,3 +84,16 @@ func TestBenchSubcommandsTiny(t *testing.T) {
 		}
 	})
 }
+
+// TestBenchAllocatorIncrementalTiny runs the one-agent-freed benchmark at
+// a tiny size: it fails unless every freed agent was offered again whole.
+func TestBenchAllocatorIncrementalTiny(t *testing.T) {
+	r := benchJSON(t, "allocator", "--agents", "50", "--frameworks", "10", "--rounds", "20", "--incremental")
+	if num(t, r, "rounds") != 20 || num(t, r, "fast_rounds") != 20 {
+		t.Errorf("want 20 rounds, all on the one-agent path: %v", r)
+	}
+	r = benchJSON(t, "allocator", "--agents", "50", "--frameworks", "10", "--rounds", "2")
+	if num(t, r, "offers_per_cycle") != 50 {
+		t.Errorf("full round: %v", r)
+	}
+}

@@ -54,13 +54,17 @@ func runBench(ctx context.Context, args []string) error {
 	rounds := fs.Int("rounds", 20, "allocation rounds to time")
 	seed := fs.Uint64("seed", 1, "seed")
 	asJSON := fs.Bool("json", false, "print JSON")
+	incremental := fs.Bool("incremental", false, "time the one-agent-freed path (allocator.Incremental) after a full round")
 	if _, err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
+	if *incremental {
+		return runBenchIncremental(*agents, *frameworks, *rounds, *seed, *asJSON)
+	}
 	r := allocator.Bench(*agents, *frameworks, *rounds, *seed)
 	if *asJSON {
-		return printJSON(os.Stdout, map[string]any{"agents": r.Agents, "frameworks": r.Frameworks,
-			"cycle_ms_p50": r.CycleMsP50, "cycle_ms_p99": r.CycleMsP99, "offers_per_cycle": r.OffersPerCycle})
+		return printBenchResult(true, map[string]any{"agents": r.Agents, "frameworks": r.Frameworks,
+			"cycle_ms_p50": r.CycleMsP50, "cycle_ms_p99": r.CycleMsP99, "offers_per_cycle": r.OffersPerCycle}, "")
 	}
 	fmt.Printf("agents %d, frameworks %d: cycle p50 %.2f ms, p99 %.2f ms, %d offers per cycle\n",
 		r.Agents, r.Frameworks, r.CycleMsP50, r.CycleMsP99, r.OffersPerCycle)
