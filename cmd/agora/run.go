@@ -61,6 +61,7 @@ func runBench(ctx context.Context, args []string) error {
 	if *incremental {
 		return runBenchIncremental(*agents, *frameworks, *rounds, *seed, *asJSON)
 	}
+	fmt.Fprintf(os.Stderr, "bench allocator: %d agents x %d frameworks, %d full rounds\n", *agents, *frameworks, *rounds)
 	r := allocator.Bench(*agents, *frameworks, *rounds, *seed)
 	if *asJSON {
 		return printBenchResult(true, map[string]any{"agents": r.Agents, "frameworks": r.Frameworks,
