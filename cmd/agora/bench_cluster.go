@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/agora-sched/agora/allocator"
@@ -18,12 +20,14 @@ var benchCommands = map[string]func(ctx context.Context, args []string) error{
 	"state":      runBenchState,
 	"failover":   runBenchFailover,
 	"agent-loss": runBenchAgentLoss,
+	"report":     runBenchReport,
 }
 
 const benchUsage = `       agora bench write [--writers W] [--duration D] [--raft-profile P] [--json]
        agora bench state --agents N --tasks T [--skip-catchup] [--json]
        agora bench failover --rounds R [--raft-profile default|fast] [--json]
-       agora bench agent-loss --agents N --rounds R [--json]`
+       agora bench agent-loss --agents N --rounds R [--json]
+       agora bench report [--out BENCHMARKS.md] [--plots docs/bench] [--quick]`
 
 // printBenchResult prints r as one JSON line (--json) or as text.
 func printBenchResult(asJSON bool, r any, text string) error {
@@ -162,4 +166,42 @@ func runBenchIncremental(agents, frameworks, rounds int, seed uint64, asJSON boo
 	}
 	return printBenchResult(asJSON, r, fmt.Sprintf("agents %d, frameworks %d: full round %.2f ms; one agent freed: p50 %.3f ms, p99 %.3f ms (%d of %d on the one-agent path)",
 		r.Agents, r.Frameworks, r.FullRoundMs, r.FreedMsP50, r.FreedMsP99, r.FastRounds, r.Rounds))
+}
+
+func runBenchReport(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench report", flag.ContinueOnError)
+	out := fs.String("out", "BENCHMARKS.md", "markdown file whose generated section is rewritten (\"-\": print it)")
+	plots := fs.String("plots", "docs/bench", "directory for the SVG plots, relative to --out's directory")
+	quick := fs.Bool("quick", false, "tiny sizes: checks that the report is whole; figures not worth publishing")
+	binary := fs.String("binary", "", "agora binary the process-tier benchmarks run (default: this executable)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	bin, err := selfBinary(*binary)
+	if err != nil {
+		return err
+	}
+	base := "."
+	if *out != "-" {
+		base = filepath.Dir(*out)
+	}
+	md, err := clusterbench.Report(ctx, clusterbench.ReportOptions{Binary: bin, Quick: *quick, PlotDir: filepath.Join(base, *plots),
+		PlotRef: filepath.ToSlash(*plots), Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	if *out == "-" {
+		fmt.Print(md)
+		return nil
+	}
+	doc, err := os.ReadFile(*out)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", *out, err)
+	}
+	next := clusterbench.ReplaceSection(string(doc), "## Performance at scale (issue 13): `make bench`", md)
+	if err := os.WriteFile(*out, []byte(next), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	fmt.Printf("wrote %s and the plots in %s\n", *out, filepath.Join(base, *plots))
+	return nil
 }
