@@ -5,7 +5,7 @@ PKGS     ?= ./...
 BUF      ?= $(shell command -v buf 2>/dev/null || ls $$(go env GOPATH)/bin/buf 2>/dev/null)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench chaos clean
+.PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench bench-go chaos clean
 
 all: build
 
@@ -59,10 +59,13 @@ proto-tools:
 proto: proto-tools
 	cd rpc && PATH="$(GOBIN):$$PATH" buf lint && PATH="$(GOBIN):$$PATH" buf generate
 
-## bench: Go benchmarks of the hot paths (figures go to BENCHMARKS.md).
-bench:
+## bench: every `agora bench` benchmark at the issue-13 sizes; rewrites the generated section of
+## BENCHMARKS.md and the SVG plots in docs/bench (under 20 minutes). bench-go: the Go micro-benchmarks.
+bench: build
+	$(BIN) bench report --out BENCHMARKS.md --plots docs/bench
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./allocator/ ./fsm/ ./resources/
-	$(GO) run ./cmd/agora bench allocator --agents 10000 --frameworks 1000
 
 ## chaos: the soak (many seeds, both tiers where Docker answers) with a summary table.
 ## SEEDS=100 DURATION=60s JOBS=4 make chaos is the full goal; RELIABILITY.md records the last figures.
