@@ -20,6 +20,12 @@ type WriteOptions struct {
 	Dir string
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
+	// Conns spreads the Connect writers over this many client
+	// connections (devcluster.WriteBench.Conns); default 1.
+	Conns int
+	// ConnectProfile, optional, receives a CPU profile of the Connect
+	// phase (go tool pprof -http :8080 FILE for the flame graph).
+	ConnectProfile io.Writer
 }
 
 // WriteResult is `agora bench write --json`.
@@ -32,6 +38,7 @@ type WriteResult struct {
 	// Errors counts failed agora writes (must be 0).
 	Errors  int64   `json:"errors"`
 	Writers int     `json:"writers"`
+	Conns   int     `json:"conns"`
 	Seconds float64 `json:"seconds_per_side"`
 	Profile string  `json:"raft_profile"`
 }
@@ -51,11 +58,11 @@ func Write(ctx context.Context, o WriteOptions) (WriteResult, error) {
 	}
 	p := newProgress(o.Progress, "write")
 	p.printf("%d writers, %v per side: Connect API, then Master.Apply, then bare raft (about %v)", o.Writers, o.Duration, 3*o.Duration+5*time.Second)
-	r, err := devcluster.BenchWrites(ctx, devcluster.WriteBench{Writers: o.Writers, Duration: o.Duration, Dir: o.Dir, RaftProfile: o.RaftProfile})
+	r, err := devcluster.BenchWrites(ctx, devcluster.WriteBench{Writers: o.Writers, Duration: o.Duration, Dir: o.Dir, RaftProfile: o.RaftProfile, ConnectProfile: o.ConnectProfile, Conns: o.Conns})
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("clusterbench: write: %w", err)
 	}
 	p.printf("%s", r)
 	return WriteResult{AgoraWritesPerSec: r.AgoraPerSec, ApplyWritesPerSec: r.DirectPerSec, RaftWritesPerSec: r.BarePerSec,
-		Ratio: r.Ratio, Errors: r.AgoraErrors, Writers: o.Writers, Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
+		Ratio: r.Ratio, Errors: r.AgoraErrors, Writers: o.Writers, Conns: max(o.Conns, 1), Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
 }

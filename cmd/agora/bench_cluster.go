@@ -49,6 +49,8 @@ func runBenchWrite(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "measuring time per side")
 	profile := fs.String("raft-profile", "default", "raft profile of both sides: default or fast")
 	dir := fs.String("dir", "", "data directory (default: a temporary one)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the Connect phase to this file")
+	conns := fs.Int("conns", 1, "client connections the Connect writers share (as writers on separate machines would)")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -56,7 +58,16 @@ func runBenchWrite(ctx context.Context, args []string) error {
 	if *writers < 1 || *duration <= 0 {
 		return fmt.Errorf("--writers must be at least 1 and --duration positive")
 	}
-	r, err := clusterbench.Write(ctx, clusterbench.WriteOptions{Writers: *writers, Duration: *duration, RaftProfile: *profile, Dir: *dir, Progress: os.Stderr})
+	o := clusterbench.WriteOptions{Writers: *writers, Conns: *conns, Duration: *duration, RaftProfile: *profile, Dir: *dir, Progress: os.Stderr}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		o.ConnectProfile = f
+	}
+	r, err := clusterbench.Write(ctx, o)
 	if err != nil {
 		return err
 	}
