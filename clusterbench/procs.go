@@ -279,7 +279,7 @@ func runFramework(ctx context.Context, pc *procCluster, name string, partitionAw
 		done <- framework.Run(ctx, framework.Config{Masters: pc.MasterURLs(), Info: info, MinBackoff: 10 * time.Millisecond,
 			MaxBackoff: 200 * time.Millisecond, Logger: quietLogger()}, rec)
 	}()
-	if err := rec.wait(ctx, time.Minute, "framework subscribed", func() bool { return rec.subscribed > 0 }); err != nil {
+	if err := rec.wait(ctx, 3*time.Minute, "framework subscribed", func() bool { return rec.subscribed > 0 }); err != nil {
 		return nil, nil, err
 	}
 	return rec, done, nil

@@ -2,6 +2,7 @@ package clusterbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,7 +63,9 @@ var (
 )
 
 // Report runs every benchmark, writes the SVG plots and returns the
-// markdown tables for BENCHMARKS.md (see ReplaceSection).
+// markdown tables for BENCHMARKS.md (see ReplaceSection). A benchmark that
+// fails is reported in its section and in the returned error, and the
+// others still run: the markdown is whole either way.
 func Report(ctx context.Context, o ReportOptions) (string, error) {
 	sz := fullSizes
 	if o.Quick {
@@ -118,14 +121,21 @@ func Report(ctx context.Context, o ReportOptions) (string, error) {
 	}
 
 	// Writes.
-	w, err := Write(ctx, WriteOptions{Writers: sz.writers, Duration: sz.writeDur, Progress: o.Progress})
-	if err != nil {
-		return "", err
+	var failed []error
+	fail := func(what string, err error) {
+		p.printf("%s failed: %v", what, err)
+		failed = append(failed, fmt.Errorf("%s: %w", what, err))
+		fmt.Fprintf(&md, "\n**%s failed in this run**: %s\n", what, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
-	fmt.Fprintf(&md, "\n### Replicated writes (`agora bench write`)\n\n| measure | ours | anchor (source) | goal | vs goal |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&md, "| SetRole through the Connect API, %d writers | %.0f writes/s | bare raft in the same run: %.0f writes/s; ~10,600 writes/s from 64 writers earlier (issue 13) | ratio >= 0.9 | ratio %.2f, %s |\n",
-		w.Writers, w.AgoraWritesPerSec, w.RaftWritesPerSec, w.Ratio, vsGoal(w.Ratio, 0.9, true))
-	fmt.Fprintf(&md, "| `Master.Apply` (FSM + raft, no RPC) | %.0f writes/s | same | - | ratio %.2f |\n", w.ApplyWritesPerSec, safeDiv(w.ApplyWritesPerSec, w.RaftWritesPerSec))
+	fmt.Fprintf(&md, "\n### Replicated writes (`agora bench write`)\n\n")
+	if w, err := Write(ctx, WriteOptions{Writers: sz.writers, Duration: sz.writeDur, Progress: o.Progress}); err != nil {
+		fail("agora bench write", err)
+	} else {
+		fmt.Fprintf(&md, "| measure | ours | anchor (source) | goal | vs goal |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&md, "| SetRole through the Connect API, %d writers | %.0f writes/s | bare raft in the same run: %.0f writes/s; ~10,600 writes/s from 64 writers earlier (issue 13) | ratio >= 0.9 | ratio %.2f, %s |\n",
+			w.Writers, w.AgoraWritesPerSec, w.RaftWritesPerSec, w.Ratio, vsGoal(w.Ratio, 0.9, true))
+		fmt.Fprintf(&md, "| `Master.Apply` (FSM + raft, no RPC) | %.0f writes/s | same | - | ratio %.2f |\n", w.ApplyWritesPerSec, safeDiv(w.ApplyWritesPerSec, w.RaftWritesPerSec))
+	}
 	fmt.Fprintf(&md, "\nCommand: `agora bench write --writers %d --duration %v`.\n", sz.writers, sz.writeDur)
 
 	// Failover.
@@ -134,7 +144,10 @@ func Report(ctx context.Context, o ReportOptions) (string, error) {
 	for _, prof := range sz.profiles {
 		f, err := Failover(ctx, FailoverOptions{Binary: o.Binary, Rounds: sz.failRounds, RaftProfile: prof, Progress: o.Progress})
 		if err != nil {
-			return "", err
+			p.printf("failover (%s) failed: %v", prof, err)
+			failed = append(failed, fmt.Errorf("agora bench failover --raft-profile %s: %w", prof, err))
+			fmt.Fprintf(&md, "| %s | **failed in this run**: %s |\n", prof, strings.ReplaceAll(err.Error(), "\n", " "))
+			continue
 		}
 		anchor, goal, verdict := "2.07 s p50 (default timeouts)", "OFFERS p50 <= bare raft + 100 ms", vsGoal(f.OffersP50Ms, f.BareRaftP50Ms+100, false)
 		if prof == "fast" {
@@ -159,28 +172,30 @@ func Report(ctx context.Context, o ReportOptions) (string, error) {
 	}
 
 	// Agent loss.
-	l, err := AgentLoss(ctx, AgentLossOptions{Binary: o.Binary, Agents: sz.lossAgents, Rounds: sz.lossRounds, Progress: o.Progress})
-	if err != nil {
-		return "", err
+	fmt.Fprintf(&md, "\n### Agent loss seen by a framework (`agora bench agent-loss`)\n\n")
+	if l, err := AgentLoss(ctx, AgentLossOptions{Binary: o.Binary, Agents: sz.lossAgents, Rounds: sz.lossRounds, Progress: o.Progress}); err != nil {
+		fail("agora bench agent-loss", err)
+	} else {
+		fmt.Fprintf(&md, "| measure | ours | anchor | goal | vs goal |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&md, "| agent SIGKILL -> RESCIND, %d agents (local gossip profile) | p50 %.0f ms, p99 %.0f ms | none measured here (issue 13 names none) | p99 <= 3 s | %s |\n",
+			l.Agents, l.RescindP50Ms, l.RescindP99Ms, vsGoal(l.RescindP99Ms, 3000, false))
+		fmt.Fprintf(&md, "| agent SIGKILL -> task UNREACHABLE | p50 %.0f ms, p99 %.0f ms | - | - | - |\n", l.UnreachableP50Ms, l.UnreachableP99Ms)
 	}
-	fmt.Fprintf(&md, "\n### Agent loss seen by a framework (`agora bench agent-loss`)\n\n| measure | ours | anchor | goal | vs goal |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&md, "| agent SIGKILL -> RESCIND, %d agents (local gossip profile) | p50 %.0f ms, p99 %.0f ms | none measured here (issue 13 names none) | p99 <= 3 s | %s |\n",
-		l.Agents, l.RescindP50Ms, l.RescindP99Ms, vsGoal(l.RescindP99Ms, 3000, false))
-	fmt.Fprintf(&md, "| agent SIGKILL -> task UNREACHABLE | p50 %.0f ms, p99 %.0f ms | - | - | - |\n", l.UnreachableP50Ms, l.UnreachableP99Ms)
 	fmt.Fprintf(&md, "\nCommand: `agora bench agent-loss --agents %d --rounds %d`.\n", sz.lossAgents, sz.lossRounds)
 
 	// State.
-	s, err := State(ctx, StateOptions{Agents: sz.stateAgents, Tasks: sz.stateTasks, Progress: o.Progress})
-	if err != nil {
-		return "", err
+	fmt.Fprintf(&md, "\n### The store at scale (`agora bench state`)\n\n")
+	if s, err := State(ctx, StateOptions{Agents: sz.stateAgents, Tasks: sz.stateTasks, Progress: o.Progress}); err != nil {
+		fail("agora bench state", err)
+	} else {
+		fmt.Fprintf(&md, "| measure (%d agents, %d tasks) | ours | anchor (source) | goal | vs goal |\n|---|---|---|---|---|\n", s.Agents, s.Tasks)
+		fmt.Fprintf(&md, "| RSS / Go heap with the state | %.0f MiB / %.0f MiB | - | RSS <= 2 GiB | %s |\n", s.RSSMiB, s.HeapMiB, vsGoal(s.RSSMiB, 2048, false))
+		fmt.Fprintf(&md, "| snapshot (Persist to disk, fsync) | %.2f s, %.0f MiB | 1M tasks snapshot + restore 14.3 s (BENCHMARKS.md, issue 2) | <= 2 s | %s |\n", s.SnapshotS, s.SnapshotMiB, vsGoal(s.SnapshotS, 2, false))
+		fmt.Fprintf(&md, "| restore (FSM.Restore from disk) | %.2f s | same | <= 2 s | %s |\n", s.RestoreS, vsGoal(s.RestoreS, 2, false))
+		fmt.Fprintf(&md, "| follower catch-up from empty, writes continuing | %.2f s (%d writes meanwhile) | Mesos: agents re-register after a failover | - | - |\n", s.CatchupS, s.CatchupWrites)
 	}
-	fmt.Fprintf(&md, "\n### The store at scale (`agora bench state`)\n\n| measure (%d agents, %d tasks) | ours | anchor (source) | goal | vs goal |\n|---|---|---|---|---|\n", s.Agents, s.Tasks)
-	fmt.Fprintf(&md, "| RSS / Go heap with the state | %.0f MiB / %.0f MiB | - | RSS <= 2 GiB | %s |\n", s.RSSMiB, s.HeapMiB, vsGoal(s.RSSMiB, 2048, false))
-	fmt.Fprintf(&md, "| snapshot (Persist to disk, fsync) | %.2f s, %.0f MiB | 1M tasks snapshot + restore 14.3 s (BENCHMARKS.md, issue 2) | <= 2 s | %s |\n", s.SnapshotS, s.SnapshotMiB, vsGoal(s.SnapshotS, 2, false))
-	fmt.Fprintf(&md, "| restore (FSM.Restore from disk) | %.2f s | same | <= 2 s | %s |\n", s.RestoreS, vsGoal(s.RestoreS, 2, false))
-	fmt.Fprintf(&md, "| follower catch-up from empty, writes continuing | %.2f s (%d writes meanwhile) | Mesos: agents re-register after a failover | - | - |\n", s.CatchupS, s.CatchupWrites)
 	fmt.Fprintf(&md, "\nCommand: `agora bench state --agents %d --tasks %d`.\n", sz.stateAgents, sz.stateTasks)
-	return md.String(), nil
+	return md.String(), errors.Join(failed...)
 }
 
 func safeDiv(a, b float64) float64 {

@@ -196,14 +196,14 @@ func runBenchReport(ctx context.Context, args []string) error {
 	if *out != "-" {
 		base = filepath.Dir(*out)
 	}
-	md, err := clusterbench.Report(ctx, clusterbench.ReportOptions{Binary: bin, Quick: *quick, PlotDir: filepath.Join(base, *plots),
+	md, runErr := clusterbench.Report(ctx, clusterbench.ReportOptions{Binary: bin, Quick: *quick, PlotDir: filepath.Join(base, *plots),
 		PlotRef: filepath.ToSlash(*plots), Progress: os.Stderr})
-	if err != nil {
-		return err
+	if md == "" {
+		return runErr
 	}
 	if *out == "-" {
 		fmt.Print(md)
-		return nil
+		return runErr
 	}
 	doc, err := os.ReadFile(*out)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -214,5 +214,8 @@ func runBenchReport(ctx context.Context, args []string) error {
 		return fmt.Errorf("write %s: %w", *out, err)
 	}
 	fmt.Printf("wrote %s and the plots in %s\n", *out, filepath.Join(base, *plots))
+	if runErr != nil {
+		return fmt.Errorf("some benchmarks failed (reported in %s): %w", *out, runErr)
+	}
 	return nil
 }
