@@ -75,19 +75,43 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 	for i := range victims {
 		victims[i] = "a" + strconv.Itoa(i)
 	}
-	for _, a := range victims {
-		var off *agorav1.Offer
-		if err := rec.wait(ctx, time.Minute, "an offer on "+a, func() bool { off = rec.offerOn(a); return off != nil }); err != nil {
-			return res, err
+	// A launch whose outcome is unknown (leadership lost in flight on a
+	// loaded machine) is retried with a new task on a fresh offer; any of
+	// an agent's tasks stands for it.
+	tasks := map[string][]string{}
+	anyState := func(a, state string) (time.Time, bool) {
+		var first time.Time
+		for _, id := range tasks[a] {
+			if at, ok := rec.statusAt[id+"/"+state]; ok && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
 		}
-		task := "loss-" + a
-		if err := rec.accept(ctx, off, task, pc.TaskCommand(3600)); err != nil {
-			return res, fmt.Errorf("clusterbench: launch on %s: %w", a, err)
+		return first, !first.IsZero()
+	}
+	for _, a := range victims {
+		for attempt := 0; ; attempt++ {
+			var off *agorav1.Offer
+			if err := rec.wait(ctx, 2*time.Minute, "an offer on "+a, func() bool { off = rec.offerOn(a); return off != nil }); err != nil {
+				return res, err
+			}
+			task := fmt.Sprintf("loss-%s-%d", a, attempt)
+			tasks[a] = append(tasks[a], task)
+			err := rec.accept(ctx, off, task, pc.TaskCommand(3600))
+			if err == nil {
+				break
+			}
+			if attempt == 4 {
+				return res, fmt.Errorf("clusterbench: launch on %s: %w", a, err)
+			}
+			p.printf("launch on %s: %v; retrying", a, err)
+			rec.mu.Lock()
+			delete(rec.offers, off.GetId())
+			rec.mu.Unlock()
 		}
 	}
 	for _, a := range victims {
-		if err := rec.wait(ctx, time.Minute, "task on "+a+" RUNNING and an offer held there", func() bool {
-			_, running := rec.statusAt["loss-"+a+"/TASK_STATE_RUNNING"]
+		if err := rec.wait(ctx, 2*time.Minute, "a task on "+a+" RUNNING and an offer held there", func() bool {
+			_, running := anyState(a, "TASK_STATE_RUNNING")
 			return running && rec.offerOn(a) != nil
 		}); err != nil {
 			return res, err
@@ -116,7 +140,7 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 					rescindAt = at
 				}
 			}
-			unreachAt = rec.statusAt["loss-"+a+"/TASK_STATE_UNREACHABLE"]
+			unreachAt, _ = anyState(a, "TASK_STATE_UNREACHABLE")
 			return !rescindAt.IsZero() && !unreachAt.IsZero()
 		}); err != nil {
 			return res, err
