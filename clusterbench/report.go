@@ -196,10 +196,10 @@ func Report(ctx context.Context, o ReportOptions) (string, error) {
 		fmt.Fprintf(&md, "| snapshot (Persist to disk, fsync) | %.2f s, %.0f MiB | 1M tasks snapshot + restore 14.3 s (BENCHMARKS.md, issue 2) | <= 2 s | %s |\n", s.SnapshotS, s.SnapshotMiB, vsGoal(s.SnapshotS, 2, false))
 		fmt.Fprintf(&md, "| restore (FSM.Restore from disk) | %.2f s | same | <= 2 s | %s |\n", s.RestoreS, vsGoal(s.RestoreS, 2, false))
 		if s.CatchupError != "" {
-		fmt.Fprintf(&md, "| follower catch-up from empty, writes continuing | **failed in this run**: %s | Mesos: agents re-register after a failover | - | - |\n", s.CatchupError)
-	} else {
-		fmt.Fprintf(&md, "| follower catch-up from empty, writes continuing | %.2f s (%d writes meanwhile) | Mesos: agents re-register after a failover | - | - |\n", s.CatchupS, s.CatchupWrites)
-	}
+			fmt.Fprintf(&md, "| follower catch-up from empty, writes continuing | **failed in this run**: %s | Mesos: agents re-register after a failover | - | - |\n", s.CatchupError)
+		} else {
+			fmt.Fprintf(&md, "| follower catch-up from empty, writes continuing | %.2f s (%d writes meanwhile) | Mesos: agents re-register after a failover | - | - |\n", s.CatchupS, s.CatchupWrites)
+		}
 	}
 	fmt.Fprintf(&md, "\nCommand: `agora bench state --agents %d --tasks %d`.\n", sz.stateAgents, sz.stateTasks)
 	return md.String(), errors.Join(failed...)
