@@ -75,9 +75,13 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 	for i := range victims {
 		victims[i] = "a" + strconv.Itoa(i)
 	}
-	// A launch whose outcome is unknown (leadership lost in flight on a
-	// loaded machine) is retried with a new task on a fresh offer; any of
-	// an agent's tasks stands for it.
+	var rescindDs, unreachDs []time.Duration
+	// Each round sets its agent up just before the kill, so that the offer
+	// held there is fresh (offers expire after the masters' offer
+	// timeout): a task launched and RUNNING, and the offer of the rest
+	// that follows the launch. A launch whose outcome is unknown
+	// (leadership lost in flight on a loaded machine) is retried with a
+	// new task on a fresh offer; any of the agent's tasks stands for it.
 	tasks := map[string][]string{}
 	anyState := func(a, state string) (time.Time, bool) {
 		var first time.Time
@@ -88,7 +92,8 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 		}
 		return first, !first.IsZero()
 	}
-	for _, a := range victims {
+	for round, a := range victims {
+		var launched time.Time
 		for attempt := 0; ; attempt++ {
 			var off *agorav1.Offer
 			if err := rec.wait(ctx, 2*time.Minute, "an offer on "+a, func() bool { off = rec.offerOn(a); return off != nil }); err != nil {
@@ -96,6 +101,7 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 			}
 			task := fmt.Sprintf("loss-%s-%d", a, attempt)
 			tasks[a] = append(tasks[a], task)
+			launched = time.Now()
 			err := rec.accept(ctx, off, task, pc.TaskCommand(3600))
 			if err == nil {
 				break
@@ -108,19 +114,12 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 			delete(rec.offers, off.GetId())
 			rec.mu.Unlock()
 		}
-	}
-	for _, a := range victims {
-		if err := rec.wait(ctx, 2*time.Minute, "a task on "+a+" RUNNING and an offer held there", func() bool {
+		if err := rec.wait(ctx, 2*time.Minute, "a task on "+a+" RUNNING and a fresh offer held there", func() bool {
 			_, running := anyState(a, "TASK_STATE_RUNNING")
-			return running && rec.offerOn(a) != nil
+			return running && rec.freshOfferOn(a, launched) != nil
 		}); err != nil {
 			return res, err
 		}
-	}
-	p.printf("a task RUNNING and an offer held on each of %d agents", len(victims))
-
-	var rescindDs, unreachDs []time.Duration
-	for round, a := range victims {
 		rec.mu.Lock()
 		var held []string
 		for id, o := range rec.offers {

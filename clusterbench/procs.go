@@ -161,6 +161,7 @@ type recorder struct {
 	changed    chan struct{}
 	driver     framework.Driver
 	offers     map[string]*agorav1.Offer // outstanding, by id
+	offerAt    map[string]time.Time      // arrival of each outstanding offer
 	offersAt   []time.Time               // every OFFERS event
 	rescinded  map[string]time.Time      // offer id -> RESCIND arrival
 	statusAt   map[string]time.Time      // "task/STATE" -> first arrival
@@ -169,7 +170,7 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{changed: make(chan struct{}), offers: map[string]*agorav1.Offer{},
+	return &recorder{changed: make(chan struct{}), offers: map[string]*agorav1.Offer{}, offerAt: map[string]time.Time{},
 		rescinded: map[string]time.Time{}, statusAt: map[string]time.Time{}}
 }
 
@@ -192,6 +193,9 @@ func (r *recorder) Offers(_ framework.Driver, offers []*agorav1.Offer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, o := range offers {
+		if _, ok := r.offers[o.GetId()]; !ok {
+			r.offerAt[o.GetId()] = now
+		}
 		r.offers[o.GetId()] = o
 	}
 	r.offersAt = append(r.offersAt, now)
@@ -203,6 +207,7 @@ func (r *recorder) Rescind(_ framework.Driver, offerID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.offers, offerID)
+	delete(r.offerAt, offerID)
 	if _, ok := r.rescinded[offerID]; !ok {
 		r.rescinded[offerID] = now
 	}
@@ -298,6 +303,18 @@ func (r *recorder) accept(ctx context.Context, o *agorav1.Offer, taskID, cmd str
 	}
 	r.mu.Lock()
 	delete(r.offers, o.GetId())
+	delete(r.offerAt, o.GetId())
 	r.mu.Unlock()
+	return nil
+}
+
+// freshOfferOn returns an outstanding offer on agentID that arrived after
+// t, or nil; the caller holds mu.
+func (r *recorder) freshOfferOn(agentID string, t time.Time) *agorav1.Offer {
+	for id, o := range r.offers {
+		if o.GetAgentId() == agentID && r.offerAt[id].After(t) {
+			return o
+		}
+	}
 	return nil
 }
