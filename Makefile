@@ -7,7 +7,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: docker docs test-docker
-.PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench chaos clean
+.PHONY: all build run test test-short test-services demo fuzz lint proto proto-tools bench bench-go chaos clean
 
 all: build
 
@@ -76,10 +76,13 @@ docs:
 	mkdir -p tmp && cd rpc && $(BUF) build -o ../tmp/agora.binpb
 	$(GO) run ./tools/apidoc -in tmp/agora.binpb -out docs/api.md
 
-## bench: Go benchmarks of the hot paths (figures go to BENCHMARKS.md).
-bench:
+## bench: every `agora bench` benchmark at the issue-13 sizes; rewrites the generated section of
+## BENCHMARKS.md and the SVG plots in docs/bench (under 20 minutes). bench-go: the Go micro-benchmarks.
+bench: build
+	$(BIN) bench report --out BENCHMARKS.md --plots docs/bench
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./allocator/ ./fsm/ ./resources/
-	$(GO) run ./cmd/agora bench allocator --agents 10000 --frameworks 1000
 
 ## chaos: the soak (many seeds, both tiers where Docker answers) with a summary table.
 ## SEEDS=100 DURATION=60s JOBS=4 make chaos is the full goal; RELIABILITY.md records the last figures.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -38,6 +39,13 @@ type WriteBench struct {
 	// TLS runs agora's side with mutual TLS on (Options.TLS), the
 	// client presenting a client certificate; bare raft stays plain.
 	TLS bool
+	// ConnectProfile, optional, receives a CPU profile (pprof) of the
+	// Connect API phase alone.
+	ConnectProfile io.Writer
+	// Conns spreads the Connect writers over this many clients, each with
+	// its own HTTP/2 connection (writer w uses client w mod Conns), as
+	// writers on separate machines would; default 1.
+	Conns int
 }
 
 // WriteResult compares agora's replicated write rate with bare Raft's.
@@ -116,16 +124,28 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	} else if tlsCfg != nil {
 		copts = append(copts, client.WithTLS(tlsCfg))
 	}
-	cl := client.New(leader.HTTPURL(), copts...)
+	clients := make([]*client.Client, max(o.Conns, 1))
+	for i := range clients {
+		clients[i] = client.New(leader.HTTPURL(), copts...)
+	}
 	var errs atomic.Int64
+	if o.ConnectProfile != nil {
+		if err := pprof.StartCPUProfile(o.ConnectProfile); err != nil {
+			c.Stop()
+			return res, fmt.Errorf("devcluster: cpu profile: %w", err)
+		}
+	}
 	n := runWriters(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) {
-		_, err := cl.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{
+		_, err := clients[w%len(clients)].Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{
 			Role: &agorav1.Role{Name: "w" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
 		}))
 		if err != nil {
 			errs.Add(1)
 		}
 	})
+	if o.ConnectProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	res.AgoraPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
 	n = runWriters(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) {

@@ -2,12 +2,10 @@ package fsm
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/agora-sched/agora/resources"
@@ -46,40 +44,11 @@ func BenchmarkApplyUpsertMaster(b *testing.B) {
 	benchApply(b, entries)
 }
 
-// syntheticSnapshot writes a snapshot with tasks tasks spread 100 per agent
-// over one framework, in the Persist format (records in key order).
+// syntheticSnapshot is WriteSyntheticSnapshot with one agent per 100 tasks.
 func syntheticSnapshot(tasks int) []byte {
 	var buf bytes.Buffer
-	write := func(rec byte, m proto.Message) {
-		body, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		var hdr [binary.MaxVarintLen64 + 1]byte
-		n := binary.PutUvarint(hdr[:], uint64(len(body)+1))
-		hdr[n] = rec
-		buf.Write(hdr[:n+1])
-		buf.Write(body)
-	}
-	head := binary.AppendUvarint([]byte(snapshotMagic), 1)
-	buf.Write(binary.AppendUvarint(nil, uint64(len(head)+1)))
-	buf.WriteByte(recHeader)
-	buf.Write(head)
-	agents := (tasks + 99) / 100
-	now := &timestamppb.Timestamp{Seconds: 1700000000}
-	agentRes := resourcepb.ToProto("", resources.MustParse("cpus:64;mem:262144;disk:1000000;ports:[31000-32000]"))
-	for a := range agents {
-		write(recAgent, &agorav1.Agent{Id: fmt.Sprintf("agent-%05d", a), Hostname: fmt.Sprintf("host-%05d", a),
-			Address: fmt.Sprintf("10.0.%d.%d:5051", a/256, a%256), Resources: agentRes, State: agorav1.AgentState_AGENT_STATE_ACTIVE,
-			RegisteredAt: now, StateSince: now})
-	}
-	write(recFramework, &agorav1.Framework{Id: "fw-1", State: agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED, RegisteredAt: now,
-		Info: &agorav1.FrameworkInfo{Id: "fw-1", Name: "bench", Principal: "bench", Roles: []string{"web"}}})
-	taskRes := resourcepb.ToProto("", resources.MustParse("cpus:0.5;mem:512"))
-	for t := range tasks {
-		id := fmt.Sprintf("task-%07d", t)
-		agent := fmt.Sprintf("agent-%05d", t%agents)
-		write(recTask, &agorav1.Task{Id: id, FrameworkId: "fw-1", AgentId: agent, Name: id, Role: "web", Resources: taskRes,
-			Command: &agorav1.CommandInfo{Value: "sleep 3600"}, State: agorav1.TaskState_TASK_STATE_RUNNING, Acknowledged: true, CreatedAt: now,
-			Status: &agorav1.TaskStatus{TaskId: id, FrameworkId: "fw-1", AgentId: agent, State: agorav1.TaskState_TASK_STATE_RUNNING,
-				Uuid: fmt.Sprintf("%08d-0000-5000-8000-000000000000", t), Source: agorav1.StatusSource_STATUS_SOURCE_AGENT, Timestamp: now}})
+	if err := WriteSyntheticSnapshot(&buf, 0, tasks); err != nil {
+		panic(err)
 	}
 	return buf.Bytes()
 }

@@ -39,8 +39,14 @@ func runRun(ctx context.Context, args []string) error {
 }
 
 func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		if run, ok := benchCommands[args[0]]; ok {
+			return run(ctx, args[1:])
+		}
+	}
 	if len(args) == 0 || args[0] != "allocator" {
-		fmt.Fprintln(os.Stderr, "usage: agora bench allocator --agents N --frameworks M [--rounds R] [--json]")
+		fmt.Fprintln(os.Stderr, "usage: agora bench allocator --agents N --frameworks M [--rounds R] [--incremental] [--json]")
+		fmt.Fprintln(os.Stderr, benchUsage)
 		return errUsage
 	}
 	fs := flag.NewFlagSet("bench allocator", flag.ContinueOnError)
@@ -49,13 +55,18 @@ func runBench(ctx context.Context, args []string) error {
 	rounds := fs.Int("rounds", 20, "allocation rounds to time")
 	seed := fs.Uint64("seed", 1, "seed")
 	asJSON := fs.Bool("json", false, "print JSON")
+	incremental := fs.Bool("incremental", false, "time the one-agent-freed path (allocator.Incremental) after a full round")
 	if _, err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
+	if *incremental {
+		return runBenchIncremental(*agents, *frameworks, *rounds, *seed, *asJSON)
+	}
+	fmt.Fprintf(os.Stderr, "bench allocator: %d agents x %d frameworks, %d full rounds\n", *agents, *frameworks, *rounds)
 	r := allocator.Bench(*agents, *frameworks, *rounds, *seed)
 	if *asJSON {
-		return printJSON(os.Stdout, map[string]any{"agents": r.Agents, "frameworks": r.Frameworks,
-			"cycle_ms_p50": r.CycleMsP50, "cycle_ms_p99": r.CycleMsP99, "offers_per_cycle": r.OffersPerCycle})
+		return printBenchResult(true, map[string]any{"agents": r.Agents, "frameworks": r.Frameworks,
+			"cycle_ms_p50": r.CycleMsP50, "cycle_ms_p99": r.CycleMsP99, "offers_per_cycle": r.OffersPerCycle}, "")
 	}
 	fmt.Printf("agents %d, frameworks %d: cycle p50 %.2f ms, p99 %.2f ms, %d offers per cycle\n",
 		r.Agents, r.Frameworks, r.CycleMsP50, r.CycleMsP99, r.OffersPerCycle)

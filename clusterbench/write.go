@@ -1,0 +1,68 @@
+package clusterbench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/agora-sched/agora/devcluster"
+)
+
+// WriteOptions configures Write.
+type WriteOptions struct {
+	// Writers and Duration as in devcluster.WriteBench (defaults 64, 5s).
+	Writers  int
+	Duration time.Duration
+	// RaftProfile for both sides (default "default").
+	RaftProfile string
+	// Dir is where both clusters keep their data; "" = temp.
+	Dir string
+	// Progress receives progress lines; nil discards them.
+	Progress io.Writer
+	// Conns spreads the Connect writers over this many client
+	// connections (devcluster.WriteBench.Conns); default 1.
+	Conns int
+	// ConnectProfile, optional, receives a CPU profile of the Connect
+	// phase (go tool pprof -http :8080 FILE for the flame graph).
+	ConnectProfile io.Writer
+}
+
+// WriteResult is `agora bench write --json`.
+type WriteResult struct {
+	AgoraWritesPerSec float64 `json:"agora_writes_per_sec"`
+	ApplyWritesPerSec float64 `json:"apply_writes_per_sec"`
+	RaftWritesPerSec  float64 `json:"raft_writes_per_sec"`
+	// Ratio is agora (Connect) over bare raft.
+	Ratio float64 `json:"ratio"`
+	// Errors counts failed agora writes (must be 0).
+	Errors  int64   `json:"errors"`
+	Writers int     `json:"writers"`
+	Conns   int     `json:"conns"`
+	Seconds float64 `json:"seconds_per_side"`
+	Profile string  `json:"raft_profile"`
+}
+
+// Write measures replicated writes on a 3-master loopback cluster through
+// the Connect API and through Master.Apply, then bare hashicorp/raft with
+// agora's storage and transport on the same disk (devcluster.BenchWrites).
+func Write(ctx context.Context, o WriteOptions) (WriteResult, error) {
+	if o.Writers <= 0 {
+		o.Writers = 64
+	}
+	if o.Duration <= 0 {
+		o.Duration = 5 * time.Second
+	}
+	if o.RaftProfile == "" {
+		o.RaftProfile = "default"
+	}
+	p := newProgress(o.Progress, "write")
+	p.printf("%d writers, %v per side: Connect API, then Master.Apply, then bare raft (about %v)", o.Writers, o.Duration, 3*o.Duration+5*time.Second)
+	r, err := devcluster.BenchWrites(ctx, devcluster.WriteBench{Writers: o.Writers, Duration: o.Duration, Dir: o.Dir, RaftProfile: o.RaftProfile, ConnectProfile: o.ConnectProfile, Conns: o.Conns})
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("clusterbench: write: %w", err)
+	}
+	p.printf("%s", r)
+	return WriteResult{AgoraWritesPerSec: r.AgoraPerSec, ApplyWritesPerSec: r.DirectPerSec, RaftWritesPerSec: r.BarePerSec,
+		Ratio: r.Ratio, Errors: r.AgoraErrors, Writers: o.Writers, Conns: max(o.Conns, 1), Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// benchJSON runs `agora bench ARGS --json`, requires exit 0 and progress
+// on stderr, and decodes the last line of stdout.
+func benchJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	out, errOut, code := agora(t, append(append([]string{"bench"}, args...), "--json")...)
+	if code != 0 {
+		t.Fatalf("agora bench %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+	}
+	if !strings.Contains(errOut, "bench "+args[0]) {
+		t.Errorf("agora bench %v: no progress on stderr: %q", args, errOut)
+	}
+	return mustJSON[map[string]any](t, lastLine(out))
+}
+
+func num(t *testing.T, m map[string]any, k string) float64 {
+	t.Helper()
+	v, ok := m[k].(float64)
+	if !ok {
+		t.Fatalf("result has no number %q: %v", k, m)
+	}
+	return v
+}
+
+// TestBenchSubcommandsTiny runs each cluster benchmark once at a tiny
+// size and checks what it measured is whole and correct, never a time.
+func TestBenchSubcommandsTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short: starts clusters of separate processes")
+	}
+	t.Run("write", func(t *testing.T) {
+		r := benchJSON(t, "write", "--writers", "4", "--duration", "500ms")
+		for _, k := range []string{"agora_writes_per_sec", "apply_writes_per_sec", "raft_writes_per_sec", "ratio"} {
+			if num(t, r, k) <= 0 {
+				t.Errorf("%s = %v, want > 0 (nothing committed?)", k, r[k])
+			}
+		}
+		if num(t, r, "errors") != 0 {
+			t.Errorf("errors = %v", r["errors"])
+		}
+	})
+	t.Run("state", func(t *testing.T) {
+		// The command itself fails unless the restored FSM and the
+		// caught-up follower hold every agent and task.
+		r := benchJSON(t, "state", "--agents", "50", "--tasks", "500")
+		if num(t, r, "agents") != 50 || num(t, r, "tasks") != 500 {
+			t.Errorf("sizes: %v", r)
+		}
+		if num(t, r, "snapshot_mib") <= 0 || num(t, r, "heap_mib") <= 0 {
+			t.Errorf("no snapshot or heap measured: %v", r)
+		}
+	})
+	t.Run("failover", func(t *testing.T) {
+		r := benchJSON(t, "failover", "--rounds", "1", "--raft-profile", "fast")
+		if num(t, r, "rounds") != 1 || num(t, r, "old_offer_accepted") != 1 {
+			t.Errorf("the offer made before the kill was not accepted: %v", r)
+		}
+		if len(r["leader_ms"].([]any)) != 1 || len(r["offers_ms"].([]any)) != 1 || len(r["bare_raft_ms"].([]any)) != 1 {
+			t.Errorf("per-round figures missing: %v", r)
+		}
+	})
+	t.Run("agent-loss", func(t *testing.T) {
+		r := benchJSON(t, "agent-loss", "--agents", "2", "--rounds", "1")
+		if len(r["rescind_ms"].([]any)) != 1 || len(r["unreachable_ms"].([]any)) != 1 {
+			t.Errorf("RESCIND or UNREACHABLE missing: %v", r)
+		}
+	})
+	t.Run("bad input", func(t *testing.T) {
+		_, errOut, code := agora(t, "bench", "agent-loss", "--agents", "2", "--rounds", "3")
+		if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("want one line and exit 1, got %d: %q", code, errOut)
+		}
+	})
+}
+
+// TestBenchAllocatorIncrementalTiny runs the one-agent-freed benchmark at
+// a tiny size: it fails unless every freed agent was offered again whole.
+func TestBenchAllocatorIncrementalTiny(t *testing.T) {
+	r := benchJSON(t, "allocator", "--agents", "50", "--frameworks", "10", "--rounds", "20", "--incremental")
+	if num(t, r, "rounds") != 20 || num(t, r, "fast_rounds") != 20 {
+		t.Errorf("want 20 rounds, all on the one-agent path: %v", r)
+	}
+	r = benchJSON(t, "allocator", "--agents", "50", "--frameworks", "10", "--rounds", "2")
+	if num(t, r, "offers_per_cycle") != 50 {
+		t.Errorf("full round: %v", r)
+	}
+}
