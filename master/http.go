@@ -46,6 +46,7 @@ func (m *Master) newHTTPServer() *http.Server {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 
 	mux.Handle("/metrics", m.metrics.handler())
+	mux.Handle("/ui/", m.uiHandler())
 
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
