@@ -25,7 +25,7 @@ const logWait = 2 * time.Second
 // enumName turns "TASK_STATE_RUNNING" into "RUNNING".
 func enumName(s, prefix string) string { return strings.TrimPrefix(s, prefix) }
 
-func taskState(t agorav1.TaskState) string  { return enumName(t.String(), "TASK_STATE_") }
+func taskState(t agorav1.TaskState) string   { return enumName(t.String(), "TASK_STATE_") }
 func agentState(a agorav1.AgentState) string { return enumName(a.String(), "AGENT_STATE_") }
 func fwState(f agorav1.FrameworkState) string {
 	return enumName(f.String(), "FRAMEWORK_STATE_")
@@ -40,11 +40,11 @@ type countRow struct {
 
 // kindUse is one scalar resource kind summed over the cluster.
 type kindUse struct {
-	Name                              string
-	Total, Used, Offered, Reserved    float64
-	UsedPct, OfferedPct, ReservedPct  float64
-	TotalText, UsedText, OfferedText  string
-	ReservedText                      string
+	Name                             string
+	Total, Used, Offered, Reserved   float64
+	UsedPct, OfferedPct, ReservedPct float64
+	TotalText, UsedText, OfferedText string
+	ReservedText                     string
 }
 
 type roleShare struct {
@@ -520,8 +520,8 @@ func taskRowOf(t *agorav1.Task) taskRow {
 }
 
 type tasksData struct {
-	Rows                   []taskRow
-	Pager                  pager
+	Rows                    []taskRow
+	Pager                   pager
 	State, Framework, Agent string
 }
 

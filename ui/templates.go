@@ -45,8 +45,8 @@ var funcs = template.FuncMap{
 	"navItems":    func() []navItem { return nav },
 	"agentStates": func() []string { return agentStateNames },
 	"taskStates":  func() []string { return taskStateNames },
-	"res":   resText,
-	"attrs": attrText,
+	"res":         resText,
+	"attrs":       attrText,
 	"ts": func(t *timestamppb.Timestamp) string {
 		if t == nil {
 			return ""
