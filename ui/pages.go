@@ -87,29 +87,8 @@ type clusterTotals struct {
 }
 
 func totals(st *fsm.State) clusterTotals {
-	c := clusterTotals{total: map[string]int64{}, used: map[string]int64{}, offered: map[string]int64{}, reserved: map[string]int64{}}
-	add := func(into map[string]int64, r resources.Resources) {
-		for n, v := range r.Scalars {
-			into[n] += v
-		}
-	}
-	for _, a := range st.Agents() {
-		if a.GetState() == agorav1.AgentState_AGENT_STATE_GONE {
-			continue
-		}
-		u := st.AgentUsage(a.GetId())
-		add(c.total, u.Total)
-		for _, r := range u.Used {
-			add(c.used, r)
-		}
-		for _, r := range u.Offered {
-			add(c.offered, r)
-		}
-		for _, r := range u.Reserved {
-			add(c.reserved, r)
-		}
-	}
-	return c
+	u := st.ClusterUsage()
+	return clusterTotals{total: u.Total, used: u.Used, offered: u.Offered, reserved: u.Reserved}
 }
 
 // dominant returns the largest share of alloc in the cluster's totals.
