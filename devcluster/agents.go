@@ -28,6 +28,7 @@ type AgentOptions struct {
 type devAgent struct {
 	opts       AgentOptions
 	gossipAddr string // kept across restarts
+	httpAddr   string // /health, /metrics, /sandbox; kept across restarts
 	a          *agent.Agent
 	cancel     context.CancelFunc
 	done       chan struct{}
@@ -89,7 +90,11 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 		if err != nil {
 			return nil, err
 		}
-		d = &devAgent{gossipAddr: loopback(port)}
+		hport, err := FreeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		d = &devAgent{gossipAddr: loopback(port), httpAddr: loopback(hport)}
 		s.agents[o.ID] = d
 	}
 	d.opts = o
@@ -105,6 +110,7 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 		ID:            o.ID,
 		DataDir:       filepath.Join(c.dir, "agents", o.ID),
 		GossipAddr:    d.gossipAddr,
+		HTTPAddr:      d.httpAddr,
 		Join:          c.JoinAddrs(),
 		Resources:     res,
 		Attributes:    o.Attributes,

@@ -71,7 +71,7 @@ var funcs = template.FuncMap{
 		return "in " + d.String()
 	},
 	"pct":   func(f float64) string { return fmt.Sprintf("%.1f%%", f) },
-	"width": func(f float64) template.CSS { return template.CSS(fmt.Sprintf("width:%.2f%%", f)) },
+	"bar":   bar,
 	"lower": strings.ToLower,
 	"join":  strings.Join,
 	"stateClass": func(s string) string {
@@ -101,4 +101,18 @@ func parseTemplates() map[string]*template.Template {
 		out[name] = t
 	}
 	return out
+}
+
+// bar draws a utilization bar: used and offered stacked on one line, and
+// reserved (when > 0) as a thin line below, all in percent. It is SVG with
+// attributes rather than inline styles, which the Content-Security-Policy
+// forbids.
+func bar(used, offered, reserved float64) template.HTML {
+	clamp := func(v float64) float64 { return max(0, min(100, v)) }
+	used, offered, reserved = clamp(used), clamp(offered), clamp(reserved)
+	offered = min(offered, 100-used)
+	return template.HTML(fmt.Sprintf(`<svg class="bar" viewBox="0 0 100 12" preserveAspectRatio="none" role="img" aria-label="%.1f%% used">`+
+		`<rect class="track" width="100" height="9"/><rect class="used" width="%.2f" height="9"/>`+
+		`<rect class="offered" x="%.2f" width="%.2f" height="9"/><rect class="reserved" y="10" width="%.2f" height="2"/></svg>`,
+		used, used, used, offered, reserved))
 }
