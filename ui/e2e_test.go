@@ -134,7 +134,14 @@ func TestUIInChromium(t *testing.T) {
 	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx)
 	defer bcancel()
-	b := &browser{t: t, ctx: bctx, dir: artifactsDir(t), base: leader.HTTPURL()}
+	// Pages are read from the current leader (a loaded machine may see an
+	// election); the follower check at the end names its master.
+	b := &browser{t: t, ctx: bctx, dir: artifactsDir(t), base: func() string {
+		if l := c.Leader(); l != nil {
+			return l.HTTPURL()
+		}
+		return leader.HTTPURL()
+	}}
 	t.Logf("screenshots in %s", b.dir)
 
 	// Services first: the page follows the deployment live, without a
@@ -210,9 +217,10 @@ func TestUIInChromium(t *testing.T) {
 	b.shot("404")
 
 	// A follower labels its view and links to the leader.
+	leader = c.Leader()
 	for _, m := range c.Masters() {
 		if m.ID() != leader.ID() {
-			b.base = m.HTTPURL()
+			b.base = func() string { return m.HTTPURL() }
 			break
 		}
 	}
@@ -270,12 +278,12 @@ type browser struct {
 	t    *testing.T
 	ctx  context.Context
 	dir  string
-	base string
+	base func() string
 }
 
 func (b *browser) open(path string) {
 	b.t.Helper()
-	if err := chromedp.Do(b.ctx, chromedp.Navigate(b.base+path)); err != nil {
+	if err := chromedp.Do(b.ctx, chromedp.Navigate(b.base()+path)); err != nil {
 		b.t.Fatalf("open %s: %v", path, err)
 	}
 }

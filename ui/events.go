@@ -17,6 +17,14 @@ const (
 	eventPing = 3 * time.Second
 )
 
+// raftToken is the Raft state as the page's banner depends on it.
+func raftToken(v View) string {
+	if v.RaftState == "leader" && v.LeaderReady {
+		return "leader-ready"
+	}
+	return v.RaftState
+}
+
 // events streams server-sent events: "data: INDEX LEADER RAFTSTATE", one
 // when the applied state or the leader changes (at most one per
 // eventMinGap) and one every eventPing regardless. It ends when the client
@@ -41,7 +49,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		if leader == "" {
 			leader = "-"
 		}
-		if _, err := fmt.Fprintf(w, "retry: 2000\ndata: %d %s %s\n\n", v.AppliedIndex, leader, v.RaftState); err != nil {
+		if _, err := fmt.Fprintf(w, "retry: 2000\ndata: %d %s %s\n\n", v.AppliedIndex, leader, raftToken(v)); err != nil {
 			return
 		}
 		fl.Flush()

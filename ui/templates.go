@@ -43,6 +43,7 @@ var (
 
 var funcs = template.FuncMap{
 	"navItems":    func() []navItem { return nav },
+	"raftToken":   raftToken,
 	"agentStates": func() []string { return agentStateNames },
 	"taskStates":  func() []string { return taskStateNames },
 	"res":         resText,

@@ -205,11 +205,11 @@ func TestEventsFollowTheState(t *testing.T) {
 		}
 		return ""
 	}
-	if got, want := next(), fmt.Sprintf("%d m1 leader", w.f.State().Index()); got != want {
+	if got, want := next(), fmt.Sprintf("%d m1 leader-ready", w.f.State().Index()); got != want {
 		t.Fatalf("first event %q, want %q", got, want)
 	}
 	w.agent("a9", "cpus:1;mem:1", nil)
-	want := fmt.Sprintf("%d m1 leader", w.f.State().Index())
+	want := fmt.Sprintf("%d m1 leader-ready", w.f.State().Index())
 	for got := next(); got != want; got = next() {
 	}
 	// Stopping the master ends the stream.

@@ -1,12 +1,12 @@
 // agora web UI: live refresh. The page follows /ui/events (server-sent
-// events "INDEX LEADER RAFTSTATE"); when the index or the leader changes it
+// events "INDEX LEADER RAFTSTATE"); when any of them changes it
 // fetches itself again and swaps #content. A dropped stream is shown.
 (function () {
   "use strict";
   var body = document.body;
   if (!body || body.dataset.live !== "true" || !window.EventSource) { return; }
   var live = document.getElementById("live");
-  var last = body.dataset.index + " " + body.dataset.leader;
+  var last = body.dataset.index + " " + body.dataset.leader + " " + body.dataset.raft;
   var busy = false, again = false;
 
   function stale(on) {
@@ -31,6 +31,7 @@
           stale(wasStale);
           body.dataset.index = doc.body.dataset.index;
           body.dataset.leader = doc.body.dataset.leader;
+          body.dataset.raft = doc.body.dataset.raft;
           document.dispatchEvent(new Event("agora:refreshed"));
         }
       })
@@ -42,8 +43,7 @@
   es.onopen = function () { stale(false); };
   es.onerror = function () { stale(true); };
   es.onmessage = function (e) {
-    var parts = e.data.split(" ");
-    var key = parts[0] + " " + parts[1];
+    var key = e.data;
     stale(false);
     if (key !== last) { last = key; refresh(); }
   };
