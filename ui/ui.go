@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agora-sched/agora/fsm"
@@ -113,7 +114,15 @@ func New(src Source, log *slog.Logger) *Handler {
 	if err != nil {
 		panic(fmt.Sprintf("ui: embedded static: %v", err)) // the embed pattern guarantees it
 	}
-	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	mux.HandleFunc("GET /ui/static/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=300")
+		files.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /ui/events", h.events)
 	mux.HandleFunc("GET /ui/{$}", h.page(h.overview))
 	mux.HandleFunc("GET /ui/agents", h.page(h.agents))

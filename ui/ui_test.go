@@ -88,7 +88,7 @@ func TestNotFoundAndBadInput(t *testing.T) {
 	for _, path := range []string{
 		"/ui/nope", "/ui/agents/zz", "/ui/frameworks/zz", "/ui/frameworks/zz/explain", "/ui/tasks/fw-web/zz",
 		"/ui/tasks/zz/web-0", "/ui/services/zz", "/ui/tasks?framework=zz", "/ui/tasks?agent=zz", "/ui/agents?page=2",
-		"/ui/agents/a1/x/y", "/ui/static/missing.css",
+		"/ui/agents/a1/x/y", "/ui/static/missing.css", "/ui/static/",
 	} {
 		code, body := get(t, h, path)
 		if code != http.StatusNotFound {
