@@ -106,9 +106,10 @@ func TestUIInChromium(t *testing.T) {
 		return n == 3, fmt.Sprintf("%d active", n)
 	})
 	// a3 is drained before anything runs: it stays DRAINED.
-	if _, err := cl.Operator.DrainAgent(ctx, connect.NewRequest(&agorav1.DrainAgentRequest{AgentId: "a3"})); err != nil {
-		t.Fatal(err)
-	}
+	write(ctx, t, "drain a3", func() error {
+		_, err := cl.Operator.DrainAgent(ctx, connect.NewRequest(&agorav1.DrainAgentRequest{AgentId: "a3"}))
+		return err
+	})
 	// Two tasks of a framework that then goes away (in failover for 1h).
 	if err := execute.Run(ctx, execute.Options{Masters: c.Addrs(), Name: "hello", Cmd: "echo hello-from-run; exec sleep 600",
 		Instances: 2, FailoverTimeout: time.Hour, Detach: true, Logger: logger}); err != nil {
@@ -118,11 +119,23 @@ func TestUIInChromium(t *testing.T) {
 	fids = append(fids, fw.GetId())
 	spec := `{"name":"web","role":"svc","pods":[{"name":"app","count":2,"resources":{"cpus":0.1,"mem":32},
 		"command":"echo hello-from-$POD_NAME; exec sleep 600"}]}`
-	svc, err := cl.Operator.RunService(ctx, connect.NewRequest(&agorav1.RunServiceRequest{Spec: []byte(spec)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fids = append(fids, svc.Msg.GetFrameworkId())
+	var svcID string
+	write(ctx, t, "run service web", func() error {
+		res, err := cl.Operator.RunService(ctx, connect.NewRequest(&agorav1.RunServiceRequest{Spec: []byte(spec)}))
+		if connect.CodeOf(err) == connect.CodeAlreadyExists { // an earlier attempt was applied
+			got, gerr := cl.Operator.GetService(ctx, connect.NewRequest(&agorav1.GetServiceRequest{Name: "web"}))
+			if gerr != nil {
+				return gerr
+			}
+			svcID = got.Msg.GetService().GetFrameworkId()
+			return nil
+		}
+		if err == nil {
+			svcID = res.Msg.GetFrameworkId()
+		}
+		return err
+	})
+	fids = append(fids, svcID)
 
 	// The browser.
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.WindowSize(1366, 900),
@@ -172,7 +185,7 @@ func TestUIInChromium(t *testing.T) {
 
 	b.open("/ui/frameworks")
 	b.waitText(fmt.Sprintf(`tr[data-id=%q] .state`, fw.GetId()), "DISCONNECTED")
-	b.waitText(fmt.Sprintf(`tr[data-id=%q] .state`, svc.Msg.GetFrameworkId()), "CONNECTED")
+	b.waitText(fmt.Sprintf(`tr[data-id=%q] .state`, svcID), "CONNECTED")
 	b.open("/ui/frameworks/" + fw.GetId())
 	b.waitText("#failover-left", "m")
 	b.shot("framework")
@@ -185,7 +198,7 @@ func TestUIInChromium(t *testing.T) {
 	b.waitText("#stdout", "hello-from-run")
 	b.shot("task")
 
-	b.open("/ui/frameworks/" + svc.Msg.GetFrameworkId() + "/explain")
+	b.open("/ui/frameworks/" + svcID + "/explain")
 	b.waitText("#explain-summary", "round at index")
 	b.shot("explain")
 
@@ -196,9 +209,10 @@ func TestUIInChromium(t *testing.T) {
 	if _, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.agoraMarker = 7`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: &agorav1.Role{Name: "gold", Weight: 3, Priority: 5}})); err != nil {
-		t.Fatal(err)
-	}
+	write(ctx, t, "set role gold", func() error {
+		_, err := cl.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: &agorav1.Role{Name: "gold", Weight: 3, Priority: 5}}))
+		return err
+	})
 	b.waitText(`tr[data-id="gold"]`, "gold")
 	if m, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.agoraMarker || 0`)); err != nil || m != 7 {
 		t.Errorf("the roles page was reloaded, not refreshed in place (marker %d, %v)", m, err)
@@ -251,6 +265,25 @@ func firstTask(ctx context.Context, t *testing.T, cl *client.Client, fid string)
 		t.Fatalf("tasks of %s: %v", fid, err)
 	}
 	return r.Msg.GetTasks()[0]
+}
+
+// write runs an idempotent write until it succeeds: on a loaded machine
+// an attempt may pass the client's deadline and be refused as
+// "may or may not have been applied" (Unavailable and DeadlineExceeded
+// are retried; any other error fails the test).
+func write(ctx context.Context, t *testing.T, what string, fn func() error) {
+	t.Helper()
+	poll(ctx, t, what, func() (bool, string) {
+		err := fn()
+		switch connect.CodeOf(err) {
+		case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
+			return false, err.Error()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return true, ""
+	})
 }
 
 // poll checks cond on a ticker until it holds or ctx ends.
