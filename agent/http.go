@@ -21,5 +21,6 @@ func (a *Agent) httpHandler() http.Handler {
 		})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /sandbox/{framework}/{task}/{stream}", a.sandboxTail)
 	return mux
 }

@@ -22,8 +22,10 @@ type AgentOptions struct {
 	Resources string
 	// Attributes label the agent (rack, zone).
 	Attributes map[string]string
-	// HTTPAddr, optional, is where the agent serves /health and /metrics
-	// ("127.0.0.1:0" picks a port; see Agent.HTTPAddr). "" serves none.
+	// HTTPAddr, optional, is where the agent serves /health, /metrics and
+	// /sandbox on its first start ("127.0.0.1:0" picks a port; see
+	// Agent.HTTPAddr). "" picks a free loopback port. The address is kept
+	// across restarts of the agent.
 	HTTPAddr string
 }
 
@@ -31,6 +33,7 @@ type AgentOptions struct {
 type devAgent struct {
 	opts       AgentOptions
 	gossipAddr string // kept across restarts
+	httpAddr   string // /health, /metrics, /sandbox; kept across restarts
 	a          *agent.Agent
 	cancel     context.CancelFunc
 	done       chan struct{}
@@ -92,7 +95,14 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 		if err != nil {
 			return nil, err
 		}
-		d = &devAgent{gossipAddr: loopback(port)}
+		hport, err := FreeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		d = &devAgent{gossipAddr: loopback(port), httpAddr: loopback(hport)}
+		if o.HTTPAddr != "" {
+			d.httpAddr = o.HTTPAddr
+		}
 		s.agents[o.ID] = d
 	}
 	d.opts = o
@@ -108,7 +118,7 @@ func (c *Cluster) StartAgent(ctx context.Context, o AgentOptions) (*agent.Agent,
 		ID:            o.ID,
 		DataDir:       filepath.Join(c.dir, "agents", o.ID),
 		GossipAddr:    d.gossipAddr,
-		HTTPAddr:      o.HTTPAddr,
+		HTTPAddr:      d.httpAddr,
 		Join:          c.JoinAddrs(),
 		Resources:     res,
 		Attributes:    o.Attributes,

@@ -51,6 +51,7 @@ func (m *Master) newHTTPServer() *http.Server {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 
 	mux.Handle("/metrics", m.requireOperatorRead(m.metrics.handler()))
+	mux.Handle("/ui/", m.requireOperatorRead(m.uiHandler()))
 
 	mux.Handle("/debug/pprof/", m.requireOperatorRead(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/cmdline", m.requireOperatorRead(http.HandlerFunc(pprof.Cmdline)))

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/service"
@@ -203,6 +204,12 @@ func (s *operatorServer) serviceViews(ctx context.Context, stale bool, only stri
 	if err != nil {
 		return nil, err
 	}
+	return serviceViewsOf(st, only)
+}
+
+// serviceViewsOf decodes the services (only name, when set) recorded in st;
+// the web UI reads them so too.
+func serviceViewsOf(st *fsm.State, only string) ([]*agorav1.ServiceView, error) {
 	out := []*agorav1.ServiceView{}
 	for _, fw := range st.Frameworks() {
 		name, ok := strings.CutPrefix(fw.GetInfo().GetName(), scheduler.FrameworkPrefix)
