@@ -46,6 +46,9 @@ type schedulerServer struct {
 
 	// resendInterval is StatusResendInterval.
 	resendInterval time.Duration
+
+	// acks groups concurrent acknowledgements into one entry (ack.go).
+	acks *coalescer[*agorav1.AcknowledgeCommand]
 }
 
 // disconnectDelay is how long a stream that ended waits before recording
@@ -60,6 +63,7 @@ func newSchedulerServer(m backend) *schedulerServer {
 		m:              m,
 		broker:         newBroker(),
 		resendInterval: StatusResendInterval,
+		acks:           newAckCoalescer(m),
 	}
 }
 
@@ -497,23 +501,6 @@ func (s *schedulerServer) Kill(ctx context.Context, req *connect.Request[agorav1
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.KillResponse{}), nil
-}
-
-// Acknowledge acknowledges a status update. Acknowledging one that a newer
-// update superseded, or one already acknowledged, succeeds and changes
-// nothing.
-func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[agorav1.AcknowledgeRequest]) (*connect.Response[agorav1.AcknowledgeResponse], error) {
-	_, fw, err := s.caller(ctx, req.Msg.GetCall())
-	if err != nil {
-		return nil, err
-	}
-	_, err = s.m.applyChange(ctx, fsm.CmdAcknowledge, &agorav1.AcknowledgeCommand{
-		FrameworkId: fw.GetId(), TaskId: req.Msg.GetTaskId(), Uuid: req.Msg.GetUuid(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&agorav1.AcknowledgeResponse{}), nil
 }
 
 // --- Reconcile ---

@@ -1205,6 +1205,101 @@ func (x *AcknowledgeCommand) GetUuid() string {
 	return ""
 }
 
+// AcknowledgeBatchCommand is many acknowledgements in one entry (the
+// leader coalesces concurrent ones). Each is judged as an
+// AcknowledgeCommand would be, on its own: a refused one changes nothing
+// and does not stop the others.
+type AcknowledgeBatchCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acks          []*AcknowledgeCommand  `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeBatchCommand) Reset() {
+	*x = AcknowledgeBatchCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeBatchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeBatchCommand) ProtoMessage() {}
+
+func (x *AcknowledgeBatchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeBatchCommand.ProtoReflect.Descriptor instead.
+func (*AcknowledgeBatchCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AcknowledgeBatchCommand) GetAcks() []*AcknowledgeCommand {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// StatusUpdateBatchCommand is many agents' status update calls in one
+// entry (the leader coalesces concurrent ones). Each is judged as a
+// StatusUpdateCommand would be, on its own.
+type StatusUpdateBatchCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*StatusUpdateCommand `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusUpdateBatchCommand) Reset() {
+	*x = StatusUpdateBatchCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusUpdateBatchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusUpdateBatchCommand) ProtoMessage() {}
+
+func (x *StatusUpdateBatchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusUpdateBatchCommand.ProtoReflect.Descriptor instead.
+func (*StatusUpdateBatchCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StatusUpdateBatchCommand) GetUpdates() []*StatusUpdateCommand {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
 // PutRecordCommand stores a framework-scoped record with compare-and-set.
 // stream_token is the digest of the writer's live subscription (the edge
 // stamps it): a replaced stream may not write.
@@ -1223,7 +1318,7 @@ type PutRecordCommand struct {
 
 func (x *PutRecordCommand) Reset() {
 	*x = PutRecordCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1330,7 @@ func (x *PutRecordCommand) String() string {
 func (*PutRecordCommand) ProtoMessage() {}
 
 func (x *PutRecordCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[21]
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1343,7 @@ func (x *PutRecordCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordCommand.ProtoReflect.Descriptor instead.
 func (*PutRecordCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{21}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PutRecordCommand) GetFrameworkId() string {
@@ -1300,7 +1395,7 @@ type DeleteRecordCommand struct {
 
 func (x *DeleteRecordCommand) Reset() {
 	*x = DeleteRecordCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1407,7 @@ func (x *DeleteRecordCommand) String() string {
 func (*DeleteRecordCommand) ProtoMessage() {}
 
 func (x *DeleteRecordCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1420,7 @@ func (x *DeleteRecordCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordCommand.ProtoReflect.Descriptor instead.
 func (*DeleteRecordCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{22}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteRecordCommand) GetFrameworkId() string {
@@ -1373,7 +1468,7 @@ type AgentStoppedCommand struct {
 
 func (x *AgentStoppedCommand) Reset() {
 	*x = AgentStoppedCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1480,7 @@ func (x *AgentStoppedCommand) String() string {
 func (*AgentStoppedCommand) ProtoMessage() {}
 
 func (x *AgentStoppedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1493,7 @@ func (x *AgentStoppedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStoppedCommand.ProtoReflect.Descriptor instead.
 func (*AgentStoppedCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{23}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AgentStoppedCommand) GetAgentId() string {
@@ -1444,7 +1539,7 @@ type DrainAgentCommand struct {
 
 func (x *DrainAgentCommand) Reset() {
 	*x = DrainAgentCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1551,7 @@ func (x *DrainAgentCommand) String() string {
 func (*DrainAgentCommand) ProtoMessage() {}
 
 func (x *DrainAgentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1564,7 @@ func (x *DrainAgentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentCommand.ProtoReflect.Descriptor instead.
 func (*DrainAgentCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DrainAgentCommand) GetAgentId() string {
@@ -1504,7 +1599,7 @@ type UndrainAgentCommand struct {
 
 func (x *UndrainAgentCommand) Reset() {
 	*x = UndrainAgentCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1611,7 @@ func (x *UndrainAgentCommand) String() string {
 func (*UndrainAgentCommand) ProtoMessage() {}
 
 func (x *UndrainAgentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1624,7 @@ func (x *UndrainAgentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainAgentCommand.ProtoReflect.Descriptor instead.
 func (*UndrainAgentCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UndrainAgentCommand) GetAgentId() string {
@@ -1560,7 +1655,7 @@ type DrainDeadlineCommand struct {
 
 func (x *DrainDeadlineCommand) Reset() {
 	*x = DrainDeadlineCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1667,7 @@ func (x *DrainDeadlineCommand) String() string {
 func (*DrainDeadlineCommand) ProtoMessage() {}
 
 func (x *DrainDeadlineCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1680,7 @@ func (x *DrainDeadlineCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDeadlineCommand.ProtoReflect.Descriptor instead.
 func (*DrainDeadlineCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DrainDeadlineCommand) GetAgentId() string {
@@ -1623,7 +1718,7 @@ type AnswerInverseOfferCommand struct {
 
 func (x *AnswerInverseOfferCommand) Reset() {
 	*x = AnswerInverseOfferCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1730,7 @@ func (x *AnswerInverseOfferCommand) String() string {
 func (*AnswerInverseOfferCommand) ProtoMessage() {}
 
 func (x *AnswerInverseOfferCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1743,7 @@ func (x *AnswerInverseOfferCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerInverseOfferCommand.ProtoReflect.Descriptor instead.
 func (*AnswerInverseOfferCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AnswerInverseOfferCommand) GetFrameworkId() string {
@@ -1690,7 +1785,7 @@ type SetDemandCommand struct {
 
 func (x *SetDemandCommand) Reset() {
 	*x = SetDemandCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	mi := &file_agora_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1797,7 @@ func (x *SetDemandCommand) String() string {
 func (*SetDemandCommand) ProtoMessage() {}
 
 func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	mi := &file_agora_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1810,7 @@ func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDemandCommand.ProtoReflect.Descriptor instead.
 func (*SetDemandCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetDemandCommand) GetFrameworkId() string {
@@ -1746,7 +1841,7 @@ type PreemptCommand struct {
 
 func (x *PreemptCommand) Reset() {
 	*x = PreemptCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	mi := &file_agora_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1853,7 @@ func (x *PreemptCommand) String() string {
 func (*PreemptCommand) ProtoMessage() {}
 
 func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	mi := &file_agora_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1866,7 @@ func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreemptCommand.ProtoReflect.Descriptor instead.
 func (*PreemptCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PreemptCommand) GetPreemption() *Preemption {
@@ -1865,7 +1960,11 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\x12AcknowledgeCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04uuid\x18\x03 \x01(\tR\x04uuid\"\xab\x01\n" +
+	"\x04uuid\x18\x03 \x01(\tR\x04uuid\"K\n" +
+	"\x17AcknowledgeBatchCommand\x120\n" +
+	"\x04acks\x18\x01 \x03(\v2\x1c.agora.v1.AcknowledgeCommandR\x04acks\"S\n" +
+	"\x18StatusUpdateBatchCommand\x127\n" +
+	"\aupdates\x18\x01 \x03(\v2\x1d.agora.v1.StatusUpdateCommandR\aupdates\"\xab\x01\n" +
 	"\x10PutRecordCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
 	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\x12\x10\n" +
@@ -1919,7 +2018,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -1942,64 +2041,68 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*SuppressCommand)(nil),              // 18: agora.v1.SuppressCommand
 	(*KillTaskCommand)(nil),              // 19: agora.v1.KillTaskCommand
 	(*AcknowledgeCommand)(nil),           // 20: agora.v1.AcknowledgeCommand
-	(*PutRecordCommand)(nil),             // 21: agora.v1.PutRecordCommand
-	(*DeleteRecordCommand)(nil),          // 22: agora.v1.DeleteRecordCommand
-	(*AgentStoppedCommand)(nil),          // 23: agora.v1.AgentStoppedCommand
-	(*DrainAgentCommand)(nil),            // 24: agora.v1.DrainAgentCommand
-	(*UndrainAgentCommand)(nil),          // 25: agora.v1.UndrainAgentCommand
-	(*DrainDeadlineCommand)(nil),         // 26: agora.v1.DrainDeadlineCommand
-	(*AnswerInverseOfferCommand)(nil),    // 27: agora.v1.AnswerInverseOfferCommand
-	(*SetDemandCommand)(nil),             // 28: agora.v1.SetDemandCommand
-	(*PreemptCommand)(nil),               // 29: agora.v1.PreemptCommand
-	(*Role)(nil),                         // 30: agora.v1.Role
-	(*Master)(nil),                       // 31: agora.v1.Master
-	(*Agent)(nil),                        // 32: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 34: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 35: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 36: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 37: agora.v1.Offer
-	(*Operation)(nil),                    // 38: agora.v1.Operation
-	(*Demand)(nil),                       // 39: agora.v1.Demand
-	(*Preemption)(nil),                   // 40: agora.v1.Preemption
+	(*AcknowledgeBatchCommand)(nil),      // 21: agora.v1.AcknowledgeBatchCommand
+	(*StatusUpdateBatchCommand)(nil),     // 22: agora.v1.StatusUpdateBatchCommand
+	(*PutRecordCommand)(nil),             // 23: agora.v1.PutRecordCommand
+	(*DeleteRecordCommand)(nil),          // 24: agora.v1.DeleteRecordCommand
+	(*AgentStoppedCommand)(nil),          // 25: agora.v1.AgentStoppedCommand
+	(*DrainAgentCommand)(nil),            // 26: agora.v1.DrainAgentCommand
+	(*UndrainAgentCommand)(nil),          // 27: agora.v1.UndrainAgentCommand
+	(*DrainDeadlineCommand)(nil),         // 28: agora.v1.DrainDeadlineCommand
+	(*AnswerInverseOfferCommand)(nil),    // 29: agora.v1.AnswerInverseOfferCommand
+	(*SetDemandCommand)(nil),             // 30: agora.v1.SetDemandCommand
+	(*PreemptCommand)(nil),               // 31: agora.v1.PreemptCommand
+	(*Role)(nil),                         // 32: agora.v1.Role
+	(*Master)(nil),                       // 33: agora.v1.Master
+	(*Agent)(nil),                        // 34: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 35: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 36: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 37: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 38: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 39: agora.v1.Offer
+	(*Operation)(nil),                    // 40: agora.v1.Operation
+	(*Demand)(nil),                       // 41: agora.v1.Demand
+	(*Preemption)(nil),                   // 42: agora.v1.Preemption
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	30, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	31, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	32, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	33, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	33, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	33, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	35, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	33, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	36, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	33, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	37, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	33, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	38, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	33, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	33, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	33, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 23: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 24: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 25: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
-	33, // 26: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 27: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
-	33, // 28: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
-	39, // 29: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
-	40, // 30: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	32, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	33, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	34, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	35, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	35, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	35, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	37, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	35, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	38, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	35, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	39, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	35, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	40, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	35, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	35, // 20: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	35, // 21: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 22: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	20, // 23: agora.v1.AcknowledgeBatchCommand.acks:type_name -> agora.v1.AcknowledgeCommand
+	7,  // 24: agora.v1.StatusUpdateBatchCommand.updates:type_name -> agora.v1.StatusUpdateCommand
+	35, // 25: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 26: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 27: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
+	35, // 28: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 29: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
+	35, // 30: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
+	41, // 31: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
+	42, // 32: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_commands_proto_init() }
@@ -2014,7 +2117,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
