@@ -69,6 +69,7 @@ func (s *agentServer) RegisterAgent(ctx context.Context, req *connect.Request[ag
 			Resources:     r.GetResources(),
 			Attributes:    r.GetAttributes(),
 			Version:       r.GetVersion(),
+			Simulated:     r.GetSimulated(),
 		},
 		Now:   timestamppb.New(s.m.Now()),
 		Tasks: r.GetTasks(),
