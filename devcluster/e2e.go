@@ -96,12 +96,14 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Frameworks)
+	var scheds []*e2eSched
 	for f := 0; f < o.Frameworks; f++ {
 		n := o.Tasks / o.Frameworks
 		if f < o.Tasks%o.Frameworks {
 			n++
 		}
 		s := &e2eSched{run: run, name: fmt.Sprintf("bench-e2e-%d", f)}
+		scheds = append(scheds, s)
 		for i := 0; i < n; i++ {
 			s.todo = append(s.todo, fmt.Sprintf("t%d-%07d", f, i))
 		}
@@ -115,7 +117,13 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 			}
 		}()
 	}
-	defer func() { cancel(); wg.Wait() }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, s := range scheds {
+			s.inflight.Wait() // each call is bounded by its own timeout
+		}
+	}()
 
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -291,13 +299,15 @@ type e2eSched struct {
 	mu         sync.Mutex
 	todo       []string // task ids not launched yet
 	suppressed bool
+	inflight   sync.WaitGroup // Accept, Decline and Suppress calls
 }
 
 // Subscribed implements framework.Scheduler.
 func (s *e2eSched) Subscribed(framework.Driver, string, bool) {}
 
 // Offers implements framework.Scheduler: it places tasks on the offers
-// and accepts them concurrently, so the event loop is not held.
+// and accepts them concurrently (one Accept per offer), declining the
+// offers it has no use for in one call, so the event loop is not held.
 func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 	r := s.run
 	r.mu.Lock()
@@ -305,7 +315,7 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 		r.first = time.Now()
 	}
 	r.mu.Unlock()
-	var wg sync.WaitGroup
+	var unused []string
 	for _, o := range offers {
 		cpus, mem := framework.ScalarIn(o.GetResources(), "cpus", ""), framework.ScalarIn(o.GetResources(), "mem", "")
 		fit := int(min(cpus/r.o.CPUs+1e-9, mem/r.o.MemMiB+1e-9))
@@ -315,21 +325,16 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 		s.todo = s.todo[n:]
 		s.mu.Unlock()
 		if n == 0 {
-			refuse := 60.0
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = d.Decline(context.Background(), []string{o.GetId()}, &refuse)
-			}()
+			unused = append(unused, o.GetId())
 			continue
 		}
 		tasks := make([]*agorav1.TaskInfo, n)
 		for i, id := range ids {
 			tasks[i] = framework.Task(id, o.GetAgentId(), "true", framework.Scalar("cpus", r.o.CPUs), framework.Scalar("mem", r.o.MemMiB))
 		}
-		wg.Add(1)
+		s.inflight.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.inflight.Done()
 			now := time.Now()
 			r.mu.Lock()
 			for _, id := range ids {
@@ -342,19 +347,32 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 			if err := d.Accept(ctx, []string{o.GetId()}, []*agorav1.Operation{framework.Launch(tasks...)}, &refuse); err != nil {
 				s.mu.Lock()
 				s.todo = append(s.todo, ids...)
+				s.suppressed = false
 				s.mu.Unlock()
 				_ = d.Revive(ctx)
 			}
 		}()
 	}
-	wg.Wait()
 	s.mu.Lock()
 	done := len(s.todo) == 0 && !s.suppressed
 	s.suppressed = s.suppressed || done
 	s.mu.Unlock()
-	if done {
-		_ = d.Suppress(context.Background())
+	if len(unused) == 0 && !done {
+		return
 	}
+	s.inflight.Add(1)
+	go func() {
+		defer s.inflight.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if len(unused) > 0 {
+			refuse := 60.0
+			_ = d.Decline(ctx, unused, &refuse)
+		}
+		if done {
+			_ = d.Suppress(ctx)
+		}
+	}()
 }
 
 // Rescind implements framework.Scheduler.

@@ -38,6 +38,9 @@ func runRun(ctx context.Context, args []string) error {
 }
 
 func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "e2e" {
+		return runBenchE2E(ctx, args[1:])
+	}
 	if len(args) == 0 || args[0] != "allocator" {
 		fmt.Fprintln(os.Stderr, "usage: agora bench allocator --agents N --frameworks M [--rounds R] [--json]")
 		return errUsage

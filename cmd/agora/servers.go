@@ -138,8 +138,13 @@ func runAgent(ctx context.Context, args []string) error {
 	var sec securityFlags
 	sec.register(fs)
 	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
+	var sf simulateFlags
+	sf.register(fs)
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if sf.count > 0 {
+		return runSimulatedAgents(ctx, sf, lf, *id, *res, *cluster, *decommission, sec)
 	}
 	if *id == "" || *dataDir == "" {
 		return fmt.Errorf("--id and --data-dir are required")
