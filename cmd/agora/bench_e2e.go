@@ -37,6 +37,7 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	verify := fs.Bool("verify", true, "list every task at the end and check the outcome (skipped above 100,000 tasks)")
 	plot := fs.String("plot", "", "write an SVG plot of tasks RUNNING over time to this file")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
+	raftProfile := fs.String("raft-profile", "default", "the started masters' raft timing profile: default or fast (fast's short timeouts cause elections on a loaded 2-core machine)")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -56,7 +57,8 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	}
 	urls := splitList(*addr)
 	if len(urls) == 0 {
-		c, err := chaos.NewProcessCluster(chaos.ProcessOptions{Binary: exe, Dir: d, Masters: *masters, Agents: 1})
+		c, err := chaos.NewProcessCluster(chaos.ProcessOptions{Binary: exe, Dir: d, Masters: *masters, Agents: 1,
+			ExtraMasterArgs: []string{"--raft-profile", *raftProfile}})
 		if err != nil {
 			return err
 		}
