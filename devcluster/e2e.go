@@ -56,6 +56,10 @@ type E2EResult struct {
 	// P99LaunchToRunningMs: from the Accept that launched a task to its
 	// RUNNING update at the framework.
 	P99LaunchToRunningMs float64 `json:"p99_launch_to_running_ms"`
+	// P50LaunchToRunningMs is the median of the same.
+	P50LaunchToRunningMs float64 `json:"p50_launch_to_running_ms"`
+	// AcceptP99Ms is the p99 latency of the Accept calls.
+	AcceptP99Ms float64 `json:"accept_p99_ms"`
 	// RunningSeconds is from the first offer until the last RUNNING update
 	// arrived (acknowledgements may still be in flight then).
 	RunningSeconds float64 `json:"running_seconds"`
@@ -174,6 +178,10 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 	res.Tasks, res.Agents, res.Frameworks = o.Tasks, o.Agents, o.Frameworks
 	res.TasksPerSec = float64(o.Tasks) / res.Seconds
 	res.P99LaunchToRunningMs = float64(Percentile(run.latencies(), 99).Microseconds()) / 1000
+	res.P50LaunchToRunningMs = float64(Percentile(run.latencies(), 50).Microseconds()) / 1000
+	run.mu.Lock()
+	res.AcceptP99Ms = float64(Percentile(run.acceptLat, 99).Microseconds()) / 1000
+	run.mu.Unlock()
 	if o.Verify {
 		if err := verifyE2E(ctx, op, o); err != nil {
 			return res, err
@@ -263,6 +271,7 @@ type e2eRun struct {
 	launchedAt map[string]time.Time // framework name + "/" + task id
 	running    map[string]bool
 	lat        []time.Duration
+	acceptLat  []time.Duration
 	allRunning chan struct{}
 }
 
@@ -344,7 +353,11 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 			refuse := 60.0
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := d.Accept(ctx, []string{o.GetId()}, []*agorav1.Operation{framework.Launch(tasks...)}, &refuse); err != nil {
+			err := d.Accept(ctx, []string{o.GetId()}, []*agorav1.Operation{framework.Launch(tasks...)}, &refuse)
+			r.mu.Lock()
+			r.acceptLat = append(r.acceptLat, time.Since(now))
+			r.mu.Unlock()
+			if err != nil {
 				s.mu.Lock()
 				s.todo = append(s.todo, ids...)
 				s.suppressed = false
