@@ -160,6 +160,8 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		}
 		if res.RunningSeconds == 0 {
 			res.RunningSeconds = run.lastRunning().Sub(first).Seconds()
+			// From here only the acknowledgements are awaited: look often.
+			tick.Reset(10 * time.Millisecond)
 		}
 		st, err := op.Operator.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
 		if err != nil {

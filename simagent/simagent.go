@@ -67,7 +67,11 @@ type Stats struct {
 // Sim is a set of simulated agents.
 type Sim struct {
 	cfg Config
-	c   *client.Client
+	// cs are the clients, one per agentsPerClient agents: each has its
+	// own HTTP/2 connections, so no connection carries more long polls
+	// than a master lets one connection have streams (250 by default);
+	// beyond that, status updates would queue behind long polls.
+	cs  []*client.Client
 	log *slog.Logger
 
 	registered, launched, running, finished, dropped atomic.Int64
@@ -101,9 +105,16 @@ func New(cfg Config) (*Sim, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "simagent")
-	c := client.New(joinAddrs(cfg.Masters), append([]client.Option{client.WithLogger(log)}, cfg.ClientOptions...)...)
-	return &Sim{cfg: cfg, c: c, log: log}, nil
+	s := &Sim{cfg: cfg, log: log}
+	for i := 0; i < cfg.Count; i += agentsPerClient {
+		s.cs = append(s.cs, client.New(joinAddrs(cfg.Masters), append([]client.Option{client.WithLogger(log)}, cfg.ClientOptions...)...))
+	}
+	return s, nil
 }
+
+// agentsPerClient is how many simulated agents share one client (each
+// with a long poll and at most one status call in flight).
+const agentsPerClient = 100
 
 func joinAddrs(as []string) string {
 	out := ""
@@ -142,7 +153,7 @@ func (s *Sim) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	agents := make([]*simAgent, s.cfg.Count)
 	for i := range agents {
-		a := &simAgent{s: s, id: s.cfg.agentID(i), tasks: map[string]*simTask{}, wake: make(chan struct{}, 1)}
+		a := &simAgent{s: s, c: s.cs[i/agentsPerClient], id: s.cfg.agentID(i), tasks: map[string]*simTask{}, wake: make(chan struct{}, 1)}
 		agents[i] = a
 		wg.Add(2)
 		go func() { defer wg.Done(); a.assignLoop(ctx) }()
@@ -161,14 +172,16 @@ func (s *Sim) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			_, err := s.c.Agent.StopAgent(sctx, connect.NewRequest(&agorav1.StopAgentRequest{AgentId: a.id, Decommission: s.cfg.Decommission}))
+			_, err := a.c.Agent.StopAgent(sctx, connect.NewRequest(&agorav1.StopAgentRequest{AgentId: a.id, Decommission: s.cfg.Decommission}))
 			if err != nil && sctx.Err() == nil {
 				s.log.Warn("goodbye of a simulated agent failed", "agent", a.id, "err", err)
 			}
 		}()
 	}
 	wg.Wait()
-	s.c.CloseIdleConnections()
+	for _, c := range s.cs {
+		c.CloseIdleConnections()
+	}
 	return nil
 }
 
@@ -182,6 +195,7 @@ type simTask struct {
 // simAgent is one simulated agent.
 type simAgent struct {
 	s  *Sim
+	c  *client.Client
 	id string
 
 	everRegistered atomic.Bool
@@ -216,7 +230,7 @@ func (a *simAgent) register(ctx context.Context) (uint64, error) {
 				Source: agorav1.StatusSource_STATUS_SOURCE_AGENT})
 		}
 		a.mu.Unlock()
-		resp, err := a.s.c.Agent.RegisterAgent(ctx, connect.NewRequest(&agorav1.RegisterAgentRequest{
+		resp, err := a.c.Agent.RegisterAgent(ctx, connect.NewRequest(&agorav1.RegisterAgentRequest{
 			AgentId: a.id, Hostname: "simulated", Resources: resourcepb.ToProto("", a.s.cfg.Resources),
 			Version: a.s.cfg.Version, Cluster: a.s.cfg.Cluster, Tasks: reported, Simulated: true,
 		}))
@@ -276,7 +290,7 @@ func (a *simAgent) follow(ctx context.Context, minIndex uint64) {
 		if rereg {
 			return
 		}
-		resp, err := a.s.c.Agent.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
+		resp, err := a.c.Agent.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
 			AgentId: a.id, MinIndex: minIndex, WaitSeconds: a.s.cfg.PollWait.Seconds(),
 		}))
 		if err != nil {
@@ -375,7 +389,7 @@ func (a *simAgent) sendLoop(ctx context.Context) {
 				continue
 			}
 		}
-		_, err := a.s.c.Agent.UpdateStatus(ctx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: a.id, Statuses: batch}))
+		_, err := a.c.Agent.UpdateStatus(ctx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: a.id, Statuses: batch}))
 		if ctx.Err() != nil {
 			return
 		}
