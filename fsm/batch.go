@@ -25,27 +25,54 @@ const (
 
 // applyItems applies items one by one with apply as each one's handler,
 // rolling back an item that is rejected, and records the verdicts.
+//
+// The leader judged every item before proposing it, so a rejection here
+// is rare: the items are first applied in one go, and only when one of
+// them is rejected does the batch start over from the state before it,
+// with a savepoint per item (each savepoint resets the radix transaction's
+// cache of writable nodes, which costs node copies on every item). Both
+// paths reach the same state and verdicts, on every replica.
 func applyItems[M proto.Message](x *txn, items []M, apply func(*txn, M) *Rejection) *Rejection {
 	if len(items) == 0 {
 		return reject(CodeInvalidArgument, "batch holds no command")
 	}
+	base := x.t.CommitOnly()
+	events, ids, seq, now := len(x.events), len(x.ids), x.seq, x.now
+	fast := true
+	for _, m := range items {
+		if applyItem(x, m, apply) != nil {
+			fast = false
+			break
+		}
+	}
+	if fast {
+		x.items = make([]*Rejection, len(items))
+		return nil
+	}
+	x.t = base.Txn()
+	x.events, x.ids, x.seq, x.now = x.events[:events], x.ids[:ids], seq, now
 	verdicts := make([]*Rejection, len(items))
 	for i, m := range items {
 		saved := x.t.CommitOnly()
 		events, ids, seq := len(x.events), len(x.ids), x.seq
-		now := x.now
-		if n, ok := any(m).(interface{ GetNow() *timestamppb.Timestamp }); ok {
-			x.now = n.GetNow()
-		}
-		if rej := apply(x, m); rej != nil {
+		if rej := applyItem(x, m, apply); rej != nil {
 			verdicts[i] = rej
 			x.t = saved.Txn()
 			x.events, x.ids, x.seq = x.events[:events], x.ids[:ids], seq
 		}
-		x.now = now
 	}
 	x.items = verdicts
 	return nil
+}
+
+// applyItem applies one item with its own leader-stamped time.
+func applyItem[M proto.Message](x *txn, m M, apply func(*txn, M) *Rejection) *Rejection {
+	now := x.now
+	defer func() { x.now = now }()
+	if n, ok := any(m).(interface{ GetNow() *timestamppb.Timestamp }); ok {
+		x.now = n.GetNow()
+	}
+	return apply(x, m)
 }
 
 // acknowledgeBatch applies acknowledgements one by one (see acknowledge).
