@@ -160,10 +160,13 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		}
 		if res.RunningSeconds == 0 {
 			res.RunningSeconds = run.lastRunning().Sub(first).Seconds()
-			// From here only the acknowledgements are awaited: look often.
+			// From here only the acknowledgements are awaited: look often,
+			// but not so often that counting the tasks loads the leader.
 			tick.Reset(10 * time.Millisecond)
 		}
+		asked := time.Now()
 		st, err := op.Operator.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+		tick.Reset(max(10*time.Millisecond, 4*time.Since(asked)))
 		if err != nil {
 			log.Debug("e2e: status", "err", err)
 			continue
