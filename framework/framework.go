@@ -109,7 +109,10 @@ type Scheduler interface {
 	// Rescind says an offer was withdrawn; accepting it would fail.
 	Rescind(d Driver, offerID string)
 	// Update delivers a task status. Updates with a uuid are acknowledged
-	// after Update returns unless Config.DisableAutoAck is set.
+	// after Update returns unless Config.DisableAutoAck is set: queued and
+	// sent in batches (one Acknowledge call carries all that queued while
+	// the last one was in flight) without holding back the next event; an
+	// acknowledgement that is lost makes the masters resend the update.
 	Update(d Driver, status *agorav1.TaskStatus)
 	// Failure says an agent was lost.
 	Failure(d Driver, agentID string)
@@ -213,6 +216,7 @@ type runner struct {
 	c     *client.Client // leader discovery, redirects and retries
 	drv   *driver
 	done  chan struct{} // closed when Run returns
+	acks  *ackQueue     // automatic acknowledgements not sent yet
 
 	mu        sync.Mutex
 	info      *agorav1.FrameworkInfo
@@ -253,6 +257,7 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 		done:  make(chan struct{}),
 		info:  proto.Clone(cfg.Info).(*agorav1.FrameworkInfo),
 		ready: make(chan struct{}),
+		acks:  newAckQueue(),
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -405,7 +410,11 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 			r.log.Info("subscribed", "framework_id", sub.GetFrameworkId(), "master", target,
 				"master_id", sub.GetMasterId(), "resubscribed", resubscribe)
 			r.sched.Subscribed(r.drv, sub.GetFrameworkId(), resubscribe)
-			wg.Add(1)
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				r.sendAcks(sctx)
+			}()
 			go func() {
 				defer wg.Done()
 				// Implicit reconciliation: the answers arrive as UPDATE events.
@@ -460,18 +469,7 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 		st := e.Update.GetStatus()
 		r.sched.Update(r.drv, st)
 		if !r.cfg.DisableAutoAck && st.GetUuid() != "" {
-			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := r.drv.Acknowledge(actx, st)
-			cancel()
-			switch {
-			case err == nil || ctx.Err() != nil:
-			case connect.CodeOf(err) == connect.CodeNotFound:
-				// The task is already gone (its terminal update was acknowledged).
-				r.log.Debug("acknowledgement not needed", "task_id", st.GetTaskId(), "uuid", st.GetUuid(), "err", err)
-			default:
-				// The master resends unacknowledged updates; nothing is lost.
-				r.log.Warn("acknowledgement failed", "task_id", st.GetTaskId(), "uuid", st.GetUuid(), "err", err)
-			}
+			r.acks.add(st) // sent in batches by sendAcks, without holding back the next event
 		}
 	case *agorav1.SubscribeResponse_Failure:
 		r.sched.Failure(r.drv, e.Failure.GetAgentId())

@@ -164,8 +164,10 @@ func TestRunDeliversEventsAcksAndReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := acks[0].Request.(*agorav1.AcknowledgeRequest); a.GetUuid() != "u1" || a.GetTaskId() != "t1" || a.GetAgentId() != "a1" {
-		t.Fatalf("acknowledged %v", a)
+	// Automatic acknowledgements go out in batches (the list form).
+	req := acks[0].Request.(*agorav1.AcknowledgeRequest)
+	if as := req.GetAcknowledgements(); len(as) != 1 || as[0].GetUuid() != "u1" || as[0].GetTaskId() != "t1" || as[0].GetAgentId() != "a1" || req.GetUuid() != "" {
+		t.Fatalf("acknowledged %v", req)
 	}
 	if n := len(m.Calls("Acknowledge")); n != 1 {
 		t.Fatalf("%d acknowledgements, want 1", n)

@@ -66,6 +66,9 @@ type Result struct {
 	// IDs lists ids the command created, e.g. the offers OffersCreated kept
 	// after re-checking each one.
 	IDs []string
+	// Items holds the verdict on each item of a batch command (nil where
+	// the item was applied); nil for other commands.
+	Items []*Rejection
 }
 
 // DefaultRole is the role of a framework that names none, as in Mesos: it

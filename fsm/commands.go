@@ -108,6 +108,9 @@ var commandTable = [...]command{
 	CmdUndrainAgent:       row("UndrainAgent", (*txn).undrainAgent),
 	CmdDrainDeadline:      row("DrainDeadline", (*txn).drainDeadline),
 	CmdAnswerInverseOffer: row("AnswerInverseOffer", (*txn).answerInverseOffer),
+
+	CmdAcknowledgeBatch:  row("AcknowledgeBatch", (*txn).acknowledgeBatch),
+	CmdStatusUpdateBatch: row("StatusUpdateBatch", (*txn).statusUpdateBatch),
 }
 
 // lookup returns the row of a known type (the IgnoreUnknown bit ignored).

@@ -83,7 +83,7 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) Result {
 		f.swap(&State{index: index, root: cur.root, changed: make(chan struct{})})
 		return res
 	}
-	res.IDs = x.ids
+	res.IDs, res.Items = x.ids, x.items
 	f.swap(&State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})})
 	if f.onApply != nil {
 		f.onApply(index, x.events)

@@ -163,6 +163,13 @@ func formatResult(res Result, events []Event, unchanged bool) string {
 		fmt.Fprintf(&b, " ids=%s", strings.Join(res.IDs, ","))
 	}
 	b.WriteString("\n")
+	for i, rej := range res.Items {
+		if rej == nil {
+			fmt.Fprintf(&b, "item %d: ok\n", i)
+			continue
+		}
+		fmt.Fprintf(&b, "item %d: rejected %s: %s\n", i, rej.Code, rej.Message)
+	}
 	for _, e := range events {
 		b.WriteString(formatEvent(e))
 		b.WriteString("\n")

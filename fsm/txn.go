@@ -28,6 +28,8 @@ type txn struct {
 	seq   int
 	// now is the command's leader-stamped time, when it carries one.
 	now *timestamppb.Timestamp
+	// items holds the verdict on each item of a batch command (batch.go).
+	items []*Rejection
 	// deferIndex collects index keys during restore (nil otherwise).
 	deferIndex func(k []byte)
 }

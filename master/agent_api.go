@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/agora-sched/agora/fsm"
@@ -27,6 +29,19 @@ const (
 type agentServer struct {
 	agorav1connect.UnimplementedAgentServiceHandler
 	m backend
+
+	statusOnce sync.Once
+	statuses   *coalescer[*agorav1.StatusUpdateCommand]
+}
+
+// statusCoalescer groups concurrent UpdateStatus calls into one entry.
+func (s *agentServer) statusCoalescer() *coalescer[*agorav1.StatusUpdateCommand] {
+	s.statusOnce.Do(func() {
+		s.statuses = newCoalescer(s.m, fsm.CmdStatusUpdate, fsm.CmdStatusUpdateBatch, func(us []*agorav1.StatusUpdateCommand) proto.Message {
+			return &agorav1.StatusUpdateBatchCommand{Updates: us}
+		})
+	})
+	return s.statuses
 }
 
 // RegisterAgent commits a registration; the FSM judges it. Only the
@@ -57,6 +72,7 @@ func (s *agentServer) RegisterAgent(ctx context.Context, req *connect.Request[ag
 			Resources:     r.GetResources(),
 			Attributes:    r.GetAttributes(),
 			Version:       r.GetVersion(),
+			Simulated:     r.GetSimulated(),
 		},
 		Now:   timestamppb.New(s.m.Now()),
 		Tasks: r.GetTasks(),
@@ -86,6 +102,8 @@ func agentUp(s agorav1.AgentState) bool {
 // judges them. Updates already committed (a retry after a lost answer) and
 // updates of tasks that already ended change nothing, and a call made only
 // of those is answered at the current index without proposing anything.
+// Concurrent calls (of many agents) are coalesced into one entry, each
+// call judged on its own (statusCoalescer).
 func (s *agentServer) UpdateStatus(ctx context.Context, req *connect.Request[agorav1.UpdateStatusRequest]) (*connect.Response[agorav1.UpdateStatusResponse], error) {
 	r := req.Msg
 	if err := s.m.security().ownAgent(ctx, r.GetAgentId()); err != nil {
@@ -94,7 +112,7 @@ func (s *agentServer) UpdateStatus(ctx context.Context, req *connect.Request[ago
 	if len(r.GetStatuses()) > maxStatusesPerCall {
 		return nil, invalid("agent %s: %d status updates in one call, at most %d allowed", r.GetAgentId(), len(r.GetStatuses()), maxStatusesPerCall)
 	}
-	res, err := s.m.applyChange(ctx, fsm.CmdStatusUpdate, &agorav1.StatusUpdateCommand{
+	res, err := s.statusCoalescer().submit(ctx, &agorav1.StatusUpdateCommand{
 		AgentId:  r.GetAgentId(),
 		Statuses: r.GetStatuses(),
 		Now:      timestamppb.New(s.m.Now()),

@@ -75,9 +75,14 @@ type agentView struct {
 }
 
 // agentViews extracts the liveness view of agents from state order.
+// Simulated agents (package simagent) are left out: they are no gossip
+// members, so gossip-based liveness is off for them.
 func agentViews(agents []*agorav1.Agent) []agentView {
 	out := make([]agentView, 0, len(agents))
 	for _, a := range agents {
+		if a.GetSimulated() {
+			continue
+		}
 		v := agentView{ID: a.GetId(), State: a.GetState()}
 		if ss := a.GetStateSince(); ss != nil {
 			v.Since = ss.AsTime()

@@ -109,12 +109,21 @@ func agRaftLogCount(tb testing.TB, dir, uuid string) int {
 			continue
 		}
 		typ, msg, err := fsm.Decode(l.Data)
-		if err != nil || typ != fsm.CmdStatusUpdate {
+		if err != nil {
 			continue
 		}
-		for _, s := range msg.(*agorav1.StatusUpdateCommand).GetStatuses() {
-			if s.GetUuid() == uuid {
-				n++
+		var updates []*agorav1.StatusUpdateCommand
+		switch typ {
+		case fsm.CmdStatusUpdate:
+			updates = append(updates, msg.(*agorav1.StatusUpdateCommand))
+		case fsm.CmdStatusUpdateBatch:
+			updates = msg.(*agorav1.StatusUpdateBatchCommand).GetUpdates()
+		}
+		for _, u := range updates {
+			for _, s := range u.GetStatuses() {
+				if s.GetUuid() == uuid {
+					n++
+				}
 			}
 		}
 	}

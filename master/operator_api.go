@@ -67,6 +67,9 @@ func counts(st *fsm.State) *agorav1.Counts {
 	c.Tasks = uint64(len(tasks))
 	for _, t := range tasks {
 		c.TasksByState[enumName(t.GetState().String(), "TASK_STATE_")]++
+		if !t.GetAcknowledged() && t.GetStatus().GetUuid() != "" {
+			c.TasksUnacknowledged++
+		}
 	}
 	c.Frameworks = uint64(len(st.Frameworks()))
 	c.Offers = uint64(len(st.Offers()))

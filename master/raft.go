@@ -218,9 +218,14 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 // state before proposing it, so that a command that is invalid now never
 // reaches the log (the FSM judges it again on every replica; it is the
 // only judge). OffersCreated, Expire and RescindOffers are exempt: their
-// Apply drops stale parts individually rather than rejecting the entry.
+// Apply drops stale parts individually rather than rejecting the entry;
+// so are the batch commands, whose items the coalescer judged one by one.
 func dryRuns(t fsm.CommandType) bool {
-	return t != fsm.CmdOffersCreated && t != fsm.CmdExpire && t != fsm.CmdRescindOffers
+	switch t {
+	case fsm.CmdOffersCreated, fsm.CmdExpire, fsm.CmdRescindOffers, fsm.CmdAcknowledgeBatch, fsm.CmdStatusUpdateBatch:
+		return false
+	}
+	return true
 }
 
 // prejudge is the leader's judgement of a command before proposing it,

@@ -50,6 +50,8 @@ type schedulerServer struct {
 	// subscribes and calls rate Subscribe and the other calls per
 	// principal (Config.Limits; nil: no limit).
 	subscribes, calls *rateLimiter
+	// acks groups concurrent acknowledgements into one entry (ack.go).
+	acks *coalescer[*agorav1.AcknowledgeCommand]
 }
 
 // disconnectDelay is how long a stream that ended waits before recording
@@ -67,6 +69,7 @@ func newSchedulerServer(m backend) *schedulerServer {
 		resendInterval: StatusResendInterval,
 		subscribes:     newRateLimiter("Subscribe calls", l.SubscribeRate, l.SubscribeBurst),
 		calls:          newRateLimiter("scheduler calls", l.CallRate, l.CallBurst),
+		acks:           newAckCoalescer(m),
 	}
 }
 
@@ -529,23 +532,6 @@ func (s *schedulerServer) Kill(ctx context.Context, req *connect.Request[agorav1
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.KillResponse{}), nil
-}
-
-// Acknowledge acknowledges a status update. Acknowledging one that a newer
-// update superseded, or one already acknowledged, succeeds and changes
-// nothing.
-func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[agorav1.AcknowledgeRequest]) (*connect.Response[agorav1.AcknowledgeResponse], error) {
-	_, fw, err := s.caller(ctx, req.Msg.GetCall())
-	if err != nil {
-		return nil, err
-	}
-	_, err = s.m.applyChange(ctx, fsm.CmdAcknowledge, &agorav1.AcknowledgeCommand{
-		FrameworkId: fw.GetId(), TaskId: req.Msg.GetTaskId(), Uuid: req.Msg.GetUuid(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&agorav1.AcknowledgeResponse{}), nil
 }
 
 // --- Reconcile ---

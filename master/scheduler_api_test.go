@@ -335,6 +335,7 @@ func schedWantCode(t testing.TB, what string, err error, code connect.Code) {
 func TestSchedulerAPI(t *testing.T) {
 	sc := startSchedHarness(t, func(c *master.Config) { c.HeartbeatInterval = 200 * time.Millisecond })
 	t.Run("offers launch status reconcile", func(t *testing.T) { testOffersLaunch(t, sc) })
+	t.Run("acknowledge a list", func(t *testing.T) { testAcknowledgeBatch(t, sc) })
 	t.Run("bad input changes nothing", func(t *testing.T) { testBadInput(t, sc) })
 	t.Run("decline filter", func(t *testing.T) { testDeclineFilter(t, sc) })
 	t.Run("suppress and revive", func(t *testing.T) { testSuppressRevive(t, sc) })

@@ -23,7 +23,8 @@ var benchCommands = map[string]func(ctx context.Context, args []string) error{
 	"report":     runBenchReport,
 }
 
-const benchUsage = `       agora bench write [--writers W] [--duration D] [--raft-profile P] [--json]
+const benchUsage = `       agora bench e2e [--masters 3] --agents N [--frameworks F] --tasks T [--json] [--plot FILE.svg]
+       agora bench write [--writers W] [--duration D] [--raft-profile P] [--json]
        agora bench state --agents N --tasks T [--skip-catchup] [--json]
        agora bench failover --rounds R [--raft-profile default|fast] [--json]
        agora bench agent-loss --agents N --rounds R [--json]

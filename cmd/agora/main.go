@@ -38,7 +38,7 @@ func init() {
 		"explain":        {"why a framework got no (or fewer) offers in the last round", runExplain},
 		"drain":          {"drain an agent: drain AGENT [--deadline D] (tasks killed at the deadline)", runDrain},
 		"undrain":        {"end an agent's drain: undrain AGENT", runUndrain},
-		"bench":          {"benchmarks: bench allocator", runBench},
+		"bench":          {"benchmarks: bench allocator|e2e|write|state|failover|agent-loss|report", runBench},
 		"sleep":          {"sleep for a duration (a static helper for test tasks)", runSleep},
 		"chaos":          {"fault-injection test of a real cluster", runChaos},
 		"kvservice":      {"run a replicated key-value store pod (examples/kvservice)", runKVService},

@@ -39,6 +39,9 @@ func runRun(ctx context.Context, args []string) error {
 }
 
 func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "e2e" {
+		return runBenchE2E(ctx, args[1:])
+	}
 	if len(args) > 0 {
 		if run, ok := benchCommands[args[0]]; ok {
 			return run(ctx, args[1:])

@@ -148,8 +148,13 @@ func runAgent(ctx context.Context, args []string) error {
 	var token string
 	tokenFlag(fs, &token)
 	decommission := fs.Bool("decommission", false, "on stop (SIGTERM/SIGINT), kill the tasks and remove the agent for good; without it a stop is a restart: tasks keep running and are re-attached")
+	var sf simulateFlags
+	sf.register(fs)
 	if _, err := parseServerArgs(fs, args, "agora agent --id ID --data-dir DIR --join ADDRS [flags]"); err != nil {
 		return err
+	}
+	if sf.count > 0 {
+		return runSimulatedAgents(ctx, sf, lf, *id, *res, *cluster, *decommission, sec)
 	}
 	if *id == "" || *dataDir == "" {
 		return fmt.Errorf("--id and --data-dir are required (flags, AGORA_ID/AGORA_DATA_DIR or the --config file)")

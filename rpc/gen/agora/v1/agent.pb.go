@@ -34,7 +34,9 @@ type RegisterAgentRequest struct {
 	// cluster must match the masters' cluster name.
 	Cluster string `protobuf:"bytes,8,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// tasks is the latest status of every task the agent runs (reconciliation).
-	Tasks         []*TaskStatus `protobuf:"bytes,9,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Tasks []*TaskStatus `protobuf:"bytes,9,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// simulated marks an agent of a simulator (see Agent.simulated).
+	Simulated     bool `protobuf:"varint,130,opt,name=simulated,proto3" json:"simulated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -130,6 +132,13 @@ func (x *RegisterAgentRequest) GetTasks() []*TaskStatus {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *RegisterAgentRequest) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
 }
 
 // RegisterAgentResponse confirms a registration.
@@ -527,7 +536,7 @@ var File_agora_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agora_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14agora/v1/agent.proto\x12\bagora.v1\x1a\x14agora/v1/types.proto\"\xaf\x03\n" +
+	"\x14agora/v1/agent.proto\x12\bagora.v1\x1a\x14agora/v1/types.proto\"\xce\x03\n" +
 	"\x14RegisterAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12%\n" +
@@ -539,7 +548,8 @@ const file_agora_v1_agent_proto_rawDesc = "" +
 	"attributes\x12\x18\n" +
 	"\aversion\x18\a \x01(\tR\aversion\x12\x18\n" +
 	"\acluster\x18\b \x01(\tR\acluster\x12*\n" +
-	"\x05tasks\x18\t \x03(\v2\x14.agora.v1.TaskStatusR\x05tasks\x1a=\n" +
+	"\x05tasks\x18\t \x03(\v2\x14.agora.v1.TaskStatusR\x05tasks\x12\x1d\n" +
+	"\tsimulated\x18\x82\x01 \x01(\bR\tsimulated\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +

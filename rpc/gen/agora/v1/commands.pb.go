@@ -1292,6 +1292,101 @@ func (x *AcknowledgeCommand) GetUuid() string {
 	return ""
 }
 
+// AcknowledgeBatchCommand is many acknowledgements in one entry (the
+// leader coalesces concurrent ones). Each is judged as an
+// AcknowledgeCommand would be, on its own: a refused one changes nothing
+// and does not stop the others.
+type AcknowledgeBatchCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acks          []*AcknowledgeCommand  `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeBatchCommand) Reset() {
+	*x = AcknowledgeBatchCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeBatchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeBatchCommand) ProtoMessage() {}
+
+func (x *AcknowledgeBatchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeBatchCommand.ProtoReflect.Descriptor instead.
+func (*AcknowledgeBatchCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AcknowledgeBatchCommand) GetAcks() []*AcknowledgeCommand {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// StatusUpdateBatchCommand is many agents' status update calls in one
+// entry (the leader coalesces concurrent ones). Each is judged as a
+// StatusUpdateCommand would be, on its own.
+type StatusUpdateBatchCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*StatusUpdateCommand `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusUpdateBatchCommand) Reset() {
+	*x = StatusUpdateBatchCommand{}
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusUpdateBatchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusUpdateBatchCommand) ProtoMessage() {}
+
+func (x *StatusUpdateBatchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusUpdateBatchCommand.ProtoReflect.Descriptor instead.
+func (*StatusUpdateBatchCommand) Descriptor() ([]byte, []int) {
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StatusUpdateBatchCommand) GetUpdates() []*StatusUpdateCommand {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
 // PutRecordCommand stores a framework-scoped record with compare-and-set.
 // stream_token is the digest of the writer's live subscription (the edge
 // stamps it): a replaced stream may not write.
@@ -1310,7 +1405,7 @@ type PutRecordCommand struct {
 
 func (x *PutRecordCommand) Reset() {
 	*x = PutRecordCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1417,7 @@ func (x *PutRecordCommand) String() string {
 func (*PutRecordCommand) ProtoMessage() {}
 
 func (x *PutRecordCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[22]
+	mi := &file_agora_v1_commands_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1430,7 @@ func (x *PutRecordCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordCommand.ProtoReflect.Descriptor instead.
 func (*PutRecordCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{22}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PutRecordCommand) GetFrameworkId() string {
@@ -1387,7 +1482,7 @@ type DeleteRecordCommand struct {
 
 func (x *DeleteRecordCommand) Reset() {
 	*x = DeleteRecordCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1494,7 @@ func (x *DeleteRecordCommand) String() string {
 func (*DeleteRecordCommand) ProtoMessage() {}
 
 func (x *DeleteRecordCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[23]
+	mi := &file_agora_v1_commands_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1507,7 @@ func (x *DeleteRecordCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordCommand.ProtoReflect.Descriptor instead.
 func (*DeleteRecordCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{23}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteRecordCommand) GetFrameworkId() string {
@@ -1460,7 +1555,7 @@ type AgentStoppedCommand struct {
 
 func (x *AgentStoppedCommand) Reset() {
 	*x = AgentStoppedCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1567,7 @@ func (x *AgentStoppedCommand) String() string {
 func (*AgentStoppedCommand) ProtoMessage() {}
 
 func (x *AgentStoppedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[24]
+	mi := &file_agora_v1_commands_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1580,7 @@ func (x *AgentStoppedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStoppedCommand.ProtoReflect.Descriptor instead.
 func (*AgentStoppedCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{24}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AgentStoppedCommand) GetAgentId() string {
@@ -1531,7 +1626,7 @@ type DrainAgentCommand struct {
 
 func (x *DrainAgentCommand) Reset() {
 	*x = DrainAgentCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1638,7 @@ func (x *DrainAgentCommand) String() string {
 func (*DrainAgentCommand) ProtoMessage() {}
 
 func (x *DrainAgentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[25]
+	mi := &file_agora_v1_commands_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1651,7 @@ func (x *DrainAgentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentCommand.ProtoReflect.Descriptor instead.
 func (*DrainAgentCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{25}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DrainAgentCommand) GetAgentId() string {
@@ -1591,7 +1686,7 @@ type UndrainAgentCommand struct {
 
 func (x *UndrainAgentCommand) Reset() {
 	*x = UndrainAgentCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1698,7 @@ func (x *UndrainAgentCommand) String() string {
 func (*UndrainAgentCommand) ProtoMessage() {}
 
 func (x *UndrainAgentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[26]
+	mi := &file_agora_v1_commands_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1711,7 @@ func (x *UndrainAgentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainAgentCommand.ProtoReflect.Descriptor instead.
 func (*UndrainAgentCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{26}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UndrainAgentCommand) GetAgentId() string {
@@ -1647,7 +1742,7 @@ type DrainDeadlineCommand struct {
 
 func (x *DrainDeadlineCommand) Reset() {
 	*x = DrainDeadlineCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1754,7 @@ func (x *DrainDeadlineCommand) String() string {
 func (*DrainDeadlineCommand) ProtoMessage() {}
 
 func (x *DrainDeadlineCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[27]
+	mi := &file_agora_v1_commands_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1767,7 @@ func (x *DrainDeadlineCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainDeadlineCommand.ProtoReflect.Descriptor instead.
 func (*DrainDeadlineCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{27}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DrainDeadlineCommand) GetAgentId() string {
@@ -1710,7 +1805,7 @@ type AnswerInverseOfferCommand struct {
 
 func (x *AnswerInverseOfferCommand) Reset() {
 	*x = AnswerInverseOfferCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	mi := &file_agora_v1_commands_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1817,7 @@ func (x *AnswerInverseOfferCommand) String() string {
 func (*AnswerInverseOfferCommand) ProtoMessage() {}
 
 func (x *AnswerInverseOfferCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[28]
+	mi := &file_agora_v1_commands_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1830,7 @@ func (x *AnswerInverseOfferCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerInverseOfferCommand.ProtoReflect.Descriptor instead.
 func (*AnswerInverseOfferCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{28}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AnswerInverseOfferCommand) GetFrameworkId() string {
@@ -1777,7 +1872,7 @@ type SetDemandCommand struct {
 
 func (x *SetDemandCommand) Reset() {
 	*x = SetDemandCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	mi := &file_agora_v1_commands_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1884,7 @@ func (x *SetDemandCommand) String() string {
 func (*SetDemandCommand) ProtoMessage() {}
 
 func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[29]
+	mi := &file_agora_v1_commands_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1897,7 @@ func (x *SetDemandCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDemandCommand.ProtoReflect.Descriptor instead.
 func (*SetDemandCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{29}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetDemandCommand) GetFrameworkId() string {
@@ -1833,7 +1928,7 @@ type PreemptCommand struct {
 
 func (x *PreemptCommand) Reset() {
 	*x = PreemptCommand{}
-	mi := &file_agora_v1_commands_proto_msgTypes[30]
+	mi := &file_agora_v1_commands_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1940,7 @@ func (x *PreemptCommand) String() string {
 func (*PreemptCommand) ProtoMessage() {}
 
 func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_commands_proto_msgTypes[30]
+	mi := &file_agora_v1_commands_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1953,7 @@ func (x *PreemptCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreemptCommand.ProtoReflect.Descriptor instead.
 func (*PreemptCommand) Descriptor() ([]byte, []int) {
-	return file_agora_v1_commands_proto_rawDescGZIP(), []int{30}
+	return file_agora_v1_commands_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PreemptCommand) GetPreemption() *Preemption {
@@ -1958,7 +2053,11 @@ const file_agora_v1_commands_proto_rawDesc = "" +
 	"\x12AcknowledgeCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04uuid\x18\x03 \x01(\tR\x04uuid\"\xab\x01\n" +
+	"\x04uuid\x18\x03 \x01(\tR\x04uuid\"K\n" +
+	"\x17AcknowledgeBatchCommand\x120\n" +
+	"\x04acks\x18\x01 \x03(\v2\x1c.agora.v1.AcknowledgeCommandR\x04acks\"S\n" +
+	"\x18StatusUpdateBatchCommand\x127\n" +
+	"\aupdates\x18\x01 \x03(\v2\x1d.agora.v1.StatusUpdateCommandR\aupdates\"\xab\x01\n" +
 	"\x10PutRecordCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
 	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\x12\x10\n" +
@@ -2012,7 +2111,7 @@ func file_agora_v1_commands_proto_rawDescGZIP() []byte {
 	return file_agora_v1_commands_proto_rawDescData
 }
 
-var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_agora_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_agora_v1_commands_proto_goTypes = []any{
 	(*SetRoleCommand)(nil),               // 0: agora.v1.SetRoleCommand
 	(*DeleteRoleCommand)(nil),            // 1: agora.v1.DeleteRoleCommand
@@ -2036,65 +2135,69 @@ var file_agora_v1_commands_proto_goTypes = []any{
 	(*SuppressCommand)(nil),              // 19: agora.v1.SuppressCommand
 	(*KillTaskCommand)(nil),              // 20: agora.v1.KillTaskCommand
 	(*AcknowledgeCommand)(nil),           // 21: agora.v1.AcknowledgeCommand
-	(*PutRecordCommand)(nil),             // 22: agora.v1.PutRecordCommand
-	(*DeleteRecordCommand)(nil),          // 23: agora.v1.DeleteRecordCommand
-	(*AgentStoppedCommand)(nil),          // 24: agora.v1.AgentStoppedCommand
-	(*DrainAgentCommand)(nil),            // 25: agora.v1.DrainAgentCommand
-	(*UndrainAgentCommand)(nil),          // 26: agora.v1.UndrainAgentCommand
-	(*DrainDeadlineCommand)(nil),         // 27: agora.v1.DrainDeadlineCommand
-	(*AnswerInverseOfferCommand)(nil),    // 28: agora.v1.AnswerInverseOfferCommand
-	(*SetDemandCommand)(nil),             // 29: agora.v1.SetDemandCommand
-	(*PreemptCommand)(nil),               // 30: agora.v1.PreemptCommand
-	(*Role)(nil),                         // 31: agora.v1.Role
-	(*Master)(nil),                       // 32: agora.v1.Master
-	(*Agent)(nil),                        // 33: agora.v1.Agent
-	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
-	(*TaskStatus)(nil),                   // 35: agora.v1.TaskStatus
-	(*Framework)(nil),                    // 36: agora.v1.Framework
-	(*FrameworkInfo)(nil),                // 37: agora.v1.FrameworkInfo
-	(*Offer)(nil),                        // 38: agora.v1.Offer
-	(*Operation)(nil),                    // 39: agora.v1.Operation
-	(*Demand)(nil),                       // 40: agora.v1.Demand
-	(*Preemption)(nil),                   // 41: agora.v1.Preemption
+	(*AcknowledgeBatchCommand)(nil),      // 22: agora.v1.AcknowledgeBatchCommand
+	(*StatusUpdateBatchCommand)(nil),     // 23: agora.v1.StatusUpdateBatchCommand
+	(*PutRecordCommand)(nil),             // 24: agora.v1.PutRecordCommand
+	(*DeleteRecordCommand)(nil),          // 25: agora.v1.DeleteRecordCommand
+	(*AgentStoppedCommand)(nil),          // 26: agora.v1.AgentStoppedCommand
+	(*DrainAgentCommand)(nil),            // 27: agora.v1.DrainAgentCommand
+	(*UndrainAgentCommand)(nil),          // 28: agora.v1.UndrainAgentCommand
+	(*DrainDeadlineCommand)(nil),         // 29: agora.v1.DrainDeadlineCommand
+	(*AnswerInverseOfferCommand)(nil),    // 30: agora.v1.AnswerInverseOfferCommand
+	(*SetDemandCommand)(nil),             // 31: agora.v1.SetDemandCommand
+	(*PreemptCommand)(nil),               // 32: agora.v1.PreemptCommand
+	(*Role)(nil),                         // 33: agora.v1.Role
+	(*Master)(nil),                       // 34: agora.v1.Master
+	(*Agent)(nil),                        // 35: agora.v1.Agent
+	(*timestamppb.Timestamp)(nil),        // 36: google.protobuf.Timestamp
+	(*TaskStatus)(nil),                   // 37: agora.v1.TaskStatus
+	(*Framework)(nil),                    // 38: agora.v1.Framework
+	(*FrameworkInfo)(nil),                // 39: agora.v1.FrameworkInfo
+	(*Offer)(nil),                        // 40: agora.v1.Offer
+	(*Operation)(nil),                    // 41: agora.v1.Operation
+	(*Demand)(nil),                       // 42: agora.v1.Demand
+	(*Preemption)(nil),                   // 43: agora.v1.Preemption
 }
 var file_agora_v1_commands_proto_depIdxs = []int32{
-	31, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
-	32, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
-	33, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
-	34, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
-	35, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
-	34, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
-	35, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
-	34, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
-	36, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
-	34, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
-	37, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
-	34, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
-	38, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
-	34, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
-	39, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
-	34, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	33, // 0: agora.v1.SetRoleCommand.role:type_name -> agora.v1.Role
+	34, // 1: agora.v1.UpsertMasterCommand.master:type_name -> agora.v1.Master
+	35, // 2: agora.v1.RegisterAgentCommand.agent:type_name -> agora.v1.Agent
+	36, // 3: agora.v1.RegisterAgentCommand.now:type_name -> google.protobuf.Timestamp
+	37, // 4: agora.v1.RegisterAgentCommand.tasks:type_name -> agora.v1.TaskStatus
+	36, // 5: agora.v1.AgentUnreachableCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 6: agora.v1.AgentGoneCommand.now:type_name -> google.protobuf.Timestamp
+	37, // 7: agora.v1.StatusUpdateCommand.statuses:type_name -> agora.v1.TaskStatus
+	36, // 8: agora.v1.StatusUpdateCommand.now:type_name -> google.protobuf.Timestamp
+	38, // 9: agora.v1.SubscribeFrameworkCommand.framework:type_name -> agora.v1.Framework
+	36, // 10: agora.v1.SubscribeFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 11: agora.v1.FrameworkDisconnectedCommand.now:type_name -> google.protobuf.Timestamp
+	39, // 12: agora.v1.UpdateFrameworkCommand.info:type_name -> agora.v1.FrameworkInfo
+	36, // 13: agora.v1.UpdateFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 14: agora.v1.TeardownFrameworkCommand.now:type_name -> google.protobuf.Timestamp
+	40, // 15: agora.v1.OffersCreatedCommand.offers:type_name -> agora.v1.Offer
+	36, // 16: agora.v1.OffersCreatedCommand.now:type_name -> google.protobuf.Timestamp
+	41, // 17: agora.v1.AcceptCommand.operations:type_name -> agora.v1.Operation
+	36, // 18: agora.v1.AcceptCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 19: agora.v1.AcceptCommand.refuse_until:type_name -> google.protobuf.Timestamp
 	14, // 20: agora.v1.AcceptCommand.limits:type_name -> agora.v1.AcceptLimits
-	34, // 21: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
-	34, // 22: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 23: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 24: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 25: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 26: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
-	34, // 27: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 28: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
-	34, // 29: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
-	40, // 30: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
-	41, // 31: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	36, // 21: agora.v1.DeclineCommand.refuse_until:type_name -> google.protobuf.Timestamp
+	36, // 22: agora.v1.ExpireCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 23: agora.v1.KillTaskCommand.now:type_name -> google.protobuf.Timestamp
+	21, // 24: agora.v1.AcknowledgeBatchCommand.acks:type_name -> agora.v1.AcknowledgeCommand
+	7,  // 25: agora.v1.StatusUpdateBatchCommand.updates:type_name -> agora.v1.StatusUpdateCommand
+	36, // 26: agora.v1.AgentStoppedCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 27: agora.v1.DrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 28: agora.v1.DrainAgentCommand.deadline:type_name -> google.protobuf.Timestamp
+	36, // 29: agora.v1.UndrainAgentCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 30: agora.v1.DrainDeadlineCommand.now:type_name -> google.protobuf.Timestamp
+	36, // 31: agora.v1.AnswerInverseOfferCommand.now:type_name -> google.protobuf.Timestamp
+	42, // 32: agora.v1.SetDemandCommand.demand:type_name -> agora.v1.Demand
+	43, // 33: agora.v1.PreemptCommand.preemption:type_name -> agora.v1.Preemption
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_commands_proto_init() }
@@ -2109,7 +2212,7 @@ func file_agora_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_commands_proto_rawDesc), len(file_agora_v1_commands_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -262,8 +262,11 @@ type Counts struct {
 	Roles         uint64                 `protobuf:"varint,7,opt,name=roles,proto3" json:"roles,omitempty"`
 	Reservations  uint64                 `protobuf:"varint,8,opt,name=reservations,proto3" json:"reservations,omitempty"`
 	Volumes       uint64                 `protobuf:"varint,9,opt,name=volumes,proto3" json:"volumes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// tasks_unacknowledged counts tasks whose latest status (with a uuid)
+	// the framework has not acknowledged yet.
+	TasksUnacknowledged uint64 `protobuf:"varint,130,opt,name=tasks_unacknowledged,json=tasksUnacknowledged,proto3" json:"tasks_unacknowledged,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Counts) Reset() {
@@ -355,6 +358,13 @@ func (x *Counts) GetReservations() uint64 {
 func (x *Counts) GetVolumes() uint64 {
 	if x != nil {
 		return x.Volumes
+	}
+	return 0
+}
+
+func (x *Counts) GetTasksUnacknowledged() uint64 {
+	if x != nil {
+		return x.TasksUnacknowledged
 	}
 	return 0
 }
@@ -3038,7 +3048,7 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\fcommit_index\x18\x02 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12.\n" +
 	"\x13last_snapshot_index\x18\x04 \x01(\x04R\x11lastSnapshotIndex\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\tR\x05state\"\xdc\x03\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\"\x90\x04\n" +
 	"\x06Counts\x12\x16\n" +
 	"\x06agents\x18\x01 \x01(\x04R\x06agents\x12\x1e\n" +
 	"\n" +
@@ -3050,7 +3060,8 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\x0etasks_by_state\x18\x06 \x03(\v2\".agora.v1.Counts.TasksByStateEntryR\ftasksByState\x12\x14\n" +
 	"\x05roles\x18\a \x01(\x04R\x05roles\x12\"\n" +
 	"\freservations\x18\b \x01(\x04R\freservations\x12\x18\n" +
-	"\avolumes\x18\t \x01(\x04R\avolumes\x1a@\n" +
+	"\avolumes\x18\t \x01(\x04R\avolumes\x122\n" +
+	"\x14tasks_unacknowledged\x18\x82\x01 \x01(\x04R\x13tasksUnacknowledged\x1a@\n" +
 	"\x12AgentsByStateEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a?\n" +

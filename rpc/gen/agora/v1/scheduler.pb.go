@@ -1130,13 +1130,17 @@ func (*KillResponse) Descriptor() ([]byte, []int) {
 
 // AcknowledgeRequest acknowledges a status update.
 type AcknowledgeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Call          *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
-	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Uuid          string                 `protobuf:"bytes,4,opt,name=uuid,proto3" json:"uuid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Call    *FrameworkCall         `protobuf:"bytes,1,opt,name=call,proto3" json:"call,omitempty"`
+	AgentId string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId  string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Uuid    string                 `protobuf:"bytes,4,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	// acknowledgements acknowledges many updates in one call (the fields
+	// above, when set, are one more). Each is judged on its own: those
+	// refused are listed in the response's failures, the others are applied.
+	Acknowledgements []*Acknowledgement `protobuf:"bytes,130,rep,name=acknowledgements,proto3" json:"acknowledgements,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AcknowledgeRequest) Reset() {
@@ -1197,16 +1201,156 @@ func (x *AcknowledgeRequest) GetUuid() string {
 	return ""
 }
 
-// AcknowledgeResponse is empty on success.
-type AcknowledgeResponse struct {
+func (x *AcknowledgeRequest) GetAcknowledgements() []*Acknowledgement {
+	if x != nil {
+		return x.Acknowledgements
+	}
+	return nil
+}
+
+// Acknowledgement names one status update to acknowledge.
+type Acknowledgement struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Uuid          string                 `protobuf:"bytes,3,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Acknowledgement) Reset() {
+	*x = Acknowledgement{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Acknowledgement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Acknowledgement) ProtoMessage() {}
+
+func (x *Acknowledgement) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Acknowledgement.ProtoReflect.Descriptor instead.
+func (*Acknowledgement) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Acknowledgement) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Acknowledgement) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *Acknowledgement) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+// AcknowledgementFailure is an acknowledgement of a batch that was refused.
+type AcknowledgementFailure struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Uuid   string                 `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	// code is the Connect code name ("not_found", "invalid_argument", ...).
+	Code          string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgementFailure) Reset() {
+	*x = AcknowledgementFailure{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgementFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgementFailure) ProtoMessage() {}
+
+func (x *AcknowledgementFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgementFailure.ProtoReflect.Descriptor instead.
+func (*AcknowledgementFailure) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AcknowledgementFailure) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *AcknowledgementFailure) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *AcknowledgementFailure) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AcknowledgementFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// AcknowledgeResponse is empty on success of a single acknowledgement; for
+// a batch it lists the acknowledgements that were refused.
+type AcknowledgeResponse struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Failures      []*AcknowledgementFailure `protobuf:"bytes,130,rep,name=failures,proto3" json:"failures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AcknowledgeResponse) Reset() {
 	*x = AcknowledgeResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1362,7 @@ func (x *AcknowledgeResponse) String() string {
 func (*AcknowledgeResponse) ProtoMessage() {}
 
 func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1375,14 @@ func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{21}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AcknowledgeResponse) GetFailures() []*AcknowledgementFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
 }
 
 // ReconcileTask names a task to reconcile.
@@ -1245,7 +1396,7 @@ type ReconcileTask struct {
 
 func (x *ReconcileTask) Reset() {
 	*x = ReconcileTask{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1408,7 @@ func (x *ReconcileTask) String() string {
 func (*ReconcileTask) ProtoMessage() {}
 
 func (x *ReconcileTask) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1421,7 @@ func (x *ReconcileTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileTask.ProtoReflect.Descriptor instead.
 func (*ReconcileTask) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{22}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReconcileTask) GetTaskId() string {
@@ -1298,7 +1449,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1461,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1474,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{23}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReconcileRequest) GetCall() *FrameworkCall {
@@ -1350,7 +1501,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1513,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1526,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{24}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReconcileResponse) GetStatuses() []*TaskStatus {
@@ -1396,7 +1547,7 @@ type UpdateFrameworkRequest struct {
 
 func (x *UpdateFrameworkRequest) Reset() {
 	*x = UpdateFrameworkRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1559,7 @@ func (x *UpdateFrameworkRequest) String() string {
 func (*UpdateFrameworkRequest) ProtoMessage() {}
 
 func (x *UpdateFrameworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1572,7 @@ func (x *UpdateFrameworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFrameworkRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFrameworkRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{25}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateFrameworkRequest) GetCall() *FrameworkCall {
@@ -1447,7 +1598,7 @@ type UpdateFrameworkResponse struct {
 
 func (x *UpdateFrameworkResponse) Reset() {
 	*x = UpdateFrameworkResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1610,7 @@ func (x *UpdateFrameworkResponse) String() string {
 func (*UpdateFrameworkResponse) ProtoMessage() {}
 
 func (x *UpdateFrameworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1623,7 @@ func (x *UpdateFrameworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFrameworkResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFrameworkResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{26}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{28}
 }
 
 // TeardownRequest ends a framework.
@@ -1485,7 +1636,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1648,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1661,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{27}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TeardownRequest) GetCall() *FrameworkCall {
@@ -1529,7 +1680,7 @@ type TeardownResponse struct {
 
 func (x *TeardownResponse) Reset() {
 	*x = TeardownResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1692,7 @@ func (x *TeardownResponse) String() string {
 func (*TeardownResponse) ProtoMessage() {}
 
 func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1705,7 @@ func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownResponse.ProtoReflect.Descriptor instead.
 func (*TeardownResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{28}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{30}
 }
 
 // PutRecordRequest stores a framework-scoped record.
@@ -1572,7 +1723,7 @@ type PutRecordRequest struct {
 
 func (x *PutRecordRequest) Reset() {
 	*x = PutRecordRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1735,7 @@ func (x *PutRecordRequest) String() string {
 func (*PutRecordRequest) ProtoMessage() {}
 
 func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1748,7 @@ func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordRequest.ProtoReflect.Descriptor instead.
 func (*PutRecordRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{29}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PutRecordRequest) GetCall() *FrameworkCall {
@@ -1638,7 +1789,7 @@ type PutRecordResponse struct {
 
 func (x *PutRecordResponse) Reset() {
 	*x = PutRecordResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1801,7 @@ func (x *PutRecordResponse) String() string {
 func (*PutRecordResponse) ProtoMessage() {}
 
 func (x *PutRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1814,7 @@ func (x *PutRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordResponse.ProtoReflect.Descriptor instead.
 func (*PutRecordResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{30}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PutRecordResponse) GetVersion() uint64 {
@@ -1686,7 +1837,7 @@ type DeleteRecordRequest struct {
 
 func (x *DeleteRecordRequest) Reset() {
 	*x = DeleteRecordRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1849,7 @@ func (x *DeleteRecordRequest) String() string {
 func (*DeleteRecordRequest) ProtoMessage() {}
 
 func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1862,7 @@ func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRecordRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{31}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteRecordRequest) GetCall() *FrameworkCall {
@@ -1744,7 +1895,7 @@ type DeleteRecordResponse struct {
 
 func (x *DeleteRecordResponse) Reset() {
 	*x = DeleteRecordResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1907,7 @@ func (x *DeleteRecordResponse) String() string {
 func (*DeleteRecordResponse) ProtoMessage() {}
 
 func (x *DeleteRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1920,7 @@ func (x *DeleteRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRecordResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{32}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{34}
 }
 
 // ListRecordsRequest lists the framework's records.
@@ -1783,7 +1934,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1946,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1959,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{33}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRecordsRequest) GetCall() *FrameworkCall {
@@ -1835,7 +1986,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1998,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2011,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{34}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*FrameworkRecord {
@@ -1880,7 +2031,7 @@ type InverseOffers struct {
 
 func (x *InverseOffers) Reset() {
 	*x = InverseOffers{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2043,7 @@ func (x *InverseOffers) String() string {
 func (*InverseOffers) ProtoMessage() {}
 
 func (x *InverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2056,7 @@ func (x *InverseOffers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InverseOffers.ProtoReflect.Descriptor instead.
 func (*InverseOffers) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{35}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InverseOffers) GetInverseOffers() []*InverseOffer {
@@ -1928,7 +2079,7 @@ type AnswerInverseOfferRequest struct {
 
 func (x *AnswerInverseOfferRequest) Reset() {
 	*x = AnswerInverseOfferRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2091,7 @@ func (x *AnswerInverseOfferRequest) String() string {
 func (*AnswerInverseOfferRequest) ProtoMessage() {}
 
 func (x *AnswerInverseOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2104,7 @@ func (x *AnswerInverseOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerInverseOfferRequest.ProtoReflect.Descriptor instead.
 func (*AnswerInverseOfferRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{36}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AnswerInverseOfferRequest) GetCall() *FrameworkCall {
@@ -1986,7 +2137,7 @@ type AnswerInverseOfferResponse struct {
 
 func (x *AnswerInverseOfferResponse) Reset() {
 	*x = AnswerInverseOfferResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2149,7 @@ func (x *AnswerInverseOfferResponse) String() string {
 func (*AnswerInverseOfferResponse) ProtoMessage() {}
 
 func (x *AnswerInverseOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2162,7 @@ func (x *AnswerInverseOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerInverseOfferResponse.ProtoReflect.Descriptor instead.
 func (*AnswerInverseOfferResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{37}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{39}
 }
 
 // DemandRequest replaces the framework's demand.
@@ -2025,7 +2176,7 @@ type DemandRequest struct {
 
 func (x *DemandRequest) Reset() {
 	*x = DemandRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2188,7 @@ func (x *DemandRequest) String() string {
 func (*DemandRequest) ProtoMessage() {}
 
 func (x *DemandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2201,7 @@ func (x *DemandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemandRequest.ProtoReflect.Descriptor instead.
 func (*DemandRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{38}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DemandRequest) GetCall() *FrameworkCall {
@@ -2076,7 +2227,7 @@ type DemandResponse struct {
 
 func (x *DemandResponse) Reset() {
 	*x = DemandResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2239,7 @@ func (x *DemandResponse) String() string {
 func (*DemandResponse) ProtoMessage() {}
 
 func (x *DemandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2252,7 @@ func (x *DemandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemandResponse.ProtoReflect.Descriptor instead.
 func (*DemandResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{39}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{41}
 }
 
 var File_agora_v1_scheduler_proto protoreflect.FileDescriptor
@@ -2172,13 +2323,24 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\"\x0e\n" +
-	"\fKillResponse\"\x89\x01\n" +
+	"\fKillResponse\"\xd1\x01\n" +
 	"\x12AcknowledgeRequest\x12+\n" +
 	"\x04call\x18\x01 \x01(\v2\x17.agora.v1.FrameworkCallR\x04call\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04uuid\x18\x04 \x01(\tR\x04uuid\"\x15\n" +
-	"\x13AcknowledgeResponse\"C\n" +
+	"\x04uuid\x18\x04 \x01(\tR\x04uuid\x12F\n" +
+	"\x10acknowledgements\x18\x82\x01 \x03(\v2\x19.agora.v1.AcknowledgementR\x10acknowledgements\"Y\n" +
+	"\x0fAcknowledgement\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04uuid\x18\x03 \x01(\tR\x04uuid\"s\n" +
+	"\x16AcknowledgementFailure\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"T\n" +
+	"\x13AcknowledgeResponse\x12=\n" +
+	"\bfailures\x18\x82\x01 \x03(\v2 .agora.v1.AcknowledgementFailureR\bfailures\"C\n" +
 	"\rReconcileTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"n\n" +
@@ -2251,7 +2413,7 @@ func file_agora_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_agora_v1_scheduler_proto_rawDescData
 }
 
-var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*FrameworkCall)(nil),              // 0: agora.v1.FrameworkCall
 	(*SubscribeRequest)(nil),           // 1: agora.v1.SubscribeRequest
@@ -2274,35 +2436,37 @@ var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*KillRequest)(nil),                // 18: agora.v1.KillRequest
 	(*KillResponse)(nil),               // 19: agora.v1.KillResponse
 	(*AcknowledgeRequest)(nil),         // 20: agora.v1.AcknowledgeRequest
-	(*AcknowledgeResponse)(nil),        // 21: agora.v1.AcknowledgeResponse
-	(*ReconcileTask)(nil),              // 22: agora.v1.ReconcileTask
-	(*ReconcileRequest)(nil),           // 23: agora.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),          // 24: agora.v1.ReconcileResponse
-	(*UpdateFrameworkRequest)(nil),     // 25: agora.v1.UpdateFrameworkRequest
-	(*UpdateFrameworkResponse)(nil),    // 26: agora.v1.UpdateFrameworkResponse
-	(*TeardownRequest)(nil),            // 27: agora.v1.TeardownRequest
-	(*TeardownResponse)(nil),           // 28: agora.v1.TeardownResponse
-	(*PutRecordRequest)(nil),           // 29: agora.v1.PutRecordRequest
-	(*PutRecordResponse)(nil),          // 30: agora.v1.PutRecordResponse
-	(*DeleteRecordRequest)(nil),        // 31: agora.v1.DeleteRecordRequest
-	(*DeleteRecordResponse)(nil),       // 32: agora.v1.DeleteRecordResponse
-	(*ListRecordsRequest)(nil),         // 33: agora.v1.ListRecordsRequest
-	(*ListRecordsResponse)(nil),        // 34: agora.v1.ListRecordsResponse
-	(*InverseOffers)(nil),              // 35: agora.v1.InverseOffers
-	(*AnswerInverseOfferRequest)(nil),  // 36: agora.v1.AnswerInverseOfferRequest
-	(*AnswerInverseOfferResponse)(nil), // 37: agora.v1.AnswerInverseOfferResponse
-	(*DemandRequest)(nil),              // 38: agora.v1.DemandRequest
-	(*DemandResponse)(nil),             // 39: agora.v1.DemandResponse
-	(*FrameworkInfo)(nil),              // 40: agora.v1.FrameworkInfo
-	(*Offer)(nil),                      // 41: agora.v1.Offer
-	(*TaskStatus)(nil),                 // 42: agora.v1.TaskStatus
-	(*Operation)(nil),                  // 43: agora.v1.Operation
-	(*FrameworkRecord)(nil),            // 44: agora.v1.FrameworkRecord
-	(*InverseOffer)(nil),               // 45: agora.v1.InverseOffer
-	(*Demand)(nil),                     // 46: agora.v1.Demand
+	(*Acknowledgement)(nil),            // 21: agora.v1.Acknowledgement
+	(*AcknowledgementFailure)(nil),     // 22: agora.v1.AcknowledgementFailure
+	(*AcknowledgeResponse)(nil),        // 23: agora.v1.AcknowledgeResponse
+	(*ReconcileTask)(nil),              // 24: agora.v1.ReconcileTask
+	(*ReconcileRequest)(nil),           // 25: agora.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),          // 26: agora.v1.ReconcileResponse
+	(*UpdateFrameworkRequest)(nil),     // 27: agora.v1.UpdateFrameworkRequest
+	(*UpdateFrameworkResponse)(nil),    // 28: agora.v1.UpdateFrameworkResponse
+	(*TeardownRequest)(nil),            // 29: agora.v1.TeardownRequest
+	(*TeardownResponse)(nil),           // 30: agora.v1.TeardownResponse
+	(*PutRecordRequest)(nil),           // 31: agora.v1.PutRecordRequest
+	(*PutRecordResponse)(nil),          // 32: agora.v1.PutRecordResponse
+	(*DeleteRecordRequest)(nil),        // 33: agora.v1.DeleteRecordRequest
+	(*DeleteRecordResponse)(nil),       // 34: agora.v1.DeleteRecordResponse
+	(*ListRecordsRequest)(nil),         // 35: agora.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),        // 36: agora.v1.ListRecordsResponse
+	(*InverseOffers)(nil),              // 37: agora.v1.InverseOffers
+	(*AnswerInverseOfferRequest)(nil),  // 38: agora.v1.AnswerInverseOfferRequest
+	(*AnswerInverseOfferResponse)(nil), // 39: agora.v1.AnswerInverseOfferResponse
+	(*DemandRequest)(nil),              // 40: agora.v1.DemandRequest
+	(*DemandResponse)(nil),             // 41: agora.v1.DemandResponse
+	(*FrameworkInfo)(nil),              // 42: agora.v1.FrameworkInfo
+	(*Offer)(nil),                      // 43: agora.v1.Offer
+	(*TaskStatus)(nil),                 // 44: agora.v1.TaskStatus
+	(*Operation)(nil),                  // 45: agora.v1.Operation
+	(*FrameworkRecord)(nil),            // 46: agora.v1.FrameworkRecord
+	(*InverseOffer)(nil),               // 47: agora.v1.InverseOffer
+	(*Demand)(nil),                     // 48: agora.v1.Demand
 }
 var file_agora_v1_scheduler_proto_depIdxs = []int32{
-	40, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	42, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	3,  // 1: agora.v1.SubscribeResponse.subscribed:type_name -> agora.v1.Subscribed
 	4,  // 2: agora.v1.SubscribeResponse.offers:type_name -> agora.v1.Offers
 	5,  // 3: agora.v1.SubscribeResponse.rescind:type_name -> agora.v1.Rescind
@@ -2310,65 +2474,67 @@ var file_agora_v1_scheduler_proto_depIdxs = []int32{
 	7,  // 5: agora.v1.SubscribeResponse.failure:type_name -> agora.v1.Failure
 	8,  // 6: agora.v1.SubscribeResponse.error:type_name -> agora.v1.Error
 	9,  // 7: agora.v1.SubscribeResponse.heartbeat:type_name -> agora.v1.Heartbeat
-	35, // 8: agora.v1.SubscribeResponse.inverse_offers:type_name -> agora.v1.InverseOffers
-	41, // 9: agora.v1.Offers.offers:type_name -> agora.v1.Offer
-	42, // 10: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
+	37, // 8: agora.v1.SubscribeResponse.inverse_offers:type_name -> agora.v1.InverseOffers
+	43, // 9: agora.v1.Offers.offers:type_name -> agora.v1.Offer
+	44, // 10: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
 	0,  // 11: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
-	43, // 12: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
+	45, // 12: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
 	0,  // 13: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 14: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 15: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 16: agora.v1.KillRequest.call:type_name -> agora.v1.FrameworkCall
 	0,  // 17: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 18: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
-	22, // 19: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
-	42, // 20: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
-	0,  // 21: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
-	40, // 22: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
-	0,  // 23: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 24: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 25: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 26: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
-	44, // 27: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
-	45, // 28: agora.v1.InverseOffers.inverse_offers:type_name -> agora.v1.InverseOffer
-	0,  // 29: agora.v1.AnswerInverseOfferRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 30: agora.v1.DemandRequest.call:type_name -> agora.v1.FrameworkCall
-	46, // 31: agora.v1.DemandRequest.demands:type_name -> agora.v1.Demand
-	1,  // 32: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
-	10, // 33: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
-	12, // 34: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
-	14, // 35: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
-	16, // 36: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
-	18, // 37: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
-	20, // 38: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
-	23, // 39: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
-	25, // 40: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
-	27, // 41: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
-	29, // 42: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
-	31, // 43: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
-	33, // 44: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
-	38, // 45: agora.v1.SchedulerService.Demand:input_type -> agora.v1.DemandRequest
-	36, // 46: agora.v1.SchedulerService.AnswerInverseOffer:input_type -> agora.v1.AnswerInverseOfferRequest
-	2,  // 47: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
-	11, // 48: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
-	13, // 49: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
-	15, // 50: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
-	17, // 51: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
-	19, // 52: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
-	21, // 53: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
-	24, // 54: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
-	26, // 55: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
-	28, // 56: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
-	30, // 57: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
-	32, // 58: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
-	34, // 59: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
-	39, // 60: agora.v1.SchedulerService.Demand:output_type -> agora.v1.DemandResponse
-	37, // 61: agora.v1.SchedulerService.AnswerInverseOffer:output_type -> agora.v1.AnswerInverseOfferResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	21, // 18: agora.v1.AcknowledgeRequest.acknowledgements:type_name -> agora.v1.Acknowledgement
+	22, // 19: agora.v1.AcknowledgeResponse.failures:type_name -> agora.v1.AcknowledgementFailure
+	0,  // 20: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
+	24, // 21: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
+	44, // 22: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
+	0,  // 23: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
+	42, // 24: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	0,  // 25: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 26: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 27: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 28: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
+	46, // 29: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
+	47, // 30: agora.v1.InverseOffers.inverse_offers:type_name -> agora.v1.InverseOffer
+	0,  // 31: agora.v1.AnswerInverseOfferRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 32: agora.v1.DemandRequest.call:type_name -> agora.v1.FrameworkCall
+	48, // 33: agora.v1.DemandRequest.demands:type_name -> agora.v1.Demand
+	1,  // 34: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
+	10, // 35: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
+	12, // 36: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
+	14, // 37: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
+	16, // 38: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
+	18, // 39: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
+	20, // 40: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
+	25, // 41: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
+	27, // 42: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
+	29, // 43: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
+	31, // 44: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
+	33, // 45: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
+	35, // 46: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
+	40, // 47: agora.v1.SchedulerService.Demand:input_type -> agora.v1.DemandRequest
+	38, // 48: agora.v1.SchedulerService.AnswerInverseOffer:input_type -> agora.v1.AnswerInverseOfferRequest
+	2,  // 49: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
+	11, // 50: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
+	13, // 51: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
+	15, // 52: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
+	17, // 53: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
+	19, // 54: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
+	23, // 55: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
+	26, // 56: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
+	28, // 57: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
+	30, // 58: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
+	32, // 59: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
+	34, // 60: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
+	36, // 61: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
+	41, // 62: agora.v1.SchedulerService.Demand:output_type -> agora.v1.DemandResponse
+	39, // 63: agora.v1.SchedulerService.AnswerInverseOffer:output_type -> agora.v1.AnswerInverseOfferResponse
+	49, // [49:64] is the sub-list for method output_type
+	34, // [34:49] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_scheduler_proto_init() }
@@ -2395,7 +2561,7 @@ func file_agora_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_scheduler_proto_rawDesc), len(file_agora_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -928,7 +928,11 @@ type Agent struct {
 	// drain is set while the agent is drained (`agora drain`), whatever its
 	// state: an agent that restarts or is unreachable stays drained and comes
 	// back DRAINING (or DRAINED). Undrain clears it.
-	Drain         *AgentDrain `protobuf:"bytes,50,opt,name=drain,proto3" json:"drain,omitempty"`
+	Drain *AgentDrain `protobuf:"bytes,50,opt,name=drain,proto3" json:"drain,omitempty"`
+	// simulated is set for agents registered by a simulator (`agora agent
+	// --simulate N`): they run no processes and are no gossip members, so the
+	// leader's gossip-based liveness does not watch them.
+	Simulated     bool `protobuf:"varint,130,opt,name=simulated,proto3" json:"simulated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1038,6 +1042,13 @@ func (x *Agent) GetDrain() *AgentDrain {
 		return x.Drain
 	}
 	return nil
+}
+
+func (x *Agent) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
 }
 
 // AgentDrain is an agent's drain: since when, until when its tasks may run,
@@ -2792,7 +2803,7 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\x12%\n" +
 	"\x0egossip_address\x18\x04 \x01(\tR\rgossipAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x05 \x01(\tR\bsuffrage\x12+\n" +
-	"\x05state\x18\x06 \x01(\x0e2\x15.agora.v1.MasterStateR\x05state\"\x96\x04\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x15.agora.v1.MasterStateR\x05state\"\xb5\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12%\n" +
@@ -2808,7 +2819,8 @@ const file_agora_v1_types_proto_rawDesc = "" +
 	"stateSince\x12\x18\n" +
 	"\aversion\x18\n" +
 	" \x01(\tR\aversion\x12*\n" +
-	"\x05drain\x182 \x01(\v2\x14.agora.v1.AgentDrainR\x05drain\x1a=\n" +
+	"\x05drain\x182 \x01(\v2\x14.agora.v1.AgentDrainR\x05drain\x12\x1d\n" +
+	"\tsimulated\x18\x82\x01 \x01(\bR\tsimulated\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x01\n" +

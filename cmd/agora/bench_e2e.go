@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agora-sched/agora/chaos"
+	"github.com/agora-sched/agora/devcluster"
+)
+
+// runBenchE2E runs `agora bench e2e`: separate master processes (or the
+// masters of --addr) and one process of simulated agents; SDK frameworks
+// in this process launch --tasks tasks, timed from the first offer until
+// all are RUNNING and acknowledged.
+func runBenchE2E(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench e2e", flag.ContinueOnError)
+	masters := fs.Int("masters", 3, "master processes to start (3 or 5)")
+	agents := fs.Int("agents", 100, "simulated agents (one separate process)")
+	frameworks := fs.Int("frameworks", 1, "SDK frameworks sharing the tasks")
+	tasks := fs.Int("tasks", 1000, "tasks to launch in all")
+	perAccept := fs.Int("tasks-per-accept", 100, "tasks launched by one Accept at most")
+	agentRes := fs.String("agent-resources", "cpus:64;mem:65536", "each simulated agent's resources")
+	cpus := fs.Float64("cpus", 0.01, "cpus per task")
+	mem := fs.Float64("mem", 1, "memory per task (MiB)")
+	addr := fs.String("addr", "", "target the masters at these URLs instead of starting masters")
+	dir := fs.String("dir", "", "directory for data and logs (default: a temporary directory, removed at the end)")
+	verify := fs.Bool("verify", true, "list every task at the end and check the outcome (skipped above 100,000 tasks)")
+	plot := fs.String("plot", "", "write an SVG plot of tasks RUNNING over time to this file")
+	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
+	raftProfile := fs.String("raft-profile", "default", "the started masters' raft timing profile: default or fast (fast's short timeouts cause elections on a loaded 2-core machine)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *agents < 1 || *tasks < 1 || *frameworks < 1 || *masters < 1 {
+		return errors.New("--masters, --agents, --tasks and --frameworks must be at least 1")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("own binary: %w", err)
+	}
+	d := *dir
+	if d == "" {
+		if d, err = os.MkdirTemp("", "agora-bench-e2e-"); err != nil {
+			return fmt.Errorf("temp dir: %w", err)
+		}
+		defer os.RemoveAll(d)
+	}
+	urls := splitList(*addr)
+	if len(urls) == 0 {
+		c, err := chaos.NewProcessCluster(chaos.ProcessOptions{Binary: exe, Dir: d, Masters: *masters, Agents: 1,
+			ExtraMasterArgs: []string{"--raft-profile", *raftProfile}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := 0; i < *masters; i++ {
+			if err := c.StartMaster(ctx, i); err != nil {
+				return err
+			}
+		}
+		urls = c.MasterURLs()
+		fmt.Fprintf(os.Stderr, "masters: %s (logs in %s)\n", strings.Join(urls, " "), d)
+	}
+	prefix := "sim" + strconv.Itoa(os.Getpid()) + "-"
+	sim := exec.Command(exe, "agent", "--simulate", strconv.Itoa(*agents), "--id", prefix, "--masters", strings.Join(urls, ","),
+		"--resources", *agentRes, "--decommission", "--log-level", "warn")
+	logf, err := os.Create(filepath.Join(d, "simulated-agents.log"))
+	if err != nil {
+		return fmt.Errorf("simulator log: %w", err)
+	}
+	defer logf.Close()
+	sim.Stdout, sim.Stderr = logf, logf
+	sim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := sim.Start(); err != nil {
+		return fmt.Errorf("start simulated agents: %w", err)
+	}
+	simDone := make(chan struct{})
+	go func() { _ = sim.Wait(); close(simDone) }()
+	defer stopProcess(sim, simDone)
+
+	bar := newProgressBar(*tasks)
+	res, err := devcluster.RunE2E(ctx, devcluster.E2EOptions{Masters: urls, Agents: *agents, Frameworks: *frameworks, Tasks: *tasks,
+		TasksPerAccept: *perAccept, CPUs: *cpus, MemMiB: *mem, Verify: *verify && *tasks <= 100_000,
+		Progress: func(n, total int) { bar.set(n) }})
+	bar.done()
+	if err != nil {
+		return err
+	}
+	if *plot != "" {
+		if err := os.WriteFile(*plot, []byte(runningSVG(res)), 0o644); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+	}
+	if *asJSON {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return fmt.Errorf("json: %w", err)
+		}
+		fmt.Println(string(b))
+		return nil
+	}
+	fmt.Printf("%d tasks on %d simulated agents, %d frameworks: %.2f s from the first offer to all RUNNING and acknowledged (%.0f tasks/s; all RUNNING at %.2f s), %d raft entries, p99 launch->running %.0f ms\n",
+		res.Tasks, res.Agents, res.Frameworks, res.Seconds, res.TasksPerSec, res.RunningSeconds, res.RaftEntries, res.P99LaunchToRunningMs)
+	return nil
+}
+
+// stopProcess stops a child with SIGTERM, and SIGKILL after 15 s.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// progressBar draws "[=====>    ] n/total RUNNING" on stderr.
+type progressBar struct {
+	total, last int
+}
+
+func newProgressBar(total int) *progressBar { return &progressBar{total: total, last: -1} }
+
+func (b *progressBar) set(n int) {
+	if n == b.last {
+		return
+	}
+	b.last = n
+	const width = 40
+	k := width * n / max(b.total, 1)
+	fmt.Fprintf(os.Stderr, "\r[%s>%s] %d/%d RUNNING", strings.Repeat("=", k), strings.Repeat(" ", width-k), n, b.total)
+}
+
+func (b *progressBar) done() {
+	if b.last >= 0 {
+		fmt.Fprintln(os.Stderr)
+	}
+}
+
+// runningSVG plots tasks RUNNING over time (seconds since the first offer).
+func runningSVG(r devcluster.E2EResult) string {
+	const w, h, pad = 640.0, 360.0, 50.0
+	tmax := max(r.Seconds, 1e-3)
+	var pts []string
+	for _, p := range r.Timeline {
+		x := pad + (w-2*pad)*min(p[0]/tmax, 1)
+		y := h - pad - (h-2*pad)*p[1]/float64(max(r.Tasks, 1))
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14">agora bench e2e: %d tasks on %d simulated agents, %d framework(s)</text>`+"\n", pad, r.Tasks, r.Agents, r.Frameworks)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", pad, h-pad, w-pad, h-pad)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", pad, pad, pad, h-pad)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">seconds since the first offer (0 - %.2f)</text>`+"\n", w/2, h-15, tmax)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">%d</text>`+"\n", pad-5, pad+4, r.Tasks)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end">0</text>`+"\n", pad-5, h-pad+4)
+	fmt.Fprintf(&b, `<text x="15" y="%.0f" transform="rotate(-90 15 %.0f)" text-anchor="middle">tasks RUNNING</text>`+"\n", h/2, h/2)
+	fmt.Fprintf(&b, `<polyline fill="none" stroke="steelblue" stroke-width="2" points="%s"/>`+"\n", strings.Join(pts, " "))
+	b.WriteString("</svg>\n")
+	return b.String()
+}

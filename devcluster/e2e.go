@@ -1,0 +1,423 @@
+package devcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/agora-sched/agora/framework"
+	"github.com/agora-sched/agora/rpc/client"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+)
+
+// E2EOptions configures RunE2E.
+type E2EOptions struct {
+	// Masters are the masters' URLs.
+	Masters []string
+	// Agents is how many agents must be ACTIVE before the frameworks start.
+	Agents int
+	// Frameworks share the tasks (default 1); Tasks is the total.
+	Frameworks, Tasks int
+	// TasksPerAccept bounds the tasks launched by one Accept (default 100).
+	TasksPerAccept int
+	// CPUs and MemMiB are each task's resources (defaults 0.01 and 1).
+	CPUs, MemMiB float64
+	// Verify lists every task at the end and checks the outcome (all
+	// RUNNING and acknowledged, one per id, no agent over capacity).
+	Verify bool
+	// Progress, when set, is called with the RUNNING updates delivered so
+	// far (about ten times a second while the run lasts).
+	Progress func(running, total int)
+	// ClientOptions are given to the operator client (the frameworks use
+	// plain HTTP/2).
+	ClientOptions []client.Option
+	// Logger; nil discards logs.
+	Logger *slog.Logger
+}
+
+// E2EResult is the outcome of RunE2E.
+type E2EResult struct {
+	Tasks      int `json:"tasks"`
+	Agents     int `json:"agents"`
+	Frameworks int `json:"frameworks"`
+	// Seconds is from the first offer until every task is RUNNING at its
+	// framework and every RUNNING update is acknowledged (committed).
+	Seconds     float64 `json:"seconds"`
+	TasksPerSec float64 `json:"tasks_per_sec"`
+	// RaftEntries is how far the commit index moved from the first offer
+	// to the end.
+	RaftEntries uint64 `json:"raft_entries"`
+	// P99LaunchToRunningMs: from the Accept that launched a task to its
+	// RUNNING update at the framework.
+	P99LaunchToRunningMs float64 `json:"p99_launch_to_running_ms"`
+	// P50LaunchToRunningMs is the median of the same.
+	P50LaunchToRunningMs float64 `json:"p50_launch_to_running_ms"`
+	// AcceptP99Ms is the p99 latency of the Accept calls.
+	AcceptP99Ms float64 `json:"accept_p99_ms"`
+	// RunningSeconds is from the first offer until the last RUNNING update
+	// arrived (acknowledgements may still be in flight then).
+	RunningSeconds float64 `json:"running_seconds"`
+	// Timeline holds (seconds since the first offer, tasks RUNNING) about
+	// every 50 ms, for plots.
+	Timeline [][2]float64 `json:"-"`
+}
+
+// RunE2E runs Frameworks SDK frameworks against a cluster whose agents
+// are registered, launching Tasks tasks in all, and times the first offer
+// until all are RUNNING and acknowledged. It returns an error when the
+// outcome is wrong (a task missing, refused, or, with Verify, any
+// violated check); it never judges the time.
+func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
+	if o.Frameworks < 1 {
+		o.Frameworks = 1
+	}
+	if o.Tasks < 1 {
+		return E2EResult{}, errors.New("e2e: tasks must be at least 1")
+	}
+	if o.TasksPerAccept < 1 {
+		o.TasksPerAccept = 100
+	}
+	if o.CPUs <= 0 {
+		o.CPUs = 0.01
+	}
+	if o.MemMiB <= 0 {
+		o.MemMiB = 1
+	}
+	log := quiet(o.Logger)
+	op := client.New(strings.Join(o.Masters, ","), o.ClientOptions...)
+	defer op.CloseIdleConnections()
+	if err := waitAgents(ctx, op, o.Agents); err != nil {
+		return E2EResult{}, err
+	}
+	run := &e2eRun{o: o, launchedAt: map[string]time.Time{}, running: map[string]bool{}, allRunning: make(chan struct{})}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, o.Frameworks)
+	var scheds []*e2eSched
+	for f := 0; f < o.Frameworks; f++ {
+		n := o.Tasks / o.Frameworks
+		if f < o.Tasks%o.Frameworks {
+			n++
+		}
+		s := &e2eSched{run: run, name: fmt.Sprintf("bench-e2e-%d", f)}
+		scheds = append(scheds, s)
+		for i := 0; i < n; i++ {
+			s.todo = append(s.todo, fmt.Sprintf("t%d-%07d", f, i))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := framework.Run(rctx, framework.Config{Masters: o.Masters, Logger: log,
+				Info: &agorav1.FrameworkInfo{Name: s.name, FailoverTimeoutSeconds: 60}}, s)
+			if err != nil && rctx.Err() == nil {
+				errs <- fmt.Errorf("e2e: framework %s: %w", s.name, err)
+			}
+		}()
+	}
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, s := range scheds {
+			s.inflight.Wait() // each call is bounded by its own timeout
+		}
+	}()
+
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var first time.Time
+	var startIndex uint64
+	var res E2EResult
+	for {
+		select {
+		case <-ctx.Done():
+			return E2EResult{}, fmt.Errorf("e2e: %d of %d tasks RUNNING: %w", run.count(), o.Tasks, ctx.Err())
+		case err := <-errs:
+			return E2EResult{}, err
+		case <-tick.C:
+		}
+		if first.IsZero() {
+			if first = run.firstOffer(); !first.IsZero() {
+				if startIndex, _ = commitIndex(ctx, op); startIndex == 0 {
+					return E2EResult{}, errors.New("e2e: no commit index from the masters")
+				}
+			}
+			continue
+		}
+		n := run.count()
+		res.Timeline = append(res.Timeline, [2]float64{time.Since(first).Seconds(), float64(n)})
+		if o.Progress != nil {
+			o.Progress(n, o.Tasks)
+		}
+		if n < o.Tasks {
+			continue
+		}
+		if res.RunningSeconds == 0 {
+			res.RunningSeconds = run.lastRunning().Sub(first).Seconds()
+			// From here only the acknowledgements are awaited: look often,
+			// but not so often that counting the tasks loads the leader.
+			tick.Reset(10 * time.Millisecond)
+		}
+		asked := time.Now()
+		st, err := op.Operator.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+		tick.Reset(max(10*time.Millisecond, 4*time.Since(asked)))
+		if err != nil {
+			log.Debug("e2e: status", "err", err)
+			continue
+		}
+		c := st.Msg.GetCounts()
+		if c.GetTasksUnacknowledged() != 0 || c.GetTasksByState()["running"] < uint64(o.Tasks) {
+			continue
+		}
+		end := time.Now()
+		res.Seconds = end.Sub(first).Seconds()
+		res.RaftEntries = st.Msg.GetRaft().GetCommitIndex() - startIndex
+		break
+	}
+	res.Tasks, res.Agents, res.Frameworks = o.Tasks, o.Agents, o.Frameworks
+	res.TasksPerSec = float64(o.Tasks) / res.Seconds
+	res.P99LaunchToRunningMs = float64(Percentile(run.latencies(), 99).Microseconds()) / 1000
+	res.P50LaunchToRunningMs = float64(Percentile(run.latencies(), 50).Microseconds()) / 1000
+	run.mu.Lock()
+	res.AcceptP99Ms = float64(Percentile(run.acceptLat, 99).Microseconds()) / 1000
+	run.mu.Unlock()
+	if o.Verify {
+		if err := verifyE2E(ctx, op, o); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// waitAgents waits until n agents are ACTIVE.
+func waitAgents(ctx context.Context, op *client.Client, n int) error {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	return pollUntil(wctx, fmt.Sprintf("%d agents ACTIVE", n), func() bool {
+		st, err := op.Operator.GetStatus(wctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+		return err == nil && st.Msg.GetCounts().GetAgentsByState()["active"] >= uint64(n)
+	})
+}
+
+func commitIndex(ctx context.Context, op *client.Client) (uint64, error) {
+	st, err := op.Operator.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
+	if err != nil {
+		return 0, fmt.Errorf("e2e: status: %w", err)
+	}
+	return st.Msg.GetRaft().GetCommitIndex(), nil
+}
+
+// verifyE2E checks the final state: every task RUNNING and acknowledged,
+// each id once, and no agent holding more than its capacity.
+func verifyE2E(ctx context.Context, op *client.Client, o E2EOptions) error {
+	tr, err := op.Operator.ListTasks(ctx, connect.NewRequest(&agorav1.ListTasksRequest{}))
+	if err != nil {
+		return fmt.Errorf("e2e: verify: list tasks: %w", err)
+	}
+	ar, err := op.Operator.ListAgents(ctx, connect.NewRequest(&agorav1.ListAgentsRequest{}))
+	if err != nil {
+		return fmt.Errorf("e2e: verify: list agents: %w", err)
+	}
+	capacity := map[string][2]float64{}
+	for _, a := range ar.Msg.GetAgents() {
+		ag := a.GetAgent()
+		capacity[ag.GetId()] = [2]float64{framework.ScalarIn(ag.GetResources(), "cpus", ""), framework.ScalarIn(ag.GetResources(), "mem", "")}
+	}
+	used := map[string][2]float64{}
+	seen := map[string]bool{}
+	n := 0
+	for _, t := range tr.Msg.GetTasks() {
+		if !strings.HasPrefix(t.GetId(), "t") {
+			continue
+		}
+		k := t.GetFrameworkId() + "/" + t.GetId()
+		if seen[k] {
+			return fmt.Errorf("e2e: verify: task %s listed twice", k)
+		}
+		seen[k] = true
+		n++
+		if t.GetState() != agorav1.TaskState_TASK_STATE_RUNNING || !t.GetAcknowledged() {
+			return fmt.Errorf("e2e: verify: task %s is %v, acknowledged %v", k, t.GetState(), t.GetAcknowledged())
+		}
+		u := used[t.GetAgentId()]
+		u[0] += framework.ScalarIn(t.GetResources(), "cpus", t.GetRole())
+		u[1] += framework.ScalarIn(t.GetResources(), "mem", t.GetRole())
+		used[t.GetAgentId()] = u
+	}
+	if n != o.Tasks {
+		return fmt.Errorf("e2e: verify: %d tasks in the state, want %d", n, o.Tasks)
+	}
+	const eps = 1e-6
+	for id, u := range used {
+		c, ok := capacity[id]
+		if !ok {
+			return fmt.Errorf("e2e: verify: tasks on unknown agent %s", id)
+		}
+		if u[0] > c[0]+eps || u[1] > c[1]+eps {
+			return fmt.Errorf("e2e: verify: agent %s holds cpus %.3f mem %.1f over its capacity cpus %.3f mem %.1f (double allocation)", id, u[0], u[1], c[0], c[1])
+		}
+	}
+	return nil
+}
+
+// e2eRun is the shared bookkeeping of one run's frameworks.
+type e2eRun struct {
+	o E2EOptions
+
+	mu         sync.Mutex
+	first      time.Time
+	last       time.Time
+	launchedAt map[string]time.Time // framework name + "/" + task id
+	running    map[string]bool
+	lat        []time.Duration
+	acceptLat  []time.Duration
+	allRunning chan struct{}
+}
+
+func (r *e2eRun) firstOffer() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first
+}
+
+func (r *e2eRun) lastRunning() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+func (r *e2eRun) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.running)
+}
+
+func (r *e2eRun) latencies() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Duration(nil), r.lat...)
+}
+
+// e2eSched is one benchmark framework: it launches its tasks on the
+// offers it gets, TasksPerAccept at most per Accept, then suppresses.
+type e2eSched struct {
+	run  *e2eRun
+	name string
+
+	mu         sync.Mutex
+	todo       []string // task ids not launched yet
+	suppressed bool
+	inflight   sync.WaitGroup // Accept, Decline and Suppress calls
+}
+
+// Subscribed implements framework.Scheduler.
+func (s *e2eSched) Subscribed(framework.Driver, string, bool) {}
+
+// Offers implements framework.Scheduler: it places tasks on the offers
+// and accepts them concurrently (one Accept per offer), declining the
+// offers it has no use for in one call, so the event loop is not held.
+func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
+	r := s.run
+	r.mu.Lock()
+	if r.first.IsZero() {
+		r.first = time.Now()
+	}
+	r.mu.Unlock()
+	var unused []string
+	for _, o := range offers {
+		cpus, mem := framework.ScalarIn(o.GetResources(), "cpus", ""), framework.ScalarIn(o.GetResources(), "mem", "")
+		fit := int(min(cpus/r.o.CPUs+1e-9, mem/r.o.MemMiB+1e-9))
+		s.mu.Lock()
+		n := min(fit, r.o.TasksPerAccept, len(s.todo))
+		ids := append([]string(nil), s.todo[:n]...)
+		s.todo = s.todo[n:]
+		s.mu.Unlock()
+		if n == 0 {
+			unused = append(unused, o.GetId())
+			continue
+		}
+		tasks := make([]*agorav1.TaskInfo, n)
+		for i, id := range ids {
+			tasks[i] = framework.Task(id, o.GetAgentId(), "true", framework.Scalar("cpus", r.o.CPUs), framework.Scalar("mem", r.o.MemMiB))
+		}
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			now := time.Now()
+			r.mu.Lock()
+			for _, id := range ids {
+				r.launchedAt[s.name+"/"+id] = now
+			}
+			r.mu.Unlock()
+			refuse := 60.0
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := d.Accept(ctx, []string{o.GetId()}, []*agorav1.Operation{framework.Launch(tasks...)}, &refuse)
+			r.mu.Lock()
+			r.acceptLat = append(r.acceptLat, time.Since(now))
+			r.mu.Unlock()
+			if err != nil {
+				s.mu.Lock()
+				s.todo = append(s.todo, ids...)
+				s.suppressed = false
+				s.mu.Unlock()
+				_ = d.Revive(ctx)
+			}
+		}()
+	}
+	s.mu.Lock()
+	done := len(s.todo) == 0 && !s.suppressed
+	s.suppressed = s.suppressed || done
+	s.mu.Unlock()
+	if len(unused) == 0 && !done {
+		return
+	}
+	s.inflight.Add(1)
+	go func() {
+		defer s.inflight.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if len(unused) > 0 {
+			refuse := 60.0
+			_ = d.Decline(ctx, unused, &refuse)
+		}
+		if done {
+			_ = d.Suppress(ctx)
+		}
+	}()
+}
+
+// Rescind implements framework.Scheduler.
+func (s *e2eSched) Rescind(framework.Driver, string) {}
+
+// Update implements framework.Scheduler; the SDK acknowledges.
+func (s *e2eSched) Update(_ framework.Driver, st *agorav1.TaskStatus) {
+	if st.GetState() != agorav1.TaskState_TASK_STATE_RUNNING || st.GetUuid() == "" {
+		return
+	}
+	r := s.run
+	k := s.name + "/" + st.GetTaskId()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running[k] {
+		return
+	}
+	r.running[k] = true
+	now := time.Now()
+	r.last = now
+	if at, ok := r.launchedAt[k]; ok {
+		r.lat = append(r.lat, now.Sub(at))
+	}
+}
+
+// Failure implements framework.Scheduler.
+func (s *e2eSched) Failure(framework.Driver, string) {}
+
+// Error implements framework.Scheduler.
+func (s *e2eSched) Error(framework.Driver, string) {}

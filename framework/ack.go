@@ -1,0 +1,116 @@
+package framework
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
+)
+
+// maxAcksPerCall is how many acknowledgements one Acknowledge call carries
+// at most (the masters refuse more than 10,000).
+const maxAcksPerCall = 5000
+
+// ackTimeout bounds one batched Acknowledge call.
+const ackTimeout = 10 * time.Second
+
+// ackQueue holds the automatic acknowledgements not sent yet. Updates are
+// delivered to the Scheduler in order without waiting for their
+// acknowledgement: the event loop queues it, and a sender per session
+// sends all that queued up while the previous call was in flight, in one
+// call. Delivery stays at least once: an update whose acknowledgement is
+// lost (the call failed, the session ended) is resent by the masters, and
+// the queue survives a resubscription.
+type ackQueue struct {
+	mu      sync.Mutex
+	pending []*agorav1.Acknowledgement
+	queued  map[string]bool // uuids in pending
+	wake    chan struct{}   // capacity 1
+}
+
+func newAckQueue() *ackQueue {
+	return &ackQueue{queued: map[string]bool{}, wake: make(chan struct{}, 1)}
+}
+
+// add queues the acknowledgement of st (once per uuid).
+func (q *ackQueue) add(st *agorav1.TaskStatus) {
+	q.mu.Lock()
+	if !q.queued[st.GetUuid()] {
+		q.queued[st.GetUuid()] = true
+		q.pending = append(q.pending, &agorav1.Acknowledgement{AgentId: st.GetAgentId(), TaskId: st.GetTaskId(), Uuid: st.GetUuid()})
+	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take removes up to n queued acknowledgements.
+func (q *ackQueue) take(n int) []*agorav1.Acknowledgement {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.pending))
+	out := q.pending[:n:n]
+	q.pending = q.pending[n:]
+	for _, a := range out {
+		delete(q.queued, a.GetUuid())
+	}
+	if len(q.pending) == 0 {
+		q.pending = nil
+	}
+	return out
+}
+
+// sendAcks sends queued acknowledgements in batches until ctx (the
+// session) ends.
+func (r *runner) sendAcks(ctx context.Context) {
+	for {
+		batch := r.acks.take(maxAcksPerCall)
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.acks.wake:
+				continue
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, ackTimeout)
+		failures, err := r.drv.acknowledgeAll(actx, batch)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			// The masters resend unacknowledged updates; nothing is lost.
+			r.log.Warn("acknowledgements failed", "count", len(batch), "err", err)
+		}
+		for _, f := range failures {
+			if f.GetCode() == connect.CodeNotFound.String() {
+				// The task is already gone (its terminal update was acknowledged).
+				r.log.Debug("acknowledgement not needed", "task_id", f.GetTaskId(), "uuid", f.GetUuid(), "err", f.GetMessage())
+				continue
+			}
+			r.log.Warn("acknowledgement refused", "task_id", f.GetTaskId(), "uuid", f.GetUuid(), "code", f.GetCode(), "err", f.GetMessage())
+		}
+	}
+}
+
+// acknowledgeAll acknowledges many updates in one call and returns those
+// the masters refused.
+func (d *driver) acknowledgeAll(ctx context.Context, acks []*agorav1.Acknowledgement) ([]*agorav1.AcknowledgementFailure, error) {
+	var failures []*agorav1.AcknowledgementFailure
+	err := d.r.call(ctx, "acknowledge", func(ctx context.Context, c agorav1connect.SchedulerServiceClient, fc *agorav1.FrameworkCall) error {
+		res, err := c.Acknowledge(ctx, connect.NewRequest(&agorav1.AcknowledgeRequest{Call: fc, Acknowledgements: acks}))
+		if err != nil {
+			return err
+		}
+		failures = res.Msg.GetFailures()
+		return nil
+	})
+	return failures, err
+}

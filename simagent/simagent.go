@@ -1,0 +1,437 @@
+package simagent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/agora-sched/agora/fsm"
+	"github.com/agora-sched/agora/resources"
+	"github.com/agora-sched/agora/rpc/client"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+// Config configures a simulator.
+type Config struct {
+	// Masters are the masters' URLs ("http://127.0.0.1:7100").
+	Masters []string
+	// Count is the number of agents to simulate.
+	Count int
+	// IDPrefix starts each agent's id; agent i is IDPrefix + i, zero
+	// padded ("sim-00042"). Default "sim-".
+	IDPrefix string
+	// Resources are each agent's resources.
+	Resources resources.Resources
+	// TaskDuration, when positive, finishes each task (FINISHED) that long
+	// after it was reported RUNNING; zero runs tasks until they are killed.
+	TaskDuration time.Duration
+	// Cluster must match the masters' cluster name; default "agora".
+	Cluster string
+	// Version is reported at registration.
+	Version string
+	// PollWait is the wait of each GetAssignments long poll; default 10s.
+	PollWait time.Duration
+	// Decommission, when set, decommissions the agents when Run ends (they
+	// may not register again); otherwise they stop for a restart.
+	Decommission bool
+	// ClientOptions are passed to the one rpc/client all agents share
+	// (TLS, HTTP client).
+	ClientOptions []client.Option
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// Stats counts what the simulated agents did.
+type Stats struct {
+	// Registered is the number of agents registered at least once.
+	Registered int64
+	// Launched counts tasks the agents took from their assignments.
+	Launched int64
+	// Running counts RUNNING updates committed by the masters.
+	Running int64
+	// Finished counts FINISHED and KILLED updates committed.
+	Finished int64
+	// Dropped counts updates the masters refused for good.
+	Dropped int64
+}
+
+// Sim is a set of simulated agents.
+type Sim struct {
+	cfg Config
+	// cs are the clients, one per agentsPerClient agents: each has its
+	// own HTTP/2 connections, so no connection carries more long polls
+	// than a master lets one connection have streams (250 by default);
+	// beyond that, status updates would queue behind long polls.
+	cs  []*client.Client
+	log *slog.Logger
+
+	registered, launched, running, finished, dropped atomic.Int64
+}
+
+// New validates cfg and returns a simulator.
+func New(cfg Config) (*Sim, error) {
+	if cfg.Count < 1 {
+		return nil, errors.New("simagent: count must be at least 1")
+	}
+	if len(cfg.Masters) == 0 {
+		return nil, errors.New("simagent: no masters")
+	}
+	if cfg.Resources.IsEmpty() {
+		return nil, errors.New("simagent: agents need resources")
+	}
+	if cfg.IDPrefix == "" {
+		cfg.IDPrefix = "sim-"
+	}
+	if cfg.Cluster == "" {
+		cfg.Cluster = "agora"
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = 10 * time.Second
+	}
+	if !fsm.ValidAgentID(cfg.agentID(cfg.Count - 1)) {
+		return nil, fmt.Errorf("simagent: %q makes invalid agent ids", cfg.IDPrefix)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "simagent")
+	s := &Sim{cfg: cfg, log: log}
+	for i := 0; i < cfg.Count; i += agentsPerClient {
+		s.cs = append(s.cs, client.New(joinAddrs(cfg.Masters), append([]client.Option{client.WithLogger(log)}, cfg.ClientOptions...)...))
+	}
+	return s, nil
+}
+
+// agentsPerClient is how many simulated agents share one client (each
+// with a long poll and at most one status call in flight).
+const agentsPerClient = 100
+
+func joinAddrs(as []string) string {
+	out := ""
+	for i, a := range as {
+		if i > 0 {
+			out += ","
+		}
+		out += a
+	}
+	return out
+}
+
+// agentID is the id of agent i.
+func (cfg Config) agentID(i int) string {
+	return fmt.Sprintf("%s%05d", cfg.IDPrefix, i)
+}
+
+// AgentIDs returns the ids of the simulated agents.
+func (s *Sim) AgentIDs() []string {
+	out := make([]string, s.cfg.Count)
+	for i := range out {
+		out[i] = s.cfg.agentID(i)
+	}
+	return out
+}
+
+// Stats returns the counts so far.
+func (s *Sim) Stats() Stats {
+	return Stats{Registered: s.registered.Load(), Launched: s.launched.Load(), Running: s.running.Load(),
+		Finished: s.finished.Load(), Dropped: s.dropped.Load()}
+}
+
+// Run runs the agents until ctx ends, then says goodbye for each (StopAgent,
+// bounded by a few seconds) and returns nil.
+func (s *Sim) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	agents := make([]*simAgent, s.cfg.Count)
+	for i := range agents {
+		a := &simAgent{s: s, c: s.cs[i/agentsPerClient], id: s.cfg.agentID(i), tasks: map[string]*simTask{}, wake: make(chan struct{}, 1)}
+		agents[i] = a
+		wg.Add(2)
+		go func() { defer wg.Done(); a.assignLoop(ctx) }()
+		go func() { defer wg.Done(); a.sendLoop(ctx) }()
+	}
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sem := make(chan struct{}, 64)
+	for _, a := range agents {
+		if !a.everRegistered.Load() {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := a.c.Agent.StopAgent(sctx, connect.NewRequest(&agorav1.StopAgentRequest{AgentId: a.id, Decommission: s.cfg.Decommission}))
+			if err != nil && sctx.Err() == nil {
+				s.log.Warn("goodbye of a simulated agent failed", "agent", a.id, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range s.cs {
+		c.CloseIdleConnections()
+	}
+	return nil
+}
+
+// simTask is a task a simulated agent runs.
+type simTask struct {
+	fid, id string
+	// reported is the last state sent (or queued).
+	reported agorav1.TaskState
+}
+
+// simAgent is one simulated agent.
+type simAgent struct {
+	s  *Sim
+	c  *client.Client
+	id string
+
+	everRegistered atomic.Bool
+	registered     atomic.Bool
+
+	mu      sync.Mutex
+	tasks   map[string]*simTask // by framework id + "/" + task id
+	pending []*agorav1.TaskStatus
+	wake    chan struct{} // capacity 1: pending grew or a registration is needed
+	rereg   bool
+}
+
+func taskKey(fid, tid string) string { return fid + "/" + tid }
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	s := hex.EncodeToString(b[:])
+	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
+}
+
+// register registers until a master commits it.
+func (a *simAgent) register(ctx context.Context) (uint64, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		a.mu.Lock()
+		reported := make([]*agorav1.TaskStatus, 0, len(a.tasks))
+		for _, t := range a.tasks {
+			reported = append(reported, &agorav1.TaskStatus{TaskId: t.id, FrameworkId: t.fid, AgentId: a.id, State: t.reported,
+				Source: agorav1.StatusSource_STATUS_SOURCE_AGENT})
+		}
+		a.mu.Unlock()
+		resp, err := a.c.Agent.RegisterAgent(ctx, connect.NewRequest(&agorav1.RegisterAgentRequest{
+			AgentId: a.id, Hostname: "simulated", Resources: resourcepb.ToProto("", a.s.cfg.Resources),
+			Version: a.s.cfg.Version, Cluster: a.s.cfg.Cluster, Tasks: reported, Simulated: true,
+		}))
+		if err == nil {
+			if !a.everRegistered.Swap(true) {
+				a.s.registered.Add(1)
+			}
+			a.registered.Store(true)
+			a.kick()
+			return resp.Msg.GetIndex(), nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		switch connect.CodeOf(err) {
+		case connect.CodeInvalidArgument, connect.CodeFailedPrecondition:
+			return 0, fmt.Errorf("simagent: agent %s: registration refused: %w", a.id, err)
+		}
+		a.s.log.Debug("registration failed; retrying", "agent", a.id, "err", err)
+		if !client.Sleep(ctx, backoff) {
+			return 0, ctx.Err()
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (a *simAgent) kick() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// assignLoop registers, then follows the agent's assignments.
+func (a *simAgent) assignLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		a.registered.Store(false)
+		index, err := a.register(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.s.log.Error("simulated agent stops", "agent", a.id, "err", err)
+			}
+			return
+		}
+		a.follow(ctx, index-min(index, 1))
+	}
+}
+
+// follow long-polls the assignments until the masters want a registration.
+func (a *simAgent) follow(ctx context.Context, minIndex uint64) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		a.mu.Lock()
+		rereg := a.rereg
+		a.rereg = false
+		a.mu.Unlock()
+		if rereg {
+			return
+		}
+		resp, err := a.c.Agent.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
+			AgentId: a.id, MinIndex: minIndex, WaitSeconds: a.s.cfg.PollWait.Seconds(),
+		}))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.s.log.Debug("get assignments failed", "agent", a.id, "err", err)
+			if !client.Sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if !resp.Msg.GetKnown() {
+			return
+		}
+		minIndex = max(minIndex, resp.Msg.GetIndex())
+		a.reconcile(ctx, resp.Msg.GetTasks())
+	}
+}
+
+// reconcile takes new tasks (reporting them RUNNING), kills those the
+// masters want killed and forgets those no longer assigned.
+func (a *simAgent) reconcile(ctx context.Context, assigned []*agorav1.Task) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := make(map[string]bool, len(assigned))
+	grew := false
+	for _, t := range assigned {
+		k := taskKey(t.GetFrameworkId(), t.GetId())
+		seen[k] = true
+		st, ok := a.tasks[k]
+		if !ok {
+			st = &simTask{fid: t.GetFrameworkId(), id: t.GetId(), reported: agorav1.TaskState_TASK_STATE_RUNNING}
+			a.tasks[k] = st
+			a.s.launched.Add(1)
+			a.queueLocked(st, agorav1.TaskState_TASK_STATE_RUNNING, "")
+			grew = true
+			if d := a.s.cfg.TaskDuration; d > 0 {
+				time.AfterFunc(d, func() {
+					if ctx.Err() != nil {
+						return
+					}
+					a.mu.Lock()
+					if cur, ok := a.tasks[k]; ok && cur == st && !fsm.IsTerminal(st.reported) {
+						st.reported = agorav1.TaskState_TASK_STATE_FINISHED
+						a.queueLocked(st, agorav1.TaskState_TASK_STATE_FINISHED, "simulated task done")
+					}
+					a.mu.Unlock()
+					a.kick()
+				})
+			}
+		}
+		if t.GetKillRequested() && !fsm.IsTerminal(st.reported) {
+			st.reported = agorav1.TaskState_TASK_STATE_KILLED
+			a.queueLocked(st, agorav1.TaskState_TASK_STATE_KILLED, "killed on request")
+			grew = true
+		}
+	}
+	for k, t := range a.tasks {
+		if !seen[k] && fsm.IsTerminal(t.reported) {
+			delete(a.tasks, k)
+		}
+	}
+	if grew {
+		a.kick()
+	}
+}
+
+func (a *simAgent) queueLocked(t *simTask, state agorav1.TaskState, msg string) {
+	a.pending = append(a.pending, &agorav1.TaskStatus{
+		TaskId: t.id, FrameworkId: t.fid, AgentId: a.id, State: state, Message: msg, Uuid: newUUID(),
+		Source: agorav1.StatusSource_STATUS_SOURCE_AGENT,
+	})
+}
+
+// maxStatusesPerCall stays under the masters' limit of one call.
+const maxStatusesPerCall = 1000
+
+// sendLoop sends the queued updates in order, a batch per call, until
+// each is committed or refused for good.
+func (a *simAgent) sendLoop(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	batchSize := maxStatusesPerCall
+	for {
+		a.mu.Lock()
+		n := min(len(a.pending), batchSize)
+		batch := a.pending[:n:n]
+		a.mu.Unlock()
+		if n == 0 || !a.registered.Load() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.wake:
+				continue
+			}
+		}
+		_, err := a.c.Agent.UpdateStatus(ctx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: a.id, Statuses: batch}))
+		if ctx.Err() != nil {
+			return
+		}
+		code := connect.CodeOf(err)
+		switch {
+		case err == nil:
+			a.count(batch)
+		case code == connect.CodeNotFound || code == connect.CodePermissionDenied || code == connect.CodeInvalidArgument:
+			if n > 1 {
+				batchSize = 1 // find the refused update
+				continue
+			}
+			a.s.log.Warn("masters refused a status update; dropping it", "agent", a.id, "task", batch[0].GetTaskId(), "err", err)
+			a.s.dropped.Add(1)
+		case code == connect.CodeFailedPrecondition:
+			a.mu.Lock()
+			a.rereg = true
+			a.mu.Unlock()
+			a.registered.Store(false)
+			fallthrough
+		default:
+			a.s.log.Debug("status update failed; retrying", "agent", a.id, "err", err)
+			if !client.Sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff, batchSize = 50*time.Millisecond, maxStatusesPerCall
+		a.mu.Lock()
+		a.pending = a.pending[n:]
+		a.mu.Unlock()
+	}
+}
+
+func (a *simAgent) count(batch []*agorav1.TaskStatus) {
+	for _, st := range batch {
+		switch st.GetState() {
+		case agorav1.TaskState_TASK_STATE_RUNNING:
+			a.s.running.Add(1)
+		default:
+			a.s.finished.Add(1)
+		}
+	}
+}
