@@ -122,8 +122,9 @@ func (m *Master) peerHasRaftState(ctx context.Context, p peer) (bool, error) {
 }
 
 // reconcileLoop runs on the leader: it adds live masters missing from the
-// Raft configuration as voters and records masters' addresses in the FSM.
-// Failed masters are left in place; operators remove them.
+// Raft configuration as non-voters (autopilot promotes them once stable
+// and caught up, and removes dead ones: autopilot.go) and records
+// masters' addresses in the FSM.
 func (m *Master) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
@@ -161,9 +162,12 @@ func (m *Master) reconcile(ctx context.Context) {
 				m.log.Warn("not adding gossip member as a raft voter", "peer", p.id, "err", err)
 				continue
 			}
-			m.log.Info("adding master to raft configuration", "peer", p.id, "raft", p.raftAddr)
-			if err := m.raft.AddVoter(raft.ServerID(p.id), raft.ServerAddress(p.raftAddr), 0, 10*time.Second).Error(); err != nil {
-				m.log.Warn("adding voter failed", "peer", p.id, "err", err)
+			// A master new to the configuration joins as a non-voter; for
+			// one already in it (a new address) AddNonvoter only updates the
+			// address and keeps its suffrage.
+			m.log.Info("adding master to raft configuration", "peer", p.id, "raft", p.raftAddr, "known", ok)
+			if err := m.waitFuture(m.raft.AddNonvoter(raft.ServerID(p.id), raft.ServerAddress(p.raftAddr), 0, 10*time.Second)); err != nil {
+				m.log.Warn("adding master failed", "peer", p.id, "err", err)
 				continue
 			}
 		}

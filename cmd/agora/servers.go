@@ -56,6 +56,7 @@ type masterFlags struct {
 	reregisterTimeout time.Duration
 	agentRemovalRate  float64
 	offerTimeout      time.Duration
+	autopilot         autopilotFlags
 }
 
 func (m *masterFlags) register(fs *flag.FlagSet) {
@@ -65,6 +66,7 @@ func (m *masterFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&m.reregisterTimeout, "agent-reregister-timeout", 10*time.Minute, "an agent that stopped for a restart and has not registered again after this is marked unreachable")
 	fs.Float64Var(&m.agentRemovalRate, "agent-removal-rate", 10, "at most this many agents marked unreachable per second")
 	fs.DurationVar(&m.offerTimeout, "offer-timeout", 60*time.Second, "outstanding offers are rescinded after this")
+	m.autopilot.register(fs)
 }
 
 func (m *masterFlags) apply(c *master.Config) {
@@ -74,6 +76,7 @@ func (m *masterFlags) apply(c *master.Config) {
 	c.AgentReregisterTimeout = m.reregisterTimeout
 	c.AgentRemovalRate = m.agentRemovalRate
 	c.OfferTimeout = m.offerTimeout
+	m.autopilot.apply(c)
 }
 
 func runMaster(ctx context.Context, args []string) error {
