@@ -47,3 +47,16 @@ func (c *Cluster) AddMaster(ctx context.Context) (int, error) {
 	c.mu.Unlock()
 	return i, c.start(ctx, i)
 }
+
+// StopMaster shuts master i down gracefully, as an operator's restart
+// would (leadership handed over, gossip left); Restart brings it back.
+func (c *Cluster) StopMaster(i int) error {
+	c.mu.Lock()
+	m, alive := c.masters[i], c.alive[i]
+	c.alive[i] = false
+	c.mu.Unlock()
+	if !alive {
+		return nil
+	}
+	return m.Shutdown()
+}

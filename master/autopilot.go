@@ -113,7 +113,9 @@ func (d *apDelegate) NotifyState(*autopilot.State) {}
 
 // KnownServers lists every server of the Raft configuration (a server
 // missing here would be removed at once as stale, with no wait) and every
-// master of our cluster in gossip, with its gossip status. It records
+// master of our cluster in gossip, with its gossip status, all of the
+// voter type (every master may vote: the quorum arithmetic of dead server
+// removal counts them). It records
 // since when each one has not been alive.
 func (d *apDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 	m := d.m
@@ -121,7 +123,7 @@ func (d *apDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 	out := make(map[raft.ServerID]*autopilot.Server)
 	if f := m.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
-			out[s.ID] = &autopilot.Server{ID: s.ID, Name: string(s.ID), Address: s.Address, NodeStatus: autopilot.NodeFailed, RaftVersion: raft.ProtocolVersionMax}
+			out[s.ID] = &autopilot.Server{ID: s.ID, Name: string(s.ID), Address: s.Address, NodeStatus: autopilot.NodeFailed, RaftVersion: raft.ProtocolVersionMax, NodeType: autopilot.NodeVoter}
 		}
 	}
 	for _, mem := range m.pool.Members() {
@@ -132,7 +134,7 @@ func (d *apDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 		id := raft.ServerID(t.ID)
 		s, ok := out[id]
 		if !ok {
-			s = &autopilot.Server{ID: id, Name: t.ID, Address: raft.ServerAddress(t.Extra[TagRaft]), RaftVersion: raft.ProtocolVersionMax}
+			s = &autopilot.Server{ID: id, Name: t.ID, Address: raft.ServerAddress(t.Extra[TagRaft]), RaftVersion: raft.ProtocolVersionMax, NodeType: autopilot.NodeVoter}
 			out[id] = s
 		}
 		switch mem.Status {
@@ -188,7 +190,9 @@ func (d *apDelegate) FetchServerStats(ctx context.Context, servers map[raft.Serv
 	for id, s := range servers {
 		if id == raft.ServerID(d.m.cfg.ID) {
 			st := localServerStats(d.m.raft)
+			mu.Lock()
 			out[id] = &autopilot.ServerStats{LastContact: msDuration(st.GetLastContactMs()), LastTerm: st.GetLastTerm(), LastIndex: st.GetLastIndex()}
+			mu.Unlock()
 			continue
 		}
 		httpAddr := s.Meta["http"]

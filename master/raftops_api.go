@@ -200,9 +200,10 @@ func (s *operatorServer) TransferLeader(ctx context.Context, req *connect.Reques
 		}
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("leadership transfer: %w", err))
 	}
-	_, lid := m.raft.LeaderWithID()
+	// We learn the new leader from its first heartbeat.
+	lid := m.awaitLeader(ctx, 5*time.Second)
 	m.log.Info("leadership transferred by an operator", "to", lid)
-	return connect.NewResponse(&agorav1.TransferLeaderResponse{LeaderId: string(lid)}), nil
+	return connect.NewResponse(&agorav1.TransferLeaderResponse{LeaderId: lid}), nil
 }
 
 // RaftHealth reports autopilot's state (leader only).
@@ -286,4 +287,25 @@ func (m *Master) deadSince() map[raft.ServerID]time.Time {
 		out[id] = t
 	}
 	return out
+}
+
+// awaitLeader waits until this master knows a leader, up to d; "" when
+// none is known by then.
+func (m *Master) awaitLeader(ctx context.Context, d time.Duration) string {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, id := m.raft.LeaderWithID(); id != "" {
+			return string(id)
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-deadline.C:
+			return ""
+		case <-tick.C:
+		}
+	}
 }
