@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -110,7 +108,7 @@ func runSnapshotSave(ctx context.Context, args []string) error {
 	var h backup.Header
 	err = retryStream(ctx, func() error {
 		var err error
-		h, err = saveOnce(ctx, cl, path)
+		h, err = backup.Save(ctx, cl.Operator, path)
 		return err
 	})
 	if err != nil {
@@ -118,50 +116,6 @@ func runSnapshotSave(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("saved %s: raft index %d, term %d, %d bytes, sha256 %s\n", path, h.Index, h.Term, h.Size, h.SumHex())
 	return nil
-}
-
-func saveOnce(ctx context.Context, cl *client.Client, path string) (backup.Header, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := cl.Operator.SaveSnapshot(ctx, connect.NewRequest(&agorav1.SaveSnapshotRequest{}))
-	if err != nil {
-		return backup.Header{}, err
-	}
-	defer stream.Close()
-	if !stream.Receive() {
-		if err := stream.Err(); err != nil {
-			return backup.Header{}, err
-		}
-		return backup.Header{}, errors.New("the leader sent no snapshot")
-	}
-	meta := stream.Msg().GetMeta()
-	if meta == nil {
-		return backup.Header{}, errors.New("the leader's snapshot stream did not start with its metadata")
-	}
-	w, err := backup.Create(path)
-	if err != nil {
-		return backup.Header{}, err
-	}
-	defer w.Abort()
-	sum := ""
-	for stream.Receive() {
-		msg := stream.Msg()
-		if len(msg.GetChunk()) > 0 {
-			if _, err := w.Write(msg.GetChunk()); err != nil {
-				return backup.Header{}, fmt.Errorf("write %s: %w", path, err)
-			}
-		}
-		if msg.GetSha256() != "" {
-			sum = msg.GetSha256()
-		}
-	}
-	if err := stream.Err(); err != nil {
-		return backup.Header{}, err
-	}
-	if sum == "" {
-		return backup.Header{}, errors.New("the leader's snapshot stream ended without its checksum")
-	}
-	return w.Commit(meta.GetIndex(), meta.GetTerm(), uint64(meta.GetSize()), sum, meta.GetAgoraVersion())
 }
 
 func runSnapshotRestore(ctx context.Context, args []string) error {
@@ -188,7 +142,7 @@ func runSnapshotRestore(ctx context.Context, args []string) error {
 	var resp *agorav1.RestoreSnapshotResponse
 	err = retryStream(ctx, func() error {
 		var err error
-		resp, err = restoreOnce(ctx, cl, f)
+		resp, err = backup.Send(ctx, cl.Operator, f)
 		return err
 	})
 	if err != nil {
@@ -196,36 +150,6 @@ func runSnapshotRestore(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("restored %s (raft index %d, term %d, %d bytes); the cluster's applied index is now %d\n", path, h.Index, h.Term, h.Size, resp.AppliedIndex)
 	return nil
-}
-
-func restoreOnce(ctx context.Context, cl *client.Client, f *os.File) (*agorav1.RestoreSnapshotResponse, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	stream := cl.Operator.RestoreSnapshot(ctx)
-	buf := make([]byte, 256<<10)
-	for {
-		n, rerr := io.ReadFull(f, buf)
-		if n > 0 {
-			if err := stream.Send(&agorav1.RestoreSnapshotRequest{Chunk: buf[:n]}); err != nil {
-				if errors.Is(err, io.EOF) {
-					break // the master answered early: CloseAndReceive has its answer
-				}
-				return nil, err
-			}
-		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
-		if rerr != nil {
-			return nil, rerr
-		}
-	}
-	resp, err := stream.CloseAndReceive()
-	if err != nil {
-		return nil, err
-	}
-	return resp.Msg, nil
 }
 
 func runSnapshotInspect(args []string) error {
