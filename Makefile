@@ -37,7 +37,8 @@ demo: build
 ## also run in make test). New crashers land in the package's testdata/fuzz: commit them.
 FUZZTIME ?= 60s
 FUZZ_TARGETS = FuzzDecode:./fsm FuzzApply:./fsm FuzzRestore:./fsm FuzzAccept:./fsm \
-	FuzzParse:./resources FuzzArithmetic:./resources FuzzParse:./service FuzzDecodeEntries:./examples/kvservice
+	FuzzParse:./resources FuzzArithmetic:./resources FuzzParse:./service FuzzDecodeEntries:./examples/kvservice \
+	FuzzVerify:./backup
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \

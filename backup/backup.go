@@ -93,6 +93,11 @@ func ParseHeader(b []byte) (Header, error) {
 		return h, fmt.Errorf("%w: bad version length %d", ErrCorrupt, n)
 	}
 	h.AgoraVersion = string(b[73 : 73+n])
+	for _, c := range b[73+n : HeaderSize] {
+		if c != 0 {
+			return h, fmt.Errorf("%w: bytes after the version string", ErrCorrupt)
+		}
+	}
 	if h.Index == 0 || h.Term == 0 {
 		return h, fmt.Errorf("%w: raft index %d, term %d", ErrCorrupt, h.Index, h.Term)
 	}
