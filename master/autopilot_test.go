@@ -264,8 +264,7 @@ func TestRaftRemoveRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Stop)
-	leader, err := c.WaitLeader(ctx)
-	if err != nil {
+	if _, err := c.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cl := client.New(strings.Join(c.Addrs(), ","))
@@ -279,7 +278,8 @@ func TestRaftRemoveRefusals(t *testing.T) {
 	if resp.Msg.GetLeaderId() != target {
 		t.Fatalf("transfer answered leader %q, want %s", resp.Msg.GetLeaderId(), target)
 	}
-	if leader, err = c.WaitLeader(ctx); err != nil || leader.ID() != target {
+	leader, err := c.WaitLeader(ctx)
+	if err != nil || leader.ID() != target {
 		t.Fatalf("leader after transfer: %v; want %s", err, target)
 	}
 	_, err = cl.Operator.TransferLeader(ctx, connect.NewRequest(&agorav1.TransferLeaderRequest{Id: "m9"}))

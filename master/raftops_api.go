@@ -62,8 +62,7 @@ func (s *operatorServer) RemovePeer(ctx context.Context, req *connect.Request[ag
 
 // checkRemovable judges a removal against the configuration: NotFound
 // for a master not in it, FailedPrecondition for the leader and for a
-// voter quorum needs. A voter counts as live when it is alive in gossip
-// and, where autopilot has judged it, healthy.
+// voter quorum needs. A voter counts as live when it is alive in gossip.
 func (m *Master) checkRemovable(conf raft.Configuration, id string) error {
 	var target *raft.Server
 	voters := 0
@@ -106,19 +105,13 @@ func (m *Master) checkRemovable(conf raft.Configuration, id string) error {
 	return nil
 }
 
-// liveMasters reports which masters are alive in gossip and not judged
-// unhealthy by autopilot. We are always live.
+// liveMasters reports which masters are alive in gossip (a voter that is
+// alive can vote, even while autopilot judges it behind). We are always
+// live.
 func (m *Master) liveMasters() map[string]bool {
 	live := map[string]bool{m.cfg.ID: true}
 	for _, p := range m.aliveMasters() {
 		live[p.id] = true
-	}
-	if ap := m.autopilot.Load(); ap != nil {
-		for id, srv := range ap.GetState().Servers {
-			if !srv.Health.Healthy && string(id) != m.cfg.ID {
-				delete(live, string(id))
-			}
-		}
 	}
 	return live
 }
