@@ -152,7 +152,8 @@ func (m *Master) reconcile(ctx context.Context) {
 	for _, rec := range m.fsm.State().Masters() {
 		recorded[rec.GetId()] = rec
 	}
-	for _, p := range m.aliveMasters() {
+	alive := m.aliveMasters()
+	for _, p := range alive {
 		if ctx.Err() != nil {
 			return
 		}
@@ -177,6 +178,28 @@ func (m *Master) reconcile(ctx context.Context) {
 		}
 		if _, err := m.Apply(ctx, fsm.CmdUpsertMaster, &agorav1.UpsertMasterCommand{Master: want}); err != nil {
 			m.log.Warn("recording master failed", "peer", p.id, "err", err)
+		}
+	}
+	m.forgetStaleMasters(ctx, inConf, alive)
+}
+
+// forgetStaleMasters drops the records of masters that are neither in the
+// Raft configuration nor alive in gossip: those a restored snapshot
+// brought from another cluster, or of a removed master whose record could
+// not be dropped then.
+func (m *Master) forgetStaleMasters(ctx context.Context, inConf map[raft.ServerID]raft.Server, alive []peer) {
+	live := make(map[string]bool, len(alive))
+	for _, p := range alive {
+		live[p.id] = true
+	}
+	for _, rec := range m.fsm.State().Masters() {
+		id := rec.GetId()
+		if _, ok := inConf[raft.ServerID(id)]; ok || live[id] || ctx.Err() != nil {
+			continue
+		}
+		m.log.Info("forgetting the record of a master not in the raft configuration", "peer", id)
+		if _, err := m.Apply(ctx, fsm.CmdRemoveMaster, &agorav1.RemoveMasterCommand{Id: id}); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+			m.log.Warn("forgetting a stale master record failed", "peer", id, "err", err)
 		}
 	}
 }
