@@ -48,7 +48,8 @@ demo: build
 FUZZTIME ?= 60s
 FUZZ_TARGETS = FuzzDecode:./fsm FuzzApply:./fsm FuzzRestore:./fsm FuzzAccept:./fsm \
 	FuzzParse:./resources FuzzArithmetic:./resources FuzzParse:./service FuzzDecodeEntries:./examples/kvservice \
-	FuzzParseAuthFile:./auth FuzzParseACL:./auth
+	FuzzParseAuthFile:./auth FuzzParseACL:./auth \
+	FuzzVerify:./backup
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \

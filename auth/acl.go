@@ -12,8 +12,8 @@ import (
 const (
 	AreaRoles     = "roles"     // SetRole, DeleteRole
 	AreaDrain     = "drain"     // DrainAgent, UndrainAgent, StopAgent
-	AreaRaft      = "raft"      // RemovePeer
-	AreaSnapshots = "snapshots" // snapshot and restore
+	AreaRaft      = "raft"      // AddPeer, RemovePeer, TransferLeader
+	AreaSnapshots = "snapshots" // SaveSnapshot, RestoreSnapshot
 	AreaServices  = "services"  // RunService, ScaleService, ...
 	AreaGossip    = "gossip"    // GossipKeyring writes
 )

@@ -125,7 +125,8 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 		name := fmt.Sprintf("m%d", i)
 		args := []string{"master", "--id", name, "--data-dir", filepath.Join(o.Dir, name),
 			"--http", a.http, "--raft", a.raft, "--gossip", a.gossip, "--join", strings.Join(joins, ","),
-			"--bootstrap-expect", strconv.Itoa(o.Masters), "--gossip-profile", "local", "--raft-profile", "fast"}
+			"--bootstrap-expect", strconv.Itoa(o.Masters), "--gossip-profile", "local", "--raft-profile", "fast",
+			"--autopilot-stabilization", "2s", "--autopilot-interval", "1s"}
 		args = append(args, sec.masterArgs(i)...)
 		args = append(args, o.ExtraMasterArgs...)
 		c.masters = append(c.masters, &proc{name: name, args: args, logPath: filepath.Join(o.Dir, name+".log")})

@@ -125,6 +125,10 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			RaftProfile:     o.RaftProfile,
 			GossipKeyring:   o.GossipKeyring,
 			Logger:          o.Logger,
+			// A test cluster promotes a new master sooner than the
+			// defaults (10s stable, polled every 2s).
+			AutopilotStabilization: 2 * time.Second,
+			AutopilotInterval:      time.Second,
 		}
 		if err := o.Auth.config(&cfg, c.dir); err != nil {
 			return nil, err
@@ -159,7 +163,8 @@ func FreeTCPPort() (int, error) { return freeport.TCP("127.0.0.1") }
 func FreeGossipPort() (int, error) { return freeport.TCPUDP("127.0.0.1") }
 
 func (c *Cluster) start(ctx context.Context, i int) error {
-	m, err := master.New(c.cfgs[i])
+	cfg := c.configs()[i]
+	m, err := master.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -167,7 +172,7 @@ func (c *Cluster) start(ctx context.Context, i int) error {
 		c.opts.OnNew(i, m)
 	}
 	if err := m.Start(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("devcluster: start %s: %w", c.cfgs[i].ID, err)
+		return fmt.Errorf("devcluster: start %s: %w", cfg.ID, err)
 	}
 	c.mu.Lock()
 	c.masters[i], c.alive[i] = m, true
@@ -200,12 +205,20 @@ func (c *Cluster) Alive(i int) bool {
 }
 
 // Configs returns the masters' configs.
-func (c *Cluster) Configs() []master.Config { return append([]master.Config(nil), c.cfgs...) }
+func (c *Cluster) Configs() []master.Config { return c.configs() }
+
+// configs copies the masters' configs (AddMaster appends to them).
+func (c *Cluster) configs() []master.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]master.Config(nil), c.cfgs...)
+}
 
 // Addrs returns the masters' HTTP URLs.
 func (c *Cluster) Addrs() []string {
-	out := make([]string, len(c.cfgs))
-	for i, cfg := range c.cfgs {
+	cfgs := c.configs()
+	out := make([]string, len(cfgs))
+	for i, cfg := range cfgs {
 		out[i] = c.scheme() + cfg.HTTPAddr
 	}
 	return out
@@ -213,8 +226,9 @@ func (c *Cluster) Addrs() []string {
 
 // JoinAddrs returns the masters' gossip addresses (what agents join).
 func (c *Cluster) JoinAddrs() []string {
-	out := make([]string, len(c.cfgs))
-	for i, cfg := range c.cfgs {
+	cfgs := c.configs()
+	out := make([]string, len(cfgs))
+	for i, cfg := range cfgs {
 		out[i] = cfg.GossipAddr
 	}
 	return out

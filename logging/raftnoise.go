@@ -24,6 +24,12 @@ var raftRoutine = map[string]struct {
 		return errText(arg(args, "error")) == "log not found" &&
 			uintArg(args, "previous-index") > uintArg(args, "last-index")
 	}},
+	// The leader has no entry at the follower's next index (compacted into
+	// a snapshot, or the gap a restored snapshot leaves): it sends the
+	// follower its snapshot instead.
+	"failed to get log": {hclog.Info, func(args []any) bool {
+		return errText(arg(args, "error")) == "log not found"
+	}},
 	// The leader's side of the same catch-up.
 	"appendEntries rejected, sending older logs": {hclog.Debug, always},
 	// A master with no Raft configuration yet (waiting for the cluster's

@@ -62,14 +62,16 @@ func (m *Master) authOn() bool { return m.sec.authOn() }
 
 func (m *Master) security() *security { return m.sec }
 
-// unauthenticatedPaths answer without a credential: health, and
-// GetStatus (the leader and the masters' addresses, which every client
-// needs to find the leader and masters ask each other before they
-// bootstrap).
+// unauthenticatedPaths answer without a credential: health, GetStatus
+// (the leader and the masters' addresses, which every client needs to
+// find the leader and masters ask each other before they bootstrap) and
+// RaftServerStats (one master's Raft indexes and term, which the leader's
+// autopilot asks every master for; nothing else).
 var unauthenticatedPaths = map[string]bool{
-	"/" + HealthService + "/Check":                   true,
-	"/" + HealthService + "/Watch":                   true,
-	agorav1connect.OperatorServiceGetStatusProcedure: true,
+	"/" + HealthService + "/Check":                         true,
+	"/" + HealthService + "/Watch":                         true,
+	agorav1connect.OperatorServiceGetStatusProcedure:       true,
+	agorav1connect.OperatorServiceRaftServerStatsProcedure: true,
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header.
@@ -166,6 +168,12 @@ var operatorNeeds = map[string]string{
 	agorav1connect.OperatorServiceSetRoleProcedure:           auth.AreaRoles,
 	agorav1connect.OperatorServiceDeleteRoleProcedure:        auth.AreaRoles,
 	agorav1connect.OperatorServiceRemovePeerProcedure:        auth.AreaRaft,
+	agorav1connect.OperatorServiceAddPeerProcedure:           auth.AreaRaft,
+	agorav1connect.OperatorServiceTransferLeaderProcedure:    auth.AreaRaft,
+	agorav1connect.OperatorServiceRaftHealthProcedure:        "",
+	agorav1connect.OperatorServiceRaftServerStatsProcedure:   "-",
+	agorav1connect.OperatorServiceSaveSnapshotProcedure:      auth.AreaSnapshots,
+	agorav1connect.OperatorServiceRestoreSnapshotProcedure:   auth.AreaSnapshots,
 	agorav1connect.OperatorServiceDrainAgentProcedure:        auth.AreaDrain,
 	agorav1connect.OperatorServiceUndrainAgentProcedure:      auth.AreaDrain,
 	agorav1connect.OperatorServiceRunServiceProcedure:        auth.AreaServices,

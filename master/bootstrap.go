@@ -122,8 +122,9 @@ func (m *Master) peerHasRaftState(ctx context.Context, p peer) (bool, error) {
 }
 
 // reconcileLoop runs on the leader: it adds live masters missing from the
-// Raft configuration as voters and records masters' addresses in the FSM.
-// Failed masters are left in place; operators remove them.
+// Raft configuration as non-voters (autopilot promotes them once stable
+// and caught up, and removes dead ones: autopilot.go) and records
+// masters' addresses in the FSM.
 func (m *Master) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
@@ -151,7 +152,8 @@ func (m *Master) reconcile(ctx context.Context) {
 	for _, rec := range m.fsm.State().Masters() {
 		recorded[rec.GetId()] = rec
 	}
-	for _, p := range m.aliveMasters() {
+	alive := m.aliveMasters()
+	for _, p := range alive {
 		if ctx.Err() != nil {
 			return
 		}
@@ -161,9 +163,12 @@ func (m *Master) reconcile(ctx context.Context) {
 				m.log.Warn("not adding gossip member as a raft voter", "peer", p.id, "err", err)
 				continue
 			}
-			m.log.Info("adding master to raft configuration", "peer", p.id, "raft", p.raftAddr)
-			if err := m.raft.AddVoter(raft.ServerID(p.id), raft.ServerAddress(p.raftAddr), 0, 10*time.Second).Error(); err != nil {
-				m.log.Warn("adding voter failed", "peer", p.id, "err", err)
+			// A master new to the configuration joins as a non-voter; for
+			// one already in it (a new address) AddNonvoter only updates the
+			// address and keeps its suffrage.
+			m.log.Info("adding master to raft configuration", "peer", p.id, "raft", p.raftAddr, "known", ok)
+			if err := m.waitFuture(m.raft.AddNonvoter(raft.ServerID(p.id), raft.ServerAddress(p.raftAddr), 0, 10*time.Second)); err != nil {
+				m.log.Warn("adding master failed", "peer", p.id, "err", err)
 				continue
 			}
 		}
@@ -173,6 +178,28 @@ func (m *Master) reconcile(ctx context.Context) {
 		}
 		if _, err := m.Apply(ctx, fsm.CmdUpsertMaster, &agorav1.UpsertMasterCommand{Master: want}); err != nil {
 			m.log.Warn("recording master failed", "peer", p.id, "err", err)
+		}
+	}
+	m.forgetStaleMasters(ctx, inConf, alive)
+}
+
+// forgetStaleMasters drops the records of masters that are neither in the
+// Raft configuration nor alive in gossip: those a restored snapshot
+// brought from another cluster, or of a removed master whose record could
+// not be dropped then.
+func (m *Master) forgetStaleMasters(ctx context.Context, inConf map[raft.ServerID]raft.Server, alive []peer) {
+	live := make(map[string]bool, len(alive))
+	for _, p := range alive {
+		live[p.id] = true
+	}
+	for _, rec := range m.fsm.State().Masters() {
+		id := rec.GetId()
+		if _, ok := inConf[raft.ServerID(id)]; ok || live[id] || ctx.Err() != nil {
+			continue
+		}
+		m.log.Info("forgetting the record of a master not in the raft configuration", "peer", id)
+		if _, err := m.Apply(ctx, fsm.CmdRemoveMaster, &agorav1.RemoveMasterCommand{Id: id}); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+			m.log.Warn("forgetting a stale master record failed", "peer", id, "err", err)
 		}
 	}
 }

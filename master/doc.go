@@ -19,9 +19,13 @@
 //     configuration with all of them. A master with existing Raft state
 //     never bootstraps, so restarts cannot split the cluster.
 //  3. The leader adds every live master it sees in gossip but not in the
-//     Raft configuration as a voter (online membership change) and records
-//     masters' addresses in the FSM. Failed masters stay voters until an
-//     operator removes them (OperatorService.RemovePeer).
+//     Raft configuration as a non-voter and records masters' addresses in
+//     the FSM. Its autopilot (hashicorp/raft-autopilot, autopilot.go)
+//     promotes a non-voter once it has been healthy for
+//     [Config].AutopilotStabilization and removes a master failed in
+//     gossip for [Config].AutopilotDeadServerCleanup while quorum allows;
+//     operators remove one at once (OperatorService.RemovePeer, which
+//     refuses the leader and voters quorum needs).
 //  4. On winning leadership the master issues a Barrier, then the leader
 //     type (leader.go) establishes its term: it starts every leader-only
 //     task (master reconciliation, allocation, expiry of offers, filters,

@@ -65,6 +65,7 @@ func (l *leader) tasks() []leaderTask {
 		{name: "liveness", run: l.runLiveness},
 		{name: "drain", run: l.runDrainDeadlines},
 		{name: "services", run: l.runServices},
+		{name: "autopilot", run: l.runAutopilot},
 	}, extra...)
 }
 

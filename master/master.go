@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
@@ -127,6 +128,27 @@ type Config struct {
 	// AuditLog, optional, is a file to which every write and every refused
 	// call is appended as a JSON line (see audit.go).
 	AuditLog string
+	// AutopilotStabilization is how long a new master must be healthy (in
+	// gossip, heard from, caught up) as a non-voter before autopilot makes
+	// it a voter; default 10s.
+	AutopilotStabilization time.Duration
+	// AutopilotDeadServerCleanup is how long a master may be failed or
+	// gone in gossip before autopilot removes it from the Raft
+	// configuration (never a majority of the voters, never below
+	// AutopilotMinQuorum); default 5m, negative never removes.
+	AutopilotDeadServerCleanup time.Duration
+	// AutopilotLastContactThreshold: a master the leader has not heard
+	// from for longer is unhealthy; default 2s.
+	AutopilotLastContactThreshold time.Duration
+	// AutopilotMaxTrailingLogs: a master more entries behind the leader
+	// is unhealthy; default 500.
+	AutopilotMaxTrailingLogs uint64
+	// AutopilotMinQuorum: autopilot never removes a dead master when
+	// fewer voters would remain; default 0 (only the majority rule).
+	AutopilotMinQuorum uint
+	// AutopilotInterval is how often autopilot polls the masters and
+	// reconciles the configuration; default 2s.
+	AutopilotInterval time.Duration
 	// Logger receives the master's logs, raft's and gossip's included;
 	// nil means slog.Default().
 	Logger *slog.Logger
@@ -194,6 +216,7 @@ func (c *Config) setDefaults() error {
 		c.PreemptionWindow = 10 * time.Second
 	}
 	c.Limits.setDefaults()
+	c.autopilotDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -239,6 +262,14 @@ type Master struct {
 	explain  explainStore // the last traced allocation round (explain.go)
 	verdicts verdictStore // the last preemption pass (preemption.go)
 	sec      *security    // authentication, ACL and audit log (auth.go)
+	// autopilot runs while we lead (autopilot.go); nil otherwise.
+	autopilot  atomic.Pointer[autopilot.Autopilot]
+	apDelegate atomic.Pointer[apDelegate]
+	// snaps is Raft's snapshot store (snapshot_api.go reads it).
+	snaps raft.SnapshotStore
+	// releadCh asks the leader loop to restart the leader work (after a
+	// snapshot restore replaced the state under it).
+	releadCh chan struct{}
 
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64
@@ -271,6 +302,7 @@ func New(cfg Config) (*Master, error) {
 		readyCh:     make(chan struct{}),
 		reconcileCh: make(chan struct{}, 1),
 		bootCh:      make(chan struct{}, 1),
+		releadCh:    make(chan struct{}, 1),
 		stopped:     make(chan struct{}),
 		quit:        make(chan struct{}),
 	}
@@ -469,6 +501,7 @@ func (m *Master) startRaft() error {
 		return err
 	}
 	m.store = st.Bolt
+	m.snaps = st.Snaps
 	has, err := raft.HasExistingState(st.Logs, st.Bolt, st.Snaps)
 	if err != nil {
 		return fmt.Errorf("master: inspect raft state: %w", err)

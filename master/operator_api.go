@@ -2,11 +2,8 @@ package master
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
@@ -195,45 +192,6 @@ func (s *operatorServer) ListPeers(ctx context.Context, req *connect.Request[ago
 		return nil, err
 	}
 	return connect.NewResponse(&agorav1.ListPeersResponse{Peers: s.m.masterViews()}), nil
-}
-
-// RemovePeer removes a master from the Raft configuration (leader only).
-// Removing ourselves is allowed; Raft steps down afterwards. A removed
-// master that is still alive in gossip is added back by the leader.
-func (s *operatorServer) RemovePeer(ctx context.Context, req *connect.Request[agorav1.RemovePeerRequest]) (*connect.Response[agorav1.RemovePeerResponse], error) {
-	m := s.m
-	id := req.Msg.GetId()
-	if id == "" {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("peer id is required"))
-	}
-	if !m.IsLeader() {
-		return nil, m.NotLeaderError()
-	}
-	f := m.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, m.raftError(err)
-	}
-	found := false
-	for _, srv := range f.Configuration().Servers {
-		found = found || string(srv.ID) == id
-	}
-	if !found {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("master %q is not in the raft configuration", id))
-	}
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(dl), time.Millisecond)
-	}
-	if err := m.raft.RemoveServer(raft.ServerID(id), f.Index(), timeout).Error(); err != nil {
-		return nil, m.raftError(err)
-	}
-	m.log.Info("removed master from raft configuration", "peer", id)
-	if id != m.cfg.ID {
-		if _, err := m.Apply(ctx, fsm.CmdRemoveMaster, &agorav1.RemoveMasterCommand{Id: id}); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
-			m.log.Warn("forgetting removed master's record failed", "peer", id, "err", err)
-		}
-	}
-	return connect.NewResponse(&agorav1.RemovePeerResponse{}), nil
 }
 
 func (s *operatorServer) ListAgents(ctx context.Context, req *connect.Request[agorav1.ListAgentsRequest]) (*connect.Response[agorav1.ListAgentsResponse], error) {

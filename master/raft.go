@@ -70,6 +70,9 @@ func (m *Master) leaderLoop(ctx context.Context) {
 			check()
 		case <-tick.C:
 			check()
+		case <-m.releadCh:
+			stop() // a restored snapshot: start the leader work afresh
+			check()
 		}
 	}
 }

@@ -223,8 +223,11 @@ func effWeight(w float64) float64 {
 
 func runRaft(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: agora raft peers [--json] | agora raft remove ID")
+		fmt.Fprintln(os.Stderr, raftUsage)
 		return errUsage
+	}
+	if ok, err := runRaftMore(ctx, args[0], args[1:]); ok {
+		return err
 	}
 	switch args[0] {
 	case "peers":
@@ -264,5 +267,5 @@ func runRaft(ctx context.Context, args []string) error {
 		fmt.Printf("master %s removed from the raft configuration\n", pos[0])
 		return nil
 	}
-	return fmt.Errorf("unknown raft subcommand %q (want peers or remove)", args[0])
+	return fmt.Errorf("unknown raft subcommand %q (want peers, add, remove, transfer-leader or health)", args[0])
 }

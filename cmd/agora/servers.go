@@ -57,6 +57,7 @@ type masterFlags struct {
 	agentRemovalRate  float64
 	offerTimeout      time.Duration
 	limits            limitFlags
+	autopilot         autopilotFlags
 }
 
 func (m *masterFlags) register(fs *flag.FlagSet) {
@@ -67,6 +68,7 @@ func (m *masterFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&m.agentRemovalRate, "agent-removal-rate", 10, "at most this many agents marked unreachable per second")
 	fs.DurationVar(&m.offerTimeout, "offer-timeout", 60*time.Second, "outstanding offers are rescinded after this")
 	m.limits.register(fs)
+	m.autopilot.register(fs)
 }
 
 func (m *masterFlags) apply(c *master.Config) {
@@ -77,6 +79,7 @@ func (m *masterFlags) apply(c *master.Config) {
 	c.AgentRemovalRate = m.agentRemovalRate
 	c.OfferTimeout = m.offerTimeout
 	m.limits.apply(c)
+	m.autopilot.apply(c)
 }
 
 func runMaster(ctx context.Context, args []string) error {

@@ -78,6 +78,12 @@ var policies = map[string]Policy{
 	// Keyring queries: installing, using or removing a key twice leaves
 	// every keyring as once; listing is a read.
 	agorav1connect.OperatorServiceGossipKeyringProcedure: RetryAlways,
+	// Online membership: reads, and configuration changes whose second
+	// attempt answers differently (AlreadyExists, NotFound).
+	agorav1connect.OperatorServiceRaftHealthProcedure:      RetryAlways,
+	agorav1connect.OperatorServiceRaftServerStatsProcedure: RetryAlways,
+	agorav1connect.OperatorServiceAddPeerProcedure:         RetryIfNotApplied,
+	agorav1connect.OperatorServiceTransferLeaderProcedure:  RetryIfNotApplied,
 }
 
 // PolicyOf returns the retry policy of a procedure

@@ -3037,7 +3037,7 @@ var File_agora_v1_operator_proto protoreflect.FileDescriptor
 
 const file_agora_v1_operator_proto_rawDesc = "" +
 	"\n" +
-	"\x17agora/v1/operator.proto\x12\bagora.v1\x1a\x14agora/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n" +
+	"\x17agora/v1/operator.proto\x12\bagora.v1\x1a\x16agora/v1/raftops.proto\x1a\x14agora/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n" +
 	"\vReadOptions\x12\x14\n" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\"=\n" +
 	"\x10GetStatusRequest\x12)\n" +
@@ -3237,7 +3237,7 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\x1aGOSSIP_KEYRING_ACTION_LIST\x10\x01\x12!\n" +
 	"\x1dGOSSIP_KEYRING_ACTION_INSTALL\x10\x02\x12\x1d\n" +
 	"\x19GOSSIP_KEYRING_ACTION_USE\x10\x03\x12 \n" +
-	"\x1cGOSSIP_KEYRING_ACTION_REMOVE\x10\x042\x92\x0e\n" +
+	"\x1cGOSSIP_KEYRING_ACTION_REMOVE\x10\x042\xf3\x11\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\tGetStatus\x12\x1a.agora.v1.GetStatusRequest\x1a\x1b.agora.v1.GetStatusResponse\x12>\n" +
 	"\aSetRole\x12\x18.agora.v1.SetRoleRequest\x1a\x19.agora.v1.SetRoleResponse\x12G\n" +
@@ -3268,7 +3268,14 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"DrainAgent\x12\x1b.agora.v1.DrainAgentRequest\x1a\x1c.agora.v1.DrainAgentResponse\x12M\n" +
 	"\fUndrainAgent\x12\x1d.agora.v1.UndrainAgentRequest\x1a\x1e.agora.v1.UndrainAgentResponse\x12P\n" +
-	"\rGossipKeyring\x12\x1e.agora.v1.GossipKeyringRequest\x1a\x1f.agora.v1.GossipKeyringResponseB7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
+	"\rGossipKeyring\x12\x1e.agora.v1.GossipKeyringRequest\x1a\x1f.agora.v1.GossipKeyringResponse\x12>\n" +
+	"\aAddPeer\x12\x18.agora.v1.AddPeerRequest\x1a\x19.agora.v1.AddPeerResponse\x12S\n" +
+	"\x0eTransferLeader\x12\x1f.agora.v1.TransferLeaderRequest\x1a .agora.v1.TransferLeaderResponse\x12G\n" +
+	"\n" +
+	"RaftHealth\x12\x1b.agora.v1.RaftHealthRequest\x1a\x1c.agora.v1.RaftHealthResponse\x12V\n" +
+	"\x0fRaftServerStats\x12 .agora.v1.RaftServerStatsRequest\x1a!.agora.v1.RaftServerStatsResponse\x12O\n" +
+	"\fSaveSnapshot\x12\x1d.agora.v1.SaveSnapshotRequest\x1a\x1e.agora.v1.SaveSnapshotResponse0\x01\x12X\n" +
+	"\x0fRestoreSnapshot\x12 .agora.v1.RestoreSnapshotRequest\x1a!.agora.v1.RestoreSnapshotResponse(\x01B7Z5github.com/agora-sched/agora/rpc/gen/agora/v1;agorav1b\x06proto3"
 
 var (
 	file_agora_v1_operator_proto_rawDescOnce sync.Once
@@ -3356,6 +3363,18 @@ var file_agora_v1_operator_proto_goTypes = []any{
 	(*Volume)(nil),                    // 68: agora.v1.Volume
 	(*timestamppb.Timestamp)(nil),     // 69: google.protobuf.Timestamp
 	(*Preemption)(nil),                // 70: agora.v1.Preemption
+	(*AddPeerRequest)(nil),            // 71: agora.v1.AddPeerRequest
+	(*TransferLeaderRequest)(nil),     // 72: agora.v1.TransferLeaderRequest
+	(*RaftHealthRequest)(nil),         // 73: agora.v1.RaftHealthRequest
+	(*RaftServerStatsRequest)(nil),    // 74: agora.v1.RaftServerStatsRequest
+	(*SaveSnapshotRequest)(nil),       // 75: agora.v1.SaveSnapshotRequest
+	(*RestoreSnapshotRequest)(nil),    // 76: agora.v1.RestoreSnapshotRequest
+	(*AddPeerResponse)(nil),           // 77: agora.v1.AddPeerResponse
+	(*TransferLeaderResponse)(nil),    // 78: agora.v1.TransferLeaderResponse
+	(*RaftHealthResponse)(nil),        // 79: agora.v1.RaftHealthResponse
+	(*RaftServerStatsResponse)(nil),   // 80: agora.v1.RaftServerStatsResponse
+	(*SaveSnapshotResponse)(nil),      // 81: agora.v1.SaveSnapshotResponse
+	(*RestoreSnapshotResponse)(nil),   // 82: agora.v1.RestoreSnapshotResponse
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
 	1,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
@@ -3424,31 +3443,43 @@ var file_agora_v1_operator_proto_depIdxs = []int32{
 	49, // 63: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
 	51, // 64: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
 	53, // 65: agora.v1.OperatorService.GossipKeyring:input_type -> agora.v1.GossipKeyringRequest
-	5,  // 66: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	7,  // 67: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	9,  // 68: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	11, // 69: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	13, // 70: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	15, // 71: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	18, // 72: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	20, // 73: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	22, // 74: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	24, // 75: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	26, // 76: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	28, // 77: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	31, // 78: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
-	35, // 79: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
-	37, // 80: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
-	39, // 81: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
-	41, // 82: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
-	43, // 83: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
-	46, // 84: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
-	48, // 85: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
-	50, // 86: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
-	52, // 87: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
-	54, // 88: agora.v1.OperatorService.GossipKeyring:output_type -> agora.v1.GossipKeyringResponse
-	66, // [66:89] is the sub-list for method output_type
-	43, // [43:66] is the sub-list for method input_type
+	71, // 66: agora.v1.OperatorService.AddPeer:input_type -> agora.v1.AddPeerRequest
+	72, // 67: agora.v1.OperatorService.TransferLeader:input_type -> agora.v1.TransferLeaderRequest
+	73, // 68: agora.v1.OperatorService.RaftHealth:input_type -> agora.v1.RaftHealthRequest
+	74, // 69: agora.v1.OperatorService.RaftServerStats:input_type -> agora.v1.RaftServerStatsRequest
+	75, // 70: agora.v1.OperatorService.SaveSnapshot:input_type -> agora.v1.SaveSnapshotRequest
+	76, // 71: agora.v1.OperatorService.RestoreSnapshot:input_type -> agora.v1.RestoreSnapshotRequest
+	5,  // 72: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	7,  // 73: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	9,  // 74: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	11, // 75: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	13, // 76: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	15, // 77: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	18, // 78: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	20, // 79: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	22, // 80: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	24, // 81: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	26, // 82: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	28, // 83: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	31, // 84: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	35, // 85: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
+	37, // 86: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
+	39, // 87: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
+	41, // 88: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
+	43, // 89: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
+	46, // 90: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
+	48, // 91: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
+	50, // 92: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
+	52, // 93: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
+	54, // 94: agora.v1.OperatorService.GossipKeyring:output_type -> agora.v1.GossipKeyringResponse
+	77, // 95: agora.v1.OperatorService.AddPeer:output_type -> agora.v1.AddPeerResponse
+	78, // 96: agora.v1.OperatorService.TransferLeader:output_type -> agora.v1.TransferLeaderResponse
+	79, // 97: agora.v1.OperatorService.RaftHealth:output_type -> agora.v1.RaftHealthResponse
+	80, // 98: agora.v1.OperatorService.RaftServerStats:output_type -> agora.v1.RaftServerStatsResponse
+	81, // 99: agora.v1.OperatorService.SaveSnapshot:output_type -> agora.v1.SaveSnapshotResponse
+	82, // 100: agora.v1.OperatorService.RestoreSnapshot:output_type -> agora.v1.RestoreSnapshotResponse
+	72, // [72:101] is the sub-list for method output_type
+	43, // [43:72] is the sub-list for method input_type
 	43, // [43:43] is the sub-list for extension type_name
 	43, // [43:43] is the sub-list for extension extendee
 	0,  // [0:43] is the sub-list for field type_name
@@ -3459,6 +3490,7 @@ func file_agora_v1_operator_proto_init() {
 	if File_agora_v1_operator_proto != nil {
 		return
 	}
+	file_agora_v1_raftops_proto_init()
 	file_agora_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

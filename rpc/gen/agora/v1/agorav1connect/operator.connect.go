@@ -101,6 +101,23 @@ const (
 	// OperatorServiceGossipKeyringProcedure is the fully-qualified name of the OperatorService's
 	// GossipKeyring RPC.
 	OperatorServiceGossipKeyringProcedure = "/agora.v1.OperatorService/GossipKeyring"
+	// OperatorServiceAddPeerProcedure is the fully-qualified name of the OperatorService's AddPeer RPC.
+	OperatorServiceAddPeerProcedure = "/agora.v1.OperatorService/AddPeer"
+	// OperatorServiceTransferLeaderProcedure is the fully-qualified name of the OperatorService's
+	// TransferLeader RPC.
+	OperatorServiceTransferLeaderProcedure = "/agora.v1.OperatorService/TransferLeader"
+	// OperatorServiceRaftHealthProcedure is the fully-qualified name of the OperatorService's
+	// RaftHealth RPC.
+	OperatorServiceRaftHealthProcedure = "/agora.v1.OperatorService/RaftHealth"
+	// OperatorServiceRaftServerStatsProcedure is the fully-qualified name of the OperatorService's
+	// RaftServerStats RPC.
+	OperatorServiceRaftServerStatsProcedure = "/agora.v1.OperatorService/RaftServerStats"
+	// OperatorServiceSaveSnapshotProcedure is the fully-qualified name of the OperatorService's
+	// SaveSnapshot RPC.
+	OperatorServiceSaveSnapshotProcedure = "/agora.v1.OperatorService/SaveSnapshot"
+	// OperatorServiceRestoreSnapshotProcedure is the fully-qualified name of the OperatorService's
+	// RestoreSnapshot RPC.
+	OperatorServiceRestoreSnapshotProcedure = "/agora.v1.OperatorService/RestoreSnapshot"
 )
 
 // OperatorServiceClient is a client for the agora.v1.OperatorService service.
@@ -168,6 +185,22 @@ type OperatorServiceClient interface {
 	// install, use (make primary) or remove a key. Any master answers; it
 	// needs no leader.
 	GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error)
+	// AddPeer adds a master to the Raft configuration as a non-voter;
+	// autopilot promotes it once stable and caught up. Leader only.
+	AddPeer(context.Context, *connect.Request[v1.AddPeerRequest]) (*connect.Response[v1.AddPeerResponse], error)
+	// TransferLeader hands leadership to another voter. Leader only.
+	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
+	// RaftHealth is autopilot's view of the masters. Leader only.
+	RaftHealth(context.Context, *connect.Request[v1.RaftHealthRequest]) (*connect.Response[v1.RaftHealthResponse], error)
+	// RaftServerStats is the answering master's own Raft position; any
+	// master answers.
+	RaftServerStats(context.Context, *connect.Request[v1.RaftServerStatsRequest]) (*connect.Response[v1.RaftServerStatsResponse], error)
+	// SaveSnapshot streams a consistent Raft snapshot from the leader.
+	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.ServerStreamForClient[v1.SaveSnapshotResponse], error)
+	// RestoreSnapshot replaces the cluster's state with a saved snapshot
+	// (raft Restore on the leader). A truncated, corrupt or other-version
+	// file is InvalidArgument and changes nothing.
+	RestoreSnapshot(context.Context) *connect.ClientStreamForClient[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
 }
 
 // NewOperatorServiceClient constructs a client for the agora.v1.OperatorService service. By
@@ -319,6 +352,42 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("GossipKeyring")),
 			connect.WithClientOptions(opts...),
 		),
+		addPeer: connect.NewClient[v1.AddPeerRequest, v1.AddPeerResponse](
+			httpClient,
+			baseURL+OperatorServiceAddPeerProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("AddPeer")),
+			connect.WithClientOptions(opts...),
+		),
+		transferLeader: connect.NewClient[v1.TransferLeaderRequest, v1.TransferLeaderResponse](
+			httpClient,
+			baseURL+OperatorServiceTransferLeaderProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("TransferLeader")),
+			connect.WithClientOptions(opts...),
+		),
+		raftHealth: connect.NewClient[v1.RaftHealthRequest, v1.RaftHealthResponse](
+			httpClient,
+			baseURL+OperatorServiceRaftHealthProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RaftHealth")),
+			connect.WithClientOptions(opts...),
+		),
+		raftServerStats: connect.NewClient[v1.RaftServerStatsRequest, v1.RaftServerStatsResponse](
+			httpClient,
+			baseURL+OperatorServiceRaftServerStatsProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RaftServerStats")),
+			connect.WithClientOptions(opts...),
+		),
+		saveSnapshot: connect.NewClient[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse](
+			httpClient,
+			baseURL+OperatorServiceSaveSnapshotProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("SaveSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
+		restoreSnapshot: connect.NewClient[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse](
+			httpClient,
+			baseURL+OperatorServiceRestoreSnapshotProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RestoreSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -347,6 +416,12 @@ type operatorServiceClient struct {
 	drainAgent        *connect.Client[v1.DrainAgentRequest, v1.DrainAgentResponse]
 	undrainAgent      *connect.Client[v1.UndrainAgentRequest, v1.UndrainAgentResponse]
 	gossipKeyring     *connect.Client[v1.GossipKeyringRequest, v1.GossipKeyringResponse]
+	addPeer           *connect.Client[v1.AddPeerRequest, v1.AddPeerResponse]
+	transferLeader    *connect.Client[v1.TransferLeaderRequest, v1.TransferLeaderResponse]
+	raftHealth        *connect.Client[v1.RaftHealthRequest, v1.RaftHealthResponse]
+	raftServerStats   *connect.Client[v1.RaftServerStatsRequest, v1.RaftServerStatsResponse]
+	saveSnapshot      *connect.Client[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse]
+	restoreSnapshot   *connect.Client[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
 }
 
 // GetStatus calls agora.v1.OperatorService.GetStatus.
@@ -464,6 +539,36 @@ func (c *operatorServiceClient) GossipKeyring(ctx context.Context, req *connect.
 	return c.gossipKeyring.CallUnary(ctx, req)
 }
 
+// AddPeer calls agora.v1.OperatorService.AddPeer.
+func (c *operatorServiceClient) AddPeer(ctx context.Context, req *connect.Request[v1.AddPeerRequest]) (*connect.Response[v1.AddPeerResponse], error) {
+	return c.addPeer.CallUnary(ctx, req)
+}
+
+// TransferLeader calls agora.v1.OperatorService.TransferLeader.
+func (c *operatorServiceClient) TransferLeader(ctx context.Context, req *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error) {
+	return c.transferLeader.CallUnary(ctx, req)
+}
+
+// RaftHealth calls agora.v1.OperatorService.RaftHealth.
+func (c *operatorServiceClient) RaftHealth(ctx context.Context, req *connect.Request[v1.RaftHealthRequest]) (*connect.Response[v1.RaftHealthResponse], error) {
+	return c.raftHealth.CallUnary(ctx, req)
+}
+
+// RaftServerStats calls agora.v1.OperatorService.RaftServerStats.
+func (c *operatorServiceClient) RaftServerStats(ctx context.Context, req *connect.Request[v1.RaftServerStatsRequest]) (*connect.Response[v1.RaftServerStatsResponse], error) {
+	return c.raftServerStats.CallUnary(ctx, req)
+}
+
+// SaveSnapshot calls agora.v1.OperatorService.SaveSnapshot.
+func (c *operatorServiceClient) SaveSnapshot(ctx context.Context, req *connect.Request[v1.SaveSnapshotRequest]) (*connect.ServerStreamForClient[v1.SaveSnapshotResponse], error) {
+	return c.saveSnapshot.CallServerStream(ctx, req)
+}
+
+// RestoreSnapshot calls agora.v1.OperatorService.RestoreSnapshot.
+func (c *operatorServiceClient) RestoreSnapshot(ctx context.Context) *connect.ClientStreamForClient[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse] {
+	return c.restoreSnapshot.CallClientStream(ctx)
+}
+
 // OperatorServiceHandler is an implementation of the agora.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// GetStatus reports the leader, masters, raft indexes and object counts.
@@ -529,6 +634,22 @@ type OperatorServiceHandler interface {
 	// install, use (make primary) or remove a key. Any master answers; it
 	// needs no leader.
 	GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error)
+	// AddPeer adds a master to the Raft configuration as a non-voter;
+	// autopilot promotes it once stable and caught up. Leader only.
+	AddPeer(context.Context, *connect.Request[v1.AddPeerRequest]) (*connect.Response[v1.AddPeerResponse], error)
+	// TransferLeader hands leadership to another voter. Leader only.
+	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
+	// RaftHealth is autopilot's view of the masters. Leader only.
+	RaftHealth(context.Context, *connect.Request[v1.RaftHealthRequest]) (*connect.Response[v1.RaftHealthResponse], error)
+	// RaftServerStats is the answering master's own Raft position; any
+	// master answers.
+	RaftServerStats(context.Context, *connect.Request[v1.RaftServerStatsRequest]) (*connect.Response[v1.RaftServerStatsResponse], error)
+	// SaveSnapshot streams a consistent Raft snapshot from the leader.
+	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest], *connect.ServerStream[v1.SaveSnapshotResponse]) error
+	// RestoreSnapshot replaces the cluster's state with a saved snapshot
+	// (raft Restore on the leader). A truncated, corrupt or other-version
+	// file is InvalidArgument and changes nothing.
+	RestoreSnapshot(context.Context, *connect.ClientStream[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -676,6 +797,42 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("GossipKeyring")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceAddPeerHandler := connect.NewUnaryHandler(
+		OperatorServiceAddPeerProcedure,
+		svc.AddPeer,
+		connect.WithSchema(operatorServiceMethods.ByName("AddPeer")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceTransferLeaderHandler := connect.NewUnaryHandler(
+		OperatorServiceTransferLeaderProcedure,
+		svc.TransferLeader,
+		connect.WithSchema(operatorServiceMethods.ByName("TransferLeader")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRaftHealthHandler := connect.NewUnaryHandler(
+		OperatorServiceRaftHealthProcedure,
+		svc.RaftHealth,
+		connect.WithSchema(operatorServiceMethods.ByName("RaftHealth")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRaftServerStatsHandler := connect.NewUnaryHandler(
+		OperatorServiceRaftServerStatsProcedure,
+		svc.RaftServerStats,
+		connect.WithSchema(operatorServiceMethods.ByName("RaftServerStats")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceSaveSnapshotHandler := connect.NewServerStreamHandler(
+		OperatorServiceSaveSnapshotProcedure,
+		svc.SaveSnapshot,
+		connect.WithSchema(operatorServiceMethods.ByName("SaveSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRestoreSnapshotHandler := connect.NewClientStreamHandler(
+		OperatorServiceRestoreSnapshotProcedure,
+		svc.RestoreSnapshot,
+		connect.WithSchema(operatorServiceMethods.ByName("RestoreSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/agora.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceGetStatusProcedure:
@@ -724,6 +881,18 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceUndrainAgentHandler.ServeHTTP(w, r)
 		case OperatorServiceGossipKeyringProcedure:
 			operatorServiceGossipKeyringHandler.ServeHTTP(w, r)
+		case OperatorServiceAddPeerProcedure:
+			operatorServiceAddPeerHandler.ServeHTTP(w, r)
+		case OperatorServiceTransferLeaderProcedure:
+			operatorServiceTransferLeaderHandler.ServeHTTP(w, r)
+		case OperatorServiceRaftHealthProcedure:
+			operatorServiceRaftHealthHandler.ServeHTTP(w, r)
+		case OperatorServiceRaftServerStatsProcedure:
+			operatorServiceRaftServerStatsHandler.ServeHTTP(w, r)
+		case OperatorServiceSaveSnapshotProcedure:
+			operatorServiceSaveSnapshotHandler.ServeHTTP(w, r)
+		case OperatorServiceRestoreSnapshotProcedure:
+			operatorServiceRestoreSnapshotHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -823,4 +992,28 @@ func (UnimplementedOperatorServiceHandler) UndrainAgent(context.Context, *connec
 
 func (UnimplementedOperatorServiceHandler) GossipKeyring(context.Context, *connect.Request[v1.GossipKeyringRequest]) (*connect.Response[v1.GossipKeyringResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.GossipKeyring is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) AddPeer(context.Context, *connect.Request[v1.AddPeerRequest]) (*connect.Response[v1.AddPeerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.AddPeer is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.TransferLeader is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RaftHealth(context.Context, *connect.Request[v1.RaftHealthRequest]) (*connect.Response[v1.RaftHealthResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.RaftHealth is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RaftServerStats(context.Context, *connect.Request[v1.RaftServerStatsRequest]) (*connect.Response[v1.RaftServerStatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.RaftServerStats is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest], *connect.ServerStream[v1.SaveSnapshotResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.SaveSnapshot is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RestoreSnapshot(context.Context, *connect.ClientStream[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.RestoreSnapshot is not implemented"))
 }
