@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/agora-sched/agora/devcluster"
+	"github.com/agora-sched/agora/examples/batch"
 	"github.com/agora-sched/agora/examples/execute"
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -137,6 +138,36 @@ func TestUIInChromium(t *testing.T) {
 	})
 	fids = append(fids, svcID)
 
+	// A batch job on slack: role batch below svc's priority and capped at
+	// 90%, so its units run as revocable tasks. The units never report
+	// (they sleep); the job is stopped with the test.
+	write(ctx, t, "set roles svc and batch", func() error {
+		if _, err := cl.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: &agorav1.Role{Name: "svc", Weight: 1, Priority: 10}})); err != nil {
+			return err
+		}
+		_, err := cl.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: &agorav1.Role{Name: "batch", Weight: 1, Priority: 0, MaxUtilization: 0.9}}))
+		return err
+	})
+	job, err := batch.New(batch.Config{Masters: c.Addrs(), Name: "wordcount", Role: "batch", Revocable: true, Units: 3, Lines: 10,
+		CPUs: 0.1, Mem: 16, Logger: logger,
+		Command: func(int, int, string, time.Duration) string { return "echo unit-started; exec sleep 600" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jctx, jcancel := context.WithCancel(ctx)
+	jobDone := make(chan struct{})
+	go func() {
+		defer close(jobDone)
+		_, _ = job.Run(jctx)
+	}()
+	t.Cleanup(func() { jcancel(); <-jobDone })
+	poll(ctx, t, "the batch job runs 3 units", func() (bool, string) {
+		p := job.Progress()
+		return p.Running == 3, fmt.Sprintf("%+v", p)
+	})
+	batchFw := frameworkNamed(ctx, t, cl, "wordcount")
+	fids = append(fids, batchFw.GetId())
+
 	// The browser.
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.WindowSize(1366, 900),
 		chromedp.UserDataDir(t.TempDir()))
@@ -193,6 +224,12 @@ func TestUIInChromium(t *testing.T) {
 	b.open("/ui/tasks?framework=" + fw.GetId())
 	b.waitText(".tasks", "RUNNING")
 	b.shot("tasks")
+	// The batch job's units: running, revocable, on the batch role.
+	b.open("/ui/tasks?framework=" + batchFw.GetId())
+	b.waitText(".tasks", "RUNNING")
+	b.waitText(".tasks", "batch")
+	b.waitText(".tasks", "yes")
+	b.shot("batch-tasks")
 	task := firstTask(ctx, t, cl, fw.GetId())
 	b.open("/ui/tasks/" + fw.GetId() + "/" + task.GetId())
 	b.waitText("#stdout", "hello-from-run")
