@@ -333,6 +333,9 @@ func (c *Cluster) Stop() {
 		fns[i]()
 	}
 	c.StopMasters()
+	// Agents stopped here keep their tasks (a stop is a restart); the
+	// cluster's end is theirs too.
+	KillTasksUnder(c.dir)
 	if c.tempDir {
 		// Volumes bind-mounted into sandboxes of tasks that outlive their
 		// agents would keep the directory (and leak a mount each).

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +20,20 @@ import (
 // agents leave task processes running when they stop, so tests and the
 // demo find and end them this way. Linux only (it reads /proc).
 func PIDsWithEnv(kv string) []int {
+	return pidsWithEnv(func(v string) bool { return v == kv })
+}
+
+// KillTasksUnder SIGKILLs every process whose AGORA_SANDBOX lies below dir:
+// task processes of a cluster's agents, which outlive an agent stopped
+// for a restart by design, and must not outlive the cluster.
+func KillTasksUnder(dir string) {
+	prefix := "AGORA_SANDBOX=" + strings.TrimSuffix(dir, "/") + "/"
+	for _, pid := range pidsWithEnv(func(v string) bool { return strings.HasPrefix(v, prefix) }) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func pidsWithEnv(match func(string) bool) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
@@ -31,7 +46,7 @@ func PIDsWithEnv(kv string) []int {
 			continue
 		}
 		for _, v := range bytes.Split(b, []byte{0}) {
-			if string(v) == kv {
+			if match(string(v)) {
 				out = append(out, pid)
 				break
 			}
