@@ -3,6 +3,8 @@ package framework_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"slices"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ import (
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
-// BenchmarkPriorityDemandToRunning: 3 masters and 10 real agents of 2
+// BenchmarkPriorityDemandToRunning: 3 masters and 10 (AGORA_BENCH_AGENTS) real agents of 2
 // cpus, all held by a revocable batch framework (40 tasks of 0.5 cpu,
 // kill grace 1 s); each iteration a prod framework (priority 10) demands 3
 // tasks of 1 cpu, which need 6 victims, and the time until all 3 are
@@ -45,7 +47,13 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	const agents, batchTasks, grace = 10, 40, 1.0
+	// AGORA_BENCH_AGENTS sets the cluster size (default 10; the issue's
+	// size is 100): 4 batch tasks per agent fill it.
+	agents, grace := 10, 1.0
+	if v, err := strconv.Atoi(os.Getenv("AGORA_BENCH_AGENTS")); err == nil && v > 0 {
+		agents = v
+	}
+	batchTasks := 4 * agents
 	for i := 1; i <= agents; i++ {
 		if _, err := c.StartAgent(ctx, devcluster.AgentOptions{ID: fmt.Sprintf("a%d", i), Resources: "cpus:2;mem:2048;disk:1000"}); err != nil {
 			b.Fatal(err)

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"strings"
 
 	iradix "github.com/hashicorp/go-immutable-radix"
@@ -199,6 +200,36 @@ func (s *State) AgentVersion(id string) (usage, tasks any) {
 		tasks = e
 	}
 	return usage, tasks
+}
+
+// EachAgentVersion calls fn for every agent in id order with its
+// AgentVersion values, walking the agents, their accounting and their task
+// epochs side by side (one pass each, no lookups).
+func (s *State) EachAgentVersion(fn func(a *agorav1.Agent, usage, tasks any)) {
+	ui := s.root.Root().Iterator()
+	ui.SeekPrefix([]byte(uAgent))
+	ei := s.root.Root().Iterator()
+	ei.SeekPrefix([]byte(uTaskEpoch))
+	uk, uv, uok := ui.Next()
+	ek, ev, eok := ei.Next()
+	s.root.Root().WalkPrefix([]byte(pAgent), func(k []byte, v interface{}) bool {
+		id := k[len(pAgent):]
+		var usage, tasks any
+		for uok && bytes.Compare(uk[len(uAgent):], id) < 0 {
+			uk, uv, uok = ui.Next()
+		}
+		if uok && bytes.Equal(uk[len(uAgent):], id) {
+			usage = uv
+		}
+		for eok && bytes.Compare(ek[len(uTaskEpoch):], id) < 0 {
+			ek, ev, eok = ei.Next()
+		}
+		if eok && bytes.Equal(ek[len(uTaskEpoch):], id) {
+			tasks = ev
+		}
+		fn(v.(*agorav1.Agent), usage, tasks)
+		return false
+	})
 }
 
 // AgentFree returns what the agent has free in the unreserved pool and its

@@ -284,15 +284,14 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 			Priority: prio[o.GetRole()], Resources: p[""]})
 	}
 	pass := st.Index()
-	for _, a := range st.Agents() {
+	st.EachAgentVersion(func(a *agorav1.Agent, usage, tasks any) {
 		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
-			continue
+			return
 		}
 		var ag preempt.Agent
 		if c == nil {
 			ag = agentInput(st, a.GetId(), prio)
 		} else {
-			usage, tasks := st.AgentVersion(a.GetId())
 			e := c.agents[a.GetId()]
 			if e == nil || e.usage != usage || e.tasks != tasks {
 				e = &cachedAgent{usage: usage, tasks: tasks, ag: agentInput(st, a.GetId(), prio)}
@@ -303,7 +302,7 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 		}
 		ag.Offers = offers[a.GetId()]
 		in.Agents = append(in.Agents, ag)
-	}
+	})
 	if c != nil && len(c.agents) > len(in.Agents) {
 		for id, e := range c.agents {
 			if e.seen != pass {
