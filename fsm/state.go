@@ -187,24 +187,13 @@ func (s *State) AgentUsage(id string) Usage {
 	}
 }
 
-// AgentVersion returns two opaque values that change whenever the agent's
-// accounting (usage) or any of its tasks changes: a caller that keeps them
-// (holding them keeps them unique) may reuse what it derived from the
-// agent while both compare equal. Both are nil for an unknown agent;
-// tasks is nil for an agent that never had a task.
-func (s *State) AgentVersion(id string) (usage, tasks any) {
-	if u, ok := get[*agentUsage](s, tableKey(uAgent, id)); ok {
-		usage = u
-	}
-	if e, ok := get[*taskEpoch](s, tableKey(uTaskEpoch, id)); ok {
-		tasks = e
-	}
-	return usage, tasks
-}
-
-// EachAgentVersion calls fn for every agent in id order with its
-// AgentVersion values, walking the agents, their accounting and their task
-// epochs side by side (one pass each, no lookups).
+// EachAgentVersion calls fn for every agent in id order with two opaque
+// values that change whenever the agent's accounting (usage) or any of its
+// tasks changes: a caller that keeps them (holding them keeps them unique)
+// may reuse what it derived from the agent while both compare equal; tasks
+// is nil for an agent that never had a task. It walks the agents, their
+// accounting and their task epochs side by side (one pass each, no
+// lookups).
 func (s *State) EachAgentVersion(fn func(a *agorav1.Agent, usage, tasks any)) {
 	ui := s.root.Root().Iterator()
 	ui.SeekPrefix([]byte(uAgent))

@@ -204,9 +204,9 @@ func preemptInput(st *fsm.State, now time.Time) preempt.Input {
 
 // preemptCache keeps, per agent, the part of the preemption input derived
 // from its accounting and its tasks (free and total resources, revocable
-// live tasks with parsed resources), keyed by the state's AgentVersion: a
-// pass converts only the agents whose tasks or usage changed since the
-// last one. It belongs to one leadership (one goroutine) and is dropped
+// live tasks with parsed resources), keyed by the two values
+// fsm.State.EachAgentVersion gives: a pass converts only the agents whose
+// tasks or usage changed since the last one. It belongs to one leadership (one goroutine) and is dropped
 // with it; role priorities are part of each entry, so a priority change
 // empties it.
 type preemptCache struct {
