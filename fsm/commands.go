@@ -111,6 +111,7 @@ var commandTable = [...]command{
 
 	CmdAcknowledgeBatch:  row("AcknowledgeBatch", (*txn).acknowledgeBatch),
 	CmdStatusUpdateBatch: row("StatusUpdateBatch", (*txn).statusUpdateBatch),
+	CmdBatch:             row("Batch", (*txn).batch),
 }
 
 // lookup returns the row of a known type (the IgnoreUnknown bit ignored).
