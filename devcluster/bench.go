@@ -61,12 +61,18 @@ type WriteResult struct {
 	Ratio float64
 	// AgoraErrors counts failed SetRole calls (should be 0).
 	AgoraErrors int64
+	// AgoraEntries and DirectEntries count the Raft log entries the
+	// leader appended during the Connect and Master.Apply phases: agora's
+	// leader batches concurrent writes into one entry (fsm.CmdBatch), so
+	// there are fewer entries than writes. Bare raft appends one entry per
+	// write, always.
+	AgoraEntries, DirectEntries uint64
 }
 
 // String formats the result on one line.
 func (r WriteResult) String() string {
-	return fmt.Sprintf("agora %.0f writes/s (Connect API), %.0f writes/s (Master.Apply), bare raft %.0f writes/s, ratio %.2f (errors %d)",
-		r.AgoraPerSec, r.DirectPerSec, r.BarePerSec, r.Ratio, r.AgoraErrors)
+	return fmt.Sprintf("agora %.0f writes/s (Connect API, %d log entries), %.0f writes/s (Master.Apply, %d log entries), bare raft %.0f writes/s (one entry each), ratio %.2f (errors %d)",
+		r.AgoraPerSec, r.AgoraEntries, r.DirectPerSec, r.DirectEntries, r.BarePerSec, r.Ratio, r.AgoraErrors)
 }
 
 func benchDir(dir, prefix string) (string, func(), error) {
@@ -135,6 +141,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 			return res, fmt.Errorf("devcluster: cpu profile: %w", err)
 		}
 	}
+	first := leader.Raft().LastIndex()
 	n := runWriters(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) {
 		_, err := clients[w%len(clients)].Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{
 			Role: &agorav1.Role{Name: "w" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
@@ -148,6 +155,8 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	}
 	res.AgoraPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
+	mid := leader.Raft().LastIndex()
+	res.AgoraEntries = mid - first
 	n = runWriters(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) {
 		_, err := leader.Apply(ctx, fsm.CmdSetRole, &agorav1.SetRoleCommand{
 			Role: &agorav1.Role{Name: "d" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
@@ -158,6 +167,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	})
 	res.DirectPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
+	res.DirectEntries = leader.Raft().LastIndex() - mid
 	c.Stop()
 
 	payload, err := fsm.Encode(fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: "w12-34", Weight: 5}})

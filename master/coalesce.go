@@ -3,12 +3,15 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/agora-sched/agora/fsm"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
 // maxCoalesced bounds the items of one batch entry the leader proposes.
@@ -89,12 +92,7 @@ func (c *coalescer[M]) submitAll(ctx context.Context, items []M) ([]fsm.Result, 
 		case <-p.done:
 			res[at[k]], errs[at[k]] = p.res, p.err
 		case <-ctx.Done():
-			err := ctx.Err()
-			code := connect.CodeCanceled
-			if errors.Is(err, context.DeadlineExceeded) {
-				code = connect.CodeDeadlineExceeded
-			}
-			return nil, nil, connect.NewError(code, err)
+			return nil, nil, ctxError(ctx.Err())
 		}
 	}
 	return res, errs, nil
@@ -134,4 +132,186 @@ func (c *coalescer[M]) flush() {
 			close(p.done)
 		}
 	}
+}
+
+// batcher is the leader's coalescer of batchable writes of any kind
+// (fsm.Batchable: role, kill, revive, suppress, demand and decline calls)
+// into generic fsm.CmdBatch entries. The caller judged its command alone
+// against the leader's state first (apply's prejudge), so a refused
+// command never reaches the log. While entries are being committed (at
+// most maxBatchesInFlight) the next commands queue, and the queue goes out
+// as the next entry; a queue of one goes out as that command's own entry.
+// The FSM judges every item again on every replica, in log order; a
+// refused item changes nothing and each caller gets its own item's
+// verdict.
+type batcher struct {
+	m *Master
+	// slots holds one token per entry in flight.
+	slots chan struct{}
+
+	mu      sync.Mutex
+	queue   []*batched
+	running bool
+}
+
+// maxBatchesInFlight bounds the batch entries proposed but not yet
+// answered: one would leave the log idle while an entry's answer travels
+// back; a few keep raft's pipeline fed while the queue still grows into
+// large entries.
+const maxBatchesInFlight = 4
+
+func newBatcher(m *Master) *batcher {
+	return &batcher{m: m, slots: make(chan struct{}, maxBatchesInFlight)}
+}
+
+// batched is one queued write.
+type batched struct {
+	ctx  context.Context
+	t    fsm.CommandType
+	msg  proto.Message
+	done chan struct{}
+	res  fsm.Result
+	err  error
+}
+
+// submit queues a judged command and waits for the entry that carries it.
+// Like a lone proposal, once queued it is answered by the log (or by an
+// error saying whether it may have been applied), not by ctx: only an item
+// still queued when its ctx ends is dropped, with ctx's error.
+func (b *batcher) submit(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
+	p := &batched{ctx: ctx, t: t, msg: msg, done: make(chan struct{})}
+	b.enqueue(p)
+	<-p.done
+	return p.res, p.err
+}
+
+// enqueue queues ps together and starts a flush unless one runs.
+func (b *batcher) enqueue(ps ...*batched) {
+	b.mu.Lock()
+	b.queue = append(b.queue, ps...)
+	start := !b.running
+	b.running = true
+	b.mu.Unlock()
+	if start {
+		go b.flush()
+	}
+}
+
+// flush proposes the queue, entry after entry, until it is empty: it
+// waits for a free slot, takes the whole queue (up to maxCoalesced) and
+// enqueues it in raft, in queue order; a goroutine per entry answers its
+// items once the entry is applied and frees the slot.
+func (b *batcher) flush() {
+	for {
+		b.slots <- struct{}{}
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			<-b.slots
+			return
+		}
+		n := min(len(b.queue), maxCoalesced)
+		batch := b.queue[:n:n]
+		b.queue = b.queue[n:]
+		if len(b.queue) == 0 {
+			b.queue = nil // let the drained backing array go
+		}
+		b.mu.Unlock()
+		live, fut := b.propose(batch)
+		if fut == nil {
+			<-b.slots
+			continue
+		}
+		go func() {
+			defer func() { <-b.slots }()
+			b.answer(live, fut)
+		}()
+	}
+}
+
+// propose enqueues one entry holding batch's live items; it answers the
+// items it cannot propose and returns the others with the entry's future
+// (nil when none is left).
+func (b *batcher) propose(batch []*batched) ([]*batched, raft.ApplyFuture) {
+	live := batch[:0:0]
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			p.err = ctxError(err) // never proposed: definitely not applied
+			close(p.done)
+			continue
+		}
+		live = append(live, p)
+	}
+	if len(live) == 0 {
+		return nil, nil
+	}
+	data, err := encodeBatch(live)
+	if err != nil {
+		for _, p := range live {
+			p.err = connect.NewError(connect.CodeInternal, err)
+			close(p.done)
+		}
+		return nil, nil
+	}
+	return live, b.m.raft.Apply(data, defaultApplyTimeout)
+}
+
+// answer waits for the entry carrying live and gives each item its own
+// verdict.
+func (b *batcher) answer(live []*batched, fut raft.ApplyFuture) {
+	res, err := b.m.result(fut)
+	for i, p := range live {
+		switch {
+		case err != nil:
+			p.err = err
+		case len(live) == 1:
+			p.res = res
+			if res.Err != nil {
+				p.err = RejectionError(res.Err)
+			}
+		case res.Err != nil: // the entry itself refused: never for a non-empty batch
+			p.res, p.err = res, RejectionError(res.Err)
+		case i < len(res.Items) && res.Items[i] != nil:
+			p.res = fsm.Result{Index: res.Index, Err: res.Items[i]}
+			p.err = RejectionError(res.Items[i])
+		default:
+			p.res = fsm.Result{Index: res.Index}
+		}
+		close(p.done)
+	}
+}
+
+// encodeBatch encodes the entry for live: the command itself when alone,
+// else a Batch of them in queue order.
+func encodeBatch(live []*batched) ([]byte, error) {
+	if len(live) == 1 {
+		b, err := fsm.Encode(live[0].t, live[0].msg)
+		if err != nil {
+			return nil, fmt.Errorf("encode %v: %w", live[0].t, err)
+		}
+		return b, nil
+	}
+	c := &agorav1.BatchCommand{Items: make([]*agorav1.BatchItem, len(live))}
+	for i, p := range live {
+		it, err := fsm.NewBatchItem(p.t, p.msg)
+		if err != nil {
+			return nil, err
+		}
+		c.Items[i] = it
+	}
+	b, err := fsm.Encode(fsm.CmdBatch, c)
+	if err != nil {
+		return nil, fmt.Errorf("encode batch: %w", err)
+	}
+	return b, nil
+}
+
+// ctxError is the Connect error for a call whose ctx ended.
+func ctxError(err error) *connect.Error {
+	code := connect.CodeCanceled
+	if errors.Is(err, context.DeadlineExceeded) {
+		code = connect.CodeDeadlineExceeded
+	}
+	return connect.NewError(code, err)
 }

@@ -3,6 +3,8 @@ package master
 import (
 	"context"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/agora-sched/agora/fsm"
 )
 
@@ -32,4 +34,21 @@ func (m *Master) OnApplyForTest(fn func(index uint64, events []fsm.Event)) {
 		panic("master: OnApplyForTest called after Start")
 	}
 	m.applyHooks = append(m.applyHooks, fn)
+}
+
+// BatchForTest queues judged batchable commands together, as concurrent
+// callers would have, and returns each one's result and error; when no
+// other batchable write is in flight they go out in one entry.
+func (m *Master) BatchForTest(ctx context.Context, ts []fsm.CommandType, msgs []proto.Message) ([]fsm.Result, []error) {
+	ps := make([]*batched, len(ts))
+	for i := range ts {
+		ps[i] = &batched{ctx: ctx, t: ts[i], msg: msgs[i], done: make(chan struct{})}
+	}
+	m.batch.enqueue(ps...)
+	res, errs := make([]fsm.Result, len(ps)), make([]error, len(ps))
+	for i, p := range ps {
+		<-p.done
+		res[i], errs[i] = p.res, p.err
+	}
+	return res, errs
 }

@@ -259,6 +259,7 @@ type Master struct {
 	agentSrv *agentServer
 	schedSrv *schedulerServer
 	leader   *leader
+	batch    *batcher     // coalesces batchable writes (coalesce.go)
 	explain  explainStore // the last traced allocation round (explain.go)
 	verdicts verdictStore // the last preemption pass (preemption.go)
 	sec      *security    // authentication, ACL and audit log (auth.go)
@@ -310,6 +311,7 @@ func New(cfg Config) (*Master, error) {
 	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
 	m.sec = newSecurity(cfg)
 	m.leader = newLeader(m)
+	m.batch = newBatcher(m)
 	m.agentSrv = &agentServer{m: m}
 	m.schedSrv = newSchedulerServer(m)
 	m.applyHooks = append(m.applyHooks, m.schedSrv.OnApply)

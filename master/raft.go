@@ -195,6 +195,9 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 			return res, err
 		}
 	}
+	if fsm.Batchable(t) {
+		return m.batch.submit(ctx, t, msg)
+	}
 	b, err := fsm.Encode(t, msg)
 	if err != nil {
 		return fsm.Result{}, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %v: %w", t, err))
@@ -203,16 +206,31 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	fut := m.raft.Apply(b, timeout)
+	res, err := m.propose(b, timeout)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	if res.Err != nil {
+		return res, RejectionError(res.Err)
+	}
+	return res, nil
+}
+
+// propose appends an encoded entry to the log and waits until it is
+// committed and applied; enqueue bounds the wait to be enqueued. A
+// rejection is in the Result, not the error.
+func (m *Master) propose(data []byte, enqueue time.Duration) (fsm.Result, error) {
+	return m.result(m.raft.Apply(data, enqueue))
+}
+
+// result waits for a proposal's future and returns the FSM's Result.
+func (m *Master) result(fut raft.ApplyFuture) (fsm.Result, error) {
 	if err := m.waitFuture(fut); err != nil {
 		return fsm.Result{}, m.raftError(err)
 	}
 	res, ok := fut.Response().(fsm.Result)
 	if !ok {
-		return fsm.Result{}, connect.NewError(connect.CodeInternal, fmt.Errorf("fsm returned %T for %v", fut.Response(), t))
-	}
-	if res.Err != nil {
-		return res, RejectionError(res.Err)
+		return fsm.Result{}, connect.NewError(connect.CodeInternal, fmt.Errorf("fsm returned %T", fut.Response()))
 	}
 	return res, nil
 }
@@ -225,7 +243,7 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 // so are the batch commands, whose items the coalescer judged one by one.
 func dryRuns(t fsm.CommandType) bool {
 	switch t {
-	case fsm.CmdOffersCreated, fsm.CmdExpire, fsm.CmdRescindOffers, fsm.CmdAcknowledgeBatch, fsm.CmdStatusUpdateBatch:
+	case fsm.CmdOffersCreated, fsm.CmdExpire, fsm.CmdRescindOffers, fsm.CmdAcknowledgeBatch, fsm.CmdStatusUpdateBatch, fsm.CmdBatch:
 		return false
 	}
 	return true
