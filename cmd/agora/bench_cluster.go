@@ -75,8 +75,8 @@ func runBenchWrite(ctx context.Context, args []string) error {
 	if r.Errors > 0 {
 		return fmt.Errorf("%d writes through the Connect API failed", r.Errors)
 	}
-	return printBenchResult(*asJSON, r, fmt.Sprintf("writes/s: Connect API %.0f, Master.Apply %.0f, bare raft %.0f; ratio %.2f",
-		r.AgoraWritesPerSec, r.ApplyWritesPerSec, r.RaftWritesPerSec, r.Ratio))
+	return printBenchResult(*asJSON, r, fmt.Sprintf("writes/s: Connect API %.0f (%d log entries), Master.Apply %.0f (%d log entries), bare raft %.0f (one entry per write); ratio %.2f; %s",
+		r.AgoraWritesPerSec, r.AgoraLogEntries, r.ApplyWritesPerSec, r.ApplyLogEntries, r.RaftWritesPerSec, r.Ratio, r.Batching))
 }
 
 func runBenchState(ctx context.Context, args []string) error {

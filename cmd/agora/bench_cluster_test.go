@@ -42,7 +42,7 @@ func TestBenchSubcommandsTiny(t *testing.T) {
 	}
 	t.Run("write", func(t *testing.T) {
 		r := benchJSON(t, "write", "--writers", "4", "--duration", "500ms")
-		for _, k := range []string{"agora_writes_per_sec", "apply_writes_per_sec", "raft_writes_per_sec", "ratio"} {
+		for _, k := range []string{"agora_writes_per_sec", "apply_writes_per_sec", "raft_writes_per_sec", "ratio", "agora_log_entries", "apply_log_entries"} {
 			if num(t, r, k) <= 0 {
 				t.Errorf("%s = %v, want > 0 (nothing committed?)", k, r[k])
 			}
