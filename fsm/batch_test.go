@@ -2,13 +2,16 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
 // TestBatchReplayIdentical applies a log holding generic Batch entries
@@ -97,6 +100,38 @@ func TestNewBatchItemRefusesUnbatchable(t *testing.T) {
 	} {
 		if _, err := NewBatchItem(c.typ, c.m); err == nil {
 			t.Errorf("NewBatchItem(%s, %T) = nil error", c.typ, c.m)
+		}
+	}
+}
+
+// BenchmarkApplySetRoleBatch is BenchmarkApplySetRole with the roles in
+// Batch entries of 64 items: ns/op is per write (b.N counts items), to
+// compare with the single-entry path.
+func BenchmarkApplySetRoleBatch(b *testing.B) {
+	const per = 64
+	var entries [][]byte
+	for e := range 16 {
+		c := &agorav1.BatchCommand{}
+		for i := range per {
+			it, err := NewBatchItem(CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: fmt.Sprintf("role-%d", e*per+i), Weight: 2,
+				Guarantee: resourcepb.ToProto("", resources.MustParse("cpus:2;mem:1024"))}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Items = append(c.Items, it)
+		}
+		data, err := Encode(CmdBatch, c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		entries = append(entries, data)
+	}
+	f := New(Config{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += per {
+		if res := f.ApplyCommand(uint64(i/per+1), entries[(i/per)%len(entries)]); res.Err != nil || res.Items[0] != nil {
+			b.Fatal(res.Err, res.Items)
 		}
 	}
 }
