@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -52,9 +53,8 @@ func NewBatchItem(t CommandType, m proto.Message) (*agorav1.BatchItem, error) {
 	if !Batchable(t) {
 		return nil, fmt.Errorf("fsm: %s cannot be batched", t)
 	}
-	want := newMessage(t)
-	if m == nil || want.ProtoReflect().Descriptor().FullName() != m.ProtoReflect().Descriptor().FullName() {
-		return nil, fmt.Errorf("fsm: batch item %s needs %s, got %T", t, want.ProtoReflect().Descriptor().FullName(), m)
+	if want := itemNames[t]; m == nil || m.ProtoReflect().Descriptor().FullName() != want {
+		return nil, fmt.Errorf("fsm: batch item %s needs %s, got %T", t, want, m)
 	}
 	a := new(anypb.Any)
 	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
@@ -137,11 +137,11 @@ func (x *txn) batchItem(it *agorav1.BatchItem) *Rejection {
 	if !Batchable(t) {
 		return reject(CodeInvalidArgument, "command %s cannot be an item of a batch", t)
 	}
-	m := itemMessage(t)
 	a := it.GetCommand()
-	if want := m.ProtoReflect().Descriptor().FullName(); a.MessageName() != want {
+	if want := itemNames[t]; a.MessageName() != want {
 		return reject(CodeInvalidArgument, "batch item %s holds %q, want %s", t, a.GetTypeUrl(), want)
 	}
+	m := itemMessage(t)
 	if err := proto.Unmarshal(a.GetValue(), m); err != nil {
 		return reject(CodeInvalidArgument, "batch item %s does not decode: %v", t, err)
 	}
@@ -157,10 +157,17 @@ func (x *txn) batchItem(it *agorav1.BatchItem) *Rejection {
 var (
 	itemMessage  func(CommandType) proto.Message
 	applyBatched func(*txn, CommandType, proto.Message) *Rejection
+	// itemNames holds the payload message name of each batchable type.
+	itemNames [256]protoreflect.FullName
 )
 
 func init() {
 	itemMessage, applyBatched = newMessage, (*txn).apply
+	for t := range itemNames {
+		if Batchable(CommandType(t)) {
+			itemNames[t] = newMessage(CommandType(t)).ProtoReflect().Descriptor().FullName()
+		}
+	}
 }
 
 // statusUpdateBatch applies agents' status update calls one by one (see

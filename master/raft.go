@@ -325,6 +325,9 @@ func (m *Master) ReadState(ctx context.Context, stale bool) (*fsm.State, error) 
 // It waits up to readyWait for the Barrier, then answers Unavailable; a
 // follower answers NotLeaderError.
 func (m *Master) ReadyState(ctx context.Context) (*fsm.State, error) {
+	if m.LeaderReady() { // the common case, without timers
+		return m.fsm.State(), nil
+	}
 	deadline := time.NewTimer(readyWait)
 	defer deadline.Stop()
 	for {
