@@ -51,7 +51,14 @@
 //     recomputes after a failover kills nobody twice.
 //  5. Writes go through [Master.Apply]; reads through [Master.ReadState]
 //     (linearizable: VerifyLeader and wait for the commit index to be
-//     applied) or [Master.State] (local, possibly stale).
+//     applied) or [Master.State] (local, possibly stale). Apply judges a
+//     command against the leader's state first (a refused one never
+//     reaches the log); concurrent writes of batchable kinds
+//     ([fsm.Batchable]: roles, kills, revive, suppress, demand, decline)
+//     then queue while earlier entries commit and go out together as one
+//     [fsm.CmdBatch] entry (coalesce.go), each caller answered with its
+//     own item's verdict; acknowledgements and agents' status updates are
+//     coalesced the same way into their own batch entries.
 //  6. [Master.Shutdown] (or cancelling Start's context) stops gracefully:
 //     leadership transfer, gossip leave, raft shutdown. [Master.Kill] is
 //     abrupt, like SIGKILL, for tests.
