@@ -123,7 +123,22 @@ func TestBatchEntryEachCallerOwnResult(t *testing.T) {
 				return nil
 			})
 		}
-		return nil
+
+		// Items whose caller has gone before the entry is proposed are
+		// answered with their ctx's error and never reach the log.
+		before := waitQuiet(t, l)
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		_, errs = l.BatchForTest(gone, []fsm.CommandType{fsm.CmdSetRole, fsm.CmdSetRole}, []proto.Message{roleCmd(n("late1"), 1), roleCmd(n("late2"), 1)})
+		for i, err := range errs {
+			if connect.CodeOf(err) != connect.CodeCanceled {
+				fails = append(fails, fmt.Sprintf("cancelled item %d: %v, want Canceled", i, err))
+			}
+		}
+		if li := l.Raft().LastIndex(); li != before {
+			fails = append(fails, fmt.Sprintf("cancelled items moved the log from %d to %d", before, li))
+		}
+		return fails
 	})
 }
 
