@@ -19,7 +19,24 @@ import (
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quietLogger discards the framework's log, unless $AGORA_BENCH_DEBUG is
+// set: then its debug log goes to stderr, with times, to root-cause a slow
+// round.
+func quietLogger() *slog.Logger {
+	if os.Getenv("AGORA_BENCH_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// masterLogLevel is the masters' --log-level: warn, or debug with
+// $AGORA_BENCH_DEBUG.
+func masterLogLevel() string {
+	if os.Getenv("AGORA_BENCH_DEBUG") != "" {
+		return "debug"
+	}
+	return "warn"
+}
 
 // procCluster is a process-tier cluster (separate agora processes) with
 // helpers the benchmarks share.
@@ -44,7 +61,7 @@ func startProcCluster(ctx context.Context, binary, dir string, agents int, raftP
 		pc.dir, pc.tempDir = d, true
 	}
 	c, err := chaos.NewProcessCluster(chaos.ProcessOptions{Binary: binary, Dir: pc.dir, Masters: 3, Agents: agents,
-		ExtraMasterArgs: []string{"--raft-profile", raftProfile, "--log-level", "warn"}})
+		ExtraMasterArgs: []string{"--raft-profile", raftProfile, "--log-level", masterLogLevel()}})
 	if err != nil {
 		pc.cleanup()
 		return nil, fmt.Errorf("clusterbench: %w", err)

@@ -1,7 +1,9 @@
 package master
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -35,4 +37,51 @@ func (m *Master) NotLeaderError() *connect.Error {
 	}
 	e.Meta().Set(LeaderHeader, url)
 	return e
+}
+
+// leaderView is what leaderOrRedirect needs of a master.
+type leaderView interface {
+	IsLeader() bool
+	Leader() (id, httpURL string)
+	NotLeaderError() *connect.Error
+}
+
+// electionWait bounds how long a Subscribe that reaches a master knowing no
+// leader waits for one to be elected (about two election timeouts of the
+// default raft profile).
+const electionWait = 3 * time.Second
+
+// leaderOrRedirect is for a call that needs the leader, on b that may be a
+// follower: it returns nil when b leads, and b's NotLeaderError otherwise.
+// While an election runs (b knows no leader) it first waits, up to
+// electionWait or ctx's end, for a leader to be known, so that the caller
+// is redirected to the new leader as soon as b hears of it instead of
+// retrying with a backoff. A follower that names a leader, even a dead one
+// whose heartbeat timeout has not run out yet, answers at once.
+func leaderOrRedirect(ctx context.Context, b leaderView) error {
+	if b.IsLeader() {
+		return nil
+	}
+	if id, _ := b.Leader(); id != "" {
+		return b.NotLeaderError()
+	}
+	deadline := time.NewTimer(electionWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return b.NotLeaderError()
+		case <-deadline.C:
+			return b.NotLeaderError()
+		case <-tick.C:
+		}
+		if b.IsLeader() {
+			return nil
+		}
+		if id, _ := b.Leader(); id != "" {
+			return b.NotLeaderError()
+		}
+	}
 }

@@ -233,7 +233,7 @@ func (s *openingStream) failed(err error) error {
 	}
 	var ue *unreachableError
 	if !s.c.Follow(s.target, err) && errors.As(err, &ue) {
-		s.c.Skip(s.target)
+		s.c.skipFailed(s.target, err, false)
 	}
 	return err
 }
@@ -306,7 +306,8 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 		last = err
 		o, silent := classify(err, expired, &tr)
 		if silent {
-			c.Skip(target)
+			// A master that gave up on the call itself took its time too.
+			c.skipFailed(target, err, expired || connect.IsWireError(err))
 		}
 		switch o {
 		case final:

@@ -1,0 +1,95 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/agora-sched/agora/rpc/client"
+)
+
+// electingMaster is a leaderView whose leader the test sets.
+type electingMaster struct {
+	mu       sync.Mutex
+	leading  bool
+	leaderID string
+	asked    chan struct{} // closed at the first question after creation
+	once     sync.Once
+}
+
+func (e *electingMaster) IsLeader() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leading
+}
+
+func (e *electingMaster) Leader() (string, string) {
+	e.once.Do(func() { close(e.asked) })
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leaderID == "" {
+		return "", ""
+	}
+	return e.leaderID, "http://" + e.leaderID + ":1"
+}
+
+func (e *electingMaster) NotLeaderError() *connect.Error {
+	id, url := e.Leader()
+	if id == "" {
+		return connect.NewError(connect.CodeUnavailable, errors.New("knows no leader"))
+	}
+	ce := connect.NewError(connect.CodeUnavailable, fmt.Errorf("the leader is %s", id))
+	ce.Meta().Set(LeaderHeader, url)
+	return ce
+}
+
+func (e *electingMaster) elect(id string, self bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.leaderID, e.leading = id, self
+}
+
+// A Subscribe that reaches a follower during an election is answered with
+// the redirect to the leader elected while it waited, not with "no leader"
+// (issue 13: the framework then retried with a backoff).
+func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	e := &electingMaster{asked: make(chan struct{})}
+	got := make(chan error, 1)
+	go func() { got <- leaderOrRedirect(ctx, e) }()
+	<-e.asked
+	e.elect("m2", false)
+	err := <-got
+	if _, addr, ok := client.LeaderFromError(err); !ok || addr != "http://m2:1" {
+		t.Fatalf("answer %v, want a redirect to the leader elected meanwhile", err)
+	}
+
+	// Elected itself: served.
+	e = &electingMaster{asked: make(chan struct{})}
+	go func() { got <- leaderOrRedirect(ctx, e) }()
+	<-e.asked
+	e.elect("m1", true)
+	if err := <-got; err != nil {
+		t.Fatalf("answer %v on the master elected meanwhile, want nil", err)
+	}
+
+	// A follower that names a leader answers at once; a caller that gives
+	// up gets "no leader".
+	e = &electingMaster{asked: make(chan struct{}), leaderID: "m3"}
+	if _, addr, ok := client.LeaderFromError(leaderOrRedirect(ctx, e)); !ok || addr != "http://m3:1" {
+		t.Fatal("a follower naming a leader did not redirect")
+	}
+	e = &electingMaster{asked: make(chan struct{})}
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if err := leaderOrRedirect(cctx, e); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("answer %v after the caller gave up, want Unavailable", err)
+	}
+}
