@@ -67,37 +67,58 @@ func startProcCluster(ctx context.Context, binary, dir string, agents int, raftP
 		return nil, fmt.Errorf("clusterbench: %w", err)
 	}
 	pc.Cluster = c
+	// Masters first, then agents in batches, each waited for: a hundred
+	// agents joining gossip at once on a small machine starved the masters
+	// (gossip handler queues full, raft elections timing out for minutes).
 	var errs []error
 	for i := range c.Masters() {
 		errs = append(errs, c.StartMaster(ctx, i))
-	}
-	for i := range c.Agents() {
-		errs = append(errs, c.StartAgent(ctx, i))
 	}
 	if err := errors.Join(errs...); err != nil {
 		pc.close()
 		return nil, fmt.Errorf("clusterbench: start: %w", err)
 	}
+	if err := pc.waitActive(ctx, 0); err != nil {
+		pc.close()
+		return nil, fmt.Errorf("clusterbench: waiting for a leader: %w", err)
+	}
+	for lo := 0; lo < agents; lo += agentBatch {
+		hi := min(lo+agentBatch, agents)
+		for i := lo; i < hi; i++ {
+			errs = append(errs, c.StartAgent(ctx, i))
+		}
+		if err := errors.Join(errs...); err != nil {
+			pc.close()
+			return nil, fmt.Errorf("clusterbench: start: %w", err)
+		}
+		if err := pc.waitActive(ctx, hi); err != nil {
+			pc.close()
+			return nil, fmt.Errorf("clusterbench: waiting for a leader and %d agents ACTIVE: %w", hi, err)
+		}
+	}
 	p.printf("3 masters (raft profile %s) and %d agents started as processes in %s", raftProfile, agents, pc.dir)
-	err = poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, error) {
+	p.printf("leader elected, %d agents ACTIVE", agents)
+	return pc, nil
+}
+
+// agentBatch is how many agent processes start together.
+const agentBatch = 20
+
+// waitActive waits for a leader and at least n agents ACTIVE.
+func (pc *procCluster) waitActive(ctx context.Context, n int) error {
+	return poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, error) {
 		st, err := pc.status(ctx)
 		if err != nil {
 			return false, nil
 		}
-		active := st.GetCounts().GetAgentsByState()["AGENT_STATE_ACTIVE"]
+		var active int64
 		for k, v := range st.GetCounts().GetAgentsByState() {
 			if strings.EqualFold(strings.TrimPrefix(k, "AGENT_STATE_"), "active") {
-				active = v
+				active = int64(v)
 			}
 		}
-		return int(active) >= agents, nil
+		return int(active) >= n, nil
 	})
-	if err != nil {
-		pc.close()
-		return nil, fmt.Errorf("clusterbench: waiting for a leader and %d agents ACTIVE: %w", agents, err)
-	}
-	p.printf("leader elected, %d agents ACTIVE", agents)
-	return pc, nil
 }
 
 func (pc *procCluster) cleanup() {

@@ -3,6 +3,8 @@ package master
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -46,24 +48,37 @@ type leaderView interface {
 	NotLeaderError() *connect.Error
 }
 
-// electionWait bounds how long a Subscribe that reaches a master knowing no
-// leader waits for one to be elected (about two election timeouts of the
-// default raft profile).
-const electionWait = 3 * time.Second
+// electionWait bounds how long a Subscribe waits, on a follower, for an
+// election: for one to end when it knows no leader, or to begin when it
+// names a leader the framework cannot reach. Well under the SDK's wait for
+// a stream's first message (rpc/client.DefaultStreamOpenTimeout).
+const electionWait = 5 * time.Second
+
+// UnreachableHeader is the request header naming the masters a client
+// cannot reach (rpc/client.UnreachableHeader).
+const UnreachableHeader = "Agora-Unreachable"
 
 // leaderOrRedirect is for a call that needs the leader, on b that may be a
 // follower: it returns nil when b leads, and b's NotLeaderError otherwise.
-// While an election runs (b knows no leader) it first waits, up to
-// electionWait or ctx's end, for a leader to be known, so that the caller
-// is redirected to the new leader as soon as b hears of it instead of
-// retrying with a backoff. A follower that names a leader, even a dead one
-// whose heartbeat timeout has not run out yet, answers at once.
-func leaderOrRedirect(ctx context.Context, b leaderView) error {
-	if b.IsLeader() {
-		return nil
+// While b knows no leader (an election runs), or names one the caller says
+// it cannot reach (unreachable: the caller's UnreachableHeader; a leader
+// just killed, whose death b's heartbeat timeout has not noticed yet), it
+// first waits, up to electionWait or ctx's end, for a leader the caller can
+// use, so that the caller is sent to the new leader as soon as b hears of
+// it instead of polling the masters with a backoff.
+func leaderOrRedirect(ctx context.Context, b leaderView, unreachable string) error {
+	usable := func() (done bool, err error) {
+		if b.IsLeader() {
+			return true, nil
+		}
+		id, url := b.Leader()
+		if id == "" || named(unreachable, url) {
+			return false, nil
+		}
+		return true, b.NotLeaderError()
 	}
-	if id, _ := b.Leader(); id != "" {
-		return b.NotLeaderError()
+	if done, err := usable(); done {
+		return err
 	}
 	deadline := time.NewTimer(electionWait)
 	defer deadline.Stop()
@@ -77,11 +92,32 @@ func leaderOrRedirect(ctx context.Context, b leaderView) error {
 			return b.NotLeaderError()
 		case <-tick.C:
 		}
-		if b.IsLeader() {
-			return nil
-		}
-		if id, _ := b.Leader(); id != "" {
-			return b.NotLeaderError()
+		if done, err := usable(); done {
+			return err
 		}
 	}
+}
+
+// named reports whether the comma-separated URLs in list name the host of
+// url.
+func named(list, url string) bool {
+	if list == "" || url == "" {
+		return false
+	}
+	host := hostOf(url)
+	for _, u := range strings.Split(list, ",") {
+		if h := hostOf(u); h != "" && h == host {
+			return true
+		}
+	}
+	return false
+}
+
+// hostOf is the host:port of a URL ("" when it has none).
+func hostOf(u string) string {
+	p, err := neturl.Parse(strings.TrimSpace(u))
+	if err != nil {
+		return ""
+	}
+	return p.Host
 }

@@ -29,13 +29,14 @@ func (e *electingMaster) IsLeader() bool {
 }
 
 func (e *electingMaster) Leader() (string, string) {
-	e.once.Do(func() { close(e.asked) })
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.leaderID == "" {
+	id := e.leaderID
+	e.mu.Unlock()
+	defer e.once.Do(func() { close(e.asked) }) // after the first answer
+	if id == "" {
 		return "", ""
 	}
-	return e.leaderID, "http://" + e.leaderID + ":1"
+	return id, "http://" + id + ":1"
 }
 
 func (e *electingMaster) NotLeaderError() *connect.Error {
@@ -63,7 +64,7 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 
 	e := &electingMaster{asked: make(chan struct{})}
 	got := make(chan error, 1)
-	go func() { got <- leaderOrRedirect(ctx, e) }()
+	go func() { got <- leaderOrRedirect(ctx, e, "") }()
 	<-e.asked
 	e.elect("m2", false)
 	err := <-got
@@ -73,7 +74,7 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 
 	// Elected itself: served.
 	e = &electingMaster{asked: make(chan struct{})}
-	go func() { got <- leaderOrRedirect(ctx, e) }()
+	go func() { got <- leaderOrRedirect(ctx, e, "") }()
 	<-e.asked
 	e.elect("m1", true)
 	if err := <-got; err != nil {
@@ -83,13 +84,26 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 	// A follower that names a leader answers at once; a caller that gives
 	// up gets "no leader".
 	e = &electingMaster{asked: make(chan struct{}), leaderID: "m3"}
-	if _, addr, ok := client.LeaderFromError(leaderOrRedirect(ctx, e)); !ok || addr != "http://m3:1" {
+	if _, addr, ok := client.LeaderFromError(leaderOrRedirect(ctx, e, "")); !ok || addr != "http://m3:1" {
 		t.Fatal("a follower naming a leader did not redirect")
 	}
+	// A follower that names a leader the caller cannot reach (just
+	// killed; the follower's heartbeat timeout has not run out) holds the
+	// answer until the election that follows names another.
+	e = &electingMaster{asked: make(chan struct{}), leaderID: "m3"}
+	unreachable := "http://m1:1, http://m3:1"
+	go func() { got <- leaderOrRedirect(ctx, e, unreachable) }()
+	<-e.asked
+	e.elect("", false) // heartbeat timeout: election
+	e.elect("m2", false)
+	if _, addr, ok := client.LeaderFromError(<-got); !ok || addr != "http://m2:1" {
+		t.Fatal("a follower naming an unreachable leader did not wait for the next one")
+	}
+
 	e = &electingMaster{asked: make(chan struct{})}
 	cctx, ccancel := context.WithCancel(ctx)
 	ccancel()
-	if err := leaderOrRedirect(cctx, e); connect.CodeOf(err) != connect.CodeUnavailable {
+	if err := leaderOrRedirect(cctx, e, ""); connect.CodeOf(err) != connect.CodeUnavailable {
 		t.Fatalf("answer %v after the caller gave up, want Unavailable", err)
 	}
 }

@@ -169,6 +169,9 @@ func (i interceptor) WrapStreamingClient(next connect.StreamingClientFunc) conne
 			cancel()
 		})
 		s.StreamingClientConn = next(sctx, spec)
+		if down := i.c.passedOver(); down != "" {
+			s.RequestHeader().Set(UnreachableHeader, down)
+		}
 		return s
 	}
 }

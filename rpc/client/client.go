@@ -27,6 +27,13 @@ const LeaderHeader = "Agora-Leader"
 // raft shut down): the write may or may not have been applied.
 const OutcomeHeader = "Agora-Outcome"
 
+// UnreachableHeader is the request header with which a stream's opening
+// names the masters the client is passing over (comma-separated URLs): a
+// follower whose leader is one of them may hold the answer until an
+// election names another, instead of redirecting the client to a leader it
+// cannot reach.
+const UnreachableHeader = "Agora-Unreachable"
+
 // Defaults for the options left unset.
 const (
 	DefaultAttemptTimeout    = 5 * time.Second
@@ -401,6 +408,21 @@ func (c *Client) answered(addr string) {
 	defer c.mu.Unlock()
 	c.target = addr
 	delete(c.down, addr)
+}
+
+// passedOver returns the masters being passed over, comma-separated ("" for
+// none).
+func (c *Client) passedOver() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	var out []string
+	for _, m := range c.masters {
+		if c.down[m].After(now) {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // isDown reports whether addr is being passed over.

@@ -28,6 +28,8 @@ type fakeMaster struct {
 	delay   time.Duration // before answering GetAssignments
 	masters []string      // listed by GetStatus
 	calls   atomic.Int32
+	// unreachable is the UnreachableHeader of the last Subscribe.
+	unreachable atomic.Value
 }
 
 func (f *fakeMaster) reply() error {
@@ -75,7 +77,8 @@ func (f *fakeMaster) GetAssignments(ctx context.Context, _ *connect.Request[agor
 	return connect.NewResponse(&agorav1.GetAssignmentsResponse{Index: 9, Known: true}), nil
 }
 
-func (f *fakeMaster) Subscribe(_ context.Context, _ *connect.Request[agorav1.SubscribeRequest], out *connect.ServerStream[agorav1.SubscribeResponse]) error {
+func (f *fakeMaster) Subscribe(_ context.Context, req *connect.Request[agorav1.SubscribeRequest], out *connect.ServerStream[agorav1.SubscribeResponse]) error {
+	f.unreachable.Store(req.Header().Get(UnreachableHeader))
 	if err := f.reply(); err != nil {
 		return err
 	}
@@ -663,5 +666,25 @@ func TestPassOverLastsByHowTheMasterFailed(t *testing.T) {
 	}
 	if until := c.downUntil(silent); until.Before(before.Add(downFor)) {
 		t.Fatalf("silent master passed over until %s, want %s", until.Sub(before), downFor)
+	}
+}
+
+// A stream's opening names the masters the client passes over, so that a
+// follower that names one of them as its leader can hold its answer until
+// the election that follows.
+func TestStreamNamesUnreachableMasters(t *testing.T) {
+	refused := refusingMaster(t)
+	good := &fakeMaster{answer: func(int32) error { return noLeader() }}
+	gs := serve(t, good)
+	c := New(refused+","+gs.URL, fast()...)
+	for range 2 { // the first is refused, the second goes to gs
+		stream, err := c.Scheduler.Subscribe(context.Background(), connect.NewRequest(&agorav1.SubscribeRequest{}))
+		if err == nil {
+			stream.Receive()
+			stream.Close()
+		}
+	}
+	if got, _ := good.unreachable.Load().(string); got != refused {
+		t.Fatalf("%s = %q, want %q", UnreachableHeader, got, refused)
 	}
 }
