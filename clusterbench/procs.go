@@ -104,11 +104,14 @@ func startProcCluster(ctx context.Context, binary, dir string, agents int, raftP
 // agentBatch is how many agent processes start together.
 const agentBatch = 20
 
-// waitActive waits for a leader and at least n agents ACTIVE.
+// waitActive waits for a leader and at least n agents ACTIVE. Its error
+// says what it saw last (no leader, or how many agents were ACTIVE).
 func (pc *procCluster) waitActive(ctx context.Context, n int) error {
-	return poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, error) {
+	seen := "no master answered"
+	err := poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, error) {
 		st, err := pc.status(ctx)
 		if err != nil {
+			seen = "no leader: " + err.Error()
 			return false, nil
 		}
 		var active int64
@@ -117,8 +120,13 @@ func (pc *procCluster) waitActive(ctx context.Context, n int) error {
 				active = int64(v)
 			}
 		}
+		seen = fmt.Sprintf("leader %s, %d agents ACTIVE", st.GetLeader().GetId(), active)
 		return int(active) >= n, nil
 	})
+	if err != nil {
+		return fmt.Errorf("%w (last seen: %s)", err, seen)
+	}
+	return nil
 }
 
 func (pc *procCluster) cleanup() {
