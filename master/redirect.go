@@ -60,27 +60,24 @@ const UnreachableHeader = "Agora-Unreachable"
 
 // leaderOrRedirect is for a call that needs the leader, on b that may be a
 // follower: it returns nil when b leads, and b's NotLeaderError otherwise.
-// While b knows no leader (an election runs), or names one the caller says
-// it cannot reach (unreachable: the caller's UnreachableHeader; a leader
-// just killed, whose death b's heartbeat timeout has not noticed yet), it
-// first waits, up to electionWait or ctx's end, for a leader the caller can
-// use, so that the caller is sent to the new leader as soon as b hears of
-// it instead of polling the masters with a backoff.
-func leaderOrRedirect(ctx context.Context, b leaderView, unreachable string) error {
-	usable := func() (done bool, err error) {
-		if b.IsLeader() {
-			return true, nil
-		}
-		id, url := b.Leader()
-		if id == "" || named(unreachable, url) {
-			return false, nil
-		}
-		return true, b.NotLeaderError()
+// While b knows no leader (an election runs), or still names the leader it
+// named when the call came and the caller says it cannot reach that one
+// (unreachable: the caller's UnreachableHeader; a leader just killed,
+// whose death b's heartbeat timeout has not noticed yet), it first waits,
+// up to wait or ctx's end, for b to lead or name another leader, so that
+// the caller is sent to the new leader as soon as b hears of it instead of
+// polling the masters with a backoff. The new leader is named whatever the
+// caller's list says of it: the list may be older than the election (a
+// master killed and restarted before being elected).
+func leaderOrRedirect(ctx context.Context, b leaderView, unreachable string, wait time.Duration) error {
+	if b.IsLeader() {
+		return nil
 	}
-	if done, err := usable(); done {
-		return err
+	heldOn, url := b.Leader()
+	if heldOn != "" && !named(unreachable, url) {
+		return b.NotLeaderError()
 	}
-	deadline := time.NewTimer(electionWait)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -92,8 +89,11 @@ func leaderOrRedirect(ctx context.Context, b leaderView, unreachable string) err
 			return b.NotLeaderError()
 		case <-tick.C:
 		}
-		if done, err := usable(); done {
-			return err
+		if b.IsLeader() {
+			return nil
+		}
+		if id, _ := b.Leader(); id != "" && id != heldOn {
+			return b.NotLeaderError()
 		}
 	}
 }

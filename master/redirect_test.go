@@ -64,7 +64,7 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 
 	e := &electingMaster{asked: make(chan struct{})}
 	got := make(chan error, 1)
-	go func() { got <- leaderOrRedirect(ctx, e, "") }()
+	go func() { got <- leaderOrRedirect(ctx, e, "", time.Hour) }()
 	<-e.asked
 	e.elect("m2", false)
 	err := <-got
@@ -74,7 +74,7 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 
 	// Elected itself: served.
 	e = &electingMaster{asked: make(chan struct{})}
-	go func() { got <- leaderOrRedirect(ctx, e, "") }()
+	go func() { got <- leaderOrRedirect(ctx, e, "", time.Hour) }()
 	<-e.asked
 	e.elect("m1", true)
 	if err := <-got; err != nil {
@@ -84,7 +84,7 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 	// A follower that names a leader answers at once; a caller that gives
 	// up gets "no leader".
 	e = &electingMaster{asked: make(chan struct{}), leaderID: "m3"}
-	if _, addr, ok := client.LeaderFromError(leaderOrRedirect(ctx, e, "")); !ok || addr != "http://m3:1" {
+	if _, addr, ok := client.LeaderFromError(leaderOrRedirect(ctx, e, "", time.Hour)); !ok || addr != "http://m3:1" {
 		t.Fatal("a follower naming a leader did not redirect")
 	}
 	// A follower that names a leader the caller cannot reach (just
@@ -92,7 +92,7 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 	// answer until the election that follows names another.
 	e = &electingMaster{asked: make(chan struct{}), leaderID: "m3"}
 	unreachable := "http://m1:1, http://m3:1"
-	go func() { got <- leaderOrRedirect(ctx, e, unreachable) }()
+	go func() { got <- leaderOrRedirect(ctx, e, unreachable, time.Hour) }()
 	<-e.asked
 	e.elect("", false) // heartbeat timeout: election
 	e.elect("m2", false)
@@ -100,10 +100,25 @@ func TestLeaderOrRedirectWaitsForElection(t *testing.T) {
 		t.Fatal("a follower naming an unreachable leader did not wait for the next one")
 	}
 
+	// The leader elected is named even when the caller's list names it
+	// too (a master killed and restarted before this election, still
+	// passed over by the caller): the list is older than the election.
+	e = &electingMaster{asked: make(chan struct{}), leaderID: "m3"}
+	go func() { got <- leaderOrRedirect(ctx, e, unreachable, time.Hour) }()
+	<-e.asked
+	e.elect("m1", false)
+	err = <-got
+	if ctx.Err() != nil {
+		t.Fatal("held until the caller gave up although a new leader was elected")
+	}
+	if _, addr, ok := client.LeaderFromError(err); !ok || addr != "http://m1:1" {
+		t.Fatalf("answer %v, want a redirect to the new leader m1", err)
+	}
+
 	e = &electingMaster{asked: make(chan struct{})}
 	cctx, ccancel := context.WithCancel(ctx)
 	ccancel()
-	if err := leaderOrRedirect(cctx, e, ""); connect.CodeOf(err) != connect.CodeUnavailable {
+	if err := leaderOrRedirect(cctx, e, "", time.Hour); connect.CodeOf(err) != connect.CodeUnavailable {
 		t.Fatalf("answer %v after the caller gave up, want Unavailable", err)
 	}
 }
