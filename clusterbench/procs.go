@@ -19,7 +19,24 @@ import (
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quietLogger discards the framework's log, unless $AGORA_BENCH_DEBUG is
+// set: then its debug log goes to stderr, with times, to root-cause a slow
+// round.
+func quietLogger() *slog.Logger {
+	if os.Getenv("AGORA_BENCH_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// masterLogLevel is the masters' --log-level: warn, or debug with
+// $AGORA_BENCH_DEBUG.
+func masterLogLevel() string {
+	if os.Getenv("AGORA_BENCH_DEBUG") != "" {
+		return "debug"
+	}
+	return "warn"
+}
 
 // procCluster is a process-tier cluster (separate agora processes) with
 // helpers the benchmarks share.
@@ -44,43 +61,72 @@ func startProcCluster(ctx context.Context, binary, dir string, agents int, raftP
 		pc.dir, pc.tempDir = d, true
 	}
 	c, err := chaos.NewProcessCluster(chaos.ProcessOptions{Binary: binary, Dir: pc.dir, Masters: 3, Agents: agents,
-		ExtraMasterArgs: []string{"--raft-profile", raftProfile, "--log-level", "warn"}})
+		ExtraMasterArgs: []string{"--raft-profile", raftProfile, "--log-level", masterLogLevel()}})
 	if err != nil {
 		pc.cleanup()
 		return nil, fmt.Errorf("clusterbench: %w", err)
 	}
 	pc.Cluster = c
+	// Masters first, then agents in batches, each waited for: a hundred
+	// agents joining gossip at once on a small machine starved the masters
+	// (gossip handler queues full, raft elections timing out for minutes).
 	var errs []error
 	for i := range c.Masters() {
 		errs = append(errs, c.StartMaster(ctx, i))
-	}
-	for i := range c.Agents() {
-		errs = append(errs, c.StartAgent(ctx, i))
 	}
 	if err := errors.Join(errs...); err != nil {
 		pc.close()
 		return nil, fmt.Errorf("clusterbench: start: %w", err)
 	}
-	p.printf("3 masters (raft profile %s) and %d agents started as processes in %s", raftProfile, agents, pc.dir)
-	err = poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, error) {
-		st, err := pc.status(ctx)
-		if err != nil {
-			return false, nil
-		}
-		active := st.GetCounts().GetAgentsByState()["AGENT_STATE_ACTIVE"]
-		for k, v := range st.GetCounts().GetAgentsByState() {
-			if strings.EqualFold(strings.TrimPrefix(k, "AGENT_STATE_"), "active") {
-				active = v
-			}
-		}
-		return int(active) >= agents, nil
-	})
-	if err != nil {
+	if err := pc.waitActive(ctx, 0); err != nil {
 		pc.close()
-		return nil, fmt.Errorf("clusterbench: waiting for a leader and %d agents ACTIVE: %w", agents, err)
+		return nil, fmt.Errorf("clusterbench: waiting for a leader: %w", err)
 	}
+	for lo := 0; lo < agents; lo += agentBatch {
+		hi := min(lo+agentBatch, agents)
+		for i := lo; i < hi; i++ {
+			errs = append(errs, c.StartAgent(ctx, i))
+		}
+		if err := errors.Join(errs...); err != nil {
+			pc.close()
+			return nil, fmt.Errorf("clusterbench: start: %w", err)
+		}
+		if err := pc.waitActive(ctx, hi); err != nil {
+			pc.close()
+			return nil, fmt.Errorf("clusterbench: waiting for a leader and %d agents ACTIVE: %w", hi, err)
+		}
+	}
+	p.printf("3 masters (raft profile %s) and %d agents started as processes in %s", raftProfile, agents, pc.dir)
 	p.printf("leader elected, %d agents ACTIVE", agents)
 	return pc, nil
+}
+
+// agentBatch is how many agent processes start together.
+const agentBatch = 20
+
+// waitActive waits for a leader and at least n agents ACTIVE. Its error
+// says what it saw last (no leader, or how many agents were ACTIVE).
+func (pc *procCluster) waitActive(ctx context.Context, n int) error {
+	seen := "no master answered"
+	err := poll(ctx, 3*time.Minute, 100*time.Millisecond, func() (bool, error) {
+		st, err := pc.status(ctx)
+		if err != nil {
+			seen = "no leader: " + err.Error()
+			return false, nil
+		}
+		var active int64
+		for k, v := range st.GetCounts().GetAgentsByState() {
+			if strings.EqualFold(strings.TrimPrefix(k, "AGENT_STATE_"), "active") {
+				active = int64(v)
+			}
+		}
+		seen = fmt.Sprintf("leader %s, %d agents ACTIVE", st.GetLeader().GetId(), active)
+		return int(active) >= n, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last seen: %s)", err, seen)
+	}
+	return nil
 }
 
 func (pc *procCluster) cleanup() {

@@ -321,8 +321,13 @@ func (r *runner) run(ctx context.Context) error {
 			}
 		}
 		hops = 0
-		if !subscribed && r.c.Target() == target {
-			r.c.Skip(target) // try another master next
+		if !subscribed {
+			// Try another master next. A master that answered (a
+			// follower that knows no leader, or names one that did not
+			// answer) is not passed over: it may know the new leader at
+			// its next turn. One that did not answer the client already
+			// passes over.
+			r.c.Pass(target)
 		}
 		wait := bo.Next()
 		r.log.Info("subscription ended; resubscribing", "master", target, "err", err, "backoff", wait)

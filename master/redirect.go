@@ -1,7 +1,11 @@
 package master
 
 import (
+	"context"
 	"fmt"
+	neturl "net/url"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -35,4 +39,85 @@ func (m *Master) NotLeaderError() *connect.Error {
 	}
 	e.Meta().Set(LeaderHeader, url)
 	return e
+}
+
+// leaderView is what leaderOrRedirect needs of a master.
+type leaderView interface {
+	IsLeader() bool
+	Leader() (id, httpURL string)
+	NotLeaderError() *connect.Error
+}
+
+// electionWait bounds how long a Subscribe waits, on a follower, for an
+// election: for one to end when it knows no leader, or to begin when it
+// names a leader the framework cannot reach. Well under the SDK's wait for
+// a stream's first message (rpc/client.DefaultStreamOpenTimeout).
+const electionWait = 5 * time.Second
+
+// UnreachableHeader is the request header naming the masters a client
+// cannot reach (rpc/client.UnreachableHeader).
+const UnreachableHeader = "Agora-Unreachable"
+
+// leaderOrRedirect is for a call that needs the leader, on b that may be a
+// follower: it returns nil when b leads, and b's NotLeaderError otherwise.
+// While b knows no leader (an election runs), or still names the leader it
+// named when the call came and the caller says it cannot reach that one
+// (unreachable: the caller's UnreachableHeader; a leader just killed,
+// whose death b's heartbeat timeout has not noticed yet), it first waits,
+// up to wait or ctx's end, for b to lead or name another leader, so that
+// the caller is sent to the new leader as soon as b hears of it instead of
+// polling the masters with a backoff. The new leader is named whatever the
+// caller's list says of it: the list may be older than the election (a
+// master killed and restarted before being elected).
+func leaderOrRedirect(ctx context.Context, b leaderView, unreachable string, wait time.Duration) error {
+	if b.IsLeader() {
+		return nil
+	}
+	heldOn, url := b.Leader()
+	if heldOn != "" && !named(unreachable, url) {
+		return b.NotLeaderError()
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return b.NotLeaderError()
+		case <-deadline.C:
+			return b.NotLeaderError()
+		case <-tick.C:
+		}
+		if b.IsLeader() {
+			return nil
+		}
+		if id, _ := b.Leader(); id != "" && id != heldOn {
+			return b.NotLeaderError()
+		}
+	}
+}
+
+// named reports whether the comma-separated URLs in list name the host of
+// url.
+func named(list, url string) bool {
+	if list == "" || url == "" {
+		return false
+	}
+	host := hostOf(url)
+	for _, u := range strings.Split(list, ",") {
+		if h := hostOf(u); h != "" && h == host {
+			return true
+		}
+	}
+	return false
+}
+
+// hostOf is the host:port of a URL ("" when it has none).
+func hostOf(u string) string {
+	p, err := neturl.Parse(strings.TrimSpace(u))
+	if err != nil {
+		return ""
+	}
+	return p.Host
 }

@@ -170,8 +170,8 @@ func (s *schedulerServer) apply(ctx context.Context, t fsm.CommandType, msg prot
 
 // Subscribe registers or re-registers a framework and streams its events.
 func (s *schedulerServer) Subscribe(ctx context.Context, req *connect.Request[agorav1.SubscribeRequest], out *connect.ServerStream[agorav1.SubscribeResponse]) error {
-	if !s.m.IsLeader() {
-		return s.m.NotLeaderError()
+	if err := leaderOrRedirect(ctx, s.m, req.Header().Get(UnreachableHeader), electionWait); err != nil {
+		return err
 	}
 	info := s.withDefaults(req.Msg.GetFrameworkInfo())
 	if err := s.subscribes.charge(ctx, info.GetPrincipal(), s.m.Now()); err != nil {

@@ -169,6 +169,9 @@ func (i interceptor) WrapStreamingClient(next connect.StreamingClientFunc) conne
 			cancel()
 		})
 		s.StreamingClientConn = next(sctx, spec)
+		if down := i.c.passedOver(); down != "" {
+			s.RequestHeader().Set(UnreachableHeader, down)
+		}
 		return s
 	}
 }
@@ -233,7 +236,7 @@ func (s *openingStream) failed(err error) error {
 	}
 	var ue *unreachableError
 	if !s.c.Follow(s.target, err) && errors.As(err, &ue) {
-		s.c.Skip(s.target)
+		s.c.skipFailed(s.target, err, false)
 	}
 	return err
 }
@@ -306,7 +309,8 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 		last = err
 		o, silent := classify(err, expired, &tr)
 		if silent {
-			c.Skip(target)
+			// A master that gave up on the call itself took its time too.
+			c.skipFailed(target, err, expired || connect.IsWireError(err))
 		}
 		switch o {
 		case final:

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -26,6 +27,13 @@ const LeaderHeader = "Agora-Leader"
 // raft shut down): the write may or may not have been applied.
 const OutcomeHeader = "Agora-Outcome"
 
+// UnreachableHeader is the request header with which a stream's opening
+// names the masters the client is passing over (comma-separated URLs): a
+// follower whose leader is one of them may hold the answer until an
+// election names another, instead of redirecting the client to a leader it
+// cannot reach.
+const UnreachableHeader = "Agora-Unreachable"
+
 // Defaults for the options left unset.
 const (
 	DefaultAttemptTimeout    = 5 * time.Second
@@ -36,9 +44,18 @@ const (
 	DefaultMaxBackoff        = time.Second
 )
 
-// downFor is how long a master that did not answer is passed over while
+// downFor is how long a master that did not answer in time (an attempt or
+// a stream's opening timed out, a dial timed out) is passed over while
 // others are left to try.
 const downFor = 10 * time.Second
+
+// failedFastFor is how long a master whose failure came at once (the
+// connection was refused, or reset or closed under a call) is passed over.
+// Trying it again costs little, while passing it over for long costs a
+// lot: a master that was killed and restarts within seconds may be the
+// next leader, and a redirect to a master being passed over is not
+// followed.
+const failedFastFor = time.Second
 
 // Errors of this package.
 var (
@@ -296,28 +313,71 @@ func (c *Client) SetTarget(addr string) {
 // Skip records that addr did not answer (or answered from a stale state):
 // calls pass it over for a while, and if it was the preferred master the
 // preference moves to the next known one.
-func (c *Client) Skip(addr string) {
+func (c *Client) Skip(addr string) { c.skipFor(addr, downFor) }
+
+// skipFailed passes over addr after err, an attempt's failure to get an
+// answer from it: for downFor when finding out took a timeout (waited, or
+// err is one), else briefly.
+func (c *Client) skipFailed(addr string, err error, waited bool) {
+	d := failedFastFor
+	var ne net.Error
+	if waited || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		d = downFor
+	}
+	c.skipFor(addr, d)
+}
+
+func (c *Client) skipFor(addr string, d time.Duration) {
 	addr = c.norm(addr)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.markDownLocked(addr, time.Now())
-}
-
-func (c *Client) markDownLocked(addr string, now time.Time) {
 	if addr == "" {
 		return
 	}
-	c.down[addr] = now.Add(downFor)
-	if c.target != addr {
-		return
+	now := time.Now()
+	c.down[addr] = now.Add(d)
+	if c.target == addr {
+		c.moveOnLocked(addr, now)
 	}
-	i := slices.Index(c.masters, addr)
+}
+
+// Pass records that addr answered but cannot serve (a follower that knows
+// no leader, or names one being passed over): if it is the preferred
+// master, the preference moves to the next known one. Unlike Skip, addr is
+// not passed over: it is asked again as soon as its turn comes, since it
+// may know the new leader by then.
+func (c *Client) Pass(addr string) {
+	addr = c.norm(addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if addr != "" && c.target == addr {
+		c.moveOnLocked(addr, time.Now())
+	}
+}
+
+// moveOnLocked makes the preferred master the next known one after from
+// that is not being passed over; when every other is, the one whose pass-
+// over ends first (never staying on from while there is another: a stream
+// opened to the preferred master would go back to the one that just
+// failed).
+func (c *Client) moveOnLocked(from string, now time.Time) {
+	i := slices.Index(c.masters, from)
+	best := ""
 	for k := 1; k < len(c.masters); k++ {
 		m := c.masters[(i+k)%len(c.masters)]
-		if c.down[m].Before(now) {
+		if m == from {
+			continue
+		}
+		if !c.down[m].After(now) {
 			c.target = m
 			return
 		}
+		if best == "" || c.down[m].Before(c.down[best]) {
+			best = m
+		}
+	}
+	if best != "" {
+		c.target = best
 	}
 }
 
@@ -348,6 +408,21 @@ func (c *Client) answered(addr string) {
 	defer c.mu.Unlock()
 	c.target = addr
 	delete(c.down, addr)
+}
+
+// passedOver returns the masters being passed over, comma-separated ("" for
+// none).
+func (c *Client) passedOver() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	var out []string
+	for _, m := range c.masters {
+		if c.down[m].After(now) {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // isDown reports whether addr is being passed over.

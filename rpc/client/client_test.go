@@ -28,6 +28,8 @@ type fakeMaster struct {
 	delay   time.Duration // before answering GetAssignments
 	masters []string      // listed by GetStatus
 	calls   atomic.Int32
+	// unreachable is the UnreachableHeader of the last Subscribe.
+	unreachable atomic.Value
 }
 
 func (f *fakeMaster) reply() error {
@@ -75,7 +77,8 @@ func (f *fakeMaster) GetAssignments(ctx context.Context, _ *connect.Request[agor
 	return connect.NewResponse(&agorav1.GetAssignmentsResponse{Index: 9, Known: true}), nil
 }
 
-func (f *fakeMaster) Subscribe(_ context.Context, _ *connect.Request[agorav1.SubscribeRequest], out *connect.ServerStream[agorav1.SubscribeResponse]) error {
+func (f *fakeMaster) Subscribe(_ context.Context, req *connect.Request[agorav1.SubscribeRequest], out *connect.ServerStream[agorav1.SubscribeResponse]) error {
+	f.unreachable.Store(req.Header().Get(UnreachableHeader))
 	if err := f.reply(); err != nil {
 		return err
 	}
@@ -564,5 +567,124 @@ func TestConcurrentCalls(t *testing.T) {
 	}
 	if n := leader.calls.Load(); n != int32(cap(errs)) {
 		t.Fatalf("leader answered %d calls, want %d", n, cap(errs))
+	}
+}
+
+// downUntil is when addr's pass-over ends (zero when it is not passed over).
+func (c *Client) downUntil(addr string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down[c.norm(addr)]
+}
+
+// A follower that answered "no leader" or named a leader being passed over
+// is not passed over itself: the preference moves on, and a redirect to it
+// from another master is followed (issue 13: the SDK passed over every
+// survivor that had named the dead leader, then could not follow them to
+// the new leader for 10 s).
+func TestPassMovesPreferenceWithoutPassingOver(t *testing.T) {
+	a, b, c := "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"
+	cl := New(a + "," + b + "," + c)
+	cl.Skip(a) // the dead leader
+	if got := cl.Target(); got != b {
+		t.Fatalf("target %s after passing over %s, want %s", got, a, b)
+	}
+	cl.Pass(b)
+	if got := cl.Target(); got != c {
+		t.Fatalf("target %s after %s could not serve, want %s", got, b, c)
+	}
+	if cl.isDown(b) {
+		t.Fatalf("%s answered and is passed over", b)
+	}
+	cl.Pass(c)
+	if got := cl.Target(); got != b {
+		t.Fatalf("target %s after %s could not serve, want %s (the one not passed over)", got, c, b)
+	}
+	if !cl.Follow(c, redirectTo(b, false)) || cl.Target() != b {
+		t.Fatalf("a redirect from %s to %s, which answered before, was not followed (target %s)", c, b, cl.Target())
+	}
+	cl.Pass(a) // not the preferred master: nothing changes
+	if got := cl.Target(); got != b {
+		t.Fatalf("target %s after passing on a master that was not preferred, want %s", got, b)
+	}
+}
+
+// When every other master is passed over, the preference still leaves the
+// one that just failed, for the one whose pass-over ends first: a stream
+// opens at the preferred master whether or not it is passed over.
+func TestSkipNeverStaysOnFailedMaster(t *testing.T) {
+	a, b, c := "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"
+	cl := New(a + "," + b + "," + c)
+	cl.Skip(b)
+	cl.skipFor(c, failedFastFor)
+	cl.Skip(a)
+	if got := cl.Target(); got != c {
+		t.Fatalf("target %s after every master failed, want %s (its pass-over ends first)", got, c)
+	}
+	cl.Skip(c)
+	if got := cl.Target(); got == c {
+		t.Fatalf("target stayed on %s, which just failed", c)
+	}
+}
+
+// A master whose connection is refused is passed over briefly (a killed
+// master may restart and lead within seconds); one that does not answer
+// in time is passed over for downFor.
+func TestPassOverLastsByHowTheMasterFailed(t *testing.T) {
+	refused := refusingMaster(t)
+	silent := silentMaster(t)
+	good := &fakeMaster{}
+	gs := serve(t, good)
+
+	c := New(refused+","+gs.URL, fast()...)
+	if _, err := statusAsWrite(c); err != nil {
+		t.Fatal(err)
+	}
+	if until := c.downUntil(refused); until.IsZero() || until.After(time.Now().Add(failedFastFor)) {
+		t.Fatalf("refusing master passed over until %s, want at most %s from now", time.Until(until), failedFastFor)
+	}
+
+	c = New(refused+","+gs.URL, fast()...)
+	stream, err := c.Scheduler.Subscribe(context.Background(), connect.NewRequest(&agorav1.SubscribeRequest{}))
+	if err == nil {
+		if stream.Receive() {
+			t.Fatal("a refusing master streamed")
+		}
+		stream.Close()
+	}
+	if until := c.downUntil(refused); until.IsZero() || until.After(time.Now().Add(failedFastFor)) {
+		t.Fatalf("refusing master passed over until %s after a stream, want at most %s from now", time.Until(until), failedFastFor)
+	}
+	if c.Target() != gs.URL {
+		t.Fatalf("target %s after the refused stream, want %s", c.Target(), gs.URL)
+	}
+
+	c = New(silent+","+gs.URL, fast()...)
+	before := time.Now()
+	if _, err := statusAsWrite(c); err != nil {
+		t.Fatal(err)
+	}
+	if until := c.downUntil(silent); until.Before(before.Add(downFor)) {
+		t.Fatalf("silent master passed over until %s, want %s", until.Sub(before), downFor)
+	}
+}
+
+// A stream's opening names the masters the client passes over, so that a
+// follower that names one of them as its leader can hold its answer until
+// the election that follows.
+func TestStreamNamesUnreachableMasters(t *testing.T) {
+	refused := refusingMaster(t)
+	good := &fakeMaster{answer: func(int32) error { return noLeader() }}
+	gs := serve(t, good)
+	c := New(refused+","+gs.URL, fast()...)
+	for range 2 { // the first is refused, the second goes to gs
+		stream, err := c.Scheduler.Subscribe(context.Background(), connect.NewRequest(&agorav1.SubscribeRequest{}))
+		if err == nil {
+			stream.Receive()
+			stream.Close()
+		}
+	}
+	if got, _ := good.unreachable.Load().(string); got != refused {
+		t.Fatalf("%s = %q, want %q", UnreachableHeader, got, refused)
 	}
 }

@@ -30,9 +30,12 @@
 //     failed to answer;
 //     - Unavailable (no leader known, leader not ready): the next master
 //     is tried.
-//  4. A master that does not answer within the attempt deadline, or cannot
-//     be reached, is passed over by every call of the Client for 10s, and
-//     the next known master is tried.
+//  4. A master that does not answer within the attempt deadline (or a
+//     dial's timeout) is passed over by every call of the Client for 10s;
+//     one whose failure comes at once (connection refused, or reset under
+//     the call: a killed master) for 1s only, since it may restart and
+//     lead within seconds. The next known master is tried. A master that
+//     answered, even "no leader", is never passed over.
 //  5. When every master was tried, the Client pauses (jittered, doubling
 //     from 50ms to 1s, WithBackoff) and starts another round, until the
 //     total bound.
@@ -125,7 +128,14 @@
 // the ping is not answered within 5s, and the stream's heartbeats let the
 // SDK notice a silent master. A stream that ends with a redirect makes the
 // leader the preferred master (Follow), so reopening the stream reaches
-// it.
+// it; a caller whose stream a master answered without serving it (no
+// leader known, or a redirect to a master being passed over) calls Pass
+// to try the next master without passing that one over. A stream's
+// opening names the masters being passed over (UnreachableHeader): a
+// follower whose leader is one of them, or that knows no leader, holds
+// its answer until an election names a leader the client can reach, so
+// that a framework resubscribing during a failover reaches the new leader
+// as soon as the followers know it.
 //
 // # Usage
 //
