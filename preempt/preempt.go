@@ -21,6 +21,9 @@ type Input struct {
 	// Earmarks are the preemptions in force: resources held for a
 	// framework's role on an agent.
 	Earmarks []Earmark
+	// Kinds names the entries of the agents' Dense vectors: entry k is
+	// the scalar Kinds[k]. Only agents with a Dense use it.
+	Kinds []string
 }
 
 // Agent is one active agent.
@@ -37,6 +40,26 @@ type Agent struct {
 	// Tasks are the agent's revocable live tasks that are not being killed:
 	// the only possible victims.
 	Tasks []Task
+	// Dense, if not nil, is Total, Free and the Tasks' scalars, priorities
+	// and start times as dense vectors (see Dense): Decide reads them
+	// instead of the maps. It must agree with Total, Free and Tasks.
+	Dense *Dense
+}
+
+// Dense is one agent's scalars as vectors over the first Stride kinds of
+// Input.Kinds (a kind past Stride is 0 on the agent), and its tasks'
+// priorities and start times, in the order of Agent.Tasks. The master
+// keeps them between passes, so that a pass looks up no map per task.
+type Dense struct {
+	Stride int
+	// Total and Free are Stride long.
+	Total, Free []int64
+	// Tasks holds Stride entries per task.
+	Tasks []int64
+	// Prios are the tasks' Priority; Starts their Started in Unix
+	// nanoseconds.
+	Prios  []int32
+	Starts []int64
 }
 
 // Offer is an outstanding offer.
@@ -189,6 +212,23 @@ func (v vec) fitsMinus(o, need vec) bool {
 	return true
 }
 
+// take cuts the first n entries off *slab.
+func take(slab *vec, n int) vec {
+	v := (*slab)[:n:n]
+	*slab = (*slab)[n:]
+	return v
+}
+
+// gather sets dst[i] to src[cols[i]] (a dense vector of stride entries;
+// a column past them, or -1, is 0: dst is zero already).
+func gather(dst vec, src []int64, cols []int, stride int) {
+	for i, c := range cols {
+		if c >= 0 && c < stride {
+			dst[i] = src[c]
+		}
+	}
+}
+
 type dims struct {
 	index map[string]int
 	names []string
@@ -322,24 +362,40 @@ func Decide(in Input) Plan {
 	offerPtrs := make([]*offer, nOffers)
 	vecs := make(vec, (2*len(in.Agents)+nTasks+nOffers)*d.n)
 	next := func(r resources.Resources) vec {
-		v := vecs[:d.n:d.n]
-		vecs = vecs[d.n:]
+		v := take(&vecs, d.n)
 		d.fill(v, r)
 		return v
+	}
+	// cols maps the pass's kinds to the columns of the agents' Dense
+	// vectors (-1: not among Input.Kinds).
+	cols := make([]int, d.n)
+	for i, name := range d.names {
+		cols[i] = slices.Index(in.Kinds, name)
 	}
 	agents := make([]*agent, len(in.Agents))
 	for i := range in.Agents {
 		a := &in.Agents[i]
 		ag := &agentStore[i]
-		*ag = agent{a: a, total: next(a.Total), avail: next(a.Free)}
+		ag.a = a
 		ag.tasks = taskStore[:len(a.Tasks):len(a.Tasks)]
 		taskStore = taskStore[len(a.Tasks):]
-		ag.tres = vecs[: len(a.Tasks)*d.n : len(a.Tasks)*d.n]
-		vecs = vecs[len(a.Tasks)*d.n:]
-		for j := range a.Tasks {
-			t := &a.Tasks[j]
-			d.fill(ag.tres[j*d.n:(j+1)*d.n], t.Resources)
-			ag.tasks[j] = task{start: t.Started.UnixNano(), idx: int32(j), prio: t.Priority}
+		if dn := a.Dense; dn != nil {
+			ag.total, ag.avail = take(&vecs, d.n), take(&vecs, d.n)
+			gather(ag.total, dn.Total, cols, dn.Stride)
+			gather(ag.avail, dn.Free, cols, dn.Stride)
+			ag.tres = take(&vecs, len(a.Tasks)*d.n)
+			for j := range a.Tasks {
+				gather(ag.tres[j*d.n:(j+1)*d.n], dn.Tasks[j*dn.Stride:(j+1)*dn.Stride], cols, dn.Stride)
+				ag.tasks[j] = task{start: dn.Starts[j], idx: int32(j), prio: dn.Prios[j]}
+			}
+		} else {
+			ag.total, ag.avail = next(a.Total), next(a.Free)
+			ag.tres = take(&vecs, len(a.Tasks)*d.n)
+			for j := range a.Tasks {
+				t := &a.Tasks[j]
+				d.fill(ag.tres[j*d.n:(j+1)*d.n], t.Resources)
+				ag.tasks[j] = task{start: t.Started.UnixNano(), idx: int32(j), prio: t.Priority}
+			}
 		}
 		ag.offers = offerPtrs[:len(a.Offers):len(a.Offers)]
 		offerPtrs = offerPtrs[len(a.Offers):]
