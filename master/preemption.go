@@ -378,6 +378,7 @@ func (c *preemptCache) agentInput(st *fsm.State, id string, prio map[string]int3
 			Priority: prio[t.GetRole()], Resources: p[""], Started: t.GetCreatedAt().AsTime(),
 			KillGrace: time.Duration(t.GetKillGraceSeconds() * float64(time.Second))})
 	}
+	preempt.SortTasks(ag.Tasks) // in reprieve order, so Decide sorts none
 	c.see(total)
 	c.see(free)
 	for i := range ag.Tasks {
@@ -386,7 +387,7 @@ func (c *preemptCache) agentInput(st *fsm.State, id string, prio map[string]int3
 	n := len(c.kinds)
 	slab := make([]int64, (2+len(ag.Tasks))*n)
 	dn := &preempt.Dense{Stride: n, Total: slab[:n:n], Free: slab[n : 2*n : 2*n], Tasks: slab[2*n:],
-		Prios: make([]int32, len(ag.Tasks)), Starts: make([]int64, len(ag.Tasks))}
+		Prios: make([]int32, len(ag.Tasks)), Starts: make([]int64, len(ag.Tasks)), Sorted: true}
 	c.fill(dn.Total, total)
 	c.fill(dn.Free, free)
 	for i := range ag.Tasks {

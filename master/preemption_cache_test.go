@@ -1,8 +1,10 @@
 package master
 
 import (
+	"cmp"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,6 +109,12 @@ func checkDense(t *testing.T, step string, in preempt.Input) {
 			if !back.Equal(r) {
 				t.Fatalf("%s: agent %s: dense %s %v is %s, the map %s", step, a.ID, what, v, back, r)
 			}
+		}
+		if !dn.Sorted || !slices.IsSortedFunc(a.Tasks, func(x, y preempt.Task) int {
+			return cmp.Or(cmp.Compare(y.Priority, x.Priority), x.Started.Compare(y.Started),
+				strings.Compare(x.FrameworkID, y.FrameworkID), strings.Compare(x.ID, y.ID))
+		}) {
+			t.Fatalf("%s: agent %s: tasks not in reprieve order", step, a.ID)
 		}
 		agree("total", dn.Total, a.Total)
 		agree("free", dn.Free, a.Free)

@@ -51,7 +51,7 @@ func BenchmarkDecide(b *testing.B) {
 		})
 		// What the master passes: the scalars as Dense vectors as well.
 		b.Run(fmt.Sprintf("dense/agents=10000/tasks=100000/units=%d", units), func(b *testing.B) {
-			in := withDense(benchInput(10000, 100000, units), []string{"cpus", "mem"})
+			in := withDense(benchInput(10000, 100000, units), []string{"cpus", "mem"}, true)
 			b.ResetTimer()
 			for range b.N {
 				p := Decide(in)

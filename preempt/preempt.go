@@ -60,6 +60,25 @@ type Dense struct {
 	// nanoseconds.
 	Prios  []int32
 	Starts []int64
+	// Sorted: Agent.Tasks are in reprieve order (as SortTasks leaves
+	// them), so Decide need not sort them.
+	Sorted bool
+}
+
+// SortTasks puts tasks in reprieve order: higher priorities first, then
+// the earlier started, then by framework and task id. Decide's result does
+// not depend on the order of an agent's tasks; an agent whose tasks are in
+// this order (Dense.Sorted) costs it less.
+func SortTasks(tasks []Task) {
+	slices.SortFunc(tasks, func(x, y Task) int {
+		if c := cmp.Compare(y.Priority, x.Priority); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.Started.UnixNano(), y.Started.UnixNano()); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(x.FrameworkID, y.FrameworkID), strings.Compare(x.ID, y.ID))
+	})
 }
 
 // Offer is an outstanding offer.
@@ -245,6 +264,21 @@ func (d *dims) see(r resources.Resources) {
 	}
 }
 
+// orderBy puts the kinds in the order of kinds, those not in it last by
+// name.
+func (d *dims) orderBy(kinds []string) {
+	rank := func(name string) int {
+		if k := slices.Index(kinds, name); k >= 0 {
+			return k
+		}
+		return len(kinds)
+	}
+	slices.SortFunc(d.names, func(x, y string) int { return cmp.Or(cmp.Compare(rank(x), rank(y)), strings.Compare(x, y)) })
+	for i, name := range d.names {
+		d.index[name] = i
+	}
+}
+
 // fill sets v to r's scalars of the known kinds.
 func (d *dims) fill(v vec, r resources.Resources) {
 	for i, name := range d.names {
@@ -299,7 +333,8 @@ type agent struct {
 	// order; only agents whose victims are chosen exactly get sorted.
 	tasks  []task
 	sorted bool
-	// tres are the tasks' vectors, one after the other in input order.
+	// tres are the tasks' vectors, one after the other in input order;
+	// read only (they may be the input's Dense.Tasks).
 	tres   vec
 	offers []*offer
 }
@@ -350,27 +385,40 @@ func Decide(in Input) Plan {
 	if len(in.Demands) == 0 {
 		return plan
 	}
-	nTasks, nOffers := 0, 0
+	// The pass's kinds in the order of Input.Kinds (any order gives the
+	// same plan), so that cols, which maps them to the columns of the
+	// agents' Dense vectors (-1: not among Input.Kinds), is the identity
+	// when they are the first kinds of Input.Kinds: then an agent's Dense
+	// task vectors of as many kinds serve as they are (never written).
+	if len(in.Kinds) > 0 {
+		d.orderBy(in.Kinds)
+	}
+	cols := make([]int, d.n)
+	identity := true
+	for i, name := range d.names {
+		cols[i] = slices.Index(in.Kinds, name)
+		identity = identity && cols[i] == i
+	}
+	shared := func(a *Agent) bool { return identity && a.Dense != nil && a.Dense.Stride == d.n }
+	nTasks, nOffers, nVecs := 0, 0, 0
 	for i := range in.Agents {
-		nTasks += len(in.Agents[i].Tasks)
-		nOffers += len(in.Agents[i].Offers)
+		a := &in.Agents[i]
+		nTasks += len(a.Tasks)
+		nOffers += len(a.Offers)
+		if !shared(a) {
+			nVecs += len(a.Tasks)
+		}
 	}
 	// One allocation each for all agents, tasks, offers and their vectors.
 	agentStore := make([]agent, len(in.Agents))
 	taskStore := make([]task, nTasks)
 	offerStore := make([]offer, nOffers)
 	offerPtrs := make([]*offer, nOffers)
-	vecs := make(vec, (2*len(in.Agents)+nTasks+nOffers)*d.n)
+	vecs := make(vec, (2*len(in.Agents)+nVecs+nOffers)*d.n)
 	next := func(r resources.Resources) vec {
 		v := take(&vecs, d.n)
 		d.fill(v, r)
 		return v
-	}
-	// cols maps the pass's kinds to the columns of the agents' Dense
-	// vectors (-1: not among Input.Kinds).
-	cols := make([]int, d.n)
-	for i, name := range d.names {
-		cols[i] = slices.Index(in.Kinds, name)
 	}
 	agents := make([]*agent, len(in.Agents))
 	for i := range in.Agents {
@@ -383,11 +431,18 @@ func Decide(in Input) Plan {
 			ag.total, ag.avail = take(&vecs, d.n), take(&vecs, d.n)
 			gather(ag.total, dn.Total, cols, dn.Stride)
 			gather(ag.avail, dn.Free, cols, dn.Stride)
-			ag.tres = take(&vecs, len(a.Tasks)*d.n)
+			if shared(a) {
+				ag.tres = vec(dn.Tasks[: len(a.Tasks)*d.n : len(a.Tasks)*d.n])
+			} else {
+				ag.tres = take(&vecs, len(a.Tasks)*d.n)
+				for j := range a.Tasks {
+					gather(ag.tres[j*d.n:(j+1)*d.n], dn.Tasks[j*dn.Stride:(j+1)*dn.Stride], cols, dn.Stride)
+				}
+			}
 			for j := range a.Tasks {
-				gather(ag.tres[j*d.n:(j+1)*d.n], dn.Tasks[j*dn.Stride:(j+1)*dn.Stride], cols, dn.Stride)
 				ag.tasks[j] = task{start: dn.Starts[j], idx: int32(j), prio: dn.Prios[j]}
 			}
+			ag.sorted = dn.Sorted
 		} else {
 			ag.total, ag.avail = next(a.Total), next(a.Free)
 			ag.tres = take(&vecs, len(a.Tasks)*d.n)
@@ -768,6 +823,9 @@ func (p *planner) candidate(a *agent, dm *Demand, need vec, exact bool) *candida
 // least n = max over kinds of ceil(def/big) of them, and the earliest
 // start among them is at most the n-th latest start of q.
 func (p *planner) bound(a *agent, dm *Demand, need, base vec) *candidate {
+	if a.sorted {
+		return p.boundSorted(a, dm, need, base)
+	}
 	prios := p.prios[:0]
 	for i := range a.tasks {
 		if t := &a.tasks[i]; !t.gone && t.prio < dm.Priority {
@@ -812,6 +870,52 @@ func (p *planner) bound(a *agent, dm *Demand, need, base vec) *candidate {
 	slices.Sort(starts)
 	c := p.newCandidate()
 	*c = candidate{agent: a, version: a.version, maxPrio: q, count: n, newest: starts[len(starts)-n], bound: true}
+	return c
+}
+
+// boundSorted is bound for an agent whose tasks are in reprieve order
+// (priorities descending, then starts ascending): one walk from the last
+// task finds q, the tasks below it and q's own, with no sorting.
+func (p *planner) boundSorted(a *agent, dm *Demand, need, base vec) *candidate {
+	acc, before, big := base, p.scratch(2), p.scratch(3)
+	n := p.d.n
+	// The lower tasks are a suffix; walk its priority groups upwards.
+	lo, hi := len(a.tasks), len(a.tasks) // q's group is a.tasks[lo:hi]
+	for i := len(a.tasks) - 1; i >= 0 && a.tasks[i].prio < dm.Priority; {
+		pr := a.tasks[i].prio
+		copy(before, acc)
+		hi = i + 1
+		for ; i >= 0 && a.tasks[i].prio == pr; i-- {
+			if t := &a.tasks[i]; !t.gone {
+				acc.add(a.res(t, n))
+			}
+		}
+		lo = i + 1
+		if acc.fits(need) {
+			break
+		}
+	}
+	// q's tasks, not gone: their largest of each kind, and their starts
+	// (ascending) to count back from.
+	clear(big)
+	starts := p.starts[:0]
+	for i := lo; i < hi; i++ {
+		if t := &a.tasks[i]; !t.gone {
+			for k, r := range a.res(t, n) {
+				big[k] = max(big[k], r)
+			}
+			starts = append(starts, t.start)
+		}
+	}
+	p.starts = starts
+	units := 1
+	for k, r := range need {
+		if def := r - before[k]; def > 0 {
+			units = max(units, int((def+big[k]-1)/big[k]))
+		}
+	}
+	c := p.newCandidate()
+	*c = candidate{agent: a, version: a.version, maxPrio: a.tasks[lo].prio, count: units, newest: starts[len(starts)-units], bound: true}
 	return c
 }
 
