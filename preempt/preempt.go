@@ -562,6 +562,11 @@ func (p *planner) serve(dm *Demand, v *Verdict) {
 	}
 }
 
+// excluded reports whether dm's framework filtered agent a.
+func excluded(dm *Demand, a *agent) bool {
+	return len(dm.Excluded) > 0 && dm.Excluded[a.a.ID]
+}
+
 // ownOffers is what the demand's framework holds in offers for its role on
 // the agent.
 func ownOffers(a *agent, dm *Demand, dst vec) vec {
@@ -579,7 +584,7 @@ func ownOffers(a *agent, dm *Demand, dst vec) vec {
 func (p *planner) placeFree(dm *Demand, need vec) bool {
 	pool := make(vec, p.d.n)
 	for _, a := range p.agents {
-		if dm.Excluded[a.a.ID] {
+		if excluded(dm, a) {
 			continue
 		}
 		if a.avail.fits(need) {
@@ -621,7 +626,7 @@ func (p *planner) placeFree(dm *Demand, need vec) bool {
 func (p *planner) rescind(dm *Demand, need vec, left int) int {
 	pool := make(vec, p.d.n)
 	for _, a := range p.agents {
-		if dm.Excluded[a.a.ID] {
+		if len(a.offers) == 0 || excluded(dm, a) {
 			continue
 		}
 		copy(pool, a.avail)
@@ -780,7 +785,7 @@ func (p *planner) preempt(dm *Demand, need vec, left int) int {
 // demand (exact), or a bound on it, or nil when a cannot make room for
 // it.
 func (p *planner) candidate(a *agent, dm *Demand, need vec, exact bool) *candidate {
-	if !a.total.fits(need) || dm.Excluded[a.a.ID] {
+	if !a.total.fits(need) || excluded(dm, a) {
 		return nil
 	}
 	// Everything that could go: free, lower offers, lower tasks.
