@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agora-sched/agora/resources"
@@ -231,6 +232,36 @@ func (v vec) fitsMinus(o, need vec) bool {
 	return true
 }
 
+// decideBufs are a pass's largest buffers, reused by the next pass
+// (decidePool); a Plan never points into them.
+type decideBufs struct {
+	agents []agent
+	tasks  []task
+	vecs   vec
+	ptrs   []*agent
+	cands  []candidate // the planner's first slab
+}
+
+var decidePool sync.Pool
+
+// release drops what b points to and gives it back to decidePool.
+func (b *decideBufs) release() {
+	clear(b.agents)
+	clear(b.ptrs)
+	clear(b.cands[:cap(b.cands)])
+	decidePool.Put(b)
+}
+
+// zeroed returns s resized to n zero values, reusing its array if it can.
+func zeroed[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
 // take cuts the first n entries off *slab.
 func take(slab *vec, n int) vec {
 	v := (*slab)[:n:n]
@@ -410,17 +441,25 @@ func Decide(in Input) Plan {
 		}
 	}
 	// One allocation each for all agents, tasks, offers and their vectors.
-	agentStore := make([]agent, len(in.Agents))
-	taskStore := make([]task, nTasks)
+	// The largest of them come from the previous pass (decidePool).
+	b, _ := decidePool.Get().(*decideBufs)
+	if b == nil {
+		b = &decideBufs{}
+	}
+	defer b.release()
+	b.agents = zeroed(b.agents, len(in.Agents))
+	b.tasks = zeroed(b.tasks, nTasks)
+	b.vecs = zeroed(b.vecs, (2*len(in.Agents)+nVecs+nOffers)*d.n)
+	b.ptrs = zeroed(b.ptrs, len(in.Agents))
+	agentStore, taskStore, vecs := b.agents, b.tasks, b.vecs
 	offerStore := make([]offer, nOffers)
 	offerPtrs := make([]*offer, nOffers)
-	vecs := make(vec, (2*len(in.Agents)+nVecs+nOffers)*d.n)
 	next := func(r resources.Resources) vec {
 		v := take(&vecs, d.n)
 		d.fill(v, r)
 		return v
 	}
-	agents := make([]*agent, len(in.Agents))
+	agents := b.ptrs
 	for i := range in.Agents {
 		a := &in.Agents[i]
 		ag := &agentStore[i]
@@ -497,7 +536,10 @@ func Decide(in Input) Plan {
 		a, b := &in.Demands[x], &in.Demands[y]
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), strings.Compare(a.FrameworkID, b.FrameworkID), strings.Compare(a.Role, b.Role))
 	})
-	p := &planner{d: d, agents: agents, marks: marks, plan: &plan}
+	if cap(b.cands) < max(64, len(agents)) {
+		b.cands = make([]candidate, 0, max(64, len(agents)))
+	}
+	p := &planner{d: d, agents: agents, marks: marks, plan: &plan, slab: b.cands[:0]}
 	for _, i := range order {
 		p.serve(&in.Demands[i], &plan.Verdicts[i])
 	}
