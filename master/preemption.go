@@ -233,6 +233,7 @@ type preemptCache struct {
 
 type cachedAgent struct {
 	id           string
+	agent        *agorav1.Agent // the active agent's record it was last seen with
 	usage, tasks any
 	ag           preempt.Agent // without offers
 	seen         uint64        // the pass that last used it
@@ -309,27 +310,35 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 	next := c.nextOrder[:0]
 	k := 0
 	st.EachAgentVersion(func(a *agorav1.Agent, usage, tasks any) {
-		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
-			return
-		}
-		id := a.GetId()
+		// The state replaces an agent's record to change it: the same
+		// record as last pass's k-th entry is that active agent, found
+		// without reading the record.
 		var e *cachedAgent
-		if k < len(c.order) && c.order[k].id == id {
+		if k < len(c.order) && c.order[k].agent == a {
 			e = c.order[k]
 		} else {
-			e = c.agents[id]
+			if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+				return
+			}
+			if k < len(c.order) && c.order[k].id == a.GetId() {
+				e = c.order[k]
+			} else {
+				e = c.agents[a.GetId()]
+			}
 		}
 		same := k < len(c.order) && c.order[k] == e
 		if e == nil || e.usage != usage || e.tasks != tasks {
+			id := a.GetId()
 			e = &cachedAgent{id: id, usage: usage, tasks: tasks, ag: c.agentInput(st, id, prio)}
 			c.agents[id] = e
 			same = false
 		}
+		e.agent = a
 		e.seen = pass
 		next = append(next, e)
 		var off []preempt.Offer
 		if offers != nil {
-			off = offers[id]
+			off = offers[e.id]
 		}
 		if k < len(c.buf) {
 			if !same || c.offered[k] || off != nil {
