@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agora-sched/agora/resources"
@@ -61,7 +62,9 @@ func allocateRound(s Snapshot, now time.Time, seed uint64, tr *Trace) []Offer {
 	if tr != nil {
 		st.explain(&s, now, tr)
 	}
-	return st.result()
+	out := st.result()
+	st.release()
+	return out
 }
 
 // shuffledAgents returns agent indexes ordered by id, then shuffled with a
@@ -87,6 +90,47 @@ func sortedAgents(agents []Agent) []int32 {
 		}
 	}
 	return order
+}
+
+// roundBufs are a round's largest buffers, reused by the next round
+// (bufPool): an allocation round allocates and the garbage collector
+// scans them no more than once per goroutine. Only Allocate's rounds give
+// them back (release); an Incremental keeps its round's.
+type roundBufs struct {
+	slab, orig vec
+	agents     []agentState
+	assign     []assignment
+	offers     []pending
+	idx        []int32
+}
+
+var bufPool sync.Pool
+
+// zeroed returns s resized to n zero values, reusing its array if it can.
+func zeroed[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// release gives st's buffers back to bufPool, dropping what they point to;
+// st is unusable afterwards.
+func (st *round) release() {
+	b := st.bufs
+	if b == nil {
+		return
+	}
+	st.bufs = nil
+	b.offers = st.offers // it may have grown
+	clear(b.agents)
+	clear(b.assign)
+	clear(b.offers[:cap(b.offers)])
+	b.offers = b.offers[:0]
+	*st = round{}
+	bufPool.Put(b)
 }
 
 // vec is a dense scalar vector in milli-units, indexed by dimension.
@@ -132,10 +176,12 @@ type roleState struct {
 	unmet     vec // guarantee - alloc, floored at 0; nil with guarantee
 	wshare    float64
 	fws       fwHeap
+	rank      int32 // the role's rank in name order
 }
 
 type fwEntry struct {
 	fw    int32
+	rank  int32 // the framework's rank in id order
 	alloc vec
 	share float64
 	idx   int
@@ -176,16 +222,23 @@ type round struct {
 	filtered        map[[2]int32]struct{}
 	agentIdx        map[string]int32
 	agentRank       []int32 // position of each agent in id order
+	fwRank          []int32 // position of each framework in id order
 	vecSlab         vec     // backing store for offer vectors
 	src             []Agent // the snapshot's agents, to reuse their values in offers
 	origFree        vec     // agents' free vectors at the start of the round, flattened
 	offers          []pending
+	bufs            *roundBufs
 	scratch         vec
 	asideR          []*roleState
 	asideF          []*fwEntry
 }
 
 func (st *round) dim(name string) int {
+	for d, n := range st.names { // a handful: cheaper than the map
+		if n == name {
+			return d
+		}
+	}
 	if d, ok := st.dimOf[name]; ok {
 		return d
 	}
@@ -256,6 +309,11 @@ func (st *round) newVec() vec {
 
 func newRound(s Snapshot, now time.Time) *round {
 	st := &round{dimOf: map[string]int{}, roleOf: map[string]*roleState{}}
+	st.bufs, _ = bufPool.Get().(*roundBufs)
+	if st.bufs == nil {
+		st.bufs = &roundBufs{}
+	}
+	b := st.bufs
 	minRes := s.MinAllocatable
 	if len(minRes.Names()) == 0 {
 		minRes = DefaultMinAllocatable
@@ -273,33 +331,43 @@ func newRound(s Snapshot, now time.Time) *round {
 			st.addNames(r)
 		}
 	}
-	// One pass over the agents' maps, collecting (agent, dim, value) so that
-	// the vectors can be cut once the number of dimensions is known.
-	type cell struct {
-		agent int32
-		free  bool
-		dim   int32
-		v     int64
-	}
-	cells := make([]cell, 0, 8*len(s.Agents))
-	for i := range s.Agents {
-		a := &s.Agents[i]
-		for n, v := range a.Total.Scalars {
-			if v > 0 {
-				cells = append(cells, cell{int32(i), false, int32(st.dim(n)), v})
+	// One pass over the agents' maps, straight into a slab of vectors of
+	// stride S: room for the kinds known so far and a few more. A snapshot
+	// with more kinds than that is scanned again with room for all.
+	var slab, total, free vec
+	for S := len(st.names) + 4; ; S = len(st.names) {
+		b.slab = zeroed(b.slab, len(s.Agents)*S)
+		slab, total, free = b.slab, make(vec, S), make(vec, S)
+		for i := range s.Agents {
+			a := &s.Agents[i]
+			for n, v := range a.Total.Scalars {
+				if d := st.dim(n); v > 0 && d < S {
+					total[d] = satAdd(total[d], v)
+				}
+			}
+			for n, v := range a.Unreserved.Scalars {
+				if d := st.dim(n); v > 0 && d < S {
+					slab[i*S+d] = v
+					free[d] = satAdd(free[d], v)
+				}
+			}
+			for _, r := range a.Reserved {
+				st.addNames(r)
 			}
 		}
-		for n, v := range a.Unreserved.Scalars {
-			if v > 0 {
-				cells = append(cells, cell{int32(i), true, int32(st.dim(n)), v})
+		if D := len(st.names); D <= S {
+			// Cut the slab down to stride D (in place: D <= S).
+			if D < S {
+				for i := range s.Agents {
+					copy(slab[i*D:(i+1)*D], slab[i*S:i*S+D])
+				}
+				slab, total, free = slab[:len(s.Agents)*D], total[:D:D], free[:D:D]
 			}
-		}
-		for _, r := range a.Reserved {
-			st.addNames(r)
+			break
 		}
 	}
 	D := len(st.names)
-	st.total, st.free, st.avail, st.req = make(vec, D), make(vec, D), make(vec, D), make(vec, D)
+	st.total, st.free, st.avail, st.req = total, free, slices.Clone(free), make(vec, D)
 	st.scratch = make(vec, D)
 	st.minAlloc = st.toVec(minRes, nil)
 	for d, v := range st.minAlloc {
@@ -344,18 +412,10 @@ func newRound(s Snapshot, now time.Time) *round {
 
 	// Agents.
 	st.src = s.Agents
-	slab := make(vec, len(s.Agents)*D)
-	assignSlab := make([]assignment, 2*len(s.Agents))
-	st.agents = make([]agentState, len(s.Agents))
-	for _, c := range cells {
-		if c.free {
-			slab[int(c.agent)*D+int(c.dim)] = c.v
-			st.free[c.dim] = satAdd(st.free[c.dim], c.v)
-			st.avail[c.dim] = satAdd(st.avail[c.dim], c.v)
-		} else {
-			st.total[c.dim] = satAdd(st.total[c.dim], c.v)
-		}
-	}
+	b.assign = zeroed(b.assign, 2*len(s.Agents))
+	b.agents = zeroed(b.agents, len(s.Agents))
+	assignSlab := b.assign
+	st.agents = b.agents
 	for i := range s.Agents {
 		a := &s.Agents[i]
 		as := &st.agents[i]
@@ -377,8 +437,12 @@ func newRound(s Snapshot, now time.Time) *round {
 			slices.SortFunc(as.reserved, func(x, y reservedPart) int { return strings.Compare(x.role.name, y.role.name) })
 		}
 	}
-	st.origFree = slices.Clone(slab)
-	st.offers = make([]pending, 0, len(s.Agents)+len(s.Agents)/8)
+	b.orig = append(b.orig[:0], slab...)
+	st.origFree = b.orig
+	if cap(b.offers) < len(s.Agents)+len(s.Agents)/8 {
+		b.offers = make([]pending, 0, len(s.Agents)+len(s.Agents)/8)
+	}
+	st.offers = b.offers[:0]
 	for d, t := range st.total {
 		if t > 0 {
 			st.shareDims = append(st.shareDims, d)
@@ -424,6 +488,27 @@ func newRound(s Snapshot, now time.Time) *round {
 			r.fws.items = append(r.fws.items, &fwEntry{fw: int32(i), alloc: st.toVec(f.Allocated[name], nil)})
 		}
 	}
+	// Ranks by name and by id: the heaps' and the result's tie-breaks
+	// compare them rather than strings.
+	byName := slices.Clone(st.roles)
+	slices.SortFunc(byName, func(x, y *roleState) int { return strings.Compare(x.name, y.name) })
+	for rank, r := range byName {
+		r.rank = int32(rank)
+	}
+	st.fwRank = make([]int32, len(st.fws))
+	fwOrder := make([]int32, len(st.fws))
+	for i := range fwOrder {
+		fwOrder[i] = int32(i)
+	}
+	for i := 1; i < len(st.fws); i++ {
+		if st.fws[i-1].id > st.fws[i].id {
+			slices.SortStableFunc(fwOrder, func(a, b int32) int { return strings.Compare(st.fws[a].id, st.fws[b].id) })
+			break
+		}
+	}
+	for rank, fi := range fwOrder {
+		st.fwRank[fi] = int32(rank)
+	}
 	for _, r := range st.roles {
 		if r.alloc == nil {
 			r.alloc = make(vec, D)
@@ -438,6 +523,7 @@ func newRound(s Snapshot, now time.Time) *round {
 		r.wshare = st.share(r.alloc) / r.weight
 		for _, fe := range r.fws.items {
 			fe.share = st.share(fe.alloc)
+			fe.rank = st.fwRank[fe.fw]
 		}
 		r.fws.init(st.fws)
 	}
@@ -801,38 +887,47 @@ func (st *round) reservedOf(p *pending) resources.Resources {
 // result turns the pending offers into Offers sorted by framework id, agent
 // id and role, comparing precomputed ranks rather than strings.
 func (st *round) result() []Offer {
-	fwRank := make([]int32, len(st.fws))
-	fwOrder := make([]int32, len(st.fws))
-	for i := range fwOrder {
-		fwOrder[i] = int32(i)
-	}
-	for i := 1; i < len(st.fws); i++ {
-		if st.fws[i-1].id > st.fws[i].id {
-			slices.SortStableFunc(fwOrder, func(a, b int32) int { return strings.Compare(st.fws[a].id, st.fws[b].id) })
-			break
+	fwRank := st.fwRank
+	// LSD radix sort of the offers' indexes: stable counting sorts by
+	// agent rank, then by framework rank. The offers of one framework and
+	// agent (one per role) end up adjacent and are put in role name order.
+	n := len(st.offers)
+	st.bufs.idx = zeroed(st.bufs.idx, 2*n+max(len(st.agents), len(st.fws))+1)
+	order, tmp, count := st.bufs.idx[:n], st.bufs.idx[n:2*n], st.bufs.idx[2*n:]
+	countingSort := func(dst, src []int32, buckets int, rank func(i int32) int32) {
+		c := count[:buckets+1]
+		clear(c)
+		for _, i := range src {
+			c[rank(i)+1]++
+		}
+		for b := 1; b < len(c); b++ {
+			c[b] += c[b-1]
+		}
+		for _, i := range src {
+			r := rank(i)
+			dst[c[r]] = i
+			c[r]++
 		}
 	}
-	for rank, fi := range fwOrder {
-		fwRank[fi] = int32(rank)
+	for i := range tmp {
+		tmp[i] = int32(i)
 	}
-	type key struct {
-		k uint64
-		i int32
-	}
-	keys := make([]key, len(st.offers))
-	for i := range st.offers {
-		p := &st.offers[i]
-		keys[i] = key{uint64(fwRank[p.fw])<<32 | uint64(st.agentRank[p.agent]), int32(i)}
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if a.k != b.k {
-			return cmp.Compare(a.k, b.k)
+	countingSort(order, tmp, len(st.agents), func(i int32) int32 { return st.agentRank[st.offers[i].agent] })
+	copy(tmp, order)
+	countingSort(order, tmp, len(st.fws), func(i int32) int32 { return fwRank[st.offers[i].fw] })
+	for j := 0; j < n; {
+		e := j + 1
+		for e < n && st.offers[order[e]].fw == st.offers[order[j]].fw && st.offers[order[e]].agent == st.offers[order[j]].agent {
+			e++
 		}
-		return strings.Compare(st.offers[a.i].role.name, st.offers[b.i].role.name)
-	})
+		if e-j > 1 {
+			slices.SortFunc(order[j:e], func(a, b int32) int { return cmp.Compare(st.offers[a].role.rank, st.offers[b].role.rank) })
+		}
+		j = e
+	}
 	out := make([]Offer, len(st.offers))
-	for j, k := range keys {
-		p := &st.offers[k.i]
+	for j, oi := range order {
+		p := &st.offers[oi]
 		out[j] = Offer{
 			FrameworkID: st.fws[p.fw].id,
 			AgentID:     st.agents[p.agent].id,
@@ -854,7 +949,7 @@ func roleLess(a, b *roleState) bool {
 	if a.wshare != b.wshare {
 		return a.wshare < b.wshare
 	}
-	return a.name < b.name
+	return a.rank < b.rank // name order
 }
 
 type roleHeap []*roleState
@@ -918,7 +1013,7 @@ func (h *fwHeap) less(i, j int) bool {
 	if a.share != b.share {
 		return a.share < b.share
 	}
-	return h.fws[a.fw].id < h.fws[b.fw].id
+	return a.rank < b.rank // id order
 }
 
 func (h *fwHeap) swap(i, j int) {

@@ -162,11 +162,16 @@
 //
 // # Cost
 //
-// The round converts the snapshot to dense vectors, keeps roles and each
-// role's frameworks in heaps keyed by share, and visits each agent a
-// constant number of times in the common case, so a round costs about
+// The round converts the snapshot to dense vectors (one pass over the
+// agents' maps, straight into one slab), keeps roles and each role's
+// frameworks in heaps keyed by share (ties broken by precomputed name and
+// id ranks, not strings), visits each agent a constant number of times in
+// the common case, and sorts its offers with a radix sort on the
+// framework and agent ranks, so a round costs about
 // O(agents x log(roles + frameworks)) plus the filters it meets, not
-// O(agents x frameworks). A naive reference implementation in the tests
+// O(agents x frameworks). Its largest buffers (the slab, the per-agent
+// state, the pending offers) are reused by the next round through a
+// sync.Pool, so a round allocates little more than the offers it returns. A naive reference implementation in the tests
 // must produce identical offers on random snapshots.
 //
 // Bench and BenchSnapshot measure rounds with the wall clock for

@@ -73,10 +73,19 @@ func markRevocable(s Snapshot, offers []Offer) {
 			capable[f.ID] = true
 		}
 	}
+	// Offers come sorted by framework, and a framework's offers mostly
+	// share a role: look each up once per run.
+	var lastFw, lastRole string
+	var isCapable, isBeyond bool
 	for i := range offers {
 		o := &offers[i]
-		beyond := guaranteed[o.Role] || prio[o.Role] < top
-		o.Revocable = capable[o.FrameworkID] && beyond && !o.Guaranteed && !o.Unreserved.IsEmpty()
+		if i == 0 || o.FrameworkID != lastFw {
+			lastFw, isCapable = o.FrameworkID, capable[o.FrameworkID]
+		}
+		if i == 0 || o.Role != lastRole {
+			lastRole, isBeyond = o.Role, guaranteed[o.Role] || prio[o.Role] < top
+		}
+		o.Revocable = isCapable && isBeyond && !o.Guaranteed && !o.Unreserved.IsEmpty()
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/preempt"
+	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
 )
@@ -197,37 +198,56 @@ func newUUID() string {
 }
 
 // preemptInput builds the preemption pass's input from the state with no
-// cache (tests and benchmarks; the leader keeps a preemptCache).
+// cache (tests and benchmarks; the leader keeps a preemptCache): a fresh
+// cache converts every agent.
 func preemptInput(st *fsm.State, now time.Time) preempt.Input {
-	return (*preemptCache)(nil).input(st, now)
+	return newPreemptCache().input(st, now)
 }
 
 // preemptCache keeps, per agent, the part of the preemption input derived
 // from its accounting and its tasks (free and total resources, revocable
-// live tasks with parsed resources), keyed by the two values
+// live tasks with parsed resources, and the same scalars as dense vectors
+// over the cache's kinds: preempt.Dense), keyed by the two values
 // fsm.State.EachAgentVersion gives: a pass converts only the agents whose
-// tasks or usage changed since the last one. It belongs to one leadership (one goroutine) and is dropped
-// with it; role priorities are part of each entry, so a priority change
-// empties it.
+// tasks or usage changed since the last one. The entries are kept in id
+// order between passes (the order EachAgentVersion walks), so a pass
+// finds an unchanged agent's entry without a map lookup and rewrites none
+// of the input's agents that did not change. It belongs to one leadership
+// (one goroutine) and is dropped with it; role priorities are part of
+// each entry, so a priority change empties it.
 type preemptCache struct {
 	prio   map[string]int32
 	agents map[string]*cachedAgent
+	// kinds are the scalar kinds of the dense vectors, in the order first
+	// seen (Input.Kinds); kindOf indexes them.
+	kinds  []string
+	kindOf map[string]int
+	// order is the last pass's entries in id order; buf is the last
+	// pass's Input.Agents (buf[k] built from order[k]), reused by the
+	// next pass: an Input is good until the next call of input.
+	order, nextOrder []*cachedAgent
+	buf              []preempt.Agent
+	// offered: buf[k] carries offers (it is rewritten next pass).
+	offered []bool
 }
 
 type cachedAgent struct {
+	id           string
+	agent        *agorav1.Agent // the active agent's record it was last seen with
 	usage, tasks any
 	ag           preempt.Agent // without offers
 	seen         uint64        // the pass that last used it
 }
 
 func newPreemptCache() *preemptCache {
-	return &preemptCache{agents: map[string]*cachedAgent{}}
+	return &preemptCache{agents: map[string]*cachedAgent{}, kindOf: map[string]int{}}
 }
 
 // input builds the preemption pass's input from the state: active agents
 // with their free unreserved resources, outstanding offers and revocable
 // live tasks not being killed; connected frameworks' demand for roles they
-// have not suppressed; the preemptions in force. c may be nil.
+// have not suppressed; the preemptions in force. The Input's Agents are
+// the cache's: good until the next call.
 func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 	var in preempt.Input
 	prio := map[string]int32{}
@@ -271,50 +291,88 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 		held, _ := resourcepb.FromProto(p.GetResources())
 		in.Earmarks = append(in.Earmarks, preempt.Earmark{AgentID: p.GetAgentId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Resources: held.Total()})
 	}
-	if c != nil && !maps.Equal(c.prio, prio) {
-		c.prio, c.agents = prio, map[string]*cachedAgent{}
+	if !maps.Equal(c.prio, prio) {
+		*c = preemptCache{prio: prio, agents: map[string]*cachedAgent{}, kindOf: map[string]int{}}
 	}
-	offers := map[string][]preempt.Offer{}
+	var offers map[string][]preempt.Offer
 	for _, o := range st.Offers() {
 		p, err := resourcepb.FromProto(o.GetResources())
 		if err != nil || p[""].IsEmpty() {
 			continue
 		}
+		if offers == nil {
+			offers = map[string][]preempt.Offer{}
+		}
 		offers[o.GetAgentId()] = append(offers[o.GetAgentId()], preempt.Offer{ID: o.GetId(), FrameworkID: o.GetFrameworkId(), Role: o.GetRole(),
 			Priority: prio[o.GetRole()], Resources: p[""]})
 	}
 	pass := st.Index()
+	next := c.nextOrder[:0]
+	k := 0
 	st.EachAgentVersion(func(a *agorav1.Agent, usage, tasks any) {
-		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
-			return
-		}
-		var ag preempt.Agent
-		if c == nil {
-			ag = agentInput(st, a.GetId(), prio)
+		// The state replaces an agent's record to change it: the same
+		// record as last pass's k-th entry is that active agent, found
+		// without reading the record.
+		var e *cachedAgent
+		if k < len(c.order) && c.order[k].agent == a {
+			e = c.order[k]
 		} else {
-			e := c.agents[a.GetId()]
-			if e == nil || e.usage != usage || e.tasks != tasks {
-				e = &cachedAgent{usage: usage, tasks: tasks, ag: agentInput(st, a.GetId(), prio)}
-				c.agents[a.GetId()] = e
+			if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+				return
 			}
-			e.seen = pass
-			ag = e.ag
+			if k < len(c.order) && c.order[k].id == a.GetId() {
+				e = c.order[k]
+			} else {
+				e = c.agents[a.GetId()]
+			}
 		}
-		ag.Offers = offers[a.GetId()]
-		in.Agents = append(in.Agents, ag)
+		same := k < len(c.order) && c.order[k] == e
+		if e == nil || e.usage != usage || e.tasks != tasks {
+			id := a.GetId()
+			e = &cachedAgent{id: id, usage: usage, tasks: tasks, ag: c.agentInput(st, id, prio)}
+			c.agents[id] = e
+			same = false
+		}
+		e.agent = a
+		e.seen = pass
+		next = append(next, e)
+		var off []preempt.Offer
+		if offers != nil {
+			off = offers[e.id]
+		}
+		if k < len(c.buf) {
+			if !same || c.offered[k] || off != nil {
+				c.buf[k] = e.ag
+				c.buf[k].Offers = off
+				c.offered[k] = off != nil
+			}
+		} else {
+			ag := e.ag
+			ag.Offers = off
+			c.buf = append(c.buf, ag)
+			c.offered = append(c.offered, off != nil)
+		}
+		k++
 	})
-	if c != nil && len(c.agents) > len(in.Agents) {
+	clear(c.buf[k:])
+	c.buf, c.offered = c.buf[:k], c.offered[:k]
+	c.order, c.nextOrder = next, c.order[:0]
+	clear(c.nextOrder[:cap(c.nextOrder)])
+	if len(c.agents) > k {
 		for id, e := range c.agents {
 			if e.seen != pass {
 				delete(c.agents, id)
 			}
 		}
 	}
+	in.Agents, in.Kinds = c.buf, c.kinds
 	return in
 }
 
-// agentInput is one agent's part of the input without its offers.
-func agentInput(st *fsm.State, id string, prio map[string]int32) preempt.Agent {
+// agentInput is one agent's part of the input without its offers, with
+// its dense vectors over c's kinds (adding the kinds it has that c has
+// not seen).
+func (c *preemptCache) agentInput(st *fsm.State, id string, prio map[string]int32) preempt.Agent {
 	free, total := st.AgentFree(id)
 	ag := preempt.Agent{ID: id, Total: total, Free: free}
 	for _, t := range st.TasksByAgent(id) {
@@ -329,5 +387,45 @@ func agentInput(st *fsm.State, id string, prio map[string]int32) preempt.Agent {
 			Priority: prio[t.GetRole()], Resources: p[""], Started: t.GetCreatedAt().AsTime(),
 			KillGrace: time.Duration(t.GetKillGraceSeconds() * float64(time.Second))})
 	}
+	preempt.SortTasks(ag.Tasks) // in reprieve order, so Decide sorts none
+	c.see(total)
+	c.see(free)
+	for i := range ag.Tasks {
+		c.see(ag.Tasks[i].Resources)
+	}
+	n := len(c.kinds)
+	slab := make([]int64, (2+len(ag.Tasks))*n)
+	dn := &preempt.Dense{Stride: n, Total: slab[:n:n], Free: slab[n : 2*n : 2*n], Tasks: slab[2*n:],
+		Prios: make([]int32, len(ag.Tasks)), Starts: make([]int64, len(ag.Tasks)), Sorted: true}
+	c.fill(dn.Total, total)
+	c.fill(dn.Free, free)
+	for i := range ag.Tasks {
+		t := &ag.Tasks[i]
+		c.fill(dn.Tasks[i*n:(i+1)*n], t.Resources)
+		dn.Prios[i], dn.Starts[i] = t.Priority, t.Started.UnixNano()
+	}
+	ag.Dense = dn
 	return ag
+}
+
+// see adds r's scalar kinds that c has not seen, in name order.
+func (c *preemptCache) see(r resources.Resources) {
+	var added []string
+	for name := range r.Scalars {
+		if _, ok := c.kindOf[name]; !ok {
+			added = append(added, name)
+		}
+	}
+	slices.Sort(added)
+	for _, name := range added {
+		c.kindOf[name] = len(c.kinds)
+		c.kinds = append(c.kinds, name)
+	}
+}
+
+// fill sets v to r's scalars by c's kinds.
+func (c *preemptCache) fill(v []int64, r resources.Resources) {
+	for name, m := range r.Scalars {
+		v[c.kindOf[name]] = m
+	}
 }

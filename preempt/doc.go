@@ -60,7 +60,12 @@
 // # Cost
 //
 // Scalars are dense vectors, converted once per pass (one linear pass
-// over the tasks, no per-task allocation). A unit placed in free
+// over the tasks, no per-task allocation). A caller that keeps them
+// between passes hands them over in Agent.Dense (the master's cache
+// does): Decide then reads no map at all, uses the task vectors in place
+// when the demanded kinds lead Input.Kinds, and with Dense.Sorted (tasks
+// in reprieve order, SortTasks) sorts no agent's tasks and bounds each
+// agent in one walk over its lower tasks. A unit placed in free
 // resources costs at most one scan of the agents. A demand's first
 // preemption decision scans every agent's candidate tasks once, without
 // sorting them, for a bound on the agent's best victim set (the victims'

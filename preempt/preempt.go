@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agora-sched/agora/resources"
@@ -21,6 +22,9 @@ type Input struct {
 	// Earmarks are the preemptions in force: resources held for a
 	// framework's role on an agent.
 	Earmarks []Earmark
+	// Kinds names the entries of the agents' Dense vectors: entry k is
+	// the scalar Kinds[k]. Only agents with a Dense use it.
+	Kinds []string
 }
 
 // Agent is one active agent.
@@ -37,6 +41,45 @@ type Agent struct {
 	// Tasks are the agent's revocable live tasks that are not being killed:
 	// the only possible victims.
 	Tasks []Task
+	// Dense, if not nil, is Total, Free and the Tasks' scalars, priorities
+	// and start times as dense vectors (see Dense): Decide reads them
+	// instead of the maps. It must agree with Total, Free and Tasks.
+	Dense *Dense
+}
+
+// Dense is one agent's scalars as vectors over the first Stride kinds of
+// Input.Kinds (a kind past Stride is 0 on the agent), and its tasks'
+// priorities and start times, in the order of Agent.Tasks. The master
+// keeps them between passes, so that a pass looks up no map per task.
+type Dense struct {
+	Stride int
+	// Total and Free are Stride long.
+	Total, Free []int64
+	// Tasks holds Stride entries per task.
+	Tasks []int64
+	// Prios are the tasks' Priority; Starts their Started in Unix
+	// nanoseconds.
+	Prios  []int32
+	Starts []int64
+	// Sorted: Agent.Tasks are in reprieve order (as SortTasks leaves
+	// them), so Decide need not sort them.
+	Sorted bool
+}
+
+// SortTasks puts tasks in reprieve order: higher priorities first, then
+// the earlier started, then by framework and task id. Decide's result does
+// not depend on the order of an agent's tasks; an agent whose tasks are in
+// this order (Dense.Sorted) costs it less.
+func SortTasks(tasks []Task) {
+	slices.SortFunc(tasks, func(x, y Task) int {
+		if c := cmp.Compare(y.Priority, x.Priority); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.Started.UnixNano(), y.Started.UnixNano()); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(x.FrameworkID, y.FrameworkID), strings.Compare(x.ID, y.ID))
+	})
 }
 
 // Offer is an outstanding offer.
@@ -189,6 +232,53 @@ func (v vec) fitsMinus(o, need vec) bool {
 	return true
 }
 
+// decideBufs are a pass's largest buffers, reused by the next pass
+// (decidePool); a Plan never points into them.
+type decideBufs struct {
+	agents []agent
+	tasks  []task
+	vecs   vec
+	ptrs   []*agent
+	cands  []candidate // the planner's first slab
+}
+
+var decidePool sync.Pool
+
+// release drops what b points to and gives it back to decidePool.
+func (b *decideBufs) release() {
+	clear(b.agents)
+	clear(b.ptrs)
+	clear(b.cands[:cap(b.cands)])
+	decidePool.Put(b)
+}
+
+// zeroed returns s resized to n zero values, reusing its array if it can.
+func zeroed[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// take cuts the first n entries off *slab.
+func take(slab *vec, n int) vec {
+	v := (*slab)[:n:n]
+	*slab = (*slab)[n:]
+	return v
+}
+
+// gather sets dst[i] to src[cols[i]] (a dense vector of stride entries;
+// a column past them, or -1, is 0: dst is zero already).
+func gather(dst vec, src []int64, cols []int, stride int) {
+	for i, c := range cols {
+		if c >= 0 && c < stride {
+			dst[i] = src[c]
+		}
+	}
+}
+
 type dims struct {
 	index map[string]int
 	names []string
@@ -202,6 +292,21 @@ func (d *dims) see(r resources.Resources) {
 			d.names = append(d.names, name)
 			d.n++
 		}
+	}
+}
+
+// orderBy puts the kinds in the order of kinds, those not in it last by
+// name.
+func (d *dims) orderBy(kinds []string) {
+	rank := func(name string) int {
+		if k := slices.Index(kinds, name); k >= 0 {
+			return k
+		}
+		return len(kinds)
+	}
+	slices.SortFunc(d.names, func(x, y string) int { return cmp.Or(cmp.Compare(rank(x), rank(y)), strings.Compare(x, y)) })
+	for i, name := range d.names {
+		d.index[name] = i
 	}
 }
 
@@ -259,7 +364,8 @@ type agent struct {
 	// order; only agents whose victims are chosen exactly get sorted.
 	tasks  []task
 	sorted bool
-	// tres are the tasks' vectors, one after the other in input order.
+	// tres are the tasks' vectors, one after the other in input order;
+	// read only (they may be the input's Dense.Tasks).
 	tres   vec
 	offers []*offer
 }
@@ -310,36 +416,80 @@ func Decide(in Input) Plan {
 	if len(in.Demands) == 0 {
 		return plan
 	}
-	nTasks, nOffers := 0, 0
+	// The pass's kinds in the order of Input.Kinds (any order gives the
+	// same plan), so that cols, which maps them to the columns of the
+	// agents' Dense vectors (-1: not among Input.Kinds), is the identity
+	// when they are the first kinds of Input.Kinds: then an agent's Dense
+	// task vectors of as many kinds serve as they are (never written).
+	if len(in.Kinds) > 0 {
+		d.orderBy(in.Kinds)
+	}
+	cols := make([]int, d.n)
+	identity := true
+	for i, name := range d.names {
+		cols[i] = slices.Index(in.Kinds, name)
+		identity = identity && cols[i] == i
+	}
+	shared := func(a *Agent) bool { return identity && a.Dense != nil && a.Dense.Stride == d.n }
+	nTasks, nOffers, nVecs := 0, 0, 0
 	for i := range in.Agents {
-		nTasks += len(in.Agents[i].Tasks)
-		nOffers += len(in.Agents[i].Offers)
+		a := &in.Agents[i]
+		nTasks += len(a.Tasks)
+		nOffers += len(a.Offers)
+		if !shared(a) {
+			nVecs += len(a.Tasks)
+		}
 	}
 	// One allocation each for all agents, tasks, offers and their vectors.
-	agentStore := make([]agent, len(in.Agents))
-	taskStore := make([]task, nTasks)
+	// The largest of them come from the previous pass (decidePool).
+	b, _ := decidePool.Get().(*decideBufs)
+	if b == nil {
+		b = &decideBufs{}
+	}
+	defer b.release()
+	b.agents = zeroed(b.agents, len(in.Agents))
+	b.tasks = zeroed(b.tasks, nTasks)
+	b.vecs = zeroed(b.vecs, (2*len(in.Agents)+nVecs+nOffers)*d.n)
+	b.ptrs = zeroed(b.ptrs, len(in.Agents))
+	agentStore, taskStore, vecs := b.agents, b.tasks, b.vecs
 	offerStore := make([]offer, nOffers)
 	offerPtrs := make([]*offer, nOffers)
-	vecs := make(vec, (2*len(in.Agents)+nTasks+nOffers)*d.n)
 	next := func(r resources.Resources) vec {
-		v := vecs[:d.n:d.n]
-		vecs = vecs[d.n:]
+		v := take(&vecs, d.n)
 		d.fill(v, r)
 		return v
 	}
-	agents := make([]*agent, len(in.Agents))
+	agents := b.ptrs
 	for i := range in.Agents {
 		a := &in.Agents[i]
 		ag := &agentStore[i]
-		*ag = agent{a: a, total: next(a.Total), avail: next(a.Free)}
+		ag.a = a
 		ag.tasks = taskStore[:len(a.Tasks):len(a.Tasks)]
 		taskStore = taskStore[len(a.Tasks):]
-		ag.tres = vecs[: len(a.Tasks)*d.n : len(a.Tasks)*d.n]
-		vecs = vecs[len(a.Tasks)*d.n:]
-		for j := range a.Tasks {
-			t := &a.Tasks[j]
-			d.fill(ag.tres[j*d.n:(j+1)*d.n], t.Resources)
-			ag.tasks[j] = task{start: t.Started.UnixNano(), idx: int32(j), prio: t.Priority}
+		if dn := a.Dense; dn != nil {
+			ag.total, ag.avail = take(&vecs, d.n), take(&vecs, d.n)
+			gather(ag.total, dn.Total, cols, dn.Stride)
+			gather(ag.avail, dn.Free, cols, dn.Stride)
+			if shared(a) {
+				ag.tres = vec(dn.Tasks[: len(a.Tasks)*d.n : len(a.Tasks)*d.n])
+			} else {
+				ag.tres = take(&vecs, len(a.Tasks)*d.n)
+				for j := range a.Tasks {
+					gather(ag.tres[j*d.n:(j+1)*d.n], dn.Tasks[j*dn.Stride:(j+1)*dn.Stride], cols, dn.Stride)
+				}
+			}
+			for j := range a.Tasks {
+				ag.tasks[j] = task{start: dn.Starts[j], idx: int32(j), prio: dn.Prios[j]}
+			}
+			ag.sorted = dn.Sorted
+		} else {
+			ag.total, ag.avail = next(a.Total), next(a.Free)
+			ag.tres = take(&vecs, len(a.Tasks)*d.n)
+			for j := range a.Tasks {
+				t := &a.Tasks[j]
+				d.fill(ag.tres[j*d.n:(j+1)*d.n], t.Resources)
+				ag.tasks[j] = task{start: t.Started.UnixNano(), idx: int32(j), prio: t.Priority}
+			}
 		}
 		ag.offers = offerPtrs[:len(a.Offers):len(a.Offers)]
 		offerPtrs = offerPtrs[len(a.Offers):]
@@ -386,7 +536,10 @@ func Decide(in Input) Plan {
 		a, b := &in.Demands[x], &in.Demands[y]
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), strings.Compare(a.FrameworkID, b.FrameworkID), strings.Compare(a.Role, b.Role))
 	})
-	p := &planner{d: d, agents: agents, marks: marks, plan: &plan}
+	if cap(b.cands) < max(64, len(agents)) {
+		b.cands = make([]candidate, 0, max(64, len(agents)))
+	}
+	p := &planner{d: d, agents: agents, marks: marks, plan: &plan, slab: b.cands[:0]}
 	for _, i := range order {
 		p.serve(&in.Demands[i], &plan.Verdicts[i])
 	}
@@ -451,6 +604,11 @@ func (p *planner) serve(dm *Demand, v *Verdict) {
 	}
 }
 
+// excluded reports whether dm's framework filtered agent a.
+func excluded(dm *Demand, a *agent) bool {
+	return len(dm.Excluded) > 0 && dm.Excluded[a.a.ID]
+}
+
 // ownOffers is what the demand's framework holds in offers for its role on
 // the agent.
 func ownOffers(a *agent, dm *Demand, dst vec) vec {
@@ -468,7 +626,7 @@ func ownOffers(a *agent, dm *Demand, dst vec) vec {
 func (p *planner) placeFree(dm *Demand, need vec) bool {
 	pool := make(vec, p.d.n)
 	for _, a := range p.agents {
-		if dm.Excluded[a.a.ID] {
+		if excluded(dm, a) {
 			continue
 		}
 		if a.avail.fits(need) {
@@ -510,7 +668,7 @@ func (p *planner) placeFree(dm *Demand, need vec) bool {
 func (p *planner) rescind(dm *Demand, need vec, left int) int {
 	pool := make(vec, p.d.n)
 	for _, a := range p.agents {
-		if dm.Excluded[a.a.ID] {
+		if len(a.offers) == 0 || excluded(dm, a) {
 			continue
 		}
 		copy(pool, a.avail)
@@ -669,7 +827,7 @@ func (p *planner) preempt(dm *Demand, need vec, left int) int {
 // demand (exact), or a bound on it, or nil when a cannot make room for
 // it.
 func (p *planner) candidate(a *agent, dm *Demand, need vec, exact bool) *candidate {
-	if !a.total.fits(need) || dm.Excluded[a.a.ID] {
+	if !a.total.fits(need) || excluded(dm, a) {
 		return nil
 	}
 	// Everything that could go: free, lower offers, lower tasks.
@@ -712,6 +870,9 @@ func (p *planner) candidate(a *agent, dm *Demand, need vec, exact bool) *candida
 // least n = max over kinds of ceil(def/big) of them, and the earliest
 // start among them is at most the n-th latest start of q.
 func (p *planner) bound(a *agent, dm *Demand, need, base vec) *candidate {
+	if a.sorted {
+		return p.boundSorted(a, dm, need, base)
+	}
 	prios := p.prios[:0]
 	for i := range a.tasks {
 		if t := &a.tasks[i]; !t.gone && t.prio < dm.Priority {
@@ -756,6 +917,52 @@ func (p *planner) bound(a *agent, dm *Demand, need, base vec) *candidate {
 	slices.Sort(starts)
 	c := p.newCandidate()
 	*c = candidate{agent: a, version: a.version, maxPrio: q, count: n, newest: starts[len(starts)-n], bound: true}
+	return c
+}
+
+// boundSorted is bound for an agent whose tasks are in reprieve order
+// (priorities descending, then starts ascending): one walk from the last
+// task finds q, the tasks below it and q's own, with no sorting.
+func (p *planner) boundSorted(a *agent, dm *Demand, need, base vec) *candidate {
+	acc, before, big := base, p.scratch(2), p.scratch(3)
+	n := p.d.n
+	// The lower tasks are a suffix; walk its priority groups upwards.
+	lo, hi := len(a.tasks), len(a.tasks) // q's group is a.tasks[lo:hi]
+	for i := len(a.tasks) - 1; i >= 0 && a.tasks[i].prio < dm.Priority; {
+		pr := a.tasks[i].prio
+		copy(before, acc)
+		hi = i + 1
+		for ; i >= 0 && a.tasks[i].prio == pr; i-- {
+			if t := &a.tasks[i]; !t.gone {
+				acc.add(a.res(t, n))
+			}
+		}
+		lo = i + 1
+		if acc.fits(need) {
+			break
+		}
+	}
+	// q's tasks, not gone: their largest of each kind, and their starts
+	// (ascending) to count back from.
+	clear(big)
+	starts := p.starts[:0]
+	for i := lo; i < hi; i++ {
+		if t := &a.tasks[i]; !t.gone {
+			for k, r := range a.res(t, n) {
+				big[k] = max(big[k], r)
+			}
+			starts = append(starts, t.start)
+		}
+	}
+	p.starts = starts
+	units := 1
+	for k, r := range need {
+		if def := r - before[k]; def > 0 {
+			units = max(units, int((def+big[k]-1)/big[k]))
+		}
+	}
+	c := p.newCandidate()
+	*c = candidate{agent: a, version: a.version, maxPrio: a.tasks[lo].prio, count: units, newest: starts[len(starts)-units], bound: true}
 	return c
 }
 
