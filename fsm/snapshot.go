@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"sync"
 
-	iradix "github.com/hashicorp/go-immutable-radix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/agora-sched/agora/fsm/internal/radix"
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -98,27 +100,16 @@ func (s *State) Persist(w io.Writer) error {
 
 // ReadState reads a state written by Persist into a fresh store, rebuilding
 // indexes and usage sums.
+//
+// Records are read in chunks on this goroutine, decoded (proto unmarshal
+// and key building, the bulk of the work) by restoreWorkers goroutines in
+// parallel, and inserted into the tree in snapshot order by one inserter;
+// at most restoreQueue chunks are in flight, which bounds the memory held
+// in raw record bodies.
 func ReadState(r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
-	var buf []byte
-	next := func() (byte, []byte, error) {
-		n, err := binary.ReadUvarint(br)
-		if err != nil {
-			return 0, nil, err
-		}
-		if n == 0 || n > maxRecord {
-			return 0, nil, fmt.Errorf("bad record length %d", n)
-		}
-		if uint64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return 0, nil, fmt.Errorf("short record: %w", err)
-		}
-		return buf[0], buf[1:], nil
-	}
-	rec, body, err := next()
+	rd := &recordReader{r: br}
+	rec, body, err := rd.next()
 	if err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
@@ -129,89 +120,260 @@ func ReadState(r io.Reader) (*State, error) {
 	if n <= 0 {
 		return nil, errors.New("bad snapshot header")
 	}
-	x := &txn{t: iradix.New().Txn()}
-	var deferred [][]byte
-	x.deferIndex = func(k []byte) { deferred = append(deferred, k) }
-	for {
-		rec, body, err := next()
-		if errors.Is(err, io.EOF) {
-			break
+
+	work := make(chan *restoreChunk, restoreQueue)
+	ordered := make(chan *restoreChunk, restoreQueue)
+	var wg sync.WaitGroup
+	for range restoreWorkers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				c.decode()
+				close(c.done)
+			}
+		}()
+	}
+	// The inserter runs here; the reader feeds it from another goroutine.
+	stop := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		for {
+			c, err := rd.chunk()
+			if c != nil {
+				select {
+				case work <- c:
+				case <-stop:
+					return
+				}
+				select {
+				case ordered <- c:
+				case <-stop:
+					return
+				}
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					readErr = err
+				}
+				return
+			}
 		}
-		if err != nil {
-			return nil, err
-		}
-		if err := x.restoreRecord(rec, body); err != nil {
-			return nil, err
+	}()
+	x := &txn{t: radix.New().Txn()}
+	var insertErr error
+	for c := range ordered {
+		<-c.done
+		if insertErr == nil {
+			insertErr = x.insertChunk(c)
+			if insertErr != nil {
+				close(stop)
+			}
 		}
 	}
-	// Index keys arrive in primary-key order; inserting them sorted keeps the
-	// transaction's writable-node cache hot instead of copying paths.
-	slices.SortFunc(deferred, bytes.Compare)
-	for _, k := range deferred {
-		x.t.Insert(k, nil)
+	wg.Wait()
+	if insertErr != nil {
+		return nil, insertErr
+	}
+	if readErr != nil {
+		return nil, readErr
 	}
 	agents, frameworks := computeUsage(x.t.Root())
-	for id, u := range agents {
-		x.t.Insert(tableKey(uAgent, id), u)
+	for _, id := range sortedKeys(agents) {
+		x.t.Insert(tableKey(uAgent, id), agents[id])
 	}
-	for id, u := range frameworks {
-		x.t.Insert(tableKey(uFramework, id), u)
+	for _, id := range sortedKeys(frameworks) {
+		x.t.Insert(tableKey(uFramework, id), frameworks[id])
 	}
 	restoreTaskEpochs(x)
 	return &State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})}, nil
 }
 
-// restoreRecord inserts one primary record and its index entries.
-func (x *txn) restoreRecord(rec byte, body []byte) error {
-	if ok, err := x.restoreHistory(rec, body); ok {
-		return err
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	for _, tb := range tables {
-		if tb.rec != rec {
+	slices.Sort(keys)
+	return keys
+}
+
+const (
+	// restoreChunkRecords and restoreChunkBytes bound one chunk of records.
+	restoreChunkRecords = 2048
+	restoreChunkBytes   = 1 << 20
+	// restoreQueue is how many chunks may be read ahead of the inserter.
+	restoreQueue = 16
+)
+
+// restoreWorkers is how many goroutines decode records: all cores but the
+// inserter's, and at least one.
+func restoreWorkers() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+
+// recordReader reads snapshot records.
+type recordReader struct {
+	r   *bufio.Reader
+	buf []byte
+}
+
+// next returns one record; body is valid until the next call.
+func (rd *recordReader) next() (byte, []byte, error) {
+	n, err := binary.ReadUvarint(rd.r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n == 0 || n > maxRecord {
+		return 0, nil, fmt.Errorf("bad record length %d", n)
+	}
+	if uint64(cap(rd.buf)) < n {
+		rd.buf = make([]byte, n)
+	}
+	rd.buf = rd.buf[:n]
+	if _, err := io.ReadFull(rd.r, rd.buf); err != nil {
+		return 0, nil, fmt.Errorf("short record: %w", err)
+	}
+	return rd.buf[0], rd.buf[1:], nil
+}
+
+// chunk reads up to restoreChunkRecords records into one chunk that owns
+// their bodies. At the end of the input it returns the last records (or
+// nil) with io.EOF.
+func (rd *recordReader) chunk() (*restoreChunk, error) {
+	var c *restoreChunk
+	for c == nil || (len(c.recs) < restoreChunkRecords && len(c.data) < restoreChunkBytes) {
+		n, err := binary.ReadUvarint(rd.r)
+		if err != nil {
+			if err == io.ErrUnexpectedEOF {
+				err = fmt.Errorf("short record length: %w", err)
+			}
+			return c, err
+		}
+		if n == 0 || n > maxRecord {
+			return c, fmt.Errorf("bad record length %d", n)
+		}
+		if c == nil {
+			c = &restoreChunk{done: make(chan struct{}), data: make([]byte, 0, restoreChunkBytes+int(min(n, maxRecord)))}
+		}
+		off := len(c.data)
+		c.data = slices.Grow(c.data, int(n))[:off+int(n)]
+		if _, err := io.ReadFull(rd.r, c.data[off:]); err != nil {
+			c.data = c.data[:off]
+			return c, fmt.Errorf("short record: %w", err)
+		}
+		c.recs = append(c.recs, restoreRec{off: off, end: off + int(n)})
+	}
+	return c, nil
+}
+
+// restoreChunk is a run of snapshot records on its way to the tree.
+type restoreChunk struct {
+	data []byte
+	recs []restoreRec
+	// Filled in by decode:
+	kvs  []restoreKV
+	err  error // the first record that failed to decode (kvs stop there)
+	done chan struct{}
+}
+
+type restoreRec struct{ off, end int }
+
+// restoreKV is a key to insert; a nil key stands for a record that the
+// inserter handles itself (history records, which read the tree).
+type restoreKV struct {
+	key []byte
+	val interface{}
+	rec int
+}
+
+// decode unmarshals the chunk's table records and builds their primary and
+// index keys.
+func (c *restoreChunk) decode() {
+	c.kvs = make([]restoreKV, 0, 3*len(c.recs))
+	for i, r := range c.recs {
+		rec, body := c.data[r.off], c.data[r.off+1:r.end]
+		if rec == recRemovedOffer || rec == recSuperseded {
+			c.kvs = append(c.kvs, restoreKV{rec: i})
 			continue
 		}
-		m := tb.msg()
-		if err := proto.Unmarshal(body, m); err != nil {
-			return fmt.Errorf("record type %d: %w", rec, err)
+		var err error
+		c.kvs, err = appendRecordKVs(c.kvs, rec, body)
+		if err != nil {
+			c.err = err
+			return
 		}
-		switch v := m.(type) {
-		case *agorav1.Master:
-			x.t.Insert(tableKey(pMaster, v.GetId()), v)
-		case *agorav1.Role:
-			x.t.Insert(tableKey(pRole, v.GetName()), v)
-		case *agorav1.Agent:
-			x.t.Insert(tableKey(pAgent, v.GetId()), v)
-		case *agorav1.Framework:
-			x.t.Insert(tableKey(pFramework, v.GetId()), v)
-		case *agorav1.Reservation:
-			x.t.Insert(tableKey(pReservation, v.GetId()), v)
-			x.deferIndex(tableKey(xResvAgent, v.GetAgentId(), v.GetId()))
-		case *agorav1.Volume:
-			x.t.Insert(tableKey(pVolume, v.GetId()), v)
-			x.deferIndex(tableKey(xVolAgent, v.GetAgentId(), v.GetId()))
-		case *agorav1.Offer:
-			x.t.Insert(tableKey(pOffer, v.GetId()), v)
-			x.deferIndex(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()))
-			x.deferIndex(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()))
-			if v.GetExpiresAt() != nil {
-				x.deferIndex(expiryKey(v))
-			}
-		case *agorav1.FrameworkRecord:
-			x.t.Insert(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
-		case *agorav1.Preemption:
-			x.t.Insert(tableKey(pPreemption, v.GetId()), v)
-		case *agorav1.Task:
-			fid, tid := v.GetFrameworkId(), v.GetId()
-			x.t.Insert(tableKey(pTask, fid, tid), v)
-			x.deferIndex(tableKey(xTaskAgent, v.GetAgentId(), fid, tid))
-			x.deferIndex(tableKey(xTaskID, tid, fid))
-			if unacked(v) {
-				x.deferIndex(tableKey(xTaskUnacked, fid, tid))
-			}
-		}
-		return nil
 	}
-	return fmt.Errorf("unknown record type %d", rec)
+}
+
+// insertChunk inserts a decoded chunk in record order.
+func (x *txn) insertChunk(c *restoreChunk) error {
+	for _, kv := range c.kvs {
+		if kv.key != nil {
+			x.t.Insert(kv.key, kv.val)
+			continue
+		}
+		r := c.recs[kv.rec]
+		if _, err := x.restoreHistory(c.data[r.off], c.data[r.off+1:r.end]); err != nil {
+			return err
+		}
+	}
+	return c.err
+}
+
+// appendRecordKVs decodes one table record and appends its primary key and
+// index keys.
+func appendRecordKVs(kvs []restoreKV, rec byte, body []byte) ([]restoreKV, error) {
+	var m proto.Message
+	for _, tb := range tables {
+		if tb.rec == rec {
+			m = tb.msg()
+			break
+		}
+	}
+	if m == nil {
+		return kvs, fmt.Errorf("unknown record type %d", rec)
+	}
+	if err := proto.Unmarshal(body, m); err != nil {
+		return kvs, fmt.Errorf("record type %d: %w", rec, err)
+	}
+	put := func(k []byte, v interface{}) { kvs = append(kvs, restoreKV{key: k, val: v}) }
+	switch v := m.(type) {
+	case *agorav1.Master:
+		put(tableKey(pMaster, v.GetId()), v)
+	case *agorav1.Role:
+		put(tableKey(pRole, v.GetName()), v)
+	case *agorav1.Agent:
+		put(tableKey(pAgent, v.GetId()), v)
+	case *agorav1.Framework:
+		put(tableKey(pFramework, v.GetId()), v)
+	case *agorav1.Reservation:
+		put(tableKey(pReservation, v.GetId()), v)
+		put(tableKey(xResvAgent, v.GetAgentId(), v.GetId()), nil)
+	case *agorav1.Volume:
+		put(tableKey(pVolume, v.GetId()), v)
+		put(tableKey(xVolAgent, v.GetAgentId(), v.GetId()), nil)
+	case *agorav1.Offer:
+		put(tableKey(pOffer, v.GetId()), v)
+		put(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()), nil)
+		put(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()), nil)
+		if v.GetExpiresAt() != nil {
+			put(expiryKey(v), nil)
+		}
+	case *agorav1.FrameworkRecord:
+		put(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
+	case *agorav1.Preemption:
+		put(tableKey(pPreemption, v.GetId()), v)
+	case *agorav1.Task:
+		fid, tid := v.GetFrameworkId(), v.GetId()
+		put(tableKey(pTask, fid, tid), v)
+		put(tableKey(xTaskAgent, v.GetAgentId(), fid, tid), nil)
+		put(tableKey(xTaskID, tid, fid), nil)
+		if unacked(v) {
+			put(tableKey(xTaskUnacked, fid, tid), nil)
+		}
+	}
+	return kvs, nil
 }
 
 // poolSum accumulates resources by pool, adding scalars in place (the
@@ -267,7 +429,7 @@ func (p poolSum) pools() resourcepb.Pools {
 
 // computeUsage derives every agent's and framework's sums from the primary
 // tables (used by restore and by CheckInvariants to audit the incremental sums).
-func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
+func computeUsage(root *radix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
 	type sums struct{ reserved, used, offered poolSum }
 	agents := map[string]*agentUsage{}
 	acc := map[string]*sums{}

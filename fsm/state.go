@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"strings"
 
-	iradix "github.com/hashicorp/go-immutable-radix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/agora-sched/agora/fsm/internal/radix"
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -103,12 +103,12 @@ type frameworkUsage struct {
 // for concurrent use; returned protos are shared and must not be modified.
 type State struct {
 	index   uint64
-	root    *iradix.Tree
+	root    *radix.Tree
 	changed chan struct{}
 }
 
 func emptyState() *State {
-	return &State{root: iradix.New(), changed: make(chan struct{})}
+	return &State{root: radix.New(), changed: make(chan struct{})}
 }
 
 // Index is the Raft index of the last applied entry.
