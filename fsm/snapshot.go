@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -108,7 +109,7 @@ func (s *State) Persist(w io.Writer) error {
 // in raw record bodies.
 func ReadState(r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
-	rd := &recordReader{r: br}
+	rd := &recordReader{r: br, free: make(chan []byte, restoreQueue)}
 	rec, body, err := rd.next()
 	if err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
@@ -172,6 +173,10 @@ func ReadState(r io.Reader) (*State, error) {
 				close(stop)
 			}
 		}
+		select {
+		case rd.free <- c.data[:0]:
+		default:
+		}
 	}
 	wg.Wait()
 	if insertErr != nil {
@@ -208,14 +213,17 @@ const (
 	restoreQueue = 16
 )
 
-// restoreWorkers is how many goroutines decode records: all cores but the
-// inserter's, and at least one.
-func restoreWorkers() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+// restoreWorkers is how many goroutines decode records: one per core (the
+// inserter and the reader wait on them most of the time).
+func restoreWorkers() int { return runtime.GOMAXPROCS(0) }
 
 // recordReader reads snapshot records.
 type recordReader struct {
 	r   *bufio.Reader
 	buf []byte
+	// free holds chunk buffers the inserter is done with (record bodies
+	// are copied by decoding, so nothing in the tree points into them).
+	free chan []byte
 }
 
 // next returns one record; body is valid until the next call.
@@ -254,7 +262,12 @@ func (rd *recordReader) chunk() (*restoreChunk, error) {
 			return c, fmt.Errorf("bad record length %d", n)
 		}
 		if c == nil {
-			c = &restoreChunk{done: make(chan struct{}), data: make([]byte, 0, restoreChunkBytes+int(min(n, maxRecord)))}
+			c = &restoreChunk{done: make(chan struct{})}
+			select {
+			case c.data = <-rd.free:
+			default:
+				c.data = make([]byte, 0, restoreChunkBytes+int(n))
+			}
 		}
 		off := len(c.data)
 		c.data = slices.Grow(c.data, int(n))[:off+int(n)]
@@ -365,15 +378,26 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte) ([]restoreKV, error
 	case *agorav1.Preemption:
 		put(tableKey(pPreemption, v.GetId()), v)
 	case *agorav1.Task:
-		fid, tid := v.GetFrameworkId(), v.GetId()
-		put(tableKey(pTask, fid, tid), v)
-		put(tableKey(xTaskAgent, v.GetAgentId(), fid, tid), nil)
-		put(tableKey(xTaskID, tid, fid), nil)
+		// The three keys of a task live and die together (deleteTask):
+		// one allocation holds them.
+		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
+		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+2*len(fid)+3*len(tid)+4)
+		put(carveKey(&buf, pTask, fid, tid), v)
+		put(carveKey(&buf, xTaskAgent, aid, fid, tid), nil)
+		put(carveKey(&buf, xTaskID, tid, fid), nil)
 		if unacked(v) {
 			put(tableKey(xTaskUnacked, fid, tid), nil)
 		}
 	}
 	return kvs, nil
+}
+
+// carveKey appends a table key to *buf, whose capacity must hold it, and
+// returns it with its capacity capped, leaving the rest of *buf for more.
+func carveKey(buf *[]byte, prefix string, parts ...string) []byte {
+	b := appendKey(*buf, prefix, parts...)
+	*buf = b[len(b):]
+	return b[:len(b):len(b)]
 }
 
 // poolSum accumulates resources by pool, adding scalars in place (the
@@ -391,7 +415,7 @@ func (p poolSum) add(role string, rs []*agorav1.Resource) {
 			p[r.GetRole()] = acc
 		}
 		if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 {
-			if m := resources.Scalar(r.GetName(), r.GetScalar()).Milli(r.GetName()); m > 0 {
+			if m := milli(r.GetScalar()); m > 0 {
 				if acc.Scalars == nil {
 					acc.Scalars = map[string]int64{}
 				}
@@ -404,6 +428,29 @@ func (p poolSum) add(role string, rs []*agorav1.Resource) {
 			*acc = acc.Add(one[r.GetRole()])
 		}
 	}
+}
+
+// addScalar adds a scalar of m milli-units to pool role.
+func (p poolSum) addScalar(role, name string, m int64) {
+	acc := p[role]
+	if acc == nil {
+		acc = &resources.Resources{}
+		p[role] = acc
+	}
+	if m > 0 {
+		if acc.Scalars == nil {
+			acc.Scalars = map[string]int64{}
+		}
+		acc.Scalars[name] += m
+	}
+}
+
+// milli is resources.Scalar(name, v).Milli(name) without building a map.
+func milli(v float64) int64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
+		return 0
+	}
+	return int64(math.Round(min(v, resources.MaxScalar) * 1000))
 }
 
 func (p poolSum) addPools(q resourcepb.Pools) {
@@ -452,7 +499,7 @@ func computeUsage(root *radix.Node) (map[string]*agentUsage, map[string]*framewo
 		}
 		for _, r := range rs {
 			if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 && r.GetVolume() == nil {
-				p.add("\x00", []*agorav1.Resource{{Name: r.GetName(), Scalar: r.GetScalar(), Role: role}})
+				p.addScalar(role, r.GetName(), milli(r.GetScalar()))
 			}
 		}
 	}

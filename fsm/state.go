@@ -51,7 +51,23 @@ type taskEpoch struct{ n uint64 }
 
 // tableKey is the key of id in a table whose prefix ends in NUL.
 func tableKey(prefix string, parts ...string) []byte {
-	return []byte(prefix + strings.Join(parts, "\x00"))
+	n := len(prefix)
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	return appendKey(make([]byte, 0, n), prefix, parts...)
+}
+
+// appendKey appends the table key of parts to b.
+func appendKey(b []byte, prefix string, parts ...string) []byte {
+	b = append(b, prefix...)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
 }
 
 // agentUsage is the incrementally maintained accounting of one agent. It is

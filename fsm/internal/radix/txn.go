@@ -87,7 +87,10 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 		return nc, nil, false
 	}
 	child := n.edges[i].node
-	common := commonPrefix(search, child.prefix)
+	common := len(child.prefix)
+	if !bytes.HasPrefix(search, child.prefix) {
+		common = commonPrefix(search, child.prefix)
+	}
 	if common == len(child.prefix) {
 		nchild, old, updated := t.insert(child, k, search[common:], v)
 		if nchild == child {
