@@ -62,9 +62,12 @@ var tables = []struct {
 // Persist writes the state record by record in a deterministic order
 // (tables in a fixed order, keys sorted, deterministic proto encoding), so
 // replicas that applied the same log write identical bytes.
+//
+// One goroutine walks the tables in batches, persistWorkers goroutines
+// encode the batches into framed records in parallel, and the caller's
+// goroutine writes them to w in walk order (then the history tables).
 func (s *State) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	var buf []byte
 	write := func(rec byte, body []byte) error {
 		var hdr [binary.MaxVarintLen64 + 1]byte
 		n := binary.PutUvarint(hdr[:], uint64(len(body)+1))
@@ -79,24 +82,135 @@ func (s *State) Persist(w io.Writer) error {
 	if err := write(recHeader, head); err != nil {
 		return err
 	}
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, tb := range tables {
-		var err error
-		s.root.Root().WalkPrefix([]byte(tb.prefix), func(_ []byte, v interface{}) bool {
-			buf, err = opts.MarshalAppend(buf[:0], v.(proto.Message))
-			if err == nil {
-				err = write(tb.rec, buf)
+
+	work := make(chan *persistBatch, persistQueue)
+	ordered := make(chan *persistBatch, persistQueue)
+	free := make(chan *persistBatch, persistQueue)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range restoreWorkers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				b.encode()
+				close(b.done)
 			}
-			return err != nil
-		})
-		if err != nil {
-			return err
+		}()
+	}
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		var b *persistBatch
+		send := func() bool {
+			select {
+			case work <- b:
+			case <-stop:
+				return false
+			}
+			select {
+			case ordered <- b:
+			case <-stop:
+				return false
+			}
+			b = nil
+			return true
 		}
+		root := s.root.Root()
+		for _, tb := range tables {
+			ok := true
+			root.WalkPrefix([]byte(tb.prefix), func(_ []byte, v interface{}) bool {
+				if b == nil {
+					select {
+					case b = <-free:
+						b.msgs, b.recs, b.out, b.err = b.msgs[:0], b.recs[:0], b.out[:0], nil
+					default:
+						b = &persistBatch{}
+					}
+					b.done = make(chan struct{})
+				}
+				b.msgs = append(b.msgs, v.(proto.Message))
+				b.recs = append(b.recs, tb.rec)
+				if len(b.msgs) == persistBatchRecords {
+					ok = send()
+				}
+				return !ok
+			})
+			if !ok {
+				return
+			}
+		}
+		if b != nil {
+			send()
+		}
+	}()
+	var err error
+	for b := range ordered {
+		<-b.done
+		if err == nil {
+			err = b.err
+			if err == nil {
+				_, err = bw.Write(b.out)
+			}
+			if err != nil {
+				close(stop)
+			}
+		}
+		b.msgs = b.msgs[:0] // drop the references to the state
+		select {
+		case free <- b:
+		default:
+		}
+	}
+	wg.Wait()
+	if err != nil {
+		return err
 	}
 	if err := s.persistHistory(write); err != nil {
 		return err
 	}
 	return bw.Flush()
+}
+
+const (
+	// persistBatchRecords is how many records one persist batch holds.
+	persistBatchRecords = 1024
+	// persistQueue is how many batches may be walked ahead of the writer.
+	persistQueue = 8
+)
+
+// persistBatch is a run of table records on their way to the snapshot.
+type persistBatch struct {
+	msgs []proto.Message
+	recs []byte
+	out  []byte // framed records, filled in by encode
+	err  error
+	done chan struct{}
+}
+
+// encode appends the framed records of the batch to out.
+func (b *persistBatch) encode() {
+	opts := proto.MarshalOptions{Deterministic: true}
+	for i, m := range b.msgs {
+		// Leave room for the longest length prefix and the type byte, then
+		// move the body if the prefix turns out shorter.
+		start := len(b.out)
+		b.out = append(b.out, make([]byte, binary.MaxVarintLen64+1)...)
+		bodyAt := len(b.out)
+		var err error
+		b.out, err = opts.MarshalAppend(b.out, m)
+		if err != nil {
+			b.err = err
+			return
+		}
+		var hdr [binary.MaxVarintLen64 + 1]byte
+		n := binary.PutUvarint(hdr[:], uint64(len(b.out)-bodyAt+1))
+		hdr[n] = b.recs[i]
+		copy(b.out[start:], hdr[:n+1])
+		bodyLen := len(b.out) - bodyAt
+		copy(b.out[start+n+1:], b.out[bodyAt:])
+		b.out = b.out[:start+n+1+bodyLen]
+	}
 }
 
 // ReadState reads a state written by Persist into a fresh store, rebuilding
