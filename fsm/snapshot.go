@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -277,6 +276,21 @@ func ReadState(r io.Reader) (*State, error) {
 			}
 		}
 	}()
+	// The usage sums are built from the decoded records beside the
+	// inserter, instead of walking the tree afterwards.
+	usage := newUsageBuilder()
+	counted := make(chan *restoreChunk, restoreQueue)
+	usageDone := make(chan struct{})
+	go func() {
+		defer close(usageDone)
+		for c := range counted {
+			for _, kv := range c.kvs {
+				if kv.val != nil {
+					usage.add(kv.val)
+				}
+			}
+		}
+	}()
 	x := &txn{t: radix.New().Txn()}
 	var insertErr error
 	for c := range ordered {
@@ -285,6 +299,8 @@ func ReadState(r io.Reader) (*State, error) {
 			insertErr = x.insertChunk(c)
 			if insertErr != nil {
 				close(stop)
+			} else {
+				counted <- c
 			}
 		}
 		select {
@@ -292,21 +308,26 @@ func ReadState(r io.Reader) (*State, error) {
 		default:
 		}
 	}
+	close(counted)
 	wg.Wait()
+	<-usageDone
 	if insertErr != nil {
 		return nil, insertErr
 	}
 	if readErr != nil {
 		return nil, readErr
 	}
-	agents, frameworks := computeUsage(x.t.Root())
+	agents, frameworks := usage.result()
 	for _, id := range sortedKeys(agents) {
 		x.t.Insert(tableKey(uAgent, id), agents[id])
 	}
 	for _, id := range sortedKeys(frameworks) {
 		x.t.Insert(tableKey(uFramework, id), frameworks[id])
 	}
-	restoreTaskEpochs(x)
+	// Every agent with a task gets a fresh taskEpoch.
+	for _, id := range sortedKeys(usage.withTasks) {
+		x.t.Insert(tableKey(uTaskEpoch, id), &taskEpoch{n: 1})
+	}
 	return &State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})}, nil
 }
 
@@ -588,80 +609,100 @@ func (p poolSum) pools() resourcepb.Pools {
 	return out
 }
 
-// computeUsage derives every agent's and framework's sums from the primary
-// tables (used by restore and by CheckInvariants to audit the incremental sums).
-func computeUsage(root *radix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
-	type sums struct{ reserved, used, offered poolSum }
-	agents := map[string]*agentUsage{}
-	acc := map[string]*sums{}
-	fwAcc := map[string]poolSum{}
-	fwTasks := map[string]int{}
-	ag := func(id string) *sums {
-		s := acc[id]
-		if s == nil {
-			s = &sums{poolSum{}, poolSum{}, poolSum{}}
-			acc[id] = s
-			agents[id] = &agentUsage{}
-		}
-		return s
+// usageBuilder sums every agent's and framework's usage from primary
+// records fed to it in any order.
+type usageBuilder struct {
+	agents  map[string]*agentUsage
+	acc     map[string]*usageSums
+	fwAcc   map[string]poolSum
+	fwTasks map[string]int
+	// withTasks holds the agents that have a task, terminal or not.
+	withTasks map[string]bool
+}
+
+type usageSums struct{ reserved, used, offered poolSum }
+
+func newUsageBuilder() *usageBuilder {
+	return &usageBuilder{agents: map[string]*agentUsage{}, acc: map[string]*usageSums{},
+		fwAcc: map[string]poolSum{}, fwTasks: map[string]int{}, withTasks: map[string]bool{}}
+}
+
+func (b *usageBuilder) ag(id string) *usageSums {
+	s := b.acc[id]
+	if s == nil {
+		s = &usageSums{poolSum{}, poolSum{}, poolSum{}}
+		b.acc[id] = s
+		b.agents[id] = &agentUsage{}
 	}
-	fw := func(id, role string, rs []*agorav1.Resource) {
-		p := fwAcc[id]
-		if p == nil {
-			p = poolSum{}
-			fwAcc[id] = p
-		}
-		for _, r := range rs {
-			if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 && r.GetVolume() == nil {
-				p.addScalar(role, r.GetName(), milli(r.GetScalar()))
-			}
+	return s
+}
+
+func (b *usageBuilder) fw(id, role string, rs []*agorav1.Resource) {
+	p := b.fwAcc[id]
+	if p == nil {
+		p = poolSum{}
+		b.fwAcc[id] = p
+	}
+	for _, r := range rs {
+		if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 && r.GetVolume() == nil {
+			p.addScalar(role, r.GetName(), milli(r.GetScalar()))
 		}
 	}
-	root.WalkPrefix([]byte(pAgent), func(_ []byte, v interface{}) bool {
-		a := v.(*agorav1.Agent)
-		ag(a.GetId())
-		agents[a.GetId()].total = pools(a.GetResources()).Total()
-		return false
-	})
-	root.WalkPrefix([]byte(pReservation), func(_ []byte, v interface{}) bool {
-		r := v.(*agorav1.Reservation)
-		ag(r.GetAgentId()).reserved.addPools(resourcepb.Pools{r.GetRole(): pools(r.GetResources()).Total()})
-		return false
-	})
-	root.WalkPrefix([]byte(pVolume), func(_ []byte, v interface{}) bool {
-		vol := v.(*agorav1.Volume)
-		ag(vol.GetAgentId()).used.addPools(volumeDisk(vol))
-		return false
-	})
-	root.WalkPrefix([]byte(pOffer), func(_ []byte, v interface{}) bool {
-		o := v.(*agorav1.Offer)
-		ag(o.GetAgentId()).offered.add("\x00", o.GetResources())
-		fw(o.GetFrameworkId(), o.GetRole(), o.GetResources())
-		return false
-	})
-	root.WalkPrefix([]byte(pTask), func(_ []byte, v interface{}) bool {
-		t := v.(*agorav1.Task)
-		if IsTerminal(t.GetState()) {
-			return false
+}
+
+// add counts one primary record (other values are ignored).
+func (b *usageBuilder) add(v interface{}) {
+	switch v := v.(type) {
+	case *agorav1.Agent:
+		b.ag(v.GetId())
+		b.agents[v.GetId()].total = pools(v.GetResources()).Total()
+	case *agorav1.Reservation:
+		b.ag(v.GetAgentId()).reserved.addPools(resourcepb.Pools{v.GetRole(): pools(v.GetResources()).Total()})
+	case *agorav1.Volume:
+		b.ag(v.GetAgentId()).used.addPools(volumeDisk(v))
+	case *agorav1.Offer:
+		b.ag(v.GetAgentId()).offered.add("\x00", v.GetResources())
+		b.fw(v.GetFrameworkId(), v.GetRole(), v.GetResources())
+	case *agorav1.Task:
+		b.withTasks[v.GetAgentId()] = true
+		if IsTerminal(v.GetState()) {
+			return
 		}
-		ag(t.GetAgentId()).used.add("\x00", t.GetResources())
-		fw(t.GetFrameworkId(), t.GetRole(), t.GetResources())
-		fwTasks[t.GetFrameworkId()]++
-		return false
-	})
-	for id, s := range acc {
-		u := agents[id]
+		b.ag(v.GetAgentId()).used.add("\x00", v.GetResources())
+		b.fw(v.GetFrameworkId(), v.GetRole(), v.GetResources())
+		b.fwTasks[v.GetFrameworkId()]++
+	}
+}
+
+// result returns the sums.
+func (b *usageBuilder) result() (map[string]*agentUsage, map[string]*frameworkUsage) {
+	for id, s := range b.acc {
+		u := b.agents[id]
 		u.reserved, u.used, u.offered = s.reserved.pools(), s.used.pools(), s.offered.pools()
 	}
-	frameworks := make(map[string]*frameworkUsage, len(fwAcc))
-	for id, p := range fwAcc {
+	frameworks := make(map[string]*frameworkUsage, len(b.fwAcc))
+	for id, p := range b.fwAcc {
 		byRole := map[string]resources.Resources{}
 		for role, r := range p.pools() {
 			byRole[role] = r
 		}
-		frameworks[id] = &frameworkUsage{byRole: byRole, tasks: fwTasks[id]}
+		frameworks[id] = &frameworkUsage{byRole: byRole, tasks: b.fwTasks[id]}
 	}
-	return agents, frameworks
+	return b.agents, frameworks
+}
+
+// computeUsage derives every agent's and framework's sums from the primary
+// tables (CheckInvariants audits the incremental sums with it; restore
+// feeds the same builder from the records as it reads them).
+func computeUsage(root *radix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
+	b := newUsageBuilder()
+	for _, prefix := range []string{pAgent, pReservation, pVolume, pOffer, pTask} {
+		root.WalkPrefix([]byte(prefix), func(_ []byte, v interface{}) bool {
+			b.add(v)
+			return false
+		})
+	}
+	return b.result()
 }
 
 // CheckInvariants verifies that, for every agent and pool, used + offered
@@ -795,19 +836,4 @@ func equalByRole(a, b map[string]resources.Resources) bool {
 		}
 	}
 	return true
-}
-
-// restoreTaskEpochs gives every agent with tasks a fresh taskEpoch.
-func restoreTaskEpochs(x *txn) {
-	var agents []string
-	x.t.Root().WalkPrefix([]byte(xTaskAgent), func(k []byte, _ interface{}) bool {
-		rest := k[len(xTaskAgent):]
-		if agent := string(rest[:bytes.IndexByte(rest, 0)]); len(agents) == 0 || agents[len(agents)-1] != agent {
-			agents = append(agents, agent)
-		}
-		return false
-	})
-	for _, agent := range agents {
-		x.t.Insert(tableKey(uTaskEpoch, agent), &taskEpoch{n: 1})
-	}
 }
