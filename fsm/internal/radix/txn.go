@@ -65,11 +65,39 @@ func commonPrefix(a, b []byte) int {
 // Insert stores v under k, returning the value it replaced and whether
 // there was one.
 func (t *Txn) Insert(k []byte, v interface{}) (interface{}, bool) {
-	root, old, updated := t.insert(t.root, k, k, v)
-	t.root = root
+	old, updated := t.insertOwned(k, v)
 	if !updated {
 		t.size++
 	}
+	return old, updated
+}
+
+// insertOwned descends iteratively through the nodes this Txn owns (all of
+// them in a tree the Txn built, as in a restore) as far as the key leads,
+// and hands the rest of the key to insert at the last of them.
+func (t *Txn) insertOwned(k []byte, v interface{}) (interface{}, bool) {
+	n := t.root
+	if n.gen != t.gen {
+		root, old, updated := t.insert(n, k, k, v)
+		t.root = root
+		return old, updated
+	}
+	search := k
+	for len(search) > 0 {
+		i := n.edgeIndex(search[0])
+		if i < 0 {
+			break
+		}
+		child := n.edges[i].node
+		if child.gen != t.gen || !bytes.HasPrefix(search, child.prefix) {
+			break
+		}
+		search = search[len(child.prefix):]
+		n = child
+	}
+	// n is owned: insert changes it in place (and copies what it does not
+	// own below it).
+	_, old, updated := t.insert(n, k, search, v)
 	return old, updated
 }
 
