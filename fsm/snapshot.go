@@ -242,8 +242,9 @@ func ReadState(r io.Reader) (*State, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			in := interner{}
 			for c := range work {
-				c.decode()
+				c.decode(in)
 				close(c.done)
 			}
 		}()
@@ -437,7 +438,7 @@ type restoreKV struct {
 
 // decode unmarshals the chunk's table records and builds their primary and
 // index keys.
-func (c *restoreChunk) decode() {
+func (c *restoreChunk) decode(in interner) {
 	c.kvs = make([]restoreKV, 0, 3*len(c.recs))
 	for i, r := range c.recs {
 		rec, body := c.data[r.off], c.data[r.off+1:r.end]
@@ -446,7 +447,7 @@ func (c *restoreChunk) decode() {
 			continue
 		}
 		var err error
-		c.kvs, err = appendRecordKVs(c.kvs, rec, body)
+		c.kvs, err = appendRecordKVs(c.kvs, rec, body, in)
 		if err != nil {
 			c.err = err
 			return
@@ -471,7 +472,7 @@ func (x *txn) insertChunk(c *restoreChunk) error {
 
 // appendRecordKVs decodes one table record and appends its primary key and
 // index keys.
-func appendRecordKVs(kvs []restoreKV, rec byte, body []byte) ([]restoreKV, error) {
+func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, in interner) ([]restoreKV, error) {
 	var m proto.Message
 	for _, tb := range tables {
 		if tb.rec == rec {
@@ -513,6 +514,7 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte) ([]restoreKV, error
 	case *agorav1.Preemption:
 		put(tableKey(pPreemption, v.GetId()), v)
 	case *agorav1.Task:
+		in.task(v)
 		// The three keys of a task live and die together (deleteTask):
 		// one allocation holds them.
 		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
@@ -525,6 +527,44 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte) ([]restoreKV, error
 		}
 	}
 	return kvs, nil
+}
+
+// interner shares the strings that repeat across tasks (agent, framework,
+// role and resource names), and the status's copies of the task's ids, so
+// that a million restored tasks do not hold millions of copies of a few
+// thousand strings. One per decoding goroutine.
+type interner map[string]string
+
+// maxInterned bounds an interner (ids beyond it are kept as decoded).
+const maxInterned = 1 << 16
+
+func (in interner) str(s string) string {
+	if v, ok := in[s]; ok {
+		return v
+	}
+	if len(in) < maxInterned {
+		in[s] = s
+	}
+	return s
+}
+
+// task interns t's repeated strings; t is freshly decoded and not shared.
+func (in interner) task(t *agorav1.Task) {
+	t.FrameworkId, t.AgentId, t.Role = in.str(t.FrameworkId), in.str(t.AgentId), in.str(t.Role)
+	if st := t.Status; st != nil {
+		if st.TaskId == t.Id {
+			st.TaskId = t.Id
+		}
+		if st.FrameworkId == t.FrameworkId {
+			st.FrameworkId = t.FrameworkId
+		}
+		if st.AgentId == t.AgentId {
+			st.AgentId = t.AgentId
+		}
+	}
+	for _, r := range t.Resources {
+		r.Name, r.Role = in.str(r.Name), in.str(r.Role)
+	}
 }
 
 // carveKey appends a table key to *buf, whose capacity must hold it, and
