@@ -129,3 +129,33 @@ func BenchmarkPersist(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRestore measures ReadState alone on a persisted state:
+//
+//	go test ./fsm -run XXX -bench 'Restore/tasks=1000000' -benchtime 1x
+func BenchmarkRestore(b *testing.B) {
+	for _, tasks := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("tasks=%d", tasks), func(b *testing.B) {
+			s, err := ReadState(bytes.NewReader(syntheticSnapshot(tasks)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var snap bytes.Buffer
+			if err := s.Persist(&snap); err != nil {
+				b.Fatal(err)
+			}
+			s = nil
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				s, err := ReadState(bytes.NewReader(snap.Bytes()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(s.TasksByAgent("agent-00000")) != 100 {
+					b.Fatal("restored state lost tasks")
+				}
+			}
+		})
+	}
+}

@@ -1,8 +1,7 @@
 package fsm
 
 import (
-	iradix "github.com/hashicorp/go-immutable-radix"
-
+	"github.com/agora-sched/agora/fsm/internal/radix"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -48,7 +47,7 @@ func (s *State) Census() Census {
 
 // countBy counts the values under prefix by an enum field: into an array
 // for the enum's small values (no map write per object), a map beyond.
-func countBy[T any, E ~int32](root *iradix.Node, prefix string, field func(T) E) map[E]int {
+func countBy[T any, E ~int32](root *radix.Node, prefix string, field func(T) E) map[E]int {
 	var small [32]int
 	out := map[E]int{}
 	root.WalkPrefix([]byte(prefix), func(_ []byte, v interface{}) bool {

@@ -2,16 +2,18 @@ package fsm
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"runtime"
 	"slices"
+	"sync"
 
-	iradix "github.com/hashicorp/go-immutable-radix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/agora-sched/agora/fsm/internal/radix"
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -59,9 +61,12 @@ var tables = []struct {
 // Persist writes the state record by record in a deterministic order
 // (tables in a fixed order, keys sorted, deterministic proto encoding), so
 // replicas that applied the same log write identical bytes.
+//
+// One goroutine walks the tables in batches, persistWorkers goroutines
+// encode the batches into framed records in parallel, and the caller's
+// goroutine writes them to w in walk order (then the history tables).
 func (s *State) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	var buf []byte
 	write := func(rec byte, body []byte) error {
 		var hdr [binary.MaxVarintLen64 + 1]byte
 		n := binary.PutUvarint(hdr[:], uint64(len(body)+1))
@@ -76,19 +81,89 @@ func (s *State) Persist(w io.Writer) error {
 	if err := write(recHeader, head); err != nil {
 		return err
 	}
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, tb := range tables {
-		var err error
-		s.root.Root().WalkPrefix([]byte(tb.prefix), func(_ []byte, v interface{}) bool {
-			buf, err = opts.MarshalAppend(buf[:0], v.(proto.Message))
-			if err == nil {
-				err = write(tb.rec, buf)
+
+	work := make(chan *persistBatch, persistQueue)
+	ordered := make(chan *persistBatch, persistQueue)
+	free := make(chan *persistBatch, persistQueue)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range restoreWorkers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				b.encode()
+				close(b.done)
 			}
-			return err != nil
-		})
-		if err != nil {
-			return err
+		}()
+	}
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		var b *persistBatch
+		send := func() bool {
+			select {
+			case work <- b:
+			case <-stop:
+				return false
+			}
+			select {
+			case ordered <- b:
+			case <-stop:
+				return false
+			}
+			b = nil
+			return true
 		}
+		root := s.root.Root()
+		for _, tb := range tables {
+			ok := true
+			root.WalkPrefix([]byte(tb.prefix), func(_ []byte, v interface{}) bool {
+				if b == nil {
+					select {
+					case b = <-free:
+						b.msgs, b.recs, b.out, b.err = b.msgs[:0], b.recs[:0], b.out[:0], nil
+					default:
+						b = &persistBatch{}
+					}
+					b.done = make(chan struct{})
+				}
+				b.msgs = append(b.msgs, v.(proto.Message))
+				b.recs = append(b.recs, tb.rec)
+				if len(b.msgs) == persistBatchRecords {
+					ok = send()
+				}
+				return !ok
+			})
+			if !ok {
+				return
+			}
+		}
+		if b != nil {
+			send()
+		}
+	}()
+	var err error
+	for b := range ordered {
+		<-b.done
+		if err == nil {
+			err = b.err
+			if err == nil {
+				_, err = bw.Write(b.out)
+			}
+			if err != nil {
+				close(stop)
+			}
+		}
+		b.msgs = b.msgs[:0] // drop the references to the state
+		select {
+		case free <- b:
+		default:
+		}
+	}
+	wg.Wait()
+	if err != nil {
+		return err
 	}
 	if err := s.persistHistory(write); err != nil {
 		return err
@@ -96,29 +171,59 @@ func (s *State) Persist(w io.Writer) error {
 	return bw.Flush()
 }
 
+const (
+	// persistBatchRecords is how many records one persist batch holds.
+	persistBatchRecords = 1024
+	// persistQueue is how many batches may be walked ahead of the writer.
+	persistQueue = 8
+)
+
+// persistBatch is a run of table records on their way to the snapshot.
+type persistBatch struct {
+	msgs []proto.Message
+	recs []byte
+	out  []byte // framed records, filled in by encode
+	err  error
+	done chan struct{}
+}
+
+// encode appends the framed records of the batch to out.
+func (b *persistBatch) encode() {
+	opts := proto.MarshalOptions{Deterministic: true}
+	for i, m := range b.msgs {
+		// Leave room for the longest length prefix and the type byte, then
+		// move the body if the prefix turns out shorter.
+		start := len(b.out)
+		b.out = append(b.out, make([]byte, binary.MaxVarintLen64+1)...)
+		bodyAt := len(b.out)
+		var err error
+		b.out, err = opts.MarshalAppend(b.out, m)
+		if err != nil {
+			b.err = err
+			return
+		}
+		var hdr [binary.MaxVarintLen64 + 1]byte
+		n := binary.PutUvarint(hdr[:], uint64(len(b.out)-bodyAt+1))
+		hdr[n] = b.recs[i]
+		copy(b.out[start:], hdr[:n+1])
+		bodyLen := len(b.out) - bodyAt
+		copy(b.out[start+n+1:], b.out[bodyAt:])
+		b.out = b.out[:start+n+1+bodyLen]
+	}
+}
+
 // ReadState reads a state written by Persist into a fresh store, rebuilding
 // indexes and usage sums.
+//
+// Records are read in chunks on this goroutine, decoded (proto unmarshal
+// and key building, the bulk of the work) by restoreWorkers goroutines in
+// parallel, and inserted into the tree in snapshot order by one inserter;
+// at most restoreQueue chunks are in flight, which bounds the memory held
+// in raw record bodies.
 func ReadState(r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
-	var buf []byte
-	next := func() (byte, []byte, error) {
-		n, err := binary.ReadUvarint(br)
-		if err != nil {
-			return 0, nil, err
-		}
-		if n == 0 || n > maxRecord {
-			return 0, nil, fmt.Errorf("bad record length %d", n)
-		}
-		if uint64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return 0, nil, fmt.Errorf("short record: %w", err)
-		}
-		return buf[0], buf[1:], nil
-	}
-	rec, body, err := next()
+	rd := &recordReader{r: br, free: make(chan []byte, restoreQueue)}
+	rec, body, err := rd.next()
 	if err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
@@ -129,89 +234,345 @@ func ReadState(r io.Reader) (*State, error) {
 	if n <= 0 {
 		return nil, errors.New("bad snapshot header")
 	}
-	x := &txn{t: iradix.New().Txn()}
-	var deferred [][]byte
-	x.deferIndex = func(k []byte) { deferred = append(deferred, k) }
-	for {
-		rec, body, err := next()
-		if errors.Is(err, io.EOF) {
-			break
+
+	work := make(chan *restoreChunk, restoreQueue)
+	ordered := make(chan *restoreChunk, restoreQueue)
+	var wg sync.WaitGroup
+	for range restoreWorkers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := interner{}
+			for c := range work {
+				c.decode(in)
+				close(c.done)
+			}
+		}()
+	}
+	// The inserter runs here; the reader feeds it from another goroutine.
+	stop := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		for {
+			c, err := rd.chunk()
+			if c != nil {
+				select {
+				case work <- c:
+				case <-stop:
+					return
+				}
+				select {
+				case ordered <- c:
+				case <-stop:
+					return
+				}
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					readErr = err
+				}
+				return
+			}
 		}
-		if err != nil {
-			return nil, err
+	}()
+	// The usage sums are built from the decoded records beside the
+	// inserter, instead of walking the tree afterwards.
+	usage := newUsageBuilder()
+	counted := make(chan *restoreChunk, restoreQueue)
+	usageDone := make(chan struct{})
+	go func() {
+		defer close(usageDone)
+		for c := range counted {
+			for _, kv := range c.kvs {
+				if kv.val != nil {
+					usage.add(kv.val)
+				}
+			}
 		}
-		if err := x.restoreRecord(rec, body); err != nil {
-			return nil, err
+	}()
+	x := &txn{t: radix.New().Txn()}
+	var insertErr error
+	for c := range ordered {
+		<-c.done
+		if insertErr == nil {
+			insertErr = x.insertChunk(c)
+			if insertErr != nil {
+				close(stop)
+			} else {
+				counted <- c
+			}
+		}
+		select {
+		case rd.free <- c.data[:0]:
+		default:
 		}
 	}
-	// Index keys arrive in primary-key order; inserting them sorted keeps the
-	// transaction's writable-node cache hot instead of copying paths.
-	slices.SortFunc(deferred, bytes.Compare)
-	for _, k := range deferred {
-		x.t.Insert(k, nil)
+	close(counted)
+	wg.Wait()
+	<-usageDone
+	if insertErr != nil {
+		return nil, insertErr
 	}
-	agents, frameworks := computeUsage(x.t.Root())
-	for id, u := range agents {
-		x.t.Insert(tableKey(uAgent, id), u)
+	if readErr != nil {
+		return nil, readErr
 	}
-	for id, u := range frameworks {
-		x.t.Insert(tableKey(uFramework, id), u)
+	agents, frameworks := usage.result()
+	for _, id := range sortedKeys(agents) {
+		x.t.Insert(tableKey(uAgent, id), agents[id])
 	}
-	restoreTaskEpochs(x)
+	for _, id := range sortedKeys(frameworks) {
+		x.t.Insert(tableKey(uFramework, id), frameworks[id])
+	}
+	// Every agent with a task gets a fresh taskEpoch.
+	for _, id := range sortedKeys(usage.withTasks) {
+		x.t.Insert(tableKey(uTaskEpoch, id), &taskEpoch{n: 1})
+	}
 	return &State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})}, nil
 }
 
-// restoreRecord inserts one primary record and its index entries.
-func (x *txn) restoreRecord(rec byte, body []byte) error {
-	if ok, err := x.restoreHistory(rec, body); ok {
-		return err
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	for _, tb := range tables {
-		if tb.rec != rec {
+	slices.Sort(keys)
+	return keys
+}
+
+const (
+	// restoreChunkRecords and restoreChunkBytes bound one chunk of records.
+	restoreChunkRecords = 2048
+	restoreChunkBytes   = 1 << 20
+	// restoreQueue is how many chunks may be read ahead of the inserter.
+	restoreQueue = 16
+)
+
+// restoreWorkers is how many goroutines decode records: one per core (the
+// inserter and the reader wait on them most of the time).
+func restoreWorkers() int { return runtime.GOMAXPROCS(0) }
+
+// recordReader reads snapshot records.
+type recordReader struct {
+	r   *bufio.Reader
+	buf []byte
+	// free holds chunk buffers the inserter is done with (record bodies
+	// are copied by decoding, so nothing in the tree points into them).
+	free chan []byte
+}
+
+// next returns one record; body is valid until the next call.
+func (rd *recordReader) next() (byte, []byte, error) {
+	n, err := binary.ReadUvarint(rd.r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n == 0 || n > maxRecord {
+		return 0, nil, fmt.Errorf("bad record length %d", n)
+	}
+	if uint64(cap(rd.buf)) < n {
+		rd.buf = make([]byte, n)
+	}
+	rd.buf = rd.buf[:n]
+	if _, err := io.ReadFull(rd.r, rd.buf); err != nil {
+		return 0, nil, fmt.Errorf("short record: %w", err)
+	}
+	return rd.buf[0], rd.buf[1:], nil
+}
+
+// chunk reads up to restoreChunkRecords records into one chunk that owns
+// their bodies. At the end of the input it returns the last records (or
+// nil) with io.EOF.
+func (rd *recordReader) chunk() (*restoreChunk, error) {
+	var c *restoreChunk
+	for c == nil || (len(c.recs) < restoreChunkRecords && len(c.data) < restoreChunkBytes) {
+		n, err := binary.ReadUvarint(rd.r)
+		if err != nil {
+			if err == io.ErrUnexpectedEOF {
+				err = fmt.Errorf("short record length: %w", err)
+			}
+			return c, err
+		}
+		if n == 0 || n > maxRecord {
+			return c, fmt.Errorf("bad record length %d", n)
+		}
+		if c == nil {
+			c = &restoreChunk{done: make(chan struct{})}
+			select {
+			case c.data = <-rd.free:
+			default:
+				c.data = make([]byte, 0, restoreChunkBytes+int(n))
+			}
+		}
+		off := len(c.data)
+		c.data = slices.Grow(c.data, int(n))[:off+int(n)]
+		if _, err := io.ReadFull(rd.r, c.data[off:]); err != nil {
+			c.data = c.data[:off]
+			return c, fmt.Errorf("short record: %w", err)
+		}
+		c.recs = append(c.recs, restoreRec{off: off, end: off + int(n)})
+	}
+	return c, nil
+}
+
+// restoreChunk is a run of snapshot records on its way to the tree.
+type restoreChunk struct {
+	data []byte
+	recs []restoreRec
+	// Filled in by decode:
+	kvs  []restoreKV
+	err  error // the first record that failed to decode (kvs stop there)
+	done chan struct{}
+}
+
+type restoreRec struct{ off, end int }
+
+// restoreKV is a key to insert; a nil key stands for a record that the
+// inserter handles itself (history records, which read the tree).
+type restoreKV struct {
+	key []byte
+	val interface{}
+	rec int
+}
+
+// decode unmarshals the chunk's table records and builds their primary and
+// index keys.
+func (c *restoreChunk) decode(in interner) {
+	c.kvs = make([]restoreKV, 0, 3*len(c.recs))
+	for i, r := range c.recs {
+		rec, body := c.data[r.off], c.data[r.off+1:r.end]
+		if rec == recRemovedOffer || rec == recSuperseded {
+			c.kvs = append(c.kvs, restoreKV{rec: i})
 			continue
 		}
-		m := tb.msg()
-		if err := proto.Unmarshal(body, m); err != nil {
-			return fmt.Errorf("record type %d: %w", rec, err)
+		var err error
+		c.kvs, err = appendRecordKVs(c.kvs, rec, body, in)
+		if err != nil {
+			c.err = err
+			return
 		}
-		switch v := m.(type) {
-		case *agorav1.Master:
-			x.t.Insert(tableKey(pMaster, v.GetId()), v)
-		case *agorav1.Role:
-			x.t.Insert(tableKey(pRole, v.GetName()), v)
-		case *agorav1.Agent:
-			x.t.Insert(tableKey(pAgent, v.GetId()), v)
-		case *agorav1.Framework:
-			x.t.Insert(tableKey(pFramework, v.GetId()), v)
-		case *agorav1.Reservation:
-			x.t.Insert(tableKey(pReservation, v.GetId()), v)
-			x.deferIndex(tableKey(xResvAgent, v.GetAgentId(), v.GetId()))
-		case *agorav1.Volume:
-			x.t.Insert(tableKey(pVolume, v.GetId()), v)
-			x.deferIndex(tableKey(xVolAgent, v.GetAgentId(), v.GetId()))
-		case *agorav1.Offer:
-			x.t.Insert(tableKey(pOffer, v.GetId()), v)
-			x.deferIndex(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()))
-			x.deferIndex(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()))
-			if v.GetExpiresAt() != nil {
-				x.deferIndex(expiryKey(v))
-			}
-		case *agorav1.FrameworkRecord:
-			x.t.Insert(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
-		case *agorav1.Preemption:
-			x.t.Insert(tableKey(pPreemption, v.GetId()), v)
-		case *agorav1.Task:
-			fid, tid := v.GetFrameworkId(), v.GetId()
-			x.t.Insert(tableKey(pTask, fid, tid), v)
-			x.deferIndex(tableKey(xTaskAgent, v.GetAgentId(), fid, tid))
-			x.deferIndex(tableKey(xTaskID, tid, fid))
-			if unacked(v) {
-				x.deferIndex(tableKey(xTaskUnacked, fid, tid))
-			}
-		}
-		return nil
 	}
-	return fmt.Errorf("unknown record type %d", rec)
+}
+
+// insertChunk inserts a decoded chunk in record order.
+func (x *txn) insertChunk(c *restoreChunk) error {
+	for _, kv := range c.kvs {
+		if kv.key != nil {
+			x.t.Insert(kv.key, kv.val)
+			continue
+		}
+		r := c.recs[kv.rec]
+		if _, err := x.restoreHistory(c.data[r.off], c.data[r.off+1:r.end]); err != nil {
+			return err
+		}
+	}
+	return c.err
+}
+
+// appendRecordKVs decodes one table record and appends its primary key and
+// index keys.
+func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, in interner) ([]restoreKV, error) {
+	var m proto.Message
+	for _, tb := range tables {
+		if tb.rec == rec {
+			m = tb.msg()
+			break
+		}
+	}
+	if m == nil {
+		return kvs, fmt.Errorf("unknown record type %d", rec)
+	}
+	if err := proto.Unmarshal(body, m); err != nil {
+		return kvs, fmt.Errorf("record type %d: %w", rec, err)
+	}
+	put := func(k []byte, v interface{}) { kvs = append(kvs, restoreKV{key: k, val: v}) }
+	switch v := m.(type) {
+	case *agorav1.Master:
+		put(tableKey(pMaster, v.GetId()), v)
+	case *agorav1.Role:
+		put(tableKey(pRole, v.GetName()), v)
+	case *agorav1.Agent:
+		put(tableKey(pAgent, v.GetId()), v)
+	case *agorav1.Framework:
+		put(tableKey(pFramework, v.GetId()), v)
+	case *agorav1.Reservation:
+		put(tableKey(pReservation, v.GetId()), v)
+		put(tableKey(xResvAgent, v.GetAgentId(), v.GetId()), nil)
+	case *agorav1.Volume:
+		put(tableKey(pVolume, v.GetId()), v)
+		put(tableKey(xVolAgent, v.GetAgentId(), v.GetId()), nil)
+	case *agorav1.Offer:
+		put(tableKey(pOffer, v.GetId()), v)
+		put(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()), nil)
+		put(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()), nil)
+		if v.GetExpiresAt() != nil {
+			put(expiryKey(v), nil)
+		}
+	case *agorav1.FrameworkRecord:
+		put(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
+	case *agorav1.Preemption:
+		put(tableKey(pPreemption, v.GetId()), v)
+	case *agorav1.Task:
+		in.task(v)
+		// The three keys of a task live and die together (deleteTask):
+		// one allocation holds them.
+		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
+		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+2*len(fid)+3*len(tid)+4)
+		put(carveKey(&buf, pTask, fid, tid), v)
+		put(carveKey(&buf, xTaskAgent, aid, fid, tid), nil)
+		put(carveKey(&buf, xTaskID, tid, fid), nil)
+		if unacked(v) {
+			put(tableKey(xTaskUnacked, fid, tid), nil)
+		}
+	}
+	return kvs, nil
+}
+
+// interner shares the strings that repeat across tasks (agent, framework,
+// role and resource names), and the status's copies of the task's ids, so
+// that a million restored tasks do not hold millions of copies of a few
+// thousand strings. One per decoding goroutine.
+type interner map[string]string
+
+// maxInterned bounds an interner (ids beyond it are kept as decoded).
+const maxInterned = 1 << 16
+
+func (in interner) str(s string) string {
+	if v, ok := in[s]; ok {
+		return v
+	}
+	if len(in) < maxInterned {
+		in[s] = s
+	}
+	return s
+}
+
+// task interns t's repeated strings; t is freshly decoded and not shared.
+func (in interner) task(t *agorav1.Task) {
+	t.FrameworkId, t.AgentId, t.Role = in.str(t.FrameworkId), in.str(t.AgentId), in.str(t.Role)
+	if st := t.Status; st != nil {
+		if st.TaskId == t.Id {
+			st.TaskId = t.Id
+		}
+		if st.FrameworkId == t.FrameworkId {
+			st.FrameworkId = t.FrameworkId
+		}
+		if st.AgentId == t.AgentId {
+			st.AgentId = t.AgentId
+		}
+	}
+	for _, r := range t.Resources {
+		r.Name, r.Role = in.str(r.Name), in.str(r.Role)
+	}
+}
+
+// carveKey appends a table key to *buf, whose capacity must hold it, and
+// returns it with its capacity capped, leaving the rest of *buf for more.
+func carveKey(buf *[]byte, prefix string, parts ...string) []byte {
+	b := appendKey(*buf, prefix, parts...)
+	*buf = b[len(b):]
+	return b[:len(b):len(b)]
 }
 
 // poolSum accumulates resources by pool, adding scalars in place (the
@@ -229,7 +590,7 @@ func (p poolSum) add(role string, rs []*agorav1.Resource) {
 			p[r.GetRole()] = acc
 		}
 		if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 {
-			if m := resources.Scalar(r.GetName(), r.GetScalar()).Milli(r.GetName()); m > 0 {
+			if m := milli(r.GetScalar()); m > 0 {
 				if acc.Scalars == nil {
 					acc.Scalars = map[string]int64{}
 				}
@@ -242,6 +603,29 @@ func (p poolSum) add(role string, rs []*agorav1.Resource) {
 			*acc = acc.Add(one[r.GetRole()])
 		}
 	}
+}
+
+// addScalar adds a scalar of m milli-units to pool role.
+func (p poolSum) addScalar(role, name string, m int64) {
+	acc := p[role]
+	if acc == nil {
+		acc = &resources.Resources{}
+		p[role] = acc
+	}
+	if m > 0 {
+		if acc.Scalars == nil {
+			acc.Scalars = map[string]int64{}
+		}
+		acc.Scalars[name] += m
+	}
+}
+
+// milli is resources.Scalar(name, v).Milli(name) without building a map.
+func milli(v float64) int64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
+		return 0
+	}
+	return int64(math.Round(min(v, resources.MaxScalar) * 1000))
 }
 
 func (p poolSum) addPools(q resourcepb.Pools) {
@@ -265,80 +649,100 @@ func (p poolSum) pools() resourcepb.Pools {
 	return out
 }
 
-// computeUsage derives every agent's and framework's sums from the primary
-// tables (used by restore and by CheckInvariants to audit the incremental sums).
-func computeUsage(root *iradix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
-	type sums struct{ reserved, used, offered poolSum }
-	agents := map[string]*agentUsage{}
-	acc := map[string]*sums{}
-	fwAcc := map[string]poolSum{}
-	fwTasks := map[string]int{}
-	ag := func(id string) *sums {
-		s := acc[id]
-		if s == nil {
-			s = &sums{poolSum{}, poolSum{}, poolSum{}}
-			acc[id] = s
-			agents[id] = &agentUsage{}
-		}
-		return s
+// usageBuilder sums every agent's and framework's usage from primary
+// records fed to it in any order.
+type usageBuilder struct {
+	agents  map[string]*agentUsage
+	acc     map[string]*usageSums
+	fwAcc   map[string]poolSum
+	fwTasks map[string]int
+	// withTasks holds the agents that have a task, terminal or not.
+	withTasks map[string]bool
+}
+
+type usageSums struct{ reserved, used, offered poolSum }
+
+func newUsageBuilder() *usageBuilder {
+	return &usageBuilder{agents: map[string]*agentUsage{}, acc: map[string]*usageSums{},
+		fwAcc: map[string]poolSum{}, fwTasks: map[string]int{}, withTasks: map[string]bool{}}
+}
+
+func (b *usageBuilder) ag(id string) *usageSums {
+	s := b.acc[id]
+	if s == nil {
+		s = &usageSums{poolSum{}, poolSum{}, poolSum{}}
+		b.acc[id] = s
+		b.agents[id] = &agentUsage{}
 	}
-	fw := func(id, role string, rs []*agorav1.Resource) {
-		p := fwAcc[id]
-		if p == nil {
-			p = poolSum{}
-			fwAcc[id] = p
-		}
-		for _, r := range rs {
-			if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 && r.GetVolume() == nil {
-				p.add("\x00", []*agorav1.Resource{{Name: r.GetName(), Scalar: r.GetScalar(), Role: role}})
-			}
+	return s
+}
+
+func (b *usageBuilder) fw(id, role string, rs []*agorav1.Resource) {
+	p := b.fwAcc[id]
+	if p == nil {
+		p = poolSum{}
+		b.fwAcc[id] = p
+	}
+	for _, r := range rs {
+		if len(r.GetRanges()) == 0 && len(r.GetSet()) == 0 && r.GetVolume() == nil {
+			p.addScalar(role, r.GetName(), milli(r.GetScalar()))
 		}
 	}
-	root.WalkPrefix([]byte(pAgent), func(_ []byte, v interface{}) bool {
-		a := v.(*agorav1.Agent)
-		ag(a.GetId())
-		agents[a.GetId()].total = pools(a.GetResources()).Total()
-		return false
-	})
-	root.WalkPrefix([]byte(pReservation), func(_ []byte, v interface{}) bool {
-		r := v.(*agorav1.Reservation)
-		ag(r.GetAgentId()).reserved.addPools(resourcepb.Pools{r.GetRole(): pools(r.GetResources()).Total()})
-		return false
-	})
-	root.WalkPrefix([]byte(pVolume), func(_ []byte, v interface{}) bool {
-		vol := v.(*agorav1.Volume)
-		ag(vol.GetAgentId()).used.addPools(volumeDisk(vol))
-		return false
-	})
-	root.WalkPrefix([]byte(pOffer), func(_ []byte, v interface{}) bool {
-		o := v.(*agorav1.Offer)
-		ag(o.GetAgentId()).offered.add("\x00", o.GetResources())
-		fw(o.GetFrameworkId(), o.GetRole(), o.GetResources())
-		return false
-	})
-	root.WalkPrefix([]byte(pTask), func(_ []byte, v interface{}) bool {
-		t := v.(*agorav1.Task)
-		if IsTerminal(t.GetState()) {
-			return false
+}
+
+// add counts one primary record (other values are ignored).
+func (b *usageBuilder) add(v interface{}) {
+	switch v := v.(type) {
+	case *agorav1.Agent:
+		b.ag(v.GetId())
+		b.agents[v.GetId()].total = pools(v.GetResources()).Total()
+	case *agorav1.Reservation:
+		b.ag(v.GetAgentId()).reserved.addPools(resourcepb.Pools{v.GetRole(): pools(v.GetResources()).Total()})
+	case *agorav1.Volume:
+		b.ag(v.GetAgentId()).used.addPools(volumeDisk(v))
+	case *agorav1.Offer:
+		b.ag(v.GetAgentId()).offered.add("\x00", v.GetResources())
+		b.fw(v.GetFrameworkId(), v.GetRole(), v.GetResources())
+	case *agorav1.Task:
+		b.withTasks[v.GetAgentId()] = true
+		if IsTerminal(v.GetState()) {
+			return
 		}
-		ag(t.GetAgentId()).used.add("\x00", t.GetResources())
-		fw(t.GetFrameworkId(), t.GetRole(), t.GetResources())
-		fwTasks[t.GetFrameworkId()]++
-		return false
-	})
-	for id, s := range acc {
-		u := agents[id]
+		b.ag(v.GetAgentId()).used.add("\x00", v.GetResources())
+		b.fw(v.GetFrameworkId(), v.GetRole(), v.GetResources())
+		b.fwTasks[v.GetFrameworkId()]++
+	}
+}
+
+// result returns the sums.
+func (b *usageBuilder) result() (map[string]*agentUsage, map[string]*frameworkUsage) {
+	for id, s := range b.acc {
+		u := b.agents[id]
 		u.reserved, u.used, u.offered = s.reserved.pools(), s.used.pools(), s.offered.pools()
 	}
-	frameworks := make(map[string]*frameworkUsage, len(fwAcc))
-	for id, p := range fwAcc {
+	frameworks := make(map[string]*frameworkUsage, len(b.fwAcc))
+	for id, p := range b.fwAcc {
 		byRole := map[string]resources.Resources{}
 		for role, r := range p.pools() {
 			byRole[role] = r
 		}
-		frameworks[id] = &frameworkUsage{byRole: byRole, tasks: fwTasks[id]}
+		frameworks[id] = &frameworkUsage{byRole: byRole, tasks: b.fwTasks[id]}
 	}
-	return agents, frameworks
+	return b.agents, frameworks
+}
+
+// computeUsage derives every agent's and framework's sums from the primary
+// tables (CheckInvariants audits the incremental sums with it; restore
+// feeds the same builder from the records as it reads them).
+func computeUsage(root *radix.Node) (map[string]*agentUsage, map[string]*frameworkUsage) {
+	b := newUsageBuilder()
+	for _, prefix := range []string{pAgent, pReservation, pVolume, pOffer, pTask} {
+		root.WalkPrefix([]byte(prefix), func(_ []byte, v interface{}) bool {
+			b.add(v)
+			return false
+		})
+	}
+	return b.result()
 }
 
 // CheckInvariants verifies that, for every agent and pool, used + offered
@@ -472,19 +876,4 @@ func equalByRole(a, b map[string]resources.Resources) bool {
 		}
 	}
 	return true
-}
-
-// restoreTaskEpochs gives every agent with tasks a fresh taskEpoch.
-func restoreTaskEpochs(x *txn) {
-	var agents []string
-	x.t.Root().WalkPrefix([]byte(xTaskAgent), func(k []byte, _ interface{}) bool {
-		rest := k[len(xTaskAgent):]
-		if agent := string(rest[:bytes.IndexByte(rest, 0)]); len(agents) == 0 || agents[len(agents)-1] != agent {
-			agents = append(agents, agent)
-		}
-		return false
-	})
-	for _, agent := range agents {
-		x.t.Insert(tableKey(uTaskEpoch, agent), &taskEpoch{n: 1})
-	}
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"strings"
 
-	iradix "github.com/hashicorp/go-immutable-radix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/agora-sched/agora/fsm/internal/radix"
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -51,7 +51,23 @@ type taskEpoch struct{ n uint64 }
 
 // tableKey is the key of id in a table whose prefix ends in NUL.
 func tableKey(prefix string, parts ...string) []byte {
-	return []byte(prefix + strings.Join(parts, "\x00"))
+	n := len(prefix)
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	return appendKey(make([]byte, 0, n), prefix, parts...)
+}
+
+// appendKey appends the table key of parts to b.
+func appendKey(b []byte, prefix string, parts ...string) []byte {
+	b = append(b, prefix...)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
 }
 
 // agentUsage is the incrementally maintained accounting of one agent. It is
@@ -103,12 +119,12 @@ type frameworkUsage struct {
 // for concurrent use; returned protos are shared and must not be modified.
 type State struct {
 	index   uint64
-	root    *iradix.Tree
+	root    *radix.Tree
 	changed chan struct{}
 }
 
 func emptyState() *State {
-	return &State{root: iradix.New(), changed: make(chan struct{})}
+	return &State{root: radix.New(), changed: make(chan struct{})}
 }
 
 // Index is the Raft index of the last applied entry.

@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"strconv"
 
-	iradix "github.com/hashicorp/go-immutable-radix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/agora-sched/agora/fsm/internal/radix"
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -19,7 +19,7 @@ import (
 // events and ids the command produced. Nothing is visible to readers until
 // the FSM commits it; a rejected command simply drops the txn.
 type txn struct {
-	t      *iradix.Txn
+	t      *radix.Txn
 	index  uint64
 	events []Event
 	ids    []string
@@ -30,8 +30,6 @@ type txn struct {
 	now *timestamppb.Timestamp
 	// items holds the verdict on each item of a batch command (batch.go).
 	items []*Rejection
-	// deferIndex collects index keys during restore (nil otherwise).
-	deferIndex func(k []byte)
 }
 
 func newTxn(s *State, index uint64) *txn {
