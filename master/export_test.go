@@ -33,3 +33,11 @@ func (m *Master) OnApplyForTest(fn func(index uint64, events []fsm.Event)) {
 	}
 	m.applyHooks = append(m.applyHooks, fn)
 }
+
+// AssignmentPollsWaitingForTest returns how many GetAssignments long polls
+// wait for their own agent's assignment to change on m.
+func (m *Master) AssignmentPollsWaitingForTest() int {
+	m.agentSrv.waiters.mu.Lock()
+	defer m.agentSrv.waiters.mu.Unlock()
+	return len(m.agentSrv.waiters.waiting)
+}
