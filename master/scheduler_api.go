@@ -288,8 +288,10 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 				if it.index != deliverAlways && it.index <= snapIndex {
 					continue
 				}
-				if err := send(it.ev); err != nil {
-					return gone(err)
+				for _, ev := range it.events() {
+					if err := send(ev); err != nil {
+						return gone(err)
+					}
 				}
 			}
 			if end != nil {
@@ -558,11 +560,16 @@ func (s *schedulerServer) Reconcile(ctx context.Context, req *connect.Request[ag
 		}
 	}
 	statuses := reconcile(st, fw, req.Msg.GetTasks(), s.m.Now())
-	items := make([]queued, len(statuses))
-	for i, status := range statuses {
-		items[i] = queued{index: deliverAlways, ev: updateEvent(status)}
+	if len(statuses) > 0 {
+		// One queue item: a framework with more tasks than a stream may
+		// queue events still gets every answer (no overflow, which would
+		// make it resubscribe and reconcile again, without end).
+		batch := make([]*agorav1.SubscribeResponse, len(statuses))
+		for i, status := range statuses {
+			batch[i] = updateEvent(status)
+		}
+		s.broker.sendCurrent(fw.GetId(), fw.GetStreamToken(), queued{index: deliverAlways, batch: batch})
 	}
-	s.broker.sendCurrent(fw.GetId(), fw.GetStreamToken(), items...)
 	return connect.NewResponse(&agorav1.ReconcileResponse{Statuses: statuses}), nil
 }
 
