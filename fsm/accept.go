@@ -368,24 +368,59 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 
 // launchCharge sums the resources of the tasks of one launch operation (all
 // on one agent, of one framework), per allocation role in first-seen order.
+// The sums are built in place (scalars, the common case, without a copy
+// per task); ranges and sets are added as resources.Add does.
 type launchCharge struct {
 	used  resourcepb.Pools
 	roles []string
-	total []resources.Resources
+	total []map[string]int64 // scalars per allocation role
 	count []int
 }
 
 func (c *launchCharge) add(role string, p resourcepb.Pools) {
-	c.used = c.used.Add(p)
+	if c.used == nil {
+		c.used = resourcepb.Pools{}
+	}
 	i := slices.Index(c.roles, role)
 	if i < 0 {
 		c.roles = append(c.roles, role)
-		c.total = append(c.total, resources.Resources{})
+		c.total = append(c.total, map[string]int64{})
 		c.count = append(c.count, 0)
 		i = len(c.roles) - 1
 	}
-	c.total[i] = c.total[i].Add(p.Total())
 	c.count[i]++
+	for pool, r := range p {
+		acc, ok := c.used[pool]
+		switch {
+		case len(r.Ranges) > 0 || len(r.Sets) > 0:
+			acc = acc.Add(r) // a fresh copy
+		case !ok:
+			acc = resources.Resources{Scalars: make(map[string]int64, len(r.Scalars))}
+			fallthrough
+		default:
+			if acc.Scalars == nil {
+				acc.Scalars = make(map[string]int64, len(r.Scalars))
+			}
+			addScalars(acc.Scalars, r.Scalars)
+		}
+		c.used[pool] = acc
+		addScalars(c.total[i], r.Scalars)
+	}
+}
+
+// addScalars adds the positive scalars of o to acc (saturating, as
+// resources.Resources.Add does).
+func addScalars(acc, o map[string]int64) {
+	for n, v := range o {
+		if v <= 0 {
+			continue
+		}
+		if s := acc[n]; s > math.MaxInt64-v {
+			acc[n] = math.MaxInt64
+		} else {
+			acc[n] = s + v
+		}
+	}
 }
 
 // insertLaunched stores a new STAGING task and its indexes without charging
@@ -406,7 +441,7 @@ func (x *txn) chargeLaunch(agentID, fid string, c *launchCharge) {
 	}
 	x.adjustAgentUsage(agentID, func(u *agentUsage) { u.used = u.used.Add(c.used) })
 	for i, role := range c.roles {
-		x.adjustFrameworkUsage(fid, role, c.total[i], resources.Resources{}, c.count[i])
+		x.adjustFrameworkUsage(fid, role, resources.Resources{Scalars: c.total[i]}, resources.Resources{}, c.count[i])
 	}
 }
 
