@@ -18,39 +18,51 @@ const maxAcksPerCall = 5000
 // ackTimeout bounds one batched Acknowledge call.
 const ackTimeout = 10 * time.Second
 
+// ackSenders is how many Acknowledge calls of one session may be in
+// flight at once: while one waits for its commit, the next batch is sent.
+const ackSenders = 4
+
 // ackQueue holds the automatic acknowledgements not sent yet. Updates are
 // delivered to the Scheduler in order without waiting for their
-// acknowledgement: the event loop queues it, and a sender per session
-// sends all that queued up while the previous call was in flight, in one
-// call. Delivery stays at least once: an update whose acknowledgement is
-// lost (the call failed, the session ended) is resent by the masters, and
-// the queue survives a resubscription.
+// acknowledgement: the event loop queues it, and up to ackSenders senders
+// per session send all that queued up, a batch per call. An update resent
+// by the masters while its acknowledgement is queued or in flight is not
+// acknowledged twice. Delivery stays at least once: an update whose
+// acknowledgement is lost (the call failed) is resent by the masters, a
+// batch in flight when the session ends is queued again, and the queue
+// survives a resubscription.
 type ackQueue struct {
-	mu      sync.Mutex
-	pending []*agorav1.Acknowledgement
-	queued  map[string]bool // uuids in pending
-	wake    chan struct{}   // capacity 1
+	mu       sync.Mutex
+	pending  []*agorav1.Acknowledgement
+	queued   map[string]bool // uuids in pending
+	inflight map[string]bool // uuids taken by a call not finished yet
+	wake     chan struct{}   // capacity 1
 }
 
 func newAckQueue() *ackQueue {
-	return &ackQueue{queued: map[string]bool{}, wake: make(chan struct{}, 1)}
+	return &ackQueue{queued: map[string]bool{}, inflight: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
 // add queues the acknowledgement of st (once per uuid).
 func (q *ackQueue) add(st *agorav1.TaskStatus) {
 	q.mu.Lock()
-	if !q.queued[st.GetUuid()] {
-		q.queued[st.GetUuid()] = true
-		q.pending = append(q.pending, &agorav1.Acknowledgement{AgentId: st.GetAgentId(), TaskId: st.GetTaskId(), Uuid: st.GetUuid()})
+	if u := st.GetUuid(); !q.queued[u] && !q.inflight[u] {
+		q.queued[u] = true
+		q.pending = append(q.pending, &agorav1.Acknowledgement{AgentId: st.GetAgentId(), TaskId: st.GetTaskId(), Uuid: u})
 	}
 	q.mu.Unlock()
+	q.kick()
+}
+
+func (q *ackQueue) kick() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
 }
 
-// take removes up to n queued acknowledgements.
+// take removes up to n queued acknowledgements, marking them in flight
+// until done.
 func (q *ackQueue) take(n int) []*agorav1.Acknowledgement {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -59,16 +71,53 @@ func (q *ackQueue) take(n int) []*agorav1.Acknowledgement {
 	q.pending = q.pending[n:]
 	for _, a := range out {
 		delete(q.queued, a.GetUuid())
+		q.inflight[a.GetUuid()] = true
 	}
 	if len(q.pending) == 0 {
 		q.pending = nil
+	} else {
+		q.kick() // more for another sender
 	}
 	return out
 }
 
-// sendAcks sends queued acknowledgements in batches until ctx (the
-// session) ends.
+// done ends the flight of batch; requeue puts it back in front of the
+// queue (those not queued again meanwhile).
+func (q *ackQueue) done(batch []*agorav1.Acknowledgement, requeue bool) {
+	q.mu.Lock()
+	var back []*agorav1.Acknowledgement
+	for _, a := range batch {
+		delete(q.inflight, a.GetUuid())
+		if requeue && !q.queued[a.GetUuid()] {
+			q.queued[a.GetUuid()] = true
+			back = append(back, a)
+		}
+	}
+	if len(back) > 0 {
+		q.pending = append(back, q.pending...)
+	}
+	q.mu.Unlock()
+	if len(back) > 0 {
+		q.kick()
+	}
+}
+
+// sendAcks runs ackSenders senders of queued acknowledgements until ctx
+// (the session) ends.
 func (r *runner) sendAcks(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range ackSenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.sendAckBatches(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// sendAckBatches sends queued acknowledgements in batches until ctx ends.
+func (r *runner) sendAckBatches(ctx context.Context) {
 	for {
 		batch := r.acks.take(maxAcksPerCall)
 		if len(batch) == 0 {
@@ -82,10 +131,13 @@ func (r *runner) sendAcks(ctx context.Context) {
 		actx, cancel := context.WithTimeout(ctx, ackTimeout)
 		failures, err := r.drv.acknowledgeAll(actx, batch)
 		cancel()
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
+			// The session ended mid-flight: the next one sends them.
+			r.acks.done(batch, err != nil)
 			return
-		case err != nil:
+		}
+		r.acks.done(batch, false)
+		if err != nil {
 			// The masters resend unacknowledged updates; nothing is lost.
 			r.log.Warn("acknowledgements failed", "count", len(batch), "err", err)
 		}

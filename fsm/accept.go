@@ -287,6 +287,10 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		return reject(CodeInvalidArgument, "%s has no tasks", op.GetType())
 	}
 	now := ts(r.c.GetNow())
+	// The tasks are stored one by one and charged together once they all
+	// passed (chargeLaunch): one usage write per agent and per role, not
+	// one per task.
+	var charge launchCharge
 	for _, ti := range op.GetTasks() {
 		if ti == nil {
 			return reject(CodeInvalidArgument, "task is null")
@@ -340,7 +344,8 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 			return rej
 		}
 		r.pool = left
-		r.x.putTask(nil, &agorav1.Task{
+		charge.add(role, p)
+		r.x.insertLaunched(&agorav1.Task{
 			Id:               tid,
 			FrameworkId:      r.f.GetId(),
 			AgentId:          r.agentID,
@@ -356,7 +361,88 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 			Revocable:        revocable,
 		})
 	}
+	r.x.bumpTaskEpoch(r.agentID)
+	r.x.chargeLaunch(r.agentID, r.f.GetId(), &charge)
 	return nil
+}
+
+// launchCharge sums the resources of the tasks of one launch operation (all
+// on one agent, of one framework), per allocation role in first-seen order.
+// The sums are built in place (scalars, the common case, without a copy
+// per task); ranges and sets are added as resources.Add does.
+type launchCharge struct {
+	used  resourcepb.Pools
+	roles []string
+	total []map[string]int64 // scalars per allocation role
+	count []int
+}
+
+func (c *launchCharge) add(role string, p resourcepb.Pools) {
+	if c.used == nil {
+		c.used = resourcepb.Pools{}
+	}
+	i := slices.Index(c.roles, role)
+	if i < 0 {
+		c.roles = append(c.roles, role)
+		c.total = append(c.total, map[string]int64{})
+		c.count = append(c.count, 0)
+		i = len(c.roles) - 1
+	}
+	c.count[i]++
+	for pool, r := range p {
+		acc, ok := c.used[pool]
+		switch {
+		case len(r.Ranges) > 0 || len(r.Sets) > 0:
+			acc = acc.Add(r) // a fresh copy
+		case !ok:
+			acc = resources.Resources{Scalars: make(map[string]int64, len(r.Scalars))}
+			fallthrough
+		default:
+			if acc.Scalars == nil {
+				acc.Scalars = make(map[string]int64, len(r.Scalars))
+			}
+			addScalars(acc.Scalars, r.Scalars)
+		}
+		c.used[pool] = acc
+		addScalars(c.total[i], r.Scalars)
+	}
+}
+
+// addScalars adds the positive scalars of o to acc (saturating, as
+// resources.Resources.Add does).
+func addScalars(acc, o map[string]int64) {
+	for n, v := range o {
+		if v <= 0 {
+			continue
+		}
+		if s := acc[n]; s > math.MaxInt64-v {
+			acc[n] = math.MaxInt64
+		} else {
+			acc[n] = s + v
+		}
+	}
+}
+
+// insertLaunched stores a new STAGING task and its indexes without charging
+// it or marking the agent's tasks changed: the launch does both once for
+// all its tasks (putTask does all of it for one task).
+func (x *txn) insertLaunched(t *agorav1.Task) {
+	fid, tid := t.GetFrameworkId(), t.GetId()
+	x.t.Insert(tableKey(pTask, fid, tid), t)
+	x.t.Insert(tableKey(xTaskAgent, t.GetAgentId(), fid, tid), nil)
+	x.t.Insert(tableKey(xTaskID, tid, fid), nil)
+}
+
+// chargeLaunch charges the summed tasks of one launch to the agent and the
+// framework, as chargeTask would one task at a time.
+func (x *txn) chargeLaunch(agentID, fid string, c *launchCharge) {
+	if len(c.roles) == 0 {
+		return
+	}
+	x.adjustAgentUsage(agentID, func(u *agentUsage) { u.used = u.used.Add(c.used) })
+	for i, role := range c.roles {
+		x.adjustFrameworkUsage(fid, role, resources.Resources{Scalars: c.total[i]}, resources.Resources{}, c.count[i])
+	}
 }
 
 // taskVolumes checks the persistent volumes a task is launched with (its

@@ -237,6 +237,18 @@ func (s *State) EachAgentVersion(fn func(a *agorav1.Agent, usage, tasks any)) {
 	})
 }
 
+// AgentTasksVersion returns an opaque value that changes whenever any task
+// on the agent is written or deleted (the tasks value of
+// EachAgentVersion; nil for an agent that never had a task). Two states
+// giving the same value (compared with ==, while the caller holds it) give
+// the same TasksByAgent.
+func (s *State) AgentTasksVersion(agentID string) any {
+	if v, ok := s.root.Get(tableKey(uTaskEpoch, agentID)); ok {
+		return v
+	}
+	return nil
+}
+
 // AgentFree returns what the agent has free in the unreserved pool and its
 // total, without cloning its accounting.
 func (s *State) AgentFree(id string) (free, total resources.Resources) {

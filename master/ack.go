@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -42,6 +43,7 @@ func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[
 		return nil, err
 	}
 	var acks []*agorav1.AcknowledgeCommand
+	defer s.queuedAcks.hold(fw.GetId(), r)()
 	if r.GetTaskId() != "" || r.GetUuid() != "" || len(r.GetAcknowledgements()) == 0 {
 		acks = append(acks, &agorav1.AcknowledgeCommand{FrameworkId: fw.GetId(), TaskId: r.GetTaskId(), Uuid: r.GetUuid()})
 	}
@@ -74,4 +76,54 @@ func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[
 		})
 	}
 	return connect.NewResponse(out), nil
+}
+
+// queuedAcks counts the acknowledgements of calls in progress on this
+// master (queued for a commit), per framework and uuid: the resend of an
+// unacknowledged update skips those (resendUnacked), so a framework whose
+// acknowledgement is merely waiting for its commit is not sent the update
+// again.
+type queuedAcks struct {
+	mu sync.Mutex
+	n  map[string]int // framework \0 uuid -> calls holding it
+}
+
+func queuedKey(fid, uuid string) string { return fid + "\x00" + uuid }
+
+// hold marks the uuids of r queued until the returned func is called.
+func (q *queuedAcks) hold(fid string, r *agorav1.AcknowledgeRequest) (release func()) {
+	keys := make([]string, 0, 1+len(r.GetAcknowledgements()))
+	if u := r.GetUuid(); u != "" {
+		keys = append(keys, queuedKey(fid, u))
+	}
+	for _, a := range r.GetAcknowledgements() {
+		if u := a.GetUuid(); u != "" {
+			keys = append(keys, queuedKey(fid, u))
+		}
+	}
+	q.mu.Lock()
+	if q.n == nil {
+		q.n = map[string]int{}
+	}
+	for _, k := range keys {
+		q.n[k]++
+	}
+	q.mu.Unlock()
+	return func() {
+		q.mu.Lock()
+		for _, k := range keys {
+			if q.n[k]--; q.n[k] <= 0 {
+				delete(q.n, k)
+			}
+		}
+		q.mu.Unlock()
+	}
+}
+
+// queued reports whether an acknowledgement of the framework's uuid is
+// in a call in progress.
+func (q *queuedAcks) queued(fid, uuid string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n[queuedKey(fid, uuid)] > 0
 }

@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -32,6 +31,10 @@ type agentServer struct {
 
 	statusOnce sync.Once
 	statuses   *coalescer[*agorav1.StatusUpdateCommand]
+
+	// waiters wakes each agent's long poll when its own assignment
+	// changes (agent_wait.go).
+	waiters assignWaiters
 }
 
 // statusCoalescer groups concurrent UpdateStatus calls into one entry.
@@ -124,9 +127,14 @@ func (s *agentServer) UpdateStatus(ctx context.Context, req *connect.Request[ago
 }
 
 // GetAssignments answers from this master's local state (any master
-// serves it): it waits until the state passes min_index or the wait (at
-// most 30 s) ends. known is false when the agent must register (unknown,
-// unreachable or gone).
+// serves it): it waits until the agent's assignment (its record, tasks and
+// volumes) differs from the one it holds, or the wait (at most 30 s) ends,
+// and then answers the whole assignment at the current index. The
+// assignment the agent holds is the one this master last answered it at
+// min_index (or the current one when the state is at min_index); when this
+// master cannot tell (min_index came from another master), it answers as
+// soon as the state passes min_index. known is false when the agent must
+// register (unknown, unreachable or gone).
 func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[agorav1.GetAssignmentsRequest]) (*connect.Response[agorav1.GetAssignmentsResponse], error) {
 	r := req.Msg
 	id := r.GetAgentId()
@@ -144,13 +152,14 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 	if w < maxAssignmentWait.Seconds() {
 		wait = time.Duration(w * float64(time.Second))
 	}
-	state, err := s.waitIndex(ctx, r.GetMinIndex(), wait)
+	state, err := s.waitAssignment(ctx, id, r.GetMinIndex(), wait)
 	if err != nil {
 		return nil, err
 	}
 	out := &agorav1.GetAssignmentsResponse{Index: state.Index()}
-	agent, ok := state.Agent(id)
-	out.Known = ok && sameAgentActive(agent)
+	v := assignVersionOf(state, id)
+	out.Known = v.agent != nil && sameAgentActive(v.agent)
+	s.waiters.answered(id, state, v, out.Known)
 	if !out.Known {
 		return connect.NewResponse(out), nil
 	}
@@ -159,34 +168,64 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 			out.Tasks = append(out.Tasks, t)
 		}
 	}
-	out.Volumes = state.VolumesByAgent(id)
+	out.Volumes = v.vols
 	return connect.NewResponse(out), nil
 }
 
-// waitIndex returns the local state once its index passes minIndex, or
-// the latest state when wait ends.
-func (s *agentServer) waitIndex(ctx context.Context, minIndex uint64, wait time.Duration) (*fsm.State, error) {
+// waitAssignment returns the local state once the agent's assignment
+// differs from the one it holds at minIndex (assignWaiters), or once the
+// state passes minIndex when that one is not known here, or the latest
+// state when wait ends.
+func (s *agentServer) waitAssignment(ctx context.Context, id string, minIndex uint64, wait time.Duration) (*fsm.State, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		changed := s.m.FSM().Changed()
 		st := s.m.State()
-		if st.Index() > minIndex {
+		base, ok := s.waiters.baseline(id, minIndex, st)
+		if !ok && st.Index() > minIndex {
 			return st, nil
 		}
+		if ok {
+			if !assignVersionOf(st, id).equal(base) {
+				return st, nil
+			}
+			return s.waitAgent(ctx, id, base, timer)
+		}
+		// Behind minIndex (a follower catching up): wait for the next state.
 		select {
 		case <-changed:
 		case <-timer.C:
 			return s.m.State(), nil
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
-			}
-			return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+			return nil, ctxError(ctx.Err())
 		case <-s.m.Done():
-			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", s.m.ID()))
+			return nil, s.stopping()
 		}
 	}
+}
+
+// waitAgent waits until the agent's assignment differs from base.
+func (s *agentServer) waitAgent(ctx context.Context, id string, base assignVersion, timer *time.Timer) (*fsm.State, error) {
+	x := s.waiters.add(s.m, id, base)
+	defer s.waiters.remove(x)
+	if st := s.m.State(); !assignVersionOf(st, id).equal(base) {
+		return st, nil
+	}
+	select {
+	case <-x.ch:
+		return s.m.State(), nil
+	case <-timer.C:
+		return s.m.State(), nil
+	case <-ctx.Done():
+		return nil, ctxError(ctx.Err())
+	case <-s.m.Done():
+		return nil, s.stopping()
+	}
+}
+
+func (s *agentServer) stopping() error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", s.m.ID()))
 }
 
 // StopAgent commits an agent's goodbye (AgentStopped); the FSM judges it.

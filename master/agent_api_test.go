@@ -466,3 +466,92 @@ func BenchmarkRegisterAgents(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestGetAssignmentsWakesOnlyItsAgent: a long poll holding the agent's
+// current assignment returns when that agent's tasks change, not when
+// another agent's do.
+func TestGetAssignmentsWakesOnlyItsAgent(t *testing.T) {
+	c, leader := agStartAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: func(c *master.Config) {
+		c.LivenessGrace = time.Hour // agents here have no gossip member
+	}})
+	ctx := context.Background()
+	ac := client.New(leader.HTTPURL()).Agent
+	for _, id := range []string{"a1", "a2"} {
+		if _, err := ac.RegisterAgent(ctx, connect.NewRequest(agRegistration(id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agQuiesce(t, leader)
+	type answer struct {
+		resp *agorav1.GetAssignmentsResponse
+		err  error
+	}
+	// poll answers at once (min_index 0), then long-polls from that answer.
+	poll := func(id string) <-chan answer {
+		first, err := ac.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: id}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !first.Msg.GetKnown() || len(first.Msg.GetTasks()) != 0 {
+			t.Fatalf("%s before any launch: %v", id, first.Msg)
+		}
+		out := make(chan answer, 1)
+		go func() {
+			resp, err := ac.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
+				AgentId: id, MinIndex: first.Msg.GetIndex(), WaitSeconds: 25}))
+			if err != nil {
+				out <- answer{err: err}
+				return
+			}
+			out <- answer{resp: resp.Msg}
+		}()
+		return out
+	}
+	p1, p2 := poll("a1"), poll("a2")
+	agWaitFor(t, 10*time.Second, "both polls waiting", func() error {
+		if n := leader.AssignmentPollsWaitingForTest(); n != 2 {
+			return fmt.Errorf("%d polls waiting", n)
+		}
+		return nil
+	})
+	before := leader.State().Index()
+	agLaunchTask(t, c, "fw1", "a2", "t2", "sleep 1", "cpus:1;mem:64")
+	var got answer
+	select {
+	case got = <-p2:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a2's poll did not return after a task was launched on a2")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if ts := got.resp.GetTasks(); len(ts) != 1 || ts[0].GetId() != "t2" {
+		t.Fatalf("a2's poll answered %v, want task t2", got.resp)
+	}
+	// The pass that woke a2's poll checked a1's in the same state: a1's
+	// assignment did not change, so it still waits, although the state
+	// moved on (framework, offers, accept).
+	if idx := leader.State().Index(); idx <= before+1 {
+		t.Fatalf("index %d after the launch, want well past %d", idx, before)
+	}
+	select {
+	case got = <-p1:
+		t.Fatalf("a1's poll returned when only a2's tasks changed: %v %v", got.resp, got.err)
+	default:
+	}
+	if n := leader.AssignmentPollsWaitingForTest(); n != 1 {
+		t.Fatalf("%d polls waiting after a2's returned, want a1's", n)
+	}
+	agLaunchTask(t, c, "fw1", "a1", "t1", "sleep 1", "cpus:1;mem:64")
+	select {
+	case got = <-p1:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a1's poll did not return after a task was launched on a1")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if ts := got.resp.GetTasks(); len(ts) != 1 || ts[0].GetId() != "t1" {
+		t.Fatalf("a1's poll answered %v, want task t1", got.resp)
+	}
+}

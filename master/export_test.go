@@ -52,3 +52,11 @@ func (m *Master) BatchForTest(ctx context.Context, ts []fsm.CommandType, msgs []
 	}
 	return res, errs
 }
+
+// AssignmentPollsWaitingForTest returns how many GetAssignments long polls
+// wait for their own agent's assignment to change on m.
+func (m *Master) AssignmentPollsWaitingForTest() int {
+	m.agentSrv.waiters.mu.Lock()
+	defer m.agentSrv.waiters.mu.Unlock()
+	return len(m.agentSrv.waiters.waiting)
+}

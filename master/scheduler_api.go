@@ -52,6 +52,9 @@ type schedulerServer struct {
 	subscribes, calls *rateLimiter
 	// acks groups concurrent acknowledgements into one entry (ack.go).
 	acks *coalescer[*agorav1.AcknowledgeCommand]
+	// queuedAcks are the acknowledgements waiting for their commit: not
+	// resent (ack.go).
+	queuedAcks queuedAcks
 }
 
 // disconnectDelay is how long a stream that ended waits before recording
@@ -285,8 +288,10 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 				if it.index != deliverAlways && it.index <= snapIndex {
 					continue
 				}
-				if err := send(it.ev); err != nil {
-					return gone(err)
+				for _, ev := range it.events() {
+					if err := send(ev); err != nil {
+						return gone(err)
+					}
 				}
 			}
 			if end != nil {
@@ -306,8 +311,9 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 }
 
 // resendUnacked sends again every unacknowledged status last sent at least
-// resendInterval ago. A status not sent yet on this stream is only noted:
-// its live event is on the way.
+// resendInterval ago (and then waits resendInterval again), unless its
+// acknowledgement is in a call waiting for its commit. A status not sent
+// yet on this stream is only noted: its live event is on the way.
 func (s *schedulerServer) resendUnacked(fid string, lastSent map[string]time.Time, send func(*agorav1.SubscribeResponse) error) error {
 	now := s.m.Now()
 	pending := s.m.State().UnacknowledgedStatuses(fid)
@@ -320,10 +326,15 @@ func (s *schedulerServer) resendUnacked(fid string, lastSent map[string]time.Tim
 			lastSent[u] = now
 			continue
 		}
-		if now.Sub(at) >= s.resendEvery() {
-			if err := send(updateEvent(status)); err != nil {
-				return err
-			}
+		if now.Sub(at) < s.resendEvery() {
+			continue
+		}
+		lastSent[u] = now
+		if s.queuedAcks.queued(fid, u) {
+			continue // its acknowledgement waits for its commit
+		}
+		if err := send(updateEvent(status)); err != nil {
+			return err
 		}
 	}
 	for u := range lastSent {
@@ -549,11 +560,16 @@ func (s *schedulerServer) Reconcile(ctx context.Context, req *connect.Request[ag
 		}
 	}
 	statuses := reconcile(st, fw, req.Msg.GetTasks(), s.m.Now())
-	items := make([]queued, len(statuses))
-	for i, status := range statuses {
-		items[i] = queued{index: deliverAlways, ev: updateEvent(status)}
+	if len(statuses) > 0 {
+		// One queue item: a framework with more tasks than a stream may
+		// queue events still gets every answer (no overflow, which would
+		// make it resubscribe and reconcile again, without end).
+		batch := make([]*agorav1.SubscribeResponse, len(statuses))
+		for i, status := range statuses {
+			batch[i] = updateEvent(status)
+		}
+		s.broker.sendCurrent(fw.GetId(), fw.GetStreamToken(), queued{index: deliverAlways, batch: batch})
 	}
-	s.broker.sendCurrent(fw.GetId(), fw.GetStreamToken(), items...)
 	return connect.NewResponse(&agorav1.ReconcileResponse{Statuses: statuses}), nil
 }
 

@@ -26,6 +26,31 @@ const deliverAlways = math.MaxUint64
 type queued struct {
 	index uint64
 	ev    *agorav1.SubscribeResponse
+	// batch, when set instead of ev, are events sent one after the other
+	// in this place of the queue (a reconciliation's answers): they weigh
+	// little against maxStreamQueue (batchWeight), so a framework with more
+	// tasks than that still gets its answers instead of an overflow.
+	batch []*agorav1.SubscribeResponse
+}
+
+// batchEventsPerWeight is how many events of a batch weigh as much as one
+// queued event against maxStreamQueue.
+const batchEventsPerWeight = 1000
+
+// weight is what the item counts against maxStreamQueue.
+func (q queued) weight() int {
+	if q.batch == nil {
+		return 1
+	}
+	return 1 + len(q.batch)/batchEventsPerWeight
+}
+
+// events are the events of the item, in order.
+func (q queued) events() []*agorav1.SubscribeResponse {
+	if q.batch != nil {
+		return q.batch
+	}
+	return []*agorav1.SubscribeResponse{q.ev}
 }
 
 // streamEnd says why a stream was closed.
@@ -51,6 +76,7 @@ type stream struct {
 
 	mu     sync.Mutex
 	queue  []queued
+	weight int // of queue
 	end    *streamEnd
 	notify chan struct{} // capacity 1: something was queued or the stream ended
 }
@@ -82,14 +108,18 @@ func (st *stream) push(items ...queued) {
 	if st.end != nil {
 		return
 	}
-	if len(st.queue)+len(items) > maxStreamQueue {
-		st.queue = nil
+	w := st.weight
+	for _, it := range items {
+		w += it.weight()
+	}
+	if w > maxStreamQueue {
+		st.queue, st.weight = nil, 0
 		st.end = &streamEnd{err: connect.NewError(connect.CodeUnavailable,
 			errStreamOverflow)}
 		st.wake()
 		return
 	}
-	st.queue = append(st.queue, items...)
+	st.queue, st.weight = append(st.queue, items...), w
 	st.wake()
 }
 
@@ -103,7 +133,7 @@ func (st *stream) close(e *streamEnd) bool {
 	}
 	st.end = e
 	if !e.flush {
-		st.queue = nil
+		st.queue, st.weight = nil, 0
 	}
 	st.wake()
 	return true
@@ -114,7 +144,7 @@ func (st *stream) take() ([]queued, *streamEnd) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	q := st.queue
-	st.queue = nil
+	st.queue, st.weight = nil, 0
 	return q, st.end
 }
 
@@ -234,14 +264,14 @@ func (b *broker) publish(index uint64, events []fsm.Event) {
 		if e.FrameworkID == "" && e.Kind == fsm.EventAgentLost {
 			for _, set := range b.streams {
 				for st := range set {
-					st.push(queued{index, ev})
+					st.push(queued{index: index, ev: ev})
 				}
 			}
 			continue
 		}
 		for st := range targets {
 			if ev != nil {
-				st.push(queued{index, ev})
+				st.push(queued{index: index, ev: ev})
 			}
 			if end != nil {
 				st.close(end)

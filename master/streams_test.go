@@ -1,6 +1,7 @@
 package master
 
 import (
+	"fmt"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -114,4 +115,43 @@ func TestRefuseDuration(t *testing.T) {
 func nanValue() float64 {
 	zero := 0.0
 	return zero / zero
+}
+
+// TestReconcileBatchDoesNotOverflow: a reconciliation's answers, more than
+// a stream may queue events, are one light item (its events in order), not
+// an overflow; single events still overflow as before.
+func TestReconcileBatchDoesNotOverflow(t *testing.T) {
+	b := newBroker()
+	st := newStream("f")
+	b.add(st)
+	b.promote(st, st.token)
+	batch := make([]*agorav1.SubscribeResponse, 3*maxStreamQueue)
+	for i := range batch {
+		batch[i] = updateEvent(&agorav1.TaskStatus{TaskId: fmt.Sprintf("t%d", i)})
+	}
+	b.sendCurrent("f", st.token, queued{index: deliverAlways, batch: batch})
+	ev := []fsm.Event{{Kind: fsm.EventTaskStatus, FrameworkID: "f", Status: &agorav1.TaskStatus{TaskId: "live"}}}
+	b.publish(7, ev)
+	items, end := st.take()
+	if end != nil {
+		t.Fatalf("stream ended: %+v", end.err)
+	}
+	if len(items) != 2 || len(items[0].events()) != len(batch) || items[1].events()[0].GetUpdate().GetStatus().GetTaskId() != "live" {
+		t.Fatalf("queued %d items, want the batch then the live event", len(items))
+	}
+	for i, e := range items[0].events() {
+		if e != batch[i] {
+			t.Fatalf("batch event %d out of order", i)
+		}
+	}
+	// The batch's weight counts until taken: it and enough single events
+	// overflow.
+	b.sendCurrent("f", st.token, queued{index: deliverAlways, batch: batch})
+	room := maxStreamQueue - (queued{batch: batch}).weight()
+	for i := range room + 1 {
+		b.publish(uint64(100+i), ev)
+	}
+	if _, end := st.take(); end == nil || connect.CodeOf(end.err) != connect.CodeUnavailable {
+		t.Fatalf("end = %+v, want Unavailable", end)
+	}
 }

@@ -371,11 +371,18 @@ func (a *simAgent) queueLocked(t *simTask, state agorav1.TaskState, msg string) 
 // maxStatusesPerCall stays under the masters' limit of one call.
 const maxStatusesPerCall = 1000
 
+// maxNotFoundRetries is how many times an update of a task the masters do
+// not know is sent again (with backoff, about 10 s in all) before it is
+// dropped: the agent may have learnt the task from a master whose state is
+// ahead of the leader's.
+const maxNotFoundRetries = 12
+
 // sendLoop sends the queued updates in order, a batch per call, until
 // each is committed or refused for good.
 func (a *simAgent) sendLoop(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	batchSize := maxStatusesPerCall
+	notFound := 0 // NotFound answers to the update at the head of pending
 	for {
 		a.mu.Lock()
 		n := min(len(a.pending), batchSize)
@@ -402,6 +409,16 @@ func (a *simAgent) sendLoop(ctx context.Context) {
 				batchSize = 1 // find the refused update
 				continue
 			}
+			if code == connect.CodeNotFound && notFound < maxNotFoundRetries {
+				// The task came from a master whose state is ahead of the
+				// leader's applied state: retry before giving up on it.
+				notFound++
+				if !client.Sleep(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
 			a.s.log.Warn("masters refused a status update; dropping it", "agent", a.id, "task", batch[0].GetTaskId(), "err", err)
 			a.s.dropped.Add(1)
 		case code == connect.CodeFailedPrecondition:
@@ -418,7 +435,7 @@ func (a *simAgent) sendLoop(ctx context.Context) {
 			backoff = min(2*backoff, time.Second)
 			continue
 		}
-		backoff, batchSize = 50*time.Millisecond, maxStatusesPerCall
+		backoff, batchSize, notFound = 50*time.Millisecond, maxStatusesPerCall, 0
 		a.mu.Lock()
 		a.pending = a.pending[n:]
 		a.mu.Unlock()
