@@ -25,6 +25,12 @@ const (
 	// preemptionDeadlineSlack is added to the victims' longest kill grace
 	// and the window to bound a preemption whose victims never end.
 	preemptionDeadlineSlack = time.Minute
+	// earmarkUseLag: a task its framework launched into an earmark counts
+	// as using it only this long after the launch. A framework lowers its
+	// demand after its accept (a second write): until then its demand
+	// still counts the launched unit, which the earmark must go on serving
+	// lest a pass preempt for it again.
+	earmarkUseLag = time.Second
 )
 
 // verdictStore keeps the leader's last preemption pass for `agora
@@ -181,13 +187,15 @@ func oldestDecision(st *fsm.State, k [3]string, now time.Time) time.Time {
 }
 
 // launchedSince sums the unreserved scalars of p's framework's live tasks
-// of p's role on p's agent launched at or after since: the room of its
-// earmarks there that it already uses.
-func launchedSince(st *fsm.State, p *agorav1.Preemption, since time.Time) resources.Resources {
+// of p's role on p's agent launched between since and until: the room of
+// its earmarks there that it already uses.
+func launchedSince(st *fsm.State, p *agorav1.Preemption, since, until time.Time) resources.Resources {
 	var sum resources.Resources
 	for _, t := range st.TasksByAgent(p.GetAgentId()) {
-		if t.GetFrameworkId() != p.GetFrameworkId() || t.GetRole() != p.GetRole() || fsm.IsTerminal(t.GetState()) ||
-			t.GetCreatedAt().AsTime().Before(since) {
+		if t.GetFrameworkId() != p.GetFrameworkId() || t.GetRole() != p.GetRole() || fsm.IsTerminal(t.GetState()) {
+			continue
+		}
+		if c := t.GetCreatedAt().AsTime(); c.Before(since) || c.After(until) {
 			continue
 		}
 		r, err := resourcepb.FromProto(t.GetResources())
@@ -318,8 +326,9 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 		return in
 	}
 	// used is, per (agent, framework, role) of an earmark, what the
-	// framework launched there since its oldest decision in force: room
-	// of the earmarks it already took, which serves no further unit.
+	// framework launched there since its oldest decision in force, at
+	// least earmarkUseLag ago: room of the earmarks it already took, which
+	// serves no further unit.
 	used := map[[3]string]resources.Resources{}
 	for _, p := range st.Preemptions() {
 		if !fsm.PreemptionEnd(p).AsTime().After(now) {
@@ -327,7 +336,7 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 		}
 		k := [3]string{p.GetAgentId(), p.GetFrameworkId(), p.GetRole()}
 		if _, ok := used[k]; !ok {
-			used[k] = launchedSince(st, p, oldestDecision(st, k, now))
+			used[k] = launchedSince(st, p, oldestDecision(st, k, now), now.Add(-earmarkUseLag))
 		}
 	}
 	for _, p := range st.Preemptions() {
