@@ -31,7 +31,7 @@ import (
 // a real agent's kill takes (a real `sleep` ends at the SIGTERM), so the
 // simulated figure is the worst case of the kill.
 //
-//	AGORA_BENCH_AGENTS=100 go test -run '^$' -bench PriorityDemandToRunning -benchtime 20x ./framework/
+//	AGORA_BENCH_AGENTS=100 go test -timeout 30m -run '^$' -bench PriorityDemandToRunning -benchtime 20x ./framework/
 func BenchmarkPriorityDemandToRunning(b *testing.B) {
 	log := e2eLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -91,7 +91,8 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 	batch := newFillSched("batch", "sleep 300", grace, 0.5, 256, ids...)
 	runFramework2(b, masters, &agorav1.FrameworkInfo{Name: "batch", Roles: []string{"batch"}, FailoverTimeoutSeconds: 3600,
 		Capabilities: []agorav1.Capability{agorav1.Capability_CAPABILITY_REVOCABLE_RESOURCES}}, batch, log)
-	prod := newFillSched("prod", "sleep 300", 0, 1, 512)
+	// prod's tasks end fast when killed between iterations (untimed).
+	prod := newFillSched("prod", "sleep 300", 0.1, 1, 512)
 	runFramework2(b, masters, &agorav1.FrameworkInfo{Name: "prod", Roles: []string{"prod"}, FailoverTimeoutSeconds: 3600}, prod, log)
 
 	runningCount := func(s *fillSched) int {
@@ -127,7 +128,7 @@ func BenchmarkPriorityDemandToRunning(b *testing.B) {
 			return nil
 		}
 	}
-	waitFor(b, 2*time.Minute, "batch fills the cluster", running(batch, batchTasks))
+	waitFor(b, 5*time.Minute, "batch fills the cluster", running(batch, batchTasks))
 
 	// preempted counts batch's tasks that ended KILLED with reason
 	// PREEMPTED, as batch was told (the masters drop such a task once
