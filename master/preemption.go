@@ -25,6 +25,12 @@ const (
 	// preemptionDeadlineSlack is added to the victims' longest kill grace
 	// and the window to bound a preemption whose victims never end.
 	preemptionDeadlineSlack = time.Minute
+	// earmarkUseLag: a task its framework launched into an earmark counts
+	// as using it only this long after the launch. A framework lowers its
+	// demand after its accept (a second write): until then its demand
+	// still counts the launched unit, which the earmark must go on serving
+	// lest a pass preempt for it again.
+	earmarkUseLag = time.Second
 )
 
 // verdictStore keeps the leader's last preemption pass for `agora
@@ -165,6 +171,60 @@ func demandFilterEnd(st *fsm.State, now time.Time) time.Time {
 	return end
 }
 
+// oldestDecision returns when the oldest preemption in force for k
+// (agent, framework, role) was decided.
+func oldestDecision(st *fsm.State, k [3]string, now time.Time) time.Time {
+	var oldest time.Time
+	for _, p := range st.Preemptions() {
+		if p.GetAgentId() != k[0] || p.GetFrameworkId() != k[1] || p.GetRole() != k[2] || !fsm.PreemptionEnd(p).AsTime().After(now) {
+			continue
+		}
+		if d := p.GetDecidedAt().AsTime(); oldest.IsZero() || d.Before(oldest) {
+			oldest = d
+		}
+	}
+	return oldest
+}
+
+// launchedSince sums the unreserved scalars of p's framework's live tasks
+// of p's role on p's agent launched between since and until: the room of
+// its earmarks there that it already uses.
+func launchedSince(st *fsm.State, p *agorav1.Preemption, since, until time.Time) resources.Resources {
+	var sum resources.Resources
+	for _, t := range st.TasksByAgent(p.GetAgentId()) {
+		if t.GetFrameworkId() != p.GetFrameworkId() || t.GetRole() != p.GetRole() || fsm.IsTerminal(t.GetState()) {
+			continue
+		}
+		if c := t.GetCreatedAt().AsTime(); c.Before(since) || c.After(until) {
+			continue
+		}
+		r, err := resourcepb.FromProto(t.GetResources())
+		if err != nil {
+			continue
+		}
+		sum = sum.Add(r[""])
+	}
+	return sum
+}
+
+// takeUsed takes what it can of used out of an earmark's scalars: it
+// returns what is left of the earmark and of used.
+func takeUsed(mark, used resources.Resources) (left, rest resources.Resources) {
+	left, rest = mark.Clone(), used.Clone()
+	for n, v := range left.Scalars {
+		take := min(v, rest.Scalars[n])
+		if take <= 0 {
+			continue
+		}
+		left.Scalars[n] -= take
+		rest.Scalars[n] -= take
+		if left.Scalars[n] == 0 {
+			delete(left.Scalars, n)
+		}
+	}
+	return left, rest
+}
+
 // preemptCommand stamps one decision: id, time, window and deadline.
 func preemptCommand(pr preempt.Preemption, now time.Time, window time.Duration) *agorav1.PreemptCommand {
 	grace := 0.0
@@ -284,12 +344,32 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 	if len(in.Demands) == 0 {
 		return in
 	}
+	// used is, per (agent, framework, role) of an earmark, what the
+	// framework launched there since its oldest decision in force, at
+	// least earmarkUseLag ago: room of the earmarks it already took, which
+	// serves no further unit.
+	used := map[[3]string]resources.Resources{}
+	for _, p := range st.Preemptions() {
+		if !fsm.PreemptionEnd(p).AsTime().After(now) {
+			continue
+		}
+		k := [3]string{p.GetAgentId(), p.GetFrameworkId(), p.GetRole()}
+		if _, ok := used[k]; !ok {
+			used[k] = launchedSince(st, p, oldestDecision(st, k, now), now.Add(-earmarkUseLag))
+		}
+	}
 	for _, p := range st.Preemptions() {
 		if !fsm.PreemptionEnd(p).AsTime().After(now) {
 			continue
 		}
 		held, _ := resourcepb.FromProto(p.GetResources())
-		in.Earmarks = append(in.Earmarks, preempt.Earmark{AgentID: p.GetAgentId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Resources: held.Total()})
+		k := [3]string{p.GetAgentId(), p.GetFrameworkId(), p.GetRole()}
+		left, u := takeUsed(held.Total(), used[k])
+		used[k] = u
+		if left.IsEmpty() {
+			continue
+		}
+		in.Earmarks = append(in.Earmarks, preempt.Earmark{AgentID: p.GetAgentId(), FrameworkID: p.GetFrameworkId(), Role: p.GetRole(), Resources: left})
 	}
 	if !maps.Equal(c.prio, prio) {
 		*c = preemptCache{prio: prio, agents: map[string]*cachedAgent{}, kindOf: map[string]int{}}

@@ -9,6 +9,17 @@
 // when the masters ask for a kill. It runs no process, keeps no checkpoint
 // and joins no gossip pool.
 //
+// Kills are those of a real agent whose tasks ignore SIGTERM: a kill
+// assignment (kill_requested; the master already made the task KILLING)
+// ends the task KILLED once its kill grace is over (kill_grace_seconds,
+// else Config.KillGrace, default executor.DefaultKillGrace), with the
+// executor's reason "killed on request: killed by signal 9 (SIGKILL)" and
+// exit code 137; the masters record the kill's reason (PREEMPTED, DRAINED)
+// in its place. A task whose duration ends during its grace ends KILLED
+// then ("killed on request: exited with code 0"), never FINISHED; a task
+// first seen with its kill requested is KILLED at once ("killed before
+// launch"). So a kill takes the longest a real one may take.
+//
 // Liveness: the leader's failure detector works on gossip, and simulated
 // agents are no gossip members, so the masters do not watch agents
 // registered as simulated at all (liveness off for them): they stay ACTIVE

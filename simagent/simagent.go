@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/agent/executor"
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/resources"
 	"github.com/agora-sched/agora/rpc/client"
@@ -34,6 +35,11 @@ type Config struct {
 	// TaskDuration, when positive, finishes each task (FINISHED) that long
 	// after it was reported RUNNING; zero runs tasks until they are killed.
 	TaskDuration time.Duration
+	// KillGrace is the kill grace of a task that sets none; default
+	// executor.DefaultKillGrace, as on a real agent. A simulated task
+	// ignores SIGTERM: a kill ends it (KILLED) only when its grace is over,
+	// the longest a real agent's kill can take.
+	KillGrace time.Duration
 	// Cluster must match the masters' cluster name; default "agora".
 	Cluster string
 	// Version is reported at registration.
@@ -60,6 +66,8 @@ type Stats struct {
 	Running int64
 	// Finished counts FINISHED and KILLED updates committed.
 	Finished int64
+	// Killed counts the KILLED updates committed (also in Finished).
+	Killed int64
 	// Dropped counts updates the masters refused for good.
 	Dropped int64
 }
@@ -74,7 +82,7 @@ type Sim struct {
 	cs  []*client.Client
 	log *slog.Logger
 
-	registered, launched, running, finished, dropped atomic.Int64
+	registered, launched, running, finished, killed, dropped atomic.Int64
 }
 
 // New validates cfg and returns a simulator.
@@ -96,6 +104,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if cfg.PollWait <= 0 {
 		cfg.PollWait = 10 * time.Second
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = executor.DefaultKillGrace
 	}
 	if !fsm.ValidAgentID(cfg.agentID(cfg.Count - 1)) {
 		return nil, fmt.Errorf("simagent: %q makes invalid agent ids", cfg.IDPrefix)
@@ -144,7 +155,7 @@ func (s *Sim) AgentIDs() []string {
 // Stats returns the counts so far.
 func (s *Sim) Stats() Stats {
 	return Stats{Registered: s.registered.Load(), Launched: s.launched.Load(), Running: s.running.Load(),
-		Finished: s.finished.Load(), Dropped: s.dropped.Load()}
+		Finished: s.finished.Load(), Killed: s.killed.Load(), Dropped: s.dropped.Load()}
 }
 
 // Run runs the agents until ctx ends, then says goodbye for each (StopAgent,
@@ -190,6 +201,10 @@ type simTask struct {
 	fid, id string
 	// reported is the last state sent (or queued).
 	reported agorav1.TaskState
+	// killing is set once the masters asked for a kill: the task ends
+	// KILLED when its kill grace is over (or when it would have finished
+	// before that), never FINISHED.
+	killing bool
 }
 
 // simAgent is one simulated agent.
@@ -315,6 +330,16 @@ func (a *simAgent) follow(ctx context.Context, minIndex uint64) {
 
 // reconcile takes new tasks (reporting them RUNNING), kills those the
 // masters want killed and forgets those no longer assigned.
+//
+// Kills follow the real agent (package agent): a task killed before it
+// ran ends KILLED at once ("killed before launch"); a running one gets no
+// KILLING of its own (the master set KILLING when it asked) and ends
+// KILLED after its kill grace (its kill_grace_seconds, else
+// Config.KillGrace), as a process that ignores SIGTERM does, with the
+// executor's reason for it; the master then records its kill_reason
+// (PREEMPTED, DRAINED) as the update's reason. A task whose TaskDuration
+// ends while it is being killed ends KILLED then, as a real process that
+// exits during its grace does.
 func (a *simAgent) reconcile(ctx context.Context, assigned []*agorav1.Task) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -325,34 +350,39 @@ func (a *simAgent) reconcile(ctx context.Context, assigned []*agorav1.Task) {
 		seen[k] = true
 		st, ok := a.tasks[k]
 		if !ok {
-			st = &simTask{fid: t.GetFrameworkId(), id: t.GetId(), reported: agorav1.TaskState_TASK_STATE_RUNNING}
+			st = &simTask{fid: t.GetFrameworkId(), id: t.GetId()}
 			a.tasks[k] = st
+			if t.GetKillRequested() {
+				// Never ran here: the real agent reports it killed
+				// without launching it.
+				st.killing = true
+				a.endLocked(st, agorav1.TaskState_TASK_STATE_KILLED, "killed before launch", "", 0)
+				grew = true
+				continue
+			}
+			st.reported = agorav1.TaskState_TASK_STATE_RUNNING
 			a.s.launched.Add(1)
-			a.queueLocked(st, agorav1.TaskState_TASK_STATE_RUNNING, "")
+			a.queueLocked(st, agorav1.TaskState_TASK_STATE_RUNNING, "", "", 0)
 			grew = true
 			if d := a.s.cfg.TaskDuration; d > 0 {
-				time.AfterFunc(d, func() {
-					if ctx.Err() != nil {
-						return
-					}
-					a.mu.Lock()
-					if cur, ok := a.tasks[k]; ok && cur == st && !fsm.IsTerminal(st.reported) {
-						st.reported = agorav1.TaskState_TASK_STATE_FINISHED
-						a.queueLocked(st, agorav1.TaskState_TASK_STATE_FINISHED, "simulated task done")
-					}
-					a.mu.Unlock()
-					a.kick()
-				})
+				time.AfterFunc(d, func() { a.taskEnded(ctx, k, st) })
 			}
 		}
-		if t.GetKillRequested() && !fsm.IsTerminal(st.reported) {
-			st.reported = agorav1.TaskState_TASK_STATE_KILLED
-			a.queueLocked(st, agorav1.TaskState_TASK_STATE_KILLED, "killed on request")
-			grew = true
+		if t.GetKillRequested() && !st.killing && !fsm.IsTerminal(st.reported) {
+			st.killing = true
+			grace := time.Duration(t.GetKillGraceSeconds() * float64(time.Second))
+			if grace <= 0 {
+				grace = a.s.cfg.KillGrace
+			}
+			time.AfterFunc(grace, func() { a.graceOver(ctx, k, st) })
 		}
 	}
-	for k, t := range a.tasks {
-		if !seen[k] && fsm.IsTerminal(t.reported) {
+	for k := range a.tasks {
+		// A task the masters no longer assign ended there (they list the
+		// live tasks only): a real agent kills what may still run of it;
+		// here there is nothing left to run, and its final update, if
+		// queued, is sent all the same.
+		if !seen[k] {
 			delete(a.tasks, k)
 		}
 	}
@@ -361,10 +391,50 @@ func (a *simAgent) reconcile(ctx context.Context, assigned []*agorav1.Task) {
 	}
 }
 
-func (a *simAgent) queueLocked(t *simTask, state agorav1.TaskState, msg string) {
+// taskEnded ends st when its TaskDuration is over: FINISHED, or KILLED if
+// a kill is under way (the real executor's decision for a process that
+// exits 0 after a kill request).
+func (a *simAgent) taskEnded(ctx context.Context, k string, st *simTask) {
+	if ctx.Err() != nil {
+		return
+	}
+	a.mu.Lock()
+	if cur, ok := a.tasks[k]; ok && cur == st && !fsm.IsTerminal(st.reported) {
+		if st.killing {
+			a.endLocked(st, agorav1.TaskState_TASK_STATE_KILLED, "killed on request: exited with code 0", "simulated task ended during its kill grace", 0)
+		} else {
+			a.endLocked(st, agorav1.TaskState_TASK_STATE_FINISHED, "exited with code 0", "simulated task done", 0)
+		}
+	}
+	a.mu.Unlock()
+	a.kick()
+}
+
+// graceOver ends a killed task whose kill grace is over: KILLED by
+// SIGKILL, as the real executor reports a process that outlived SIGTERM.
+func (a *simAgent) graceOver(ctx context.Context, k string, st *simTask) {
+	if ctx.Err() != nil {
+		return
+	}
+	a.mu.Lock()
+	if cur, ok := a.tasks[k]; ok && cur == st && !fsm.IsTerminal(st.reported) {
+		a.endLocked(st, agorav1.TaskState_TASK_STATE_KILLED, "killed on request: killed by signal 9 (SIGKILL)",
+			"simulated task outlived its kill grace", 128+9)
+	}
+	a.mu.Unlock()
+	a.kick()
+}
+
+// endLocked queues st's final update. a.mu must be held.
+func (a *simAgent) endLocked(st *simTask, state agorav1.TaskState, reason, msg string, exitCode int32) {
+	st.reported = state
+	a.queueLocked(st, state, reason, msg, exitCode)
+}
+
+func (a *simAgent) queueLocked(t *simTask, state agorav1.TaskState, reason, msg string, exitCode int32) {
 	a.pending = append(a.pending, &agorav1.TaskStatus{
-		TaskId: t.id, FrameworkId: t.fid, AgentId: a.id, State: state, Message: msg, Uuid: newUUID(),
-		Source: agorav1.StatusSource_STATUS_SOURCE_AGENT,
+		TaskId: t.id, FrameworkId: t.fid, AgentId: a.id, State: state, Reason: reason, Message: msg, Uuid: newUUID(),
+		Source: agorav1.StatusSource_STATUS_SOURCE_AGENT, ExitCode: exitCode,
 	})
 }
 
@@ -447,6 +517,9 @@ func (a *simAgent) count(batch []*agorav1.TaskStatus) {
 		switch st.GetState() {
 		case agorav1.TaskState_TASK_STATE_RUNNING:
 			a.s.running.Add(1)
+		case agorav1.TaskState_TASK_STATE_KILLED:
+			a.s.killed.Add(1)
+			a.s.finished.Add(1)
 		default:
 			a.s.finished.Add(1)
 		}
