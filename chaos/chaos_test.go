@@ -120,10 +120,12 @@ func TestProcessTier(t *testing.T) {
 // 20 simulated agents beside the two real ones: the frameworks launch tasks
 // on them, their RUNNING, FINISHED and KILLED statuses reach the masters
 // through the simulator's batched UpdateStatus calls (StatusUpdateBatch
-// entries) and are acknowledged in AcknowledgeBatch entries, under the
-// usual master faults, and every checker must hold.
+// entries) and are acknowledged in AcknowledgeBatch entries, and every
+// checker must hold. Seed 5 x 10 s is one kill-all: every master and real
+// agent SIGKILLed while the simulator (which faults spare) keeps running,
+// re-registers and sends its pending statuses again once a leader is back.
 func TestProcessTierSimAgents(t *testing.T) {
-	rep := runSeedOpts(t, Options{Tier: "process", Seed: 4, Duration: 10 * time.Second, SimAgents: 20})
+	rep := runSeedOpts(t, Options{Tier: "process", Seed: 5, Duration: 10 * time.Second, SimAgents: 20})
 	if rep == nil {
 		return
 	}
