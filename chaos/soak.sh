@@ -43,7 +43,7 @@ if [ "${1:-}" = --one ]; then
 	if [ -z "$line" ]; then
 		row=$(printf '%s\t%s\tERROR (rc %s, see %s)' "$tier" "$seed" "$rc" "$OUT/$tier-$seed.log")
 	else
-		row=$(echo "$line" | sed 's/[{}"]//g' | tr ',' '\n' | awk -F: -v wall="$wall" '{v[$1]=$2} END {printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", v["tier"], v["seed"], v["faults"], v["ops"], v["violations"], v["linearizable"], v["lost_writes"], v["double_allocations"], v["kv_acked"], v["kv_lost"], v["preemptions"], v["preempted_tasks"], wall}')
+		row=$(echo "$line" | sed 's/[{}"]//g' | tr ',' '\n' | awk -F: -v wall="$wall" '{v[$1]=$2} END {printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", v["tier"], v["seed"], v["faults"], v["ops"], v["violations"], v["linearizable"], v["lost_writes"], v["double_allocations"], v["kv_acked"], v["kv_lost"], v["preemptions"], v["preempted_tasks"], wall, v["sim_tasks"], v["status_batches"]}')
 	fi
 	# Keep the output of failing runs only.
 	[ "$rc" -eq 0 ] && rm -rf "$dir"
@@ -73,7 +73,7 @@ while [ "$seed" -lt $((FIRST + SEEDS)) ]; do
 done | OUT="$OUT" DURATION="$DURATION" MASTERS="$MASTERS" SIM_AGENTS="$SIM_AGENTS" xargs -P "$JOBS" -L 1 sh chaos/soak.sh --one
 
 table="$OUT/summary.tsv"
-printf 'tier\tseed\tfaults\tops\tviolations\tlinearizable\tlost_writes\tdouble_allocations\tkv_acked\tkv_lost\tpreemptions\tpreempted_tasks\twall_s\n' > "$table"
+printf 'tier\tseed\tfaults\tops\tviolations\tlinearizable\tlost_writes\tdouble_allocations\tkv_acked\tkv_lost\tpreemptions\tpreempted_tasks\twall_s\tsim_tasks\tstatus_batches\n' > "$table"
 sort -k1,1 -k2,2n "$OUT/rows.tsv" >> "$table"
 echo
 column -t -s "$(printf '\t')" "$table" 2>/dev/null || cat "$table"
