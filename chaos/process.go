@@ -56,10 +56,16 @@ type ProcessOptions struct {
 // cluster.
 const SimAgentPrefix = "sim-"
 
-// simAgentResources is each simulated agent's --resources: no ports, so
+// simAgentResources is each simulated agent's --resources. No ports, so
 // the kv service's pods (which need a port and must really run) are never
-// placed on a simulated agent.
-const simAgentResources = "cpus:4;mem:4096;disk:8192"
+// placed on a simulated agent. 512 MiB of memory: room for the mixed
+// frameworks' tasks, reservations and volumes and for two batch tasks, but
+// never for a prod task (prodShapes, 768 MiB and up), so prod still has to
+// preempt batch tasks on the real agents. With more, prod always found room
+// on some simulated agent whose batch tasks had just FINISHED (simulated
+// tasks end after SimTaskDuration) and the preemption checker saw no
+// decision at all.
+const simAgentResources = "cpus:4;mem:512;disk:8192"
 
 // proc is one node of the process tier.
 type proc struct {
