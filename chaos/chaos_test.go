@@ -123,7 +123,7 @@ func TestProcessTier(t *testing.T) {
 // entries) and are acknowledged in AcknowledgeBatch entries, and every
 // checker must hold. Seed 5 x 10 s is one kill-all: every master and real
 // agent SIGKILLed while the simulator (which faults spare) keeps running,
-// re-registers and sends its pending statuses again once a leader is back.
+// retries its pending statuses until a leader is back.
 func TestProcessTierSimAgents(t *testing.T) {
 	rep := runSeedOpts(t, Options{Tier: "process", Seed: 5, Duration: 10 * time.Second, SimAgents: 20})
 	if rep == nil {

@@ -81,7 +81,8 @@
 // (simagent/doc.go), so a killed simulator would leave its agents ACTIVE
 // with tasks nobody runs, and the delivery checker would wait for statuses
 // that never come; masters are killed, paused, restarted and removed as
-// usual, and the simulator re-registers and resends its pending statuses.
+// usual, and the simulator retries its long polls and pending statuses
+// until a leader answers (registering again when the masters ask).
 // Every checker runs unchanged: they judge the replicated state and the
 // clients' history, where a simulated agent is an agent like any other.
 //
