@@ -48,7 +48,9 @@ func runSeed(t *testing.T, tier string, seed uint64, d time.Duration, kinds ...K
 	runSeedOpts(t, Options{Tier: tier, Seed: seed, Duration: d, Faults: kinds})
 }
 
-func runSeedOpts(t *testing.T, o Options) {
+// runSeedOpts runs one seed and fails t on a violation; it returns the
+// report, nil when the run could not be carried out.
+func runSeedOpts(t *testing.T, o Options) *Report {
 	t.Helper()
 	tier, seed, d, kinds := o.Tier, o.Seed, o.Duration, o.Faults
 	out := t.TempDir()
@@ -64,6 +66,7 @@ func runSeedOpts(t *testing.T, o Options) {
 	rep, err := Run(ctx, o)
 	if err != nil {
 		t.Fatalf("seed %d: %v; output (node logs) kept in %s", seed, err, keep())
+		return nil
 	}
 	t.Logf("%s", rep.Summary())
 	t.Logf("%s", rep.JSON())
@@ -71,9 +74,14 @@ func runSeedOpts(t *testing.T, o Options) {
 		t.Errorf("seed %d: a run without faults, ops or acknowledged kv writes proves nothing (%d faults, %d ops, %d kv writes)", seed, rep.Faults, rep.Ops, rep.KVAcked)
 	}
 	if rep.ViolationCount != 0 {
-		t.Errorf("seed %d: %d violations; output kept in %s (replay: agora chaos --tier %s --seed %d --duration %s --faults %s)",
-			seed, rep.ViolationCount, keep(), tier, seed, d, kindList(kinds))
+		sim := ""
+		if o.SimAgents > 0 {
+			sim = fmt.Sprintf(" --sim-agents %d", o.SimAgents)
+		}
+		t.Errorf("seed %d: %d violations; output kept in %s (replay: agora chaos --tier %s --seed %d --duration %s --faults %s%s)",
+			seed, rep.ViolationCount, keep(), tier, seed, d, kindList(kinds), sim)
 	}
+	return rep
 }
 
 func kindList(kinds []Kind) string {
@@ -105,6 +113,27 @@ func TestProcessTier(t *testing.T) {
 	}
 	for _, s := range seeds {
 		t.Run("seed", func(t *testing.T) { runSeed(t, "process", s, d) })
+	}
+}
+
+// TestProcessTierSimAgents runs one short seed of the process tier with
+// 20 simulated agents beside the two real ones: the frameworks launch tasks
+// on them, their RUNNING, FINISHED and KILLED statuses reach the masters
+// through the simulator's batched UpdateStatus calls (StatusUpdateBatch
+// entries) and are acknowledged in AcknowledgeBatch entries, and every
+// checker must hold. Seed 5 x 10 s is one kill-all: every master and real
+// agent SIGKILLed while the simulator (which faults spare) keeps running,
+// retries its pending statuses until a leader is back.
+func TestProcessTierSimAgents(t *testing.T) {
+	rep := runSeedOpts(t, Options{Tier: "process", Seed: 5, Duration: 10 * time.Second, SimAgents: 20})
+	if rep == nil {
+		return
+	}
+	if rep.SimTasks == 0 || rep.SimStatuses == 0 {
+		t.Errorf("no task ran on a simulated agent (%d launched, %d statuses received): the seed did not exercise them", rep.SimTasks, rep.SimStatuses)
+	}
+	if rep.StatusBatches == 0 || rep.AckBatches == 0 {
+		t.Errorf("the replayed log holds %d StatusUpdateBatch and %d AcknowledgeBatch entries; want some of each", rep.StatusBatches, rep.AckBatches)
 	}
 }
 

@@ -63,6 +63,29 @@
 // clears its demand and suppresses, so no preemption starts while the run
 // settles.
 //
+// Simulated agents (Options.SimAgents, `agora chaos --sim-agents N`,
+// SIM_AGENTS=N chaos/soak.sh; process tier, not with Secure): one more
+// process, `agora agent --simulate N` (package simagent), registers N
+// agents sim-0, sim-1, ... with the masters beside the real ones; the
+// runner waits for them active too. The frameworks get their offers and
+// launch tasks there; a simulated task reports RUNNING, then FINISHED after
+// 10 s or KILLED after its kill grace, through the simulator's batched
+// UpdateStatus calls, which the leader commits as StatusUpdateBatch
+// entries; the frameworks' acknowledgements become AcknowledgeBatch
+// entries (the report counts both in the replayed log, and the tasks and
+// statuses of simulated agents the workload saw). They offer no ports (the
+// kv service's pods, which must really run, stay on the real agents) and
+// 512 MiB (no prod task fits, so prod still preempts on the real agents).
+// The faults never touch the simulator: kill-agent picks a real agent and
+// kill-all spares it. A simulated agent is outside gossip liveness
+// (simagent/doc.go), so a killed simulator would leave its agents ACTIVE
+// with tasks nobody runs, and the delivery checker would wait for statuses
+// that never come; masters are killed, paused, restarted and removed as
+// usual, and the simulator retries its long polls and pending statuses
+// until a leader answers (registering again when the masters ask).
+// Every checker runs unchanged: they judge the replicated state and the
+// clients' history, where a simulated agent is an agent like any other.
+//
 // The same seed gives the same fault schedule and the same workload
 // choices; timing (and so the exact interleaving) still differs between runs.
 package chaos

@@ -42,7 +42,30 @@ type ProcessOptions struct {
 	// Secure turns on TLS, a gossip key, authentication, ACLs and audit
 	// logs, with files made under Dir/secure (see secure.go).
 	Secure bool
+	// SimAgents, when positive, adds one more process, `agora agent
+	// --simulate SimAgents` (package simagent), registering that many
+	// simulated agents (ids SimAgentPrefix+i) with the masters; its log is
+	// Dir/sim.log. Not with Secure (the simulator speaks no TLS yet).
+	SimAgents int
+	// SimTaskDuration is each simulated task's run time before FINISHED
+	// (default 10s).
+	SimTaskDuration time.Duration
 }
+
+// SimAgentPrefix starts the id of every simulated agent of a process-tier
+// cluster.
+const SimAgentPrefix = "sim-"
+
+// simAgentResources is each simulated agent's --resources. No ports, so
+// the kv service's pods (which need a port and must really run) are never
+// placed on a simulated agent. 512 MiB of memory: room for the mixed
+// frameworks' tasks, reservations and volumes and for two batch tasks, but
+// never for a prod task (prodShapes, 768 MiB and up), so prod still has to
+// preempt batch tasks on the real agents. With more, prod always found room
+// on some simulated agent whose batch tasks had just FINISHED (simulated
+// tasks end after SimTaskDuration) and the preemption checker saw no
+// decision at all.
+const simAgentResources = "cpus:4;mem:512;disk:8192"
 
 // proc is one node of the process tier.
 type proc struct {
@@ -60,6 +83,7 @@ type processCluster struct {
 	mu      sync.Mutex
 	masters []*proc
 	agents  []*proc
+	sim     *proc // nil unless SimAgents > 0
 	urls    []string
 }
 
@@ -79,6 +103,12 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 	}
 	if o.Net <= 0 {
 		o.Net = os.Getpid()%250 + 1
+	}
+	if o.SimAgents > 0 && o.Secure {
+		return nil, errors.New("chaos: simulated agents do not support --secure (the simulator speaks no TLS yet)")
+	}
+	if o.SimTaskDuration <= 0 {
+		o.SimTaskDuration = 10 * time.Second
 	}
 	// Absolute paths: tasks run in their sandboxes, and Close finds them by
 	// the sandbox path in their environment.
@@ -152,7 +182,32 @@ func NewProcessCluster(o ProcessOptions) (Cluster, error) {
 		args = append(args, sec.agentArgs(i)...)
 		c.agents = append(c.agents, &proc{name: name, args: args, logPath: filepath.Join(o.Dir, name+".log")})
 	}
+	if o.SimAgents > 0 {
+		// No --decommission: the simulator is stopped only after the
+		// masters (Close), and its agents are never drained mid-run.
+		args := []string{"agent", "--simulate", strconv.Itoa(o.SimAgents), "--id", SimAgentPrefix,
+			"--masters", strings.Join(c.urls, ","), "--resources", simAgentResources,
+			"--simulate-task-duration", o.SimTaskDuration.String(), "--log-level", "info"}
+		c.sim = &proc{name: "sim", args: args, logPath: filepath.Join(o.Dir, "sim.log")}
+	}
 	return c, nil
+}
+
+// SimAgents is the number of simulated agents (0 when none).
+func (c *processCluster) SimAgents() int {
+	if c.sim == nil {
+		return 0
+	}
+	return c.o.SimAgents
+}
+
+// StartSim starts the simulated agents' process, if there is one and it
+// is not running.
+func (c *processCluster) StartSim(context.Context) error {
+	if c.sim == nil {
+		return nil
+	}
+	return c.start(c.sim)
 }
 
 // agentPorts is the size of each process-tier agent's port range.
@@ -297,8 +352,8 @@ func (c *processCluster) quit(p *proc) {
 	}
 }
 
-// Close stops the masters first (SIGTERM, all at once) and the agents only
-// once the masters are down: a leader still running while agents die would
+// Close stops the masters first (SIGTERM, all at once) and the agents (and
+// the simulated agents' process) only once the masters are down: a leader still running while agents die would
 // mark them unreachable and commit LOST statuses no framework is left to
 // hear.
 func (c *processCluster) Close() error {
@@ -325,6 +380,9 @@ func (c *processCluster) Close() error {
 	}
 	for _, p := range c.agents {
 		_ = c.signal(p, syscall.SIGKILL, true)
+	}
+	if c.sim != nil {
+		_ = c.signal(c.sim, syscall.SIGKILL, true)
 	}
 	if err := c.killTasks(); err != nil {
 		errs = append(errs, err)

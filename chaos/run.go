@@ -51,6 +51,17 @@ type Options struct {
 	// Secure runs the cluster with TLS, a gossip key, authentication,
 	// ACLs and audit logs (process tier only; see secure.go).
 	Secure bool
+	// SimAgents, when positive, also runs one `agora agent --simulate
+	// SimAgents` process (process tier only, not with Secure): the
+	// workload's frameworks get offers on simulated agents too and launch
+	// tasks there, whose statuses reach the masters through the simulator's
+	// batched UpdateStatus calls. The fault injector never kills the
+	// simulator (kill-agent and kill-all spare it): a simulated agent is
+	// outside gossip liveness, so a killed simulator would leave its agents
+	// ACTIVE with tasks nobody runs (simagent/doc.go). Every checker runs
+	// unchanged; they judge the replicated state, which holds simulated
+	// agents like real ones.
+	SimAgents int
 }
 
 // Report is the outcome of a run.
@@ -79,6 +90,16 @@ type Report struct {
 	Preemptions          int `json:"preemptions"`
 	PreemptedTasks       int `json:"preempted_tasks"`
 	PreemptionViolations int `json:"preemption_violations"`
+	// SimAgents is Options.SimAgents; SimTasks counts the tasks the
+	// workload launched on simulated agents (accepted), SimStatuses the
+	// statuses from simulated agents its frameworks received.
+	SimAgents   int `json:"sim_agents"`
+	SimTasks    int `json:"sim_tasks"`
+	SimStatuses int `json:"sim_statuses"`
+	// StatusBatches and AckBatches count the StatusUpdateBatch and
+	// AcknowledgeBatch entries in the longest replayed log.
+	StatusBatches int `json:"status_batches"`
+	AckBatches    int `json:"ack_batches"`
 
 	// Details, not in the one-line JSON summary.
 	FaultLog        []string          `json:"-"`
@@ -110,6 +131,10 @@ func (r *Report) Summary() string {
 		r.Tier, r.Seed, r.DurationS, r.Faults, r.Ops, r.TasksAcked, r.EntriesReplayed, r.OffersReplayed)
 	fmt.Fprintf(&b, "  kv service: %d writes sent, %d acknowledged, %d read back, %d unread, %d lost\n",
 		r.KVSent, r.KVAcked, r.KVRead, r.KVUnread, r.KVLost)
+	if r.SimAgents > 0 {
+		fmt.Fprintf(&b, "  simulated agents: %d, %d tasks launched on them, %d of their statuses received\n", r.SimAgents, r.SimTasks, r.SimStatuses)
+	}
+	fmt.Fprintf(&b, "  batched entries replayed: %d StatusUpdateBatch, %d AcknowledgeBatch\n", r.StatusBatches, r.AckBatches)
 	fmt.Fprintf(&b, "  preemption: %d decisions, %d victims, %d PREEMPTED kills, %d violations\n",
 		r.Preemptions, r.PreemptedTasks, r.PreemptedKills, r.PreemptionViolations)
 	fmt.Fprintf(&b, "  linearizable: %v (%s)  lost writes: %d  double allocations: %d  shared volumes: %d  violations: %d\n",
@@ -167,6 +192,15 @@ func (o *Options) defaults() error {
 	if o.Faults == nil {
 		o.Faults = allowed
 	}
+	if o.SimAgents < 0 {
+		return fmt.Errorf("chaos: --sim-agents must not be negative, not %d", o.SimAgents)
+	}
+	if o.SimAgents > 0 && o.Tier != "process" {
+		return errors.New("chaos: --sim-agents runs on the process tier only")
+	}
+	if o.SimAgents > 0 && o.Secure {
+		return errors.New("chaos: --sim-agents does not support --secure (the simulator speaks no TLS yet)")
+	}
 	for _, k := range o.Faults {
 		found := false
 		for _, a := range allowed {
@@ -202,7 +236,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var err error
 	switch o.Tier {
 	case "process":
-		c, err = NewProcessCluster(ProcessOptions{Binary: o.Binary, Dir: o.Out, Masters: o.Masters, Agents: o.Agents, Secure: o.Secure})
+		c, err = NewProcessCluster(ProcessOptions{Binary: o.Binary, Dir: o.Out, Masters: o.Masters, Agents: o.Agents, Secure: o.Secure, SimAgents: o.SimAgents})
 	case "docker":
 		if o.Secure {
 			return nil, errors.New("chaos: --secure runs on the process tier only")
@@ -218,14 +252,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			_ = c.Close()
 		}
 	}()
-	r := &runner{o: o, c: c, h: NewHistory(), rep: &Report{Tier: o.Tier, Seed: o.Seed, DurationS: o.Duration.Seconds()}}
+	r := &runner{o: o, c: c, h: NewHistory(), rep: &Report{Tier: o.Tier, Seed: o.Seed, DurationS: o.Duration.Seconds(), SimAgents: o.SimAgents}}
 	if err := r.startAll(ctx); err != nil {
 		return nil, err
 	}
 	if err := r.waitReady(ctx, 60*time.Second); err != nil {
 		return nil, fmt.Errorf("chaos: cluster did not come up: %w", err)
 	}
-	r.progressf("cluster up: %d masters, %d agents (%s tier)", c.Masters(), c.Agents(), c.Tier())
+	r.progressf("cluster up: %d masters, %d agents, %d simulated agents (%s tier)", c.Masters(), c.Agents(), simAgents(c), c.Tier())
 
 	w := &workload{c: c, h: r.h, log: o.Logger, seed: o.Seed}
 	r.w = w
@@ -306,7 +340,27 @@ func (r *runner) startAll(ctx context.Context) error {
 	for i := 0; i < r.c.Agents(); i++ {
 		errs = append(errs, r.c.StartAgent(ctx, i))
 	}
+	if s, ok := r.c.(simCluster); ok {
+		errs = append(errs, s.StartSim(ctx))
+	}
 	return errors.Join(errs...)
+}
+
+// simCluster is a Cluster that can also run simulated agents (the process
+// tier).
+type simCluster interface {
+	// SimAgents is the number of simulated agents (0 when none).
+	SimAgents() int
+	// StartSim starts their process unless it runs.
+	StartSim(ctx context.Context) error
+}
+
+// simAgents is c's number of simulated agents.
+func simAgents(c Cluster) int {
+	if s, ok := c.(simCluster); ok {
+		return s.SimAgents()
+	}
+	return 0
 }
 
 // status asks each master in turn for the cluster status.
@@ -341,7 +395,8 @@ func (r *runner) leader(ctx context.Context) int {
 	return -1
 }
 
-// waitReady waits for a leader and every agent active.
+// waitReady waits for a leader and every agent, real and simulated,
+// active.
 func (r *runner) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var last error
@@ -354,10 +409,11 @@ func (r *runner) waitReady(ctx context.Context, limit time.Duration) error {
 					active += n
 				}
 			}
-			if int(active) >= r.c.Agents() {
+			want := r.c.Agents() + simAgents(r.c)
+			if int(active) >= want {
 				return nil
 			}
-			err = fmt.Errorf("%d of %d agents active (%v)", active, r.c.Agents(), st.GetCounts().GetAgentsByState())
+			err = fmt.Errorf("%d of %d agents active (%v)", active, want, st.GetCounts().GetAgentsByState())
 		}
 		last = err
 		select {
@@ -488,6 +544,7 @@ func (r *runner) apply(ctx context.Context, ft Fault) (heal func(), desc string,
 		for i := 0; i < c.Masters(); i++ {
 			_ = c.KillMaster(i)
 		}
+		// The simulated agents' process is spared (Options.SimAgents).
 		return func() { _ = r.startAll(ctx) }, "SIGKILL every master and agent", nil
 	case RemoveMaster:
 		if leader < 0 {
@@ -734,6 +791,9 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 			best = res
 		}
 		r.rep.EntriesReplayed += res.Entries
+		if best == res {
+			r.rep.StatusBatches, r.rep.AckBatches = res.Commands[fsm.CmdStatusUpdateBatch], res.Commands[fsm.CmdAcknowledgeBatch]
+		}
 		if p := res.Preemptions; p.Decisions > r.rep.Preemptions {
 			r.rep.Preemptions, r.rep.PreemptedTasks, r.rep.PreemptedKills = p.Decisions, p.VictimCount, p.Kills
 		}
@@ -779,6 +839,7 @@ func (r *runner) check(finalRoles map[string]float64, rolesErr error, live map[s
 		}
 	}
 	r.rep.Ops = len(r.h.Ops())
+	r.rep.SimTasks, r.rep.SimStatuses = int(r.w.simTasks.Load()), int(r.w.simStatuses.Load())
 	for _, v := range r.rep.Violations {
 		switch v.Checker {
 		case "lost-write":

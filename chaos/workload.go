@@ -41,6 +41,10 @@ type workload struct {
 	wg    sync.WaitGroup
 	taskN atomic.Int64
 
+	// simTasks counts tasks accepted onto simulated agents, simStatuses
+	// the statuses from simulated agents the frameworks received.
+	simTasks, simStatuses atomic.Int64
+
 	// paused: frameworks stay subscribed and keep acknowledging, but
 	// launch, kill, reserve and create nothing more (the settle phase).
 	paused atomic.Bool
@@ -423,6 +427,9 @@ func (f *fwState) answer(d framework.Driver, o *agorav1.Offer, ops []*agorav1.Op
 	for _, op := range ops {
 		for _, t := range op.GetTasks() {
 			f.w.h.tasksAcked[fid+"/"+t.GetTaskId()] = true
+			if strings.HasPrefix(o.GetAgentId(), SimAgentPrefix) {
+				f.w.simTasks.Add(1)
+			}
 		}
 		if op.GetType() == agorav1.OperationType_OPERATION_TYPE_CREATE {
 			for _, v := range op.GetVolumes() {
@@ -446,6 +453,9 @@ func (f *fwState) Rescind(_ framework.Driver, offerID string) {
 // Update implements framework.Scheduler.
 func (f *fwState) Update(d framework.Driver, st *agorav1.TaskStatus) {
 	f.w.h.Seen(st.GetFrameworkId(), check.StatusKey(st))
+	if strings.HasPrefix(st.GetAgentId(), SimAgentPrefix) {
+		f.w.simStatuses.Add(1)
+	}
 	if framework.IsTerminal(st.GetState()) {
 		f.w.h.mu.Lock()
 		f.w.h.tasksEnded[st.GetFrameworkId()+"/"+st.GetTaskId()] = true

@@ -41,6 +41,8 @@ type ReplayResult struct {
 	SnapshotIndex, FirstIndex, LastIndex uint64
 	// Entries is how many log entries were applied and checked.
 	Entries int
+	// Commands counts the applied command entries by type.
+	Commands map[fsm.CommandType]int
 	// Offers counts offers created in the replayed range; OffersOpen those
 	// still outstanding at the end.
 	Offers, OffersOpen int
@@ -103,7 +105,7 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 			}
 		}
 	}})
-	res := &ReplayResult{}
+	res := &ReplayResult{Commands: map[fsm.CommandType]int{}}
 	if snapIdx, err := restoreLatest(dir, f); err != nil {
 		return nil, err
 	} else {
@@ -150,6 +152,11 @@ func Replay(dataDir string, o ReplayOptions) (*ReplayResult, error) {
 		removed, statuses = removed[:0], statuses[:0]
 		r := apply(f, &l)
 		res.Entries++
+		if l.Type == raft.LogCommand && len(l.Data) > 0 {
+			if t, _, err := fsm.Decode(l.Data); err == nil {
+				res.Commands[t]++
+			}
+		}
 		after := f.State()
 		if l.Type == raft.LogCommand && r.Err == nil {
 			add(checkPreempt(res.Preemptions, before, idx, l.Data)...)

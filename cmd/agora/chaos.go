@@ -19,6 +19,7 @@ func runChaos(ctx context.Context, args []string) error {
 	tier := fs.String("tier", "process", "cluster driver: process (separate agora processes on 127.0.N.x) or docker (containers on a private network)")
 	masters := fs.Int("masters", 3, "masters: 3 or 5")
 	agents := fs.Int("agents", 2, "agents")
+	simAgents := fs.Int("sim-agents", 0, "also run one `agora agent --simulate N` process with N simulated agents (process tier, not with --secure); faults never kill it")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()%1000000), "seed of the fault schedule and the workload (default: from the clock, printed)")
 	duration := fs.Duration("duration", 30*time.Second, "length of the faulty part of the run")
 	faults := fs.String("faults", "all", "comma-separated faults: kill-leader,kill-follower,kill-agent,pause-master,restart-master,kill-all,remove-master and, docker tier only, partition-leader,partition-minority,partition-agent")
@@ -60,7 +61,7 @@ func runChaos(ctx context.Context, args []string) error {
 	fmt.Printf("chaos: %s tier, seed %d, %s, output in %s\n", *tier, *seed, *duration, *out)
 	rep, err := chaos.Run(ctx, chaos.Options{Tier: *tier, Binary: *binary, Masters: *masters, Agents: *agents,
 		Seed: *seed, Duration: *duration, Faults: kinds, Frameworks: *frameworks, Operators: *operators,
-		Out: *out, Progress: os.Stdout, Logger: log, Secure: *secure})
+		Out: *out, Progress: os.Stdout, Logger: log, Secure: *secure, SimAgents: *simAgents})
 	if err != nil {
 		if errors.Is(err, chaos.ErrDockerUnavailable) {
 			fmt.Printf("docker tier SKIPPED: %v\n", err)
