@@ -33,6 +33,8 @@ func (r *runner) callTarget(ctx context.Context) (callSite, error) {
 		case <-ready:
 		case <-r.done:
 			return callSite{}, ErrStopped
+		case <-r.stopping.Done():
+			return callSite{}, ErrStopped
 		case <-ctx.Done():
 			return callSite{}, fmt.Errorf("waiting for subscription: %w", ctx.Err())
 		}
@@ -68,11 +70,16 @@ func (r *runner) call(ctx context.Context, name string, fn func(context.Context,
 		// Scheduler method, and with it the event loop, forever.
 		actx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(site.sess, cancel)
+		stopRun := context.AfterFunc(r.stopping, cancel)
 		err = fn(actx, r.c.Scheduler, site.fc)
 		stop()
+		stopRun()
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if r.stopping.Err() != nil {
+			return fmt.Errorf("framework: %s: %w (%w)", name, ErrStopped, err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("framework: %s: %w", name, err)

@@ -45,7 +45,8 @@ const maxRedirectHops = 3
 var (
 	// ErrTornDown: the framework was torn down (by itself or an operator).
 	ErrTornDown = errors.New("framework: torn down")
-	// ErrStopped: a Driver call was made after Run returned.
+	// ErrStopped: a Driver call was made after Run returned, or was cut
+	// short because Run's context ended.
 	ErrStopped = errors.New("framework: run has ended")
 	// ErrNoMasters: Config.Masters is empty.
 	ErrNoMasters = errors.New("framework: no master addresses")
@@ -205,6 +206,14 @@ func Run(ctx context.Context, cfg Config, s Scheduler) error {
 		return err
 	}
 	defer close(r.done)
+	// stopping ends when Run's ctx does: a Driver call made from a
+	// Scheduler method (whatever ctx it was given) must not outlive Run,
+	// or a callback blocked on a cluster that is gone would hold Run's
+	// return for as long as the call retries.
+	stopping, stop := context.WithCancel(context.Background())
+	defer stop()
+	defer context.AfterFunc(ctx, stop)()
+	r.stopping = stopping
 	return r.run(ctx)
 }
 
@@ -216,7 +225,9 @@ type runner struct {
 	c     *client.Client // leader discovery, redirects and retries
 	drv   *driver
 	done  chan struct{} // closed when Run returns
-	acks  *ackQueue     // automatic acknowledgements not sent yet
+	// stopping is done once Run's ctx ends (set before run starts).
+	stopping context.Context
+	acks     *ackQueue // automatic acknowledgements not sent yet
 
 	mu        sync.Mutex
 	info      *agorav1.FrameworkInfo
@@ -251,13 +262,14 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
 	r := &runner{
-		cfg:   cfg,
-		sched: s,
-		log:   cfg.Logger,
-		done:  make(chan struct{}),
-		info:  proto.Clone(cfg.Info).(*agorav1.FrameworkInfo),
-		ready: make(chan struct{}),
-		acks:  newAckQueue(),
+		cfg:      cfg,
+		sched:    s,
+		log:      cfg.Logger,
+		done:     make(chan struct{}),
+		stopping: context.Background(),
+		info:     proto.Clone(cfg.Info).(*agorav1.FrameworkInfo),
+		ready:    make(chan struct{}),
+		acks:     newAckQueue(),
 	}
 	if r.log == nil {
 		r.log = slog.Default()

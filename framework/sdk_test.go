@@ -452,6 +452,56 @@ func TestDriverAfterRunReturns(t *testing.T) {
 	}
 }
 
+// TestCallInCallbackEndsWithRun: a Driver call made from a Scheduler
+// method with a context that never ends, against a master that stopped
+// answering calls, is cut short when Run's ctx ends, so Run returns instead of
+// waiting out the call's retries (found by the priority benchmark: its
+// batch scheduler's Decline(context.Background()) against a stopped
+// cluster held the benchmark for minutes).
+func TestCallInCallbackEndsWithRun(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	entered, gate := make(chan struct{}), make(chan struct{})
+	declined := make(chan error, 1)
+	rec := &recorder{}
+	rec.onOffers = func(d Driver, _ []*agorav1.Offer) {
+		close(entered)
+		<-gate
+		declined <- d.Decline(context.Background(), []string{"o1"}, nil)
+	}
+	done, cancel := startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Send(frameworktest.OffersEvent(&agorav1.Offer{Id: "o1"}))
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("no offers delivered")
+	}
+	release := m.BlockCalls("Decline") // a master that stopped answering calls
+	defer release()
+	close(gate)
+	if _, err := m.WaitCalls(ctx, "Decline", 1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-declined:
+		if !errors.Is(err, ErrStopped) {
+			t.Fatalf("decline in flight when Run ended: %v, want ErrStopped", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a decline in flight outlived Run")
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("Run did not return")
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	ctx := context.Background()
 	if err := Run(ctx, Config{Info: &agorav1.FrameworkInfo{}}, &recorder{}); !errors.Is(err, ErrNoMasters) {
