@@ -106,6 +106,11 @@ type roundBufs struct {
 
 var bufPool sync.Pool
 
+// poolBuffers turns bufPool on; tests that count allocations turn it off,
+// since a sync.Pool may drop what is put in it at any time (the race
+// detector drops a quarter of Puts on purpose).
+var poolBuffers = true
+
 // zeroed returns s resized to n zero values, reusing its array if it can.
 func zeroed[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -124,6 +129,10 @@ func (st *round) release() {
 		return
 	}
 	st.bufs = nil
+	if !poolBuffers {
+		*st = round{}
+		return
+	}
 	b.offers = st.offers // it may have grown
 	clear(b.agents)
 	clear(b.assign)
@@ -309,7 +318,9 @@ func (st *round) newVec() vec {
 
 func newRound(s Snapshot, now time.Time) *round {
 	st := &round{dimOf: map[string]int{}, roleOf: map[string]*roleState{}}
-	st.bufs, _ = bufPool.Get().(*roundBufs)
+	if poolBuffers {
+		st.bufs, _ = bufPool.Get().(*roundBufs)
+	}
 	if st.bufs == nil {
 		st.bufs = &roundBufs{}
 	}
