@@ -206,14 +206,12 @@ func Run(ctx context.Context, cfg Config, s Scheduler) error {
 		return err
 	}
 	defer close(r.done)
-	// stopping ends when Run's ctx does: a Driver call made from a
-	// Scheduler method (whatever ctx it was given) must not outlive Run,
-	// or a callback blocked on a cluster that is gone would hold Run's
-	// return for as long as the call retries.
-	stopping, stop := context.WithCancel(context.Background())
-	defer stop()
-	defer context.AfterFunc(ctx, stop)()
-	r.stopping = stopping
+	// A Driver call made from a Scheduler method (whatever ctx it was
+	// given) ends when Run's ctx does, or a callback blocked on a cluster
+	// that is gone would hold Run's return for as long as the call
+	// retries. Only Run's ctx: when Run returns on its own (a teardown
+	// ended the stream), a call in flight still gets its answer.
+	r.stopping = ctx
 	return r.run(ctx)
 }
 
@@ -225,7 +223,7 @@ type runner struct {
 	c     *client.Client // leader discovery, redirects and retries
 	drv   *driver
 	done  chan struct{} // closed when Run returns
-	// stopping is done once Run's ctx ends (set before run starts).
+	// stopping is Run's ctx (set before run starts).
 	stopping context.Context
 	acks     *ackQueue // automatic acknowledgements not sent yet
 
