@@ -123,20 +123,39 @@ func (f *fakeMaster) of(id string) ([]*agorav1.TaskStatus, []time.Time) {
 // failing the test after a deadline.
 func (f *fakeMaster) waitStates(t *testing.T, id string, want ...agorav1.TaskState) []*agorav1.TaskStatus {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got, _ := f.of(id)
+	var got []*agorav1.TaskStatus
+	waitUntil(t, 20*time.Second, func() (bool, string) {
+		got, _ = f.of(id)
 		var states []agorav1.TaskState
 		for _, st := range got {
 			states = append(states, st.GetState())
 		}
-		if fmt.Sprint(states) == fmt.Sprint(want) {
-			return got
-		}
-		if len(states) > len(want) || time.Now().After(deadline) {
+		if len(states) > len(want) {
 			t.Fatalf("task %s: statuses %v, want %v", id, states, want)
 		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not synchronisation
+		return fmt.Sprint(states) == fmt.Sprint(want), fmt.Sprintf("task %s: statuses %v, want %v", id, states, want)
+	})
+	return got
+}
+
+// waitUntil checks cond on every tick until it holds, failing the test
+// with cond's last description once d has passed.
+func waitUntil(t *testing.T, d time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, what := cond()
+		if ok {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatal(what)
+		}
 	}
 }
 
@@ -199,13 +218,10 @@ func TestKillAfterGrace(t *testing.T) {
 	// Stats count an update once its call returned, just after the
 	// master recorded it.
 	want := Stats{Registered: 1, Launched: 2, Running: 2, Finished: 1, Killed: 1}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v, want %+v", s.Stats(), want)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	waitUntil(t, 10*time.Second, func() (bool, string) {
+		got := s.Stats()
+		return got == want, fmt.Sprintf("stats %+v, want %+v", got, want)
+	})
 }
 
 // TestKillDefaultGrace: a task with no kill grace of its own is killed
