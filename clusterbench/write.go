@@ -60,8 +60,10 @@ type WriteResult struct {
 	RaftCPUUsPerWrite  float64 `json:"raft_cpu_us_per_write"`
 	// Errors counts failed agora writes (must be 0); RaftErrors failed
 	// bare raft writes (must be 0). Neither counts as a write.
-	Errors     int64   `json:"errors"`
-	RaftErrors int64   `json:"raft_errors"`
+	Errors     int64 `json:"errors"`
+	RaftErrors int64 `json:"raft_errors"`
+	// FirstError is the first failed write's error ("" when none).
+	FirstError string  `json:"first_error,omitempty"`
 	Writers    int     `json:"writers"`
 	Conns      int     `json:"conns"`
 	Seconds    float64 `json:"seconds_per_side"`
@@ -93,7 +95,7 @@ func Write(ctx context.Context, o WriteOptions) (WriteResult, error) {
 	p.printf("%s", r)
 	return WriteResult{AgoraWritesPerSec: r.AgoraPerSec, ApplyWritesPerSec: r.DirectPerSec, RaftWritesPerSec: r.BarePerSec,
 		Ratio: r.Ratio, AgoraLogEntries: r.AgoraEntries, ApplyLogEntries: r.DirectEntries,
-		AgoraCPUUsPerWrite: us(r.AgoraCPUPerWrite), ApplyCPUUsPerWrite: us(r.DirectCPUPerWrite), RaftCPUUsPerWrite: us(r.BareCPUPerWrite), Batching: batchingNote, Errors: r.AgoraErrors, RaftErrors: r.BareErrors, Writers: o.Writers, Conns: max(o.Conns, 1), Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
+		AgoraCPUUsPerWrite: us(r.AgoraCPUPerWrite), ApplyCPUUsPerWrite: us(r.DirectCPUPerWrite), RaftCPUUsPerWrite: us(r.BareCPUPerWrite), Batching: batchingNote, Errors: r.AgoraErrors, RaftErrors: r.BareErrors, FirstError: r.FirstError, Writers: o.Writers, Conns: max(o.Conns, 1), Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
 }
 
 // us is d in microseconds.

@@ -71,6 +71,8 @@ type WriteResult struct {
 	// leader that lost its leadership fails every write at once, which
 	// would otherwise count as a write). Neither counts in a rate.
 	AgoraErrors, BareErrors int64
+	// FirstError is the first failed call's error, "" when none failed.
+	FirstError string
 	// AgoraEntries and DirectEntries count the Raft log entries the
 	// leader appended during the Connect and Master.Apply phases: agora's
 	// leader batches concurrent writes into one entry (fsm.CmdBatch), so
@@ -89,7 +91,14 @@ type WriteResult struct {
 func (r WriteResult) String() string {
 	return fmt.Sprintf("agora %.0f writes/s (Connect API, %d log entries, %v CPU each), %.0f writes/s (Master.Apply, %d log entries, %v CPU each), bare raft %.0f writes/s (one entry each, %v CPU each), ratio %.2f (errors %d agora, %d bare)",
 		r.AgoraPerSec, r.AgoraEntries, r.AgoraCPUPerWrite.Round(time.Microsecond), r.DirectPerSec, r.DirectEntries, r.DirectCPUPerWrite.Round(time.Microsecond),
-		r.BarePerSec, r.BareCPUPerWrite.Round(time.Microsecond), r.Ratio, r.AgoraErrors, r.BareErrors)
+		r.BarePerSec, r.BareCPUPerWrite.Round(time.Microsecond), r.Ratio, r.AgoraErrors, r.BareErrors) + firstErrorNote(r.FirstError)
+}
+
+func firstErrorNote(e string) string {
+	if e == "" {
+		return ""
+	}
+	return "; first error: " + e
 }
 
 func benchDir(dir, prefix string) (string, func(), error) {
@@ -112,7 +121,7 @@ func quiet(l *slog.Logger) *slog.Logger {
 // SetRole through agora's Connect API from concurrent writers, then bare
 // hashicorp/raft (same config, storage and transport) with a no-op FSM
 // applying the same bytes, on the same disk in the same run.
-func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
+func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error) {
 	if o.Writers <= 0 {
 		o.Writers = 64
 	}
@@ -126,7 +135,6 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 		o.Warmup = time.Second
 	}
 	log := quiet(o.Logger)
-	var res WriteResult
 
 	dir, cleanup, err := benchDir(o.Dir, "agora-bench-writes-")
 	if err != nil {
@@ -155,6 +163,8 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 		clients[i] = client.New(leader.HTTPURL(), copts...)
 	}
 	var errs atomic.Int64
+	var fe firstError
+	defer func() { res.FirstError = fe.String() }()
 	setRole := func(ctx context.Context, w, i int) error {
 		_, err := clients[w%len(clients)].Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{
 			Role: &agorav1.Role{Name: "w" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
@@ -162,7 +172,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 		return err
 	}
 	if o.Warmup > 0 {
-		_, bad := runCounted(ctx, o.Writers, o.Warmup, setRole)
+		_, bad := runCountedErr(ctx, o.Writers, o.Warmup, setRole, &fe)
 		errs.Add(bad)
 	}
 	if o.ConnectProfile != nil {
@@ -173,7 +183,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	}
 	first := leader.Raft().LastIndex()
 	cpu0 := processCPU()
-	n, bad := runCounted(ctx, o.Writers, o.Duration, setRole)
+	n, bad := runCountedErr(ctx, o.Writers, o.Duration, setRole, &fe)
 	errs.Add(bad)
 	if o.ConnectProfile != nil {
 		pprof.StopCPUProfile()
@@ -184,12 +194,12 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	mid := leader.Raft().LastIndex()
 	res.AgoraEntries = mid - first
 	cpu0 = processCPU()
-	n, bad = runCounted(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) error {
+	n, bad = runCountedErr(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) error {
 		_, err := leader.Apply(ctx, fsm.CmdSetRole, &agorav1.SetRoleCommand{
 			Role: &agorav1.Role{Name: "d" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
 		})
 		return err
-	})
+	}, &fe)
 	errs.Add(bad)
 	res.DirectCPUPerWrite = perWrite(processCPU()-cpu0, n)
 	res.DirectPerSec = float64(n) / o.Duration.Seconds()
@@ -214,11 +224,11 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 		return bc.nodes[bl].r.Apply(payload, 10*time.Second).Error()
 	}
 	if o.Warmup > 0 {
-		_, bad = runCounted(ctx, o.Writers, o.Warmup, bareApply)
+		_, bad = runCountedErr(ctx, o.Writers, o.Warmup, bareApply, &fe)
 		res.BareErrors += bad
 	}
 	cpu0 = processCPU()
-	n, bad = runCounted(ctx, o.Writers, o.Duration, bareApply)
+	n, bad = runCountedErr(ctx, o.Writers, o.Duration, bareApply, &fe)
 	res.BareErrors += bad
 	res.BareCPUPerWrite = perWrite(processCPU()-cpu0, n)
 	res.BarePerSec = float64(n) / o.Duration.Seconds()
@@ -249,16 +259,17 @@ func perWrite(cpu time.Duration, n int64) time.Duration {
 // runWriters runs op from w goroutines for d and returns how many calls
 // completed within d.
 func runWriters(ctx context.Context, w int, d time.Duration, op func(ctx context.Context, w, i int)) int64 {
-	ok, _ := runCounted(ctx, w, d, func(ctx context.Context, w, i int) error {
+	ok, _ := runCountedErr(ctx, w, d, func(ctx context.Context, w, i int) error {
 		op(ctx, w, i)
 		return nil
-	})
+	}, nil)
 	return ok
 }
 
-// runCounted runs op from w goroutines for d and returns how many calls
-// succeeded and how many failed within d: a failed call is not a write.
-func runCounted(ctx context.Context, w int, d time.Duration, op func(ctx context.Context, w, i int) error) (ok, failed int64) {
+// runCountedErr runs op from w goroutines for d and returns how many
+// calls succeeded and how many failed within d (a failed call is not a
+// write); first, when not nil, keeps the first error.
+func runCountedErr(ctx context.Context, w int, d time.Duration, op func(ctx context.Context, w, i int) error, first *firstError) (ok, failed int64) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var n, bad atomic.Int64
@@ -274,6 +285,7 @@ func runCounted(ctx context.Context, w int, d time.Duration, op func(ctx context
 				}
 				if err != nil {
 					bad.Add(1)
+					first.keep(err)
 				} else {
 					n.Add(1)
 				}
@@ -575,4 +587,31 @@ func pollUntil(ctx context.Context, what string, cond func() bool) error {
 		}
 	}
 	return nil
+}
+
+// firstError keeps the first error it is given; a nil one keeps none.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) keep(err error) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+// String is the kept error's text, "" for none.
+func (f *firstError) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		return ""
+	}
+	return f.err.Error()
 }
