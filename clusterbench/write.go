@@ -20,6 +20,8 @@ type WriteOptions struct {
 	Dir string
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
+	// Warmup as in devcluster.WriteBench (default 1s, negative none).
+	Warmup time.Duration
 	// Conns spreads the Connect writers over this many client
 	// connections (devcluster.WriteBench.Conns); default 1.
 	Conns int
@@ -48,12 +50,24 @@ type WriteResult struct {
 	// Batching says how the agora side writes: "leader batches concurrent
 	// writes into one log entry; bare raft: one entry per write".
 	Batching string `json:"batching"`
-	// Errors counts failed agora writes (must be 0).
-	Errors  int64   `json:"errors"`
-	Writers int     `json:"writers"`
-	Conns   int     `json:"conns"`
-	Seconds float64 `json:"seconds_per_side"`
-	Profile string  `json:"raft_profile"`
+	// AgoraCPUUsPerWrite, ApplyCPUUsPerWrite and RaftCPUUsPerWrite are
+	// the bench process's CPU time (user + system, client and all three
+	// masters) per write in each phase, in microseconds: on a shared
+	// machine, where each phase's rate depends on the CPU it got, the
+	// steadier comparison.
+	AgoraCPUUsPerWrite float64 `json:"agora_cpu_us_per_write"`
+	ApplyCPUUsPerWrite float64 `json:"apply_cpu_us_per_write"`
+	RaftCPUUsPerWrite  float64 `json:"raft_cpu_us_per_write"`
+	// Errors counts failed agora writes (must be 0); RaftErrors failed
+	// bare raft writes (must be 0). Neither counts as a write.
+	Errors     int64 `json:"errors"`
+	RaftErrors int64 `json:"raft_errors"`
+	// FirstError is the first failed write's error ("" when none).
+	FirstError string  `json:"first_error,omitempty"`
+	Writers    int     `json:"writers"`
+	Conns      int     `json:"conns"`
+	Seconds    float64 `json:"seconds_per_side"`
+	Profile    string  `json:"raft_profile"`
 }
 
 // Write measures replicated writes on a 3-master loopback cluster through
@@ -74,11 +88,15 @@ func Write(ctx context.Context, o WriteOptions) (WriteResult, error) {
 	}
 	p := newProgress(o.Progress, "write")
 	p.printf("%d writers, %v per side: Connect API, then Master.Apply, then bare raft (about %v)", o.Writers, o.Duration, 3*o.Duration+5*time.Second)
-	r, err := devcluster.BenchWrites(ctx, devcluster.WriteBench{Writers: o.Writers, Duration: o.Duration, Dir: o.Dir, RaftProfile: o.RaftProfile, ConnectProfile: o.ConnectProfile, Conns: o.Conns})
+	r, err := devcluster.BenchWrites(ctx, devcluster.WriteBench{Writers: o.Writers, Duration: o.Duration, Dir: o.Dir, RaftProfile: o.RaftProfile, ConnectProfile: o.ConnectProfile, Conns: o.Conns, Warmup: o.Warmup})
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("clusterbench: write: %w", err)
 	}
 	p.printf("%s", r)
 	return WriteResult{AgoraWritesPerSec: r.AgoraPerSec, ApplyWritesPerSec: r.DirectPerSec, RaftWritesPerSec: r.BarePerSec,
-		Ratio: r.Ratio, AgoraLogEntries: r.AgoraEntries, ApplyLogEntries: r.DirectEntries, Batching: batchingNote, Errors: r.AgoraErrors, Writers: o.Writers, Conns: max(o.Conns, 1), Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
+		Ratio: r.Ratio, AgoraLogEntries: r.AgoraEntries, ApplyLogEntries: r.DirectEntries,
+		AgoraCPUUsPerWrite: us(r.AgoraCPUPerWrite), ApplyCPUUsPerWrite: us(r.DirectCPUPerWrite), RaftCPUUsPerWrite: us(r.BareCPUPerWrite), Batching: batchingNote, Errors: r.AgoraErrors, RaftErrors: r.BareErrors, FirstError: r.FirstError, Writers: o.Writers, Conns: max(o.Conns, 1), Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
 }
+
+// us is d in microseconds.
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -42,6 +43,12 @@ type WriteBench struct {
 	// ConnectProfile, optional, receives a CPU profile (pprof) of the
 	// Connect API phase alone.
 	ConnectProfile io.Writer
+	// Warmup is how long the writers run, uncounted, before each side's
+	// measured phase: a cluster just started is still settling (the new
+	// leader's first tasks, followers catching up, the clients' first
+	// connections), which would fall on whichever phase comes first.
+	// Default 1s; negative for none.
+	Warmup time.Duration
 	// Conns spreads the Connect writers over this many clients, each with
 	// its own HTTP/2 connection (writer w uses client w mod Conns), as
 	// writers on separate machines would; default 1.
@@ -59,20 +66,39 @@ type WriteResult struct {
 	BarePerSec float64
 	// Ratio is AgoraPerSec / BarePerSec.
 	Ratio float64
-	// AgoraErrors counts failed SetRole calls (should be 0).
-	AgoraErrors int64
+	// AgoraErrors counts failed SetRole and Master.Apply calls (should
+	// be 0); BareErrors failed raft.Apply calls (should be 0; a bare
+	// leader that lost its leadership fails every write at once, which
+	// would otherwise count as a write). Neither counts in a rate.
+	AgoraErrors, BareErrors int64
+	// FirstError is the first failed call's error, "" when none failed.
+	FirstError string
 	// AgoraEntries and DirectEntries count the Raft log entries the
 	// leader appended during the Connect and Master.Apply phases: agora's
 	// leader batches concurrent writes into one entry (fsm.CmdBatch), so
 	// there are fewer entries than writes. Bare raft appends one entry per
 	// write, always.
 	AgoraEntries, DirectEntries uint64
+	// AgoraCPUPerWrite, DirectCPUPerWrite and BareCPUPerWrite are the
+	// process's CPU time (user + system, every goroutine: client, masters,
+	// raft) over the writes of each phase. On a shared machine, where a
+	// phase's rate depends on the CPU it was given, this is the steadier
+	// comparison.
+	AgoraCPUPerWrite, DirectCPUPerWrite, BareCPUPerWrite time.Duration
 }
 
 // String formats the result on one line.
 func (r WriteResult) String() string {
-	return fmt.Sprintf("agora %.0f writes/s (Connect API, %d log entries), %.0f writes/s (Master.Apply, %d log entries), bare raft %.0f writes/s (one entry each), ratio %.2f (errors %d)",
-		r.AgoraPerSec, r.AgoraEntries, r.DirectPerSec, r.DirectEntries, r.BarePerSec, r.Ratio, r.AgoraErrors)
+	return fmt.Sprintf("agora %.0f writes/s (Connect API, %d log entries, %v CPU each), %.0f writes/s (Master.Apply, %d log entries, %v CPU each), bare raft %.0f writes/s (one entry each, %v CPU each), ratio %.2f (errors %d agora, %d bare)",
+		r.AgoraPerSec, r.AgoraEntries, r.AgoraCPUPerWrite.Round(time.Microsecond), r.DirectPerSec, r.DirectEntries, r.DirectCPUPerWrite.Round(time.Microsecond),
+		r.BarePerSec, r.BareCPUPerWrite.Round(time.Microsecond), r.Ratio, r.AgoraErrors, r.BareErrors) + firstErrorNote(r.FirstError)
+}
+
+func firstErrorNote(e string) string {
+	if e == "" {
+		return ""
+	}
+	return "; first error: " + e
 }
 
 func benchDir(dir, prefix string) (string, func(), error) {
@@ -95,7 +121,7 @@ func quiet(l *slog.Logger) *slog.Logger {
 // SetRole through agora's Connect API from concurrent writers, then bare
 // hashicorp/raft (same config, storage and transport) with a no-op FSM
 // applying the same bytes, on the same disk in the same run.
-func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
+func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error) {
 	if o.Writers <= 0 {
 		o.Writers = 64
 	}
@@ -105,8 +131,10 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	if o.RaftProfile == "" {
 		o.RaftProfile = master.RaftProfileDefault
 	}
+	if o.Warmup == 0 {
+		o.Warmup = time.Second
+	}
 	log := quiet(o.Logger)
-	var res WriteResult
 
 	dir, cleanup, err := benchDir(o.Dir, "agora-bench-writes-")
 	if err != nil {
@@ -135,6 +163,18 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 		clients[i] = client.New(leader.HTTPURL(), copts...)
 	}
 	var errs atomic.Int64
+	var fe firstError
+	defer func() { res.FirstError = fe.String() }()
+	setRole := func(ctx context.Context, w, i int) error {
+		_, err := clients[w%len(clients)].Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{
+			Role: &agorav1.Role{Name: "w" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
+		}))
+		return err
+	}
+	if o.Warmup > 0 {
+		_, bad := runCountedErr(ctx, o.Writers, o.Warmup, setRole, &fe)
+		errs.Add(bad)
+	}
 	if o.ConnectProfile != nil {
 		if err := pprof.StartCPUProfile(o.ConnectProfile); err != nil {
 			c.Stop()
@@ -142,29 +182,26 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 		}
 	}
 	first := leader.Raft().LastIndex()
-	n := runWriters(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) {
-		_, err := clients[w%len(clients)].Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{
-			Role: &agorav1.Role{Name: "w" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
-		}))
-		if err != nil {
-			errs.Add(1)
-		}
-	})
+	cpu0 := processCPU()
+	n, bad := runCountedErr(ctx, o.Writers, o.Duration, setRole, &fe)
+	errs.Add(bad)
 	if o.ConnectProfile != nil {
 		pprof.StopCPUProfile()
 	}
+	res.AgoraCPUPerWrite = perWrite(processCPU()-cpu0, n)
 	res.AgoraPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
 	mid := leader.Raft().LastIndex()
 	res.AgoraEntries = mid - first
-	n = runWriters(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) {
+	cpu0 = processCPU()
+	n, bad = runCountedErr(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) error {
 		_, err := leader.Apply(ctx, fsm.CmdSetRole, &agorav1.SetRoleCommand{
 			Role: &agorav1.Role{Name: "d" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
 		})
-		if err != nil {
-			errs.Add(1)
-		}
-	})
+		return err
+	}, &fe)
+	errs.Add(bad)
+	res.DirectCPUPerWrite = perWrite(processCPU()-cpu0, n)
 	res.DirectPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
 	res.DirectEntries = leader.Raft().LastIndex() - mid
@@ -183,9 +220,17 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	if err != nil {
 		return res, err
 	}
-	n = runWriters(ctx, o.Writers, o.Duration, func(_ context.Context, _, _ int) {
-		_ = bc.nodes[bl].r.Apply(payload, 10*time.Second).Error()
-	})
+	bareApply := func(_ context.Context, _, _ int) error {
+		return bc.nodes[bl].r.Apply(payload, 10*time.Second).Error()
+	}
+	if o.Warmup > 0 {
+		_, bad = runCountedErr(ctx, o.Writers, o.Warmup, bareApply, &fe)
+		res.BareErrors += bad
+	}
+	cpu0 = processCPU()
+	n, bad = runCountedErr(ctx, o.Writers, o.Duration, bareApply, &fe)
+	res.BareErrors += bad
+	res.BareCPUPerWrite = perWrite(processCPU()-cpu0, n)
 	res.BarePerSec = float64(n) / o.Duration.Seconds()
 	if res.BarePerSec > 0 {
 		res.Ratio = res.AgoraPerSec / res.BarePerSec
@@ -193,27 +238,62 @@ func BenchWrites(ctx context.Context, o WriteBench) (WriteResult, error) {
 	return res, nil
 }
 
+// processCPU is the CPU time (user + system) this process has used so far;
+// 0 when the system does not say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perWrite divides cpu over n writes (0 for none).
+func perWrite(cpu time.Duration, n int64) time.Duration {
+	if n <= 0 || cpu < 0 {
+		return 0
+	}
+	return cpu / time.Duration(n)
+}
+
 // runWriters runs op from w goroutines for d and returns how many calls
 // completed within d.
 func runWriters(ctx context.Context, w int, d time.Duration, op func(ctx context.Context, w, i int)) int64 {
+	ok, _ := runCountedErr(ctx, w, d, func(ctx context.Context, w, i int) error {
+		op(ctx, w, i)
+		return nil
+	}, nil)
+	return ok
+}
+
+// runCountedErr runs op from w goroutines for d and returns how many
+// calls succeeded and how many failed within d (a failed call is not a
+// write); first, when not nil, keeps the first error.
+func runCountedErr(ctx context.Context, w int, d time.Duration, op func(ctx context.Context, w, i int) error, first *firstError) (ok, failed int64) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var n atomic.Int64
+	var n, bad atomic.Int64
 	var wg sync.WaitGroup
 	for g := range w {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
-				op(context.WithoutCancel(ctx), g, i)
-				if ctx.Err() == nil {
+				err := op(context.WithoutCancel(ctx), g, i)
+				if ctx.Err() != nil {
+					break
+				}
+				if err != nil {
+					bad.Add(1)
+					first.keep(err)
+				} else {
 					n.Add(1)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	return n.Load()
+	return n.Load(), bad.Load()
 }
 
 // FailoverBench configures BenchFailover.
@@ -507,4 +587,31 @@ func pollUntil(ctx context.Context, what string, cond func() bool) error {
 		}
 	}
 	return nil
+}
+
+// firstError keeps the first error it is given; a nil one keeps none.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) keep(err error) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+// String is the kept error's text, "" for none.
+func (f *firstError) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		return ""
+	}
+	return f.err.Error()
 }

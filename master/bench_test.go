@@ -30,6 +30,10 @@ func BenchmarkReplicatedWrites(b *testing.B) {
 		b.ReportMetric(res.AgoraPerSec, "agora-writes/s")
 		b.ReportMetric(res.BarePerSec, "bare-writes/s")
 		b.ReportMetric(res.Ratio, "ratio")
+		// CPU per write (the whole process: client, masters, raft): on a
+		// shared machine steadier than the rates.
+		b.ReportMetric(float64(res.AgoraCPUPerWrite.Microseconds()), "agora-cpu-us/write")
+		b.ReportMetric(float64(res.BareCPUPerWrite.Microseconds()), "bare-cpu-us/write")
 	}
 }
 

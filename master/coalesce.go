@@ -144,14 +144,25 @@ func (c *coalescer[M]) flush() {
 // The FSM judges every item again on every replica, in log order; a
 // refused item changes nothing and each caller gets its own item's
 // verdict.
+//
+// There is no flushing goroutine: the callers themselves propose (flat
+// combining). A caller whose command is queued takes a free slot, proposes
+// the whole queue as one entry, waits for that entry and answers every
+// item of it, then frees the slot; callers that find no free slot wait for
+// one, or for a caller holding one to carry their command. An entry thus
+// goes out from a goroutine already running, without a hand-off to a
+// flusher and another to an answerer, each of which waits its turn in a
+// run queue full of RPC handlers under load.
 type batcher struct {
 	m *Master
 	// slots holds one token per entry in flight.
 	slots chan struct{}
+	// propose serialises taking the queue and handing it to raft, so that
+	// entries reach the log in queue order.
+	propose sync.Mutex
 
-	mu      sync.Mutex
-	queue   []*batched
-	running bool
+	mu    sync.Mutex
+	queue []*batched
 }
 
 // maxBatchesInFlight bounds the batch entries proposed but not yet
@@ -166,12 +177,13 @@ func newBatcher(m *Master) *batcher {
 
 // batched is one queued write.
 type batched struct {
-	ctx  context.Context
-	t    fsm.CommandType
-	msg  proto.Message
-	done chan struct{}
-	res  fsm.Result
-	err  error
+	ctx    context.Context
+	t      fsm.CommandType
+	msg    proto.Message
+	queued bool // guarded by batcher.mu: not yet taken into an entry
+	done   chan struct{}
+	res    fsm.Result
+	err    error
 }
 
 // submit queues a judged command and waits for the entry that carries it.
@@ -181,59 +193,73 @@ type batched struct {
 func (b *batcher) submit(ctx context.Context, t fsm.CommandType, msg proto.Message) (fsm.Result, error) {
 	p := &batched{ctx: ctx, t: t, msg: msg, done: make(chan struct{})}
 	b.enqueue(p)
-	<-p.done
+	b.await(p)
 	return p.res, p.err
 }
 
-// enqueue queues ps together and starts a flush unless one runs.
+// enqueue queues ps together, in order; each must then be awaited.
 func (b *batcher) enqueue(ps ...*batched) {
 	b.mu.Lock()
-	b.queue = append(b.queue, ps...)
-	start := !b.running
-	b.running = true
-	b.mu.Unlock()
-	if start {
-		go b.flush()
+	for _, p := range ps {
+		p.queued = true
 	}
+	b.queue = append(b.queue, ps...)
+	b.mu.Unlock()
 }
 
-// flush proposes the queue, entry after entry, until it is empty: it
-// waits for a free slot, takes the whole queue (up to maxCoalesced) and
-// enqueues it in raft, in queue order; a goroutine per entry answers its
-// items once the entry is applied and frees the slot.
-func (b *batcher) flush() {
+// await returns once p is answered. While p is still queued its caller
+// competes for a slot and, holding one, proposes the queue (p among it,
+// unless another caller took p first) and answers that entry.
+func (b *batcher) await(p *batched) {
 	for {
-		b.slots <- struct{}{}
 		b.mu.Lock()
-		if len(b.queue) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			<-b.slots
+		queued := p.queued
+		b.mu.Unlock()
+		if !queued {
+			<-p.done
 			return
 		}
-		n := min(len(b.queue), maxCoalesced)
-		batch := b.queue[:n:n]
-		b.queue = b.queue[n:]
-		if len(b.queue) == 0 {
-			b.queue = nil // let the drained backing array go
-		}
-		b.mu.Unlock()
-		live, fut := b.propose(batch)
-		if fut == nil {
+		select {
+		case <-p.done: // never while queued; for completeness
+			return
+		case b.slots <- struct{}{}:
+			b.flushOne()
 			<-b.slots
-			continue
 		}
-		go func() {
-			defer func() { <-b.slots }()
-			b.answer(live, fut)
-		}()
 	}
 }
 
-// propose enqueues one entry holding batch's live items; it answers the
-// items it cannot propose and returns the others with the entry's future
-// (nil when none is left).
-func (b *batcher) propose(batch []*batched) ([]*batched, raft.ApplyFuture) {
+// flushOne, called holding a slot, takes the queue (up to maxCoalesced),
+// proposes its live items as one entry and answers them once the entry is
+// applied.
+func (b *batcher) flushOne() {
+	b.propose.Lock()
+	b.mu.Lock()
+	n := min(len(b.queue), maxCoalesced)
+	batch := b.queue[:n:n]
+	b.queue = b.queue[n:]
+	if len(b.queue) == 0 {
+		b.queue = nil // let the drained backing array go
+	}
+	for _, p := range batch {
+		p.queued = false
+	}
+	b.mu.Unlock()
+	if n == 0 {
+		b.propose.Unlock()
+		return
+	}
+	live, fut := b.proposeEntry(batch)
+	b.propose.Unlock()
+	if fut != nil {
+		b.answer(live, fut)
+	}
+}
+
+// proposeEntry enqueues one entry holding batch's live items; it answers
+// the items it cannot propose and returns the others with the entry's
+// future (nil when none is left).
+func (b *batcher) proposeEntry(batch []*batched) ([]*batched, raft.ApplyFuture) {
 	live := batch[:0:0]
 	for _, p := range batch {
 		if err := p.ctx.Err(); err != nil {

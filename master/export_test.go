@@ -47,7 +47,7 @@ func (m *Master) BatchForTest(ctx context.Context, ts []fsm.CommandType, msgs []
 	m.batch.enqueue(ps...)
 	res, errs := make([]fsm.Result, len(ps)), make([]error, len(ps))
 	for i, p := range ps {
-		<-p.done
+		m.batch.await(p)
 		res[i], errs[i] = p.res, p.err
 	}
 	return res, errs
