@@ -99,7 +99,7 @@ func (x *txn) setStatus(t *agorav1.Task, st *agorav1.TaskStatus) {
 	if u := t.GetStatus().GetUuid(); u != "" && u != st.GetUuid() {
 		x.supersede(t)
 	}
-	n := clone(t)
+	n := copyTask(t)
 	n.State = st.GetState()
 	n.Status = st
 	n.Acknowledged = st.GetUuid() == ""
@@ -112,6 +112,39 @@ func (x *txn) setStatus(t *agorav1.Task, st *agorav1.TaskStatus) {
 		}
 	}
 	x.putTask(t, n)
+}
+
+// copyTask returns a new version of a stored task for a change of its
+// top-level fields (state, status, acknowledgement): a shallow copy that
+// shares the sub-messages (resources, command, status, times) with t.
+// Stored messages are never modified in place (every change stores a new
+// version), so the versions may share them; a deep copy (clone) of every
+// task at every status update and acknowledgement was a large part of
+// applying those batches. TestCopyTaskCopiesEveryField keeps it complete.
+func copyTask(t *agorav1.Task) *agorav1.Task {
+	n := &agorav1.Task{
+		Id:               t.GetId(),
+		FrameworkId:      t.GetFrameworkId(),
+		AgentId:          t.GetAgentId(),
+		Name:             t.GetName(),
+		Role:             t.GetRole(),
+		Resources:        t.GetResources(),
+		Command:          t.GetCommand(),
+		VolumeIds:        t.GetVolumeIds(),
+		GroupId:          t.GetGroupId(),
+		State:            t.GetState(),
+		Status:           t.GetStatus(),
+		Acknowledged:     t.GetAcknowledged(),
+		KillRequested:    t.GetKillRequested(),
+		KillGraceSeconds: t.GetKillGraceSeconds(),
+		CreatedAt:        t.GetCreatedAt(),
+		Revocable:        t.GetRevocable(),
+		KillReason:       t.GetKillReason(),
+	}
+	if u := t.ProtoReflect().GetUnknown(); len(u) > 0 {
+		n.ProtoReflect().SetUnknown(u)
+	}
+	return n
 }
 
 // masterStatus builds a status the master generates for t.
@@ -604,7 +637,7 @@ func (x *txn) acknowledge(c *agorav1.AcknowledgeCommand) *Rejection {
 		x.deleteTask(t)
 		return nil
 	}
-	n := clone(t)
+	n := copyTask(t)
 	n.Acknowledged = true
 	x.putTask(t, n)
 	return nil

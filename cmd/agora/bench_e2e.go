@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,7 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	plot := fs.String("plot", "", "write an SVG plot of tasks RUNNING over time to this file")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	raftProfile := fs.String("raft-profile", "default", "the started masters' raft timing profile: default or fast (fast's short timeouts cause elections on a loaded 2-core machine)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of this process (the SDK frameworks) to this file while the frameworks run")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -88,6 +90,17 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	go func() { _ = sim.Wait(); close(simDone) }()
 	defer stopProcess(sim, simDone)
 
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	bar := newProgressBar(*tasks)
 	res, err := devcluster.RunE2E(ctx, devcluster.E2EOptions{Masters: urls, Agents: *agents, Frameworks: *frameworks, Tasks: *tasks,
 		TasksPerAccept: *perAccept, CPUs: *cpus, MemMiB: *mem, Verify: *verify && *tasks <= 100_000,
