@@ -112,9 +112,11 @@ func BenchmarkJudgeAccept100Tasks(b *testing.B) {
 // BenchmarkApplyStatusUpdateBatchAck100Tasks: one op is one
 // StatusUpdateBatch entry (one agent's RUNNING updates of the 100 tasks of
 // an accept), then one AcknowledgeBatch entry acknowledging them; the
-// sub-benchmarks time each alone.
+// sub-benchmarks time each alone, and JudgeAck the leader's judgement of
+// the 100 acknowledgements one by one (as its coalescer does) before the
+// AcknowledgeBatch is applied.
 func BenchmarkApplyStatusUpdateBatchAck100Tasks(b *testing.B) {
-	for _, which := range []string{"StatusUpdate", "Ack"} {
+	for _, which := range []string{"StatusUpdate", "Ack", "JudgeAck"} {
 		b.Run(which, func(b *testing.B) {
 			p := newPlacementBench(b)
 			b.ReportAllocs()
@@ -140,10 +142,19 @@ func BenchmarkApplyStatusUpdateBatchAck100Tasks(b *testing.B) {
 				if res := p.f.ApplyCommand(p.index, se); res.Err != nil || res.Items[0] != nil {
 					b.Fatal(res.Err, res.Items)
 				}
-				if which == "StatusUpdate" {
-					b.StopTimer()
-				} else {
+				if which == "JudgeAck" {
+					st := p.f.State()
 					b.StartTimer()
+					for _, a := range ack.Acks {
+						if changed, rej := st.Judge(CmdAcknowledge, a); rej != nil || !changed {
+							b.Fatal(changed, rej)
+						}
+					}
+				}
+				if which == "Ack" {
+					b.StartTimer()
+				} else {
+					b.StopTimer()
 				}
 				p.index++
 				if res := p.f.ApplyCommand(p.index, ae); res.Err != nil {

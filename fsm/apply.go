@@ -611,27 +611,9 @@ func (x *txn) killTask(c *agorav1.KillTaskCommand) *Rejection {
 // status; a terminal task is then removed. Acknowledging an update that a
 // newer one superseded, or one already acknowledged, changes nothing.
 func (x *txn) acknowledge(c *agorav1.AcknowledgeCommand) *Rejection {
-	if _, ok := x.framework(c.GetFrameworkId()); !ok {
-		return reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
-	}
-	if c.GetUuid() == "" {
-		return reject(CodeInvalidArgument, "acknowledgement of task %s has no uuid", c.GetTaskId())
-	}
-	if rej := checkID("task", c.GetTaskId()); rej != nil {
+	t, change, rej := x.ackVerdict(c)
+	if rej != nil || !change {
 		return rej
-	}
-	t, rej := x.taskOf(c.GetFrameworkId(), c.GetTaskId())
-	if rej != nil {
-		return rej
-	}
-	if t.GetStatus().GetUuid() != c.GetUuid() {
-		if x.wasSuperseded(t.GetFrameworkId(), t.GetId(), c.GetUuid()) {
-			return nil
-		}
-		return reject(CodeNotFound, "unknown status update %s for task %s (its latest is %s)", c.GetUuid(), t.GetId(), orNone(t.GetStatus().GetUuid()))
-	}
-	if t.GetAcknowledged() {
-		return nil
 	}
 	if IsTerminal(t.GetState()) {
 		x.deleteTask(t)
@@ -641,6 +623,33 @@ func (x *txn) acknowledge(c *agorav1.AcknowledgeCommand) *Rejection {
 	n.Acknowledged = true
 	x.putTask(t, n)
 	return nil
+}
+
+// ackVerdict judges an acknowledgement without writing: the task it
+// acknowledges and whether it changes anything (acknowledge applies it).
+// Judge answers an Acknowledge from it alone, without the writes of a
+// dry run: the leader judges every acknowledgement of a batch one by one.
+func (x *txn) ackVerdict(c *agorav1.AcknowledgeCommand) (t *agorav1.Task, change bool, rej *Rejection) {
+	if _, ok := x.framework(c.GetFrameworkId()); !ok {
+		return nil, false, reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
+	}
+	if c.GetUuid() == "" {
+		return nil, false, reject(CodeInvalidArgument, "acknowledgement of task %s has no uuid", c.GetTaskId())
+	}
+	if rej := checkID("task", c.GetTaskId()); rej != nil {
+		return nil, false, rej
+	}
+	t, rej = x.taskOf(c.GetFrameworkId(), c.GetTaskId())
+	if rej != nil {
+		return nil, false, rej
+	}
+	if t.GetStatus().GetUuid() != c.GetUuid() {
+		if x.wasSuperseded(t.GetFrameworkId(), t.GetId(), c.GetUuid()) {
+			return t, false, nil
+		}
+		return nil, false, reject(CodeNotFound, "unknown status update %s for task %s (its latest is %s)", c.GetUuid(), t.GetId(), orNone(t.GetStatus().GetUuid()))
+	}
+	return t, !t.GetAcknowledged(), nil
 }
 
 // --- frameworks ---

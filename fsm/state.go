@@ -382,6 +382,10 @@ func (s *State) DryRun(t CommandType, m proto.Message) *Rejection {
 // ended) need not be logged.
 func (s *State) Judge(t CommandType, m proto.Message) (changed bool, rej *Rejection) {
 	x := newTxn(s, s.index+1)
+	if c, ok := m.(*agorav1.AcknowledgeCommand); ok && t == CmdAcknowledge {
+		_, changed, rej := x.ackVerdict(c) // no writes needed to judge it
+		return changed, rej
+	}
 	if !readOnlyApply(t) {
 		m = proto.Clone(m) // its Apply may modify it
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agora-sched/agora/chaos"
 	"github.com/agora-sched/agora/devcluster"
+	"github.com/agora-sched/agora/master"
 )
 
 // runBenchE2E runs `agora bench e2e`: separate master processes (or the
@@ -59,8 +60,16 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	}
 	urls := splitList(*addr)
 	if len(urls) == 0 {
+		extra := []string{"--raft-profile", *raftProfile}
+		// A framework may hold at most master.DefaultMaxTasksPerFramework
+		// (100,000) live tasks by default, a limit that protects the
+		// store from one runaway framework and stays; a bench that gives
+		// a framework more raises it on the masters it starts.
+		if perFramework := (*tasks + *frameworks - 1) / *frameworks; perFramework > master.DefaultMaxTasksPerFramework {
+			extra = append(extra, "--max-framework-tasks", strconv.Itoa(perFramework))
+		}
 		c, err := chaos.NewProcessCluster(chaos.ProcessOptions{Binary: exe, Dir: d, Masters: *masters, Agents: 1,
-			ExtraMasterArgs: []string{"--raft-profile", *raftProfile}})
+			ExtraMasterArgs: extra})
 		if err != nil {
 			return err
 		}
