@@ -30,7 +30,9 @@ func TestAcceptIDsCoverWhatTheFSMTakes(t *testing.T) {
 		return res
 	}
 	now := &timestamppb.Timestamp{Seconds: 10}
-	res := func(role, spec string) []*agorav1.Resource { return resourcepb.ToProto(role, resources.MustParse(spec)) }
+	res := func(role, spec string) []*agorav1.Resource {
+		return resourcepb.ToProto(role, resources.MustParse(spec))
+	}
 	apply(fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: "web", Weight: 1}})
 	apply(fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: "db", Weight: 1}})
 	apply(fsm.CmdRegisterAgent, &agorav1.RegisterAgentCommand{Agent: &agorav1.Agent{Id: "a1", Hostname: "h", Address: "x:1",
