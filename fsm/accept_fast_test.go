@@ -75,6 +75,14 @@ func TestCopyTaskCopiesEveryField(t *testing.T) {
 	}
 }
 
+func TestCopyStatusCopiesEveryField(t *testing.T) {
+	in := &agorav1.TaskStatus{}
+	fillEveryField(in.ProtoReflect())
+	if out := copyStatus(in); !proto.Equal(in, out) {
+		t.Fatalf("copyStatus lost a field:\n in: %v\nout: %v", in, out)
+	}
+}
+
 func TestCopyCommandCopiesEveryField(t *testing.T) {
 	in := &agorav1.CommandInfo{}
 	fillEveryField(in.ProtoReflect())

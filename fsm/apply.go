@@ -147,6 +147,30 @@ func copyTask(t *agorav1.Task) *agorav1.Task {
 	return n
 }
 
+// copyStatus returns a shallow copy of an agent's status update (its one
+// sub-message, the timestamp, is replaced by the caller) without the
+// reflection of a deep clone. TestCopyStatusCopiesEveryField keeps it
+// complete.
+func copyStatus(st *agorav1.TaskStatus) *agorav1.TaskStatus {
+	n := &agorav1.TaskStatus{
+		TaskId:      st.GetTaskId(),
+		FrameworkId: st.GetFrameworkId(),
+		AgentId:     st.GetAgentId(),
+		State:       st.GetState(),
+		Uuid:        st.GetUuid(),
+		Reason:      st.GetReason(),
+		Message:     st.GetMessage(),
+		Source:      st.GetSource(),
+		Timestamp:   st.GetTimestamp(),
+		ExitCode:    st.GetExitCode(),
+		Healthy:     st.GetHealthy(),
+	}
+	if u := st.ProtoReflect().GetUnknown(); len(u) > 0 {
+		n.ProtoReflect().SetUnknown(u)
+	}
+	return n
+}
+
 // masterStatus builds a status the master generates for t.
 func (x *txn) masterStatus(t *agorav1.Task, st agorav1.TaskState, reason, msg string, now *timestamppb.Timestamp) *agorav1.TaskStatus {
 	return &agorav1.TaskStatus{
@@ -574,7 +598,7 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 		if st.GetUuid() == t.GetStatus().GetUuid() || x.wasSuperseded(t.GetFrameworkId(), tid, st.GetUuid()) || IsTerminal(t.GetState()) {
 			continue // a resend, or a task that already ended
 		}
-		s := clone(st)
+		s := copyStatus(st)
 		s.FrameworkId, s.AgentId = t.GetFrameworkId(), agentID
 		s.Source = agorav1.StatusSource_STATUS_SOURCE_AGENT
 		s.Timestamp = now
