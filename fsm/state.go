@@ -382,6 +382,7 @@ func (s *State) DryRun(t CommandType, m proto.Message) *Rejection {
 // ended) need not be logged.
 func (s *State) Judge(t CommandType, m proto.Message) (changed bool, rej *Rejection) {
 	x := newTxn(s, s.index+1)
+	x.judging = true
 	if c, ok := m.(*agorav1.AcknowledgeCommand); ok && t == CmdAcknowledge {
 		_, changed, rej := x.ackVerdict(c) // no writes needed to judge it
 		return changed, rej
