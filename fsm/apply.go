@@ -99,7 +99,7 @@ func (x *txn) setStatus(t *agorav1.Task, st *agorav1.TaskStatus) {
 	if u := t.GetStatus().GetUuid(); u != "" && u != st.GetUuid() {
 		x.supersede(t)
 	}
-	n := clone(t)
+	n := copyTask(t)
 	n.State = st.GetState()
 	n.Status = st
 	n.Acknowledged = st.GetUuid() == ""
@@ -112,6 +112,63 @@ func (x *txn) setStatus(t *agorav1.Task, st *agorav1.TaskStatus) {
 		}
 	}
 	x.putTask(t, n)
+}
+
+// copyTask returns a new version of a stored task for a change of its
+// top-level fields (state, status, acknowledgement): a shallow copy that
+// shares the sub-messages (resources, command, status, times) with t.
+// Stored messages are never modified in place (every change stores a new
+// version), so the versions may share them; a deep copy (clone) of every
+// task at every status update and acknowledgement was a large part of
+// applying those batches. TestCopyTaskCopiesEveryField keeps it complete.
+func copyTask(t *agorav1.Task) *agorav1.Task {
+	n := &agorav1.Task{
+		Id:               t.GetId(),
+		FrameworkId:      t.GetFrameworkId(),
+		AgentId:          t.GetAgentId(),
+		Name:             t.GetName(),
+		Role:             t.GetRole(),
+		Resources:        t.GetResources(),
+		Command:          t.GetCommand(),
+		VolumeIds:        t.GetVolumeIds(),
+		GroupId:          t.GetGroupId(),
+		State:            t.GetState(),
+		Status:           t.GetStatus(),
+		Acknowledged:     t.GetAcknowledged(),
+		KillRequested:    t.GetKillRequested(),
+		KillGraceSeconds: t.GetKillGraceSeconds(),
+		CreatedAt:        t.GetCreatedAt(),
+		Revocable:        t.GetRevocable(),
+		KillReason:       t.GetKillReason(),
+	}
+	if u := t.ProtoReflect().GetUnknown(); len(u) > 0 {
+		n.ProtoReflect().SetUnknown(u)
+	}
+	return n
+}
+
+// copyStatus returns a shallow copy of an agent's status update (its one
+// sub-message, the timestamp, is replaced by the caller) without the
+// reflection of a deep clone. TestCopyStatusCopiesEveryField keeps it
+// complete.
+func copyStatus(st *agorav1.TaskStatus) *agorav1.TaskStatus {
+	n := &agorav1.TaskStatus{
+		TaskId:      st.GetTaskId(),
+		FrameworkId: st.GetFrameworkId(),
+		AgentId:     st.GetAgentId(),
+		State:       st.GetState(),
+		Uuid:        st.GetUuid(),
+		Reason:      st.GetReason(),
+		Message:     st.GetMessage(),
+		Source:      st.GetSource(),
+		Timestamp:   st.GetTimestamp(),
+		ExitCode:    st.GetExitCode(),
+		Healthy:     st.GetHealthy(),
+	}
+	if u := st.ProtoReflect().GetUnknown(); len(u) > 0 {
+		n.ProtoReflect().SetUnknown(u)
+	}
+	return n
 }
 
 // masterStatus builds a status the master generates for t.
@@ -541,7 +598,7 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 		if st.GetUuid() == t.GetStatus().GetUuid() || x.wasSuperseded(t.GetFrameworkId(), tid, st.GetUuid()) || IsTerminal(t.GetState()) {
 			continue // a resend, or a task that already ended
 		}
-		s := clone(st)
+		s := copyStatus(st)
 		s.FrameworkId, s.AgentId = t.GetFrameworkId(), agentID
 		s.Source = agorav1.StatusSource_STATUS_SOURCE_AGENT
 		s.Timestamp = now
@@ -578,36 +635,45 @@ func (x *txn) killTask(c *agorav1.KillTaskCommand) *Rejection {
 // status; a terminal task is then removed. Acknowledging an update that a
 // newer one superseded, or one already acknowledged, changes nothing.
 func (x *txn) acknowledge(c *agorav1.AcknowledgeCommand) *Rejection {
-	if _, ok := x.framework(c.GetFrameworkId()); !ok {
-		return reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
-	}
-	if c.GetUuid() == "" {
-		return reject(CodeInvalidArgument, "acknowledgement of task %s has no uuid", c.GetTaskId())
-	}
-	if rej := checkID("task", c.GetTaskId()); rej != nil {
+	t, change, rej := x.ackVerdict(c)
+	if rej != nil || !change {
 		return rej
-	}
-	t, rej := x.taskOf(c.GetFrameworkId(), c.GetTaskId())
-	if rej != nil {
-		return rej
-	}
-	if t.GetStatus().GetUuid() != c.GetUuid() {
-		if x.wasSuperseded(t.GetFrameworkId(), t.GetId(), c.GetUuid()) {
-			return nil
-		}
-		return reject(CodeNotFound, "unknown status update %s for task %s (its latest is %s)", c.GetUuid(), t.GetId(), orNone(t.GetStatus().GetUuid()))
-	}
-	if t.GetAcknowledged() {
-		return nil
 	}
 	if IsTerminal(t.GetState()) {
 		x.deleteTask(t)
 		return nil
 	}
-	n := clone(t)
+	n := copyTask(t)
 	n.Acknowledged = true
 	x.putTask(t, n)
 	return nil
+}
+
+// ackVerdict judges an acknowledgement without writing: the task it
+// acknowledges and whether it changes anything (acknowledge applies it).
+// Judge answers an Acknowledge from it alone, without the writes of a
+// dry run: the leader judges every acknowledgement of a batch one by one.
+func (x *txn) ackVerdict(c *agorav1.AcknowledgeCommand) (t *agorav1.Task, change bool, rej *Rejection) {
+	if _, ok := x.framework(c.GetFrameworkId()); !ok {
+		return nil, false, reject(CodeNotFound, "unknown framework %s", c.GetFrameworkId())
+	}
+	if c.GetUuid() == "" {
+		return nil, false, reject(CodeInvalidArgument, "acknowledgement of task %s has no uuid", c.GetTaskId())
+	}
+	if rej := checkID("task", c.GetTaskId()); rej != nil {
+		return nil, false, rej
+	}
+	t, rej = x.taskOf(c.GetFrameworkId(), c.GetTaskId())
+	if rej != nil {
+		return nil, false, rej
+	}
+	if t.GetStatus().GetUuid() != c.GetUuid() {
+		if x.wasSuperseded(t.GetFrameworkId(), t.GetId(), c.GetUuid()) {
+			return t, false, nil
+		}
+		return nil, false, reject(CodeNotFound, "unknown status update %s for task %s (its latest is %s)", c.GetUuid(), t.GetId(), orNone(t.GetStatus().GetUuid()))
+	}
+	return t, !t.GetAcknowledged(), nil
 }
 
 // --- frameworks ---

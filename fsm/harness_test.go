@@ -90,7 +90,12 @@ func (h *harness) apply(typ CommandType, m proto.Message) Result {
 		h.t.Fatalf("after %s at index %d: %v", typ, h.index, err)
 	}
 	h.unchanged = res.Err == nil && before.root.Root() == after.root.Root()
-	if changed, rej := before.Judge(typ, m); (rej == nil) != (res.Err == nil) || (rej == nil && changed == h.unchanged) {
+	judged := proto.Clone(m) // Judge may dry-run the message itself (readOnlyApply)
+	changed, rej := before.Judge(typ, judged)
+	if !proto.Equal(judged, m) {
+		h.t.Fatalf("%s: Judge modified the command it judged", typ)
+	}
+	if (rej == nil) != (res.Err == nil) || (rej == nil && changed == h.unchanged) {
 		h.t.Fatalf("%s: Judge said changed=%v rejection=%v, Apply said unchanged=%v rejection=%v", typ, changed, rej, h.unchanged, res.Err)
 	}
 	return res

@@ -382,7 +382,15 @@ func (s *State) DryRun(t CommandType, m proto.Message) *Rejection {
 // ended) need not be logged.
 func (s *State) Judge(t CommandType, m proto.Message) (changed bool, rej *Rejection) {
 	x := newTxn(s, s.index+1)
-	if rej := x.apply(t, proto.Clone(m)); rej != nil {
+	x.judging = true
+	if c, ok := m.(*agorav1.AcknowledgeCommand); ok && t == CmdAcknowledge {
+		_, changed, rej := x.ackVerdict(c) // no writes needed to judge it
+		return changed, rej
+	}
+	if !readOnlyApply(t) {
+		m = proto.Clone(m) // its Apply may modify it
+	}
+	if rej := x.apply(t, m); rej != nil {
 		return false, rej
 	}
 	return x.t.Root() != s.root.Root() || len(x.events) > 0, nil

@@ -30,6 +30,10 @@ type txn struct {
 	now *timestamppb.Timestamp
 	// items holds the verdict on each item of a batch command (batch.go).
 	items []*Rejection
+	// judging is set in the throwaway transaction of State.Judge, whose
+	// writes are dropped: an apply may skip writes that no later check of
+	// the same command reads (see acceptRun.launch).
+	judging bool
 }
 
 func newTxn(s *State, index uint64) *txn {

@@ -458,12 +458,21 @@ func (s *schedulerServer) Accept(ctx context.Context, req *connect.Request[agora
 	return connect.NewResponse(&agorav1.AcceptResponse{}), nil
 }
 
-// acceptIDs is how many fresh ids an accept may consume: one per
-// reservation resource, per operation and per task, more than enough.
+// acceptIDs is how many fresh ids an accept may consume: the FSM takes one
+// per role reserved by a RESERVE (at most one per resource named) and one
+// per LAUNCH_GROUP, nothing for a LAUNCH (its tasks carry their own ids),
+// so a launch of 100 tasks needs none (it was given 101, 3.3 kB of every
+// such entry, each id from crypto/rand). Should the FSM ever need more
+// than it was given, it derives them from the entry's index.
 func acceptIDs(ops []*agorav1.Operation) int {
 	n := 0
 	for _, op := range ops {
-		n += 1 + len(op.GetResources()) + len(op.GetTasks()) + len(op.GetVolumes())
+		switch op.GetType() {
+		case agorav1.OperationType_OPERATION_TYPE_RESERVE:
+			n += len(op.GetResources())
+		case agorav1.OperationType_OPERATION_TYPE_LAUNCH_GROUP:
+			n++
+		}
 	}
 	return n
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/agora-sched/agora/chaos"
 	"github.com/agora-sched/agora/devcluster"
+	"github.com/agora-sched/agora/master"
 )
 
 // runBenchE2E runs `agora bench e2e`: separate master processes (or the
@@ -38,6 +40,7 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	plot := fs.String("plot", "", "write an SVG plot of tasks RUNNING over time to this file")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	raftProfile := fs.String("raft-profile", "default", "the started masters' raft timing profile: default or fast (fast's short timeouts cause elections on a loaded 2-core machine)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of this process (the SDK frameworks) to this file while the frameworks run")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -57,8 +60,16 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	}
 	urls := splitList(*addr)
 	if len(urls) == 0 {
+		extra := []string{"--raft-profile", *raftProfile}
+		// A framework may hold at most master.DefaultMaxTasksPerFramework
+		// (100,000) live tasks by default, a limit that protects the
+		// store from one runaway framework and stays; a bench that gives
+		// a framework more raises it on the masters it starts.
+		if perFramework := (*tasks + *frameworks - 1) / *frameworks; perFramework > master.DefaultMaxTasksPerFramework {
+			extra = append(extra, "--max-framework-tasks", strconv.Itoa(perFramework))
+		}
 		c, err := chaos.NewProcessCluster(chaos.ProcessOptions{Binary: exe, Dir: d, Masters: *masters, Agents: 1,
-			ExtraMasterArgs: []string{"--raft-profile", *raftProfile}})
+			ExtraMasterArgs: extra})
 		if err != nil {
 			return err
 		}
@@ -88,6 +99,17 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	go func() { _ = sim.Wait(); close(simDone) }()
 	defer stopProcess(sim, simDone)
 
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	bar := newProgressBar(*tasks)
 	res, err := devcluster.RunE2E(ctx, devcluster.E2EOptions{Masters: urls, Agents: *agents, Frameworks: *frameworks, Tasks: *tasks,
 		TasksPerAccept: *perAccept, CPUs: *cpus, MemMiB: *mem, Verify: *verify && *tasks <= 100_000,

@@ -1,0 +1,190 @@
+package fsm
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/agora-sched/agora/resources"
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/resourcepb"
+)
+
+// fillEveryField sets every field of m to a non-default value (one element
+// for lists and maps, an empty message for messages) and adds an unknown
+// field, so that a hand-written copy that misses a field, present or
+// added later, differs from m.
+func fillEveryField(m protoreflect.Message) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			mp.Set(scalarValue(fd.MapKey()).MapKey(), scalarValue(fd.MapValue()))
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			if fd.Message() != nil {
+				l.Append(protoreflect.ValueOfMessage(l.NewElement().Message()))
+			} else {
+				l.Append(scalarValue(fd))
+			}
+		case fd.Message() != nil:
+			m.Mutable(fd)
+		default:
+			m.Set(fd, scalarValue(fd))
+		}
+	}
+	m.SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 9999, protowire.VarintType), 7))
+}
+
+func scalarValue(fd protoreflect.FieldDescriptor) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString("x-" + string(fd.Name()))
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.DoubleKind:
+		return protoreflect.ValueOfFloat64(1.5)
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(1)
+	case protoreflect.Uint64Kind:
+		return protoreflect.ValueOfUint64(3)
+	case protoreflect.Int64Kind:
+		return protoreflect.ValueOfInt64(3)
+	case protoreflect.Uint32Kind:
+		return protoreflect.ValueOfUint32(3)
+	case protoreflect.Int32Kind:
+		return protoreflect.ValueOfInt32(3)
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes([]byte("x"))
+	}
+	panic(fmt.Sprintf("kind %v", fd.Kind()))
+}
+
+func TestCopyTaskCopiesEveryField(t *testing.T) {
+	in := &agorav1.Task{}
+	fillEveryField(in.ProtoReflect())
+	if out := copyTask(in); !proto.Equal(in, out) {
+		t.Fatalf("copyTask lost a field:\n in: %v\nout: %v", in, out)
+	}
+}
+
+func TestCopyStatusCopiesEveryField(t *testing.T) {
+	in := &agorav1.TaskStatus{}
+	fillEveryField(in.ProtoReflect())
+	if out := copyStatus(in); !proto.Equal(in, out) {
+		t.Fatalf("copyStatus lost a field:\n in: %v\nout: %v", in, out)
+	}
+}
+
+func TestCopyCommandCopiesEveryField(t *testing.T) {
+	in := &agorav1.CommandInfo{}
+	fillEveryField(in.ProtoReflect())
+	out := copyCommand(in)
+	if !proto.Equal(in, out) {
+		t.Fatalf("copyCommand lost a field:\n in: %v\nout: %v", in, out)
+	}
+	out.Environment["new"] = "y"
+	if _, shared := in.Environment["new"]; shared {
+		t.Fatal("copyCommand shares the environment map")
+	}
+	if copyCommand(nil) != nil {
+		t.Fatal("copyCommand(nil) is not nil")
+	}
+}
+
+// TestLaunchMemo launches tasks whose resources repeat, change and repeat
+// again, in one accept, and checks that each stored task holds exactly
+// what parsing its own resources gives (resourcepb.FromProto, then
+// Pools.ToProto), that no two tasks share a resource message, and that the
+// agent is charged their sum.
+func TestLaunchMemo(t *testing.T) {
+	h := newHarness(t)
+	for _, e := range seedLog(t)[:5] { // the role, agents a1 and a2, frameworks f1 and f2
+		h.index++
+		if res := h.f.ApplyCommand(h.index, e); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	h.apply(CmdOffersCreated, mustParse[*agorav1.OffersCreatedCommand](t, `now: {seconds: 2} offers: {id: "o9" framework_id: "f2" agent_id: "a2" role: "*" @resources(cpus:4;mem:4096) expires_at: {seconds: 100}}`))
+	specs := []string{"cpus:0.5;mem:100", "cpus:0.5;mem:100", "cpus:0.25", "cpus:0.5;mem:100", "cpus:0.5;mem:100", "mem:100;cpus:0.5", "cpus:0.25"}
+	op := &agorav1.Operation{Type: agorav1.OperationType_OPERATION_TYPE_LAUNCH}
+	want := map[string][]*agorav1.Resource{}
+	var sum resources.Resources
+	for i, spec := range specs {
+		r := resources.MustParse(spec)
+		rs := resourcepb.ToProto("", r)
+		if i == 5 { // the same resources in another order: not the memo's input, parsed anew
+			rs[0], rs[1] = rs[1], rs[0]
+		}
+		id := fmt.Sprintf("m%d", i)
+		op.Tasks = append(op.Tasks, &agorav1.TaskInfo{TaskId: id, Resources: rs, Command: &agorav1.CommandInfo{Value: "x"}})
+		p, err := resourcepb.FromProto(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = p.ToProto()
+		sum = sum.Add(r)
+	}
+	if res := h.apply(CmdAccept, &agorav1.AcceptCommand{FrameworkId: "f2", OfferIds: []string{"o9"}, Now: &timestamppb.Timestamp{Seconds: 3}, Operations: []*agorav1.Operation{op}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	seen := map[*agorav1.Resource]string{}
+	for id, w := range want {
+		task, ok := h.f.State().Task("f2", id)
+		if !ok {
+			t.Fatalf("task %s not stored", id)
+		}
+		got := &agorav1.Task{Resources: task.GetResources()}
+		if !proto.Equal(got, &agorav1.Task{Resources: w}) {
+			t.Errorf("task %s resources %v, want %v", id, task.GetResources(), w)
+		}
+		for _, r := range task.GetResources() {
+			if other, dup := seen[r]; dup {
+				t.Errorf("tasks %s and %s share a resource message", id, other)
+			}
+			seen[r] = id
+		}
+	}
+	if used := h.f.State().AgentUsage("a2").Used.Total(); !used.Equal(sum) {
+		t.Errorf("agent a2 charged %s, want %s", used, sum)
+	}
+}
+
+// TestLaunchMemoRefusals: a task whose resources repeat the previous
+// task's is refused as that task would be when the offers run out, and a
+// NaN scalar repeated is refused every time (never taken from the memo).
+func TestLaunchMemoRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cpus []float64
+		want string
+	}{
+		{"pool runs out on a repeat", []float64{1.5, 1.5}, "operation 0: not enough resources in the offers for task m1: wants cpus:1.5, cpus:0.5 left"},
+		{"NaN repeated", []float64{1, math.NaN()}, "operation 0: task m1: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			for _, e := range seedLog(t)[:5] {
+				h.index++
+				h.f.ApplyCommand(h.index, e)
+			}
+			h.apply(CmdOffersCreated, mustParse[*agorav1.OffersCreatedCommand](t, `now: {seconds: 2} offers: {id: "o9" framework_id: "f2" agent_id: "a2" role: "*" @resources(cpus:2) expires_at: {seconds: 100}}`))
+			op := &agorav1.Operation{Type: agorav1.OperationType_OPERATION_TYPE_LAUNCH}
+			for i, c := range tc.cpus {
+				op.Tasks = append(op.Tasks, &agorav1.TaskInfo{TaskId: fmt.Sprintf("m%d", i), Command: &agorav1.CommandInfo{Value: "x"},
+					Resources: []*agorav1.Resource{{Name: "cpus", Scalar: c}}})
+			}
+			res := h.apply(CmdAccept, &agorav1.AcceptCommand{FrameworkId: "f2", OfferIds: []string{"o9"}, Now: &timestamppb.Timestamp{Seconds: 3}, Operations: []*agorav1.Operation{op}})
+			if res.Err == nil || len(res.Err.Message) < len(tc.want) || res.Err.Message[:len(tc.want)] != tc.want {
+				t.Fatalf("rejection %v, want one starting %q", res.Err, tc.want)
+			}
+		})
+	}
+}
