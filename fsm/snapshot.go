@@ -242,9 +242,9 @@ func ReadState(r io.Reader) (*State, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in := interner{}
+			td := &taskDecoder{in: interner{}}
 			for c := range work {
-				c.decode(in)
+				c.decode(td)
 				close(c.done)
 			}
 		}()
@@ -510,7 +510,7 @@ type restoreKV struct {
 
 // decode unmarshals the chunk's table records and builds their primary and
 // index keys.
-func (c *restoreChunk) decode(in interner) {
+func (c *restoreChunk) decode(td *taskDecoder) {
 	c.kvs = make([]restoreKV, 0, 3*len(c.recs))
 	for i, r := range c.recs {
 		rec, body := c.data[r.off], c.data[r.off+1:r.end]
@@ -519,7 +519,7 @@ func (c *restoreChunk) decode(in interner) {
 			continue
 		}
 		var err error
-		c.kvs, err = appendRecordKVs(c.kvs, rec, body, in)
+		c.kvs, err = appendRecordKVs(c.kvs, rec, body, td)
 		if err != nil {
 			c.err = err
 			return
@@ -545,19 +545,25 @@ func (c *restoreChunk) collect(lists *[numRuns]kvBlocks, hx *txn) error {
 
 // appendRecordKVs decodes one table record and appends its primary key and
 // index keys.
-func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, in interner) ([]restoreKV, error) {
+func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder) ([]restoreKV, error) {
 	var m proto.Message
-	for _, tb := range tables {
-		if tb.rec == rec {
-			m = tb.msg()
-			break
+	decoded := false
+	if rec == recTask {
+		m, decoded = td.decode(body)
+	}
+	if !decoded {
+		for _, tb := range tables {
+			if tb.rec == rec {
+				m = tb.msg()
+				break
+			}
 		}
-	}
-	if m == nil {
-		return kvs, fmt.Errorf("unknown record type %d", rec)
-	}
-	if err := proto.Unmarshal(body, m); err != nil {
-		return kvs, fmt.Errorf("record type %d: %w", rec, err)
+		if m == nil {
+			return kvs, fmt.Errorf("unknown record type %d", rec)
+		}
+		if err := proto.Unmarshal(body, m); err != nil {
+			return kvs, fmt.Errorf("record type %d: %w", rec, err)
+		}
 	}
 	put := func(run uint8, k []byte, v interface{}) { kvs = append(kvs, restoreKV{key: k, val: v, run: run}) }
 	switch v := m.(type) {
@@ -587,7 +593,9 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, in interner) ([]res
 	case *agorav1.Preemption:
 		put(runPreemption, tableKey(pPreemption, v.GetId()), v)
 	case *agorav1.Task:
-		in.task(v)
+		if !decoded {
+			td.in.task(v)
+		}
 		// The three keys of a task live and die together (deleteTask):
 		// one allocation holds them.
 		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
