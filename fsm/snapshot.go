@@ -215,11 +215,14 @@ func (b *persistBatch) encode() {
 // ReadState reads a state written by Persist into a fresh store, rebuilding
 // indexes and usage sums.
 //
-// Records are read in chunks on this goroutine, decoded (proto unmarshal
-// and key building, the bulk of the work) by restoreWorkers goroutines in
-// parallel, and inserted into the tree in snapshot order by one inserter;
-// at most restoreQueue chunks are in flight, which bounds the memory held
-// in raw record bodies.
+// Records are read in chunks by one goroutine, decoded (tasks by
+// taskDecoder, other records by proto.Unmarshal, and key building: the
+// bulk of the work) by restoreWorkers goroutines in parallel, and their
+// keys collected in snapshot order on this goroutine into one run per
+// table and index, while another goroutine sums usage; at most
+// restoreQueue chunks are in flight, which bounds the memory held in raw
+// record bodies. radix.Build then makes the tree from the runs, bottom-up
+// and in parallel.
 func ReadState(r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	rd := &recordReader{r: br, free: make(chan []byte, restoreQueue)}
@@ -428,7 +431,7 @@ func restoreWorkers() int { return runtime.GOMAXPROCS(0) }
 type recordReader struct {
 	r   *bufio.Reader
 	buf []byte
-	// free holds chunk buffers the inserter is done with (record bodies
+	// free holds chunk buffers the collector is done with (record bodies
 	// are copied by decoding, so nothing in the tree points into them).
 	free chan []byte
 }
