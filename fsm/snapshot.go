@@ -215,11 +215,14 @@ func (b *persistBatch) encode() {
 // ReadState reads a state written by Persist into a fresh store, rebuilding
 // indexes and usage sums.
 //
-// Records are read in chunks on this goroutine, decoded (proto unmarshal
-// and key building, the bulk of the work) by restoreWorkers goroutines in
-// parallel, and inserted into the tree in snapshot order by one inserter;
-// at most restoreQueue chunks are in flight, which bounds the memory held
-// in raw record bodies.
+// Records are read in chunks by one goroutine, decoded (tasks by
+// taskDecoder, other records by proto.Unmarshal, and key building: the
+// bulk of the work) by restoreWorkers goroutines in parallel, and their
+// keys collected in snapshot order on this goroutine into one run per
+// table and index, while another goroutine sums usage; at most
+// restoreQueue chunks are in flight, which bounds the memory held in raw
+// record bodies. radix.Build then makes the tree from the runs, bottom-up
+// and in parallel.
 func ReadState(r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	rd := &recordReader{r: br, free: make(chan []byte, restoreQueue)}
@@ -242,9 +245,9 @@ func ReadState(r io.Reader) (*State, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			in := interner{}
+			td := &taskDecoder{in: interner{}}
 			for c := range work {
-				c.decode(in)
+				c.decode(td)
 				close(c.done)
 			}
 		}()
@@ -292,12 +295,16 @@ func ReadState(r io.Reader) (*State, error) {
 			}
 		}
 	}()
-	x := &txn{t: radix.New().Txn()}
+	// Keys go to one run per table or index, in record order; history
+	// records (few, and read back as they are restored) to a tree of
+	// their own. Build then makes the state's tree of all of them.
+	var lists [numRuns]kvBlocks
+	hx := &txn{t: radix.New().Txn()}
 	var insertErr error
 	for c := range ordered {
 		<-c.done
 		if insertErr == nil {
-			insertErr = x.insertChunk(c)
+			insertErr = c.collect(&lists, hx)
 			if insertErr != nil {
 				close(stop)
 			} else {
@@ -318,18 +325,85 @@ func ReadState(r io.Reader) (*State, error) {
 	if readErr != nil {
 		return nil, readErr
 	}
+	runs := make([][]radix.KV, 0, numRuns+4)
+	for i := range lists {
+		runs = append(runs, lists[i].flat())
+	}
+	var history []radix.KV
+	hx.t.Root().Walk(func(k []byte, v interface{}) bool {
+		history = append(history, radix.KV{Key: k, Val: v})
+		return false
+	})
 	agents, frameworks := usage.result()
-	for _, id := range sortedKeys(agents) {
-		x.t.Insert(tableKey(uAgent, id), agents[id])
-	}
-	for _, id := range sortedKeys(frameworks) {
-		x.t.Insert(tableKey(uFramework, id), frameworks[id])
-	}
+	runs = append(runs, history, usageRun(uAgent, agents), usageRun(uFramework, frameworks))
 	// Every agent with a task gets a fresh taskEpoch.
+	epochs := make([]radix.KV, 0, len(usage.withTasks))
 	for _, id := range sortedKeys(usage.withTasks) {
-		x.t.Insert(tableKey(uTaskEpoch, id), &taskEpoch{n: 1})
+		epochs = append(epochs, radix.KV{Key: tableKey(uTaskEpoch, id), Val: &taskEpoch{n: 1}})
 	}
-	return &State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})}, nil
+	runs = append(runs, epochs)
+	return &State{index: index, root: radix.Build(runs...), changed: make(chan struct{})}, nil
+}
+
+// usageRun returns the keys and values of a usage table, sorted.
+func usageRun[V any](prefix string, m map[string]V) []radix.KV {
+	run := make([]radix.KV, 0, len(m))
+	for _, id := range sortedKeys(m) {
+		run = append(run, radix.KV{Key: tableKey(prefix, id), Val: m[id]})
+	}
+	return run
+}
+
+// Runs of restored keys, one per table and index that records fill.
+const (
+	runMaster = iota
+	runRole
+	runAgent
+	runFramework
+	runReservation
+	runVolume
+	runOffer
+	runTask
+	runRecord
+	runPreemption
+	runTaskAgent
+	runTaskUnacked
+	runTaskID
+	runOfferExpiry
+	runOfferAgent
+	runOfferFw
+	runResvAgent
+	runVolAgent
+	numRuns
+)
+
+// kvBlocks is a list of keys that grows by blocks (no copying, and no
+// more than a block of spare room, unlike an append-grown slice).
+type kvBlocks struct {
+	blocks [][]radix.KV
+	n      int
+}
+
+const kvBlock = 1 << 14
+
+func (l *kvBlocks) add(kv radix.KV) {
+	if len(l.blocks) == 0 || len(l.blocks[len(l.blocks)-1]) == kvBlock {
+		l.blocks = append(l.blocks, make([]radix.KV, 0, kvBlock))
+	}
+	last := &l.blocks[len(l.blocks)-1]
+	*last = append(*last, kv)
+	l.n++
+}
+
+// flat returns the list in one slice, dropping the blocks.
+func (l *kvBlocks) flat() []radix.KV {
+	out := make([]radix.KV, 0, l.n)
+	for i, b := range l.blocks {
+		out = append(out, b...)
+		l.blocks[i] = nil
+	}
+	l.blocks, l.n = nil, 0
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -357,7 +431,7 @@ func restoreWorkers() int { return runtime.GOMAXPROCS(0) }
 type recordReader struct {
 	r   *bufio.Reader
 	buf []byte
-	// free holds chunk buffers the inserter is done with (record bodies
+	// free holds chunk buffers the collector is done with (record bodies
 	// are copied by decoding, so nothing in the tree points into them).
 	free chan []byte
 }
@@ -433,21 +507,22 @@ type restoreRec struct{ off, end int }
 type restoreKV struct {
 	key []byte
 	val interface{}
-	rec int
+	rec int32
+	run uint8 // which run the key goes to
 }
 
 // decode unmarshals the chunk's table records and builds their primary and
 // index keys.
-func (c *restoreChunk) decode(in interner) {
+func (c *restoreChunk) decode(td *taskDecoder) {
 	c.kvs = make([]restoreKV, 0, 3*len(c.recs))
 	for i, r := range c.recs {
 		rec, body := c.data[r.off], c.data[r.off+1:r.end]
 		if rec == recRemovedOffer || rec == recSuperseded {
-			c.kvs = append(c.kvs, restoreKV{rec: i})
+			c.kvs = append(c.kvs, restoreKV{rec: int32(i)})
 			continue
 		}
 		var err error
-		c.kvs, err = appendRecordKVs(c.kvs, rec, body, in)
+		c.kvs, err = appendRecordKVs(c.kvs, rec, body, td)
 		if err != nil {
 			c.err = err
 			return
@@ -455,15 +530,16 @@ func (c *restoreChunk) decode(in interner) {
 	}
 }
 
-// insertChunk inserts a decoded chunk in record order.
-func (x *txn) insertChunk(c *restoreChunk) error {
+// collect adds a decoded chunk's keys to their runs and restores its
+// history records into hx, in record order.
+func (c *restoreChunk) collect(lists *[numRuns]kvBlocks, hx *txn) error {
 	for _, kv := range c.kvs {
 		if kv.key != nil {
-			x.t.Insert(kv.key, kv.val)
+			lists[kv.run].add(radix.KV{Key: kv.key, Val: kv.val})
 			continue
 		}
 		r := c.recs[kv.rec]
-		if _, err := x.restoreHistory(c.data[r.off], c.data[r.off+1:r.end]); err != nil {
+		if _, err := hx.restoreHistory(c.data[r.off], c.data[r.off+1:r.end]); err != nil {
 			return err
 		}
 	}
@@ -472,58 +548,66 @@ func (x *txn) insertChunk(c *restoreChunk) error {
 
 // appendRecordKVs decodes one table record and appends its primary key and
 // index keys.
-func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, in interner) ([]restoreKV, error) {
+func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder) ([]restoreKV, error) {
 	var m proto.Message
-	for _, tb := range tables {
-		if tb.rec == rec {
-			m = tb.msg()
-			break
+	decoded := false
+	if rec == recTask {
+		m, decoded = td.decode(body)
+	}
+	if !decoded {
+		for _, tb := range tables {
+			if tb.rec == rec {
+				m = tb.msg()
+				break
+			}
+		}
+		if m == nil {
+			return kvs, fmt.Errorf("unknown record type %d", rec)
+		}
+		if err := proto.Unmarshal(body, m); err != nil {
+			return kvs, fmt.Errorf("record type %d: %w", rec, err)
 		}
 	}
-	if m == nil {
-		return kvs, fmt.Errorf("unknown record type %d", rec)
-	}
-	if err := proto.Unmarshal(body, m); err != nil {
-		return kvs, fmt.Errorf("record type %d: %w", rec, err)
-	}
-	put := func(k []byte, v interface{}) { kvs = append(kvs, restoreKV{key: k, val: v}) }
+	put := func(run uint8, k []byte, v interface{}) { kvs = append(kvs, restoreKV{key: k, val: v, run: run}) }
 	switch v := m.(type) {
 	case *agorav1.Master:
-		put(tableKey(pMaster, v.GetId()), v)
+		put(runMaster, tableKey(pMaster, v.GetId()), v)
 	case *agorav1.Role:
-		put(tableKey(pRole, v.GetName()), v)
+		put(runRole, tableKey(pRole, v.GetName()), v)
 	case *agorav1.Agent:
-		put(tableKey(pAgent, v.GetId()), v)
+		put(runAgent, tableKey(pAgent, v.GetId()), v)
 	case *agorav1.Framework:
-		put(tableKey(pFramework, v.GetId()), v)
+		put(runFramework, tableKey(pFramework, v.GetId()), v)
 	case *agorav1.Reservation:
-		put(tableKey(pReservation, v.GetId()), v)
-		put(tableKey(xResvAgent, v.GetAgentId(), v.GetId()), nil)
+		put(runReservation, tableKey(pReservation, v.GetId()), v)
+		put(runResvAgent, tableKey(xResvAgent, v.GetAgentId(), v.GetId()), nil)
 	case *agorav1.Volume:
-		put(tableKey(pVolume, v.GetId()), v)
-		put(tableKey(xVolAgent, v.GetAgentId(), v.GetId()), nil)
+		put(runVolume, tableKey(pVolume, v.GetId()), v)
+		put(runVolAgent, tableKey(xVolAgent, v.GetAgentId(), v.GetId()), nil)
 	case *agorav1.Offer:
-		put(tableKey(pOffer, v.GetId()), v)
-		put(tableKey(xOfferAgent, v.GetAgentId(), v.GetId()), nil)
-		put(tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()), nil)
+		put(runOffer, tableKey(pOffer, v.GetId()), v)
+		put(runOfferAgent, tableKey(xOfferAgent, v.GetAgentId(), v.GetId()), nil)
+		put(runOfferFw, tableKey(xOfferFw, v.GetFrameworkId(), v.GetId()), nil)
 		if v.GetExpiresAt() != nil {
-			put(expiryKey(v), nil)
+			put(runOfferExpiry, expiryKey(v), nil)
 		}
 	case *agorav1.FrameworkRecord:
-		put(tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
+		put(runRecord, tableKey(pRecord, v.GetFrameworkId(), v.GetKey()), v)
 	case *agorav1.Preemption:
-		put(tableKey(pPreemption, v.GetId()), v)
+		put(runPreemption, tableKey(pPreemption, v.GetId()), v)
 	case *agorav1.Task:
-		in.task(v)
+		if !decoded {
+			td.in.task(v)
+		}
 		// The three keys of a task live and die together (deleteTask):
 		// one allocation holds them.
 		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
 		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+2*len(fid)+3*len(tid)+4)
-		put(carveKey(&buf, pTask, fid, tid), v)
-		put(carveKey(&buf, xTaskAgent, aid, fid, tid), nil)
-		put(carveKey(&buf, xTaskID, tid, fid), nil)
+		put(runTask, carveKey(&buf, pTask, fid, tid), v)
+		put(runTaskAgent, carveKey(&buf, xTaskAgent, aid, fid, tid), nil)
+		put(runTaskID, carveKey(&buf, xTaskID, tid, fid), nil)
 		if unacked(v) {
-			put(tableKey(xTaskUnacked, fid, tid), nil)
+			put(runTaskUnacked, tableKey(xTaskUnacked, fid, tid), nil)
 		}
 	}
 	return kvs, nil

@@ -1,0 +1,363 @@
+package fsm
+
+import (
+	"bytes"
+	"math"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+)
+
+// taskBlock holds a restored task and the messages under it in one
+// allocation: they are written together (a task is replaced whole, never
+// changed in place) and die together.
+type taskBlock struct {
+	task             agorav1.Task
+	status           agorav1.TaskStatus
+	created, stamped timestamppb.Timestamp
+	command          agorav1.CommandInfo
+	res              [2]agorav1.Resource
+	// The block is 888 bytes, in the 896-byte size class: a field more
+	// (say, the resource pointers) would put it in the 1,024-byte one,
+	// 128 MiB more for a million tasks.
+}
+
+// taskDecoder decodes the Task records of a snapshot without reflection,
+// the bulk of a restore: a million tasks. It handles the fields tasks
+// usually have (ids, names, scalar resources, a command without
+// environment, a status, timestamps) and declines anything else (ranges,
+// sets, reservations or volumes in resources, an environment, a message
+// field given twice, which proto merges, unknown fields, a wire type that
+// does not match the field, a string that is not UTF-8), for which the
+// caller uses proto.Unmarshal: what it returns equals what proto.Unmarshal
+// returns. One per decoding goroutine.
+type taskDecoder struct {
+	in interner
+	// pending are the string fields to cut from the task's one string.
+	pending []pendingString
+	arena   []byte
+}
+
+type pendingString struct {
+	dst *string
+	b   []byte
+}
+
+// decode returns the task encoded in body, or ok false when it declines.
+func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
+	blk := &taskBlock{}
+	t = &blk.task
+	d.pending = d.pending[:0]
+	var idBytes, statusIDBytes []byte
+	var haveCommand, haveStatus, haveCreated, haveStatusID bool
+	nres := 0
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return nil, false
+		}
+		body = body[n:]
+		switch {
+		case typ == protowire.BytesType:
+			b, n := protowire.ConsumeBytes(body)
+			if n < 0 {
+				return nil, false
+			}
+			body = body[n:]
+			switch num {
+			case 1:
+				idBytes = b
+				if !d.later(&t.Id, b) {
+					return nil, false
+				}
+			case 2:
+				if !d.intern(&t.FrameworkId, b) {
+					return nil, false
+				}
+			case 3:
+				if !d.intern(&t.AgentId, b) {
+					return nil, false
+				}
+			case 4:
+				if !d.later(&t.Name, b) {
+					return nil, false
+				}
+			case 5:
+				if !d.intern(&t.Role, b) {
+					return nil, false
+				}
+			case 6:
+				var r *agorav1.Resource
+				if nres < len(blk.res) {
+					r = &blk.res[nres]
+				} else {
+					r = &agorav1.Resource{}
+				}
+				if t.Resources == nil {
+					t.Resources = make([]*agorav1.Resource, 0, len(blk.res))
+				}
+				t.Resources = append(t.Resources, r)
+				nres++
+				if !d.resource(r, b) {
+					return nil, false
+				}
+			case 7:
+				if haveCommand || !d.command(&blk.command, b) {
+					return nil, false
+				}
+				haveCommand, t.Command = true, &blk.command
+			case 8:
+				if !utf8.Valid(b) {
+					return nil, false
+				}
+				t.VolumeIds = append(t.VolumeIds, string(b))
+			case 9:
+				if !d.later(&t.GroupId, b) {
+					return nil, false
+				}
+			case 11:
+				if haveStatus {
+					return nil, false
+				}
+				haveStatus, t.Status = true, &blk.status
+				var ok bool
+				if statusIDBytes, haveStatusID, ok = d.status(blk, b); !ok {
+					return nil, false
+				}
+			case 15:
+				if haveCreated || !timestamp(&blk.created, b) {
+					return nil, false
+				}
+				haveCreated, t.CreatedAt = true, &blk.created
+			case 17:
+				if !d.later(&t.KillReason, b) {
+					return nil, false
+				}
+			default:
+				return nil, false
+			}
+		case typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(body)
+			if n < 0 {
+				return nil, false
+			}
+			body = body[n:]
+			switch num {
+			case 10:
+				t.State = agorav1.TaskState(int32(v))
+			case 12:
+				t.Acknowledged = v != 0
+			case 13:
+				t.KillRequested = v != 0
+			case 16:
+				t.Revocable = v != 0
+			default:
+				return nil, false
+			}
+		case typ == protowire.Fixed64Type && num == 14:
+			v, n := protowire.ConsumeFixed64(body)
+			if n < 0 {
+				return nil, false
+			}
+			body = body[n:]
+			t.KillGraceSeconds = math.Float64frombits(v)
+		default:
+			return nil, false
+		}
+	}
+	shareID := haveStatusID && bytes.Equal(statusIDBytes, idBytes)
+	// Cut the strings that are not interned from one allocation.
+	d.arena = d.arena[:0]
+	for _, p := range d.pending {
+		if shareID && p.dst == &blk.status.TaskId {
+			continue
+		}
+		d.arena = append(d.arena, p.b...)
+	}
+	arena := string(d.arena)
+	off := 0
+	for _, p := range d.pending {
+		if shareID && p.dst == &blk.status.TaskId {
+			continue
+		}
+		*p.dst = arena[off : off+len(p.b)]
+		off += len(p.b)
+	}
+	if shareID {
+		blk.status.TaskId = t.Id
+	}
+	return t, true
+}
+
+// later sets *dst to b once the task is decoded; false if b is not UTF-8.
+// A field given twice keeps its last value, as in proto.
+func (d *taskDecoder) later(dst *string, b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for i := range d.pending {
+		if d.pending[i].dst == dst {
+			d.pending[i].b = b
+			return true
+		}
+	}
+	d.pending = append(d.pending, pendingString{dst, b})
+	return true
+}
+
+// intern sets *dst to the shared copy of b; false if b is not UTF-8.
+func (d *taskDecoder) intern(dst *string, b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	if s, ok := d.in[string(b)]; ok {
+		*dst = s
+		return true
+	}
+	*dst = d.in.str(string(b))
+	return true
+}
+
+func (d *taskDecoder) resource(r *agorav1.Resource, body []byte) bool {
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return false
+		}
+		body = body[n:]
+		switch {
+		case typ == protowire.BytesType && (num == 1 || num == 5):
+			b, n := protowire.ConsumeBytes(body)
+			if n < 0 {
+				return false
+			}
+			body = body[n:]
+			dst := &r.Name
+			if num == 5 {
+				dst = &r.Role
+			}
+			if !d.intern(dst, b) {
+				return false
+			}
+		case typ == protowire.Fixed64Type && num == 2:
+			v, n := protowire.ConsumeFixed64(body)
+			if n < 0 {
+				return false
+			}
+			body = body[n:]
+			r.Scalar = math.Float64frombits(v)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (d *taskDecoder) command(c *agorav1.CommandInfo, body []byte) bool {
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return false
+		}
+		body = body[n:]
+		b, n := protowire.ConsumeBytes(body)
+		if n < 0 || !d.later(&c.Value, b) {
+			return false
+		}
+		body = body[n:]
+	}
+	return true
+}
+
+// status decodes the task's status into blk.status; it returns the bytes
+// of its task id (and whether it has one) so that the caller can share the
+// task's string when they are equal.
+func (d *taskDecoder) status(blk *taskBlock, body []byte) (id []byte, haveID, ok bool) {
+	st := &blk.status
+	haveStamp := false
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return nil, false, false
+		}
+		body = body[n:]
+		switch {
+		case typ == protowire.BytesType:
+			b, n := protowire.ConsumeBytes(body)
+			if n < 0 {
+				return nil, false, false
+			}
+			body = body[n:]
+			var good bool
+			switch num {
+			case 1:
+				id, haveID = b, true
+				good = d.later(&st.TaskId, b)
+			case 2:
+				good = d.intern(&st.FrameworkId, b)
+			case 3:
+				good = d.intern(&st.AgentId, b)
+			case 5:
+				good = d.later(&st.Uuid, b)
+			case 6:
+				good = d.later(&st.Reason, b)
+			case 7:
+				good = d.later(&st.Message, b)
+			case 9:
+				good = !haveStamp && timestamp(&blk.stamped, b)
+				haveStamp, st.Timestamp = true, &blk.stamped
+			}
+			if !good {
+				return nil, false, false
+			}
+		case typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(body)
+			if n < 0 {
+				return nil, false, false
+			}
+			body = body[n:]
+			switch num {
+			case 4:
+				st.State = agorav1.TaskState(int32(v))
+			case 8:
+				st.Source = agorav1.StatusSource(int32(v))
+			case 10:
+				st.ExitCode = int32(v)
+			case 11:
+				st.Healthy = v != 0
+			default:
+				return nil, false, false
+			}
+		default:
+			return nil, false, false
+		}
+	}
+	return id, haveID, true
+}
+
+func timestamp(ts *timestamppb.Timestamp, body []byte) bool {
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 || typ != protowire.VarintType {
+			return false
+		}
+		body = body[n:]
+		v, n := protowire.ConsumeVarint(body)
+		if n < 0 {
+			return false
+		}
+		body = body[n:]
+		switch num {
+		case 1:
+			ts.Seconds = int64(v)
+		case 2:
+			ts.Nanos = int32(v)
+		default:
+			return false
+		}
+	}
+	return true
+}
