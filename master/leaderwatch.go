@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,7 +51,10 @@ import (
 // become candidates in the same term, neither wins and the election waits
 // for raft's election timeout. So the voters other than the dead leader
 // act in id order: the first at once, the next one stagger later, and only
-// if it still has no leader by then (if the first was stale or is gone).
+// if it still has no leader by then (if the first is gone or paused). A
+// follower that refused such a candidate its vote because its own log is
+// newer (the first follower was behind) acts without the stagger: that
+// candidate cannot win without it.
 type leaderWatch struct {
 	m *Master
 
@@ -82,7 +86,7 @@ func newLeaderWatch(m *Master) *leaderWatch {
 		stale:        3 * ht / 10,
 		probeEvery:   ht / 10,
 		probeTimeout: ht / 4,
-		stagger:      ht / 2,
+		stagger:      ht,
 		cooldown:     2 * ht,
 		dial:         dialProbe,
 	}
@@ -100,39 +104,86 @@ func dialProbe(ctx context.Context, addr string) error {
 
 // run watches until ctx ends or the master begins to stop.
 func (w *leaderWatch) run(ctx context.Context) {
+	votes := make(chan raft.Observation, 8)
+	obs := raft.NewObserver(votes, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.RequestVoteRequest)
+		return ok
+	})
+	w.m.raft.RegisterObserver(obs)
+	defer w.m.raft.DeregisterObserver(obs)
 	tick := time.NewTicker(w.poll)
 	defer tick.Stop()
-	var lastProbe, lastAct time.Time
+	var st watchState
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.m.quit:
 			return
+		case o := <-votes:
+			if req, ok := o.Data.(raft.RequestVoteRequest); ok && req.LeadershipTransfer && w.logNewerThan(req.LastLogTerm, req.LastLogIndex) {
+				st.outvoted = time.Now()
+			}
+			continue
 		case <-tick.C:
 		}
 		if w.m.stopping.Load() {
 			return
 		}
-		w.check(ctx, &lastProbe, &lastAct)
+		w.check(ctx, &st)
 	}
 }
 
+// watchState is what run remembers between checks.
+type watchState struct {
+	lastProbe, lastAct time.Time
+	// The leader we last knew (raft forgets it on a change of state).
+	leaderAddr raft.ServerAddress
+	leaderID   raft.ServerID
+	// outvoted is when a candidate asked for our vote with a log older
+	// than ours: we refused it, so (with three voters) it cannot win, and
+	// our stagger wait would only delay the election we must win.
+	outvoted time.Time
+}
+
+// logNewerThan reports whether our log is more up to date than a
+// candidate's last entry (raft's vote rule: we refuse such a candidate).
+func (w *leaderWatch) logNewerThan(term, index uint64) bool {
+	r := w.m.raft
+	ourTerm, err := strconv.ParseUint(r.Stats()["last_log_term"], 10, 64)
+	if err != nil {
+		return false
+	}
+	return ourTerm > term || (ourTerm == term && r.LastIndex() > index)
+}
+
 // check is one look at raft's state; it may probe the leader and act.
-func (w *leaderWatch) check(ctx context.Context, lastProbe, lastAct *time.Time) {
+func (w *leaderWatch) check(ctx context.Context, st *watchState) {
 	r := w.m.raft
 	if r.State() != raft.Follower {
 		return
 	}
 	addr, id := r.LeaderWithID()
-	if addr == "" || id == raft.ServerID(w.m.cfg.ID) {
-		return // no leader known: raft's own timers are at work
+	switch {
+	case id == raft.ServerID(w.m.cfg.ID):
+		st.leaderAddr, st.leaderID = "", ""
+		return
+	case addr != "":
+		st.leaderAddr, st.leaderID = addr, id
+	case st.leaderAddr == "":
+		return // no leader known yet: raft's own timers are at work
+	default:
+		// Raft forgets the leader on any change of state, also when a
+		// vote request with a higher term makes us a follower again: we
+		// keep probing the one we last knew, as long as no leader has
+		// been in contact since (any contact names the new leader).
+		addr, id = st.leaderAddr, st.leaderID
 	}
 	now := time.Now()
-	if now.Sub(r.LastContact()) < w.stale || now.Sub(*lastProbe) < w.probeEvery || now.Sub(*lastAct) < w.cooldown {
+	if now.Sub(r.LastContact()) < w.stale || now.Sub(st.lastProbe) < w.probeEvery || now.Sub(st.lastAct) < w.cooldown {
 		return
 	}
-	*lastProbe = now
+	st.lastProbe = now
 	w.probes.Add(1)
 	pctx, cancel := context.WithTimeout(ctx, w.probeTimeout)
 	err := w.dial(pctx, string(addr))
@@ -147,11 +198,14 @@ func (w *leaderWatch) check(ctx context.Context, lastProbe, lastAct *time.Time) 
 	}
 	// Re-read everything just before acting.
 	wait := w.stale + time.Duration(rank)*w.stagger
+	if st.outvoted.After(r.LastContact()) {
+		wait = w.stale // the candidate before us cannot win: no stagger
+	}
 	a2, id2 := r.LeaderWithID()
-	if r.State() != raft.Follower || a2 != addr || id2 != id || time.Since(r.LastContact()) < wait || w.m.stopping.Load() {
+	if r.State() != raft.Follower || (a2 != "" && (a2 != addr || id2 != id)) || time.Since(r.LastContact()) < wait || w.m.stopping.Load() {
 		return
 	}
-	*lastAct = time.Now()
+	st.lastAct = time.Now()
 	if err := w.elect(); err != nil {
 		w.m.log.Warn("leader watch: could not start an election", "err", err)
 		return
