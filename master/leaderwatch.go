@@ -170,14 +170,18 @@ func (w *leaderWatch) check(ctx context.Context, st *watchState) {
 		return
 	case addr != "":
 		st.leaderAddr, st.leaderID = addr, id
-	case st.leaderAddr == "":
-		return // no leader known yet: raft's own timers are at work
-	default:
+	case st.leaderAddr != "" && st.outvoted.After(r.LastContact()):
 		// Raft forgets the leader on any change of state, also when a
-		// vote request with a higher term makes us a follower again: we
-		// keep probing the one we last knew, as long as no leader has
-		// been in contact since (any contact names the new leader).
+		// vote request with a higher term makes us a follower again. When
+		// that request came from a candidate that cannot win (outvoted),
+		// we keep probing the leader we last knew, as long as no leader
+		// has been in contact since (any contact names the new leader).
 		addr, id = st.leaderAddr, st.leaderID
+	default:
+		// No leader known: raft's own timers are at work (at start, or
+		// an election is under way that we voted in or lost; acting
+		// then could depose a leader that has just won).
+		return
 	}
 	now := time.Now()
 	if now.Sub(r.LastContact()) < w.stale || now.Sub(st.lastProbe) < w.probeEvery || now.Sub(st.lastAct) < w.cooldown {
