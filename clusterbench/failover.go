@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,10 +156,21 @@ func Failover(ctx context.Context, o FailoverOptions) (FailoverResult, error) {
 			})
 		}()
 		taskID := "failover-" + strconv.Itoa(round)
+		failedBefore := false
 		acceptErr := poll(ctx, 2*time.Minute, 5*time.Millisecond, func() (bool, error) {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			err := rec.accept(cctx, old, taskID, "true")
+			if failedBefore && acceptedMeanwhile(err) {
+				// An earlier attempt, answered Unavailable (outcome
+				// unknown: the leader died with it in flight), was applied.
+				rec.mu.Lock()
+				delete(rec.offers, old.GetId())
+				delete(rec.offerAt, old.GetId())
+				rec.mu.Unlock()
+				return true, nil
+			}
+			failedBefore = failedBefore || err != nil
 			if code := connect.CodeOf(err); err != nil && code != connect.CodeUnavailable && code != connect.CodeDeadlineExceeded && code != connect.CodeUnknown {
 				return false, fmt.Errorf("clusterbench: round %d: accepting offer %s made before the kill: %w", round, old.GetId(), err)
 			}
@@ -206,6 +218,12 @@ func Failover(ctx context.Context, o FailoverOptions) (FailoverResult, error) {
 	res.LeaderMs, res.OffersMs, res.AcceptMs, res.BareMs = ms(leaderDs), ms(offerDs), ms(acceptDs), ms(bare)
 	p.printf("leader p50 %.0f ms, offers p50 %.0f ms, bare raft p50 %.0f ms", res.LeaderP50Ms, res.OffersP50Ms, res.BareRaftP50Ms)
 	return res, nil
+}
+
+// acceptedMeanwhile reports whether an Accept was refused because the
+// offer has been accepted already.
+func acceptedMeanwhile(err error) bool {
+	return connect.CodeOf(err) == connect.CodeFailedPrecondition && strings.Contains(err.Error(), "no longer valid (accepted)")
 }
 
 func joinURLs(us []string) string {

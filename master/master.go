@@ -271,6 +271,9 @@ type Master struct {
 	// releadCh asks the leader loop to restart the leader work (after a
 	// snapshot restore replaced the state under it).
 	releadCh chan struct{}
+	// watch starts an election at once when the leader's process is gone
+	// (leaderwatch.go).
+	watch *leaderWatch
 
 	// readyTerm is the term in which our leadership barrier completed.
 	readyTerm atomic.Uint64
@@ -311,6 +314,7 @@ func New(cfg Config) (*Master, error) {
 	m.fsm = fsm.New(fsm.Config{Logger: m.log.With("component", "fsm"), OnApply: m.dispatchApply})
 	m.sec = newSecurity(cfg)
 	m.leader = newLeader(m)
+	m.watch = newLeaderWatch(m)
 	m.batch = newBatcher(m)
 	m.agentSrv = &agentServer{m: m}
 	m.schedSrv = newSchedulerServer(m)
@@ -412,6 +416,7 @@ func (m *Master) Start(ctx context.Context) (err error) {
 	})
 	m.goFn(func() { m.bootstrapLoop(life) })
 	m.goFn(func() { m.leaderLoop(life) })
+	m.goFn(func() { m.watch.run(life) })
 	// Not in m.wg: teardown waits for m.wg and may run on this goroutine.
 	go func() {
 		select {
