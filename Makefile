@@ -43,7 +43,7 @@ test-services:
 demo: build
 	$(BIN) demo $(if $(DEMO_SHORT),--short,)
 
-## fuzz: every go test -fuzz target for FUZZTIME each (CI runs FUZZTIME=3s; the seed corpora
+## fuzz: every go test -fuzz target for FUZZTIME each (CI runs FUZZTIME=5000x, a count; the seed corpora
 ## also run in make test). New crashers land in the package's testdata/fuzz: commit them.
 FUZZTIME ?= 60s
 FUZZ_TARGETS = FuzzDecode:./fsm FuzzApply:./fsm FuzzRestore:./fsm FuzzAccept:./fsm \
