@@ -10,26 +10,6 @@ import (
 	"github.com/agora-sched/agora/master"
 )
 
-// waitFor polls cond on a ticker until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		case <-tick.C:
-		}
-	}
-}
-
 func startWatchCluster(t *testing.T, onNew func(int, *master.Master)) *devcluster.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -59,7 +39,7 @@ func TestLeaderWatchElectsWhenLeaderKilled(t *testing.T) {
 	term := old.Raft().CurrentTerm()
 	c.Kill(li)
 
-	waitFor(t, 30*time.Second, "a new leader among the survivors", func() error {
+	waitUntil(t, 30*time.Second, "a new leader among the survivors", func() error {
 		for i, m := range c.Masters() {
 			if i != li && m.IsLeader() && m.Raft().CurrentTerm() > term {
 				return nil
@@ -91,7 +71,7 @@ func TestLeaderWatchLeavesLiveLeaderAlone(t *testing.T) {
 	c := startWatchCluster(t, func(_ int, m *master.Master) { m.SetLeaderWatchStaleForTest(time.Nanosecond) })
 	li := c.LeaderIndex()
 
-	waitFor(t, 30*time.Second, "followers probing the live leader", func() error {
+	waitUntil(t, 30*time.Second, "followers probing the live leader", func() error {
 		for i, m := range c.Masters() {
 			if i == li {
 				continue
