@@ -20,6 +20,7 @@ import (
 
 	"github.com/agora-sched/agora/devcluster"
 	"github.com/agora-sched/agora/fsm"
+	"github.com/agora-sched/agora/master"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -214,8 +215,9 @@ func rssMiB() float64 {
 	return 0
 }
 
-// catchup restores snap into a 3-master cluster's leader, wipes a
-// follower and times its catch-up from empty while one writer commits.
+// catchup installs snap as every master's latest snapshot (installState),
+// wipes a follower and times its catch-up from empty while one writer
+// commits: the leader sends the state as raft's InstallSnapshot.
 func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (float64, int64, error) {
 	c, err := devcluster.Start(ctx, devcluster.Options{Masters: 3, DataDir: filepath.Join(dir, "cluster"), RaftProfile: "default",
 		Logger: quietLogger()})
@@ -223,23 +225,19 @@ func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (flo
 		return 0, 0, fmt.Errorf("clusterbench: catch-up cluster: %w", err)
 	}
 	defer c.Stop()
-	leader, err := c.WaitLeader(ctx)
-	if err != nil {
+	if _, err := c.WaitLeader(ctx); err != nil {
 		return 0, 0, fmt.Errorf("clusterbench: catch-up cluster: %w", err)
 	}
-	fh, err := os.Open(snap)
-	if err != nil {
-		return 0, 0, fmt.Errorf("clusterbench: %w", err)
+	p.printf("catch-up: installing the snapshot as each master's latest and restarting them")
+	if err := installState(ctx, c, snap); err != nil {
+		return 0, 0, err
 	}
-	st, _ := fh.Stat()
-	p.printf("catch-up: restoring the snapshot into the leader (raft.Restore)")
-	err = leader.Raft().Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: st.Size()}, bufio.NewReaderSize(fh, 1<<20), 10*time.Minute)
-	fh.Close()
+	leader, err := c.WaitLeader(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("clusterbench: raft restore into the leader: %w", err)
+		return 0, 0, fmt.Errorf("clusterbench: catch-up cluster after install: %w", err)
 	}
 	if got := len(leader.State().Tasks()); got != tasks {
-		return 0, 0, fmt.Errorf("clusterbench: leader holds %d tasks after restore, want %d", got, tasks)
+		return 0, 0, fmt.Errorf("clusterbench: leader holds %d tasks after install, want %d", got, tasks)
 	}
 	li := c.LeaderIndex()
 	fi := (li + 1) % 3
@@ -303,4 +301,82 @@ func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (flo
 	}
 	p.printf("catch-up: %.2f s (%d writes committed meanwhile)", d, writes)
 	return d, writes, nil
+}
+
+// installState gives every master of c the state in snap: it stops them,
+// writes snap into each one's snapshot store as the latest snapshot, at
+// the last log index and term with the cluster's own configuration,
+// removes the log entries that snapshot covers (so a wiped follower must
+// be sent the snapshot, as after log compaction), and restarts them; each
+// restores the state at start. (raft.Restore into a running leader holds
+// its leader loop for the whole restore, and at 1M tasks lost leadership.)
+func installState(ctx context.Context, c *devcluster.Cluster, snap string) error {
+	leader := c.Leader()
+	if leader == nil {
+		return errors.New("clusterbench: install state: no leader")
+	}
+	cf := leader.Raft().GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("clusterbench: install state: configuration: %w", err)
+	}
+	conf := cf.Configuration()
+	if err := leader.Raft().Barrier(time.Minute).Error(); err != nil {
+		return fmt.Errorf("clusterbench: install state: barrier: %w", err)
+	}
+	c.StopMasters()
+	for i, mc := range c.Configs() {
+		if err := installSnapshot(filepath.Join(mc.DataDir, "raft"), snap, conf); err != nil {
+			return fmt.Errorf("clusterbench: install state into master %d: %w", i, err)
+		}
+	}
+	for i := range c.Configs() {
+		if err := c.Restart(ctx, i); err != nil {
+			return fmt.Errorf("clusterbench: install state: restart master %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// installSnapshot writes snap into the raft storage under dir as a
+// snapshot at the log's last index and term, with conf as the
+// configuration at that index, then deletes the log up to it.
+func installSnapshot(dir, snap string, conf raft.Configuration) error {
+	st, err := master.OpenRaftStorage(dir, quietLogger())
+	if err != nil {
+		return err
+	}
+	defer st.Bolt.Close()
+	first, err := st.Logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("first index: %w", err)
+	}
+	last, err := st.Logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("last index: %w", err)
+	}
+	var entry raft.Log
+	if err := st.Logs.GetLog(last, &entry); err != nil {
+		return fmt.Errorf("last entry %d: %w", last, err)
+	}
+	fh, err := os.Open(snap)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	_, trans := raft.NewInmemTransport("") // encodes the legacy peer list the store writes beside conf
+	sink, err := st.Snaps.Create(raft.SnapshotVersionMax, last, entry.Term, conf, last, trans)
+	if err != nil {
+		return fmt.Errorf("create snapshot: %w", err)
+	}
+	if _, err := io.Copy(sink, fh); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot: %w", err)
+	}
+	if err := st.Logs.DeleteRange(first, last); err != nil {
+		return fmt.Errorf("compact log %d-%d: %w", first, last, err)
+	}
+	return nil
 }
