@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
 
 	"github.com/agora-sched/agora/devcluster"
@@ -66,18 +67,22 @@ type StateResult struct {
 	// CatchupError says why the catch-up could not be measured (the other
 	// figures stand); State then also returns it as its error.
 	CatchupError string `json:"catchup_error,omitempty"`
+	// CatchupWritesRefused counts writes refused because leadership moved
+	// during the catch-up (the writer then goes on at the new leader); a
+	// write refused for any other reason ends the measurement.
+	CatchupWritesRefused int64 `json:"catchup_writes_refused"`
 }
 
 // State measures the store at scale: it writes a synthetic snapshot,
 // loads it, measures RSS and heap, persists it (snapshot) and restores it
 // into a fresh FSM (restore), checking that every task came back; then it
-// restores the snapshot into the leader of a 3-master cluster
-// (raft.Restore), wipes a follower and times its catch-up while a writer
-// keeps committing. A failed catch-up leaves the other figures in the
-// result beside the error. At scale, raft.Restore holds the leader's loop
-// for as long as the FSM restore takes, without heartbeats: with restore
-// slower than the election timeout the followers elect another leader and
-// the restore fails ("leadership lost while committing log").
+// installs the snapshot as the latest of each master of a 3-master cluster
+// (installState: each restores it at start), wipes a follower and times
+// its catch-up from the leader's InstallSnapshot while a writer keeps
+// committing. A failed catch-up leaves the other figures in the result
+// beside the error. (raft.Restore into a running leader, the first way,
+// holds the leader's loop for the whole FSM restore: at 1M tasks the
+// followers elected another leader and the restore failed.)
 func State(ctx context.Context, o StateOptions) (StateResult, error) {
 	res := StateResult{Agents: o.Agents, Tasks: o.Tasks}
 	if res.Agents <= 0 {
@@ -140,7 +145,7 @@ func State(ctx context.Context, o StateOptions) (StateResult, error) {
 	if o.SkipCatchup {
 		return res, nil
 	}
-	res.CatchupS, res.CatchupWrites, err = catchup(ctx, dir, snap, o.Tasks, p)
+	res.CatchupS, res.CatchupWrites, res.CatchupWritesRefused, err = catchup(ctx, dir, snap, o.Tasks, p)
 	if err != nil {
 		res.CatchupError = err.Error()
 	}
@@ -218,50 +223,60 @@ func rssMiB() float64 {
 // catchup installs snap as every master's latest snapshot (installState),
 // wipes a follower and times its catch-up from empty while one writer
 // commits: the leader sends the state as raft's InstallSnapshot.
-func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (float64, int64, error) {
+func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (secs float64, writes, refused int64, err error) {
 	c, err := devcluster.Start(ctx, devcluster.Options{Masters: 3, DataDir: filepath.Join(dir, "cluster"), RaftProfile: "default",
 		Logger: quietLogger()})
 	if err != nil {
-		return 0, 0, fmt.Errorf("clusterbench: catch-up cluster: %w", err)
+		return 0, 0, 0, fmt.Errorf("clusterbench: catch-up cluster: %w", err)
 	}
 	defer c.Stop()
 	if _, err := c.WaitLeader(ctx); err != nil {
-		return 0, 0, fmt.Errorf("clusterbench: catch-up cluster: %w", err)
+		return 0, 0, 0, fmt.Errorf("clusterbench: catch-up cluster: %w", err)
 	}
 	p.printf("catch-up: installing the snapshot as each master's latest and restarting them")
 	if err := installState(ctx, c, snap); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	leader, err := c.WaitLeader(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("clusterbench: catch-up cluster after install: %w", err)
+		return 0, 0, 0, fmt.Errorf("clusterbench: catch-up cluster after install: %w", err)
 	}
 	if got := len(leader.State().Tasks()); got != tasks {
-		return 0, 0, fmt.Errorf("clusterbench: leader holds %d tasks after install, want %d", got, tasks)
+		return 0, 0, 0, fmt.Errorf("clusterbench: leader holds %d tasks after install, want %d", got, tasks)
 	}
 	li := c.LeaderIndex()
 	fi := (li + 1) % 3
 	c.Kill(fi)
 	if err := os.RemoveAll(c.Configs()[fi].DataDir); err != nil {
-		return 0, 0, fmt.Errorf("clusterbench: wipe follower: %w", err)
+		return 0, 0, 0, fmt.Errorf("clusterbench: wipe follower: %w", err)
 	}
 	wctx, stopWriter := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	var writes int64
 	var werr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for i := 0; wctx.Err() == nil; i++ {
+			l := c.Leader()
+			if l == nil { // an election: wait for its winner
+				select {
+				case <-wctx.Done():
+				case <-time.After(5 * time.Millisecond):
+				}
+				continue
+			}
 			actx, cancel := context.WithTimeout(wctx, 10*time.Second)
-			_, err := leader.Apply(actx, fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: "catchup-" + strconv.Itoa(i%16), Weight: float64(1 + i%5)}})
+			_, err := l.Apply(actx, fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: "catchup-" + strconv.Itoa(i%16), Weight: float64(1 + i%5)}})
 			cancel()
-			if err != nil && wctx.Err() == nil {
+			switch {
+			case err == nil:
+				writes++
+			case wctx.Err() != nil:
+			case connect.CodeOf(err) == connect.CodeUnavailable:
+				refused++
+			default:
 				werr = err
 				return
-			}
-			if err == nil {
-				writes++
 			}
 		}
 	}()
@@ -271,7 +286,7 @@ func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (flo
 	if err := c.Restart(ctx, fi); err != nil {
 		stopWriter()
 		wg.Wait()
-		return 0, 0, fmt.Errorf("clusterbench: restart follower: %w", err)
+		return 0, 0, 0, fmt.Errorf("clusterbench: restart follower: %w", err)
 	}
 	m := c.Master(fi)
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -282,11 +297,11 @@ func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (flo
 		case <-ctx.Done():
 			stopWriter()
 			wg.Wait()
-			return 0, 0, ctx.Err()
+			return 0, 0, 0, ctx.Err()
 		case <-deadline:
 			stopWriter()
 			wg.Wait()
-			return 0, 0, errors.New("clusterbench: follower did not catch up within 10 minutes")
+			return 0, 0, 0, errors.New("clusterbench: follower did not catch up within 10 minutes")
 		case <-tick.C:
 		}
 	}
@@ -294,13 +309,13 @@ func catchup(ctx context.Context, dir, snap string, tasks int, p *progress) (flo
 	stopWriter()
 	wg.Wait()
 	if werr != nil {
-		return 0, 0, fmt.Errorf("clusterbench: writes during catch-up: %w", werr)
+		return 0, 0, refused, fmt.Errorf("clusterbench: writes during catch-up: %w", werr)
 	}
 	if got := len(m.State().Tasks()); got != tasks {
-		return 0, 0, fmt.Errorf("clusterbench: caught-up follower holds %d tasks, want %d", got, tasks)
+		return 0, 0, 0, fmt.Errorf("clusterbench: caught-up follower holds %d tasks, want %d", got, tasks)
 	}
-	p.printf("catch-up: %.2f s (%d writes committed meanwhile)", d, writes)
-	return d, writes, nil
+	p.printf("catch-up: %.2f s (%d writes committed meanwhile, %d refused while leadership moved)", d, writes, refused)
+	return d, writes, refused, nil
 }
 
 // installState gives every master of c the state in snap: it stops them,
