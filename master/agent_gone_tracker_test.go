@@ -25,8 +25,8 @@ func TestTrackerHintProbesAndMarksDespiteGossip(t *testing.T) {
 	alive := map[string]bool{"a1": true, "a2": true}
 
 	got, outcome := tr.Hint("a1", active, clk.Now())
-	if outcome != hintProbed || !slices.Equal(got, []string{"a1"}) {
-		t.Fatalf("hint: probe %v (outcome %v), want [a1] probed", got, outcome)
+	if outcome != hintProbed || !slices.Equal(got, []string{"a1"}) || !tr.Hinted("a1") {
+		t.Fatalf("hint: probe %v (outcome %v, hinted %v), want [a1] probed", got, outcome, tr.Hinted("a1"))
 	}
 	if got := tr.Observe(livenessEvent{Kind: probeMissed, Agent: "a1"}); !slices.Equal(got, []string{"a1"}) {
 		t.Fatalf("first missed probe: probe again %v, want [a1]", got)
@@ -35,11 +35,17 @@ func TestTrackerHintProbesAndMarksDespiteGossip(t *testing.T) {
 		t.Fatalf("after 1 of 2 missed probes: due %v, want none", due)
 	}
 	tr.Observe(livenessEvent{Kind: probeMissed, Agent: "a1"})
+	if tr.Hinted("a1") {
+		t.Fatal("a1 still hinted after its verdict")
+	}
 	if due := tr.Due(agents, alive, clk.Now()); !slices.Equal(due, []livenessProposal{{Agent: "a1", Direct: true}}) {
 		t.Fatalf("after 2 missed probes: due %v, want a1 unreachable (direct)", due)
 	}
 	// A gossip-started verdict still yields to gossip's alive view.
 	markMissing(tr, "a2")
+	if tr.Hinted("a2") {
+		t.Fatal("a2's gossip-started probe counts as hinted")
+	}
 	if due := tr.Due(agents, alive, clk.Now()); len(due) != 0 {
 		t.Fatalf("gossip verdict on an agent alive in gossip: due %v, want none", due)
 	}

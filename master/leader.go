@@ -152,8 +152,9 @@ func (l *leader) runLiveness(ctx context.Context) {
 	probed := make(chan livenessEvent)
 	probe := func(ids []string) {
 		for _, id := range ids {
+			hinted := tr.Hinted(id)
 			go func() {
-				ev := l.probeAgent(ctx, id, log)
+				ev := l.probeAgent(ctx, id, hinted, log)
 				if ev.Kind == probeAnswered {
 					l.hintStats.answered.Add(1)
 				} else {
@@ -255,11 +256,17 @@ func probeTimeout(p gossip.Profile) time.Duration {
 // partition, a leader that just won, serf reconnecting failed members only
 // periodically), so the leader pings the agent's gossip endpoint itself.
 // An agent that answers is not marked; if the pool still counts it failed,
-// the leader joins it again so gossip catches up. A refused TCP connection
-// to the gossip endpoint (memberlist listens on TCP and UDP at the same
-// port) misses at once: nothing listens there, the agent's process is
-// gone; otherwise the UDP ping decides, within the probe timeout.
-func (l *leader) probeAgent(ctx context.Context, id string, log *slog.Logger) livenessEvent {
+// the leader joins it again so gossip catches up.
+//
+// The probe first connects over TCP to the gossip endpoint (memberlist
+// listens on TCP and UDP at the same port). Refused, it misses at once:
+// nothing listens there, the agent's process is gone. For a hint (the
+// agent's long poll was cut off; gossip has said nothing), an accepted
+// connection answers: the process is there, and whether it is healthy is
+// for gossip's failure detector to judge, with its indirect probes and
+// suspicion, not for two UDP pings of an overloaded machine. Otherwise
+// the UDP ping decides, within the probe timeout.
+func (l *leader) probeAgent(ctx context.Context, id string, hinted bool, log *slog.Logger) livenessEvent {
 	missed := livenessEvent{Kind: probeMissed, Agent: id}
 	pool := l.m.Gossip()
 	if pool == nil {
@@ -283,9 +290,13 @@ func (l *leader) probeAgent(ctx context.Context, id string, log *slog.Logger) li
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout(l.m.Config().GossipProfile))
 	defer cancel()
-	if err := dialProbe(pctx, addr); errors.Is(err, syscall.ECONNREFUSED) {
-		log.Info("agent's gossip endpoint refuses connections", "agent", id, "gossip", addr)
+	switch err := dialProbe(pctx, addr); {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		log.Info("agent's gossip endpoint refuses connections", "agent", id, "gossip", addr, "hinted", hinted)
 		return missed
+	case err == nil && hinted:
+		log.Info("agent whose long poll was cut off accepts connections; not marking it unreachable", "agent", id, "gossip", addr)
+		return livenessEvent{Kind: probeAnswered, Agent: id}
 	}
 	rtt, err := pool.Ping(pctx, name, addr)
 	if err != nil {

@@ -186,7 +186,9 @@ type livenessProposal struct {
 //     process dies and the kernel closes its connections) makes an ACTIVE
 //     agent be probed at once, under the same rule: Probes unanswered
 //     probes in a row, and it is proposed UNREACHABLE. A hint is only a
-//     reason to look: an agent that answers is left alone. At most one
+//     reason to look: an agent that answers is left alone (the driver's
+//     probe of a hinted agent, Hinted, takes an accepted connection for an
+//     answer: gossip judges live but unhealthy processes). At most one
 //     hint per agent per HintInterval is acted on, and hints of all
 //     agents are rate limited (HintRate, HintBurst), so a flapping network
 //     cannot make a probe storm.
@@ -275,6 +277,9 @@ func (t *livenessTracker) Observe(ev livenessEvent) []string {
 	}
 	return nil
 }
+
+// Hinted reports whether the agent's probes were started by a hint.
+func (t *livenessTracker) Hinted(id string) bool { return t.hinted[id] }
 
 // Hint takes a connection-drop hint for an agent in state st (its state
 // in the replicated state now) and returns the agents to probe now.
