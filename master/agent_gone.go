@@ -2,8 +2,9 @@ package master
 
 import (
 	"context"
-	"errors"
+	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,32 +20,36 @@ import (
 // waiting for gossip (issue 13; the way a Mesos master checks an agent as
 // soon as its connection breaks).
 //
-// Every agent holds a GetAssignments long poll on some master. When the
-// agent's process dies, its kernel closes its connections and the master
-// serving the poll sees the request's context cancelled at once. That is
-// only a hint, never a verdict:
+// Every agent holds a GetAssignments long poll on some master, over a
+// connection it keeps between polls. When the agent's process dies, its
+// kernel closes its connections, and the master it polls sees the
+// connection close at once (http.Server.ConnState), whether a poll was
+// open on it or the agent was between two polls. That is only a hint,
+// never a verdict:
 //
-//  1. The master that saw the poll cut off (pollEnded) waits pollSettle;
-//     an agent that polls again on it meanwhile (it cancelled the poll
-//     itself, to register again or switch masters) is no hint. A poll that
-//     ends normally (answered, its wait over, a deadline) or that ends
-//     because this master stops is no hint either.
+//  1. The master whose connection with a polling agent closed (agentConns)
+//     waits pollSettle; an agent that polls this master again meanwhile
+//     (over a new connection: its client dropped the old one) is no hint.
+//     A poll that ends (answered, its wait over, cancelled by the agent)
+//     on a connection that stays is no hint, nor is a connection that
+//     closes because this master stops.
 //  2. The hint goes to the leader: into its liveness task when this master
 //     leads, else by a small internal RPC (AgentGoneProcedure) to the
 //     leader, which answers a follower NotLeader and drops the hint.
 //  3. The leader's liveness tracker (livenessTracker.Hint) probes the agent
-//     directly at once, under the rules of a gossip-started probe
-//     (probesToUnreachable unanswered probes in a row), rate limited per
-//     agent and overall. Only that verdict proposes UNREACHABLE; an agent
-//     that answers is left alone.
+//     at once (probeAgent: a refused connection to its gossip endpoint
+//     misses, an accepted one answers), under the rule of a gossip-started
+//     probe: probesToUnreachable misses in a row make it UNREACHABLE. An
+//     agent that answers is left alone. Hints are rate limited per agent
+//     and overall.
 //
 // A hint lost on the way (a follower that knows no leader, a failover, a
 // full queue) costs only speed: gossip's failure detector still finds the
 // agent, as it finds partitioned agents, whose connections do not break.
 
-// pollSettle is how long a master waits after an agent's long poll was cut
-// off before it reports the agent: an agent that re-polls within it is
-// alive.
+// pollSettle is how long a master waits after a polling agent's
+// connection closed before it reports the agent: an agent that polls again
+// within it is alive.
 const pollSettle = 100 * time.Millisecond
 
 // AgentGoneProcedure is the internal RPC by which a follower passes an
@@ -59,32 +64,29 @@ const hintForwardTimeout = 2 * time.Second
 
 // Leader-side rate limits of hints (livenessConfig.Hint*): one probe per
 // agent per hintInterval, and hintRate per second over all agents with
-// bursts of hintBurst (a master restart or a network blip cuts many polls
-// at once; the gossip path covers what the limit drops).
+// bursts of hintBurst (a master restart or a network blip cuts many
+// connections at once; the gossip path covers what the limits drop).
 const (
 	hintInterval = 5 * time.Second
 	hintRate     = 50
 	hintBurst    = 100
 )
 
-// hintQueue is how many hints the leader's liveness task may have waiting.
-const hintQueue = 256
+// hintQueue is how many hints the leader's liveness task may have
+// waiting; maxHintForwards, how many a follower may be passing to the
+// leader at once (a network blip can close thousands of agents'
+// connections together: the rest is left to gossip, counted as dropped).
+const (
+	hintQueue       = 256
+	maxHintForwards = 32
+)
 
-// agentGoneHinter is what pollEnded needs of a master beyond backend. The
-// handler tests' fake backend does not implement it: no hints there.
-type agentGoneHinter interface {
-	// hintAgentGone passes a hint to the leader (ourselves or by RPC).
-	hintAgentGone(id string)
-	// stoppingNow reports whether the master has begun to stop.
-	stoppingNow() bool
-}
-
-// pollWatch counts each agent's long polls on this master, so that a poll
-// cut off can tell whether its agent polled again since.
+// pollWatch counts each agent's long polls on this master, so that a
+// closed connection can tell whether its agent polled again since.
 type pollWatch struct {
 	mu    sync.Mutex
 	polls map[string]*agentPolls
-	// repolled counts cut-off polls whose agent polled again in time.
+	// repolled counts closed connections whose agent polled again in time.
 	repolled atomic.Int64
 }
 
@@ -92,13 +94,10 @@ type pollWatch struct {
 type agentPolls struct {
 	begun   uint64 // polls begun, ever (while the entry lives)
 	open    int    // polls in progress
-	settles int    // cut-off polls in their settle wait
+	settles int    // closed connections in their settle wait
 }
 
-// begin records a poll of agent id and returns its number.
-func (w *pollWatch) begin(id string) uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+func (w *pollWatch) entry(id string) *agentPolls {
 	if w.polls == nil {
 		w.polls = map[string]*agentPolls{}
 	}
@@ -107,26 +106,39 @@ func (w *pollWatch) begin(id string) uint64 {
 		p = &agentPolls{}
 		w.polls[id] = p
 	}
-	p.begun++
-	p.open++
-	return p.begun
+	return p
 }
 
-// end records the end of a poll; settle: it was cut off and waits to
-// settle (call settled after).
-func (w *pollWatch) end(id string, settle bool) {
+// begin records a poll of agent id.
+func (w *pollWatch) begin(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.entry(id)
+	p.begun++
+	p.open++
+}
+
+// end records the end of a poll.
+func (w *pollWatch) end(id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	p := w.polls[id]
 	p.open--
-	if settle {
-		p.settles++
-	}
 	w.prune(id, p)
 }
 
-// settled ends a cut-off poll's settle wait. It reports whether the agent
-// has no poll open and began none after poll number n.
+// settle starts a settle wait for agent id (its connection closed) and
+// returns the number of polls it had begun; call settled after.
+func (w *pollWatch) settle(id string) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.entry(id)
+	p.settles++
+	return p.begun
+}
+
+// settled ends a settle wait begun at n polls. It reports whether the
+// agent has no poll open and began none since.
 func (w *pollWatch) settled(id string, n uint64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -146,30 +158,84 @@ func (w *pollWatch) prune(id string, p *agentPolls) {
 	}
 }
 
-// pollEnded is called as an agent's GetAssignments long poll ends; n is
-// the number pollWatch.begin gave it and ctx the call's context. When the
-// caller went away (ctx cancelled) and the agent does not poll again
-// within pollSettle, the agent is reported to the leader as possibly gone.
-func (s *agentServer) pollEnded(ctx context.Context, id string, n uint64) {
-	h, ok := s.m.(agentGoneHinter)
-	if !ok || !errors.Is(ctx.Err(), context.Canceled) || h.stoppingNow() {
-		s.polls.end(id, false)
+// agentConns maps the HTTP connections over which agents polled to their
+// agents (usually one per connection).
+type agentConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]*connAgents
+}
+
+// connAgents is one HTTP connection as its requests see it (in their
+// context, from http.Server.ConnContext).
+type connAgents struct {
+	c      net.Conn
+	mu     sync.Mutex
+	agents []string
+}
+
+type connAgentsKey struct{}
+
+// connContext is the HTTP server's ConnContext: it gives every connection
+// a place where GetAssignments notes the agents polling over it.
+func (m *Master) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connAgentsKey{}, &connAgents{c: c})
+}
+
+// connState is the HTTP server's ConnState: when a connection over which
+// agents polled closes, each of them is reported (agentConnClosed).
+func (m *Master) connState(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed && st != http.StateHijacked {
 		return
 	}
-	s.polls.end(id, true)
-	t := time.NewTimer(pollSettle)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.m.Done():
+	a := &m.agentSrv.conns
+	a.mu.Lock()
+	ca := a.conns[c]
+	delete(a.conns, c)
+	a.mu.Unlock()
+	if ca == nil || m.stopping.Load() {
+		return
 	}
-	if s.polls.settled(id, n) && !h.stoppingNow() {
-		h.hintAgentGone(id)
+	ca.mu.Lock()
+	ids := ca.agents
+	ca.mu.Unlock()
+	for _, id := range ids {
+		n := m.agentSrv.polls.settle(id)
+		time.AfterFunc(pollSettle, func() {
+			if !m.agentSrv.polls.settled(id, n) || m.stopping.Load() {
+				return
+			}
+			// Simulated agents have no process to probe (liveness is off
+			// for them); agents not up have nothing left to detect.
+			if a, ok := m.State().Agent(id); ok && !a.GetSimulated() && agentUp(a.GetState()) {
+				m.hintAgentGone(id)
+			}
+		})
 	}
 }
 
-// stoppingNow reports whether the master has begun to stop.
-func (m *Master) stoppingNow() bool { return m.stopping.Load() }
+// pollBegins records agent id's poll, and the connection it came over.
+func (s *agentServer) pollBegins(ctx context.Context, id string) {
+	s.polls.begin(id)
+	ca, ok := ctx.Value(connAgentsKey{}).(*connAgents)
+	if !ok {
+		return
+	}
+	ca.mu.Lock()
+	known := slices.Contains(ca.agents, id)
+	if !known {
+		ca.agents = append(ca.agents, id)
+	}
+	ca.mu.Unlock()
+	if known {
+		return
+	}
+	s.conns.mu.Lock()
+	if s.conns.conns == nil {
+		s.conns.conns = map[net.Conn]*connAgents{}
+	}
+	s.conns.conns[ca.c] = ca
+	s.conns.mu.Unlock()
+}
 
 // hintAgentGone passes a hint that agent id may be gone to the leader's
 // liveness task: directly when we lead, by AgentGoneProcedure otherwise.
@@ -180,9 +246,17 @@ func (m *Master) hintAgentGone(id string) {
 	leaderID, url := m.Leader()
 	log := m.log.With("component", "liveness", "agent", id)
 	if leaderID == "" || leaderID == m.cfg.ID || url == "" {
-		log.Debug("agent's long poll was cut off; no leader to tell", "leader", leaderID)
+		log.Debug("agent's connection closed; no leader to tell", "leader", leaderID)
 		return
 	}
+	st := &m.leader.hintStats
+	if st.forwarding.Add(1) > maxHintForwards {
+		st.forwarding.Add(-1)
+		st.dropped.Add(1)
+		log.Debug("too many agent-gone hints on their way to the leader; left to gossip")
+		return
+	}
+	defer st.forwarding.Add(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), hintForwardTimeout)
 	defer cancel()
 	go func() {
@@ -197,8 +271,8 @@ func (m *Master) hintAgentGone(id string) {
 		log.Debug("passing an agent-gone hint to the leader failed", "leader", leaderID, "err", err)
 		return
 	}
-	m.leader.hintStats.forwarded.Add(1)
-	log.Debug("agent's long poll was cut off; told the leader", "leader", leaderID)
+	st.forwarded.Add(1)
+	log.Debug("agent's connection closed; told the leader", "leader", leaderID)
 }
 
 // agentGoneHandler serves AgentGoneProcedure: the leader takes a
@@ -221,8 +295,10 @@ func (m *Master) agentGoneHandler(opts ...connect.HandlerOption) http.Handler {
 // they started.
 type hintCounters struct {
 	received, probed, ignored, limited, dropped atomic.Int64
-	// forwarded counts hints this master passed to a leader.
-	forwarded atomic.Int64
+	// forwarded counts hints this master passed to a leader; forwarding,
+	// those on their way.
+	forwarded  atomic.Int64
+	forwarding atomic.Int32
 	// answered and missed count the verdicts of all direct probes.
 	answered, missed atomic.Int64
 }
@@ -257,7 +333,7 @@ func (l *leader) takeHint(tr *livenessTracker, id string) []string {
 	switch outcome {
 	case hintProbed:
 		l.hintStats.probed.Add(1)
-		m.log.Info("agent's long poll was cut off; probing it now", "component", "liveness", "agent", id)
+		m.log.Info("agent's connection to a master closed; probing it now", "component", "liveness", "agent", id)
 	case hintLimited:
 		l.hintStats.limited.Add(1)
 		m.log.Debug("agent-gone hint over its rate; left to gossip", "component", "liveness", "agent", id)

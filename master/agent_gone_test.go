@@ -2,11 +2,13 @@ package master_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
 	"github.com/agora-sched/agora/tlsconf"
 )
 
@@ -53,18 +56,56 @@ func agRegisterAt(tb testing.TB, ctx context.Context, addr, id, gossipAddr strin
 	return resp.Msg.GetIndex()
 }
 
+// agConns is an agent's AgentService client over connections the test
+// closes at once, as the kernel closes a killed process's connections.
+type agConns struct {
+	mu    sync.Mutex
+	conns []net.Conn
+	cl    agorav1connect.AgentServiceClient
+}
+
+// agAgentClient returns an agConns calling the master at url (with
+// tlsCfg when not nil).
+func agAgentClient(tb testing.TB, url string, tlsCfg *tls.Config) *agConns {
+	a := &agConns{}
+	tr := &http.Transport{TLSClientConfig: tlsCfg, Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(tlsCfg == nil)
+	tr.Protocols.SetHTTP2(tlsCfg != nil)
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			a.mu.Lock()
+			a.conns = append(a.conns, c)
+			a.mu.Unlock()
+		}
+		return c, err
+	}
+	tb.Cleanup(tr.CloseIdleConnections)
+	a.cl = agorav1connect.NewAgentServiceClient(&http.Client{Transport: tr}, url)
+	return a
+}
+
+// kill closes every connection of the client.
+func (a *agConns) kill() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.conns {
+		_ = c.Close()
+	}
+}
+
 // agCutPoll opens agent id's GetAssignments long poll on master m (at
-// addr), waits until it waits there, and cuts it off as a dying agent's
-// kernel would (the call's connection goes away).
-func agCutPoll(tb testing.TB, ctx context.Context, m *master.Master, addr, id string, opts ...client.Option) {
+// url), waits until it waits there, and closes its connection as a dying
+// agent's kernel would.
+func agCutPoll(tb testing.TB, ctx context.Context, m *master.Master, url, id string, tlsCfg *tls.Config) {
 	tb.Helper()
+	a := agAgentClient(tb, url, tlsCfg)
 	waiting := m.AssignmentPollsWaitingForTest()
-	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		idx := m.State().Index()
-		_, err := client.New(addr, opts...).Agent.GetAssignments(pctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
-			AgentId: id, MinIndex: idx, WaitSeconds: 30}))
+		_, err := a.cl.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
+			AgentId: id, MinIndex: m.State().Index(), WaitSeconds: 30}))
 		done <- err
 	}()
 	agWaitFor(tb, 10*time.Second, id+"'s poll waiting on "+m.ID(), func() error {
@@ -73,15 +114,15 @@ func agCutPoll(tb testing.TB, ctx context.Context, m *master.Master, addr, id st
 		}
 		return nil
 	})
-	cancel()
+	a.kill()
 	if err := <-done; err == nil {
 		tb.Fatalf("%s's poll answered instead of being cut off", id)
 	}
 }
 
-// A long poll cut off by a dead agent makes the leader probe it at once;
-// its gossip endpoint refuses, so it becomes UNREACHABLE without gossip
-// having noticed anything.
+// A dead agent's connection closing (during a long poll, or between two)
+// makes the leader probe it at once; its gossip endpoint refuses, so it
+// becomes UNREACHABLE without gossip having noticed anything.
 func TestAgentGoneHintMarksUnreachable(t *testing.T) {
 	c, l := agStartAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: agNoGossipLiveness})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -90,12 +131,21 @@ func TestAgentGoneHintMarksUnreachable(t *testing.T) {
 	agRegisterAt(t, ctx, addr, "dead", agDeadGossipAddr(t))
 	agRegisterAt(t, ctx, addr, "other", agDeadGossipAddr(t))
 
-	agCutPoll(t, ctx, l, addr, "dead")
+	agCutPoll(t, ctx, l, addr, "dead", nil)
 	agWaitAgentState(t, c, 20*time.Second, "dead", agorav1.AgentState_AGENT_STATE_UNREACHABLE)
 	st := l.AgentGoneStatsForTest()
 	if st.Probed != 1 || st.Missed < 2 {
 		t.Errorf("hint stats %+v: want 1 hint probed and 2 probes missed", st)
 	}
+
+	// An agent killed between two polls: its idle connection closes.
+	agRegisterAt(t, ctx, addr, "between", agDeadGossipAddr(t))
+	a := agAgentClient(t, addr, nil)
+	if _, err := a.cl.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "between"})); err != nil {
+		t.Fatal(err)
+	}
+	a.kill()
+	agWaitAgentState(t, c, 20*time.Second, "between", agorav1.AgentState_AGENT_STATE_UNREACHABLE)
 	// Only the hinted agent was judged.
 	if a, _ := l.State().Agent("other"); a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
 		t.Errorf("other (no hint) is %v", a.GetState())
@@ -119,7 +169,7 @@ func TestAgentGoneHintLiveAgentStays(t *testing.T) {
 	agRegisterAt(t, ctx, addr, "live", p.Addr())
 	before := l.State().Index()
 
-	agCutPoll(t, ctx, l, addr, "live")
+	agCutPoll(t, ctx, l, addr, "live", nil)
 	agWaitFor(t, 20*time.Second, "the hint's probe answered", func() error {
 		if st := l.AgentGoneStatsForTest(); st.Answered == 0 {
 			return fmt.Errorf("stats %+v", st)
@@ -137,7 +187,7 @@ func TestAgentGoneHintLiveAgentStays(t *testing.T) {
 		t.Errorf("state index %d -> %d: the hint of a live agent wrote", before, idx)
 	}
 	// A second hint at once is rate limited: no second probe.
-	agCutPoll(t, ctx, l, addr, "live")
+	agCutPoll(t, ctx, l, addr, "live", nil)
 	agWaitFor(t, 20*time.Second, "the second hint taken", func() error {
 		if st := l.AgentGoneStatsForTest(); st.Limited == 0 {
 			return fmt.Errorf("stats %+v", st)
@@ -149,17 +199,19 @@ func TestAgentGoneHintLiveAgentStays(t *testing.T) {
 	}
 }
 
-// An agent that polls again at once (it cut its own poll) is no hint.
+// An agent that polls again at once (its client dropped the connection)
+// is no hint.
 func TestAgentGoneRepollIsNoHint(t *testing.T) {
 	c, l := agStartAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: agNoGossipLiveness})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	addr := c.Addrs()[0]
 	agRegisterAt(t, ctx, addr, "a1", agDeadGossipAddr(t))
-	// The agent's next poll is open before the cut-off one settles.
+	// The agent's next poll (over a new connection) is open before the
+	// closed connection settles.
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	agCutPoll(t, ctx, l, addr, "a1")
+	agCutPoll(t, ctx, l, addr, "a1", nil)
 	go func() {
 		_, _ = client.New(addr).Agent.GetAssignments(pctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
 			AgentId: "a1", MinIndex: l.State().Index(), WaitSeconds: 30}))
@@ -193,7 +245,7 @@ func TestAgentGoneHintFromFollower(t *testing.T) {
 		}
 		return nil
 	})
-	agCutPoll(t, ctx, f, c.Addrs()[fi], "dead")
+	agCutPoll(t, ctx, f, c.Addrs()[fi], "dead", nil)
 	agWaitAgentState(t, c, 20*time.Second, "dead", agorav1.AgentState_AGENT_STATE_UNREACHABLE)
 	if st := f.AgentGoneStatsForTest(); st.Forwarded != 1 {
 		t.Errorf("follower stats %+v: want 1 hint forwarded", st)
@@ -213,8 +265,7 @@ func TestAgentGoneHintFromFollowerTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	asAgent := client.WithTLS(agentTLS)
-	agRegisterAt(t, ctx, strings.Join(c.Addrs(), ","), "dead", agDeadGossipAddr(t), asAgent)
+	agRegisterAt(t, ctx, strings.Join(c.Addrs(), ","), "dead", agDeadGossipAddr(t), client.WithTLS(agentTLS))
 	fi := (c.LeaderIndex() + 1) % 3
 	f := c.Masters()[fi]
 	agWaitFor(t, 10*time.Second, "the follower knows the agent", func() error {
@@ -239,7 +290,7 @@ func TestAgentGoneHintFromFollowerTLS(t *testing.T) {
 		t.Fatalf("leader took a client's hint: %+v", st)
 	}
 
-	agCutPoll(t, ctx, f, c.Addrs()[fi], "dead", asAgent)
+	agCutPoll(t, ctx, f, c.Addrs()[fi], "dead", agentTLS)
 	agWaitAgentState(t, c, 20*time.Second, "dead", agorav1.AgentState_AGENT_STATE_UNREACHABLE)
 	if st := f.AgentGoneStatsForTest(); st.Forwarded != 1 {
 		t.Errorf("follower stats %+v: want 1 hint forwarded", st)

@@ -149,31 +149,35 @@ func TestTrackerHintTimesPruned(t *testing.T) {
 	}
 }
 
-// pollWatch tells a cut-off poll whether its agent polled again.
+// pollWatch tells a closed connection whether its agent polled again.
 func TestPollWatch(t *testing.T) {
 	var w pollWatch
-	n := w.begin("a1")
-	w.end("a1", true)
-	if !w.settled("a1", n) {
-		t.Fatal("a poll cut off and no new one: not quiet")
+	check := func(what string, got, want bool) {
+		t.Helper()
+		if got != want {
+			t.Fatalf("%s: quiet = %v, want %v", what, got, want)
+		}
 	}
-	if len(w.polls) != 0 {
-		t.Fatalf("entries left: %v", w.polls)
-	}
-	// Cut off, then polled again at once (still open, then ended).
-	n = w.begin("a1")
-	w.end("a1", true)
-	n2 := w.begin("a1")
-	if w.settled("a1", n) {
-		t.Fatal("re-polled (open): quiet")
-	}
-	w.end("a1", true)
+	// Between two polls.
 	w.begin("a1")
-	w.end("a1", false)
-	if w.settled("a1", n2) {
-		t.Fatal("re-polled (ended normally since): quiet")
-	}
-	if len(w.polls) != 0 {
-		t.Fatalf("entries left: %v", w.polls)
+	w.end("a1")
+	check("closed between polls", w.settled("a1", w.settle("a1")), true)
+	// During a poll, which the close ends.
+	w.begin("a1")
+	n := w.settle("a1")
+	w.end("a1")
+	check("closed during a poll", w.settled("a1", n), true)
+	// Polled again, still open.
+	n = w.settle("a1")
+	w.begin("a1")
+	check("polled again (open)", w.settled("a1", n), false)
+	w.end("a1")
+	// Polled again, ended since.
+	n = w.settle("a1")
+	w.begin("a1")
+	w.end("a1")
+	check("polled again (ended)", w.settled("a1", n), false)
+	if len(w.polls) != 0 || w.repolled.Load() != 2 {
+		t.Fatalf("entries left %v, repolled %d", w.polls, w.repolled.Load())
 	}
 }

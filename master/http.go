@@ -65,6 +65,9 @@ func (m *Master) newHTTPServer() *http.Server {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          logging.StdLog(m.log, "http"),
+		// Agents' connections closing are agent-gone hints (agent_gone.go).
+		ConnContext: m.connContext,
+		ConnState:   m.connState,
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)

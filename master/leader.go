@@ -261,7 +261,7 @@ func probeTimeout(p gossip.Profile) time.Duration {
 // The probe first connects over TCP to the gossip endpoint (memberlist
 // listens on TCP and UDP at the same port). Refused, it misses at once:
 // nothing listens there, the agent's process is gone. For a hint (the
-// agent's long poll was cut off; gossip has said nothing), an accepted
+// agent's connection to a master closed; gossip has said nothing), an accepted
 // connection answers: the process is there, and whether it is healthy is
 // for gossip's failure detector to judge, with its indirect probes and
 // suspicion, not for two UDP pings of an overloaded machine. Otherwise
@@ -295,7 +295,7 @@ func (l *leader) probeAgent(ctx context.Context, id string, hinted bool, log *sl
 		log.Info("agent's gossip endpoint refuses connections", "agent", id, "gossip", addr, "hinted", hinted)
 		return missed
 	case err == nil && hinted:
-		log.Info("agent whose long poll was cut off accepts connections; not marking it unreachable", "agent", id, "gossip", addr)
+		log.Info("agent whose connection to a master closed accepts connections; not marking it unreachable", "agent", id, "gossip", addr)
 		return livenessEvent{Kind: probeAnswered, Agent: id}
 	}
 	rtt, err := pool.Ping(pctx, name, addr)

@@ -182,8 +182,9 @@ type livenessProposal struct {
 //     unreachable en masse.
 //   - An agent UNREACHABLE for GoneTimeout, counted from max(state_since,
 //     start of leadership), is proposed GONE.
-//   - A hint (a master saw the agent's long poll cut off, as when its
-//     process dies and the kernel closes its connections) makes an ACTIVE
+//   - A hint (a master saw the connection of the agent's long polls
+//     close, as when its process dies and the kernel closes its
+//     connections) makes an ACTIVE
 //     agent be probed at once, under the same rule: Probes unanswered
 //     probes in a row, and it is proposed UNREACHABLE. A hint is only a
 //     reason to look: an agent that answers is left alone (the driver's
