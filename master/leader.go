@@ -234,7 +234,8 @@ func (l *leader) propose(ctx context.Context, p livenessProposal, log *slog.Logg
 		log.Warn("agent stopped for a restart and did not register again in time; marked unreachable",
 			"agent", p.Agent, "reregister_timeout", m.Config().AgentReregisterTimeout)
 	case err == nil:
-		log.Warn("agent marked unreachable", "agent", p.Agent)
+		// hinted: found by a master seeing its connection close (agent_gone.go), not by gossip.
+		log.Warn("agent marked unreachable", "agent", p.Agent, "hinted", p.Direct)
 	case ctx.Err() != nil || connect.CodeOf(err) == connect.CodeUnavailable:
 		return false
 	default:
