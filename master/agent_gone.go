@@ -2,11 +2,14 @@ package master
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -37,11 +40,12 @@ import (
 //     leads, else by a small internal RPC (AgentGoneProcedure) to the
 //     leader, which answers a follower NotLeader and drops the hint.
 //  3. The leader's liveness tracker (livenessTracker.Hint) probes the agent
-//     at once (probeAgent: a refused connection to its gossip endpoint
-//     misses, an accepted one answers), under the rule of a gossip-started
-//     probe: probesToUnreachable misses in a row make it UNREACHABLE. An
-//     agent that answers is left alone. Hints are rate limited per agent
-//     and overall.
+//     at once (probeHinted: a TCP connection to its gossip endpoint
+//     accepted within the probe timeout answers; refused or silent for all
+//     of it, the probe misses), under the rule of a gossip-started probe:
+//     probesToUnreachable misses in a row make it UNREACHABLE. An agent
+//     that answers is left alone. Hints are rate limited per agent and
+//     overall.
 //
 // A hint lost on the way (a follower that knows no leader, a failover, a
 // full queue) costs only speed: gossip's failure detector still finds the
@@ -288,6 +292,38 @@ func (m *Master) agentGoneHandler(opts ...connect.HandlerOption) http.Handler {
 		}
 		return connect.NewResponse(&emptypb.Empty{}), nil
 	}, opts...)
+}
+
+// hintRedial is how often probeHinted dials a refusing endpoint again.
+const hintRedial = 50 * time.Millisecond
+
+// probeHinted probes a hinted agent at its gossip endpoint addr (memberlist
+// listens on TCP and UDP at the same port) until ctx, the probe timeout,
+// ends: a TCP connection accepted answers (the process is there; whether
+// it is healthy is for gossip's failure detector to judge, with its
+// indirect probes and suspicion, not for a couple of UDP pings on an
+// overloaded machine). Refused or silent until the end, it misses. A
+// refused dial is tried again every hintRedial rather than missing at
+// once, so that a miss means the same as a silent probe's, absent for a
+// whole probe timeout: an agent restarted at once by its supervisor, on
+// the same address, is not marked (its tasks keep running).
+func probeHinted(ctx context.Context, id, addr string, log *slog.Logger) livenessEvent {
+	var err error
+	for {
+		if err = dialProbe(ctx, addr); err == nil {
+			log.Info("agent whose connection to a master closed accepts connections; not marking it unreachable", "agent", id, "gossip", addr)
+			return livenessEvent{Kind: probeAnswered, Agent: id}
+		}
+		t := time.NewTimer(hintRedial)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			log.Info("agent whose connection to a master closed does not accept connections", "agent", id, "gossip", addr,
+				"refused", errors.Is(err, syscall.ECONNREFUSED), "err", err)
+			return livenessEvent{Kind: probeMissed, Agent: id}
+		case <-t.C:
+		}
+	}
 }
 
 // hintCounters count what the leader's liveness task made of hints (for

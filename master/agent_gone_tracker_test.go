@@ -1,10 +1,16 @@
 package master
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/freeport"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -179,5 +185,42 @@ func TestPollWatch(t *testing.T) {
 	check("polled again (ended)", w.settled("a1", n), false)
 	if len(w.polls) != 0 || w.repolled.Load() != 2 {
 		t.Fatalf("entries left %v, repolled %d", w.polls, w.repolled.Load())
+	}
+}
+
+// probeHinted: an endpoint that accepts answers; one that refuses for the
+// whole probe misses; one that refuses and then accepts within the probe
+// (an agent restarted at once on the same address) answers.
+func TestProbeHinted(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	port, err := freeport.TCP("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	probe := func(d time.Duration) livenessEventKind {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return probeHinted(ctx, "a1", addr, log).Kind
+	}
+	if k := probe(200 * time.Millisecond); k != probeMissed {
+		t.Fatalf("refusing endpoint: %v, want missed", k)
+	}
+	restarted := make(chan net.Listener, 1)
+	go func() {
+		time.Sleep(3 * hintRedial) // the first dials are refused
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Error(err)
+		}
+		restarted <- ln
+	}()
+	if k := probe(30 * time.Second); k != probeAnswered {
+		t.Fatalf("endpoint back within the probe: %v, want answered", k)
+	}
+	ln := <-restarted
+	defer ln.Close()
+	if k := probe(200 * time.Millisecond); k != probeAnswered {
+		t.Fatalf("accepting endpoint: %v, want answered", k)
 	}
 }

@@ -2,10 +2,8 @@ package master
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
-	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -257,16 +255,9 @@ func probeTimeout(p gossip.Profile) time.Duration {
 // partition, a leader that just won, serf reconnecting failed members only
 // periodically), so the leader pings the agent's gossip endpoint itself.
 // An agent that answers is not marked; if the pool still counts it failed,
-// the leader joins it again so gossip catches up.
-//
-// The probe first connects over TCP to the gossip endpoint (memberlist
-// listens on TCP and UDP at the same port). Refused, it misses at once:
-// nothing listens there, the agent's process is gone. For a hint (the
-// agent's connection to a master closed; gossip has said nothing), an accepted
-// connection answers: the process is there, and whether it is healthy is
-// for gossip's failure detector to judge, with its indirect probes and
-// suspicion, not for two UDP pings of an overloaded machine. Otherwise
-// the UDP ping decides, within the probe timeout.
+// the leader joins it again so gossip catches up. A hinted agent (its
+// connection to a master closed; gossip has said nothing) is probed by
+// probeHinted instead.
 func (l *leader) probeAgent(ctx context.Context, id string, hinted bool, log *slog.Logger) livenessEvent {
 	missed := livenessEvent{Kind: probeMissed, Agent: id}
 	pool := l.m.Gossip()
@@ -291,13 +282,8 @@ func (l *leader) probeAgent(ctx context.Context, id string, hinted bool, log *sl
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout(l.m.Config().GossipProfile))
 	defer cancel()
-	switch err := dialProbe(pctx, addr); {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		log.Info("agent's gossip endpoint refuses connections", "agent", id, "gossip", addr, "hinted", hinted)
-		return missed
-	case err == nil && hinted:
-		log.Info("agent whose connection to a master closed accepts connections; not marking it unreachable", "agent", id, "gossip", addr)
-		return livenessEvent{Kind: probeAnswered, Agent: id}
+	if hinted {
+		return probeHinted(pctx, id, addr, log)
 	}
 	rtt, err := pool.Ping(pctx, name, addr)
 	if err != nil {
