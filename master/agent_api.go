@@ -35,6 +35,10 @@ type agentServer struct {
 	// waiters wakes each agent's long poll when its own assignment
 	// changes (agent_wait.go).
 	waiters assignWaiters
+	// polls and conns follow agents' long polls and their connections,
+	// to tell when an agent's process died (agent_gone.go).
+	polls pollWatch
+	conns agentConns
 }
 
 // statusCoalescer groups concurrent UpdateStatus calls into one entry.
@@ -152,6 +156,9 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 	if w < maxAssignmentWait.Seconds() {
 		wait = time.Duration(w * float64(time.Second))
 	}
+	// The poll's connection closing hints that the agent died (agent_gone.go).
+	s.pollBegins(ctx, id)
+	defer s.polls.end(id)
 	state, err := s.waitAssignment(ctx, id, r.GetMinIndex(), wait)
 	if err != nil {
 		return nil, err

@@ -39,6 +39,8 @@ func (m *Master) newHTTPServer() *http.Server {
 	mux.Handle(opPath, m.authenticate(opHandler))
 	agentPath, agentHandler := agorav1connect.NewAgentServiceHandler(m.agentSrv, opts...)
 	mux.Handle(agentPath, m.requireRole(tlsconf.RoleAgent, m.authenticate(agentHandler)))
+	// Masters pass agent-gone hints to the leader (agent_gone.go).
+	mux.Handle(AgentGoneProcedure, m.requireRole(tlsconf.RoleMaster, m.agentGoneHandler(opts...)))
 	schedPath, schedHandler := agorav1connect.NewSchedulerServiceHandler(m.schedSrv, opts...)
 	mux.Handle(schedPath, m.authenticate(schedHandler))
 
@@ -63,6 +65,9 @@ func (m *Master) newHTTPServer() *http.Server {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          logging.StdLog(m.log, "http"),
+		// Agents' connections closing are agent-gone hints (agent_gone.go).
+		ConnContext: m.connContext,
+		ConnState:   m.connState,
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)

@@ -39,6 +39,10 @@ type leader struct {
 	extra []leaderTask
 	// services is the service scheduler's host while it runs (services.go).
 	services *scheduler.Host
+
+	// hints are agent-gone hints for the liveness task (agent_gone.go).
+	hints     chan string
+	hintStats hintCounters
 }
 
 // leaderTask is one piece of leader-only work: run returns promptly once
@@ -49,7 +53,7 @@ type leaderTask struct {
 }
 
 func newLeader(m *Master) *leader {
-	return &leader{m: m, alloc: newAllocState()}
+	return &leader{m: m, alloc: newAllocState(), hints: make(chan string, hintQueue)}
 }
 
 // tasks lists the leader-only work, in start order.
@@ -123,9 +127,10 @@ const livenessTick = 250 * time.Millisecond
 // gossip gave up on must miss before it is marked unreachable.
 const probesToUnreachable = 2
 
-// runLiveness drives a livenessTracker: it feeds it gossip events and the
-// verdicts of the direct probes it asks for, sweeps it on a ticker and
-// proposes what it returns (AgentUnreachable, AgentGone).
+// runLiveness drives a livenessTracker: it feeds it gossip events,
+// agent-gone hints (agent_gone.go) and the verdicts of the direct probes
+// it asks for, sweeps it on a ticker and proposes what it returns
+// (AgentUnreachable, AgentGone).
 func (l *leader) runLiveness(ctx context.Context) {
 	m := l.m
 	cfg := m.Config()
@@ -138,12 +143,21 @@ func (l *leader) runLiveness(ctx context.Context) {
 		ReregisterTimeout: cfg.AgentReregisterTimeout,
 		RemovalRate:       cfg.AgentRemovalRate,
 		Probes:            probesToUnreachable,
+		HintInterval:      hintInterval,
+		HintRate:          hintRate,
+		HintBurst:         hintBurst,
 	}, m.Now())
 	probed := make(chan livenessEvent)
 	probe := func(ids []string) {
 		for _, id := range ids {
+			hinted := tr.Hinted(id)
 			go func() {
-				ev := l.probeAgent(ctx, id, log)
+				ev := l.probeAgent(ctx, id, hinted, log)
+				if ev.Kind == probeAnswered {
+					l.hintStats.answered.Add(1)
+				} else {
+					l.hintStats.missed.Add(1)
+				}
 				select {
 				case probed <- ev:
 				case <-ctx.Done():
@@ -184,6 +198,8 @@ func (l *leader) runLiveness(ctx context.Context) {
 					"agent", a.GetId(), "event", ev.Type.String(), "timeout", cfg.AgentReregisterTimeout)
 			}
 			probe(tr.Observe(livenessEvent{Kind: kind, Agent: a.GetId(), State: a.GetState()}))
+		case id := <-l.hints:
+			probe(l.takeHint(tr, id))
 		case ev := <-probed:
 			probe(tr.Observe(ev))
 		case <-tick.C:
@@ -216,7 +232,8 @@ func (l *leader) propose(ctx context.Context, p livenessProposal, log *slog.Logg
 		log.Warn("agent stopped for a restart and did not register again in time; marked unreachable",
 			"agent", p.Agent, "reregister_timeout", m.Config().AgentReregisterTimeout)
 	case err == nil:
-		log.Warn("agent marked unreachable", "agent", p.Agent)
+		// hinted: found by a master seeing its connection close (agent_gone.go), not by gossip.
+		log.Warn("agent marked unreachable", "agent", p.Agent, "hinted", p.Direct)
 	case ctx.Err() != nil || connect.CodeOf(err) == connect.CodeUnavailable:
 		return false
 	default:
@@ -233,13 +250,15 @@ func probeTimeout(p gossip.Profile) time.Duration {
 	return time.Second
 }
 
-// probeAgent confirms a gossip verdict before it becomes a state change:
-// gossip's view can lag behind the network (a healed partition, a leader
-// that just won, serf reconnecting failed members only periodically), so
-// the leader pings the agent's gossip endpoint itself. An agent that
-// answers is not marked; if the pool still counts it failed, the leader
-// joins it again so gossip catches up.
-func (l *leader) probeAgent(ctx context.Context, id string, log *slog.Logger) livenessEvent {
+// probeAgent confirms a gossip verdict or checks a hint before it becomes
+// a state change: gossip's view can lag behind the network (a healed
+// partition, a leader that just won, serf reconnecting failed members only
+// periodically), so the leader pings the agent's gossip endpoint itself.
+// An agent that answers is not marked; if the pool still counts it failed,
+// the leader joins it again so gossip catches up. A hinted agent (its
+// connection to a master closed; gossip has said nothing) is probed by
+// probeHinted instead.
+func (l *leader) probeAgent(ctx context.Context, id string, hinted bool, log *slog.Logger) livenessEvent {
 	missed := livenessEvent{Kind: probeMissed, Agent: id}
 	pool := l.m.Gossip()
 	if pool == nil {
@@ -263,6 +282,9 @@ func (l *leader) probeAgent(ctx context.Context, id string, log *slog.Logger) li
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout(l.m.Config().GossipProfile))
 	defer cancel()
+	if hinted {
+		return probeHinted(pctx, id, addr, log)
+	}
 	rtt, err := pool.Ping(pctx, name, addr)
 	if err != nil {
 		log.Info("agent missing from gossip does not answer a direct probe", "agent", id, "gossip", addr, "err", err)

@@ -65,6 +65,13 @@ type livenessConfig struct {
 	// Probes is how many direct probes in a row must fail before an agent
 	// is marked unreachable.
 	Probes int
+	// HintInterval is the least time between two probes of one agent
+	// started by connection-drop hints (Hint); HintRate and HintBurst cap
+	// such probes over all agents (a token bucket). Zero HintRate turns
+	// hints off.
+	HintInterval time.Duration
+	HintRate     float64
+	HintBurst    float64
 }
 
 // agentView is what liveness needs to know of an agent in the state.
@@ -106,6 +113,20 @@ const (
 	probeMissed
 )
 
+// hintOutcome is what the tracker made of a connection-drop hint.
+type hintOutcome int
+
+const (
+	// hintProbed: the agent is probed now.
+	hintProbed hintOutcome = iota
+	// hintIgnored: the agent is not up (unknown, restarting, unreachable,
+	// gone) or a probe of it is in flight already.
+	hintIgnored
+	// hintLimited: the agent was hinted less than HintInterval ago, or the
+	// hints of all agents are over their rate.
+	hintLimited
+)
+
 // livenessEvent is one input to the tracker.
 type livenessEvent struct {
 	Kind  livenessEventKind
@@ -117,6 +138,10 @@ type livenessEvent struct {
 // livenessProposal is a state change the leader should propose.
 type livenessProposal struct {
 	Agent string
+	// Direct: the probes were started by a connection-drop hint, so the
+	// verdict stands whatever gossip says (gossip still counts a freshly
+	// killed agent alive for seconds: that lag is what hints skip).
+	Direct bool
 	// Gone proposes AgentGone (from UNREACHABLE); otherwise
 	// AgentUnreachable (from ACTIVE, or from RESTARTING with Restarted).
 	Gone bool
@@ -157,9 +182,21 @@ type livenessProposal struct {
 //     unreachable en masse.
 //   - An agent UNREACHABLE for GoneTimeout, counted from max(state_since,
 //     start of leadership), is proposed GONE.
+//   - A hint (a master saw the connection of the agent's long polls
+//     close, as when its process dies and the kernel closes its
+//     connections) makes an ACTIVE
+//     agent be probed at once, under the same rule: Probes unanswered
+//     probes in a row, and it is proposed UNREACHABLE. A hint is only a
+//     reason to look: an agent that answers is left alone (the driver's
+//     probe of a hinted agent, Hinted, takes an accepted connection for an
+//     answer: gossip judges live but unhealthy processes). At most one
+//     hint per agent per HintInterval is acted on, and hints of all
+//     agents are rate limited (HintRate, HintBurst), so a flapping network
+//     cannot make a probe storm.
 //   - Proposals are rate limited (RemovalRate); one whose agent is no
-//     longer in the expected state, or (for UNREACHABLE) is alive in
-//     gossip again, is dropped when it comes up.
+//     longer in the expected state, or (for UNREACHABLE from gossip's
+//     verdict, not a hint's) is alive in gossip again, is dropped when it
+//     comes up.
 type livenessTracker struct {
 	cfg    livenessConfig
 	start  time.Time
@@ -175,6 +212,11 @@ type livenessTracker struct {
 	// sweep; swept is when it ran (zero before the first).
 	missing map[string]bool
 	swept   time.Time
+	// hinted holds the agents whose probes a hint started (until the
+	// verdict); lastHint, when each agent's last hint was acted on.
+	hinted     map[string]bool
+	lastHint   map[string]time.Time
+	hintBucket *tokenBucket
 }
 
 // newLivenessTracker returns a tracker for a leadership that began at start.
@@ -190,6 +232,10 @@ func newLivenessTracker(cfg livenessConfig, start time.Time) *livenessTracker {
 		probing: map[string]bool{},
 		missed:  map[string]int{},
 		missing: map[string]bool{},
+
+		hinted:     map[string]bool{},
+		lastHint:   map[string]time.Time{},
+		hintBucket: newTokenBucket(cfg.HintRate, max(1, cfg.HintBurst), start),
 	}
 }
 
@@ -219,6 +265,7 @@ func (t *livenessTracker) Observe(ev livenessEvent) []string {
 	case probeAnswered:
 		delete(t.probing, ev.Agent)
 		delete(t.missed, ev.Agent)
+		delete(t.hinted, ev.Agent)
 	case probeMissed:
 		delete(t.probing, ev.Agent)
 		t.missed[ev.Agent]++
@@ -226,9 +273,30 @@ func (t *livenessTracker) Observe(ev livenessEvent) []string {
 			return t.suspect(ev.Agent)
 		}
 		delete(t.missed, ev.Agent)
-		t.enqueue(livenessProposal{Agent: ev.Agent})
+		t.enqueue(livenessProposal{Agent: ev.Agent, Direct: t.hinted[ev.Agent]})
+		delete(t.hinted, ev.Agent)
 	}
 	return nil
+}
+
+// Hinted reports whether the agent's probes were started by a hint.
+func (t *livenessTracker) Hinted(id string) bool { return t.hinted[id] }
+
+// Hint takes a connection-drop hint for an agent in state st (its state
+// in the replicated state now) and returns the agents to probe now.
+func (t *livenessTracker) Hint(id string, st agorav1.AgentState, now time.Time) ([]string, hintOutcome) {
+	if t.cfg.HintRate <= 0 || !agentUp(st) || t.probing[id] {
+		return nil, hintIgnored
+	}
+	if last, ok := t.lastHint[id]; ok && now.Sub(last) < t.cfg.HintInterval {
+		return nil, hintLimited
+	}
+	if !t.hintBucket.take(now) {
+		return nil, hintLimited
+	}
+	t.lastHint[id] = now
+	t.hinted[id] = true
+	return t.suspect(id), hintProbed
 }
 
 // Sweep looks for ACTIVE agents missing from gossip (alive holds the ids
@@ -250,6 +318,11 @@ func (t *livenessTracker) Sweep(agents []agentView, alive map[string]bool, now t
 			if now.Sub(since) >= t.cfg.ReregisterTimeout {
 				t.enqueue(livenessProposal{Agent: a.ID, Restarted: true})
 			}
+		}
+	}
+	for id, at := range t.lastHint {
+		if now.Sub(at) >= t.cfg.HintInterval {
+			delete(t.lastHint, id)
 		}
 	}
 	if !t.swept.IsZero() && now.Sub(t.swept) < t.cfg.Grace {
@@ -299,7 +372,7 @@ func (t *livenessTracker) Due(agents []agentView, alive map[string]bool, now tim
 		if want == agorav1.AgentState_AGENT_STATE_ACTIVE && agentUp(st) {
 			st = want // a drained agent that is up is watched like an active one
 		}
-		if !ok || st != want || (want == agorav1.AgentState_AGENT_STATE_ACTIVE && alive[p.Agent]) {
+		if !ok || st != want || (want == agorav1.AgentState_AGENT_STATE_ACTIVE && !p.Direct && alive[p.Agent]) {
 			t.queue = t.queue[1:]
 			delete(t.queued, p)
 			continue
