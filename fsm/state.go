@@ -121,6 +121,9 @@ type State struct {
 	index   uint64
 	root    *radix.Tree
 	changed chan struct{}
+	// feed is what the apply that made this state changed (feed.go); nil
+	// in a state no FSM published.
+	feed *feedEntry
 }
 
 func emptyState() *State {
