@@ -34,6 +34,7 @@ var assignTables = []struct {
 }{
 	{pAgent, true},
 	{uTaskEpoch, true},
+	{uAssignEpoch, true},
 	{xTaskAgent, true},
 	{xVolAgent, true},
 	{pTask, false},
@@ -66,9 +67,11 @@ func (w writes) Delete(k []byte) (interface{}, bool) {
 	return old, ok
 }
 
-// agentMarks is the set of agents an apply touched.
+// agentMarks is the set of agents an apply touched, and among them those
+// whose assignment (assignmentChanged) changed.
 type agentMarks struct {
-	ids map[string]struct{}
+	ids    map[string]struct{}
+	assign map[string]struct{}
 }
 
 func (m *agentMarks) add(id string) {
@@ -110,8 +113,96 @@ func (m *agentMarks) note(k []byte, old, v interface{}) {
 				m.add(x.GetAgentId())
 			}
 		}
+		if t.prefix == pTask {
+			ot, _ := old.(*agorav1.Task)
+			nt, _ := v.(*agorav1.Task)
+			if assignmentChanged(ot, nt) {
+				for _, x := range [2]*agorav1.Task{ot, nt} {
+					if x != nil {
+						m.assignChanged(x.GetAgentId())
+					}
+				}
+			}
+		}
 		return
 	}
+}
+
+func (m *agentMarks) assignChanged(id string) {
+	if m.assign == nil {
+		m.assign = map[string]struct{}{}
+	}
+	m.assign[id] = struct{}{}
+}
+
+// assignmentChanged reports whether a task write (old nil: an insert; t
+// nil: a delete) changes what the agent is asked to do: the task appears
+// or goes, becomes terminal (GetAssignments lists live tasks only: writes
+// of ended tasks change nothing), or any field of a live task changes but
+// its state among the live states, its latest status and its
+// acknowledgement, which only report what happened (the agent's
+// own updates, the framework's acknowledgements). A kill changes
+// kill_requested. Fields holding messages and lists are compared by
+// identity: a write that replaces one with an equal copy counts as a
+// change (stored protos are never modified in place).
+func assignmentChanged(old, t *agorav1.Task) bool {
+	oldLive := old != nil && !IsTerminal(old.GetState())
+	live := t != nil && !IsTerminal(t.GetState())
+	if !oldLive || !live {
+		return oldLive || live // only live tasks are listed
+	}
+	return old.GetId() != t.GetId() || old.GetFrameworkId() != t.GetFrameworkId() || old.GetAgentId() != t.GetAgentId() ||
+		old.GetId() != t.GetId() || old.GetFrameworkId() != t.GetFrameworkId() || old.GetAgentId() != t.GetAgentId() ||
+		old.GetName() != t.GetName() || old.GetRole() != t.GetRole() || old.GetGroupId() != t.GetGroupId() ||
+		old.GetKillRequested() != t.GetKillRequested() || old.GetKillGraceSeconds() != t.GetKillGraceSeconds() ||
+		old.GetKillReason() != t.GetKillReason() || old.GetRevocable() != t.GetRevocable() ||
+		old.GetCommand() != t.GetCommand() || old.GetCreatedAt() != t.GetCreatedAt() ||
+		!sameSlice(old.GetResources(), t.GetResources()) || !sameSlice(old.GetVolumeIds(), t.GetVolumeIds()) ||
+		len(old.ProtoReflect().GetUnknown()) > 0 || len(t.ProtoReflect().GetUnknown()) > 0
+}
+
+// sameSlice reports whether a and b are the same slice (not merely equal).
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// assignEpoch marks one version of an agent's assignment (see
+// State.AgentAssignmentVersion); derived, like taskEpoch.
+type assignEpoch struct{ n uint64 }
+
+// bumpAssignEpochs gives each agent whose assignment changed in this apply
+// a new assignment epoch (in id order).
+func (x *txn) bumpAssignEpochs() {
+	if len(x.marks.assign) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(x.marks.assign))
+	for id := range x.marks.assign {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		n := uint64(1)
+		if e, ok := tget[*assignEpoch](x, tableKey(uAssignEpoch, id)); ok {
+			n = e.n + 1
+		}
+		x.t.Insert(tableKey(uAssignEpoch, id), &assignEpoch{n: n})
+	}
+}
+
+// AgentAssignmentVersion returns an opaque value that changes whenever
+// what the agent is asked to do with its tasks changes (a task assigned,
+// killed, ended or removed; see assignmentChanged), but not when a task's
+// live state, latest status or acknowledgement alone changes. Two states
+// giving the same value (compared with ==, while the caller holds it)
+// give TasksByAgent lists that differ at most in those fields. It is nil
+// for an agent whose assignment did not change since the state was
+// restored.
+func (s *State) AgentAssignmentVersion(agentID string) any {
+	if v, ok := s.root.Get(tableKey(uAssignEpoch, agentID)); ok {
+		return v
+	}
+	return nil
 }
 
 // entry returns the feed entry of the state at index (agents sorted).

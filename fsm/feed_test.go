@@ -59,6 +59,38 @@ func changedAgents(a, b *State) []string {
 	return out
 }
 
+// liveAssignment is what an agent is asked to do (brute force): its live
+// tasks without their state, status and acknowledgement.
+func liveAssignment(s *State, id string) []*agorav1.Task {
+	var out []*agorav1.Task
+	for _, t := range s.TasksByAgent(id) {
+		if IsTerminal(t.GetState()) {
+			continue
+		}
+		c := proto.Clone(t).(*agorav1.Task)
+		c.State, c.Status, c.Acknowledged = 0, nil, false
+		out = append(out, c)
+	}
+	return out
+}
+
+// assignmentMissed returns the agents whose live assignment differs
+// between before and after (brute force) while AgentAssignmentVersion
+// says it does not.
+func assignmentMissed(before, after *State) []string {
+	var out []string
+	for _, id := range changedAgents(before, after) {
+		if before.AgentAssignmentVersion(id) != after.AgentAssignmentVersion(id) {
+			continue
+		}
+		a, b := liveAssignment(before, id), liveAssignment(after, id)
+		if !slices.EqualFunc(a, b, func(x, y *agorav1.Task) bool { return proto.Equal(x, y) }) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // feedMissed returns the agents whose assignment differs between before
 // and after (brute force) that the feed of after does not name.
 func feedMissed(before, after *State) []string {
@@ -166,6 +198,9 @@ func TestPropertyFeedNamesEveryChangedAgent(t *testing.T) {
 			touched, all := cur.TouchedAgents()
 			if all {
 				rt.Fatalf("entry %d (%s): the feed names every agent", i+1, typ)
+			}
+			if missed := assignmentMissed(prev, cur); len(missed) > 0 {
+				rt.Fatalf("entry %d (%s): the live tasks of %v changed but not their AgentAssignmentVersion", i+1, typ, missed)
 			}
 			for _, id := range changedAgents(prev, cur) {
 				if !slices.Contains(touched, id) {

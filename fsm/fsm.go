@@ -99,6 +99,7 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) Result {
 		return res
 	}
 	res.IDs, res.Items = x.ids, x.items
+	x.bumpAssignEpochs()
 	f.swap(&State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{}), feed: x.marks.entry(index)})
 	if f.onApply != nil {
 		f.onApply(index, x.events)

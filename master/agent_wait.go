@@ -14,19 +14,23 @@ import (
 // it are checked together.
 const assignCheckInterval = 10 * time.Millisecond
 
-// assignVersion identifies what GetAssignments answers one agent in one
-// state: its record, the version of its tasks and its volumes. Holding the
-// values keeps them unique, so two states whose versions are equal give
-// the agent the same answer (but its index).
+// assignVersion identifies what an agent is asked to do in one state:
+// its record, the version of its assignment (fsm.State.
+// AgentAssignmentVersion: its live tasks and their kills, not their
+// statuses and acknowledgements) and its volumes. Holding the values keeps
+// them unique, so two states whose versions are equal ask the agent the
+// same: a long poll is not answered for a status the agent reported
+// itself or an acknowledgement (the answer, when it comes, carries the
+// statuses as they are then).
 type assignVersion struct {
 	agent *agorav1.Agent // nil: unknown
-	tasks any            // fsm.State.AgentTasksVersion
+	tasks any            // fsm.State.AgentAssignmentVersion
 	vols  []*agorav1.Volume
 }
 
 func assignVersionOf(st *fsm.State, id string) assignVersion {
 	a, _ := st.Agent(id)
-	return assignVersion{agent: a, tasks: st.AgentTasksVersion(id), vols: st.VolumesByAgent(id)}
+	return assignVersion{agent: a, tasks: st.AgentAssignmentVersion(id), vols: st.VolumesByAgent(id)}
 }
 
 func (v assignVersion) equal(o assignVersion) bool {

@@ -126,7 +126,12 @@ func TestAssignWatchWakesExactlyTheChangedAgents(t *testing.T) {
 		}}, []string{taskOn(7)}, false},
 		{"acknowledged", []func(){func() {
 			x.apply(fsm.CmdAcknowledge, &agorav1.AcknowledgeCommand{FrameworkId: "fw-1", TaskId: task(7), Uuid: "u-7"})
-		}}, nil, false},
+		}}, nil, true},
+		{"the agent's own report", []func(){func() {
+			x.apply(fsm.CmdStatusUpdate, &agorav1.StatusUpdateCommand{AgentId: taskOn(8), Now: now(2), Statuses: []*agorav1.TaskStatus{{
+				TaskId: task(8), FrameworkId: "fw-1", AgentId: taskOn(8), State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "u-8",
+				Source: agorav1.StatusSource_STATUS_SOURCE_AGENT, Healthy: true}}})
+		}}, nil, true},
 		{"role only", []func(){func() {
 			x.apply(fsm.CmdSetRole, &agorav1.SetRoleCommand{Role: &agorav1.Role{Name: "other", Weight: 1}})
 		}}, nil, true},
