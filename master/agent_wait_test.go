@@ -174,36 +174,33 @@ func TestAssignWatchWakesExactlyTheChangedAgents(t *testing.T) {
 }
 
 // BenchmarkAssignWatch is one pass of the watcher over 10,000 waiting
-// long polls after a status update of one agent's task: "feed" checks
-// the agents the change feed names, "full" every waiter (as before the
-// feed, and as after a restore).
+// long polls after a kill on one agent: "feed" checks the agents the
+// change feed names, "full" every waiter (as before the feed, and as after
+// a restore). Each op wakes the killed task's agent and adds its waiter
+// back.
 func BenchmarkAssignWatch(b *testing.B) {
 	for _, mode := range []string{"feed", "full"} {
 		b.Run(mode, func(b *testing.B) {
 			const agents = 10_000
 			x := newWatchFixture(b, agents, agents)
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				n := i % agents
-				b.StopTimer()
-				x.apply(fsm.CmdKillTask, &agorav1.KillTaskCommand{FrameworkId: "fw-1", TaskId: fmtTask(n),
-					Now: &timestamppb.Timestamp{Seconds: 2_000_000_000}})
-				st := x.f.State()
-				since := x.since
-				if mode == "full" {
-					since = fsm.FeedPos{}
-				}
-				b.StartTimer()
+			id := taskOn(0)
+			base := x.ws[id].base
+			since := x.f.State().FeedPos()
+			x.apply(fsm.CmdKillTask, &agorav1.KillTaskCommand{FrameworkId: "fw-1", TaskId: fmtTask(0),
+				Now: &timestamppb.Timestamp{Seconds: 2_000_000_000}})
+			st := x.f.State()
+			if mode == "full" {
+				since = fsm.FeedPos{}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
 				x.w.check(st, since)
-				b.StopTimer()
-				x.since = st.FeedPos()
-				id := taskOn(n)
-				select { // woken by the kill (not again once killed)
+				select {
 				case <-x.ws[id].ch:
-					x.ws[id] = x.w.add(nil, id, assignVersionOf(st, id))
 				default:
+					b.Fatalf("%s not woken by the kill", id)
 				}
-				b.StartTimer()
+				x.ws[id] = x.w.add(nil, id, base)
 			}
 		})
 	}
