@@ -106,7 +106,7 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		if f < o.Tasks%o.Frameworks {
 			n++
 		}
-		s := &e2eSched{run: run, name: fmt.Sprintf("bench-e2e-%d", f)}
+		s := &e2eSched{run: run, name: fmt.Sprintf("bench-e2e-%d", f), accepts: make(chan struct{}, maxAcceptsInFlight)}
 		scheds = append(scheds, s)
 		for i := 0; i < n; i++ {
 			s.todo = append(s.todo, fmt.Sprintf("t%d-%07d", f, i))
@@ -313,7 +313,40 @@ type e2eSched struct {
 	mu         sync.Mutex
 	todo       []string // task ids not launched yet
 	suppressed bool
-	inflight   sync.WaitGroup // Accept, Decline and Suppress calls
+	reviving   bool           // a Revive is in flight
+	inflight   sync.WaitGroup // Accept, Decline, Suppress and Revive calls
+	// accepts bounds the Accept calls in flight (maxAcceptsInFlight): at
+	// 10,000 agents a round offers thousands of agents at once, and as
+	// many concurrent Accepts queue at the leader past their timeout,
+	// each failure reviving the framework (offers of every agent again).
+	accepts chan struct{}
+}
+
+// maxAcceptsInFlight bounds one framework's concurrent Accept calls.
+const maxAcceptsInFlight = 128
+
+// retry gives failed tasks back and revives the framework, once for all
+// the failures that come while a Revive is in flight.
+func (s *e2eSched) retry(d framework.Driver, ids []string) {
+	s.mu.Lock()
+	s.todo = append(s.todo, ids...)
+	s.suppressed = false
+	start := !s.reviving
+	s.reviving = true
+	s.mu.Unlock()
+	if !start {
+		return
+	}
+	s.inflight.Add(1)
+	go func() {
+		defer s.inflight.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = d.Revive(ctx)
+		s.mu.Lock()
+		s.reviving = false
+		s.mu.Unlock()
+	}()
 }
 
 // Subscribed implements framework.Scheduler.
@@ -349,6 +382,8 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 		s.inflight.Add(1)
 		go func() {
 			defer s.inflight.Done()
+			s.accepts <- struct{}{}
+			defer func() { <-s.accepts }()
 			now := time.Now()
 			r.mu.Lock()
 			for _, id := range ids {
@@ -363,11 +398,7 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 			r.acceptLat = append(r.acceptLat, time.Since(now))
 			r.mu.Unlock()
 			if err != nil {
-				s.mu.Lock()
-				s.todo = append(s.todo, ids...)
-				s.suppressed = false
-				s.mu.Unlock()
-				_ = d.Revive(ctx)
+				s.retry(d, ids)
 			}
 		}()
 	}

@@ -997,23 +997,7 @@ func (x *txn) liveFramework(id string) (*agorav1.Framework, *Rejection) {
 
 // addFilter stops offers of agentID to f until until (keeping the later one).
 func (x *txn) addFilter(fid, agentID string, until *timestamppb.Timestamp) {
-	f, ok := x.framework(fid)
-	if !ok {
-		return
-	}
-	n := clone(f)
-	for _, flt := range n.Filters {
-		if flt.GetAgentId() == agentID {
-			if cmpTS(until, flt.GetUntil()) > 0 {
-				flt.Until = clone(until)
-			}
-			x.putFramework(n)
-			return
-		}
-	}
-	n.Filters = append(n.Filters, &agorav1.OfferFilter{AgentId: agentID, Until: clone(until)})
-	slices.SortFunc(n.Filters, func(a, b *agorav1.OfferFilter) int { return strings.Compare(a.GetAgentId(), b.GetAgentId()) })
-	x.putFramework(n)
+	x.addFilters(fid, []string{agentID}, until)
 }
 
 // --- offers ---
@@ -1063,10 +1047,8 @@ func (x *txn) checkOffer(in *agorav1.Offer, now *timestamppb.Timestamp) (*agorav
 	if in.GetRevocable() && !revocableCapable(f) {
 		return nil, "revocable offer to a framework without the capability"
 	}
-	for _, flt := range f.GetFilters() {
-		if flt.GetAgentId() == in.GetAgentId() && cmpTS(flt.GetUntil(), now) > 0 {
-			return nil, "filtered"
-		}
+	if flt, ok := filterOf(f, in.GetAgentId()); ok && cmpTS(flt.GetUntil(), now) > 0 {
+		return nil, "filtered"
 	}
 	a, ok := x.agent(in.GetAgentId())
 	if !ok || a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
@@ -1192,11 +1174,13 @@ func (x *txn) decline(c *agorav1.DeclineCommand) *Rejection {
 	}
 	if until := c.GetRefuseUntil(); until != nil {
 		// Decline carries no clock: a filter counts if it outlives the offer.
+		var agents []string
 		for _, o := range offers {
 			if cmpTS(until, o.GetCreatedAt()) > 0 {
-				x.addFilter(c.GetFrameworkId(), o.GetAgentId(), until)
+				agents = append(agents, o.GetAgentId())
 			}
 		}
+		x.addFilters(c.GetFrameworkId(), agents, until)
 	}
 	return nil
 }
@@ -1234,7 +1218,7 @@ func (x *txn) expire(c *agorav1.ExpireCommand) *Rejection {
 			continue
 		}
 		if slices.ContainsFunc(f.GetFilters(), func(flt *agorav1.OfferFilter) bool { return cmpTS(flt.GetUntil(), now) <= 0 }) {
-			n := clone(f)
+			n := cloneSharingFilters(f)
 			n.Filters = slices.DeleteFunc(n.Filters, func(flt *agorav1.OfferFilter) bool { return cmpTS(flt.GetUntil(), now) <= 0 })
 			x.putFramework(n)
 		}

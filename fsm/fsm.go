@@ -30,7 +30,9 @@ func New(cfg Config) *FSM {
 	if f.log == nil {
 		f.log = slog.Default()
 	}
-	f.state.Store(emptyState())
+	s := emptyState()
+	s.feed = &feedEntry{all: true}
+	f.state.Store(s)
 	return f
 }
 
@@ -40,10 +42,24 @@ func (f *FSM) State() *State { return f.state.Load() }
 // Changed returns a channel closed at the next applied index (or restore).
 func (f *FSM) Changed() <-chan struct{} { return f.state.Load().changed }
 
-// swap installs next and wakes the watchers of the previous state.
+// swap installs next and wakes the watchers of the previous state. The
+// feed entry of next (one naming every agent when it has none: a restore)
+// is linked after the previous state's before next is published.
 func (f *FSM) swap(next *State) {
-	prev := f.state.Swap(next)
+	if next.feed == nil {
+		next.feed = &feedEntry{index: next.index, all: true}
+	}
+	prev := f.state.Load()
+	if prev.feed != nil {
+		prev.feed.next.Store(next.feed)
+	}
+	f.state.Store(next)
 	close(prev.changed)
+}
+
+// unchanged returns the state after an entry that changed nothing.
+func unchanged(cur *State, index uint64) *State {
+	return &State{index: index, root: cur.root, changed: make(chan struct{}), feed: &feedEntry{index: index}}
 }
 
 // Apply applies one Raft log entry and returns a Result. Entries other than
@@ -54,8 +70,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	if l.Type != raft.LogCommand {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		cur := f.state.Load()
-		f.swap(&State{index: l.Index, root: cur.root, changed: make(chan struct{})})
+		f.swap(unchanged(f.state.Load(), l.Index))
 		return Result{Index: l.Index}
 	}
 	return f.ApplyCommand(l.Index, l.Data)
@@ -74,17 +89,18 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) Result {
 	res := Result{Index: index}
 	if m == nil { // unknown type with IgnoreUnknown
 		f.log.Warn("fsm: skipping unknown command type", "type", uint8(t), "index", index)
-		f.swap(&State{index: index, root: cur.root, changed: make(chan struct{})})
+		f.swap(unchanged(cur, index))
 		return res
 	}
 	x := newTxn(cur, index)
 	if rej := x.apply(t, m); rej != nil {
 		res.Err = rej
-		f.swap(&State{index: index, root: cur.root, changed: make(chan struct{})})
+		f.swap(unchanged(cur, index))
 		return res
 	}
 	res.IDs, res.Items = x.ids, x.items
-	f.swap(&State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{})})
+	x.bumpAssignEpochs()
+	f.swap(&State{index: index, root: x.t.CommitOnly(), changed: make(chan struct{}), feed: x.marks.entry(index)})
 	if f.onApply != nil {
 		f.onApply(index, x.events)
 	}

@@ -89,6 +89,12 @@ func (h *harness) apply(typ CommandType, m proto.Message) Result {
 	if err := after.CheckInvariants(); err != nil {
 		h.t.Fatalf("after %s at index %d: %v", typ, h.index, err)
 	}
+	if missed := feedMissed(before, after); len(missed) > 0 {
+		h.t.Fatalf("after %s at index %d: the assignment of %v changed but the change feed does not name them", typ, h.index, missed)
+	}
+	if missed := assignmentMissed(before, after); len(missed) > 0 {
+		h.t.Fatalf("after %s at index %d: the live tasks of %v changed but not their AgentAssignmentVersion", typ, h.index, missed)
+	}
 	h.unchanged = res.Err == nil && before.root.Root() == after.root.Root()
 	judged := proto.Clone(m) // Judge may dry-run the message itself (readOnlyApply)
 	changed, rej := before.Judge(typ, judged)

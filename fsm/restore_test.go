@@ -76,7 +76,8 @@ func diffValues(va, vb interface{}) error {
 // only the incrementally kept state has: usage entries that are zero (an
 // agent or framework whose last reservation, volume, task and offer went
 // away; a restore makes entries only for existing agents and for ids that
-// something refers to) and task epochs of agents without tasks.
+// something refers to), task epochs of agents without tasks and
+// assignment epochs (feed.go).
 func withoutZeroUsage(s *State) *State {
 	x := newTxn(s, s.index)
 	for _, k := range x.keys(uFramework) {
@@ -95,6 +96,9 @@ func withoutZeroUsage(s *State) *State {
 		if len(x.tasksOnAgent(string(k[len(uTaskEpoch):]))) == 0 {
 			x.t.Delete(k) // kept after the agent's last task went; a restore has none
 		}
+	}
+	for _, k := range x.keys(uAssignEpoch) {
+		x.t.Delete(k) // made by Apply only: a restored agent's assignment version is nil
 	}
 	return &State{index: s.index, root: x.t.CommitOnly()}
 }

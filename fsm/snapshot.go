@@ -299,7 +299,7 @@ func ReadState(r io.Reader) (*State, error) {
 	// records (few, and read back as they are restored) to a tree of
 	// their own. Build then makes the state's tree of all of them.
 	var lists [numRuns]kvBlocks
-	hx := &txn{t: radix.New().Txn()}
+	hx := &txn{t: writes{Txn: radix.New().Txn()}} // restore: no feed marks
 	var insertErr error
 	for c := range ordered {
 		<-c.done

@@ -39,6 +39,7 @@ const (
 	uAgent       = "ua\x00" // agent -> *agentUsage
 	uFramework   = "uf\x00" // framework -> *frameworkUsage
 	uTaskEpoch   = "ue\x00" // agent -> *taskEpoch, replaced whenever a task on the agent changes
+	uAssignEpoch = "uA\x00" // agent -> *assignEpoch, replaced whenever the agent's assignment changes (feed.go)
 )
 
 // taskEpoch marks one version of an agent's tasks: a new one replaces it
@@ -121,6 +122,9 @@ type State struct {
 	index   uint64
 	root    *radix.Tree
 	changed chan struct{}
+	// feed is what the apply that made this state changed (feed.go); nil
+	// in a state no FSM published.
+	feed *feedEntry
 }
 
 func emptyState() *State {

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/agora-sched/agora/fsm/internal/radix"
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -19,8 +18,10 @@ import (
 // events and ids the command produced. Nothing is visible to readers until
 // the FSM commits it; a rejected command simply drops the txn.
 type txn struct {
-	t      *radix.Txn
-	index  uint64
+	t     writes
+	index uint64
+	// marks are the agents whose assignment the writes touched (feed.go).
+	marks  agentMarks
 	events []Event
 	ids    []string
 	// uuids given by the command for master-generated statuses, used in order.
@@ -37,7 +38,9 @@ type txn struct {
 }
 
 func newTxn(s *State, index uint64) *txn {
-	return &txn{t: s.root.Txn(), index: index}
+	x := &txn{index: index}
+	x.t = writes{Txn: s.root.Txn(), marks: &x.marks}
+	return x
 }
 
 func tget[T any](x *txn, k []byte) (T, bool) {

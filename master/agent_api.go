@@ -131,9 +131,11 @@ func (s *agentServer) UpdateStatus(ctx context.Context, req *connect.Request[ago
 }
 
 // GetAssignments answers from this master's local state (any master
-// serves it): it waits until the agent's assignment (its record, tasks and
-// volumes) differs from the one it holds, or the wait (at most 30 s) ends,
-// and then answers the whole assignment at the current index. The
+// serves it): it waits until the agent's assignment (its record, its live
+// tasks and their kills, its volumes; not the statuses it reported itself
+// nor acknowledgements, see assignVersion) differs from the one it holds,
+// or the wait (at most 30 s) ends, and then answers the whole assignment
+// at the current index. The
 // assignment the agent holds is the one this master last answered it at
 // min_index (or the current one when the state is at min_index); when this
 // master cannot tell (min_index came from another master), it answers as

@@ -555,3 +555,81 @@ func TestGetAssignmentsWakesOnlyItsAgent(t *testing.T) {
 		t.Fatalf("a1's poll answered %v, want task t1", got.resp)
 	}
 }
+
+// TestGetAssignmentsWakesOnKillNotOnOwnReport: a long poll holding the
+// agent's assignment is not answered for the RUNNING update the agent
+// reported itself, and is answered when the task is killed, with the
+// kill.
+func TestGetAssignmentsWakesOnKillNotOnOwnReport(t *testing.T) {
+	c, leader := agStartAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: func(c *master.Config) {
+		c.LivenessGrace = time.Hour // the agent here has no gossip member
+	}})
+	ctx := context.Background()
+	ac := client.New(leader.HTTPURL()).Agent
+	if _, err := ac.RegisterAgent(ctx, connect.NewRequest(agRegistration("a1"))); err != nil {
+		t.Fatal(err)
+	}
+	agQuiesce(t, leader)
+	agLaunchTask(t, c, "fw1", "a1", "t1", "sleep 1", "cpus:1;mem:64")
+	first, err := ac.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "a1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts := first.Msg.GetTasks(); len(ts) != 1 || ts[0].GetId() != "t1" || ts[0].GetKillRequested() {
+		t.Fatalf("first answer %v, want t1 not killed", first.Msg)
+	}
+	type answer struct {
+		resp *agorav1.GetAssignmentsResponse
+		err  error
+	}
+	out := make(chan answer, 1)
+	go func() {
+		resp, err := ac.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
+			AgentId: "a1", MinIndex: first.Msg.GetIndex(), WaitSeconds: 25}))
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		out <- answer{resp: resp.Msg}
+	}()
+	agWaitFor(t, 10*time.Second, "the poll waiting", func() error {
+		if n := leader.AssignmentPollsWaitingForTest(); n != 1 {
+			return fmt.Errorf("%d polls waiting", n)
+		}
+		return nil
+	})
+	rep, err := ac.UpdateStatus(ctx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: "a1", Statuses: []*agorav1.TaskStatus{{
+		TaskId: "t1", FrameworkId: "fw1", AgentId: "a1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: master.NewID(),
+		Source: agorav1.StatusSource_STATUS_SOURCE_AGENT}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watcher checks within assignCheckInterval (10 ms) of a commit:
+	// give it fifty times that to (wrongly) answer the report.
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		select {
+		case got := <-out:
+			t.Fatalf("the poll was answered after the agent's own RUNNING report (at %d): %v %v", rep.Msg.GetIndex(), got.resp, got.err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	kill, err := leader.Apply(ctx, fsm.CmdKillTask, &agorav1.KillTaskCommand{FrameworkId: "fw1", TaskId: "t1", Now: timestamppb.New(leader.Now())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got answer
+	select {
+	case got = <-out:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the poll was not answered after the task was killed")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if got.resp.GetIndex() < kill.Index {
+		t.Fatalf("the poll was answered at %d, before the kill at %d (the agent's own report at %d woke it)", got.resp.GetIndex(), kill.Index, rep.Msg.GetIndex())
+	}
+	if ts := got.resp.GetTasks(); len(ts) != 1 || !ts[0].GetKillRequested() {
+		t.Fatalf("answer %v, want t1 with its kill", got.resp)
+	}
+}

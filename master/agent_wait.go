@@ -14,19 +14,23 @@ import (
 // it are checked together.
 const assignCheckInterval = 10 * time.Millisecond
 
-// assignVersion identifies what GetAssignments answers one agent in one
-// state: its record, the version of its tasks and its volumes. Holding the
-// values keeps them unique, so two states whose versions are equal give
-// the agent the same answer (but its index).
+// assignVersion identifies what an agent is asked to do in one state:
+// its record, the version of its assignment (fsm.State.
+// AgentAssignmentVersion: its live tasks and their kills, not their
+// statuses and acknowledgements) and its volumes. Holding the values keeps
+// them unique, so two states whose versions are equal ask the agent the
+// same: a long poll is not answered for a status the agent reported
+// itself or an acknowledgement (the answer, when it comes, carries the
+// statuses as they are then).
 type assignVersion struct {
 	agent *agorav1.Agent // nil: unknown
-	tasks any            // fsm.State.AgentTasksVersion
+	tasks any            // fsm.State.AgentAssignmentVersion
 	vols  []*agorav1.Volume
 }
 
 func assignVersionOf(st *fsm.State, id string) assignVersion {
 	a, _ := st.Agent(id)
-	return assignVersion{agent: a, tasks: st.AgentTasksVersion(id), vols: st.VolumesByAgent(id)}
+	return assignVersion{agent: a, tasks: st.AgentAssignmentVersion(id), vols: st.VolumesByAgent(id)}
 }
 
 func (v assignVersion) equal(o assignVersion) bool {
@@ -55,12 +59,20 @@ type assignWaiter struct {
 // from another master, or from before a restart) waits, as before, only
 // for the state to pass min_index: a spurious answer is harmless, a missed
 // one is not.
+//
+// The watcher re-checks, at each new state, only the waiters of the agents
+// the FSM's change feed names since the state it checked last (every
+// waiter when the feed cannot tell, as after a restore); whether a waiter
+// is answered stays assignVersion.equal. The feed marks an agent at every
+// write of its record, tasks or volumes (fsm/feed.go), so narrowing by it
+// skips only agents whose assignment is unchanged.
 type assignWaiters struct {
 	once sync.Once
 
 	mu      sync.Mutex
-	last    map[string]assignAnswer // agent -> last answer
-	waiting map[*assignWaiter]struct{}
+	last    map[string]assignAnswer               // agent -> last answer
+	waiting map[string]map[*assignWaiter]struct{} // agent -> its waiters
+	touched map[string]struct{}                   // scratch of check
 }
 
 // baseline returns the assignment the agent holds when it asks with
@@ -100,27 +112,45 @@ func (w *assignWaiters) add(m backend, id string, base assignVersion) *assignWai
 	x := &assignWaiter{id: id, base: base, ch: make(chan struct{})}
 	w.mu.Lock()
 	if w.waiting == nil {
-		w.waiting = map[*assignWaiter]struct{}{}
+		w.waiting = map[string]map[*assignWaiter]struct{}{}
 	}
-	w.waiting[x] = struct{}{}
+	ws := w.waiting[id]
+	if ws == nil {
+		ws = map[*assignWaiter]struct{}{}
+		w.waiting[id] = ws
+	}
+	ws[x] = struct{}{}
 	w.mu.Unlock()
 	return x
 }
 
 func (w *assignWaiters) remove(x *assignWaiter) {
 	w.mu.Lock()
-	delete(w.waiting, x)
+	w.removeLocked(x)
 	w.mu.Unlock()
 }
 
+func (w *assignWaiters) removeLocked(x *assignWaiter) {
+	ws := w.waiting[x.id]
+	delete(ws, x)
+	if len(ws) == 0 {
+		delete(w.waiting, x.id)
+	}
+}
+
 // watch checks the waiting polls at each new state (at most once per
-// assignCheckInterval) until the master stops.
+// assignCheckInterval) until the master stops. A state is loaded before
+// the waiters are locked and a waiter checks the state after it is added:
+// a change is seen by the watcher's next check or by the waiter itself.
 func (w *assignWaiters) watch(m backend) {
 	pause := time.NewTimer(0)
 	defer pause.Stop()
+	var since fsm.FeedPos // the zero position: check every waiter
 	for {
 		changed := m.FSM().Changed()
-		w.check(m.State())
+		st := m.State()
+		w.check(st, since)
+		since = st.FeedPos()
 		select {
 		case <-changed:
 		case <-m.Done():
@@ -135,20 +165,45 @@ func (w *assignWaiters) watch(m backend) {
 	}
 }
 
-// check wakes (and removes) the waiters whose assignment differs in st.
-func (w *assignWaiters) check(st *fsm.State) {
+// check wakes (and removes) the waiters whose assignment differs in st,
+// looking only at the agents the feed names since the position since.
+func (w *assignWaiters) check(st *fsm.State, since fsm.FeedPos) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	cur := map[string]assignVersion{}
-	for x := range w.waiting {
-		v, ok := cur[x.id]
-		if !ok {
-			v = assignVersionOf(st, x.id)
-			cur[x.id] = v
+	if len(w.waiting) == 0 {
+		return
+	}
+	if w.touched == nil {
+		w.touched = map[string]struct{}{}
+	}
+	clear(w.touched)
+	known := st.TouchedSince(since, func(id string) {
+		if _, ok := w.waiting[id]; ok {
+			w.touched[id] = struct{}{}
 		}
+	})
+	if !known {
+		for id := range w.waiting {
+			w.checkAgent(st, id)
+		}
+		return
+	}
+	for id := range w.touched {
+		w.checkAgent(st, id)
+	}
+}
+
+// checkAgent wakes the agent's waiters whose assignment differs in st.
+func (w *assignWaiters) checkAgent(st *fsm.State, id string) {
+	ws := w.waiting[id]
+	if len(ws) == 0 {
+		return
+	}
+	v := assignVersionOf(st, id)
+	for x := range ws {
 		if !v.equal(x.base) {
 			close(x.ch)
-			delete(w.waiting, x)
+			w.removeLocked(x)
 		}
 	}
 }

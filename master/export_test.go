@@ -58,5 +58,9 @@ func (m *Master) BatchForTest(ctx context.Context, ts []fsm.CommandType, msgs []
 func (m *Master) AssignmentPollsWaitingForTest() int {
 	m.agentSrv.waiters.mu.Lock()
 	defer m.agentSrv.waiters.mu.Unlock()
-	return len(m.agentSrv.waiters.waiting)
+	n := 0
+	for _, ws := range m.agentSrv.waiters.waiting {
+		n += len(ws)
+	}
+	return n
 }

@@ -40,7 +40,7 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	plot := fs.String("plot", "", "write an SVG plot of tasks RUNNING over time to this file")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	raftProfile := fs.String("raft-profile", "default", "the started masters' raft timing profile: default or fast (fast's short timeouts cause elections on a loaded 2-core machine)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of this process (the SDK frameworks) to this file while the frameworks run")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of this process (the SDK frameworks) to this file while the frameworks run, and one of the simulated agents' process to this file + \".sim\"")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -85,6 +85,9 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	prefix := "sim" + strconv.Itoa(os.Getpid()) + "-"
 	sim := exec.Command(exe, "agent", "--simulate", strconv.Itoa(*agents), "--id", prefix, "--masters", strings.Join(urls, ","),
 		"--resources", *agentRes, "--decommission", "--log-level", "warn")
+	if *cpuProfile != "" {
+		sim.Args = append(sim.Args, "--simulate-cpuprofile", *cpuProfile+".sim")
+	}
 	logf, err := os.Create(filepath.Join(d, "simulated-agents.log"))
 	if err != nil {
 		return fmt.Errorf("simulator log: %w", err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/agora-sched/agora/resources"
@@ -16,12 +18,14 @@ type simulateFlags struct {
 	count        int
 	taskDuration time.Duration
 	masters      string
+	cpuProfile   string
 }
 
 func (s *simulateFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.count, "simulate", 0, "simulate N agents in this process (no processes, no gossip; see package simagent); --id is their id prefix, --masters the masters to register with")
 	fs.DurationVar(&s.taskDuration, "simulate-task-duration", 0, "with --simulate: report each task FINISHED this long after RUNNING (0: run until killed)")
 	fs.StringVar(&s.masters, "masters", "", "with --simulate: comma-separated master URLs (default $AGORA_ADDR or http://127.0.0.1:7100)")
+	fs.StringVar(&s.cpuProfile, "simulate-cpuprofile", "", "with --simulate: write a CPU profile (pprof) of the simulator to this file until it stops")
 }
 
 // runSimulatedAgents runs `agora agent --simulate N`.
@@ -55,6 +59,17 @@ func runSimulatedAgents(ctx context.Context, sf simulateFlags, lf logFlags, pref
 		TaskDuration: sf.taskDuration, Cluster: cluster, Version: version, Decommission: decommission, Logger: log})
 	if err != nil {
 		return err
+	}
+	if sf.cpuProfile != "" {
+		pf, err := os.Create(sf.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--simulate-cpuprofile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("--simulate-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	log.Info("simulated agents starting", "count", sf.count, "prefix", prefix, "resources", r.String())
 	stop := make(chan struct{})
