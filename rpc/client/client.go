@@ -80,6 +80,8 @@ type Client struct {
 
 	opts options
 	hc   *http.Client
+	// parsed caches the parsed URLs of master addresses (parsedAddr).
+	parsed sync.Map
 
 	mu      sync.Mutex
 	masters []string             // every known master, in the order learned

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,5 +195,44 @@ func TestQueuedSetRoleGivesUpWithItsContext(t *testing.T) {
 	}
 	if n := f.carried.Load(); n != 0 {
 		t.Fatalf("SetRoles carried %d calls, want none (the late call was given up)", n)
+	}
+}
+
+// BenchmarkConcurrentSetRole is 64 goroutines calling SetRole through one
+// Client against a master that answers at once (no Raft): the cost of the
+// RPC layer per call, one RPC per call (in_flight=-1) or carried together
+// (the default).
+func BenchmarkConcurrentSetRole(b *testing.B) {
+	for _, inFlight := range []int{-1, DefaultWritesInFlight} {
+		b.Run(fmt.Sprintf("in_flight=%d", inFlight), func(b *testing.B) {
+			f := &carryingMaster{holdingMaster: newHoldingMaster()}
+			close(f.release)
+			mux := http.NewServeMux()
+			// As the masters serve it: small messages are not compressed.
+			mux.Handle(agorav1connect.NewOperatorServiceHandler(f, connect.WithCompressMinBytes(4<<10)))
+			s := httptest.NewUnstartedServer(mux)
+			s.Config.Protocols = new(http.Protocols)
+			s.Config.Protocols.SetHTTP1(true)
+			s.Config.Protocols.SetUnencryptedHTTP2(true)
+			s.Start()
+			defer s.Close()
+			c := New(s.URL, WithWritesInFlight(inFlight))
+			b.SetParallelism(64 / max(runtime.GOMAXPROCS(0), 1))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := connect.NewRequest(&agorav1.SetRoleRequest{Role: &agorav1.Role{Name: "r", Weight: 1}})
+					if _, err := c.Operator.SetRole(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			if n := f.setRoles.Load() + f.calls.Load(); n > 0 {
+				b.ReportMetric(float64(b.N)/float64(n), "calls/rpc")
+			}
+		})
 	}
 }
