@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/devcluster"
+	"github.com/agora-sched/agora/rpc/client"
 )
 
 // WriteOptions configures Write.
@@ -25,6 +26,10 @@ type WriteOptions struct {
 	// Conns spreads the Connect writers over this many client
 	// connections (devcluster.WriteBench.Conns); default 1.
 	Conns int
+	// WritesInFlight is devcluster.WriteBench.WritesInFlight: SetRole
+	// RPCs each client keeps in flight before it carries further
+	// concurrent calls together (0: the client's default, -1: never).
+	WritesInFlight int
 	// ConnectProfile, optional, receives a CPU profile of the Connect
 	// phase (go tool pprof -http :8080 FILE for the flame graph).
 	ConnectProfile io.Writer
@@ -32,6 +37,10 @@ type WriteOptions struct {
 
 // batchingNote is WriteResult.Batching.
 const batchingNote = "agora: the leader batches concurrent writes into one log entry; bare raft: one entry per write"
+
+// clientBatchingNote is WriteResult.ClientBatching when clients carry
+// concurrent calls together.
+const clientBatchingNote = "Connect client: while %d SetRole RPCs of a client are in flight, its further concurrent SetRole calls go out together in one SetRoles RPC; each call is still judged, committed on a quorum and answered on its own (its own index or error)"
 
 // WriteResult is `agora bench write --json`.
 type WriteResult struct {
@@ -50,6 +59,15 @@ type WriteResult struct {
 	// Batching says how the agora side writes: "leader batches concurrent
 	// writes into one log entry; bare raft: one entry per write".
 	Batching string `json:"batching"`
+	// ClientBatching says how the Connect writers' client sends their
+	// calls: carried together in SetRoles RPCs while WritesInFlight RPCs
+	// are in flight (rpc/client.WithWritesInFlight), or one RPC per call.
+	ClientBatching string `json:"client_batching"`
+	// WritesInFlight is the clients' setting (-1: every call its own RPC).
+	WritesInFlight int `json:"client_writes_in_flight"`
+	// AgoraRPCs counts the RPCs the Connect writers' calls took (SetRole
+	// and SetRoles): below the writes when calls were carried together.
+	AgoraRPCs uint64 `json:"agora_rpcs"`
 	// AgoraCPUUsPerWrite, ApplyCPUUsPerWrite and RaftCPUUsPerWrite are
 	// the bench process's CPU time (user + system, client and all three
 	// masters) per write in each phase, in microseconds: on a shared
@@ -88,12 +106,22 @@ func Write(ctx context.Context, o WriteOptions) (WriteResult, error) {
 	}
 	p := newProgress(o.Progress, "write")
 	p.printf("%d writers, %v per side: Connect API, then Master.Apply, then bare raft (about %v)", o.Writers, o.Duration, 3*o.Duration+5*time.Second)
-	r, err := devcluster.BenchWrites(ctx, devcluster.WriteBench{Writers: o.Writers, Duration: o.Duration, Dir: o.Dir, RaftProfile: o.RaftProfile, ConnectProfile: o.ConnectProfile, Conns: o.Conns, Warmup: o.Warmup})
+	r, err := devcluster.BenchWrites(ctx, devcluster.WriteBench{Writers: o.Writers, Duration: o.Duration, Dir: o.Dir, RaftProfile: o.RaftProfile, ConnectProfile: o.ConnectProfile, Conns: o.Conns, WritesInFlight: o.WritesInFlight, Warmup: o.Warmup})
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("clusterbench: write: %w", err)
 	}
 	p.printf("%s", r)
-	return WriteResult{AgoraWritesPerSec: r.AgoraPerSec, ApplyWritesPerSec: r.DirectPerSec, RaftWritesPerSec: r.BarePerSec,
+	inFlight := o.WritesInFlight
+	if inFlight == 0 {
+		inFlight = client.DefaultWritesInFlight
+	}
+	clientNote := "Connect client: one RPC per SetRole call"
+	if inFlight > 0 {
+		clientNote = fmt.Sprintf(clientBatchingNote, inFlight)
+	} else {
+		inFlight = -1
+	}
+	return WriteResult{ClientBatching: clientNote, WritesInFlight: inFlight, AgoraRPCs: r.AgoraRPCs, AgoraWritesPerSec: r.AgoraPerSec, ApplyWritesPerSec: r.DirectPerSec, RaftWritesPerSec: r.BarePerSec,
 		Ratio: r.Ratio, AgoraLogEntries: r.AgoraEntries, ApplyLogEntries: r.DirectEntries,
 		AgoraCPUUsPerWrite: us(r.AgoraCPUPerWrite), ApplyCPUUsPerWrite: us(r.DirectCPUPerWrite), RaftCPUUsPerWrite: us(r.BareCPUPerWrite), Batching: batchingNote, Errors: r.AgoraErrors, RaftErrors: r.BareErrors, FirstError: r.FirstError, Writers: o.Writers, Conns: max(o.Conns, 1), Seconds: o.Duration.Seconds(), Profile: o.RaftProfile}, nil
 }

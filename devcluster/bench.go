@@ -53,6 +53,11 @@ type WriteBench struct {
 	// its own HTTP/2 connection (writer w uses client w mod Conns), as
 	// writers on separate machines would; default 1.
 	Conns int
+	// WritesInFlight is each client's client.WithWritesInFlight: the
+	// SetRole RPCs it keeps in flight before it carries further
+	// concurrent calls together in one SetRoles RPC (each call still
+	// answered on its own); 0 is the client's default, -1 one RPC per call.
+	WritesInFlight int
 }
 
 // WriteResult compares agora's replicated write rate with bare Raft's.
@@ -79,6 +84,9 @@ type WriteResult struct {
 	// there are fewer entries than writes. Bare raft appends one entry per
 	// write, always.
 	AgoraEntries, DirectEntries uint64
+	// AgoraRPCs counts the SetRole and SetRoles RPCs the Connect phase's
+	// calls took (fewer than its writes when calls were carried together).
+	AgoraRPCs uint64
 	// AgoraCPUPerWrite, DirectCPUPerWrite and BareCPUPerWrite are the
 	// process's CPU time (user + system, every goroutine: client, masters,
 	// raft) over the writes of each phase. On a shared machine, where a
@@ -89,8 +97,8 @@ type WriteResult struct {
 
 // String formats the result on one line.
 func (r WriteResult) String() string {
-	return fmt.Sprintf("agora %.0f writes/s (Connect API, %d log entries, %v CPU each), %.0f writes/s (Master.Apply, %d log entries, %v CPU each), bare raft %.0f writes/s (one entry each, %v CPU each), ratio %.2f (errors %d agora, %d bare)",
-		r.AgoraPerSec, r.AgoraEntries, r.AgoraCPUPerWrite.Round(time.Microsecond), r.DirectPerSec, r.DirectEntries, r.DirectCPUPerWrite.Round(time.Microsecond),
+	return fmt.Sprintf("agora %.0f writes/s (Connect API, %d RPCs, %d log entries, %v CPU each), %.0f writes/s (Master.Apply, %d log entries, %v CPU each), bare raft %.0f writes/s (one entry each, %v CPU each), ratio %.2f (errors %d agora, %d bare)",
+		r.AgoraPerSec, r.AgoraRPCs, r.AgoraEntries, r.AgoraCPUPerWrite.Round(time.Microsecond), r.DirectPerSec, r.DirectEntries, r.DirectCPUPerWrite.Round(time.Microsecond),
 		r.BarePerSec, r.BareCPUPerWrite.Round(time.Microsecond), r.Ratio, r.AgoraErrors, r.BareErrors) + firstErrorNote(r.FirstError)
 }
 
@@ -151,7 +159,8 @@ func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error)
 		c.Stop()
 		return res, err
 	}
-	var copts []client.Option
+	var rpcs atomic.Uint64
+	copts := []client.Option{client.WithWritesInFlight(o.WritesInFlight), client.WithClientOptions(connect.WithInterceptors(countCalls(&rpcs)))}
 	if tlsCfg, err := c.ClientTLS("client", "bench"); err != nil {
 		c.Stop()
 		return res, err
@@ -182,6 +191,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error)
 		}
 	}
 	first := leader.Raft().LastIndex()
+	rpcs0 := rpcs.Load()
 	cpu0 := processCPU()
 	n, bad := runCountedErr(ctx, o.Writers, o.Duration, setRole, &fe)
 	errs.Add(bad)
@@ -189,6 +199,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error)
 		pprof.StopCPUProfile()
 	}
 	res.AgoraCPUPerWrite = perWrite(processCPU()-cpu0, n)
+	res.AgoraRPCs = rpcs.Load() - rpcs0
 	res.AgoraPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
 	mid := leader.Raft().LastIndex()
@@ -236,6 +247,17 @@ func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error)
 		res.Ratio = res.AgoraPerSec / res.BarePerSec
 	}
 	return res, nil
+}
+
+// countCalls is a client interceptor counting the unary RPCs sent
+// (every attempt).
+func countCalls(n *atomic.Uint64) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			n.Add(1)
+			return next(ctx, req)
+		}
+	}
 }
 
 // processCPU is the CPU time (user + system) this process has used so far;

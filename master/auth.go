@@ -166,6 +166,7 @@ func (m *Master) requireOperatorRead(h http.Handler) http.Handler {
 var operatorNeeds = map[string]string{
 	agorav1connect.OperatorServiceGetStatusProcedure:         "-",
 	agorav1connect.OperatorServiceSetRoleProcedure:           auth.AreaRoles,
+	agorav1connect.OperatorServiceSetRolesProcedure:          auth.AreaRoles,
 	agorav1connect.OperatorServiceDeleteRoleProcedure:        auth.AreaRoles,
 	agorav1connect.OperatorServiceRemovePeerProcedure:        auth.AreaRaft,
 	agorav1connect.OperatorServiceAddPeerProcedure:           auth.AreaRaft,

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/raft"
@@ -340,4 +342,93 @@ func ctxError(err error) *connect.Error {
 		code = connect.CodeDeadlineExceeded
 	}
 	return connect.NewError(code, err)
+}
+
+// maxApplyAll bounds the commands of one applyAll (one batch RPC).
+const maxApplyAll = maxCoalesced
+
+// applyAll is Apply for many batchable commands of type t at once, for a
+// batch RPC: each is judged alone against the leader's state (a refused
+// one never reaches the log) and the others are queued together in the
+// batcher, so they travel in as few entries as concurrent calls would.
+// res and errs hold each command's own result and error (a rejection, as
+// Apply would answer it alone). err is for the call as a whole: not the
+// leader, ctx ended, or the log failed under some of the commands (then,
+// when any other command of the call was applied or may have been, it is
+// marked outcome unknown: a client must not resend the call).
+func (m *Master) applyAll(ctx context.Context, t fsm.CommandType, msgs []proto.Message) (res []fsm.Result, errs []error, err error) {
+	start := time.Now()
+	if !fsm.Batchable(t) || !dryRuns(t) {
+		return nil, nil, connect.NewError(connect.CodeInternal, fmt.Errorf("applyAll: %v is not a batchable command", t))
+	}
+	if m.raft == nil || m.raft.State() != raft.Leader {
+		return nil, nil, m.NotLeaderError()
+	}
+	if m.stopping.Load() {
+		return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, connect.NewError(connect.CodeOf(err), err)
+	}
+	st, err := m.ReadyState(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, errs = make([]fsm.Result, len(msgs)), make([]error, len(msgs))
+	var queued []*batched
+	var at []int
+	for i, msg := range msgs {
+		if r, done, err := prejudge(st, t, msg, false); done {
+			res[i], errs[i] = r, err
+			continue
+		}
+		queued = append(queued, &batched{ctx: ctx, t: t, msg: msg, done: make(chan struct{})})
+		at = append(at, i)
+	}
+	m.batch.enqueue(queued...)
+	var failed *connect.Error // the first error that is not a verdict
+	applied := false          // some command's entry committed, or may have
+	for k, p := range queued {
+		m.batch.await(p)
+		res[at[k]], errs[at[k]] = p.res, p.err
+		switch {
+		case p.err == nil || p.res.Err != nil: // committed: applied or refused by the FSM
+			applied = true
+		default:
+			ce := connect.NewError(connect.CodeInternal, p.err)
+			errors.As(p.err, &ce)
+			if ce.Meta().Get(outcomeHeader) == "unknown" {
+				applied = true
+			}
+			if failed == nil {
+				failed = ce
+			}
+		}
+	}
+	for i := range msgs {
+		m.metrics.observeApply(t, start, errs[i])
+	}
+	if failed != nil {
+		if applied {
+			return nil, nil, outcomeUnknown(cloneError(failed))
+		}
+		return nil, nil, failed
+	}
+	return res, errs, nil
+}
+
+// outcomeHeader is the header outcomeUnknown sets (rpc/client.OutcomeHeader).
+const outcomeHeader = "Agora-Outcome"
+
+// cloneError copies e (code, cause, metadata, details), so that marking
+// the copy leaves e, which other calls of the same entry share, alone.
+func cloneError(e *connect.Error) *connect.Error {
+	c := connect.NewError(e.Code(), e.Unwrap())
+	for k, v := range e.Meta() {
+		c.Meta()[k] = slices.Clone(v)
+	}
+	for _, d := range e.Details() {
+		c.AddDetail(d)
+	}
+	return c
 }

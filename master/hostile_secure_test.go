@@ -146,6 +146,10 @@ func TestHostileInputsSecure(t *testing.T) {
 			_, err := viewer.Operator.SetRole(ctx, connect.NewRequest(&agorav1.SetRoleRequest{Role: &agorav1.Role{Name: "web", Weight: 2}}))
 			return err
 		}},
+		{"viewer sets roles in one call", connect.CodePermissionDenied, func(ctx context.Context) error {
+			_, err := viewer.Operator.SetRoles(ctx, connect.NewRequest(&agorav1.SetRolesRequest{Roles: []*agorav1.Role{{Name: "web", Weight: 2}}}))
+			return err
+		}},
 		{"viewer tears down a framework", connect.CodePermissionDenied, func(ctx context.Context) error {
 			_, err := viewer.Operator.TeardownFramework(ctx, connect.NewRequest(&agorav1.TeardownFrameworkRequest{FrameworkId: webCall.GetFrameworkId()}))
 			return err

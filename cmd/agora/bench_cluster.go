@@ -52,6 +52,7 @@ func runBenchWrite(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "data directory (default: a temporary one)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the Connect phase to this file")
 	conns := fs.Int("conns", 1, "client connections the Connect writers share (as writers on separate machines would)")
+	inFlight := fs.Int("writes-in-flight", 0, "SetRole RPCs each client keeps in flight before it carries further concurrent calls together in one SetRoles RPC (0: the client's default; -1: every call its own RPC)")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -59,7 +60,7 @@ func runBenchWrite(ctx context.Context, args []string) error {
 	if *writers < 1 || *duration <= 0 {
 		return fmt.Errorf("--writers must be at least 1 and --duration positive")
 	}
-	o := clusterbench.WriteOptions{Writers: *writers, Conns: *conns, Duration: *duration, RaftProfile: *profile, Dir: *dir, Progress: os.Stderr}
+	o := clusterbench.WriteOptions{Writers: *writers, Conns: *conns, WritesInFlight: *inFlight, Duration: *duration, RaftProfile: *profile, Dir: *dir, Progress: os.Stderr}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -75,8 +76,8 @@ func runBenchWrite(ctx context.Context, args []string) error {
 	if r.Errors > 0 {
 		return fmt.Errorf("%d writes through the Connect API failed", r.Errors)
 	}
-	return printBenchResult(*asJSON, r, fmt.Sprintf("writes/s: Connect API %.0f (%d log entries), Master.Apply %.0f (%d log entries), bare raft %.0f (one entry per write); ratio %.2f; %s",
-		r.AgoraWritesPerSec, r.AgoraLogEntries, r.ApplyWritesPerSec, r.ApplyLogEntries, r.RaftWritesPerSec, r.Ratio, r.Batching))
+	return printBenchResult(*asJSON, r, fmt.Sprintf("writes/s: Connect API %.0f (%d log entries), Master.Apply %.0f (%d log entries), bare raft %.0f (one entry per write); ratio %.2f; %s; %s",
+		r.AgoraWritesPerSec, r.AgoraLogEntries, r.ApplyWritesPerSec, r.ApplyLogEntries, r.RaftWritesPerSec, r.Ratio, r.Batching, r.ClientBatching))
 }
 
 func runBenchState(ctx context.Context, args []string) error {

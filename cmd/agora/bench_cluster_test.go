@@ -42,13 +42,16 @@ func TestBenchSubcommandsTiny(t *testing.T) {
 	}
 	t.Run("write", func(t *testing.T) {
 		r := benchJSON(t, "write", "--writers", "4", "--duration", "500ms")
-		for _, k := range []string{"agora_writes_per_sec", "apply_writes_per_sec", "raft_writes_per_sec", "ratio", "agora_log_entries", "apply_log_entries"} {
+		for _, k := range []string{"agora_writes_per_sec", "apply_writes_per_sec", "raft_writes_per_sec", "ratio", "agora_log_entries", "apply_log_entries", "agora_rpcs", "client_writes_in_flight"} {
 			if num(t, r, k) <= 0 {
 				t.Errorf("%s = %v, want > 0 (nothing committed?)", k, r[k])
 			}
 		}
 		if num(t, r, "errors") != 0 {
 			t.Errorf("errors = %v", r["errors"])
+		}
+		if s, _ := r["client_batching"].(string); s == "" {
+			t.Errorf("client_batching missing: %v", r)
 		}
 	})
 	t.Run("state", func(t *testing.T) {

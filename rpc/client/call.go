@@ -33,11 +33,14 @@ func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if tgt == "" {
 		return nil, &unreachableError{target: "(none)", err: ErrNoMasters}
 	}
-	u, err := url.Parse(tgt)
+	u, err := t.c.parsedAddr(tgt)
 	if err != nil {
 		return nil, &unreachableError{target: tgt, err: err}
 	}
 	if req.URL.Scheme != u.Scheme || req.URL.Host != u.Host {
+		// A deep copy (Clone): connect reuses the header map of a call
+		// for its next attempt while the transport of an abandoned one
+		// may still read it.
 		req = req.Clone(req.Context())
 		req.URL.Scheme, req.URL.Host, req.Host = u.Scheme, u.Host, ""
 	}
@@ -46,6 +49,20 @@ func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, &unreachableError{target: tgt, err: err}
 	}
 	return resp, nil
+}
+
+// parsedAddr is url.Parse(addr), remembered: every attempt needs its
+// master's scheme and host, and a Client knows few masters.
+func (c *Client) parsedAddr(addr string) (*url.URL, error) {
+	if u, ok := c.parsed.Load(addr); ok {
+		return u.(*url.URL), nil
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, err
+	}
+	c.parsed.Store(addr, u)
+	return u, nil
 }
 
 // CloseIdleConnections closes the idle connections of the wrapped transport.

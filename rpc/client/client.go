@@ -80,6 +80,8 @@ type Client struct {
 
 	opts options
 	hc   *http.Client
+	// parsed caches the parsed URLs of master addresses (parsedAddr).
+	parsed sync.Map
 
 	mu      sync.Mutex
 	masters []string             // every known master, in the order learned
@@ -102,6 +104,7 @@ type options struct {
 	maxBackoff     time.Duration
 	log            *slog.Logger
 	tls            *tls.Config
+	writesInFlight int
 }
 
 // WithHTTPClient uses hc's transport (its timeout and other settings
@@ -233,7 +236,7 @@ func New(addrs string, opts ...Option) *Client {
 	// The base URL is a placeholder: rewriteTransport sends each request to
 	// the master its attempt chose.
 	const base = "http://agora-master"
-	c.Operator = agorav1connect.NewOperatorServiceClient(&rewriting, base, copts...)
+	c.Operator = newCarryingOperator(agorav1connect.NewOperatorServiceClient(&rewriting, base, copts...), o.writesInFlight)
 	c.Scheduler = agorav1connect.NewSchedulerServiceClient(&rewriting, base, copts...)
 	c.Agent = agorav1connect.NewAgentServiceClient(&rewriting, base, copts...)
 	return c

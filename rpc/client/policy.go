@@ -46,6 +46,7 @@ var policies = map[string]Policy{
 
 	// Writes whose second application changes nothing.
 	agorav1connect.OperatorServiceSetRoleProcedure:           RetryIfNotApplied,
+	agorav1connect.OperatorServiceSetRolesProcedure:          RetryIfNotApplied,
 	agorav1connect.OperatorServiceTeardownFrameworkProcedure: RetryAlways,
 	agorav1connect.SchedulerServiceReviveProcedure:           RetryAlways,
 	agorav1connect.SchedulerServiceSuppressProcedure:         RetryAlways,

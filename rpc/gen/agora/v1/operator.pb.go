@@ -545,6 +545,159 @@ func (x *SetRoleResponse) GetIndex() uint64 {
 	return 0
 }
 
+// SetRolesRequest sets many roles; at most 4096.
+type SetRolesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Roles         []*Role                `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRolesRequest) Reset() {
+	*x = SetRolesRequest{}
+	mi := &file_agora_v1_operator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRolesRequest) ProtoMessage() {}
+
+func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRolesRequest.ProtoReflect.Descriptor instead.
+func (*SetRolesRequest) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetRolesRequest) GetRoles() []*Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+// SetRoleResult is the outcome of one role of a SetRolesRequest: the
+// committed index, or the Connect code name ("invalid_argument", ...) and
+// message with which that role alone was refused.
+type SetRoleResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRoleResult) Reset() {
+	*x = SetRoleResult{}
+	mi := &file_agora_v1_operator_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRoleResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRoleResult) ProtoMessage() {}
+
+func (x *SetRoleResult) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRoleResult.ProtoReflect.Descriptor instead.
+func (*SetRoleResult) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetRoleResult) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SetRoleResult) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *SetRoleResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// SetRolesResponse holds one result per role, in request order.
+type SetRolesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*SetRoleResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRolesResponse) Reset() {
+	*x = SetRolesResponse{}
+	mi := &file_agora_v1_operator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRolesResponse) ProtoMessage() {}
+
+func (x *SetRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_operator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRolesResponse.ProtoReflect.Descriptor instead.
+func (*SetRolesResponse) Descriptor() ([]byte, []int) {
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetRolesResponse) GetResults() []*SetRoleResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // DeleteRoleRequest deletes a role.
 type DeleteRoleRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -555,7 +708,7 @@ type DeleteRoleRequest struct {
 
 func (x *DeleteRoleRequest) Reset() {
 	*x = DeleteRoleRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[7]
+	mi := &file_agora_v1_operator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +720,7 @@ func (x *DeleteRoleRequest) String() string {
 func (*DeleteRoleRequest) ProtoMessage() {}
 
 func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[7]
+	mi := &file_agora_v1_operator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +733,7 @@ func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{7}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteRoleRequest) GetName() string {
@@ -600,7 +753,7 @@ type DeleteRoleResponse struct {
 
 func (x *DeleteRoleResponse) Reset() {
 	*x = DeleteRoleResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[8]
+	mi := &file_agora_v1_operator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +765,7 @@ func (x *DeleteRoleResponse) String() string {
 func (*DeleteRoleResponse) ProtoMessage() {}
 
 func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[8]
+	mi := &file_agora_v1_operator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +778,7 @@ func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRoleResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteRoleResponse) GetIndex() uint64 {
@@ -645,7 +798,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[9]
+	mi := &file_agora_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +810,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[9]
+	mi := &file_agora_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +823,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRolesRequest) GetRead() *ReadOptions {
@@ -690,7 +843,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[10]
+	mi := &file_agora_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +855,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[10]
+	mi := &file_agora_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +868,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRolesResponse) GetRoles() []*Role {
@@ -735,7 +888,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[11]
+	mi := &file_agora_v1_operator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +900,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[11]
+	mi := &file_agora_v1_operator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +913,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{11}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPeersRequest) GetRead() *ReadOptions {
@@ -780,7 +933,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[12]
+	mi := &file_agora_v1_operator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +945,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[12]
+	mi := &file_agora_v1_operator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +958,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{12}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Master {
@@ -825,7 +978,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[13]
+	mi := &file_agora_v1_operator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +990,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[13]
+	mi := &file_agora_v1_operator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +1003,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{13}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -869,7 +1022,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[14]
+	mi := &file_agora_v1_operator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1034,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[14]
+	mi := &file_agora_v1_operator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1047,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{14}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{17}
 }
 
 // ListAgentsRequest lists agents.
@@ -907,7 +1060,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[15]
+	mi := &file_agora_v1_operator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1072,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[15]
+	mi := &file_agora_v1_operator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1085,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{15}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListAgentsRequest) GetRead() *ReadOptions {
@@ -955,7 +1108,7 @@ type AgentView struct {
 
 func (x *AgentView) Reset() {
 	*x = AgentView{}
-	mi := &file_agora_v1_operator_proto_msgTypes[16]
+	mi := &file_agora_v1_operator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1120,7 @@ func (x *AgentView) String() string {
 func (*AgentView) ProtoMessage() {}
 
 func (x *AgentView) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[16]
+	mi := &file_agora_v1_operator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1133,7 @@ func (x *AgentView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentView.ProtoReflect.Descriptor instead.
 func (*AgentView) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{16}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AgentView) GetAgent() *Agent {
@@ -1021,7 +1174,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[17]
+	mi := &file_agora_v1_operator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1186,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[17]
+	mi := &file_agora_v1_operator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1199,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{17}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*AgentView {
@@ -1068,7 +1221,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[18]
+	mi := &file_agora_v1_operator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1233,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[18]
+	mi := &file_agora_v1_operator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1246,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{18}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTasksRequest) GetRead() *ReadOptions {
@@ -1127,7 +1280,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[19]
+	mi := &file_agora_v1_operator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1292,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[19]
+	mi := &file_agora_v1_operator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1305,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{19}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1172,7 +1325,7 @@ type ListFrameworksRequest struct {
 
 func (x *ListFrameworksRequest) Reset() {
 	*x = ListFrameworksRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[20]
+	mi := &file_agora_v1_operator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1337,7 @@ func (x *ListFrameworksRequest) String() string {
 func (*ListFrameworksRequest) ProtoMessage() {}
 
 func (x *ListFrameworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[20]
+	mi := &file_agora_v1_operator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1350,7 @@ func (x *ListFrameworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFrameworksRequest.ProtoReflect.Descriptor instead.
 func (*ListFrameworksRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{20}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListFrameworksRequest) GetRead() *ReadOptions {
@@ -1217,7 +1370,7 @@ type ListFrameworksResponse struct {
 
 func (x *ListFrameworksResponse) Reset() {
 	*x = ListFrameworksResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[21]
+	mi := &file_agora_v1_operator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1382,7 @@ func (x *ListFrameworksResponse) String() string {
 func (*ListFrameworksResponse) ProtoMessage() {}
 
 func (x *ListFrameworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[21]
+	mi := &file_agora_v1_operator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1395,7 @@ func (x *ListFrameworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFrameworksResponse.ProtoReflect.Descriptor instead.
 func (*ListFrameworksResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{21}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListFrameworksResponse) GetFrameworks() []*Framework {
@@ -1262,7 +1415,7 @@ type ListOffersRequest struct {
 
 func (x *ListOffersRequest) Reset() {
 	*x = ListOffersRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[22]
+	mi := &file_agora_v1_operator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1427,7 @@ func (x *ListOffersRequest) String() string {
 func (*ListOffersRequest) ProtoMessage() {}
 
 func (x *ListOffersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[22]
+	mi := &file_agora_v1_operator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1440,7 @@ func (x *ListOffersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffersRequest.ProtoReflect.Descriptor instead.
 func (*ListOffersRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{22}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListOffersRequest) GetRead() *ReadOptions {
@@ -1307,7 +1460,7 @@ type ListOffersResponse struct {
 
 func (x *ListOffersResponse) Reset() {
 	*x = ListOffersResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[23]
+	mi := &file_agora_v1_operator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1472,7 @@ func (x *ListOffersResponse) String() string {
 func (*ListOffersResponse) ProtoMessage() {}
 
 func (x *ListOffersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[23]
+	mi := &file_agora_v1_operator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1485,7 @@ func (x *ListOffersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffersResponse.ProtoReflect.Descriptor instead.
 func (*ListOffersResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{23}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListOffersResponse) GetOffers() []*Offer {
@@ -1352,7 +1505,7 @@ type ListReservationsRequest struct {
 
 func (x *ListReservationsRequest) Reset() {
 	*x = ListReservationsRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[24]
+	mi := &file_agora_v1_operator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1517,7 @@ func (x *ListReservationsRequest) String() string {
 func (*ListReservationsRequest) ProtoMessage() {}
 
 func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[24]
+	mi := &file_agora_v1_operator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1530,7 @@ func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReservationsRequest.ProtoReflect.Descriptor instead.
 func (*ListReservationsRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{24}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListReservationsRequest) GetRead() *ReadOptions {
@@ -1398,7 +1551,7 @@ type ListReservationsResponse struct {
 
 func (x *ListReservationsResponse) Reset() {
 	*x = ListReservationsResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[25]
+	mi := &file_agora_v1_operator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1563,7 @@ func (x *ListReservationsResponse) String() string {
 func (*ListReservationsResponse) ProtoMessage() {}
 
 func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[25]
+	mi := &file_agora_v1_operator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1576,7 @@ func (x *ListReservationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReservationsResponse.ProtoReflect.Descriptor instead.
 func (*ListReservationsResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{25}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListReservationsResponse) GetReservations() []*Reservation {
@@ -1450,7 +1603,7 @@ type TeardownFrameworkRequest struct {
 
 func (x *TeardownFrameworkRequest) Reset() {
 	*x = TeardownFrameworkRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[26]
+	mi := &file_agora_v1_operator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1615,7 @@ func (x *TeardownFrameworkRequest) String() string {
 func (*TeardownFrameworkRequest) ProtoMessage() {}
 
 func (x *TeardownFrameworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[26]
+	mi := &file_agora_v1_operator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1628,7 @@ func (x *TeardownFrameworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownFrameworkRequest.ProtoReflect.Descriptor instead.
 func (*TeardownFrameworkRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{26}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TeardownFrameworkRequest) GetFrameworkId() string {
@@ -1494,7 +1647,7 @@ type TeardownFrameworkResponse struct {
 
 func (x *TeardownFrameworkResponse) Reset() {
 	*x = TeardownFrameworkResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[27]
+	mi := &file_agora_v1_operator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1659,7 @@ func (x *TeardownFrameworkResponse) String() string {
 func (*TeardownFrameworkResponse) ProtoMessage() {}
 
 func (x *TeardownFrameworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[27]
+	mi := &file_agora_v1_operator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1672,7 @@ func (x *TeardownFrameworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownFrameworkResponse.ProtoReflect.Descriptor instead.
 func (*TeardownFrameworkResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{27}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
 // ExplainFrameworkRequest names the framework to explain.
@@ -1532,7 +1685,7 @@ type ExplainFrameworkRequest struct {
 
 func (x *ExplainFrameworkRequest) Reset() {
 	*x = ExplainFrameworkRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[28]
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1697,7 @@ func (x *ExplainFrameworkRequest) String() string {
 func (*ExplainFrameworkRequest) ProtoMessage() {}
 
 func (x *ExplainFrameworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[28]
+	mi := &file_agora_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1710,7 @@ func (x *ExplainFrameworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainFrameworkRequest.ProtoReflect.Descriptor instead.
 func (*ExplainFrameworkRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{28}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExplainFrameworkRequest) GetFrameworkId() string {
@@ -1585,7 +1738,7 @@ type SkipReason struct {
 
 func (x *SkipReason) Reset() {
 	*x = SkipReason{}
-	mi := &file_agora_v1_operator_proto_msgTypes[29]
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1750,7 @@ func (x *SkipReason) String() string {
 func (*SkipReason) ProtoMessage() {}
 
 func (x *SkipReason) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[29]
+	mi := &file_agora_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1763,7 @@ func (x *SkipReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkipReason.ProtoReflect.Descriptor instead.
 func (*SkipReason) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{29}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SkipReason) GetReason() string {
@@ -1663,7 +1816,7 @@ type ExplainFrameworkResponse struct {
 
 func (x *ExplainFrameworkResponse) Reset() {
 	*x = ExplainFrameworkResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[30]
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1828,7 @@ func (x *ExplainFrameworkResponse) String() string {
 func (*ExplainFrameworkResponse) ProtoMessage() {}
 
 func (x *ExplainFrameworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[30]
+	mi := &file_agora_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1841,7 @@ func (x *ExplainFrameworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainFrameworkResponse.ProtoReflect.Descriptor instead.
 func (*ExplainFrameworkResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{30}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExplainFrameworkResponse) GetFrameworkId() string {
@@ -1770,7 +1923,7 @@ type DemandVerdict struct {
 
 func (x *DemandVerdict) Reset() {
 	*x = DemandVerdict{}
-	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1935,7 @@ func (x *DemandVerdict) String() string {
 func (*DemandVerdict) ProtoMessage() {}
 
 func (x *DemandVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[31]
+	mi := &file_agora_v1_operator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +1948,7 @@ func (x *DemandVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemandVerdict.ProtoReflect.Descriptor instead.
 func (*DemandVerdict) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{31}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DemandVerdict) GetRole() string {
@@ -1859,7 +2012,7 @@ type LeaderRedirect struct {
 
 func (x *LeaderRedirect) Reset() {
 	*x = LeaderRedirect{}
-	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +2024,7 @@ func (x *LeaderRedirect) String() string {
 func (*LeaderRedirect) ProtoMessage() {}
 
 func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[32]
+	mi := &file_agora_v1_operator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +2037,7 @@ func (x *LeaderRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRedirect.ProtoReflect.Descriptor instead.
 func (*LeaderRedirect) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{32}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LeaderRedirect) GetLeaderId() string {
@@ -1911,7 +2064,7 @@ type RunServiceRequest struct {
 
 func (x *RunServiceRequest) Reset() {
 	*x = RunServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2076,7 @@ func (x *RunServiceRequest) String() string {
 func (*RunServiceRequest) ProtoMessage() {}
 
 func (x *RunServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[33]
+	mi := &file_agora_v1_operator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2089,7 @@ func (x *RunServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{33}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RunServiceRequest) GetSpec() []byte {
@@ -1959,7 +2112,7 @@ type RunServiceResponse struct {
 
 func (x *RunServiceResponse) Reset() {
 	*x = RunServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2124,7 @@ func (x *RunServiceResponse) String() string {
 func (*RunServiceResponse) ProtoMessage() {}
 
 func (x *RunServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[34]
+	mi := &file_agora_v1_operator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2137,7 @@ func (x *RunServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServiceResponse.ProtoReflect.Descriptor instead.
 func (*RunServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{34}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RunServiceResponse) GetName() string {
@@ -2021,7 +2174,7 @@ type ScaleServiceRequest struct {
 
 func (x *ScaleServiceRequest) Reset() {
 	*x = ScaleServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2186,7 @@ func (x *ScaleServiceRequest) String() string {
 func (*ScaleServiceRequest) ProtoMessage() {}
 
 func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[35]
+	mi := &file_agora_v1_operator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2199,7 @@ func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
 func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{35}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ScaleServiceRequest) GetName() string {
@@ -2087,7 +2240,7 @@ type ScaleServiceResponse struct {
 
 func (x *ScaleServiceResponse) Reset() {
 	*x = ScaleServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2252,7 @@ func (x *ScaleServiceResponse) String() string {
 func (*ScaleServiceResponse) ProtoMessage() {}
 
 func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[36]
+	mi := &file_agora_v1_operator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2265,7 @@ func (x *ScaleServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleServiceResponse.ProtoReflect.Descriptor instead.
 func (*ScaleServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{36}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ScaleServiceResponse) GetIndex() uint64 {
@@ -2133,7 +2286,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2298,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[37]
+	mi := &file_agora_v1_operator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2311,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{37}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateServiceRequest) GetName() string {
@@ -2185,7 +2338,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2350,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[38]
+	mi := &file_agora_v1_operator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2363,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{38}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateServiceResponse) GetIndex() uint64 {
@@ -2232,7 +2385,7 @@ type ReplaceServicePodRequest struct {
 
 func (x *ReplaceServicePodRequest) Reset() {
 	*x = ReplaceServicePodRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2397,7 @@ func (x *ReplaceServicePodRequest) String() string {
 func (*ReplaceServicePodRequest) ProtoMessage() {}
 
 func (x *ReplaceServicePodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[39]
+	mi := &file_agora_v1_operator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2410,7 @@ func (x *ReplaceServicePodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceServicePodRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceServicePodRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{39}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReplaceServicePodRequest) GetName() string {
@@ -2291,7 +2444,7 @@ type ReplaceServicePodResponse struct {
 
 func (x *ReplaceServicePodResponse) Reset() {
 	*x = ReplaceServicePodResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2456,7 @@ func (x *ReplaceServicePodResponse) String() string {
 func (*ReplaceServicePodResponse) ProtoMessage() {}
 
 func (x *ReplaceServicePodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[40]
+	mi := &file_agora_v1_operator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2469,7 @@ func (x *ReplaceServicePodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceServicePodResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceServicePodResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{40}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReplaceServicePodResponse) GetIndex() uint64 {
@@ -2337,7 +2490,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2502,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[41]
+	mi := &file_agora_v1_operator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2515,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{41}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveServiceRequest) GetName() string {
@@ -2389,7 +2542,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2554,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[42]
+	mi := &file_agora_v1_operator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2567,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{42}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RemoveServiceResponse) GetIndex() uint64 {
@@ -2440,7 +2593,7 @@ type ServiceView struct {
 
 func (x *ServiceView) Reset() {
 	*x = ServiceView{}
-	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2605,7 @@ func (x *ServiceView) String() string {
 func (*ServiceView) ProtoMessage() {}
 
 func (x *ServiceView) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[43]
+	mi := &file_agora_v1_operator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2618,7 @@ func (x *ServiceView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceView.ProtoReflect.Descriptor instead.
 func (*ServiceView) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{43}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ServiceView) GetName() string {
@@ -2506,7 +2659,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2671,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[44]
+	mi := &file_agora_v1_operator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2684,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{44}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListServicesRequest) GetRead() *ReadOptions {
@@ -2551,7 +2704,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	mi := &file_agora_v1_operator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2716,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[45]
+	mi := &file_agora_v1_operator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2729,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{45}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListServicesResponse) GetServices() []*ServiceView {
@@ -2597,7 +2750,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	mi := &file_agora_v1_operator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2762,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[46]
+	mi := &file_agora_v1_operator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2775,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{46}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetServiceRequest) GetRead() *ReadOptions {
@@ -2649,7 +2802,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[47]
+	mi := &file_agora_v1_operator_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2814,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[47]
+	mi := &file_agora_v1_operator_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2827,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{47}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetServiceResponse) GetService() *ServiceView {
@@ -2696,7 +2849,7 @@ type DrainAgentRequest struct {
 
 func (x *DrainAgentRequest) Reset() {
 	*x = DrainAgentRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[48]
+	mi := &file_agora_v1_operator_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2861,7 @@ func (x *DrainAgentRequest) String() string {
 func (*DrainAgentRequest) ProtoMessage() {}
 
 func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[48]
+	mi := &file_agora_v1_operator_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2874,7 @@ func (x *DrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*DrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{48}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DrainAgentRequest) GetAgentId() string {
@@ -2749,7 +2902,7 @@ type DrainAgentResponse struct {
 
 func (x *DrainAgentResponse) Reset() {
 	*x = DrainAgentResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[49]
+	mi := &file_agora_v1_operator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +2914,7 @@ func (x *DrainAgentResponse) String() string {
 func (*DrainAgentResponse) ProtoMessage() {}
 
 func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[49]
+	mi := &file_agora_v1_operator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +2927,7 @@ func (x *DrainAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainAgentResponse.ProtoReflect.Descriptor instead.
 func (*DrainAgentResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{49}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DrainAgentResponse) GetAgent() *Agent {
@@ -2801,7 +2954,7 @@ type UndrainAgentRequest struct {
 
 func (x *UndrainAgentRequest) Reset() {
 	*x = UndrainAgentRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[50]
+	mi := &file_agora_v1_operator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2966,7 @@ func (x *UndrainAgentRequest) String() string {
 func (*UndrainAgentRequest) ProtoMessage() {}
 
 func (x *UndrainAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[50]
+	mi := &file_agora_v1_operator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2979,7 @@ func (x *UndrainAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainAgentRequest.ProtoReflect.Descriptor instead.
 func (*UndrainAgentRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{50}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UndrainAgentRequest) GetAgentId() string {
@@ -2847,7 +3000,7 @@ type UndrainAgentResponse struct {
 
 func (x *UndrainAgentResponse) Reset() {
 	*x = UndrainAgentResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[51]
+	mi := &file_agora_v1_operator_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +3012,7 @@ func (x *UndrainAgentResponse) String() string {
 func (*UndrainAgentResponse) ProtoMessage() {}
 
 func (x *UndrainAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[51]
+	mi := &file_agora_v1_operator_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +3025,7 @@ func (x *UndrainAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainAgentResponse.ProtoReflect.Descriptor instead.
 func (*UndrainAgentResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{51}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *UndrainAgentResponse) GetAgent() *Agent {
@@ -2901,7 +3054,7 @@ type GossipKeyringRequest struct {
 
 func (x *GossipKeyringRequest) Reset() {
 	*x = GossipKeyringRequest{}
-	mi := &file_agora_v1_operator_proto_msgTypes[52]
+	mi := &file_agora_v1_operator_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3066,7 @@ func (x *GossipKeyringRequest) String() string {
 func (*GossipKeyringRequest) ProtoMessage() {}
 
 func (x *GossipKeyringRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[52]
+	mi := &file_agora_v1_operator_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3079,7 @@ func (x *GossipKeyringRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyringRequest.ProtoReflect.Descriptor instead.
 func (*GossipKeyringRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{52}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GossipKeyringRequest) GetAction() GossipKeyringAction {
@@ -2963,7 +3116,7 @@ type GossipKeyringResponse struct {
 
 func (x *GossipKeyringResponse) Reset() {
 	*x = GossipKeyringResponse{}
-	mi := &file_agora_v1_operator_proto_msgTypes[53]
+	mi := &file_agora_v1_operator_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2975,7 +3128,7 @@ func (x *GossipKeyringResponse) String() string {
 func (*GossipKeyringResponse) ProtoMessage() {}
 
 func (x *GossipKeyringResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_operator_proto_msgTypes[53]
+	mi := &file_agora_v1_operator_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2988,7 +3141,7 @@ func (x *GossipKeyringResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyringResponse.ProtoReflect.Descriptor instead.
 func (*GossipKeyringResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_operator_proto_rawDescGZIP(), []int{53}
+	return file_agora_v1_operator_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GossipKeyringResponse) GetMembers() int32 {
@@ -3079,7 +3232,15 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\x0eSetRoleRequest\x12\"\n" +
 	"\x04role\x18\x01 \x01(\v2\x0e.agora.v1.RoleR\x04role\"'\n" +
 	"\x0fSetRoleResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"'\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"7\n" +
+	"\x0fSetRolesRequest\x12$\n" +
+	"\x05roles\x18\x01 \x03(\v2\x0e.agora.v1.RoleR\x05roles\"S\n" +
+	"\rSetRoleResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"E\n" +
+	"\x10SetRolesResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.agora.v1.SetRoleResultR\aresults\"'\n" +
 	"\x11DeleteRoleRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"*\n" +
 	"\x12DeleteRoleResponse\x12\x14\n" +
@@ -3237,10 +3398,11 @@ const file_agora_v1_operator_proto_rawDesc = "" +
 	"\x1aGOSSIP_KEYRING_ACTION_LIST\x10\x01\x12!\n" +
 	"\x1dGOSSIP_KEYRING_ACTION_INSTALL\x10\x02\x12\x1d\n" +
 	"\x19GOSSIP_KEYRING_ACTION_USE\x10\x03\x12 \n" +
-	"\x1cGOSSIP_KEYRING_ACTION_REMOVE\x10\x042\xf3\x11\n" +
+	"\x1cGOSSIP_KEYRING_ACTION_REMOVE\x10\x042\xb6\x12\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\tGetStatus\x12\x1a.agora.v1.GetStatusRequest\x1a\x1b.agora.v1.GetStatusResponse\x12>\n" +
-	"\aSetRole\x12\x18.agora.v1.SetRoleRequest\x1a\x19.agora.v1.SetRoleResponse\x12G\n" +
+	"\aSetRole\x12\x18.agora.v1.SetRoleRequest\x1a\x19.agora.v1.SetRoleResponse\x12A\n" +
+	"\bSetRoles\x12\x19.agora.v1.SetRolesRequest\x1a\x1a.agora.v1.SetRolesResponse\x12G\n" +
 	"\n" +
 	"DeleteRole\x12\x1b.agora.v1.DeleteRoleRequest\x1a\x1c.agora.v1.DeleteRoleResponse\x12D\n" +
 	"\tListRoles\x12\x1a.agora.v1.ListRolesRequest\x1a\x1b.agora.v1.ListRolesResponse\x12D\n" +
@@ -3290,7 +3452,7 @@ func file_agora_v1_operator_proto_rawDescGZIP() []byte {
 }
 
 var file_agora_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_agora_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_agora_v1_operator_proto_goTypes = []any{
 	(GossipKeyringAction)(0),          // 0: agora.v1.GossipKeyringAction
 	(*ReadOptions)(nil),               // 1: agora.v1.ReadOptions
@@ -3300,189 +3462,196 @@ var file_agora_v1_operator_proto_goTypes = []any{
 	(*GetStatusResponse)(nil),         // 5: agora.v1.GetStatusResponse
 	(*SetRoleRequest)(nil),            // 6: agora.v1.SetRoleRequest
 	(*SetRoleResponse)(nil),           // 7: agora.v1.SetRoleResponse
-	(*DeleteRoleRequest)(nil),         // 8: agora.v1.DeleteRoleRequest
-	(*DeleteRoleResponse)(nil),        // 9: agora.v1.DeleteRoleResponse
-	(*ListRolesRequest)(nil),          // 10: agora.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),         // 11: agora.v1.ListRolesResponse
-	(*ListPeersRequest)(nil),          // 12: agora.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),         // 13: agora.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),         // 14: agora.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),        // 15: agora.v1.RemovePeerResponse
-	(*ListAgentsRequest)(nil),         // 16: agora.v1.ListAgentsRequest
-	(*AgentView)(nil),                 // 17: agora.v1.AgentView
-	(*ListAgentsResponse)(nil),        // 18: agora.v1.ListAgentsResponse
-	(*ListTasksRequest)(nil),          // 19: agora.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),         // 20: agora.v1.ListTasksResponse
-	(*ListFrameworksRequest)(nil),     // 21: agora.v1.ListFrameworksRequest
-	(*ListFrameworksResponse)(nil),    // 22: agora.v1.ListFrameworksResponse
-	(*ListOffersRequest)(nil),         // 23: agora.v1.ListOffersRequest
-	(*ListOffersResponse)(nil),        // 24: agora.v1.ListOffersResponse
-	(*ListReservationsRequest)(nil),   // 25: agora.v1.ListReservationsRequest
-	(*ListReservationsResponse)(nil),  // 26: agora.v1.ListReservationsResponse
-	(*TeardownFrameworkRequest)(nil),  // 27: agora.v1.TeardownFrameworkRequest
-	(*TeardownFrameworkResponse)(nil), // 28: agora.v1.TeardownFrameworkResponse
-	(*ExplainFrameworkRequest)(nil),   // 29: agora.v1.ExplainFrameworkRequest
-	(*SkipReason)(nil),                // 30: agora.v1.SkipReason
-	(*ExplainFrameworkResponse)(nil),  // 31: agora.v1.ExplainFrameworkResponse
-	(*DemandVerdict)(nil),             // 32: agora.v1.DemandVerdict
-	(*LeaderRedirect)(nil),            // 33: agora.v1.LeaderRedirect
-	(*RunServiceRequest)(nil),         // 34: agora.v1.RunServiceRequest
-	(*RunServiceResponse)(nil),        // 35: agora.v1.RunServiceResponse
-	(*ScaleServiceRequest)(nil),       // 36: agora.v1.ScaleServiceRequest
-	(*ScaleServiceResponse)(nil),      // 37: agora.v1.ScaleServiceResponse
-	(*UpdateServiceRequest)(nil),      // 38: agora.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),     // 39: agora.v1.UpdateServiceResponse
-	(*ReplaceServicePodRequest)(nil),  // 40: agora.v1.ReplaceServicePodRequest
-	(*ReplaceServicePodResponse)(nil), // 41: agora.v1.ReplaceServicePodResponse
-	(*RemoveServiceRequest)(nil),      // 42: agora.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),     // 43: agora.v1.RemoveServiceResponse
-	(*ServiceView)(nil),               // 44: agora.v1.ServiceView
-	(*ListServicesRequest)(nil),       // 45: agora.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),      // 46: agora.v1.ListServicesResponse
-	(*GetServiceRequest)(nil),         // 47: agora.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),        // 48: agora.v1.GetServiceResponse
-	(*DrainAgentRequest)(nil),         // 49: agora.v1.DrainAgentRequest
-	(*DrainAgentResponse)(nil),        // 50: agora.v1.DrainAgentResponse
-	(*UndrainAgentRequest)(nil),       // 51: agora.v1.UndrainAgentRequest
-	(*UndrainAgentResponse)(nil),      // 52: agora.v1.UndrainAgentResponse
-	(*GossipKeyringRequest)(nil),      // 53: agora.v1.GossipKeyringRequest
-	(*GossipKeyringResponse)(nil),     // 54: agora.v1.GossipKeyringResponse
-	nil,                               // 55: agora.v1.Counts.AgentsByStateEntry
-	nil,                               // 56: agora.v1.Counts.TasksByStateEntry
-	nil,                               // 57: agora.v1.GossipKeyringResponse.MessagesEntry
-	nil,                               // 58: agora.v1.GossipKeyringResponse.KeysEntry
-	nil,                               // 59: agora.v1.GossipKeyringResponse.PrimaryKeysEntry
-	(*Master)(nil),                    // 60: agora.v1.Master
-	(*Role)(nil),                      // 61: agora.v1.Role
-	(*Agent)(nil),                     // 62: agora.v1.Agent
-	(*Resource)(nil),                  // 63: agora.v1.Resource
-	(*Task)(nil),                      // 64: agora.v1.Task
-	(*Framework)(nil),                 // 65: agora.v1.Framework
-	(*Offer)(nil),                     // 66: agora.v1.Offer
-	(*Reservation)(nil),               // 67: agora.v1.Reservation
-	(*Volume)(nil),                    // 68: agora.v1.Volume
-	(*timestamppb.Timestamp)(nil),     // 69: google.protobuf.Timestamp
-	(*Preemption)(nil),                // 70: agora.v1.Preemption
-	(*AddPeerRequest)(nil),            // 71: agora.v1.AddPeerRequest
-	(*TransferLeaderRequest)(nil),     // 72: agora.v1.TransferLeaderRequest
-	(*RaftHealthRequest)(nil),         // 73: agora.v1.RaftHealthRequest
-	(*RaftServerStatsRequest)(nil),    // 74: agora.v1.RaftServerStatsRequest
-	(*SaveSnapshotRequest)(nil),       // 75: agora.v1.SaveSnapshotRequest
-	(*RestoreSnapshotRequest)(nil),    // 76: agora.v1.RestoreSnapshotRequest
-	(*AddPeerResponse)(nil),           // 77: agora.v1.AddPeerResponse
-	(*TransferLeaderResponse)(nil),    // 78: agora.v1.TransferLeaderResponse
-	(*RaftHealthResponse)(nil),        // 79: agora.v1.RaftHealthResponse
-	(*RaftServerStatsResponse)(nil),   // 80: agora.v1.RaftServerStatsResponse
-	(*SaveSnapshotResponse)(nil),      // 81: agora.v1.SaveSnapshotResponse
-	(*RestoreSnapshotResponse)(nil),   // 82: agora.v1.RestoreSnapshotResponse
+	(*SetRolesRequest)(nil),           // 8: agora.v1.SetRolesRequest
+	(*SetRoleResult)(nil),             // 9: agora.v1.SetRoleResult
+	(*SetRolesResponse)(nil),          // 10: agora.v1.SetRolesResponse
+	(*DeleteRoleRequest)(nil),         // 11: agora.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),        // 12: agora.v1.DeleteRoleResponse
+	(*ListRolesRequest)(nil),          // 13: agora.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),         // 14: agora.v1.ListRolesResponse
+	(*ListPeersRequest)(nil),          // 15: agora.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),         // 16: agora.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),         // 17: agora.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),        // 18: agora.v1.RemovePeerResponse
+	(*ListAgentsRequest)(nil),         // 19: agora.v1.ListAgentsRequest
+	(*AgentView)(nil),                 // 20: agora.v1.AgentView
+	(*ListAgentsResponse)(nil),        // 21: agora.v1.ListAgentsResponse
+	(*ListTasksRequest)(nil),          // 22: agora.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),         // 23: agora.v1.ListTasksResponse
+	(*ListFrameworksRequest)(nil),     // 24: agora.v1.ListFrameworksRequest
+	(*ListFrameworksResponse)(nil),    // 25: agora.v1.ListFrameworksResponse
+	(*ListOffersRequest)(nil),         // 26: agora.v1.ListOffersRequest
+	(*ListOffersResponse)(nil),        // 27: agora.v1.ListOffersResponse
+	(*ListReservationsRequest)(nil),   // 28: agora.v1.ListReservationsRequest
+	(*ListReservationsResponse)(nil),  // 29: agora.v1.ListReservationsResponse
+	(*TeardownFrameworkRequest)(nil),  // 30: agora.v1.TeardownFrameworkRequest
+	(*TeardownFrameworkResponse)(nil), // 31: agora.v1.TeardownFrameworkResponse
+	(*ExplainFrameworkRequest)(nil),   // 32: agora.v1.ExplainFrameworkRequest
+	(*SkipReason)(nil),                // 33: agora.v1.SkipReason
+	(*ExplainFrameworkResponse)(nil),  // 34: agora.v1.ExplainFrameworkResponse
+	(*DemandVerdict)(nil),             // 35: agora.v1.DemandVerdict
+	(*LeaderRedirect)(nil),            // 36: agora.v1.LeaderRedirect
+	(*RunServiceRequest)(nil),         // 37: agora.v1.RunServiceRequest
+	(*RunServiceResponse)(nil),        // 38: agora.v1.RunServiceResponse
+	(*ScaleServiceRequest)(nil),       // 39: agora.v1.ScaleServiceRequest
+	(*ScaleServiceResponse)(nil),      // 40: agora.v1.ScaleServiceResponse
+	(*UpdateServiceRequest)(nil),      // 41: agora.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),     // 42: agora.v1.UpdateServiceResponse
+	(*ReplaceServicePodRequest)(nil),  // 43: agora.v1.ReplaceServicePodRequest
+	(*ReplaceServicePodResponse)(nil), // 44: agora.v1.ReplaceServicePodResponse
+	(*RemoveServiceRequest)(nil),      // 45: agora.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),     // 46: agora.v1.RemoveServiceResponse
+	(*ServiceView)(nil),               // 47: agora.v1.ServiceView
+	(*ListServicesRequest)(nil),       // 48: agora.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),      // 49: agora.v1.ListServicesResponse
+	(*GetServiceRequest)(nil),         // 50: agora.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),        // 51: agora.v1.GetServiceResponse
+	(*DrainAgentRequest)(nil),         // 52: agora.v1.DrainAgentRequest
+	(*DrainAgentResponse)(nil),        // 53: agora.v1.DrainAgentResponse
+	(*UndrainAgentRequest)(nil),       // 54: agora.v1.UndrainAgentRequest
+	(*UndrainAgentResponse)(nil),      // 55: agora.v1.UndrainAgentResponse
+	(*GossipKeyringRequest)(nil),      // 56: agora.v1.GossipKeyringRequest
+	(*GossipKeyringResponse)(nil),     // 57: agora.v1.GossipKeyringResponse
+	nil,                               // 58: agora.v1.Counts.AgentsByStateEntry
+	nil,                               // 59: agora.v1.Counts.TasksByStateEntry
+	nil,                               // 60: agora.v1.GossipKeyringResponse.MessagesEntry
+	nil,                               // 61: agora.v1.GossipKeyringResponse.KeysEntry
+	nil,                               // 62: agora.v1.GossipKeyringResponse.PrimaryKeysEntry
+	(*Master)(nil),                    // 63: agora.v1.Master
+	(*Role)(nil),                      // 64: agora.v1.Role
+	(*Agent)(nil),                     // 65: agora.v1.Agent
+	(*Resource)(nil),                  // 66: agora.v1.Resource
+	(*Task)(nil),                      // 67: agora.v1.Task
+	(*Framework)(nil),                 // 68: agora.v1.Framework
+	(*Offer)(nil),                     // 69: agora.v1.Offer
+	(*Reservation)(nil),               // 70: agora.v1.Reservation
+	(*Volume)(nil),                    // 71: agora.v1.Volume
+	(*timestamppb.Timestamp)(nil),     // 72: google.protobuf.Timestamp
+	(*Preemption)(nil),                // 73: agora.v1.Preemption
+	(*AddPeerRequest)(nil),            // 74: agora.v1.AddPeerRequest
+	(*TransferLeaderRequest)(nil),     // 75: agora.v1.TransferLeaderRequest
+	(*RaftHealthRequest)(nil),         // 76: agora.v1.RaftHealthRequest
+	(*RaftServerStatsRequest)(nil),    // 77: agora.v1.RaftServerStatsRequest
+	(*SaveSnapshotRequest)(nil),       // 78: agora.v1.SaveSnapshotRequest
+	(*RestoreSnapshotRequest)(nil),    // 79: agora.v1.RestoreSnapshotRequest
+	(*AddPeerResponse)(nil),           // 80: agora.v1.AddPeerResponse
+	(*TransferLeaderResponse)(nil),    // 81: agora.v1.TransferLeaderResponse
+	(*RaftHealthResponse)(nil),        // 82: agora.v1.RaftHealthResponse
+	(*RaftServerStatsResponse)(nil),   // 83: agora.v1.RaftServerStatsResponse
+	(*SaveSnapshotResponse)(nil),      // 84: agora.v1.SaveSnapshotResponse
+	(*RestoreSnapshotResponse)(nil),   // 85: agora.v1.RestoreSnapshotResponse
 }
 var file_agora_v1_operator_proto_depIdxs = []int32{
 	1,  // 0: agora.v1.GetStatusRequest.read:type_name -> agora.v1.ReadOptions
-	55, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
-	56, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
-	60, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
-	60, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
+	58, // 1: agora.v1.Counts.agents_by_state:type_name -> agora.v1.Counts.AgentsByStateEntry
+	59, // 2: agora.v1.Counts.tasks_by_state:type_name -> agora.v1.Counts.TasksByStateEntry
+	63, // 3: agora.v1.GetStatusResponse.leader:type_name -> agora.v1.Master
+	63, // 4: agora.v1.GetStatusResponse.masters:type_name -> agora.v1.Master
 	3,  // 5: agora.v1.GetStatusResponse.raft:type_name -> agora.v1.RaftStatus
 	4,  // 6: agora.v1.GetStatusResponse.counts:type_name -> agora.v1.Counts
-	61, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
-	1,  // 8: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
-	61, // 9: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
-	1,  // 10: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
-	60, // 11: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
-	1,  // 12: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
-	62, // 13: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
-	63, // 14: agora.v1.AgentView.used:type_name -> agora.v1.Resource
-	63, // 15: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
-	63, // 16: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
-	17, // 17: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
-	1,  // 18: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
-	64, // 19: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
-	1,  // 20: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
-	65, // 21: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
-	1,  // 22: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
-	66, // 23: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
-	1,  // 24: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
-	67, // 25: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
-	68, // 26: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
-	30, // 27: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
-	69, // 28: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
-	32, // 29: agora.v1.ExplainFrameworkResponse.demands:type_name -> agora.v1.DemandVerdict
-	70, // 30: agora.v1.ExplainFrameworkResponse.preemptions:type_name -> agora.v1.Preemption
-	63, // 31: agora.v1.DemandVerdict.resources:type_name -> agora.v1.Resource
-	1,  // 32: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
-	44, // 33: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
-	1,  // 34: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
-	44, // 35: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
-	69, // 36: agora.v1.DrainAgentRequest.deadline:type_name -> google.protobuf.Timestamp
-	62, // 37: agora.v1.DrainAgentResponse.agent:type_name -> agora.v1.Agent
-	62, // 38: agora.v1.UndrainAgentResponse.agent:type_name -> agora.v1.Agent
-	0,  // 39: agora.v1.GossipKeyringRequest.action:type_name -> agora.v1.GossipKeyringAction
-	57, // 40: agora.v1.GossipKeyringResponse.messages:type_name -> agora.v1.GossipKeyringResponse.MessagesEntry
-	58, // 41: agora.v1.GossipKeyringResponse.keys:type_name -> agora.v1.GossipKeyringResponse.KeysEntry
-	59, // 42: agora.v1.GossipKeyringResponse.primary_keys:type_name -> agora.v1.GossipKeyringResponse.PrimaryKeysEntry
-	2,  // 43: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
-	6,  // 44: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
-	8,  // 45: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
-	10, // 46: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
-	12, // 47: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
-	14, // 48: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
-	16, // 49: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
-	19, // 50: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
-	21, // 51: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
-	23, // 52: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
-	25, // 53: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
-	27, // 54: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
-	29, // 55: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
-	34, // 56: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
-	36, // 57: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
-	38, // 58: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
-	40, // 59: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
-	42, // 60: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
-	45, // 61: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
-	47, // 62: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
-	49, // 63: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
-	51, // 64: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
-	53, // 65: agora.v1.OperatorService.GossipKeyring:input_type -> agora.v1.GossipKeyringRequest
-	71, // 66: agora.v1.OperatorService.AddPeer:input_type -> agora.v1.AddPeerRequest
-	72, // 67: agora.v1.OperatorService.TransferLeader:input_type -> agora.v1.TransferLeaderRequest
-	73, // 68: agora.v1.OperatorService.RaftHealth:input_type -> agora.v1.RaftHealthRequest
-	74, // 69: agora.v1.OperatorService.RaftServerStats:input_type -> agora.v1.RaftServerStatsRequest
-	75, // 70: agora.v1.OperatorService.SaveSnapshot:input_type -> agora.v1.SaveSnapshotRequest
-	76, // 71: agora.v1.OperatorService.RestoreSnapshot:input_type -> agora.v1.RestoreSnapshotRequest
-	5,  // 72: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
-	7,  // 73: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
-	9,  // 74: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
-	11, // 75: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
-	13, // 76: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
-	15, // 77: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
-	18, // 78: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
-	20, // 79: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
-	22, // 80: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
-	24, // 81: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
-	26, // 82: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
-	28, // 83: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
-	31, // 84: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
-	35, // 85: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
-	37, // 86: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
-	39, // 87: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
-	41, // 88: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
-	43, // 89: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
-	46, // 90: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
-	48, // 91: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
-	50, // 92: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
-	52, // 93: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
-	54, // 94: agora.v1.OperatorService.GossipKeyring:output_type -> agora.v1.GossipKeyringResponse
-	77, // 95: agora.v1.OperatorService.AddPeer:output_type -> agora.v1.AddPeerResponse
-	78, // 96: agora.v1.OperatorService.TransferLeader:output_type -> agora.v1.TransferLeaderResponse
-	79, // 97: agora.v1.OperatorService.RaftHealth:output_type -> agora.v1.RaftHealthResponse
-	80, // 98: agora.v1.OperatorService.RaftServerStats:output_type -> agora.v1.RaftServerStatsResponse
-	81, // 99: agora.v1.OperatorService.SaveSnapshot:output_type -> agora.v1.SaveSnapshotResponse
-	82, // 100: agora.v1.OperatorService.RestoreSnapshot:output_type -> agora.v1.RestoreSnapshotResponse
-	72, // [72:101] is the sub-list for method output_type
-	43, // [43:72] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	64, // 7: agora.v1.SetRoleRequest.role:type_name -> agora.v1.Role
+	64, // 8: agora.v1.SetRolesRequest.roles:type_name -> agora.v1.Role
+	9,  // 9: agora.v1.SetRolesResponse.results:type_name -> agora.v1.SetRoleResult
+	1,  // 10: agora.v1.ListRolesRequest.read:type_name -> agora.v1.ReadOptions
+	64, // 11: agora.v1.ListRolesResponse.roles:type_name -> agora.v1.Role
+	1,  // 12: agora.v1.ListPeersRequest.read:type_name -> agora.v1.ReadOptions
+	63, // 13: agora.v1.ListPeersResponse.peers:type_name -> agora.v1.Master
+	1,  // 14: agora.v1.ListAgentsRequest.read:type_name -> agora.v1.ReadOptions
+	65, // 15: agora.v1.AgentView.agent:type_name -> agora.v1.Agent
+	66, // 16: agora.v1.AgentView.used:type_name -> agora.v1.Resource
+	66, // 17: agora.v1.AgentView.offered:type_name -> agora.v1.Resource
+	66, // 18: agora.v1.AgentView.reserved:type_name -> agora.v1.Resource
+	20, // 19: agora.v1.ListAgentsResponse.agents:type_name -> agora.v1.AgentView
+	1,  // 20: agora.v1.ListTasksRequest.read:type_name -> agora.v1.ReadOptions
+	67, // 21: agora.v1.ListTasksResponse.tasks:type_name -> agora.v1.Task
+	1,  // 22: agora.v1.ListFrameworksRequest.read:type_name -> agora.v1.ReadOptions
+	68, // 23: agora.v1.ListFrameworksResponse.frameworks:type_name -> agora.v1.Framework
+	1,  // 24: agora.v1.ListOffersRequest.read:type_name -> agora.v1.ReadOptions
+	69, // 25: agora.v1.ListOffersResponse.offers:type_name -> agora.v1.Offer
+	1,  // 26: agora.v1.ListReservationsRequest.read:type_name -> agora.v1.ReadOptions
+	70, // 27: agora.v1.ListReservationsResponse.reservations:type_name -> agora.v1.Reservation
+	71, // 28: agora.v1.ListReservationsResponse.volumes:type_name -> agora.v1.Volume
+	33, // 29: agora.v1.ExplainFrameworkResponse.reasons:type_name -> agora.v1.SkipReason
+	72, // 30: agora.v1.ExplainFrameworkResponse.round_time:type_name -> google.protobuf.Timestamp
+	35, // 31: agora.v1.ExplainFrameworkResponse.demands:type_name -> agora.v1.DemandVerdict
+	73, // 32: agora.v1.ExplainFrameworkResponse.preemptions:type_name -> agora.v1.Preemption
+	66, // 33: agora.v1.DemandVerdict.resources:type_name -> agora.v1.Resource
+	1,  // 34: agora.v1.ListServicesRequest.read:type_name -> agora.v1.ReadOptions
+	47, // 35: agora.v1.ListServicesResponse.services:type_name -> agora.v1.ServiceView
+	1,  // 36: agora.v1.GetServiceRequest.read:type_name -> agora.v1.ReadOptions
+	47, // 37: agora.v1.GetServiceResponse.service:type_name -> agora.v1.ServiceView
+	72, // 38: agora.v1.DrainAgentRequest.deadline:type_name -> google.protobuf.Timestamp
+	65, // 39: agora.v1.DrainAgentResponse.agent:type_name -> agora.v1.Agent
+	65, // 40: agora.v1.UndrainAgentResponse.agent:type_name -> agora.v1.Agent
+	0,  // 41: agora.v1.GossipKeyringRequest.action:type_name -> agora.v1.GossipKeyringAction
+	60, // 42: agora.v1.GossipKeyringResponse.messages:type_name -> agora.v1.GossipKeyringResponse.MessagesEntry
+	61, // 43: agora.v1.GossipKeyringResponse.keys:type_name -> agora.v1.GossipKeyringResponse.KeysEntry
+	62, // 44: agora.v1.GossipKeyringResponse.primary_keys:type_name -> agora.v1.GossipKeyringResponse.PrimaryKeysEntry
+	2,  // 45: agora.v1.OperatorService.GetStatus:input_type -> agora.v1.GetStatusRequest
+	6,  // 46: agora.v1.OperatorService.SetRole:input_type -> agora.v1.SetRoleRequest
+	8,  // 47: agora.v1.OperatorService.SetRoles:input_type -> agora.v1.SetRolesRequest
+	11, // 48: agora.v1.OperatorService.DeleteRole:input_type -> agora.v1.DeleteRoleRequest
+	13, // 49: agora.v1.OperatorService.ListRoles:input_type -> agora.v1.ListRolesRequest
+	15, // 50: agora.v1.OperatorService.ListPeers:input_type -> agora.v1.ListPeersRequest
+	17, // 51: agora.v1.OperatorService.RemovePeer:input_type -> agora.v1.RemovePeerRequest
+	19, // 52: agora.v1.OperatorService.ListAgents:input_type -> agora.v1.ListAgentsRequest
+	22, // 53: agora.v1.OperatorService.ListTasks:input_type -> agora.v1.ListTasksRequest
+	24, // 54: agora.v1.OperatorService.ListFrameworks:input_type -> agora.v1.ListFrameworksRequest
+	26, // 55: agora.v1.OperatorService.ListOffers:input_type -> agora.v1.ListOffersRequest
+	28, // 56: agora.v1.OperatorService.ListReservations:input_type -> agora.v1.ListReservationsRequest
+	30, // 57: agora.v1.OperatorService.TeardownFramework:input_type -> agora.v1.TeardownFrameworkRequest
+	32, // 58: agora.v1.OperatorService.ExplainFramework:input_type -> agora.v1.ExplainFrameworkRequest
+	37, // 59: agora.v1.OperatorService.RunService:input_type -> agora.v1.RunServiceRequest
+	39, // 60: agora.v1.OperatorService.ScaleService:input_type -> agora.v1.ScaleServiceRequest
+	41, // 61: agora.v1.OperatorService.UpdateService:input_type -> agora.v1.UpdateServiceRequest
+	43, // 62: agora.v1.OperatorService.ReplaceServicePod:input_type -> agora.v1.ReplaceServicePodRequest
+	45, // 63: agora.v1.OperatorService.RemoveService:input_type -> agora.v1.RemoveServiceRequest
+	48, // 64: agora.v1.OperatorService.ListServices:input_type -> agora.v1.ListServicesRequest
+	50, // 65: agora.v1.OperatorService.GetService:input_type -> agora.v1.GetServiceRequest
+	52, // 66: agora.v1.OperatorService.DrainAgent:input_type -> agora.v1.DrainAgentRequest
+	54, // 67: agora.v1.OperatorService.UndrainAgent:input_type -> agora.v1.UndrainAgentRequest
+	56, // 68: agora.v1.OperatorService.GossipKeyring:input_type -> agora.v1.GossipKeyringRequest
+	74, // 69: agora.v1.OperatorService.AddPeer:input_type -> agora.v1.AddPeerRequest
+	75, // 70: agora.v1.OperatorService.TransferLeader:input_type -> agora.v1.TransferLeaderRequest
+	76, // 71: agora.v1.OperatorService.RaftHealth:input_type -> agora.v1.RaftHealthRequest
+	77, // 72: agora.v1.OperatorService.RaftServerStats:input_type -> agora.v1.RaftServerStatsRequest
+	78, // 73: agora.v1.OperatorService.SaveSnapshot:input_type -> agora.v1.SaveSnapshotRequest
+	79, // 74: agora.v1.OperatorService.RestoreSnapshot:input_type -> agora.v1.RestoreSnapshotRequest
+	5,  // 75: agora.v1.OperatorService.GetStatus:output_type -> agora.v1.GetStatusResponse
+	7,  // 76: agora.v1.OperatorService.SetRole:output_type -> agora.v1.SetRoleResponse
+	10, // 77: agora.v1.OperatorService.SetRoles:output_type -> agora.v1.SetRolesResponse
+	12, // 78: agora.v1.OperatorService.DeleteRole:output_type -> agora.v1.DeleteRoleResponse
+	14, // 79: agora.v1.OperatorService.ListRoles:output_type -> agora.v1.ListRolesResponse
+	16, // 80: agora.v1.OperatorService.ListPeers:output_type -> agora.v1.ListPeersResponse
+	18, // 81: agora.v1.OperatorService.RemovePeer:output_type -> agora.v1.RemovePeerResponse
+	21, // 82: agora.v1.OperatorService.ListAgents:output_type -> agora.v1.ListAgentsResponse
+	23, // 83: agora.v1.OperatorService.ListTasks:output_type -> agora.v1.ListTasksResponse
+	25, // 84: agora.v1.OperatorService.ListFrameworks:output_type -> agora.v1.ListFrameworksResponse
+	27, // 85: agora.v1.OperatorService.ListOffers:output_type -> agora.v1.ListOffersResponse
+	29, // 86: agora.v1.OperatorService.ListReservations:output_type -> agora.v1.ListReservationsResponse
+	31, // 87: agora.v1.OperatorService.TeardownFramework:output_type -> agora.v1.TeardownFrameworkResponse
+	34, // 88: agora.v1.OperatorService.ExplainFramework:output_type -> agora.v1.ExplainFrameworkResponse
+	38, // 89: agora.v1.OperatorService.RunService:output_type -> agora.v1.RunServiceResponse
+	40, // 90: agora.v1.OperatorService.ScaleService:output_type -> agora.v1.ScaleServiceResponse
+	42, // 91: agora.v1.OperatorService.UpdateService:output_type -> agora.v1.UpdateServiceResponse
+	44, // 92: agora.v1.OperatorService.ReplaceServicePod:output_type -> agora.v1.ReplaceServicePodResponse
+	46, // 93: agora.v1.OperatorService.RemoveService:output_type -> agora.v1.RemoveServiceResponse
+	49, // 94: agora.v1.OperatorService.ListServices:output_type -> agora.v1.ListServicesResponse
+	51, // 95: agora.v1.OperatorService.GetService:output_type -> agora.v1.GetServiceResponse
+	53, // 96: agora.v1.OperatorService.DrainAgent:output_type -> agora.v1.DrainAgentResponse
+	55, // 97: agora.v1.OperatorService.UndrainAgent:output_type -> agora.v1.UndrainAgentResponse
+	57, // 98: agora.v1.OperatorService.GossipKeyring:output_type -> agora.v1.GossipKeyringResponse
+	80, // 99: agora.v1.OperatorService.AddPeer:output_type -> agora.v1.AddPeerResponse
+	81, // 100: agora.v1.OperatorService.TransferLeader:output_type -> agora.v1.TransferLeaderResponse
+	82, // 101: agora.v1.OperatorService.RaftHealth:output_type -> agora.v1.RaftHealthResponse
+	83, // 102: agora.v1.OperatorService.RaftServerStats:output_type -> agora.v1.RaftServerStatsResponse
+	84, // 103: agora.v1.OperatorService.SaveSnapshot:output_type -> agora.v1.SaveSnapshotResponse
+	85, // 104: agora.v1.OperatorService.RestoreSnapshot:output_type -> agora.v1.RestoreSnapshotResponse
+	75, // [75:105] is the sub-list for method output_type
+	45, // [45:75] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_operator_proto_init() }
@@ -3498,7 +3667,7 @@ func file_agora_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_operator_proto_rawDesc), len(file_agora_v1_operator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   59,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

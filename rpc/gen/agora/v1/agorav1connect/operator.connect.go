@@ -38,6 +38,9 @@ const (
 	OperatorServiceGetStatusProcedure = "/agora.v1.OperatorService/GetStatus"
 	// OperatorServiceSetRoleProcedure is the fully-qualified name of the OperatorService's SetRole RPC.
 	OperatorServiceSetRoleProcedure = "/agora.v1.OperatorService/SetRole"
+	// OperatorServiceSetRolesProcedure is the fully-qualified name of the OperatorService's SetRoles
+	// RPC.
+	OperatorServiceSetRolesProcedure = "/agora.v1.OperatorService/SetRoles"
 	// OperatorServiceDeleteRoleProcedure is the fully-qualified name of the OperatorService's
 	// DeleteRole RPC.
 	OperatorServiceDeleteRoleProcedure = "/agora.v1.OperatorService/DeleteRole"
@@ -126,6 +129,11 @@ type OperatorServiceClient interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
 	// SetRole creates or replaces a role's configuration.
 	SetRole(context.Context, *connect.Request[v1.SetRoleRequest]) (*connect.Response[v1.SetRoleResponse], error)
+	// SetRoles sets many roles in one call, each exactly as its own SetRole
+	// would (same validation, same ACL area, committed on a quorum before
+	// the answer); each gets its own result, and a refused one does not stop
+	// the others. Clients use it to carry concurrent SetRole calls together.
+	SetRoles(context.Context, *connect.Request[v1.SetRolesRequest]) (*connect.Response[v1.SetRolesResponse], error)
 	// DeleteRole removes a role's configuration.
 	DeleteRole(context.Context, *connect.Request[v1.DeleteRoleRequest]) (*connect.Response[v1.DeleteRoleResponse], error)
 	// ListRoles lists configured roles.
@@ -224,6 +232,12 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			httpClient,
 			baseURL+OperatorServiceSetRoleProcedure,
 			connect.WithSchema(operatorServiceMethods.ByName("SetRole")),
+			connect.WithClientOptions(opts...),
+		),
+		setRoles: connect.NewClient[v1.SetRolesRequest, v1.SetRolesResponse](
+			httpClient,
+			baseURL+OperatorServiceSetRolesProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("SetRoles")),
 			connect.WithClientOptions(opts...),
 		),
 		deleteRole: connect.NewClient[v1.DeleteRoleRequest, v1.DeleteRoleResponse](
@@ -395,6 +409,7 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 type operatorServiceClient struct {
 	getStatus         *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
 	setRole           *connect.Client[v1.SetRoleRequest, v1.SetRoleResponse]
+	setRoles          *connect.Client[v1.SetRolesRequest, v1.SetRolesResponse]
 	deleteRole        *connect.Client[v1.DeleteRoleRequest, v1.DeleteRoleResponse]
 	listRoles         *connect.Client[v1.ListRolesRequest, v1.ListRolesResponse]
 	listPeers         *connect.Client[v1.ListPeersRequest, v1.ListPeersResponse]
@@ -432,6 +447,11 @@ func (c *operatorServiceClient) GetStatus(ctx context.Context, req *connect.Requ
 // SetRole calls agora.v1.OperatorService.SetRole.
 func (c *operatorServiceClient) SetRole(ctx context.Context, req *connect.Request[v1.SetRoleRequest]) (*connect.Response[v1.SetRoleResponse], error) {
 	return c.setRole.CallUnary(ctx, req)
+}
+
+// SetRoles calls agora.v1.OperatorService.SetRoles.
+func (c *operatorServiceClient) SetRoles(ctx context.Context, req *connect.Request[v1.SetRolesRequest]) (*connect.Response[v1.SetRolesResponse], error) {
+	return c.setRoles.CallUnary(ctx, req)
 }
 
 // DeleteRole calls agora.v1.OperatorService.DeleteRole.
@@ -575,6 +595,11 @@ type OperatorServiceHandler interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
 	// SetRole creates or replaces a role's configuration.
 	SetRole(context.Context, *connect.Request[v1.SetRoleRequest]) (*connect.Response[v1.SetRoleResponse], error)
+	// SetRoles sets many roles in one call, each exactly as its own SetRole
+	// would (same validation, same ACL area, committed on a quorum before
+	// the answer); each gets its own result, and a refused one does not stop
+	// the others. Clients use it to carry concurrent SetRole calls together.
+	SetRoles(context.Context, *connect.Request[v1.SetRolesRequest]) (*connect.Response[v1.SetRolesResponse], error)
 	// DeleteRole removes a role's configuration.
 	DeleteRole(context.Context, *connect.Request[v1.DeleteRoleRequest]) (*connect.Response[v1.DeleteRoleResponse], error)
 	// ListRoles lists configured roles.
@@ -669,6 +694,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		OperatorServiceSetRoleProcedure,
 		svc.SetRole,
 		connect.WithSchema(operatorServiceMethods.ByName("SetRole")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceSetRolesHandler := connect.NewUnaryHandler(
+		OperatorServiceSetRolesProcedure,
+		svc.SetRoles,
+		connect.WithSchema(operatorServiceMethods.ByName("SetRoles")),
 		connect.WithHandlerOptions(opts...),
 	)
 	operatorServiceDeleteRoleHandler := connect.NewUnaryHandler(
@@ -839,6 +870,8 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceGetStatusHandler.ServeHTTP(w, r)
 		case OperatorServiceSetRoleProcedure:
 			operatorServiceSetRoleHandler.ServeHTTP(w, r)
+		case OperatorServiceSetRolesProcedure:
+			operatorServiceSetRolesHandler.ServeHTTP(w, r)
 		case OperatorServiceDeleteRoleProcedure:
 			operatorServiceDeleteRoleHandler.ServeHTTP(w, r)
 		case OperatorServiceListRolesProcedure:
@@ -908,6 +941,10 @@ func (UnimplementedOperatorServiceHandler) GetStatus(context.Context, *connect.R
 
 func (UnimplementedOperatorServiceHandler) SetRole(context.Context, *connect.Request[v1.SetRoleRequest]) (*connect.Response[v1.SetRoleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.SetRole is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) SetRoles(context.Context, *connect.Request[v1.SetRolesRequest]) (*connect.Response[v1.SetRolesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agora.v1.OperatorService.SetRoles is not implemented"))
 }
 
 func (UnimplementedOperatorServiceHandler) DeleteRole(context.Context, *connect.Request[v1.DeleteRoleRequest]) (*connect.Response[v1.DeleteRoleResponse], error) {
