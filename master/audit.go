@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -122,7 +123,8 @@ func isRead(procedure string) bool {
 
 // keyIDs collects the ids a request names: string fields called id,
 // name or *_id (and repeated *_ids), in the message and the messages it
-// holds, two levels deep, at most 16.
+// holds (the first 8 of a repeated message field, keyed name[i]), two
+// levels deep, at most 16.
 func keyIDs(msg proto.Message) map[string]string {
 	out := map[string]string{}
 	var walk func(prefix string, m protoreflect.Message, depth int)
@@ -146,6 +148,11 @@ func keyIDs(msg proto.Message) map[string]string {
 				out[key] = v.String()
 			case fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() && depth < 2:
 				walk(key+".", v.Message(), depth+1)
+			case fd.Kind() == protoreflect.MessageKind && fd.IsList() && depth < 2:
+				l := v.List()
+				for i := 0; i < l.Len() && i < 8 && len(out) < 16; i++ {
+					walk(key+"["+strconv.Itoa(i)+"].", l.Get(i).Message(), depth+1)
+				}
 			}
 			return true
 		})

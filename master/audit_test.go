@@ -56,6 +56,11 @@ func TestAuditLogLines(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("audit log mode %v (%v), want 0600", fi.Mode(), err)
 	}
+	// A batch write names each item it carries (SetRoles: the roles).
+	batch := keyIDs(&agorav1.SetRolesRequest{Roles: []*agorav1.Role{{Name: "web"}, {Name: "batch"}}})
+	if batch["roles[0].name"] != "web" || batch["roles[1].name"] != "batch" {
+		t.Fatalf("SetRoles ids %v, want both roles named", batch)
+	}
 	var nilLog *auditLog
 	nilLog.record(auditEntry{}) // no audit log: nothing, no panic
 }
