@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 
@@ -238,16 +239,27 @@ func ReadState(r io.Reader) (*State, error) {
 		return nil, errors.New("bad snapshot header")
 	}
 
+	defer pauseGC()()
 	work := make(chan *restoreChunk, restoreQueue)
 	ordered := make(chan *restoreChunk, restoreQueue)
+	// Key slices go back to the workers once the usage goroutine is done
+	// with them.
+	freeKVs := make(chan []restoreKV, 2*restoreQueue)
 	var wg sync.WaitGroup
-	for range restoreWorkers() {
+	// Each worker sums the usage of the tasks it decodes.
+	sums := make([]*taskSums, restoreWorkers())
+	for i := range sums {
+		sums[i] = newTaskSums()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			td := &taskDecoder{in: interner{}}
 			for c := range work {
-				c.decode(td)
+				select {
+				case c.kvs = <-freeKVs:
+				default:
+				}
+				c.decode(td, sums[i])
 				close(c.done)
 			}
 		}()
@@ -281,7 +293,8 @@ func ReadState(r io.Reader) (*State, error) {
 		}
 	}()
 	// The usage sums are built from the decoded records beside the
-	// inserter, instead of walking the tree afterwards.
+	// inserter (those of most tasks by the workers), instead of walking
+	// the tree afterwards.
 	usage := newUsageBuilder()
 	counted := make(chan *restoreChunk, restoreQueue)
 	usageDone := make(chan struct{})
@@ -289,9 +302,13 @@ func ReadState(r io.Reader) (*State, error) {
 		defer close(usageDone)
 		for c := range counted {
 			for _, kv := range c.kvs {
-				if kv.val != nil {
+				if kv.val != nil && !kv.counted {
 					usage.add(kv.val)
 				}
+			}
+			select {
+			case freeKVs <- c.kvs[:0]:
+			default:
 			}
 		}
 	}()
@@ -300,6 +317,7 @@ func ReadState(r io.Reader) (*State, error) {
 	// their own. Build then makes the state's tree of all of them.
 	var lists [numRuns]kvBlocks
 	hx := &txn{t: radix.New().Txn()}
+
 	var insertErr error
 	for c := range ordered {
 		<-c.done
@@ -325,6 +343,9 @@ func ReadState(r io.Reader) (*State, error) {
 	if readErr != nil {
 		return nil, readErr
 	}
+	for _, s := range sums {
+		s.merge(usage)
+	}
 	runs := make([][]radix.KV, 0, numRuns+4)
 	for i := range lists {
 		runs = append(runs, lists[i].flat())
@@ -343,6 +364,42 @@ func ReadState(r io.Reader) (*State, error) {
 	}
 	runs = append(runs, epochs)
 	return &State{index: index, root: radix.Build(runs...), changed: make(chan struct{})}, nil
+}
+
+// gcPause counts the restores under way that have the collector paused,
+// and keeps the GC percent to put back when the last one ends.
+var gcPause struct {
+	sync.Mutex
+	n       int
+	percent int
+}
+
+// pauseGC turns the garbage collector off until the returned function is
+// called; restores may overlap, and the last to end turns it back on.
+//
+// Almost all that a restore allocates is the new state, live until the
+// restore ends: with the collector on, every doubling of the heap started
+// a cycle that marked all the state built so far (at a million tasks, a
+// third of the restore's CPU time, with write barriers slowing the
+// decoders while it marked) and freed little. Paused, the heap peaks a few
+// percent higher (the chunk and key garbage a cycle would have reused).
+// A memory limit (GOMEMLIMIT) still starts a collection when the heap
+// reaches it.
+func pauseGC() (resume func()) {
+	gcPause.Lock()
+	if gcPause.n == 0 {
+		gcPause.percent = debug.SetGCPercent(-1)
+	}
+	gcPause.n++
+	gcPause.Unlock()
+	return func() {
+		gcPause.Lock()
+		gcPause.n--
+		if gcPause.n == 0 {
+			debug.SetGCPercent(gcPause.percent)
+		}
+		gcPause.Unlock()
+	}
 }
 
 // usageRun returns the keys and values of a usage table, sorted.
@@ -509,12 +566,16 @@ type restoreKV struct {
 	val interface{}
 	rec int32
 	run uint8 // which run the key goes to
+	// counted is set on a task whose usage the decoding worker summed.
+	counted bool
 }
 
 // decode unmarshals the chunk's table records and builds their primary and
 // index keys.
-func (c *restoreChunk) decode(td *taskDecoder) {
-	c.kvs = make([]restoreKV, 0, 3*len(c.recs))
+func (c *restoreChunk) decode(td *taskDecoder, sums *taskSums) {
+	if cap(c.kvs) < 3*len(c.recs) {
+		c.kvs = make([]restoreKV, 0, 3*len(c.recs))
+	}
 	for i, r := range c.recs {
 		rec, body := c.data[r.off], c.data[r.off+1:r.end]
 		if rec == recRemovedOffer || rec == recSuperseded {
@@ -522,7 +583,7 @@ func (c *restoreChunk) decode(td *taskDecoder) {
 			continue
 		}
 		var err error
-		c.kvs, err = appendRecordKVs(c.kvs, rec, body, td)
+		c.kvs, err = appendRecordKVs(c.kvs, rec, body, td, sums)
 		if err != nil {
 			c.err = err
 			return
@@ -547,8 +608,9 @@ func (c *restoreChunk) collect(lists *[numRuns]kvBlocks, hx *txn) error {
 }
 
 // appendRecordKVs decodes one table record and appends its primary key and
-// index keys.
-func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder) ([]restoreKV, error) {
+// index keys; it adds a task's usage to sums where it can (and marks its
+// primary key counted).
+func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder, sums *taskSums) ([]restoreKV, error) {
 	var m proto.Message
 	decoded := false
 	if rec == recTask {
@@ -604,6 +666,7 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder) ([
 		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
 		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+2*len(fid)+3*len(tid)+4)
 		put(runTask, carveKey(&buf, pTask, fid, tid), v)
+		kvs[len(kvs)-1].counted = sums.add(v)
 		put(runTaskAgent, carveKey(&buf, xTaskAgent, aid, fid, tid), nil)
 		put(runTaskID, carveKey(&buf, xTaskID, tid, fid), nil)
 		if unacked(v) {

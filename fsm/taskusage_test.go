@@ -1,0 +1,92 @@
+package fsm
+
+import (
+	"runtime/debug"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+)
+
+// TestTaskSumsMatchUsageBuilder: tasks summed by taskSums where it accepts
+// them (usageBuilder.add taking the others) and merged give the usage sums
+// that usageBuilder.add gives for all of them: per agent and framework,
+// terminal tasks, volumes' disks, ranges and sets, scalars that round to
+// nothing, tasks spread over several workers' sums.
+func TestTaskSumsMatchUsageBuilder(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		want, got := newUsageBuilder(), newUsageBuilder()
+		workers := []*taskSums{newTaskSums(), newTaskSums()}
+		for i := range rapid.IntRange(0, 40).Draw(rt, "tasks") {
+			task := genTask(rt)
+			if rapid.Bool().Draw(rt, "fewIDs") {
+				task.AgentId = rapid.SampledFrom([]string{"a1", "a2"}).Draw(rt, "agent")
+				task.FrameworkId = rapid.SampledFrom([]string{"f1", "f2"}).Draw(rt, "framework")
+			}
+			want.add(task)
+			if !workers[i%2].add(task) {
+				got.add(task)
+			}
+		}
+		for _, w := range workers {
+			w.merge(got)
+		}
+		wantAgents, wantFws := want.result()
+		gotAgents, gotFws := got.result()
+		if len(gotAgents) != len(wantAgents) || len(gotFws) != len(wantFws) || len(got.withTasks) != len(want.withTasks) {
+			rt.Fatalf("%d agents, %d frameworks, %d with tasks; want %d, %d, %d",
+				len(gotAgents), len(gotFws), len(got.withTasks), len(wantAgents), len(wantFws), len(want.withTasks))
+		}
+		for id := range want.withTasks {
+			if !got.withTasks[id] {
+				rt.Fatalf("agent %q has tasks, not counted", id)
+			}
+		}
+		for id, w := range wantAgents {
+			if err := diffValues(w, gotAgents[id]); err != nil {
+				rt.Fatalf("agent %q: %v", id, err)
+			}
+		}
+		for id, w := range wantFws {
+			if err := diffValues(w, gotFws[id]); err != nil {
+				rt.Fatalf("framework %q: %v", id, err)
+			}
+		}
+	})
+}
+
+// TestTaskSumsDeclineNonScalars: a task with a range or set resource is
+// left to usageBuilder.add (which converts it with resourcepb).
+func TestTaskSumsDeclineNonScalars(t *testing.T) {
+	s := newTaskSums()
+	ports := &agorav1.Task{AgentId: "a", FrameworkId: "f", State: agorav1.TaskState_TASK_STATE_RUNNING,
+		Resources: []*agorav1.Resource{{Name: "ports", Ranges: []*agorav1.Range{{Begin: 1, End: 2}}}}}
+	if s.add(ports) || len(s.agents) != 0 {
+		t.Fatal("taskSums counted a task with ranges")
+	}
+	cpus := &agorav1.Task{AgentId: "a", FrameworkId: "f", State: agorav1.TaskState_TASK_STATE_RUNNING,
+		Resources: []*agorav1.Resource{{Name: "cpus", Scalar: 1}}}
+	if !s.add(cpus) || s.fws["f"].tasks != 1 {
+		t.Fatal("taskSums did not count a task of scalars")
+	}
+}
+
+// TestPauseGC: overlapping pauses turn the collector off until the last
+// one ends, then put back the percent set before.
+func TestPauseGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(77))
+	resume1 := pauseGC()
+	resume2 := pauseGC()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Fatalf("GC percent %d during a restore, want -1 (off)", p)
+	}
+	resume1()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Fatalf("GC percent %d while a restore goes on, want -1 (off)", p)
+	}
+	resume2()
+	if p := debug.SetGCPercent(77); p != 77 {
+		t.Fatalf("GC percent %d after the restores, want 77", p)
+	}
+}
