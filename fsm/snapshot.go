@@ -664,7 +664,7 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder, su
 		// The three keys of a task live and die together (deleteTask):
 		// one allocation holds them.
 		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
-		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+2*len(fid)+3*len(tid)+4)
+		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+3*len(fid)+3*len(tid)+4)
 		put(runTask, carveKey(&buf, pTask, fid, tid), v)
 		kvs[len(kvs)-1].counted = sums.add(v)
 		put(runTaskAgent, carveKey(&buf, xTaskAgent, aid, fid, tid), nil)

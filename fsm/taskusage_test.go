@@ -4,6 +4,8 @@ import (
 	"runtime/debug"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"pgregory.net/rapid"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -88,5 +90,32 @@ func TestPauseGC(t *testing.T) {
 	resume2()
 	if p := debug.SetGCPercent(77); p != 77 {
 		t.Fatalf("GC percent %d after the restores, want 77", p)
+	}
+}
+
+// TestRestoreTaskAllocs pins the allocations of restoring one task: its
+// block (the task and its messages), its resource pointers, its strings
+// and its three keys, one each.
+func TestRestoreTaskAllocs(t *testing.T) {
+	now := &timestamppb.Timestamp{Seconds: 1700000000}
+	task := &agorav1.Task{Id: "task-0000001", FrameworkId: "fw-1", AgentId: "agent-00001", Name: "task-0000001", Role: "web",
+		Resources: []*agorav1.Resource{{Name: "cpus", Scalar: 0.5}, {Name: "mem", Scalar: 512}},
+		Command:   &agorav1.CommandInfo{Value: "sleep 3600"}, State: agorav1.TaskState_TASK_STATE_RUNNING, Acknowledged: true, CreatedAt: now,
+		Status: &agorav1.TaskStatus{TaskId: "task-0000001", FrameworkId: "fw-1", AgentId: "agent-00001", State: agorav1.TaskState_TASK_STATE_RUNNING,
+			Uuid: "00000001-0000-5000-8000-000000000000", Source: agorav1.StatusSource_STATUS_SOURCE_AGENT, Timestamp: now}}
+	body, err := proto.Marshal(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td, sums := &taskDecoder{in: interner{}}, newTaskSums()
+	kvs := make([]restoreKV, 0, 8)
+	restore := func() {
+		if kvs, err = appendRecordKVs(kvs[:0], recTask, body, td, sums); err != nil || len(kvs) != 3 || !kvs[0].counted {
+			t.Fatalf("restore a task: %v, %d keys", err, len(kvs))
+		}
+	}
+	restore() // interns the repeated strings
+	if n := testing.AllocsPerRun(100, restore); n > 4 {
+		t.Fatalf("%v allocations to restore a task, want 4", n)
 	}
 }
