@@ -220,10 +220,12 @@ func (b *persistBatch) encode() {
 // taskDecoder, other records by proto.Unmarshal, and key building: the
 // bulk of the work) by restoreWorkers goroutines in parallel, and their
 // keys collected in snapshot order on this goroutine into one run per
-// table and index, while another goroutine sums usage; at most
-// restoreQueue chunks are in flight, which bounds the memory held in raw
-// record bodies. radix.Build then makes the tree from the runs, bottom-up
-// and in parallel.
+// table and index; the workers sum the usage of the tasks they decode,
+// another goroutine that of the other records; at most restoreQueue
+// chunks are in flight, which bounds the memory held in raw record
+// bodies. radix.Build then makes the tree from the runs, bottom-up and in
+// parallel (radix-sorting the index runs that come out of order). The
+// garbage collector is paused meanwhile (pauseGC).
 func ReadState(r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	rd := &recordReader{r: br, free: make(chan []byte, restoreQueue)}
