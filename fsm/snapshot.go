@@ -376,21 +376,27 @@ var gcPause struct {
 	percent int
 }
 
-// pauseGC turns the garbage collector off until the returned function is
-// called; restores may overlap, and the last to end turns it back on.
+// pauseGC turns the garbage collector off, in effect, until the returned
+// function is called; restores may overlap, and the last to end puts back
+// the GC percent it found.
 //
 // Almost all that a restore allocates is the new state, live until the
 // restore ends: with the collector on, every doubling of the heap started
 // a cycle that marked all the state built so far (at a million tasks, a
 // third of the restore's CPU time, with write barriers slowing the
 // decoders while it marked) and freed little. Paused, the heap peaks a few
-// percent higher (the chunk and key garbage a cycle would have reused).
-// A memory limit (GOMEMLIMIT) still starts a collection when the heap
-// reaches it.
+// percent higher (the chunk and key garbage a cycle would have reused),
+// and one cycle runs after the restore. The percent is set high
+// (gcPausePercent) rather than off (-1), which would first wait for a
+// cycle under way to finish marking (the old state's). A memory limit
+// (GOMEMLIMIT) still starts a collection when the heap reaches it.
 func pauseGC() (resume func()) {
 	gcPause.Lock()
 	if gcPause.n == 0 {
-		gcPause.percent = debug.SetGCPercent(-1)
+		gcPause.percent = debug.SetGCPercent(gcPausePercent)
+		if gcPause.percent < 0 || gcPause.percent > gcPausePercent {
+			debug.SetGCPercent(gcPause.percent) // off or higher already
+		}
 	}
 	gcPause.n++
 	gcPause.Unlock()
@@ -403,6 +409,11 @@ func pauseGC() (resume func()) {
 		gcPause.Unlock()
 	}
 }
+
+// gcPausePercent is the GC percent during a restore: the next cycle starts
+// when the heap is 10,000 times what the last one left (and at least 40
+// GB); the runtime's heap goal arithmetic stays far from overflowing.
+const gcPausePercent = 1_000_000
 
 // usageRun returns the keys and values of a usage table, sorted.
 func usageRun[V any](prefix string, m map[string]V) []radix.KV {

@@ -74,22 +74,31 @@ func TestTaskSumsDeclineNonScalars(t *testing.T) {
 	}
 }
 
-// TestPauseGC: overlapping pauses turn the collector off until the last
-// one ends, then put back the percent set before.
+// TestPauseGC: overlapping pauses hold the GC percent at gcPausePercent
+// until the last one ends, then put back the percent set before; a
+// collector turned off stays off.
 func TestPauseGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(77))
 	resume1 := pauseGC()
 	resume2 := pauseGC()
-	if p := debug.SetGCPercent(-1); p != -1 {
-		t.Fatalf("GC percent %d during a restore, want -1 (off)", p)
+	if p := debug.SetGCPercent(gcPausePercent); p != gcPausePercent {
+		t.Fatalf("GC percent %d during a restore, want %d", p, gcPausePercent)
 	}
 	resume1()
-	if p := debug.SetGCPercent(-1); p != -1 {
-		t.Fatalf("GC percent %d while a restore goes on, want -1 (off)", p)
+	if p := debug.SetGCPercent(gcPausePercent); p != gcPausePercent {
+		t.Fatalf("GC percent %d while a restore goes on, want %d", p, gcPausePercent)
 	}
 	resume2()
-	if p := debug.SetGCPercent(77); p != 77 {
+	if p := debug.SetGCPercent(-1); p != 77 {
 		t.Fatalf("GC percent %d after the restores, want 77", p)
+	}
+	resume := pauseGC()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Fatalf("GC percent %d during a restore with the collector off, want -1", p)
+	}
+	resume()
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Fatalf("GC percent %d after a restore with the collector off, want -1", p)
 	}
 }
 
