@@ -86,8 +86,10 @@
 // same log write byte-equal snapshots. Persist encodes batches of records
 // on worker goroutines and writes them in order. Restore (ReadState) builds
 // a fresh tree aside and swaps it in: records are read in chunks, decoded
-// with their index keys on worker goroutines, inserted in order by one
-// goroutine while another sums the usage from the decoded records.
+// with their index keys (and the tasks' usage summed) on worker
+// goroutines, collected in order by one goroutine into a sorted run per
+// table and index, and built into a tree bottom-up, with the garbage
+// collector paused: nearly everything a restore allocates stays live.
 //
 // The tree is package fsm/internal/radix: an immutable radix tree without
 // the per-node watch channels of hashicorp/go-immutable-radix (nothing

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 
@@ -219,10 +220,12 @@ func (b *persistBatch) encode() {
 // taskDecoder, other records by proto.Unmarshal, and key building: the
 // bulk of the work) by restoreWorkers goroutines in parallel, and their
 // keys collected in snapshot order on this goroutine into one run per
-// table and index, while another goroutine sums usage; at most
-// restoreQueue chunks are in flight, which bounds the memory held in raw
-// record bodies. radix.Build then makes the tree from the runs, bottom-up
-// and in parallel.
+// table and index; the workers sum the usage of the tasks they decode,
+// another goroutine that of the other records; at most restoreQueue
+// chunks are in flight, which bounds the memory held in raw record
+// bodies. radix.Build then makes the tree from the runs, bottom-up and in
+// parallel (radix-sorting the index runs that come out of order). The
+// garbage collector is paused meanwhile (pauseGC).
 func ReadState(r io.Reader) (*State, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	rd := &recordReader{r: br, free: make(chan []byte, restoreQueue)}
@@ -238,16 +241,27 @@ func ReadState(r io.Reader) (*State, error) {
 		return nil, errors.New("bad snapshot header")
 	}
 
+	defer pauseGC()()
 	work := make(chan *restoreChunk, restoreQueue)
 	ordered := make(chan *restoreChunk, restoreQueue)
+	// Key slices go back to the workers once the usage goroutine is done
+	// with them.
+	freeKVs := make(chan []restoreKV, 2*restoreQueue)
 	var wg sync.WaitGroup
-	for range restoreWorkers() {
+	// Each worker sums the usage of the tasks it decodes.
+	sums := make([]*taskSums, restoreWorkers())
+	for i := range sums {
+		sums[i] = newTaskSums()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			td := &taskDecoder{in: interner{}}
 			for c := range work {
-				c.decode(td)
+				select {
+				case c.kvs = <-freeKVs:
+				default:
+				}
+				c.decode(td, sums[i])
 				close(c.done)
 			}
 		}()
@@ -281,7 +295,8 @@ func ReadState(r io.Reader) (*State, error) {
 		}
 	}()
 	// The usage sums are built from the decoded records beside the
-	// inserter, instead of walking the tree afterwards.
+	// inserter (those of most tasks by the workers), instead of walking
+	// the tree afterwards.
 	usage := newUsageBuilder()
 	counted := make(chan *restoreChunk, restoreQueue)
 	usageDone := make(chan struct{})
@@ -289,9 +304,13 @@ func ReadState(r io.Reader) (*State, error) {
 		defer close(usageDone)
 		for c := range counted {
 			for _, kv := range c.kvs {
-				if kv.val != nil {
+				if kv.val != nil && !kv.counted {
 					usage.add(kv.val)
 				}
+			}
+			select {
+			case freeKVs <- c.kvs[:0]:
+			default:
 			}
 		}
 	}()
@@ -300,6 +319,7 @@ func ReadState(r io.Reader) (*State, error) {
 	// their own. Build then makes the state's tree of all of them.
 	var lists [numRuns]kvBlocks
 	hx := &txn{t: writes{Txn: radix.New().Txn()}} // restore: no feed marks
+
 	var insertErr error
 	for c := range ordered {
 		<-c.done
@@ -325,6 +345,9 @@ func ReadState(r io.Reader) (*State, error) {
 	if readErr != nil {
 		return nil, readErr
 	}
+	for _, s := range sums {
+		s.merge(usage)
+	}
 	runs := make([][]radix.KV, 0, numRuns+4)
 	for i := range lists {
 		runs = append(runs, lists[i].flat())
@@ -344,6 +367,53 @@ func ReadState(r io.Reader) (*State, error) {
 	runs = append(runs, epochs)
 	return &State{index: index, root: radix.Build(runs...), changed: make(chan struct{})}, nil
 }
+
+// gcPause counts the restores under way that have the collector paused,
+// and keeps the GC percent to put back when the last one ends.
+var gcPause struct {
+	sync.Mutex
+	n       int
+	percent int
+}
+
+// pauseGC turns the garbage collector off, in effect, until the returned
+// function is called; restores may overlap, and the last to end puts back
+// the GC percent it found.
+//
+// Almost all that a restore allocates is the new state, live until the
+// restore ends: with the collector on, every doubling of the heap started
+// a cycle that marked all the state built so far (at a million tasks, a
+// third of the restore's CPU time, with write barriers slowing the
+// decoders while it marked) and freed little. Paused, the heap peaks a few
+// percent higher (the chunk and key garbage a cycle would have reused),
+// and one cycle runs after the restore. The percent is set high
+// (gcPausePercent) rather than off (-1), which would first wait for a
+// cycle under way to finish marking (the old state's). A memory limit
+// (GOMEMLIMIT) still starts a collection when the heap reaches it.
+func pauseGC() (resume func()) {
+	gcPause.Lock()
+	if gcPause.n == 0 {
+		gcPause.percent = debug.SetGCPercent(gcPausePercent)
+		if gcPause.percent < 0 || gcPause.percent > gcPausePercent {
+			debug.SetGCPercent(gcPause.percent) // off or higher already
+		}
+	}
+	gcPause.n++
+	gcPause.Unlock()
+	return func() {
+		gcPause.Lock()
+		gcPause.n--
+		if gcPause.n == 0 {
+			debug.SetGCPercent(gcPause.percent)
+		}
+		gcPause.Unlock()
+	}
+}
+
+// gcPausePercent is the GC percent during a restore: the next cycle starts
+// when the heap is 10,000 times what the last one left (and at least 40
+// GB); the runtime's heap goal arithmetic stays far from overflowing.
+const gcPausePercent = 1_000_000
 
 // usageRun returns the keys and values of a usage table, sorted.
 func usageRun[V any](prefix string, m map[string]V) []radix.KV {
@@ -509,12 +579,16 @@ type restoreKV struct {
 	val interface{}
 	rec int32
 	run uint8 // which run the key goes to
+	// counted is set on a task whose usage the decoding worker summed.
+	counted bool
 }
 
 // decode unmarshals the chunk's table records and builds their primary and
 // index keys.
-func (c *restoreChunk) decode(td *taskDecoder) {
-	c.kvs = make([]restoreKV, 0, 3*len(c.recs))
+func (c *restoreChunk) decode(td *taskDecoder, sums *taskSums) {
+	if cap(c.kvs) < 3*len(c.recs) {
+		c.kvs = make([]restoreKV, 0, 3*len(c.recs))
+	}
 	for i, r := range c.recs {
 		rec, body := c.data[r.off], c.data[r.off+1:r.end]
 		if rec == recRemovedOffer || rec == recSuperseded {
@@ -522,7 +596,7 @@ func (c *restoreChunk) decode(td *taskDecoder) {
 			continue
 		}
 		var err error
-		c.kvs, err = appendRecordKVs(c.kvs, rec, body, td)
+		c.kvs, err = appendRecordKVs(c.kvs, rec, body, td, sums)
 		if err != nil {
 			c.err = err
 			return
@@ -547,8 +621,9 @@ func (c *restoreChunk) collect(lists *[numRuns]kvBlocks, hx *txn) error {
 }
 
 // appendRecordKVs decodes one table record and appends its primary key and
-// index keys.
-func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder) ([]restoreKV, error) {
+// index keys; it adds a task's usage to sums where it can (and marks its
+// primary key counted).
+func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder, sums *taskSums) ([]restoreKV, error) {
 	var m proto.Message
 	decoded := false
 	if rec == recTask {
@@ -602,8 +677,9 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder) ([
 		// The three keys of a task live and die together (deleteTask):
 		// one allocation holds them.
 		fid, tid, aid := v.GetFrameworkId(), v.GetId(), v.GetAgentId()
-		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+2*len(fid)+3*len(tid)+4)
+		buf := make([]byte, 0, len(pTask)+len(xTaskAgent)+len(xTaskID)+len(aid)+3*len(fid)+3*len(tid)+4)
 		put(runTask, carveKey(&buf, pTask, fid, tid), v)
+		kvs[len(kvs)-1].counted = sums.add(v)
 		put(runTaskAgent, carveKey(&buf, xTaskAgent, aid, fid, tid), nil)
 		put(runTaskID, carveKey(&buf, xTaskID, tid, fid), nil)
 		if unacked(v) {

@@ -36,9 +36,20 @@ type taskBlock struct {
 // returns. One per decoding goroutine.
 type taskDecoder struct {
 	in interner
+	// hints are the strings the previous task interned, field by field:
+	// consecutive tasks mostly share their framework, role and resource
+	// names, so a comparison saves a map lookup.
+	hints taskHints
 	// pending are the string fields to cut from the task's one string.
 	pending []pendingString
 	arena   []byte
+}
+
+// taskHints holds the previous task's interned strings.
+type taskHints struct {
+	fid, aid, role string
+	resName        [2]string
+	resRole        [2]string
 }
 
 type pendingString struct {
@@ -74,11 +85,11 @@ func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
 					return nil, false
 				}
 			case 2:
-				if !d.intern(&t.FrameworkId, b) {
+				if !d.intern(&t.FrameworkId, b, d.hints.fid) {
 					return nil, false
 				}
 			case 3:
-				if !d.intern(&t.AgentId, b) {
+				if !d.intern(&t.AgentId, b, d.hints.aid) {
 					return nil, false
 				}
 			case 4:
@@ -86,7 +97,7 @@ func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
 					return nil, false
 				}
 			case 5:
-				if !d.intern(&t.Role, b) {
+				if !d.intern(&t.Role, b, d.hints.role) {
 					return nil, false
 				}
 			case 6:
@@ -101,7 +112,7 @@ func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
 				}
 				t.Resources = append(t.Resources, r)
 				nres++
-				if !d.resource(r, b) {
+				if !d.resource(r, b, nres-1) {
 					return nil, false
 				}
 			case 7:
@@ -168,6 +179,7 @@ func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
 			return nil, false
 		}
 	}
+	d.hints.fid, d.hints.aid, d.hints.role = t.FrameworkId, t.AgentId, t.Role
 	shareID := haveStatusID && bytes.Equal(statusIDBytes, idBytes)
 	// Cut the strings that are not interned from one allocation.
 	d.arena = d.arena[:0]
@@ -208,8 +220,13 @@ func (d *taskDecoder) later(dst *string, b []byte) bool {
 	return true
 }
 
-// intern sets *dst to the shared copy of b; false if b is not UTF-8.
-func (d *taskDecoder) intern(dst *string, b []byte) bool {
+// intern sets *dst to the shared copy of b; false if b is not UTF-8. hint
+// is a string interned before that b likely equals.
+func (d *taskDecoder) intern(dst *string, b []byte, hint string) bool {
+	if string(b) == hint {
+		*dst = hint
+		return true
+	}
 	if !utf8.Valid(b) {
 		return false
 	}
@@ -221,7 +238,13 @@ func (d *taskDecoder) intern(dst *string, b []byte) bool {
 	return true
 }
 
-func (d *taskDecoder) resource(r *agorav1.Resource, body []byte) bool {
+// resource decodes the task's i-th resource into r.
+func (d *taskDecoder) resource(r *agorav1.Resource, body []byte, i int) bool {
+	var name, role string // hints for a resource beyond those kept
+	nameHint, roleHint := &name, &role
+	if i < len(d.hints.resName) {
+		nameHint, roleHint = &d.hints.resName[i], &d.hints.resRole[i]
+	}
 	for len(body) > 0 {
 		num, typ, n := protowire.ConsumeTag(body)
 		if n < 0 {
@@ -235,13 +258,14 @@ func (d *taskDecoder) resource(r *agorav1.Resource, body []byte) bool {
 				return false
 			}
 			body = body[n:]
-			dst := &r.Name
+			dst, hint := &r.Name, nameHint
 			if num == 5 {
-				dst = &r.Role
+				dst, hint = &r.Role, roleHint
 			}
-			if !d.intern(dst, b) {
+			if !d.intern(dst, b, *hint) {
 				return false
 			}
+			*hint = *dst
 		case typ == protowire.Fixed64Type && num == 2:
 			v, n := protowire.ConsumeFixed64(body)
 			if n < 0 {
@@ -297,9 +321,9 @@ func (d *taskDecoder) status(blk *taskBlock, body []byte) (id []byte, haveID, ok
 				id, haveID = b, true
 				good = d.later(&st.TaskId, b)
 			case 2:
-				good = d.intern(&st.FrameworkId, b)
+				good = d.intern(&st.FrameworkId, b, blk.task.FrameworkId)
 			case 3:
-				good = d.intern(&st.AgentId, b)
+				good = d.intern(&st.AgentId, b, blk.task.AgentId)
 			case 5:
 				good = d.later(&st.Uuid, b)
 			case 6:

@@ -144,17 +144,17 @@ func normalize(kvs []KV) []KV {
 	if i >= len(kvs) {
 		return kvs
 	}
-	// Sort a permutation with ties broken by position: a stable order.
+	// Sort a permutation stably: a radix sort by the keys' bytes, which
+	// touches each key a few times instead of comparing it log(n) times
+	// (a million index keys, out of order, are a restore's longest step).
 	perm := make([]int32, len(kvs))
 	for i := range perm {
 		perm[i] = int32(i)
 	}
-	slices.SortFunc(perm, func(a, b int32) int {
-		if c := bytes.Compare(kvs[a].Key, kvs[b].Key); c != 0 {
-			return c
-		}
-		return int(a - b)
-	})
+	rs := radixSorter{kvs: kvs, tmp: make([]int32, len(kvs)), cur: make([]uint16, len(kvs)),
+		spare: make(chan struct{}, runtime.GOMAXPROCS(0)-1)}
+	rs.sort(perm, 0, 0, 0)
+	rs.wg.Wait()
 	sorted := make([]KV, 0, len(kvs))
 	for i, p := range perm {
 		if i+1 < len(perm) && bytes.Equal(kvs[p].Key, kvs[perm[i+1]].Key) {
@@ -163,6 +163,131 @@ func normalize(kvs []KV) []KV {
 		sorted = append(sorted, kvs[p])
 	}
 	return sorted
+}
+
+// radixSorter sorts permutations of kvs by key (most significant byte
+// first), stably: equal keys keep their order.
+type radixSorter struct {
+	kvs []KV
+	tmp []int32  // scratch for scattering a range of the permutation
+	cur []uint16 // scratch: each key's byte at the current depth, +1 (0: the key ends)
+	// spare holds a token for each goroutine that may sort a large bucket
+	// beside the caller's (other runs may have finished with their cores).
+	spare chan struct{}
+	wg    sync.WaitGroup
+}
+
+const (
+	// radixMinSort is the shortest range sorted by bytes: shorter ranges are
+	// sorted by comparisons.
+	radixMinSort = 64
+	// radixMaxLevels bounds the recursion (keys nested like "a", "aa", ...
+	// would otherwise recurse once per key); deeper ranges are sorted by
+	// comparisons.
+	radixMaxLevels = 32
+	// radixMinSpawn is the shortest bucket sorted on a goroutine of its own.
+	radixMinSpawn = 1 << 15
+)
+
+// sort sorts perm, whose keys all agree on their first depth bytes, at
+// the given level of recursion. perm starts at off in the whole
+// permutation; tmp and cur are used at the same offsets.
+func (rs *radixSorter) sort(perm []int32, off, depth, level int) {
+	for len(perm) > 1 {
+		if len(perm) < radixMinSort || level >= radixMaxLevels {
+			rs.compareSort(perm, depth)
+			return
+		}
+		// Skip the bytes that every key shares.
+		first := rs.kvs[perm[0]].Key[depth:]
+		lcp := len(first)
+		for _, p := range perm[1:] {
+			if lcp = commonPrefix(first[:lcp], rs.kvs[p].Key[depth:]); lcp == 0 {
+				break
+			}
+		}
+		depth += lcp
+		// Count the keys by their byte at depth (0: the key ends there).
+		var counts [257]int
+		cur := rs.cur[off : off+len(perm)]
+		for i, p := range perm {
+			c := uint16(0)
+			if k := rs.kvs[p].Key; len(k) > depth {
+				c = uint16(k[depth]) + 1
+			}
+			cur[i] = c
+			counts[c]++
+		}
+		if counts[0] == len(perm) {
+			return // equal keys: their order is the stable one
+		}
+		var next [257]int
+		sum := 0
+		for c, n := range counts {
+			next[c] = sum
+			sum += n
+		}
+		tmp := rs.tmp[off : off+len(perm)]
+		for i, p := range perm {
+			tmp[next[cur[i]]] = p
+			next[cur[i]]++
+		}
+		copy(perm, tmp)
+		// The keys that end at depth (equal, in order) come first; each
+		// other bucket is sorted past the byte its keys share, the largest
+		// by this loop instead of a call.
+		largest, start := 0, 0
+		for c := 1; c < 257; c++ {
+			if counts[c] > counts[largest] {
+				largest = c
+			}
+		}
+		var rest []int32
+		restOff := 0
+		for c, n := range counts {
+			if c > 0 && n > 1 {
+				if c == largest {
+					rest, restOff = perm[start:start+n], off+start
+				} else {
+					rs.sortBucket(perm[start:start+n], off+start, depth+1, level+1)
+				}
+			}
+			start += n
+		}
+		perm, off = rest, restOff
+		depth++
+		level++
+	}
+}
+
+// sortBucket sorts a bucket, on a goroutine of its own when it is large
+// and a core is spare.
+func (rs *radixSorter) sortBucket(perm []int32, off, depth, level int) {
+	if len(perm) >= radixMinSpawn {
+		select {
+		case rs.spare <- struct{}{}:
+			rs.wg.Add(1)
+			go func() {
+				defer rs.wg.Done()
+				rs.sort(perm, off, depth, level)
+				<-rs.spare
+			}()
+			return
+		default:
+		}
+	}
+	rs.sort(perm, off, depth, level)
+}
+
+// compareSort sorts perm, whose keys agree on their first depth bytes, by
+// comparisons, equal keys in index order.
+func (rs *radixSorter) compareSort(perm []int32, depth int) {
+	slices.SortFunc(perm, func(a, b int32) int {
+		if c := bytes.Compare(rs.kvs[a].Key[depth:], rs.kvs[b].Key[depth:]); c != 0 {
+			return c
+		}
+		return int(a - b)
+	})
 }
 
 // builder cuts nodes and edges from slabs.

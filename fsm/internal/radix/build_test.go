@@ -1,6 +1,7 @@
 package radix
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand"
 	"slices"
@@ -150,6 +151,76 @@ func BenchmarkBuildSorted(b *testing.B) {
 			run[i] = KV{Key: k}
 		}
 		if Build(run).Len() != len(keys) {
+			b.Fatal("lost keys")
+		}
+	}
+}
+
+// TestNormalizeSortsStably: normalize returns the keys sorted with the last
+// value of equal keys, as a stable comparison sort does, for runs long
+// enough to be radix sorted: keys with long shared prefixes, keys that are
+// prefixes of others, repeats, and keys nested deeper than the radix sort
+// recurses.
+func TestNormalizeSortsStably(t *testing.T) {
+	for seed := int64(1); seed <= 61; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		n := rng.Intn(3000)
+		if seed == 61 {
+			n = 5 * radixMinSpawn // buckets large enough to be sorted on goroutines
+		}
+		prefixes := []string{"", "ta\x00agent-0", "ta\x00agent-1", "t\x00fw-1\x00task-"}
+		var run []KV
+		switch seed % 4 {
+		case 0: // nested: "a", "aa", ... in a random order, some twice
+			for i := range n {
+				run = append(run, KV{Key: bytes.Repeat([]byte("a"), rng.Intn(200)), Val: i})
+			}
+		default:
+			for i := range n {
+				b := []byte(prefixes[rng.Intn(len(prefixes))])
+				for range rng.Intn(int(seed%7) + 2) {
+					b = append(b, "ab\x00c\xff0"[rng.Intn(6)])
+				}
+				run = append(run, KV{Key: b, Val: i})
+			}
+		}
+		want := slices.Clone(run)
+		slices.SortStableFunc(want, func(a, b KV) int { return bytes.Compare(a.Key, b.Key) })
+		var dedup []KV
+		for i, kv := range want {
+			if i+1 < len(want) && bytes.Equal(kv.Key, want[i+1].Key) {
+				continue
+			}
+			dedup = append(dedup, kv)
+		}
+		got := normalize(slices.Clone(run))
+		if len(got) != len(dedup) {
+			t.Fatalf("seed %d: %d keys, want %d", seed, len(got), len(dedup))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i].Key, dedup[i].Key) || got[i].Val != dedup[i].Val {
+				t.Fatalf("seed %d: key %d is %q=%v, want %q=%v", seed, i, got[i].Key, got[i].Val, dedup[i].Key, dedup[i].Val)
+			}
+		}
+	}
+}
+
+// BenchmarkNormalizeIndex sorts a restore's task-by-agent index: a million
+// keys in task order, their agents round-robin.
+func BenchmarkNormalizeIndex(b *testing.B) {
+	const tasks, agents = 1 << 20, 10_000
+	run := make([]KV, tasks)
+	keys := make([][]byte, tasks)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("ta\x00agent-%05d\x00fw-1\x00task-%07d", i%agents, i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for i, k := range keys {
+			run[i] = KV{Key: k}
+		}
+		if len(normalize(run)) != tasks {
 			b.Fatal("lost keys")
 		}
 	}
