@@ -61,6 +61,7 @@ func (l *leader) runAllocation(ctx context.Context) {
 		last    time.Time
 		backoff time.Duration
 		bucket  = newTokenBucket(float64(time.Second)/float64(interval), allocBurst, m.Now())
+		cache   = &snapCache{}
 	)
 	for {
 		select {
@@ -90,7 +91,7 @@ func (l *leader) runAllocation(ctx context.Context) {
 		default:
 		}
 		start := time.Now()
-		proposed, kept, next := l.allocateOnce(ctx, log)
+		proposed, kept, next := l.allocateOnce(ctx, cache, log)
 		m.metrics.observeRound(time.Since(start))
 		if proposed > 0 {
 			bucket.spend()
@@ -115,12 +116,13 @@ func (l *leader) runAllocation(ctx context.Context) {
 	}
 }
 
-// allocateOnce runs one round: it returns how many offers it proposed, how
-// many the FSM kept, and when the earliest filter it honoured expires (zero
+// allocateOnce runs one round (its snapshot reusing what cache kept of
+// the previous round's): it returns how many offers it proposed, how many
+// the FSM kept, and when the earliest filter it honoured expires (zero
 // when none), at which point the round should run again.
-func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, kept int, next time.Time) {
+func (l *leader) allocateOnce(ctx context.Context, cache *snapCache, log *slog.Logger) (proposed, kept int, next time.Time) {
 	st := l.m.State()
-	cmd, next := allocationRound(st, l.m.Now(), l.m.Config().OfferTimeout, NewID, l.m.explain.allocate)
+	cmd, next := allocationRound(st, l.m.Now(), l.m.Config().OfferTimeout, NewID, l.m.explain.allocate, cache)
 	if cmd == nil {
 		return 0, 0, next
 	}
@@ -137,12 +139,13 @@ func (l *leader) allocateOnce(ctx context.Context, log *slog.Logger) (proposed, 
 
 // allocationRound is one allocation round as a function of the state, the
 // leader's time, the offer timeout, an id source and the allocator
-// (allocator.Allocate, or a traced run of it): the OffersCreated command to
-// propose (nil when nothing is offered) and when the earliest filter it
-// honoured expires (zero when none).
+// (allocator.Allocate, or a traced run of it), with a snapshot cache (nil:
+// none; it changes what is cloned, not the result): the OffersCreated
+// command to propose (nil when nothing is offered) and when the earliest
+// filter it honoured expires (zero when none).
 func allocationRound(st *fsm.State, now time.Time, offerTimeout time.Duration, newID func() string,
-	allocate func(allocator.Snapshot, time.Time, uint64) []allocator.Offer) (*agorav1.OffersCreatedCommand, time.Time) {
-	snap, next := buildSnapshot(st, now)
+	allocate func(allocator.Snapshot, time.Time, uint64) []allocator.Offer, cache *snapCache) (*agorav1.OffersCreatedCommand, time.Time) {
+	snap, next := buildSnapshotCached(st, now, cache)
 	offers := allocate(snap, now, st.Index())
 	if len(offers) == 0 {
 		return nil, next
@@ -261,6 +264,12 @@ func idleVolumes(st *fsm.State, agentID, role string, listed map[string]bool) []
 // agents with their free pools, connected frameworks, configured roles. It
 // also returns the earliest filter expiry after now (zero when none).
 func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time) {
+	return buildSnapshotCached(st, now, nil)
+}
+
+// buildSnapshotCached is buildSnapshot reusing, through cache (nil: none),
+// the agents whose accounting did not change since the cache's last call.
+func buildSnapshotCached(st *fsm.State, now time.Time, cache *snapCache) (allocator.Snapshot, time.Time) {
 	var snap allocator.Snapshot
 	var next time.Time
 	for _, fw := range st.Frameworks() {
@@ -294,24 +303,7 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 	if len(snap.Frameworks) == 0 {
 		return snap, next // nobody to offer to: skip the per-agent work
 	}
-	for _, a := range st.Agents() {
-		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
-			snap.Excluded = appendExcluded(snap.Excluded, a)
-			continue
-		}
-		u := st.AgentUsage(a.GetId())
-		ag := allocator.Agent{ID: a.GetId(), Total: u.Total, Unreserved: u.Free[""]}
-		for role, r := range u.Free {
-			if role == "" || r.IsEmpty() {
-				continue
-			}
-			if ag.Reserved == nil {
-				ag.Reserved = map[string]resources.Resources{}
-			}
-			ag.Reserved[role] = r
-		}
-		snap.Agents = append(snap.Agents, ag)
-	}
+	snap.Agents = cache.agents(st, &snap.Excluded)
 	for _, p := range st.Preemptions() {
 		if !fsm.PreemptionEnd(p).AsTime().After(now) {
 			continue
@@ -335,6 +327,81 @@ func buildSnapshot(st *fsm.State, now time.Time) (allocator.Snapshot, time.Time)
 		})
 	}
 	return snap, next
+}
+
+// snapCache keeps, per active agent, the allocator.Agent the last
+// snapshot derived from the agent's accounting (fsm.State.EachAgentVersion's
+// usage value: the state replaces it on every change, so the same value
+// means the same accounting): a round converts, cloning their free pools,
+// only the agents whose accounting changed since the previous round. The
+// entries are kept in id order, the order EachAgentVersion walks, so a
+// round finds an unchanged agent's entry without a map lookup. The
+// snapshot shares the cached values (the allocator treats its input as
+// read-only). A nil *snapCache caches nothing. It belongs to one goroutine
+// (the leader's allocation task).
+type snapCache struct {
+	order, next []snapEntry
+}
+
+type snapEntry struct {
+	usage any // the accounting ag was derived from (held: stays unique)
+	ag    allocator.Agent
+}
+
+// agents returns the snapshot's active agents in id order, appending the
+// others to excluded (see appendExcluded).
+func (c *snapCache) agents(st *fsm.State, excluded *[]allocator.ExcludedAgent) []allocator.Agent {
+	var out []allocator.Agent
+	var next []snapEntry
+	if c != nil {
+		next = c.next[:0]
+	}
+	k := 0
+	st.EachAgentVersion(func(a *agorav1.Agent, usage, _ any) {
+		if a.GetState() != agorav1.AgentState_AGENT_STATE_ACTIVE {
+			*excluded = appendExcluded(*excluded, a)
+			return
+		}
+		id := a.GetId()
+		if c != nil {
+			for k < len(c.order) && c.order[k].ag.ID < id {
+				k++
+			}
+			if k < len(c.order) && c.order[k].ag.ID == id && c.order[k].usage == usage {
+				e := c.order[k]
+				next = append(next, e)
+				out = append(out, e.ag)
+				return
+			}
+		}
+		ag := snapAgent(st, id)
+		if c != nil {
+			next = append(next, snapEntry{usage: usage, ag: ag})
+		}
+		out = append(out, ag)
+	})
+	if c != nil {
+		clear(c.order) // drop references to old accounting
+		c.order, c.next = next, c.order[:0]
+	}
+	return out
+}
+
+// snapAgent is the allocator's view of the active agent id: its total and
+// its free pools, unreserved and per role (empty ones left out).
+func snapAgent(st *fsm.State, id string) allocator.Agent {
+	u := st.AgentUsage(id)
+	ag := allocator.Agent{ID: id, Total: u.Total, Unreserved: u.Free[""]}
+	for role, r := range u.Free {
+		if role == "" || r.IsEmpty() {
+			continue
+		}
+		if ag.Reserved == nil {
+			ag.Reserved = map[string]resources.Resources{}
+		}
+		ag.Reserved[role] = r
+	}
+	return ag
 }
 
 // runExpiry is the leader's expiry task: it proposes Expire when an offer,

@@ -88,6 +88,7 @@ func (h *Harness) allocate() {
 	defer h.wg.Done()
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
+	cache := &snapCache{}
 	for {
 		select {
 		case <-h.lead.Done():
@@ -95,7 +96,7 @@ func (h *Harness) allocate() {
 		case <-h.dirty.dirty:
 		case <-wake.C:
 		}
-		cmd, next := allocationRound(h.State(), h.Now(), h.cfg.OfferTimeout, NewID, allocator.Allocate)
+		cmd, next := allocationRound(h.State(), h.Now(), h.cfg.OfferTimeout, NewID, allocator.Allocate, cache)
 		if cmd != nil {
 			_, _ = h.Apply(h.lead, fsm.CmdOffersCreated, cmd)
 		}
