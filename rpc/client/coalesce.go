@@ -152,19 +152,24 @@ func (o *carryingOperator) flushOne() {
 	switch {
 	case len(batch) == 0:
 	case len(batch) == 1 || o.noBatch.Load():
-		var wg sync.WaitGroup
-		for _, p := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p.resp, p.err = o.OperatorServiceClient.SetRole(p.ctx, p.req)
-				close(p.done)
-			}()
-		}
-		wg.Wait()
+		o.sendEach(batch)
 	default:
 		o.send(batch)
 	}
+}
+
+// sendEach sends each call of batch as its own SetRole RPC, concurrently.
+func (o *carryingOperator) sendEach(batch []*carried) {
+	var wg sync.WaitGroup
+	for _, p := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.resp, p.err = o.OperatorServiceClient.SetRole(p.ctx, p.req)
+			close(p.done)
+		}()
+	}
+	wg.Wait()
 }
 
 // send carries batch in one SetRoles RPC and gives each call its own
@@ -179,16 +184,7 @@ func (o *carryingOperator) send(batch []*carried) {
 	resp, err := o.OperatorServiceClient.SetRoles(ctx, connect.NewRequest(&agorav1.SetRolesRequest{Roles: roles}))
 	if connect.CodeOf(err) == connect.CodeUnimplemented {
 		o.noBatch.Store(true)
-		var wg sync.WaitGroup
-		for _, p := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p.resp, p.err = o.OperatorServiceClient.SetRole(p.ctx, p.req)
-				close(p.done)
-			}()
-		}
-		wg.Wait()
+		o.sendEach(batch)
 		return
 	}
 	if err == nil && len(resp.Msg.GetResults()) != len(batch) {
