@@ -17,8 +17,13 @@ import (
 
 // DefaultWritesInFlight is how many SetRole RPCs a Client keeps in flight
 // before it carries further concurrent SetRole calls together
-// (WithWritesInFlight).
-const DefaultWritesInFlight = 4
+// (WithWritesInFlight). One, as in a group commit: while one RPC is out,
+// every call made meanwhile waits and goes in the next one. On the 2-core
+// machine of BENCHMARKS.md (64 writers, quiet) 1 gave 17,000 writes/s and
+// 62 us of CPU per write, 2 gave 14,500-15,700, 4 gave 12,700-13,600 and 8
+// or 16 gave 8,000-9,700: each further RPC in flight costs HTTP/2 work and
+// makes the batches smaller, and the leader batches log entries anyway.
+const DefaultWritesInFlight = 1
 
 // maxCarried bounds the calls one SetRoles RPC carries (the masters accept
 // up to 4096).
