@@ -71,6 +71,10 @@ func TestDemoKeepsThreeTasksCycling(t *testing.T) {
 	if got := strings.Join(launched(accepts[1]), ","); got != "demo-4" {
 		t.Fatalf("replacement launched %s", got)
 	}
+	// The fake master has the Accept; the demo says "launching" once the
+	// answer is back. Cancelling before then would cut that answer off
+	// (a race seen in a CI rehearsal), so wait for the line first.
+	waitOutput(t, ctx, out, "demo: launching demo-4")
 	cancel()
 	select {
 	case err := <-done:
@@ -86,6 +90,20 @@ func TestDemoKeepsThreeTasksCycling(t *testing.T) {
 	for _, want := range []string{"demo: offer o1 from agent a1: cpus 1.00 mem 1024", "demo: task demo-2 FINISHED on agent a1", "demo: launching demo-4"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// waitOutput polls out until it holds want, failing the test at ctx's end.
+func waitOutput(t *testing.T, ctx context.Context, out *frameworktest.SyncBuffer, want string) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(out.String(), want) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		case <-tick.C:
 		}
 	}
 }
