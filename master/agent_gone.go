@@ -307,10 +307,10 @@ const hintRedial = 50 * time.Millisecond
 // once, so that a miss means the same as a silent probe's, absent for a
 // whole probe timeout: an agent restarted at once by its supervisor, on
 // the same address, is not marked (its tasks keep running).
-func probeHinted(ctx context.Context, id, addr string, log *slog.Logger) livenessEvent {
+func probeHinted(ctx context.Context, id, addr string, log *slog.Logger, dial func(context.Context, string) error) livenessEvent {
 	var err error
 	for {
-		if err = dialProbe(ctx, addr); err == nil {
+		if err = dial(ctx, addr); err == nil {
 			log.Info("agent whose connection to a master closed accepts connections; not marking it unreachable", "agent", id, "gossip", addr)
 			return livenessEvent{Kind: probeAnswered, Agent: id}
 		}

@@ -198,29 +198,38 @@ func TestProbeHinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	probe := func(d time.Duration) livenessEventKind {
+	probe := func(d time.Duration, dial func(context.Context, string) error) livenessEventKind {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		return probeHinted(ctx, "a1", addr, log).Kind
+		return probeHinted(ctx, "a1", addr, log, dial).Kind
 	}
-	if k := probe(200 * time.Millisecond); k != probeMissed {
+	if k := probe(200*time.Millisecond, dialProbe); k != probeMissed {
 		t.Fatalf("refusing endpoint: %v, want missed", k)
 	}
+	// The agent comes back on its address after the probe's first three
+	// dials were refused.
 	restarted := make(chan net.Listener, 1)
-	go func() {
-		time.Sleep(3 * hintRedial) // the first dials are refused
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Error(err)
+	dials := 0
+	restartAfterThree := func(ctx context.Context, a string) error {
+		err := dialProbe(ctx, a)
+		if dials++; dials == 3 {
+			if err == nil {
+				t.Error("third dial answered before the endpoint was back")
+			}
+			ln, lerr := net.Listen("tcp", addr)
+			if lerr != nil {
+				t.Error(lerr)
+			}
+			restarted <- ln
 		}
-		restarted <- ln
-	}()
-	if k := probe(30 * time.Second); k != probeAnswered {
+		return err
+	}
+	if k := probe(30*time.Second, restartAfterThree); k != probeAnswered {
 		t.Fatalf("endpoint back within the probe: %v, want answered", k)
 	}
 	ln := <-restarted
 	defer ln.Close()
-	if k := probe(200 * time.Millisecond); k != probeAnswered {
+	if k := probe(200*time.Millisecond, dialProbe); k != probeAnswered {
 		t.Fatalf("accepting endpoint: %v, want answered", k)
 	}
 }

@@ -283,7 +283,7 @@ func (l *leader) probeAgent(ctx context.Context, id string, hinted bool, log *sl
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout(l.m.Config().GossipProfile))
 	defer cancel()
 	if hinted {
-		return probeHinted(pctx, id, addr, log)
+		return probeHinted(pctx, id, addr, log, dialProbe)
 	}
 	rtt, err := pool.Ping(pctx, name, addr)
 	if err != nil {

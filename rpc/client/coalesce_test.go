@@ -103,7 +103,10 @@ func queueBehindBlockedCall(t *testing.T, c *Client, f *holdingMaster, names []s
 	}
 	// Every call is queued once the queue holds them all.
 	op := c.Operator.(*carryingOperator)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for {
 		op.mu.Lock()
 		n := len(op.queue)
@@ -111,10 +114,11 @@ func queueBehindBlockedCall(t *testing.T, c *Client, f *holdingMaster, names []s
 		if n == len(names) {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			t.Fatalf("%d of %d calls queued", n, len(names))
+		case <-tick.C:
 		}
-		time.Sleep(time.Millisecond)
 	}
 	close(f.release)
 	if err := <-held; err != nil {
