@@ -106,7 +106,8 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		if f < o.Tasks%o.Frameworks {
 			n++
 		}
-		s := &e2eSched{run: run, name: fmt.Sprintf("bench-e2e-%d", f), accepts: make(chan struct{}, maxAcceptsInFlight)}
+		s := &e2eSched{run: run, name: fmt.Sprintf("bench-e2e-%d", f), ctx: rctx, accepts: make(chan struct{}, maxAcceptsInFlight),
+			kick: make(chan struct{}, 1)}
 		scheds = append(scheds, s)
 		for i := 0; i < n; i++ {
 			s.todo = append(s.todo, fmt.Sprintf("t%d-%07d", f, i))
@@ -309,73 +310,142 @@ func (r *e2eRun) latencies() []time.Duration {
 type e2eSched struct {
 	run  *e2eRun
 	name string
+	ctx  context.Context // the run's; ends the offer control loop
 
-	mu         sync.Mutex
-	todo       []string // task ids not launched yet
-	suppressed bool
-	reviving   bool           // a Revive is in flight
-	inflight   sync.WaitGroup // Accept, Decline, Suppress and Revive calls
+	mu        sync.Mutex
+	todo      []string       // task ids not launched yet
+	revive    bool           // an Accept failed: clear the decline filters
+	lastOffer time.Time      // when offers last came
+	inflight  sync.WaitGroup // Accept, Decline and offer control calls
 	// accepts bounds the Accept calls in flight (maxAcceptsInFlight): at
 	// 10,000 agents a round offers thousands of agents at once, and as
 	// many concurrent Accepts queue at the leader past their timeout,
 	// each failure reviving the framework (offers of every agent again).
 	accepts chan struct{}
+	// kick wakes the offer control loop (control), started once.
+	kick    chan struct{}
+	control sync.Once
 }
 
 // maxAcceptsInFlight bounds one framework's concurrent Accept calls.
 const maxAcceptsInFlight = 128
 
-// retry gives failed tasks back and revives the framework, once for all
-// the failures that come while a Revive is in flight.
-func (s *e2eSched) retry(d framework.Driver, ids []string) {
+// offerControlTick is how often the offer control loop looks again on its
+// own: it retries a failed Suppress or Revive, and revives a framework
+// that has tasks to place but has had no offers for offerSilence (a
+// Suppress whose outcome was unknown may have committed after all).
+const (
+	offerControlTick = time.Second
+	offerSilence     = 3 * time.Second
+)
+
+// retry gives failed tasks back and asks for offers again.
+func (s *e2eSched) retry(ids []string) {
 	s.mu.Lock()
 	s.todo = append(s.todo, ids...)
-	s.suppressed = false
-	start := !s.reviving
-	s.reviving = true
+	s.revive = true
 	s.mu.Unlock()
-	if !start {
-		return
+	s.wake()
+}
+
+func (s *e2eSched) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
-	s.inflight.Add(1)
-	go func() {
-		defer s.inflight.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = d.Revive(ctx)
+}
+
+// offerControl is the one place that suppresses and revives the
+// framework, one call at a time, so that they commit in the order they are
+// decided: a Suppress sent when the last tasks were placed and a Revive
+// sent when one of those Accepts then failed could otherwise commit in the
+// other order, leaving the framework suppressed with tasks to place (a
+// 1M-task run stalled so at 892,900 tasks after leader changes).
+func (s *e2eSched) offerControl(d framework.Driver) {
+	defer s.inflight.Done()
+	tick := time.NewTicker(offerControlTick)
+	defer tick.Stop()
+	suppressed := false
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kick:
+		case <-tick.C:
+		}
 		s.mu.Lock()
-		s.reviving = false
+		done, revive, silent := len(s.todo) == 0, s.revive, time.Since(s.lastOffer) > offerSilence
+		s.revive = false
 		s.mu.Unlock()
-	}()
+		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		switch {
+		case !done && (suppressed || revive || silent):
+			if err := d.Revive(ctx); err != nil {
+				s.mu.Lock()
+				s.revive = true // again at the next tick
+				s.mu.Unlock()
+			} else {
+				suppressed = false
+				s.mu.Lock()
+				s.lastOffer = time.Now() // give the revived offers time to come
+				s.mu.Unlock()
+			}
+		case done && !suppressed:
+			suppressed = d.Suppress(ctx) == nil
+		}
+		cancel()
+	}
 }
 
 // Subscribed implements framework.Scheduler.
 func (s *e2eSched) Subscribed(framework.Driver, string, bool) {}
 
+// take removes up to n task ids from todo, skipping those already RUNNING
+// (an Accept that failed with an unknown outcome may have launched them).
+func (s *e2eSched) take(n int) []string {
+	r := s.run
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for len(ids) < n && len(s.todo) > 0 {
+		id := s.todo[0]
+		s.todo = s.todo[1:]
+		if !r.running[s.name+"/"+id] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // Offers implements framework.Scheduler: it places tasks on the offers
 // and accepts them concurrently (one Accept per offer), declining the
 // offers it has no use for in one call, so the event loop is not held.
 func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
+	s.control.Do(func() {
+		s.inflight.Add(1)
+		go s.offerControl(d)
+	})
 	r := s.run
 	r.mu.Lock()
 	if r.first.IsZero() {
 		r.first = time.Now()
 	}
 	r.mu.Unlock()
+	s.mu.Lock()
+	s.lastOffer = time.Now()
+	s.mu.Unlock()
 	var unused []string
 	for _, o := range offers {
 		cpus, mem := framework.ScalarIn(o.GetResources(), "cpus", ""), framework.ScalarIn(o.GetResources(), "mem", "")
 		fit := int(min(cpus/r.o.CPUs+1e-9, mem/r.o.MemMiB+1e-9))
-		s.mu.Lock()
-		n := min(fit, r.o.TasksPerAccept, len(s.todo))
-		ids := append([]string(nil), s.todo[:n]...)
-		s.todo = s.todo[n:]
-		s.mu.Unlock()
-		if n == 0 {
+		ids := s.take(min(fit, r.o.TasksPerAccept))
+		if len(ids) == 0 {
 			unused = append(unused, o.GetId())
 			continue
 		}
-		tasks := make([]*agorav1.TaskInfo, n)
+		tasks := make([]*agorav1.TaskInfo, len(ids))
 		for i, id := range ids {
 			tasks[i] = framework.Task(id, o.GetAgentId(), "true", framework.Scalar("cpus", r.o.CPUs), framework.Scalar("mem", r.o.MemMiB))
 		}
@@ -398,15 +468,12 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 			r.acceptLat = append(r.acceptLat, time.Since(now))
 			r.mu.Unlock()
 			if err != nil {
-				s.retry(d, ids)
+				s.retry(ids)
 			}
 		}()
 	}
-	s.mu.Lock()
-	done := len(s.todo) == 0 && !s.suppressed
-	s.suppressed = s.suppressed || done
-	s.mu.Unlock()
-	if len(unused) == 0 && !done {
+	s.wake() // suppress once every task is placed
+	if len(unused) == 0 {
 		return
 	}
 	s.inflight.Add(1)
@@ -414,13 +481,8 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 		defer s.inflight.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if len(unused) > 0 {
-			refuse := 60.0
-			_ = d.Decline(ctx, unused, &refuse)
-		}
-		if done {
-			_ = d.Suppress(ctx)
-		}
+		refuse := 60.0
+		_ = d.Decline(ctx, unused, &refuse)
 	}()
 }
 
