@@ -467,6 +467,13 @@ func (l *leader) disconnectOrphans(ctx context.Context, st *fsm.State, now time.
 		if sent[fw.GetId()] == fw.GetStreamToken() {
 			continue
 		}
+		// st was taken before this pass: a subscription may have replaced
+		// the stream since (the FSM then ignores the command, as it is for
+		// another token, but it would be an entry and a false log line).
+		if cur, ok := l.m.State().Framework(fw.GetId()); !ok || cur.GetStreamToken() != fw.GetStreamToken() ||
+			cur.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || l.m.schedSrv.broker.has(fw.GetId()) {
+			continue
+		}
 		res, err := l.m.Apply(ctx, fsm.CmdFrameworkDisconnected, &agorav1.FrameworkDisconnectedCommand{
 			FrameworkId: fw.GetId(), StreamToken: fw.GetStreamToken(), Now: timestamppb.New(now),
 		})
@@ -478,7 +485,10 @@ func (l *leader) disconnectOrphans(ctx context.Context, st *fsm.State, now time.
 			log.Debug("marking framework without stream disconnected failed", "framework", fw.GetId(), "err", err)
 			continue
 		}
-		log.Info("framework has no stream after the leader change; marked disconnected", "framework", fw.GetId())
+		if after, ok := l.m.State().Framework(fw.GetId()); ok && after.GetStreamToken() == fw.GetStreamToken() &&
+			after.GetState() == agorav1.FrameworkState_FRAMEWORK_STATE_DISCONNECTED {
+			log.Info("framework has no stream after the leader change; marked disconnected", "framework", fw.GetId())
+		}
 	}
 }
 
