@@ -33,13 +33,16 @@ import (
 
 // Timings of the agent's loops.
 const (
-	assignmentWait   = 10 * time.Second
-	rpcTimeout       = 10 * time.Second
-	sendBackoffMin   = 50 * time.Millisecond
-	sendBackoffMax   = 2 * time.Second
-	registerBackoff  = 5 * time.Second
-	statusBatch      = 32
-	noMasterPollTime = 100 * time.Millisecond
+	assignmentWait = 10 * time.Second
+	// fullAssignmentEvery bounds how long the agent goes without a full
+	// GetAssignments answer (omit_unchanged is not asked for then).
+	fullAssignmentEvery = time.Minute
+	rpcTimeout          = 10 * time.Second
+	sendBackoffMin      = 50 * time.Millisecond
+	sendBackoffMax      = 2 * time.Second
+	registerBackoff     = 5 * time.Second
+	statusBatch         = 32
+	noMasterPollTime    = 100 * time.Millisecond
 )
 
 // Agent is one agent process: it joins the gossip pool, registers with the
@@ -610,6 +613,7 @@ func (a *Agent) assignLoop(ctx context.Context, regIndex uint64) {
 	// The first query waits until the master has applied our registration.
 	minIndex := regIndex - min(regIndex, 1)
 	backoff := sendBackoffMin
+	var lastFull time.Time // when the last full answer came (zero: none yet)
 	for ctx.Err() == nil {
 		c, err := a.master(ctx)
 		if err != nil {
@@ -627,6 +631,11 @@ func (a *Agent) assignLoop(ctx context.Context, regIndex uint64) {
 		}()
 		resp, err := c.Agent.GetAssignments(callCtx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
 			AgentId: a.cfg.ID, MinIndex: minIndex, WaitSeconds: assignmentWait.Seconds(),
+			// A wait that ends with nothing new is answered in a few bytes;
+			// a full answer at least every fullAssignmentEvery re-runs
+			// reconcile against the whole list (a launch that failed to
+			// checkpoint is retried then).
+			OmitUnchanged: !lastFull.IsZero() && time.Since(lastFull) < fullAssignmentEvery,
 		}))
 		cancel()
 		if rereg.Load() {
@@ -660,8 +669,12 @@ func (a *Agent) assignLoop(ctx context.Context, regIndex uint64) {
 		a.mu.Lock()
 		a.lastIndex = msg.GetIndex()
 		a.mu.Unlock()
-		a.reconcile(msg)
 		minIndex = msg.GetIndex()
+		if msg.GetUnchanged() {
+			continue // the assignment we reconciled last still stands
+		}
+		lastFull = time.Now()
+		a.reconcile(msg)
 	}
 }
 

@@ -161,7 +161,7 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 	// The poll's connection closing hints that the agent died (agent_gone.go).
 	s.pollBegins(ctx, id)
 	defer s.polls.end(id)
-	state, err := s.waitAssignment(ctx, id, r.GetMinIndex(), wait)
+	state, base, held, err := s.waitAssignment(ctx, id, r.GetMinIndex(), wait)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +170,13 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 	out.Known = v.agent != nil && sameAgentActive(v.agent)
 	s.waiters.answered(id, state, v, out.Known)
 	if !out.Known {
+		return connect.NewResponse(out), nil
+	}
+	if r.GetOmitUnchanged() && held && v.equal(base) {
+		// The agent holds this assignment already (a wait that ended with
+		// nothing new): at 10,000 agents these answers were most of the
+		// agent service's work, each one the agent's whole task list.
+		out.Unchanged = true
 		return connect.NewResponse(out), nil
 	}
 	for _, t := range state.TasksByAgent(id) {
@@ -184,8 +191,9 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 // waitAssignment returns the local state once the agent's assignment
 // differs from the one it holds at minIndex (assignWaiters), or once the
 // state passes minIndex when that one is not known here, or the latest
-// state when wait ends.
-func (s *agentServer) waitAssignment(ctx context.Context, id string, minIndex uint64, wait time.Duration) (*fsm.State, error) {
+// state when wait ends. held reports whether this master knows the
+// assignment the agent holds (base).
+func (s *agentServer) waitAssignment(ctx context.Context, id string, minIndex uint64, wait time.Duration) (st *fsm.State, base assignVersion, held bool, err error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
@@ -193,23 +201,24 @@ func (s *agentServer) waitAssignment(ctx context.Context, id string, minIndex ui
 		st := s.m.State()
 		base, ok := s.waiters.baseline(id, minIndex, st)
 		if !ok && st.Index() > minIndex {
-			return st, nil
+			return st, assignVersion{}, false, nil
 		}
 		if ok {
 			if !assignVersionOf(st, id).equal(base) {
-				return st, nil
+				return st, base, true, nil
 			}
-			return s.waitAgent(ctx, id, base, timer)
+			st, err := s.waitAgent(ctx, id, base, timer)
+			return st, base, true, err
 		}
 		// Behind minIndex (a follower catching up): wait for the next state.
 		select {
 		case <-changed:
 		case <-timer.C:
-			return s.m.State(), nil
+			return s.m.State(), assignVersion{}, false, nil
 		case <-ctx.Done():
-			return nil, ctxError(ctx.Err())
+			return nil, assignVersion{}, false, ctxError(ctx.Err())
 		case <-s.m.Done():
-			return nil, s.stopping()
+			return nil, assignVersion{}, false, s.stopping()
 		}
 	}
 }

@@ -633,3 +633,63 @@ func TestGetAssignmentsWakesOnKillNotOnOwnReport(t *testing.T) {
 		t.Fatalf("answer %v, want t1 with its kill", got.resp)
 	}
 }
+
+// TestGetAssignmentsOmitUnchanged: a poll with omit_unchanged whose wait
+// ends with the assignment the agent holds (here after the agent's own
+// RUNNING report, which is no change) is answered unchanged, without the
+// task list; without omit_unchanged the same poll lists the tasks; a
+// changed assignment is answered in full either way; a poll from an index
+// this master cannot place is answered in full.
+func TestGetAssignmentsOmitUnchanged(t *testing.T) {
+	c, leader := agStartAgentCluster(t, devcluster.Options{Masters: 1, MasterConfig: func(c *master.Config) {
+		c.LivenessGrace = time.Hour // the agent here has no gossip member
+	}})
+	ctx := context.Background()
+	ac := client.New(leader.HTTPURL()).Agent
+	if _, err := ac.RegisterAgent(ctx, connect.NewRequest(agRegistration("a1"))); err != nil {
+		t.Fatal(err)
+	}
+	agQuiesce(t, leader)
+	agLaunchTask(t, c, "fw1", "a1", "t1", "sleep 1", "cpus:1;mem:64")
+	get := func(min uint64, wait float64, omit bool) *agorav1.GetAssignmentsResponse {
+		t.Helper()
+		resp, err := ac.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
+			AgentId: "a1", MinIndex: min, WaitSeconds: wait, OmitUnchanged: omit}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Msg
+	}
+	first := get(0, 0, true)
+	if first.GetUnchanged() || len(first.GetTasks()) != 1 {
+		t.Fatalf("first answer (min_index 0) %v, want t1 in full", first)
+	}
+	if _, err := ac.UpdateStatus(ctx, connect.NewRequest(&agorav1.UpdateStatusRequest{AgentId: "a1", Statuses: []*agorav1.TaskStatus{{
+		TaskId: "t1", FrameworkId: "fw1", AgentId: "a1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: master.NewID(),
+		Source: agorav1.StatusSource_STATUS_SOURCE_AGENT}}})); err != nil {
+		t.Fatal(err)
+	}
+	same := get(first.GetIndex(), 0.05, true)
+	if !same.GetUnchanged() || len(same.GetTasks()) != 0 || !same.GetKnown() || same.GetIndex() <= first.GetIndex() {
+		t.Fatalf("poll after the agent's own report with omit_unchanged: %v, want unchanged, known, no tasks, index past %d", same, first.GetIndex())
+	}
+	full := get(first.GetIndex(), 0.05, false)
+	if full.GetUnchanged() || len(full.GetTasks()) != 1 || full.GetTasks()[0].GetState() != agorav1.TaskState_TASK_STATE_RUNNING {
+		t.Fatalf("the same poll without omit_unchanged: %v, want t1 RUNNING in full", full)
+	}
+	// From the unchanged answer's index: the master remembers what it said.
+	if again := get(same.GetIndex(), 0.05, true); !again.GetUnchanged() {
+		t.Fatalf("poll from the unchanged answer's index: %v, want unchanged", again)
+	}
+	// An index this master never answered and is not at: answered in full.
+	if odd := get(same.GetIndex()-1, 0.05, true); odd.GetUnchanged() || len(odd.GetTasks()) != 1 {
+		t.Fatalf("poll from an index the master cannot place: %v, want a full answer", odd)
+	}
+	if _, err := leader.Apply(ctx, fsm.CmdKillTask, &agorav1.KillTaskCommand{FrameworkId: "fw1", TaskId: "t1", Now: timestamppb.New(leader.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	killed := get(same.GetIndex(), 5, true)
+	if killed.GetUnchanged() || len(killed.GetTasks()) != 1 || !killed.GetTasks()[0].GetKillRequested() {
+		t.Fatalf("poll after a kill with omit_unchanged: %v, want t1 with its kill in full", killed)
+	}
+}

@@ -12,7 +12,7 @@ import (
 )
 
 // answerCodec is the simulator's protobuf codec: it decodes GetAssignments
-// answers keeping only what a simulated agent reads (the index, known, and
+// answers keeping only what a simulated agent reads (the index, known, unchanged and
 // each task's id, framework, agent, state and kill request), skipping the
 // rest (resources, commands, statuses, volumes). The answer lists all of
 // an agent's live tasks each time; decoding them in full was the larger
@@ -48,6 +48,7 @@ const (
 	answerIndex = 1
 	answerTasks = 2
 	answerKnown = 4
+	answerSame  = 5 // unchanged
 
 	taskID            = 1
 	taskFrameworkID   = 2
@@ -95,6 +96,10 @@ func decodeAnswer(b []byte, r *agorav1.GetAssignmentsResponse) error {
 		case num == answerKnown && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			r.Known = v != 0
+			return n
+		case num == answerSame && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			r.Unchanged = v != 0
 			return n
 		case num == answerTasks && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)

@@ -15,7 +15,7 @@ import (
 // masters' codec decodes to the fields a simulated agent reads, equal to
 // the full decode's; the rest is skipped; other messages decode in full.
 func TestAnswerCodecKeepsWhatTheSimulatorReads(t *testing.T) {
-	full := &agorav1.GetAssignmentsResponse{Index: 1 << 40, Known: true,
+	full := &agorav1.GetAssignmentsResponse{Index: 1 << 40, Known: true, Unchanged: true,
 		Volumes: []*agorav1.Volume{{Id: "v1", AgentId: "a1", SizeMib: 10}},
 		Tasks: []*agorav1.Task{
 			{Id: "t1", FrameworkId: "f1", AgentId: "a1", Name: "n", Role: "r", State: agorav1.TaskState_TASK_STATE_RUNNING,
@@ -33,7 +33,7 @@ func TestAnswerCodecKeepsWhatTheSimulatorReads(t *testing.T) {
 	if err := (answerCodec{}).Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	want := &agorav1.GetAssignmentsResponse{Index: full.Index, Known: true}
+	want := &agorav1.GetAssignmentsResponse{Index: full.Index, Known: true, Unchanged: true}
 	for _, ft := range full.Tasks {
 		want.Tasks = append(want.Tasks, &agorav1.Task{Id: ft.Id, FrameworkId: ft.FrameworkId, AgentId: ft.AgentId, State: ft.State,
 			KillRequested: ft.KillRequested, KillGraceSeconds: ft.KillGraceSeconds})

@@ -311,7 +311,7 @@ func (a *simAgent) follow(ctx context.Context, minIndex uint64) {
 			return
 		}
 		resp, err := a.c.Agent.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{
-			AgentId: a.id, MinIndex: minIndex, WaitSeconds: a.s.cfg.PollWait.Seconds(),
+			AgentId: a.id, MinIndex: minIndex, WaitSeconds: a.s.cfg.PollWait.Seconds(), OmitUnchanged: true,
 		}))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -329,6 +329,10 @@ func (a *simAgent) follow(ctx context.Context, minIndex uint64) {
 			return
 		}
 		minIndex = max(minIndex, resp.Msg.GetIndex())
+		if resp.Msg.GetUnchanged() {
+			// What we hold is still the assignment (omit_unchanged).
+			continue
+		}
 		a.reconcile(ctx, resp.Msg.GetTasks())
 	}
 }

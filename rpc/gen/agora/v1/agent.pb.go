@@ -303,10 +303,18 @@ func (x *UpdateStatusResponse) GetAcknowledged() []string {
 
 // GetAssignmentsRequest asks for the tasks of one agent.
 type GetAssignmentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	MinIndex      uint64                 `protobuf:"varint,2,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
-	WaitSeconds   float64                `protobuf:"fixed64,3,opt,name=wait_seconds,json=waitSeconds,proto3" json:"wait_seconds,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AgentId     string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	MinIndex    uint64                 `protobuf:"varint,2,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	WaitSeconds float64                `protobuf:"fixed64,3,opt,name=wait_seconds,json=waitSeconds,proto3" json:"wait_seconds,omitempty"`
+	// omit_unchanged asks the master to answer unchanged = true, with no tasks
+	// and no volumes, when the agent's assignment is the one it already holds
+	// (the one answered at min_index): a poll whose wait ended with nothing
+	// new then costs a few bytes instead of the agent's whole task list. An
+	// agent that sets it must keep the last full answer; a master that cannot
+	// tell what the agent holds (min_index is from another master or from
+	// before a restart) answers in full.
+	OmitUnchanged bool `protobuf:"varint,4,opt,name=omit_unchanged,json=omitUnchanged,proto3" json:"omit_unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,6 +370,13 @@ func (x *GetAssignmentsRequest) GetWaitSeconds() float64 {
 	return 0
 }
 
+func (x *GetAssignmentsRequest) GetOmitUnchanged() bool {
+	if x != nil {
+		return x.OmitUnchanged
+	}
+	return false
+}
+
 // GetAssignmentsResponse lists the non-terminal tasks of the agent.
 type GetAssignmentsResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -369,7 +384,13 @@ type GetAssignmentsResponse struct {
 	Tasks   []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Volumes []*Volume              `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	// known is false when the masters do not know the agent (it must register).
-	Known         bool `protobuf:"varint,4,opt,name=known,proto3" json:"known,omitempty"`
+	Known bool `protobuf:"varint,4,opt,name=known,proto3" json:"known,omitempty"`
+	// unchanged is true when the request set omit_unchanged and the agent's
+	// assignment (its live tasks, their kill requests, its volumes and its
+	// record) is the one answered at min_index: tasks and volumes are then
+	// left out and the agent keeps what it holds. Statuses and
+	// acknowledgements do not count as changes.
+	Unchanged     bool `protobuf:"varint,5,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,6 +449,13 @@ func (x *GetAssignmentsResponse) GetVolumes() []*Volume {
 func (x *GetAssignmentsResponse) GetKnown() bool {
 	if x != nil {
 		return x.Known
+	}
+	return false
+}
+
+func (x *GetAssignmentsResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
 	}
 	return false
 }
@@ -561,16 +589,18 @@ const file_agora_v1_agent_proto_rawDesc = "" +
 	"\bstatuses\x18\x02 \x03(\v2\x14.agora.v1.TaskStatusR\bstatuses\"P\n" +
 	"\x14UpdateStatusResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\"\n" +
-	"\facknowledged\x18\x02 \x03(\tR\facknowledged\"r\n" +
+	"\facknowledged\x18\x02 \x03(\tR\facknowledged\"\x99\x01\n" +
 	"\x15GetAssignmentsRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1b\n" +
 	"\tmin_index\x18\x02 \x01(\x04R\bminIndex\x12!\n" +
-	"\fwait_seconds\x18\x03 \x01(\x01R\vwaitSeconds\"\x96\x01\n" +
+	"\fwait_seconds\x18\x03 \x01(\x01R\vwaitSeconds\x12%\n" +
+	"\x0eomit_unchanged\x18\x04 \x01(\bR\romitUnchanged\"\xb4\x01\n" +
 	"\x16GetAssignmentsResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12$\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x0e.agora.v1.TaskR\x05tasks\x12*\n" +
 	"\avolumes\x18\x03 \x03(\v2\x10.agora.v1.VolumeR\avolumes\x12\x14\n" +
-	"\x05known\x18\x04 \x01(\bR\x05known\"Q\n" +
+	"\x05known\x18\x04 \x01(\bR\x05known\x12\x1c\n" +
+	"\tunchanged\x18\x05 \x01(\bR\tunchanged\"Q\n" +
 	"\x10StopAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\"\n" +
 	"\fdecommission\x18\x02 \x01(\bR\fdecommission\")\n" +
