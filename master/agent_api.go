@@ -165,19 +165,21 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 	if err != nil {
 		return nil, err
 	}
-	out := &agorav1.GetAssignmentsResponse{Index: state.Index()}
+	resp := connect.NewResponse(&agorav1.GetAssignmentsResponse{Index: state.Index()})
+	nameLeader(s.m, resp.Header())
+	out := resp.Msg
 	v := assignVersionOf(state, id)
 	out.Known = v.agent != nil && sameAgentActive(v.agent)
 	s.waiters.answered(id, state, v, out.Known)
 	if !out.Known {
-		return connect.NewResponse(out), nil
+		return resp, nil
 	}
 	if r.GetOmitUnchanged() && held && v.equal(base) {
 		// The agent holds this assignment already (a wait that ended with
 		// nothing new): at 10,000 agents these answers were most of the
 		// agent service's work, each one the agent's whole task list.
 		out.Unchanged = true
-		return connect.NewResponse(out), nil
+		return resp, nil
 	}
 	for _, t := range state.TasksByAgent(id) {
 		if !fsm.IsTerminal(t.GetState()) {
@@ -185,7 +187,7 @@ func (s *agentServer) GetAssignments(ctx context.Context, req *connect.Request[a
 		}
 	}
 	out.Volumes = v.vols
-	return connect.NewResponse(out), nil
+	return resp, nil
 }
 
 // waitAssignment returns the local state once the agent's assignment

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/agora-sched/agora/resources"
 	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
+	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
 	"github.com/agora-sched/agora/rpc/resourcepb"
 )
 
@@ -349,12 +351,17 @@ func TestGetAssignmentsFromAnyMaster(t *testing.T) {
 			break
 		}
 	}
-	fc := client.New(follower.HTTPURL()).Agent
+	// A plain Connect client, pinned to the follower: rpc/client would
+	// move to the leader the follower names in its answers.
+	fc := agorav1connect.NewAgentServiceClient(http.DefaultClient, follower.HTTPURL())
 	assignments := func(minIndex uint64, wait float64) *agorav1.GetAssignmentsResponse {
 		t.Helper()
 		resp, err := fc.GetAssignments(ctx, connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "a1", MinIndex: minIndex, WaitSeconds: wait}))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if got := resp.Header().Get(master.LeaderHeader); got != leader.HTTPURL() {
+			t.Fatalf("the follower's answer names leader %q, want %q", got, leader.HTTPURL())
 		}
 		return resp.Msg
 	}

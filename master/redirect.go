@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"net/http"
 	neturl "net/url"
 	"strings"
 	"time"
@@ -13,7 +14,8 @@ import (
 )
 
 // LeaderHeader is the response header naming the leader's HTTP URL on an
-// Unavailable answer from a follower.
+// Unavailable answer from a follower, and on a follower's answer to a read
+// it serves itself (nameLeader).
 const LeaderHeader = "Agora-Leader"
 
 // NotLeaderError is the answer to a call that needs the leader: Unavailable
@@ -39,6 +41,20 @@ func (m *Master) NotLeaderError() *connect.Error {
 	}
 	e.Meta().Set(LeaderHeader, url)
 	return e
+}
+
+// nameLeader sets LeaderHeader on a successful answer this master gives
+// as a follower (a read any master serves), so that the client sends its
+// next calls, writes among them, to the leader rather than here: a client
+// that made the last master to answer its target would otherwise send
+// every write after such a read to a follower, to be refused and resent.
+func nameLeader(m backend, h http.Header) {
+	if m.IsLeader() {
+		return
+	}
+	if id, url := m.Leader(); id != "" && id != m.ID() && url != "" {
+		h.Set(LeaderHeader, url)
+	}
 }
 
 // leaderView is what leaderOrRedirect needs of a master.

@@ -235,7 +235,7 @@ func (s *openingStream) Receive(msg any) error {
 	s.once.Do(func() {
 		s.timer.Stop()
 		if err == nil {
-			s.c.answered(s.target)
+			s.c.answered(s.target, "")
 		}
 	})
 	if err == nil {
@@ -316,7 +316,7 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 		expired := actx.Err() != nil
 		acancel()
 		if err == nil {
-			c.answered(target)
+			c.answered(target, resp.Header().Get(LeaderHeader))
 			c.learn(resp.Any())
 			return resp, nil
 		}

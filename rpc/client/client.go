@@ -406,11 +406,17 @@ func (c *Client) Follow(from string, err error) bool {
 }
 
 // answered records that addr answered a call.
-func (c *Client) answered(addr string) {
+func (c *Client) answered(addr, leader string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.target = addr
 	delete(c.down, addr)
+	c.target = addr
+	// A follower that served a read names the leader: the next calls
+	// (writes among them) go there, not to the follower to be redirected.
+	if leader = c.norm(strings.TrimSpace(leader)); leader != "" && leader != addr && !c.down[leader].After(time.Now()) {
+		c.learnLocked(leader)
+		c.target = leader
+	}
 }
 
 // passedOver returns the masters being passed over, comma-separated ("" for

@@ -26,6 +26,7 @@ type fakeMaster struct {
 	agorav1connect.UnimplementedSchedulerServiceHandler
 	answer  func(n int32) error
 	delay   time.Duration // before answering GetAssignments
+	leader  string        // LeaderHeader of GetAssignments answers (a follower's)
 	masters []string      // listed by GetStatus
 	calls   atomic.Int32
 	// unreachable is the UnreachableHeader of the last Subscribe.
@@ -74,7 +75,11 @@ func (f *fakeMaster) GetAssignments(ctx context.Context, _ *connect.Request[agor
 	case <-ctx.Done():
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
 	}
-	return connect.NewResponse(&agorav1.GetAssignmentsResponse{Index: 9, Known: true}), nil
+	resp := connect.NewResponse(&agorav1.GetAssignmentsResponse{Index: 9, Known: true})
+	if f.leader != "" {
+		resp.Header().Set(LeaderHeader, f.leader)
+	}
+	return resp, nil
 }
 
 func (f *fakeMaster) Subscribe(_ context.Context, req *connect.Request[agorav1.SubscribeRequest], out *connect.ServerStream[agorav1.SubscribeResponse]) error {
@@ -208,6 +213,47 @@ func TestFollowsRedirectAndSticks(t *testing.T) {
 				t.Fatalf("known masters %v, want the follower and the leader it named", got)
 			}
 		})
+	}
+}
+
+// TestReadFromFollowerMovesTargetToLeader: a follower that serves a read
+// itself names the leader in its answer; the client's next call, a write,
+// goes straight to the leader instead of to the follower that answered
+// last (which would refuse it and redirect).
+func TestReadFromFollowerMovesTargetToLeader(t *testing.T) {
+	leader := &fakeMaster{}
+	ls := serve(t, leader)
+	follower := &fakeMaster{leader: ls.URL, answer: func(n int32) error {
+		if n > 1 { // only the read is served here
+			return redirectTo(ls.URL, true)
+		}
+		return nil
+	}}
+	fs := serve(t, follower)
+	c := New(fs.URL, fast()...)
+	if _, err := c.Agent.GetAssignments(context.Background(), connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "a"})); err != nil {
+		t.Fatal(err)
+	}
+	if c.Target() != ls.URL {
+		t.Fatalf("target after the follower's answer %s, want the leader it named %s", c.Target(), ls.URL)
+	}
+	if _, err := setRole(c); err != nil {
+		t.Fatal(err)
+	}
+	if n := follower.calls.Load(); n != 1 {
+		t.Fatalf("follower called %d times, want 1 (the write went to the leader)", n)
+	}
+	// A header naming the master that answered, or nothing, leaves the
+	// target on it.
+	self := &fakeMaster{}
+	ss := serve(t, self)
+	self.leader = ss.URL
+	c2 := New(ss.URL, fast()...)
+	if _, err := c2.Agent.GetAssignments(context.Background(), connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "a"})); err != nil {
+		t.Fatal(err)
+	}
+	if c2.Target() != ss.URL {
+		t.Fatalf("target %s, want %s", c2.Target(), ss.URL)
 	}
 }
 
