@@ -113,6 +113,7 @@ func runBenchE2E(ctx context.Context, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	lessGC() // the frameworks run in this process
 	bar := newProgressBar(*tasks)
 	res, err := devcluster.RunE2E(ctx, devcluster.E2EOptions{Masters: urls, Agents: *agents, Frameworks: *frameworks, Tasks: *tasks,
 		TasksPerAccept: *perAccept, CPUs: *cpus, MemMiB: *mem, Verify: *verify && *tasks <= 100_000,
