@@ -63,6 +63,11 @@ type E2EResult struct {
 	// RunningSeconds is from the first offer until the last RUNNING update
 	// arrived (acknowledgements may still be in flight then).
 	RunningSeconds float64 `json:"running_seconds"`
+	// Elections is how far the raft term moved from the first offer to the
+	// end: each is a leader change (or a failed election) during the run,
+	// which a 2-core machine loaded by masters, simulator and frameworks
+	// at once can cause; a run with elections is slower for them.
+	Elections uint64 `json:"elections"`
 	// Timeline holds (seconds since the first offer, tasks RUNNING) about
 	// every 50 ms, for plots.
 	Timeline [][2]float64 `json:"-"`
@@ -135,7 +140,7 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	var first time.Time
-	var startIndex uint64
+	var startIndex, startTerm uint64
 	var res E2EResult
 	for {
 		select {
@@ -147,7 +152,7 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		}
 		if first.IsZero() {
 			if first = run.firstOffer(); !first.IsZero() {
-				if startIndex, _ = commitIndex(ctx, op); startIndex == 0 {
+				if startIndex, startTerm, _ = commitIndex(ctx, op); startIndex == 0 {
 					return E2EResult{}, errors.New("e2e: no commit index from the masters")
 				}
 			}
@@ -181,6 +186,7 @@ func RunE2E(ctx context.Context, o E2EOptions) (E2EResult, error) {
 		end := time.Now()
 		res.Seconds = end.Sub(first).Seconds()
 		res.RaftEntries = st.Msg.GetRaft().GetCommitIndex() - startIndex
+		res.Elections = st.Msg.GetRaft().GetTerm() - min(startTerm, st.Msg.GetRaft().GetTerm())
 		break
 	}
 	res.Tasks, res.Agents, res.Frameworks = o.Tasks, o.Agents, o.Frameworks
@@ -208,12 +214,12 @@ func waitAgents(ctx context.Context, op *client.Client, n int) error {
 	})
 }
 
-func commitIndex(ctx context.Context, op *client.Client) (uint64, error) {
+func commitIndex(ctx context.Context, op *client.Client) (index, term uint64, err error) {
 	st, err := op.Operator.GetStatus(ctx, connect.NewRequest(&agorav1.GetStatusRequest{}))
 	if err != nil {
-		return 0, fmt.Errorf("e2e: status: %w", err)
+		return 0, 0, fmt.Errorf("e2e: status: %w", err)
 	}
-	return st.Msg.GetRaft().GetCommitIndex(), nil
+	return st.Msg.GetRaft().GetCommitIndex(), st.Msg.GetRaft().GetTerm(), nil
 }
 
 // verifyE2E checks the final state: every task RUNNING and acknowledged,

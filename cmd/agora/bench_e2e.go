@@ -135,8 +135,8 @@ func runBenchE2E(ctx context.Context, args []string) error {
 		fmt.Println(string(b))
 		return nil
 	}
-	fmt.Printf("%d tasks on %d simulated agents, %d frameworks: %.2f s from the first offer to all RUNNING and acknowledged (%.0f tasks/s; all RUNNING at %.2f s), %d raft entries, p99 launch->running %.0f ms\n",
-		res.Tasks, res.Agents, res.Frameworks, res.Seconds, res.TasksPerSec, res.RunningSeconds, res.RaftEntries, res.P99LaunchToRunningMs)
+	fmt.Printf("%d tasks on %d simulated agents, %d frameworks: %.2f s from the first offer to all RUNNING and acknowledged (%.0f tasks/s; all RUNNING at %.2f s), %d raft entries, p99 launch->running %.0f ms, %d elections\n",
+		res.Tasks, res.Agents, res.Frameworks, res.Seconds, res.TasksPerSec, res.RunningSeconds, res.RaftEntries, res.P99LaunchToRunningMs, res.Elections)
 	return nil
 }
 
