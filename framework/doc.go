@@ -42,7 +42,12 @@
 //
 // A Scheduler method may call the Driver; the next event is delivered after
 // it returns, so the Scheduler sees a consistent order without locks of its
-// own. The Driver may also be used from other goroutines.
+// own. The Driver may also be used from other goroutines; calls made from
+// different goroutines at once commit in no set order, so a scheduler that
+// suppresses and revives from goroutines should send those from one of them,
+// one at a time (a Suppress sent before a Revive can otherwise commit after
+// it and leave the framework suppressed with work to place; see
+// devcluster/e2e.go's offerControl).
 //
 // # What the SDK does for you
 //
