@@ -71,7 +71,10 @@ func (c *coalescer[M]) submitAll(ctx context.Context, items []M) ([]fsm.Result, 
 	var queued []*coalesced[M]
 	var at []int
 	for i, item := range items {
-		if r, done, err := prejudge(st, c.single, item, true); done {
+		if r, done, err := prejudge(ctx, st, c.single, item, true); done {
+			if err != nil && ctx.Err() != nil {
+				return nil, nil, err // no slot before ctx ended: not a verdict
+			}
 			res[i], errs[i] = r, err
 			continue
 		}
@@ -378,7 +381,10 @@ func (m *Master) applyAll(ctx context.Context, t fsm.CommandType, msgs []proto.M
 	var queued []*batched
 	var at []int
 	for i, msg := range msgs {
-		if r, done, err := prejudge(st, t, msg, false); done {
+		if r, done, err := prejudge(ctx, st, t, msg, false); done {
+			if err != nil && ctx.Err() != nil {
+				return nil, nil, err // no slot before ctx ended: not a verdict
+			}
 			res[i], errs[i] = r, err
 			continue
 		}

@@ -123,7 +123,7 @@ func (h *Harness) apply(ctx context.Context, t fsm.CommandType, msg proto.Messag
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if dryRuns(t) {
-		if res, done, err := prejudge(h.f.State(), t, msg, skipNoop); done {
+		if res, done, err := prejudge(ctx, h.f.State(), t, msg, skipNoop); done {
 			return res, err
 		}
 	}

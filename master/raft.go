@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -191,7 +192,7 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 		if err != nil {
 			return fsm.Result{}, err
 		}
-		if res, done, err := prejudge(st, t, msg, skipNoop); done {
+		if res, done, err := prejudge(ctx, st, t, msg, skipNoop); done {
 			return res, err
 		}
 	}
@@ -249,11 +250,28 @@ func dryRuns(t fsm.CommandType) bool {
 	return true
 }
 
+// judgeSlots bounds the judgements (State.Judge dry runs) running at once
+// in this process to its CPUs. Each caller's request handler judges its own
+// command, and under load thousands of them (agents' status calls,
+// frameworks' Accepts of 100 tasks) were runnable at once: raft's
+// heartbeat and replication goroutines then waited behind them in the run
+// queues long enough for the leader to lose its lease (500 ms) and for
+// followers to call elections, 20 in one 1M-task e2e run on 2 loaded
+// cores. A handler waiting for a slot is parked, not runnable.
+var judgeSlots = make(chan struct{}, max(runtime.GOMAXPROCS(0), 1))
+
 // prejudge is the leader's judgement of a command before proposing it,
 // against st: done is true when the answer is known without the log (a
-// rejection, or with skipNoop a command that changes nothing).
-func prejudge(st *fsm.State, t fsm.CommandType, msg proto.Message, skipNoop bool) (res fsm.Result, done bool, err error) {
+// rejection, or with skipNoop a command that changes nothing). It waits for
+// a judgement slot (judgeSlots) while ctx lasts.
+func prejudge(ctx context.Context, st *fsm.State, t fsm.CommandType, msg proto.Message, skipNoop bool) (res fsm.Result, done bool, err error) {
+	select {
+	case judgeSlots <- struct{}{}:
+	case <-ctx.Done():
+		return fsm.Result{}, true, ctxError(ctx.Err())
+	}
 	changed, rej := st.Judge(t, msg)
+	<-judgeSlots
 	if rej != nil {
 		return fsm.Result{Index: st.Index(), Err: rej}, true, RejectionError(rej)
 	}
