@@ -56,14 +56,18 @@ type cmdDecoder struct {
 	shared [16]string
 	next   int
 	// pending are the strings of the current message (or entry) not yet
-	// cut from its one allocation; mark is where the current message's
-	// start.
+	// cut from their one allocation; those of the current message start
+	// at mark.
 	pending []pendingString
 	mark    int
 	arena   []byte
 	// resPtrs collects one task's resources before their list is cut
 	// from the operation's slab.
 	resPtrs []*agorav1.Resource
+	// stamps is the status batch's slab of timestamps; statusesLeft
+	// counts the statuses left, the current one included.
+	stamps       []timestamppb.Timestamp
+	statusesLeft int
 }
 
 var cmdDecoders = sync.Pool{New: func() any { return &cmdDecoder{} }}
@@ -100,6 +104,7 @@ func (d *cmdDecoder) reset() {
 	d.arena = d.arena[:0]
 	clear(d.resPtrs)
 	d.resPtrs = d.resPtrs[:0]
+	d.stamps, d.statusesLeft = nil, 0
 }
 
 // share returns the entry's copy of the string b, allocating it the first
@@ -166,9 +171,9 @@ func (d *cmdDecoder) cut(dedup bool) {
 	arena := string(d.arena)
 	off := 0
 	for i, p := range ps {
-		if j := -1; dedup {
-			if j = dupOf(ps[:i], p.b); j >= 0 {
-				*p.dst = *ps[j].dst
+		if dedup {
+			if j := dupOf(ps[:i], p.b); j >= 0 {
+				*p.dst = *ps[j].dst // set in an earlier turn
 				continue
 			}
 		}
@@ -497,12 +502,6 @@ type statusUpdateBlock struct {
 	now    timestamppb.Timestamp
 }
 
-// taskStatusBlock is one element of a batch's slab of statuses.
-type taskStatusBlock struct {
-	status agorav1.TaskStatus
-	stamp  timestamppb.Timestamp
-}
-
 func (d *cmdDecoder) statusBatch(body []byte) (*agorav1.StatusUpdateBatchCommand, bool) {
 	nupdates, nstatuses, ok := count(body, 1, 2)
 	if !ok {
@@ -511,7 +510,7 @@ func (d *cmdDecoder) statusBatch(body []byte) (*agorav1.StatusUpdateBatchCommand
 	c := &agorav1.StatusUpdateBatchCommand{}
 	var (
 		updates  []statusUpdateBlock
-		statuses []taskStatusBlock
+		statuses []agorav1.TaskStatus
 		ptrs     []*agorav1.TaskStatus
 	)
 	if nupdates > 0 {
@@ -519,7 +518,7 @@ func (d *cmdDecoder) statusBatch(body []byte) (*agorav1.StatusUpdateBatchCommand
 		c.Updates = make([]*agorav1.StatusUpdateCommand, 0, nupdates)
 	}
 	if nstatuses > 0 {
-		statuses = make([]taskStatusBlock, nstatuses)
+		statuses = make([]agorav1.TaskStatus, nstatuses)
 		ptrs = make([]*agorav1.TaskStatus, nstatuses)
 	}
 	for len(body) > 0 {
@@ -542,7 +541,7 @@ func (d *cmdDecoder) statusBatch(body []byte) (*agorav1.StatusUpdateBatchCommand
 // statusUpdate decodes one agent's update into blk, its statuses into the
 // first of statuses and their pointers into the first of ptrs; it returns
 // how many statuses it used.
-func (d *cmdDecoder) statusUpdate(blk *statusUpdateBlock, body []byte, statuses []taskStatusBlock, ptrs []*agorav1.TaskStatus) (used int, ok bool) {
+func (d *cmdDecoder) statusUpdate(blk *statusUpdateBlock, body []byte, statuses []agorav1.TaskStatus, ptrs []*agorav1.TaskStatus) (used int, ok bool) {
 	u := &blk.update
 	for len(body) > 0 {
 		num, typ, b, _, rest, ok := field(body)
@@ -554,10 +553,11 @@ func (d *cmdDecoder) statusUpdate(blk *statusUpdateBlock, body []byte, statuses 
 		case 1:
 			u.AgentId, ok = d.share(b)
 		case 2:
-			sb := &statuses[used]
-			ptrs[used] = &sb.status
+			st := &statuses[used]
+			ptrs[used] = st
 			used++
-			ok = d.taskStatus(sb, b)
+			d.statusesLeft = len(statuses) - used + 1
+			ok = d.taskStatus(st, b)
 		case 3:
 			ok = u.Now == nil && timestamp(&blk.now, b)
 			u.Now = &blk.now
@@ -574,8 +574,19 @@ func (d *cmdDecoder) statusUpdate(blk *statusUpdateBlock, body []byte, statuses 
 	return used, true
 }
 
-func (d *cmdDecoder) taskStatus(blk *taskStatusBlock, body []byte) bool {
-	st := &blk.status
+// stamp returns a timestamp for a status of the batch. Simulated agents
+// do not stamp their updates, real ones stamp them all: the slab is
+// allocated at the first stamp, for the statuses left.
+func (d *cmdDecoder) stamp() *timestamppb.Timestamp {
+	if len(d.stamps) == 0 {
+		d.stamps = make([]timestamppb.Timestamp, max(d.statusesLeft, 1))
+	}
+	ts := &d.stamps[0]
+	d.stamps = d.stamps[1:]
+	return ts
+}
+
+func (d *cmdDecoder) taskStatus(st *agorav1.TaskStatus, body []byte) bool {
 	d.begin()
 	for len(body) > 0 {
 		num, typ, b, v, rest, ok := field(body)
@@ -599,8 +610,9 @@ func (d *cmdDecoder) taskStatus(blk *taskStatusBlock, body []byte) bool {
 			case 7:
 				st.Message, ok = d.share(b)
 			case 9:
-				ok = st.Timestamp == nil && timestamp(&blk.stamp, b)
-				st.Timestamp = &blk.stamp
+				ok = st.Timestamp == nil
+				st.Timestamp = d.stamp()
+				ok = ok && timestamp(st.Timestamp, b)
 			default:
 				ok = false
 			}

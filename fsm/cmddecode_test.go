@@ -106,10 +106,18 @@ func TestCmdDecoderRealistic(t *testing.T) {
 	acc := e2eAccept(7, 100)
 	st := e2eStatusBatch(acc, 3)
 	ack := e2eAckBatch(st)
+	// Real agents stamp their updates, with reasons and messages.
+	stamped := proto.Clone(st).(*agorav1.StatusUpdateBatchCommand)
+	for _, u := range stamped.GetUpdates() {
+		for i, s := range u.GetStatuses() {
+			s.Timestamp = &timestamppb.Timestamp{Seconds: 1700000000 + int64(i), Nanos: int32(i)}
+			s.State, s.Reason, s.Message, s.ExitCode = agorav1.TaskState_TASK_STATE_FINISHED, "REASON_COMMAND_EXITED", "exited with status 0", 0
+		}
+	}
 	for _, c := range []struct {
 		typ CommandType
 		m   proto.Message
-	}{{CmdAccept, acc}, {CmdStatusUpdateBatch, st}, {CmdAcknowledgeBatch, ack}} {
+	}{{CmdAccept, acc}, {CmdStatusUpdateBatch, st}, {CmdStatusUpdateBatch, stamped}, {CmdAcknowledgeBatch, ack}} {
 		if !checkCmdDecode(t, c.typ, encodePayload(t, c.typ, c.m)) {
 			t.Fatalf("%s: the decoder declined the common shape", c.typ)
 		}
