@@ -177,10 +177,22 @@ func Encode(t CommandType, m proto.Message) ([]byte, error) {
 // the IgnoreUnknown bit gives (t, nil, nil); an unknown type without it, an
 // empty entry or a payload that does not parse give an error.
 func Decode(b []byte) (CommandType, proto.Message, error) {
+	return decode(b, true)
+}
+
+// decode is Decode; with fast false it decodes every payload with
+// proto.Unmarshal, not the hot types with cmdDecoder (the tests and
+// benchmarks compare the two).
+func decode(b []byte, fast bool) (CommandType, proto.Message, error) {
 	if len(b) == 0 {
 		return 0, nil, fmt.Errorf("fsm: decode: empty entry")
 	}
 	t := CommandType(b[0])
+	if fast {
+		if m, ok := decodeFast(t, b[1:]); ok {
+			return t, m, nil
+		}
+	}
 	m := newMessage(t)
 	if m == nil {
 		if t&IgnoreUnknown != 0 {
