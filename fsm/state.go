@@ -46,8 +46,9 @@ const (
 // whenever any task on the agent is written or deleted, so two states
 // holding the same *taskEpoch hold the same tasks on that agent. It is
 // derived (not written to snapshots; Restore makes one per agent with
-// tasks). n counts the agent's task writes; it is never zero, so the
-// pointer is never shared with another allocation.
+// tasks). n counts the applies that wrote the agent's tasks (bumpTaskEpoch
+// stores one per apply); it is never zero, so the pointer is never shared
+// with another allocation.
 type taskEpoch struct{ n uint64 }
 
 // tableKey is the key of id in a table whose prefix ends in NUL.
