@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"strconv"
 
 	"google.golang.org/protobuf/proto"
@@ -299,7 +298,9 @@ func (x *txn) putTask(old, t *agorav1.Task) {
 	if old == nil {
 		x.insertTask(t)
 	} else if _, ok := x.t.Replace(x.lookupKey(pTask, fid, tid), t); !ok {
-		panic(fmt.Sprintf("fsm: task %s/%s replaced but not stored", fid, tid))
+		// old is always the stored version; were it not, store t as
+		// Insert always did rather than lose it.
+		x.t.Insert(tableKey(pTask, fid, tid), t)
 	}
 	x.bumpTaskEpoch(t.GetAgentId())
 	if unacked(t) {
