@@ -603,6 +603,15 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 			(t.GetStatus() != nil && x.wasSuperseded(t.GetFrameworkId(), tid, st.GetUuid())) {
 			continue // a task that already ended, or a resend
 		}
+		if x.judging {
+			// Judge asks only for the verdict and whether anything
+			// changes: no check above reads what setStatus writes (a
+			// later status of the same task in this call can only turn
+			// from a change into a no-op, and this one already changed
+			// something), so the copy and the writes are skipped.
+			x.judgedChange = true
+			continue
+		}
 		s := copyStatus(st)
 		s.FrameworkId, s.AgentId = t.GetFrameworkId(), agentID
 		s.Source = agorav1.StatusSource_STATUS_SOURCE_AGENT

@@ -398,5 +398,5 @@ func (s *State) Judge(t CommandType, m proto.Message) (changed bool, rej *Reject
 	if rej := x.apply(t, m); rej != nil {
 		return false, rej
 	}
-	return x.t.Root() != s.root.Root() || len(x.events) > 0, nil
+	return x.judgedChange || x.t.Root() != s.root.Root() || len(x.events) > 0, nil
 }

@@ -36,6 +36,9 @@ type txn struct {
 	// writes are dropped: an apply may skip writes that no later check of
 	// the same command reads (see acceptRun.launch).
 	judging bool
+	// judgedChange is set by an apply that, judging, skipped writes that
+	// would have changed the state (see statusUpdate).
+	judgedChange bool
 	// kbuf holds the key of the last lookup (lookupKey), in karr unless
 	// it is longer.
 	kbuf []byte
