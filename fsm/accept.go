@@ -72,7 +72,8 @@ func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 	if rej := x.checkAcceptLimits(f.GetId(), c); rej != nil {
 		return rej
 	}
-	run := &acceptRun{x: x, c: c, f: f, agentID: offers[0].GetAgentId(), role: offers[0].GetRole(), pool: resourcepb.Pools{}, tasks: map[string]bool{}}
+	run := &acceptRun{x: x, c: c, f: f, agentID: offers[0].GetAgentId(), role: offers[0].GetRole(), pool: resourcepb.Pools{},
+		tasks: make(map[string]bool, launchCount(c.GetOperations()))}
 	for _, o := range offers {
 		run.revocable = run.revocable || o.GetRevocable()
 		run.pool = run.pool.Add(pools(o.GetResources()))
@@ -345,11 +346,15 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		if p.IsEmpty() {
 			return reject(CodeInvalidArgument, "task %s has no resources", tid)
 		}
-		role := r.role
-		if reserved := slices.DeleteFunc(p.Roles(), func(s string) bool { return s == "" }); len(reserved) > 1 {
+		role, nreserved := r.role, 0
+		for pool, res := range p { // p.Roles() without its sorted copy
+			if pool != "" && !res.IsEmpty() {
+				role, nreserved = pool, nreserved+1
+			}
+		}
+		if nreserved > 1 {
+			reserved := slices.DeleteFunc(p.Roles(), func(s string) bool { return s == "" })
 			return reject(CodeInvalidArgument, "task %s uses resources reserved for more than one role (%v)", tid, reserved)
-		} else if len(reserved) == 1 {
-			role = reserved[0]
 		}
 		if !r.pool.Contains(p) {
 			return reject(CodeFailedPrecondition, "not enough resources in the offers for task %s: wants %s, %s left", tid, p, orNothing(r.pool.Total()))
@@ -374,14 +379,16 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 			// after every command of the scenario and fuzz tests.
 			continue
 		}
-		r.x.insertLaunched(&agorav1.Task{
+		cmd, res := memo.parts(p)
+		copyCommandTo(cmd, ti.GetCommand())
+		r.x.insertTask(&agorav1.Task{
 			Id:               tid,
 			FrameworkId:      r.f.GetId(),
 			AgentId:          r.agentID,
 			Name:             ti.GetName(),
 			Role:             role,
-			Resources:        memo.toProto(p),
-			Command:          copyCommand(ti.GetCommand()),
+			Resources:        res,
+			Command:          cmd,
 			VolumeIds:        vids,
 			GroupId:          groupID,
 			State:            agorav1.TaskState_TASK_STATE_STAGING,
@@ -424,25 +431,62 @@ func (m *launchMemo) parse(rs []*agorav1.Resource) (resourcepb.Pools, error) {
 	return p, nil
 }
 
-// toProto is p.ToProto() for the p the last parse returned: a fresh copy
-// of the remembered canonical form when that parse is remembered (a stored
-// task shares no message with another).
-func (m *launchMemo) toProto(p resourcepb.Pools) []*agorav1.Resource {
+// parts returns a new task's command, empty, and its resources, p.ToProto()
+// for the p the last parse returned: a fresh copy of the remembered
+// canonical form when that parse is remembered (a stored task shares no
+// message with another). The command and up to three remembered resources
+// come in one allocation (taskParts): every version of the task shares
+// them, so they live and die together.
+func (m *launchMemo) parts(p resourcepb.Pools) (*agorav1.CommandInfo, []*agorav1.Resource) {
 	if m.p == nil {
-		return p.ToProto()
+		return new(agorav1.CommandInfo), p.ToProto()
 	}
 	if m.canon == nil {
 		m.canon = p.ToProto()
 	}
-	out := make([]*agorav1.Resource, len(m.canon))
-	vals := make([]agorav1.Resource, len(m.canon))
+	var cmd *agorav1.CommandInfo
+	var out []*agorav1.Resource
+	var vals []agorav1.Resource
+	switch n := len(m.canon); n {
+	case 1:
+		b := new(taskParts1)
+		cmd, out, vals = &b.cmd, b.ptrs[:], b.vals[:]
+	case 2:
+		b := new(taskParts2)
+		cmd, out, vals = &b.cmd, b.ptrs[:], b.vals[:]
+	case 3:
+		b := new(taskParts3)
+		cmd, out, vals = &b.cmd, b.ptrs[:], b.vals[:]
+	default:
+		cmd, out, vals = new(agorav1.CommandInfo), make([]*agorav1.Resource, n), make([]agorav1.Resource, n)
+	}
 	for i, r := range m.canon {
 		// ToProto of scalars sets exactly these three fields.
 		vals[i].Name, vals[i].Scalar, vals[i].Role = r.GetName(), r.GetScalar(), r.GetRole()
 		out[i] = &vals[i]
 	}
-	return out
+	return cmd, out
 }
+
+// taskParts1..3 hold a launched task's command and its n resources (the
+// pointers and the messages) in one allocation.
+type (
+	taskParts1 struct {
+		cmd  agorav1.CommandInfo
+		ptrs [1]*agorav1.Resource
+		vals [1]agorav1.Resource
+	}
+	taskParts2 struct {
+		cmd  agorav1.CommandInfo
+		ptrs [2]*agorav1.Resource
+		vals [2]agorav1.Resource
+	}
+	taskParts3 struct {
+		cmd  agorav1.CommandInfo
+		ptrs [3]*agorav1.Resource
+		vals [3]agorav1.Resource
+	}
+)
 
 // scalarsOnly reports whether every resource of rs is a plain scalar: no
 // ranges, set, reservation or volume.
@@ -510,7 +554,14 @@ func copyCommand(c *agorav1.CommandInfo) *agorav1.CommandInfo {
 	if c == nil {
 		return nil
 	}
-	n := &agorav1.CommandInfo{Value: c.GetValue()}
+	n := new(agorav1.CommandInfo)
+	copyCommandTo(n, c)
+	return n
+}
+
+// copyCommandTo copies c into the empty n (see copyCommand).
+func copyCommandTo(n, c *agorav1.CommandInfo) {
+	n.Value = c.GetValue()
 	if env := c.GetEnvironment(); env != nil {
 		n.Environment = make(map[string]string, len(env))
 		for k, v := range env {
@@ -520,7 +571,6 @@ func copyCommand(c *agorav1.CommandInfo) *agorav1.CommandInfo {
 	if u := c.ProtoReflect().GetUnknown(); len(u) > 0 {
 		n.ProtoReflect().SetUnknown(slices.Clone(u))
 	}
-	return n
 }
 
 // launchCharge sums the resources of the tasks of one launch operation (all
@@ -578,16 +628,6 @@ func addScalars(acc, o map[string]int64) {
 			acc[n] = s + v
 		}
 	}
-}
-
-// insertLaunched stores a new STAGING task and its indexes without charging
-// it or marking the agent's tasks changed: the launch does both once for
-// all its tasks (putTask does all of it for one task).
-func (x *txn) insertLaunched(t *agorav1.Task) {
-	fid, tid := t.GetFrameworkId(), t.GetId()
-	x.t.Insert(tableKey(pTask, fid, tid), t)
-	x.t.Insert(tableKey(xTaskAgent, t.GetAgentId(), fid, tid), nil)
-	x.t.Insert(tableKey(xTaskID, tid, fid), nil)
 }
 
 // chargeLaunch charges the summed tasks of one launch to the agent and the
@@ -665,6 +705,18 @@ func orNothing(r interface {
 	return r.String()
 }
 
+// launchCount is the number of tasks the operations launch.
+func launchCount(ops []*agorav1.Operation) int {
+	n := 0
+	for _, op := range ops {
+		switch op.GetType() {
+		case agorav1.OperationType_OPERATION_TYPE_LAUNCH, agorav1.OperationType_OPERATION_TYPE_LAUNCH_GROUP:
+			n += len(op.GetTasks())
+		}
+	}
+	return n
+}
+
 // checkAcceptLimits judges an accept against the limits the leader stamped
 // into it (a zero limit is none): operations per accept, launches per
 // accept, and the framework's non-terminal tasks after the launches.
@@ -677,19 +729,13 @@ func (x *txn) checkAcceptLimits(fid string, c *agorav1.AcceptCommand) *Rejection
 	if m := l.GetMaxOperations(); m > 0 && len(ops) > int(m) {
 		return reject(CodeResourceExhausted, "limit exceeded: %d operations in one accept, the limit of operations per accept is %d", len(ops), m)
 	}
-	launches := 0
-	for _, op := range ops {
-		switch op.GetType() {
-		case agorav1.OperationType_OPERATION_TYPE_LAUNCH, agorav1.OperationType_OPERATION_TYPE_LAUNCH_GROUP:
-			launches += len(op.GetTasks())
-		}
-	}
+	launches := launchCount(ops)
 	if m := l.GetMaxLaunches(); m > 0 && launches > int(m) {
 		return reject(CodeResourceExhausted, "limit exceeded: %d tasks launched by one accept, the limit of launches per accept is %d", launches, m)
 	}
 	if m := l.GetMaxFrameworkTasks(); m > 0 && launches > 0 {
 		live := 0
-		if u, ok := tget[*frameworkUsage](x, tableKey(uFramework, fid)); ok {
+		if u, ok := tget[*frameworkUsage](x, x.lookupKey(uFramework, fid)); ok {
 			live = u.tasks
 		}
 		if live+launches > int(m) {

@@ -595,8 +595,22 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 		if t.GetAgentId() != agentID {
 			return reject(CodePermissionDenied, "task %s runs on agent %s, not on agent %s", tid, t.GetAgentId(), agentID)
 		}
-		if st.GetUuid() == t.GetStatus().GetUuid() || x.wasSuperseded(t.GetFrameworkId(), tid, st.GetUuid()) || IsTerminal(t.GetState()) {
-			continue // a resend, or a task that already ended
+		// A task without a status has no superseded uuid (supersede records
+		// the uuid of a status being replaced, and a task never loses its
+		// status): the first update of a launched task, the common one,
+		// needs no look-up of its history.
+		if IsTerminal(t.GetState()) || st.GetUuid() == t.GetStatus().GetUuid() ||
+			(t.GetStatus() != nil && x.wasSuperseded(t.GetFrameworkId(), tid, st.GetUuid())) {
+			continue // a task that already ended, or a resend
+		}
+		if x.judging {
+			// Judge asks only for the verdict and whether anything
+			// changes: no check above reads what setStatus writes (a
+			// later status of the same task in this call can only turn
+			// from a change into a no-op, and this one already changed
+			// something), so the copy and the writes are skipped.
+			x.judgedChange = true
+			continue
 		}
 		s := copyStatus(st)
 		s.FrameworkId, s.AgentId = t.GetFrameworkId(), agentID

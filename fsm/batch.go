@@ -89,7 +89,7 @@ func applyItems[M proto.Message](x *txn, items []M, apply func(*txn, M) *Rejecti
 		x.items = make([]*Rejection, len(items))
 		return nil
 	}
-	x.t.Txn = base.Txn()
+	x.rollback(base)
 	x.events, x.ids, x.seq, x.now = x.events[:events], x.ids[:ids], seq, now
 	verdicts := make([]*Rejection, len(items))
 	for i, m := range items {
@@ -97,7 +97,7 @@ func applyItems[M proto.Message](x *txn, items []M, apply func(*txn, M) *Rejecti
 		events, ids, seq := len(x.events), len(x.ids), x.seq
 		if rej := applyItem(x, m, apply); rej != nil {
 			verdicts[i] = rej
-			x.t.Txn = saved.Txn()
+			x.rollback(saved)
 			x.events, x.ids, x.seq = x.events[:events], x.ids[:ids], seq
 		}
 	}

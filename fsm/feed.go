@@ -57,6 +57,16 @@ func (w writes) Insert(k []byte, v interface{}) (interface{}, bool) {
 	return old, ok
 }
 
+// Replace stores v under k when k is stored (see radix.Txn.Replace, which
+// does not keep k) and marks the agent the write touches.
+func (w writes) Replace(k []byte, v interface{}) (interface{}, bool) {
+	old, ok := w.Txn.Replace(k, v)
+	if ok {
+		w.marks.note(k, old, v)
+	}
+	return old, ok
+}
+
 // Delete removes k (see radix.Txn.Delete) and marks the agent the write
 // touches.
 func (w writes) Delete(k []byte) (interface{}, bool) {
@@ -72,17 +82,25 @@ func (w writes) Delete(k []byte) (interface{}, bool) {
 type agentMarks struct {
 	ids    map[string]struct{}
 	assign map[string]struct{}
+	last   string // the agent added last (in ids)
 }
 
 func (m *agentMarks) add(id string) {
+	if id == m.last && m.ids != nil {
+		return // the writes of an apply mostly touch one agent after another
+	}
 	if m.ids == nil {
 		m.ids = map[string]struct{}{}
 	}
 	m.ids[id] = struct{}{}
+	m.last = id
 }
 
 // addBytes adds an id given as bytes (no allocation when already marked).
 func (m *agentMarks) addBytes(id []byte) {
+	if string(id) == m.last && m.ids != nil {
+		return
+	}
 	if _, ok := m.ids[string(id)]; !ok {
 		m.add(string(id))
 	}

@@ -134,7 +134,7 @@ func (x *txn) supersede(t *agorav1.Task) {
 // wasSuperseded reports whether uuid was a status of task (fid, tid) that a
 // newer one replaced.
 func (x *txn) wasSuperseded(fid, tid, uuid string) bool {
-	_, ok := x.t.Get(tableKey(hSuperseded, fid, tid, uuid))
+	_, ok := x.t.Get(x.lookupKey(hSuperseded, fid, tid, uuid))
 	return ok
 }
 

@@ -46,8 +46,9 @@ const (
 // whenever any task on the agent is written or deleted, so two states
 // holding the same *taskEpoch hold the same tasks on that agent. It is
 // derived (not written to snapshots; Restore makes one per agent with
-// tasks). n counts the agent's task writes; it is never zero, so the
-// pointer is never shared with another allocation.
+// tasks). n counts the applies that wrote the agent's tasks (bumpTaskEpoch
+// stores one per apply); it is never zero, so the pointer is never shared
+// with another allocation.
 type taskEpoch struct{ n uint64 }
 
 // tableKey is the key of id in a table whose prefix ends in NUL.
@@ -397,5 +398,5 @@ func (s *State) Judge(t CommandType, m proto.Message) (changed bool, rej *Reject
 	if rej := x.apply(t, m); rej != nil {
 		return false, rej
 	}
-	return x.t.Root() != s.root.Root() || len(x.events) > 0, nil
+	return x.judgedChange || x.t.Root() != s.root.Root() || len(x.events) > 0, nil
 }

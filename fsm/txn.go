@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/agora-sched/agora/fsm/internal/radix"
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/resourcepb"
@@ -35,12 +36,34 @@ type txn struct {
 	// writes are dropped: an apply may skip writes that no later check of
 	// the same command reads (see acceptRun.launch).
 	judging bool
+	// judgedChange is set by an apply that, judging, skipped writes that
+	// would have changed the state (see statusUpdate).
+	judgedChange bool
+	// kbuf holds the key of the last lookup (lookupKey), in karr unless
+	// it is longer.
+	kbuf []byte
+	karr [64]byte
+	// epochs are the agents whose taskEpoch this transaction stored anew
+	// (bumpTaskEpoch); emptied when a batch rolls the tree back.
+	epochs map[string]struct{}
 }
 
 func newTxn(s *State, index uint64) *txn {
 	x := &txn{index: index}
 	x.t = writes{Txn: s.root.Txn(), marks: &x.marks}
+	x.kbuf = x.karr[:0]
 	return x
+}
+
+// lookupKey returns the table key of parts in x's scratch buffer, valid
+// until the next lookupKey: for Get and Delete, which do not keep the key
+// (Insert keeps it: its key needs its own allocation). Lookups were a key
+// allocation each, several per task of every accept, status update and
+// acknowledgement, as long keys (32-digit framework ids) do not fit on the
+// stack.
+func (x *txn) lookupKey(prefix string, parts ...string) []byte {
+	x.kbuf = appendKey(x.kbuf[:0], prefix, parts...)
+	return x.kbuf
 }
 
 func tget[T any](x *txn, k []byte) (T, bool) {
@@ -87,27 +110,27 @@ func clone[T proto.Message](m T) T { return proto.Clone(m).(T) }
 // --- lookups ---
 
 func (x *txn) agent(id string) (*agorav1.Agent, bool) {
-	return tget[*agorav1.Agent](x, tableKey(pAgent, id))
+	return tget[*agorav1.Agent](x, x.lookupKey(pAgent, id))
 }
 
 func (x *txn) framework(id string) (*agorav1.Framework, bool) {
-	return tget[*agorav1.Framework](x, tableKey(pFramework, id))
+	return tget[*agorav1.Framework](x, x.lookupKey(pFramework, id))
 }
 
 func (x *txn) offer(id string) (*agorav1.Offer, bool) {
-	return tget[*agorav1.Offer](x, tableKey(pOffer, id))
+	return tget[*agorav1.Offer](x, x.lookupKey(pOffer, id))
 }
 
 func (x *txn) task(fid, tid string) (*agorav1.Task, bool) {
-	return tget[*agorav1.Task](x, tableKey(pTask, fid, tid))
+	return tget[*agorav1.Task](x, x.lookupKey(pTask, fid, tid))
 }
 
 func (x *txn) volume(id string) (*agorav1.Volume, bool) {
-	return tget[*agorav1.Volume](x, tableKey(pVolume, id))
+	return tget[*agorav1.Volume](x, x.lookupKey(pVolume, id))
 }
 
 func (x *txn) usage(agentID string) *agentUsage {
-	if u, ok := tget[*agentUsage](x, tableKey(uAgent, agentID)); ok {
+	if u, ok := tget[*agentUsage](x, x.lookupKey(uAgent, agentID)); ok {
 		return u
 	}
 	return &agentUsage{}
@@ -213,7 +236,7 @@ func scalars(r resources.Resources) resources.Resources {
 }
 
 func (x *txn) adjustFrameworkUsage(fid, role string, add, sub resources.Resources, tasks int) {
-	cur, _ := tget[*frameworkUsage](x, tableKey(uFramework, fid))
+	cur, _ := tget[*frameworkUsage](x, x.lookupKey(uFramework, fid))
 	next := &frameworkUsage{byRole: map[string]resources.Resources{}, tasks: tasks}
 	if cur != nil {
 		for r, v := range cur.byRole {
@@ -243,28 +266,52 @@ func (x *txn) putFramework(f *agorav1.Framework) {
 	x.t.Insert(tableKey(pFramework, f.GetId()), f)
 }
 
-// bumpTaskEpoch marks a change to the tasks on agentID (see taskEpoch).
+// bumpTaskEpoch marks a change to the tasks on agentID (see taskEpoch):
+// once per apply and agent. An epoch this transaction stored already is
+// new to every reader (readers see committed states only, and none holds
+// it), so later writes of the same apply keep it rather than storing
+// another: a status update or acknowledgement batch of 100 tasks of one
+// agent stored 100 epochs, 99 of which no reader could ever see.
 func (x *txn) bumpTaskEpoch(agentID string) {
+	if _, ok := x.epochs[agentID]; ok {
+		return
+	}
 	n := uint64(1)
-	if e, ok := tget[*taskEpoch](x, tableKey(uTaskEpoch, agentID)); ok {
+	if e, ok := tget[*taskEpoch](x, x.lookupKey(uTaskEpoch, agentID)); ok {
 		n = e.n + 1
 	}
 	x.t.Insert(tableKey(uTaskEpoch, agentID), &taskEpoch{n: n})
+	if x.epochs == nil {
+		x.epochs = map[string]struct{}{}
+	}
+	x.epochs[agentID] = struct{}{}
 }
 
-// putTask stores t, replacing old (nil for a new task).
+// rollback makes tree the transaction's tree again (a batch item that was
+// rejected): the epochs stored since may be gone with it.
+func (x *txn) rollback(tree *radix.Tree) {
+	x.t.Txn = tree.Txn()
+	clear(x.epochs)
+}
+
+// putTask stores t, replacing old (nil for a new task; else the stored
+// version of t).
 func (x *txn) putTask(old, t *agorav1.Task) {
 	fid, tid := t.GetFrameworkId(), t.GetId()
-	x.t.Insert(tableKey(pTask, fid, tid), t)
-	x.bumpTaskEpoch(t.GetAgentId())
 	if old == nil {
-		x.t.Insert(tableKey(xTaskAgent, t.GetAgentId(), fid, tid), nil)
-		x.t.Insert(tableKey(xTaskID, tid, fid), nil)
+		x.insertTask(t)
+	} else if _, ok := x.t.Replace(x.lookupKey(pTask, fid, tid), t); !ok {
+		// old is always the stored version; were it not, store t as
+		// Insert always did rather than lose it.
+		x.t.Insert(tableKey(pTask, fid, tid), t)
 	}
+	x.bumpTaskEpoch(t.GetAgentId())
 	if unacked(t) {
-		x.t.Insert(tableKey(xTaskUnacked, fid, tid), nil)
+		if old == nil || !unacked(old) {
+			x.t.Insert(tableKey(xTaskUnacked, fid, tid), nil)
+		}
 	} else if old != nil && unacked(old) {
-		x.t.Delete(tableKey(xTaskUnacked, fid, tid))
+		x.t.Delete(x.lookupKey(xTaskUnacked, fid, tid))
 	}
 	wasLive := old != nil && !IsTerminal(old.GetState())
 	isLive := !IsTerminal(t.GetState())
@@ -297,13 +344,29 @@ func (x *txn) chargeTask(t *agorav1.Task, add bool) {
 	}
 }
 
+// insertTask stores a new task and its indexes (not its unacknowledged
+// mark, its charge or its epoch), with the three keys in one allocation:
+// the tree keeps them for as long as the task exists.
+func (x *txn) insertTask(t *agorav1.Task) {
+	fid, tid, aid := t.GetFrameworkId(), t.GetId(), t.GetAgentId()
+	n1 := len(pTask) + len(fid) + 1 + len(tid)
+	n2 := len(xTaskAgent) + len(aid) + 1 + len(fid) + 1 + len(tid)
+	b := make([]byte, 0, n1+n2+len(xTaskID)+len(tid)+1+len(fid))
+	b = appendKey(b, pTask, fid, tid)
+	b = appendKey(b, xTaskAgent, aid, fid, tid)
+	b = appendKey(b, xTaskID, tid, fid)
+	x.t.Insert(b[:n1:n1], t)
+	x.t.Insert(b[n1:n1+n2:n1+n2], nil)
+	x.t.Insert(b[n1+n2:], nil)
+}
+
 func (x *txn) deleteTask(t *agorav1.Task) {
 	fid, tid := t.GetFrameworkId(), t.GetId()
-	x.t.Delete(tableKey(pTask, fid, tid))
+	x.t.Delete(x.lookupKey(pTask, fid, tid))
 	x.bumpTaskEpoch(t.GetAgentId())
-	x.t.Delete(tableKey(xTaskAgent, t.GetAgentId(), fid, tid))
-	x.t.Delete(tableKey(xTaskUnacked, fid, tid))
-	x.t.Delete(tableKey(xTaskID, tid, fid))
+	x.t.Delete(x.lookupKey(xTaskAgent, t.GetAgentId(), fid, tid))
+	x.t.Delete(x.lookupKey(xTaskUnacked, fid, tid))
+	x.t.Delete(x.lookupKey(xTaskID, tid, fid))
 	x.forgetSuperseded(fid, tid)
 	if !IsTerminal(t.GetState()) {
 		x.chargeTask(t, false)

@@ -71,6 +71,7 @@ func TestAgainstMap(t *testing.T) {
 			}
 			prefixes := []string{"", "a", "ab", "a\x00", "b", "ba", "c", "abc", "zz"}
 			tr, m := New(), model{}
+			var scratch []byte
 			var trees []*Tree
 			var models []model
 			for round := range 60 {
@@ -81,7 +82,23 @@ func TestAgainstMap(t *testing.T) {
 				}
 				for range 1 + rng.Intn(20) {
 					k := key()
-					if rng.Intn(3) == 0 {
+					if rng.Intn(4) == 0 {
+						// Replace from scratch space that is overwritten
+						// right after: the tree must not keep the key.
+						scratch = append(scratch[:0], k...)
+						v := rng.Int()
+						prev, had := next[k]
+						old, ok := tx.Replace(scratch, v)
+						if ok != had || (ok && old.(int) != prev) {
+							t.Fatalf("round %d Replace(%q) = %v %v, model has %v %v", round, k, old, ok, prev, had)
+						}
+						for i := range scratch {
+							scratch[i] = 'z'
+						}
+						if had {
+							next[k] = v
+						}
+					} else if rng.Intn(3) == 0 {
 						_, had := next[k]
 						old, ok := tx.Delete([]byte(k))
 						if ok != had || (ok && old.(int) != next[k]) {
