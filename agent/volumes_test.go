@@ -44,15 +44,37 @@ func vol(id string, created uint64) *agorav1.Volume {
 	return &agorav1.Volume{Id: id, AgentId: "a1", Role: "db", SizeMib: 1, ContainerPath: "data", CreatedIndex: created}
 }
 
-// runToEnd assigns the task (with vols) and waits until it ran and ended.
+// runToEnd assigns the task (with vols) and waits for the executor's
+// final update of it (the agent is not run, so the test reads the
+// executor's updates itself; other tasks' updates are skipped). A launch
+// the agent refused, which never reaches the executor, fails the test
+// with the agent's FAILED update and its reason. (It used to wait for the
+// task's sandbox and no running task, which a refused launch also leaves:
+// RELIABILITY open 15.)
 func runToEnd(t *testing.T, a *Agent, index uint64, task *agorav1.Task, vols ...*agorav1.Volume) {
 	t.Helper()
 	a.reconcile(&agorav1.GetAssignmentsResponse{Index: index, Known: true, Tasks: []*agorav1.Task{task}, Volumes: vols})
-	waitFor(t, "task "+task.GetId()+" to end", func() bool {
-		_, running := a.exec.Spec(executor.TaskKey{FrameworkID: "fw", TaskID: task.GetId()})
-		_, err := os.Stat(a.exec.Sandbox("fw", task.GetId()))
-		return err == nil && !running
-	})
+	key := executor.TaskKey{FrameworkID: "fw", TaskID: task.GetId()}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case u := <-a.exec.Updates():
+			if u.Key() == key && u.State.Terminal() {
+				return
+			}
+		case <-tick.C:
+			for _, st := range a.out.Peek(a.out.Len()) {
+				if st.GetTaskId() == task.GetId() && st.GetState() == agorav1.TaskState_TASK_STATE_FAILED {
+					t.Fatalf("task %s was not launched: %s: %s", task.GetId(), st.GetReason(), st.GetMessage())
+				}
+			}
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for task %s to end", task.GetId())
+		}
+	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
