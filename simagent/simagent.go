@@ -452,9 +452,24 @@ const maxStatusesPerCall = 1000
 
 // maxNotFoundRetries is how many times an update of a task the masters do
 // not know is sent again (with backoff, about 10 s in all) before it is
-// dropped: the agent may have learnt the task from a master whose state is
-// ahead of the leader's.
+// dropped, unless the task is still assigned to the agent (assigned): the
+// agent may have learnt the task from a master whose state is ahead of the
+// leader's, and an election can take longer than 10 s on a loaded machine
+// (a 1M-task run kept 12 tasks STAGING for good when their RUNNING updates
+// were dropped so; RELIABILITY open 16).
 const maxNotFoundRetries = 12
+
+// assigned reports whether the task of st is in the agent's latest
+// assignment. A task the masters removed leaves the assignment (its
+// removal changes it, so the next answer is a full one), so an update
+// retried while this holds is retried only until the masters know the
+// task or drop it.
+func (a *simAgent) assigned(st *agorav1.TaskStatus) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.tasks[taskKey(st.GetFrameworkId(), st.GetTaskId())]
+	return ok
+}
 
 // sendLoop sends the queued updates in order, a batch per call, until
 // each is committed or refused for good.
@@ -488,7 +503,7 @@ func (a *simAgent) sendLoop(ctx context.Context) {
 				batchSize = 1 // find the refused update
 				continue
 			}
-			if code == connect.CodeNotFound && notFound < maxNotFoundRetries {
+			if code == connect.CodeNotFound && (notFound < maxNotFoundRetries || a.assigned(batch[0])) {
 				// The task came from a master whose state is ahead of the
 				// leader's applied state: retry before giving up on it.
 				notFound++
