@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +137,75 @@ func frameworktestPoll(ctx context.Context, cond func() error) error {
 			return fmt.Errorf("%w: %w", err, ctx.Err())
 		case <-tick.C:
 		}
+	}
+}
+
+// TestBatchedUpdates: the SDK asks for batched updates (and no gzip), delivers each
+// status of an UPDATES event to Scheduler.Update in order, and
+// acknowledges every one.
+func TestBatchedUpdates(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	if b := m.BatchedUpdates(); len(b) != 1 || !b[0] {
+		t.Fatalf("subscriptions asked for batched updates: %v, want [true]", b)
+	}
+	if e := m.StreamEncodings(); len(e) != 1 || e[0] != "" {
+		t.Fatalf("the stream accepts compression %q, want none (Config.Gzip is off)", e)
+	}
+	var sts []*agorav1.TaskStatus
+	var wantLines, wantAcks []string
+	for _, i := range []int{3, 1, 2} {
+		sts = append(sts, &agorav1.TaskStatus{TaskId: fmt.Sprintf("t%d", i), AgentId: "a1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: fmt.Sprintf("u%d", i)})
+		wantLines = append(wantLines, fmt.Sprintf("update t%d RUNNING", i))
+		wantAcks = append(wantAcks, fmt.Sprintf("u%d", i))
+	}
+	if err := m.Send(frameworktest.UpdatesEvent(sts...)); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(wantAcks)
+	if err := frameworktestPoll(ctx, func() error {
+		var got []string
+		for _, l := range rec.snapshot() {
+			if strings.HasPrefix(l, "update ") {
+				got = append(got, l)
+			}
+		}
+		if !slices.Equal(got, wantLines) {
+			return fmt.Errorf("updates delivered %q, want %q", got, wantLines)
+		}
+		var acked []string
+		for _, c := range m.Calls("Acknowledge") {
+			for _, a := range c.Request.(*agorav1.AcknowledgeRequest).GetAcknowledgements() {
+				acked = append(acked, a.GetUuid())
+			}
+		}
+		slices.Sort(acked)
+		if !slices.Equal(acked, wantAcks) {
+			return fmt.Errorf("acknowledged %v, want %v", acked, wantAcks)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGzipOptIn: with Config.Gzip the stream accepts gzip.
+func TestGzipOptIn(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}, Gzip: true}, &recorder{})
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if e := m.StreamEncodings(); len(e) != 1 || !strings.Contains(e[0], "gzip") {
+		t.Fatalf("the stream accepts compression %q, want gzip", e)
 	}
 }

@@ -63,6 +63,9 @@
 //     MaxBackoff. Offers made before a master failover stay valid.
 //   - Implicit reconciliation after every (re)subscription: the latest state
 //     of every non-terminal task arrives as Update events.
+//   - Batched updates: the SDK asks masters for status updates several to
+//     an event (SubscribeRequest.batched_updates) and calls Scheduler.Update
+//     for each, in order; and it declines gzip unless Config.Gzip is set.
 //   - Calls made while the framework is resubscribing wait for it; calls
 //     answered Unavailable (a leader change) are retried within rpc/client's
 //     bounds (5s an attempt, 30s a call). Accept, Decline and Teardown are

@@ -95,6 +95,13 @@ type Config struct {
 	// Cluster is the cluster name the masters' certificates must carry
 	// with TLS (master.<Cluster>.agora); default "agora".
 	Cluster string
+
+	// Gzip lets masters compress large answers and events (batches of
+	// updates, offers) for this framework: for a framework far from the
+	// masters over a slow link. Off by default: gzip costs the leader CPU
+	// for every such event, and a framework usually runs in the masters'
+	// data center.
+	Gzip bool
 }
 
 // Scheduler receives a framework's events. Run calls its methods from one
@@ -287,6 +294,9 @@ func newRunner(cfg Config, s Scheduler) (*runner, error) {
 		token = client.TokenFromEnv()
 	}
 	opts = append(opts, client.WithToken(token))
+	if !cfg.Gzip {
+		opts = append(opts, client.WithClientOptions(connect.WithAcceptCompression("gzip", nil, nil)))
+	}
 	r.c = client.New(strings.Join(masters, ","), opts...)
 	r.drv = &driver{r: r}
 	return r, nil
@@ -378,7 +388,7 @@ func (r *runner) session(ctx context.Context) (target string, subscribed bool, e
 	resubscribe := info.GetId() != ""
 
 	target = r.c.Target()
-	stream, err := r.c.Scheduler.Subscribe(sctx, connect.NewRequest(&agorav1.SubscribeRequest{FrameworkInfo: info}))
+	stream, err := r.c.Scheduler.Subscribe(sctx, connect.NewRequest(&agorav1.SubscribeRequest{FrameworkInfo: info, BatchedUpdates: true}))
 	if err != nil {
 		return target, false, r.classify(err)
 	}
@@ -481,10 +491,10 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 	case *agorav1.SubscribeResponse_Rescind:
 		r.sched.Rescind(r.drv, e.Rescind.GetOfferId())
 	case *agorav1.SubscribeResponse_Update:
-		st := e.Update.GetStatus()
-		r.sched.Update(r.drv, st)
-		if !r.cfg.DisableAutoAck && st.GetUuid() != "" {
-			r.acks.add(st) // sent in batches by sendAcks, without holding back the next event
+		r.update(e.Update.GetStatus())
+	case *agorav1.SubscribeResponse_Updates:
+		for _, st := range e.Updates.GetStatuses() {
+			r.update(st)
 		}
 	case *agorav1.SubscribeResponse_Failure:
 		r.sched.Failure(r.drv, e.Failure.GetAgentId())
@@ -512,6 +522,15 @@ func (r *runner) dispatch(ctx context.Context, ev *agorav1.SubscribeResponse) er
 		r.log.Warn("unknown event ignored")
 	}
 	return nil
+}
+
+// update delivers one status update to the Scheduler and queues its
+// acknowledgement.
+func (r *runner) update(st *agorav1.TaskStatus) {
+	r.sched.Update(r.drv, st)
+	if !r.cfg.DisableAutoAck && st.GetUuid() != "" {
+		r.acks.add(st) // sent in batches by sendAcks, without holding back the next event
+	}
 }
 
 func (r *runner) setConnected(sess context.Context, id, token string) {

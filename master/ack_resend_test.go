@@ -87,16 +87,17 @@ func TestResendSkipsQueuedAcks(t *testing.T) {
 	}
 
 	s := h.sched
-	lastSent := map[string]time.Time{}
+	tracker := newResendTracker()
 	var sent []string
 	send := func(ev *agorav1.SubscribeResponse) error {
 		sent = append(sent, ev.GetUpdate().GetStatus().GetUuid())
+		tracker.note(ev.GetUpdate().GetStatus(), clock.Now())
 		return nil
 	}
 	step := func(what string, want ...string) {
 		t.Helper()
 		sent = nil
-		if err := s.resendUnacked("fw1", lastSent, send); err != nil {
+		if err := s.resendUnacked("fw1", tracker, send); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(sent, want) {

@@ -201,9 +201,13 @@ func schedSubscribe(t testing.TB, url string, info *agorav1.FrameworkInfo) *fwSt
 }
 
 func schedTrySubscribe(url string, info *agorav1.FrameworkInfo) (*fwStream, error) {
+	return schedTrySubscribeReq(url, &agorav1.SubscribeRequest{FrameworkInfo: info})
+}
+
+func schedTrySubscribeReq(url string, req *agorav1.SubscribeRequest) (*fwStream, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := agorav1connect.NewSchedulerServiceClient(http.DefaultClient, url)
-	s, err := cl.Subscribe(ctx, connect.NewRequest(&agorav1.SubscribeRequest{FrameworkInfo: info}))
+	s, err := cl.Subscribe(ctx, connect.NewRequest(req))
 	if err != nil {
 		cancel()
 		return nil, err
@@ -336,6 +340,7 @@ func TestSchedulerAPI(t *testing.T) {
 	sc := startSchedHarness(t, func(c *master.Config) { c.HeartbeatInterval = 200 * time.Millisecond })
 	t.Run("offers launch status reconcile", func(t *testing.T) { testOffersLaunch(t, sc) })
 	t.Run("acknowledge a list", func(t *testing.T) { testAcknowledgeBatch(t, sc) })
+	t.Run("batched updates", func(t *testing.T) { testBatchedUpdates(t, sc) })
 	t.Run("bad input changes nothing", func(t *testing.T) { testBadInput(t, sc) })
 	t.Run("decline filter", func(t *testing.T) { testDeclineFilter(t, sc) })
 	t.Run("suppress and revive", func(t *testing.T) { testSuppressRevive(t, sc) })

@@ -73,6 +73,8 @@ type streamEnd struct {
 // everything the operator API shows still cannot act for the framework.
 type stream struct {
 	fid, token, secret string
+	// batched: the subscriber takes UPDATES events (eventSender).
+	batched bool
 
 	mu     sync.Mutex
 	queue  []queued
@@ -258,25 +260,41 @@ func (b *broker) publish(index uint64, events []fsm.Event) {
 	if len(b.streams) == 0 {
 		return
 	}
+	// A stream's events of one entry are pushed together, so that it takes
+	// them in one wake-up (and batches their updates: eventSender).
+	var pending map[*stream][]queued
+	add := func(st *stream, q queued) {
+		if pending == nil {
+			pending = make(map[*stream][]queued)
+		}
+		pending[st] = append(pending[st], q)
+	}
 	for _, e := range events {
 		ev, end := eventToResponse(e)
 		targets := b.streams[e.FrameworkID]
 		if e.FrameworkID == "" && e.Kind == fsm.EventAgentLost {
 			for _, set := range b.streams {
 				for st := range set {
-					st.push(queued{index: index, ev: ev})
+					add(st, queued{index: index, ev: ev})
 				}
 			}
 			continue
 		}
 		for st := range targets {
 			if ev != nil {
-				st.push(queued{index: index, ev: ev})
+				add(st, queued{index: index, ev: ev})
 			}
 			if end != nil {
+				if items := pending[st]; len(items) > 0 {
+					st.push(items...)
+					delete(pending, st)
+				}
 				st.close(end)
 			}
 		}
+	}
+	for st, items := range pending {
+		st.push(items...)
 	}
 }
 

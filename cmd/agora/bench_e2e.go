@@ -40,6 +40,7 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	plot := fs.String("plot", "", "write an SVG plot of tasks RUNNING over time to this file")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	raftProfile := fs.String("raft-profile", "default", "the started masters' raft timing profile: default or fast (fast's short timeouts cause elections on a loaded 2-core machine)")
+	nice := fs.Int("nice", 10, "niceness of the load generators (the simulated agents' process, and this one once the masters run), so that the masters measured run first on a shared machine; 0 keeps the priority")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of this process (the SDK frameworks) to this file while the frameworks run, and one of the simulated agents' process to this file + \".sim\"")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
@@ -84,7 +85,7 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	}
 	prefix := "sim" + strconv.Itoa(os.Getpid()) + "-"
 	sim := exec.Command(exe, "agent", "--simulate", strconv.Itoa(*agents), "--id", prefix, "--masters", strings.Join(urls, ","),
-		"--resources", *agentRes, "--decommission", "--log-level", "warn")
+		"--resources", *agentRes, "--decommission", "--log-level", "warn", "--simulate-nice", strconv.Itoa(max(*nice, 0)))
 	if *cpuProfile != "" {
 		sim.Args = append(sim.Args, "--simulate-cpuprofile", *cpuProfile+".sim")
 	}
@@ -114,6 +115,10 @@ func runBenchE2E(ctx context.Context, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	lessGC() // the frameworks run in this process
+	// After the masters and the simulator started: they would inherit it.
+	if err := yieldCPU(*nice); err != nil {
+		return fmt.Errorf("--nice: %w", err)
+	}
 	bar := newProgressBar(*tasks)
 	res, err := devcluster.RunE2E(ctx, devcluster.E2EOptions{Masters: urls, Agents: *agents, Frameworks: *frameworks, Tasks: *tasks,
 		TasksPerAccept: *perAccept, CPUs: *cpus, MemMiB: *mem, Verify: *verify && *tasks <= 100_000,

@@ -20,12 +20,14 @@ type simulateFlags struct {
 	taskDuration time.Duration
 	masters      string
 	cpuProfile   string
+	nice         int
 }
 
 func (s *simulateFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.count, "simulate", 0, "simulate N agents in this process (no processes, no gossip; see package simagent); --id is their id prefix, --masters the masters to register with")
 	fs.DurationVar(&s.taskDuration, "simulate-task-duration", 0, "with --simulate: report each task FINISHED this long after RUNNING (0: run until killed)")
 	fs.StringVar(&s.masters, "masters", "", "with --simulate: comma-separated master URLs (default $AGORA_ADDR or http://127.0.0.1:7100)")
+	fs.IntVar(&s.nice, "simulate-nice", 10, "with --simulate: run at this niceness (Linux), so that masters on the same machine run first; 0 keeps the priority")
 	fs.StringVar(&s.cpuProfile, "simulate-cpuprofile", "", "with --simulate: write a CPU profile (pprof) of the simulator to this file until it stops")
 }
 
@@ -57,6 +59,9 @@ func runSimulatedAgents(ctx context.Context, sf simulateFlags, lf logFlags, pref
 		prefix = "sim-"
 	}
 	lessGC()
+	if err := yieldCPU(sf.nice); err != nil {
+		return fmt.Errorf("--simulate-nice: %w", err)
+	}
 	sim, err := simagent.New(simagent.Config{Masters: splitList(masters), Count: sf.count, IDPrefix: prefix, Resources: r,
 		TaskDuration: sf.taskDuration, Cluster: cluster, Version: version, Decommission: decommission, Logger: log})
 	if err != nil {

@@ -40,6 +40,8 @@ type Master struct {
 	subscribeErr  error
 	nextID        int
 	subs          []*agorav1.FrameworkInfo
+	batched       []bool
+	encodings     []string
 	live          *liveStream
 	token         string
 	calls         []Call
@@ -176,6 +178,23 @@ func (m *Master) Subscriptions() []*agorav1.FrameworkInfo {
 	return append([]*agorav1.FrameworkInfo(nil), m.subs...)
 }
 
+// BatchedUpdates reports, for every Subscribe accepted so far in order,
+// whether it asked for UPDATES events (SubscribeRequest.batched_updates).
+func (m *Master) BatchedUpdates() []bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]bool(nil), m.batched...)
+}
+
+// StreamEncodings returns, for every Subscribe accepted so far in order,
+// the compressions its client accepts for the stream
+// (Connect-Accept-Encoding; "" for none).
+func (m *Master) StreamEncodings() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.encodings...)
+}
+
 // Calls returns the recorded unary calls of method ("" for all).
 func (m *Master) Calls(method string) []Call {
 	m.mu.Lock()
@@ -230,6 +249,12 @@ func OffersEvent(offers ...*agorav1.Offer) *agorav1.SubscribeResponse {
 // UpdateEvent wraps a status in an UPDATE event.
 func UpdateEvent(st *agorav1.TaskStatus) *agorav1.SubscribeResponse {
 	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Update{Update: &agorav1.Update{Status: st}}}
+}
+
+// UpdatesEvent wraps statuses in one UPDATES event (for subscribers that
+// asked for batched updates).
+func UpdatesEvent(sts ...*agorav1.TaskStatus) *agorav1.SubscribeResponse {
+	return &agorav1.SubscribeResponse{Event: &agorav1.SubscribeResponse_Updates{Updates: &agorav1.Updates{Statuses: sts}}}
 }
 
 // RescindEvent builds a RESCIND event.
@@ -296,6 +321,8 @@ func (h *handler) Subscribe(ctx context.Context, req *connect.Request[agorav1.Su
 	ls := &liveStream{events: make(chan *agorav1.SubscribeResponse, 256), end: make(chan error, 1)}
 	m.live = ls
 	m.subs = append(m.subs, req.Msg.GetFrameworkInfo())
+	m.batched = append(m.batched, req.Msg.GetBatchedUpdates())
+	m.encodings = append(m.encodings, req.Header().Get("Connect-Accept-Encoding"))
 	m.token = fmt.Sprintf("%s-token-%d", m.id, len(m.subs))
 	m.issued[m.token] = true
 	hb, sendHB := m.heartbeat, m.heartbeats

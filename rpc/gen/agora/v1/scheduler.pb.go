@@ -78,8 +78,13 @@ func (x *FrameworkCall) GetStreamToken() string {
 type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FrameworkInfo *FrameworkInfo         `protobuf:"bytes,1,opt,name=framework_info,json=frameworkInfo,proto3" json:"framework_info,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// batched_updates says the subscriber understands the UPDATES event: the
+	// master may then carry several status updates in one event, in the
+	// order it would have sent them one by one, instead of one UPDATE event
+	// each. A subscriber that leaves it false gets only UPDATE events.
+	BatchedUpdates bool `protobuf:"varint,2,opt,name=batched_updates,json=batchedUpdates,proto3" json:"batched_updates,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -119,6 +124,13 @@ func (x *SubscribeRequest) GetFrameworkInfo() *FrameworkInfo {
 	return nil
 }
 
+func (x *SubscribeRequest) GetBatchedUpdates() bool {
+	if x != nil {
+		return x.BatchedUpdates
+	}
+	return false
+}
+
 // SubscribeResponse is one event on the stream.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -131,6 +143,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Failure
 	//	*SubscribeResponse_Error
 	//	*SubscribeResponse_Heartbeat
+	//	*SubscribeResponse_Updates
 	//	*SubscribeResponse_InverseOffers
 	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
@@ -237,6 +250,15 @@ func (x *SubscribeResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *SubscribeResponse) GetUpdates() *Updates {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_Updates); ok {
+			return x.Updates
+		}
+	}
+	return nil
+}
+
 func (x *SubscribeResponse) GetInverseOffers() *InverseOffers {
 	if x != nil {
 		if x, ok := x.Event.(*SubscribeResponse_InverseOffers); ok {
@@ -278,6 +300,12 @@ type SubscribeResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,7,opt,name=heartbeat,proto3,oneof"`
 }
 
+type SubscribeResponse_Updates struct {
+	// updates: several status updates, only to a subscriber that asked
+	// (SubscribeRequest.batched_updates).
+	Updates *Updates `protobuf:"bytes,8,opt,name=updates,proto3,oneof"`
+}
+
 type SubscribeResponse_InverseOffers struct {
 	InverseOffers *InverseOffers `protobuf:"bytes,50,opt,name=inverse_offers,json=inverseOffers,proto3,oneof"`
 }
@@ -295,6 +323,8 @@ func (*SubscribeResponse_Failure) isSubscribeResponse_Event() {}
 func (*SubscribeResponse_Error) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_Updates) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_InverseOffers) isSubscribeResponse_Event() {}
 
@@ -510,6 +540,52 @@ func (x *Update) GetStatus() *TaskStatus {
 	return nil
 }
 
+// Updates carries status updates in the order they happened, each to be
+// handled (and acknowledged) as if it came in an UPDATE event of its own.
+type Updates struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statuses      []*TaskStatus          `protobuf:"bytes,1,rep,name=statuses,proto3" json:"statuses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Updates) Reset() {
+	*x = Updates{}
+	mi := &file_agora_v1_scheduler_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Updates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Updates) ProtoMessage() {}
+
+func (x *Updates) ProtoReflect() protoreflect.Message {
+	mi := &file_agora_v1_scheduler_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Updates.ProtoReflect.Descriptor instead.
+func (*Updates) Descriptor() ([]byte, []int) {
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Updates) GetStatuses() []*TaskStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
 // Failure reports a lost agent.
 type Failure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -521,7 +597,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[7]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +609,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[7]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +622,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{7}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Failure) GetAgentId() string {
@@ -573,7 +649,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[8]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +661,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[8]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +674,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{8}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Error) GetMessage() string {
@@ -617,7 +693,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[9]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +705,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[9]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +718,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{9}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{10}
 }
 
 // AcceptRequest accepts offers with operations.
@@ -659,7 +735,7 @@ type AcceptRequest struct {
 
 func (x *AcceptRequest) Reset() {
 	*x = AcceptRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[10]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +747,7 @@ func (x *AcceptRequest) String() string {
 func (*AcceptRequest) ProtoMessage() {}
 
 func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[10]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +760,7 @@ func (x *AcceptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptRequest.ProtoReflect.Descriptor instead.
 func (*AcceptRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{10}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AcceptRequest) GetCall() *FrameworkCall {
@@ -724,7 +800,7 @@ type AcceptResponse struct {
 
 func (x *AcceptResponse) Reset() {
 	*x = AcceptResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[11]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +812,7 @@ func (x *AcceptResponse) String() string {
 func (*AcceptResponse) ProtoMessage() {}
 
 func (x *AcceptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[11]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +825,7 @@ func (x *AcceptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptResponse.ProtoReflect.Descriptor instead.
 func (*AcceptResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{11}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{12}
 }
 
 // DeclineRequest declines offers.
@@ -764,7 +840,7 @@ type DeclineRequest struct {
 
 func (x *DeclineRequest) Reset() {
 	*x = DeclineRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[12]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +852,7 @@ func (x *DeclineRequest) String() string {
 func (*DeclineRequest) ProtoMessage() {}
 
 func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[12]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +865,7 @@ func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
 func (*DeclineRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{12}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeclineRequest) GetCall() *FrameworkCall {
@@ -822,7 +898,7 @@ type DeclineResponse struct {
 
 func (x *DeclineResponse) Reset() {
 	*x = DeclineResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[13]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +910,7 @@ func (x *DeclineResponse) String() string {
 func (*DeclineResponse) ProtoMessage() {}
 
 func (x *DeclineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[13]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +923,7 @@ func (x *DeclineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineResponse.ProtoReflect.Descriptor instead.
 func (*DeclineResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{13}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{14}
 }
 
 // ReviveRequest revives offers for roles.
@@ -861,7 +937,7 @@ type ReviveRequest struct {
 
 func (x *ReviveRequest) Reset() {
 	*x = ReviveRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[14]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +949,7 @@ func (x *ReviveRequest) String() string {
 func (*ReviveRequest) ProtoMessage() {}
 
 func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[14]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +962,7 @@ func (x *ReviveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviveRequest.ProtoReflect.Descriptor instead.
 func (*ReviveRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{14}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReviveRequest) GetCall() *FrameworkCall {
@@ -912,7 +988,7 @@ type ReviveResponse struct {
 
 func (x *ReviveResponse) Reset() {
 	*x = ReviveResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[15]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1000,7 @@ func (x *ReviveResponse) String() string {
 func (*ReviveResponse) ProtoMessage() {}
 
 func (x *ReviveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[15]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1013,7 @@ func (x *ReviveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviveResponse.ProtoReflect.Descriptor instead.
 func (*ReviveResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{15}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{16}
 }
 
 // SuppressRequest suppresses offers for roles.
@@ -951,7 +1027,7 @@ type SuppressRequest struct {
 
 func (x *SuppressRequest) Reset() {
 	*x = SuppressRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[16]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1039,7 @@ func (x *SuppressRequest) String() string {
 func (*SuppressRequest) ProtoMessage() {}
 
 func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[16]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1052,7 @@ func (x *SuppressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressRequest.ProtoReflect.Descriptor instead.
 func (*SuppressRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{16}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SuppressRequest) GetCall() *FrameworkCall {
@@ -1002,7 +1078,7 @@ type SuppressResponse struct {
 
 func (x *SuppressResponse) Reset() {
 	*x = SuppressResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[17]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1090,7 @@ func (x *SuppressResponse) String() string {
 func (*SuppressResponse) ProtoMessage() {}
 
 func (x *SuppressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[17]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1103,7 @@ func (x *SuppressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressResponse.ProtoReflect.Descriptor instead.
 func (*SuppressResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{17}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{18}
 }
 
 // KillRequest kills a task.
@@ -1042,7 +1118,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[18]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1130,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[18]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1143,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{18}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KillRequest) GetCall() *FrameworkCall {
@@ -1100,7 +1176,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[19]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1188,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[19]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1201,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{19}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{20}
 }
 
 // AcknowledgeRequest acknowledges a status update.
@@ -1145,7 +1221,7 @@ type AcknowledgeRequest struct {
 
 func (x *AcknowledgeRequest) Reset() {
 	*x = AcknowledgeRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[20]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1233,7 @@ func (x *AcknowledgeRequest) String() string {
 func (*AcknowledgeRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[20]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1246,7 @@ func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{20}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AcknowledgeRequest) GetCall() *FrameworkCall {
@@ -1220,7 +1296,7 @@ type Acknowledgement struct {
 
 func (x *Acknowledgement) Reset() {
 	*x = Acknowledgement{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1308,7 @@ func (x *Acknowledgement) String() string {
 func (*Acknowledgement) ProtoMessage() {}
 
 func (x *Acknowledgement) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[21]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1321,7 @@ func (x *Acknowledgement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Acknowledgement.ProtoReflect.Descriptor instead.
 func (*Acknowledgement) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{21}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Acknowledgement) GetAgentId() string {
@@ -1283,7 +1359,7 @@ type AcknowledgementFailure struct {
 
 func (x *AcknowledgementFailure) Reset() {
 	*x = AcknowledgementFailure{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1371,7 @@ func (x *AcknowledgementFailure) String() string {
 func (*AcknowledgementFailure) ProtoMessage() {}
 
 func (x *AcknowledgementFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[22]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1384,7 @@ func (x *AcknowledgementFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgementFailure.ProtoReflect.Descriptor instead.
 func (*AcknowledgementFailure) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{22}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AcknowledgementFailure) GetTaskId() string {
@@ -1350,7 +1426,7 @@ type AcknowledgeResponse struct {
 
 func (x *AcknowledgeResponse) Reset() {
 	*x = AcknowledgeResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1438,7 @@ func (x *AcknowledgeResponse) String() string {
 func (*AcknowledgeResponse) ProtoMessage() {}
 
 func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[23]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1451,7 @@ func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{23}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AcknowledgeResponse) GetFailures() []*AcknowledgementFailure {
@@ -1396,7 +1472,7 @@ type ReconcileTask struct {
 
 func (x *ReconcileTask) Reset() {
 	*x = ReconcileTask{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1484,7 @@ func (x *ReconcileTask) String() string {
 func (*ReconcileTask) ProtoMessage() {}
 
 func (x *ReconcileTask) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[24]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1497,7 @@ func (x *ReconcileTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileTask.ProtoReflect.Descriptor instead.
 func (*ReconcileTask) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{24}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReconcileTask) GetTaskId() string {
@@ -1449,7 +1525,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1537,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[25]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1550,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{25}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReconcileRequest) GetCall() *FrameworkCall {
@@ -1501,7 +1577,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1589,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[26]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1602,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{26}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReconcileResponse) GetStatuses() []*TaskStatus {
@@ -1547,7 +1623,7 @@ type UpdateFrameworkRequest struct {
 
 func (x *UpdateFrameworkRequest) Reset() {
 	*x = UpdateFrameworkRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1635,7 @@ func (x *UpdateFrameworkRequest) String() string {
 func (*UpdateFrameworkRequest) ProtoMessage() {}
 
 func (x *UpdateFrameworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[27]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1648,7 @@ func (x *UpdateFrameworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFrameworkRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFrameworkRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{27}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateFrameworkRequest) GetCall() *FrameworkCall {
@@ -1598,7 +1674,7 @@ type UpdateFrameworkResponse struct {
 
 func (x *UpdateFrameworkResponse) Reset() {
 	*x = UpdateFrameworkResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1686,7 @@ func (x *UpdateFrameworkResponse) String() string {
 func (*UpdateFrameworkResponse) ProtoMessage() {}
 
 func (x *UpdateFrameworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[28]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1699,7 @@ func (x *UpdateFrameworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFrameworkResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFrameworkResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{28}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{29}
 }
 
 // TeardownRequest ends a framework.
@@ -1636,7 +1712,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1724,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[29]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1737,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{29}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TeardownRequest) GetCall() *FrameworkCall {
@@ -1680,7 +1756,7 @@ type TeardownResponse struct {
 
 func (x *TeardownResponse) Reset() {
 	*x = TeardownResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1768,7 @@ func (x *TeardownResponse) String() string {
 func (*TeardownResponse) ProtoMessage() {}
 
 func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[30]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1781,7 @@ func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownResponse.ProtoReflect.Descriptor instead.
 func (*TeardownResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{30}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{31}
 }
 
 // PutRecordRequest stores a framework-scoped record.
@@ -1723,7 +1799,7 @@ type PutRecordRequest struct {
 
 func (x *PutRecordRequest) Reset() {
 	*x = PutRecordRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1811,7 @@ func (x *PutRecordRequest) String() string {
 func (*PutRecordRequest) ProtoMessage() {}
 
 func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[31]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1824,7 @@ func (x *PutRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordRequest.ProtoReflect.Descriptor instead.
 func (*PutRecordRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{31}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PutRecordRequest) GetCall() *FrameworkCall {
@@ -1789,7 +1865,7 @@ type PutRecordResponse struct {
 
 func (x *PutRecordResponse) Reset() {
 	*x = PutRecordResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1877,7 @@ func (x *PutRecordResponse) String() string {
 func (*PutRecordResponse) ProtoMessage() {}
 
 func (x *PutRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[32]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1890,7 @@ func (x *PutRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRecordResponse.ProtoReflect.Descriptor instead.
 func (*PutRecordResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{32}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PutRecordResponse) GetVersion() uint64 {
@@ -1837,7 +1913,7 @@ type DeleteRecordRequest struct {
 
 func (x *DeleteRecordRequest) Reset() {
 	*x = DeleteRecordRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1925,7 @@ func (x *DeleteRecordRequest) String() string {
 func (*DeleteRecordRequest) ProtoMessage() {}
 
 func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[33]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1938,7 @@ func (x *DeleteRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRecordRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{33}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteRecordRequest) GetCall() *FrameworkCall {
@@ -1895,7 +1971,7 @@ type DeleteRecordResponse struct {
 
 func (x *DeleteRecordResponse) Reset() {
 	*x = DeleteRecordResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1983,7 @@ func (x *DeleteRecordResponse) String() string {
 func (*DeleteRecordResponse) ProtoMessage() {}
 
 func (x *DeleteRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[34]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +1996,7 @@ func (x *DeleteRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRecordResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRecordResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{34}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{35}
 }
 
 // ListRecordsRequest lists the framework's records.
@@ -1934,7 +2010,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2022,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[35]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2035,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{35}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListRecordsRequest) GetCall() *FrameworkCall {
@@ -1986,7 +2062,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2074,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[36]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2087,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{36}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*FrameworkRecord {
@@ -2031,7 +2107,7 @@ type InverseOffers struct {
 
 func (x *InverseOffers) Reset() {
 	*x = InverseOffers{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2119,7 @@ func (x *InverseOffers) String() string {
 func (*InverseOffers) ProtoMessage() {}
 
 func (x *InverseOffers) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[37]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2132,7 @@ func (x *InverseOffers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InverseOffers.ProtoReflect.Descriptor instead.
 func (*InverseOffers) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{37}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InverseOffers) GetInverseOffers() []*InverseOffer {
@@ -2079,7 +2155,7 @@ type AnswerInverseOfferRequest struct {
 
 func (x *AnswerInverseOfferRequest) Reset() {
 	*x = AnswerInverseOfferRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2167,7 @@ func (x *AnswerInverseOfferRequest) String() string {
 func (*AnswerInverseOfferRequest) ProtoMessage() {}
 
 func (x *AnswerInverseOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[38]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2180,7 @@ func (x *AnswerInverseOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerInverseOfferRequest.ProtoReflect.Descriptor instead.
 func (*AnswerInverseOfferRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{38}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AnswerInverseOfferRequest) GetCall() *FrameworkCall {
@@ -2137,7 +2213,7 @@ type AnswerInverseOfferResponse struct {
 
 func (x *AnswerInverseOfferResponse) Reset() {
 	*x = AnswerInverseOfferResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2225,7 @@ func (x *AnswerInverseOfferResponse) String() string {
 func (*AnswerInverseOfferResponse) ProtoMessage() {}
 
 func (x *AnswerInverseOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[39]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2238,7 @@ func (x *AnswerInverseOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerInverseOfferResponse.ProtoReflect.Descriptor instead.
 func (*AnswerInverseOfferResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{39}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{40}
 }
 
 // DemandRequest replaces the framework's demand.
@@ -2176,7 +2252,7 @@ type DemandRequest struct {
 
 func (x *DemandRequest) Reset() {
 	*x = DemandRequest{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[40]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2264,7 @@ func (x *DemandRequest) String() string {
 func (*DemandRequest) ProtoMessage() {}
 
 func (x *DemandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[40]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2277,7 @@ func (x *DemandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemandRequest.ProtoReflect.Descriptor instead.
 func (*DemandRequest) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{40}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DemandRequest) GetCall() *FrameworkCall {
@@ -2227,7 +2303,7 @@ type DemandResponse struct {
 
 func (x *DemandResponse) Reset() {
 	*x = DemandResponse{}
-	mi := &file_agora_v1_scheduler_proto_msgTypes[41]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2315,7 @@ func (x *DemandResponse) String() string {
 func (*DemandResponse) ProtoMessage() {}
 
 func (x *DemandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agora_v1_scheduler_proto_msgTypes[41]
+	mi := &file_agora_v1_scheduler_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2328,7 @@ func (x *DemandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemandResponse.ProtoReflect.Descriptor instead.
 func (*DemandResponse) Descriptor() ([]byte, []int) {
-	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{41}
+	return file_agora_v1_scheduler_proto_rawDescGZIP(), []int{42}
 }
 
 var File_agora_v1_scheduler_proto protoreflect.FileDescriptor
@@ -2262,9 +2338,10 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x18agora/v1/scheduler.proto\x12\bagora.v1\x1a\x14agora/v1/types.proto\"U\n" +
 	"\rFrameworkCall\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12!\n" +
-	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\"R\n" +
+	"\fstream_token\x18\x02 \x01(\tR\vstreamToken\"{\n" +
 	"\x10SubscribeRequest\x12>\n" +
-	"\x0eframework_info\x18\x01 \x01(\v2\x17.agora.v1.FrameworkInfoR\rframeworkInfo\"\xaa\x03\n" +
+	"\x0eframework_info\x18\x01 \x01(\v2\x17.agora.v1.FrameworkInfoR\rframeworkInfo\x12'\n" +
+	"\x0fbatched_updates\x18\x02 \x01(\bR\x0ebatchedUpdates\"\xd9\x03\n" +
 	"\x11SubscribeResponse\x126\n" +
 	"\n" +
 	"subscribed\x18\x01 \x01(\v2\x14.agora.v1.SubscribedH\x00R\n" +
@@ -2274,7 +2351,8 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\x06update\x18\x04 \x01(\v2\x10.agora.v1.UpdateH\x00R\x06update\x12-\n" +
 	"\afailure\x18\x05 \x01(\v2\x11.agora.v1.FailureH\x00R\afailure\x12'\n" +
 	"\x05error\x18\x06 \x01(\v2\x0f.agora.v1.ErrorH\x00R\x05error\x123\n" +
-	"\theartbeat\x18\a \x01(\v2\x13.agora.v1.HeartbeatH\x00R\theartbeat\x12@\n" +
+	"\theartbeat\x18\a \x01(\v2\x13.agora.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
+	"\aupdates\x18\b \x01(\v2\x11.agora.v1.UpdatesH\x00R\aupdates\x12@\n" +
 	"\x0einverse_offers\x182 \x01(\v2\x17.agora.v1.InverseOffersH\x00R\rinverseOffersB\a\n" +
 	"\x05event\"\xad\x01\n" +
 	"\n" +
@@ -2289,7 +2367,9 @@ const file_agora_v1_scheduler_proto_rawDesc = "" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"6\n" +
 	"\x06Update\x12,\n" +
-	"\x06status\x18\x01 \x01(\v2\x14.agora.v1.TaskStatusR\x06status\"<\n" +
+	"\x06status\x18\x01 \x01(\v2\x14.agora.v1.TaskStatusR\x06status\";\n" +
+	"\aUpdates\x120\n" +
+	"\bstatuses\x18\x01 \x03(\v2\x14.agora.v1.TaskStatusR\bstatuses\"<\n" +
 	"\aFailure\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"!\n" +
@@ -2413,7 +2493,7 @@ func file_agora_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_agora_v1_scheduler_proto_rawDescData
 }
 
-var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_agora_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*FrameworkCall)(nil),              // 0: agora.v1.FrameworkCall
 	(*SubscribeRequest)(nil),           // 1: agora.v1.SubscribeRequest
@@ -2422,119 +2502,122 @@ var file_agora_v1_scheduler_proto_goTypes = []any{
 	(*Offers)(nil),                     // 4: agora.v1.Offers
 	(*Rescind)(nil),                    // 5: agora.v1.Rescind
 	(*Update)(nil),                     // 6: agora.v1.Update
-	(*Failure)(nil),                    // 7: agora.v1.Failure
-	(*Error)(nil),                      // 8: agora.v1.Error
-	(*Heartbeat)(nil),                  // 9: agora.v1.Heartbeat
-	(*AcceptRequest)(nil),              // 10: agora.v1.AcceptRequest
-	(*AcceptResponse)(nil),             // 11: agora.v1.AcceptResponse
-	(*DeclineRequest)(nil),             // 12: agora.v1.DeclineRequest
-	(*DeclineResponse)(nil),            // 13: agora.v1.DeclineResponse
-	(*ReviveRequest)(nil),              // 14: agora.v1.ReviveRequest
-	(*ReviveResponse)(nil),             // 15: agora.v1.ReviveResponse
-	(*SuppressRequest)(nil),            // 16: agora.v1.SuppressRequest
-	(*SuppressResponse)(nil),           // 17: agora.v1.SuppressResponse
-	(*KillRequest)(nil),                // 18: agora.v1.KillRequest
-	(*KillResponse)(nil),               // 19: agora.v1.KillResponse
-	(*AcknowledgeRequest)(nil),         // 20: agora.v1.AcknowledgeRequest
-	(*Acknowledgement)(nil),            // 21: agora.v1.Acknowledgement
-	(*AcknowledgementFailure)(nil),     // 22: agora.v1.AcknowledgementFailure
-	(*AcknowledgeResponse)(nil),        // 23: agora.v1.AcknowledgeResponse
-	(*ReconcileTask)(nil),              // 24: agora.v1.ReconcileTask
-	(*ReconcileRequest)(nil),           // 25: agora.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),          // 26: agora.v1.ReconcileResponse
-	(*UpdateFrameworkRequest)(nil),     // 27: agora.v1.UpdateFrameworkRequest
-	(*UpdateFrameworkResponse)(nil),    // 28: agora.v1.UpdateFrameworkResponse
-	(*TeardownRequest)(nil),            // 29: agora.v1.TeardownRequest
-	(*TeardownResponse)(nil),           // 30: agora.v1.TeardownResponse
-	(*PutRecordRequest)(nil),           // 31: agora.v1.PutRecordRequest
-	(*PutRecordResponse)(nil),          // 32: agora.v1.PutRecordResponse
-	(*DeleteRecordRequest)(nil),        // 33: agora.v1.DeleteRecordRequest
-	(*DeleteRecordResponse)(nil),       // 34: agora.v1.DeleteRecordResponse
-	(*ListRecordsRequest)(nil),         // 35: agora.v1.ListRecordsRequest
-	(*ListRecordsResponse)(nil),        // 36: agora.v1.ListRecordsResponse
-	(*InverseOffers)(nil),              // 37: agora.v1.InverseOffers
-	(*AnswerInverseOfferRequest)(nil),  // 38: agora.v1.AnswerInverseOfferRequest
-	(*AnswerInverseOfferResponse)(nil), // 39: agora.v1.AnswerInverseOfferResponse
-	(*DemandRequest)(nil),              // 40: agora.v1.DemandRequest
-	(*DemandResponse)(nil),             // 41: agora.v1.DemandResponse
-	(*FrameworkInfo)(nil),              // 42: agora.v1.FrameworkInfo
-	(*Offer)(nil),                      // 43: agora.v1.Offer
-	(*TaskStatus)(nil),                 // 44: agora.v1.TaskStatus
-	(*Operation)(nil),                  // 45: agora.v1.Operation
-	(*FrameworkRecord)(nil),            // 46: agora.v1.FrameworkRecord
-	(*InverseOffer)(nil),               // 47: agora.v1.InverseOffer
-	(*Demand)(nil),                     // 48: agora.v1.Demand
+	(*Updates)(nil),                    // 7: agora.v1.Updates
+	(*Failure)(nil),                    // 8: agora.v1.Failure
+	(*Error)(nil),                      // 9: agora.v1.Error
+	(*Heartbeat)(nil),                  // 10: agora.v1.Heartbeat
+	(*AcceptRequest)(nil),              // 11: agora.v1.AcceptRequest
+	(*AcceptResponse)(nil),             // 12: agora.v1.AcceptResponse
+	(*DeclineRequest)(nil),             // 13: agora.v1.DeclineRequest
+	(*DeclineResponse)(nil),            // 14: agora.v1.DeclineResponse
+	(*ReviveRequest)(nil),              // 15: agora.v1.ReviveRequest
+	(*ReviveResponse)(nil),             // 16: agora.v1.ReviveResponse
+	(*SuppressRequest)(nil),            // 17: agora.v1.SuppressRequest
+	(*SuppressResponse)(nil),           // 18: agora.v1.SuppressResponse
+	(*KillRequest)(nil),                // 19: agora.v1.KillRequest
+	(*KillResponse)(nil),               // 20: agora.v1.KillResponse
+	(*AcknowledgeRequest)(nil),         // 21: agora.v1.AcknowledgeRequest
+	(*Acknowledgement)(nil),            // 22: agora.v1.Acknowledgement
+	(*AcknowledgementFailure)(nil),     // 23: agora.v1.AcknowledgementFailure
+	(*AcknowledgeResponse)(nil),        // 24: agora.v1.AcknowledgeResponse
+	(*ReconcileTask)(nil),              // 25: agora.v1.ReconcileTask
+	(*ReconcileRequest)(nil),           // 26: agora.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),          // 27: agora.v1.ReconcileResponse
+	(*UpdateFrameworkRequest)(nil),     // 28: agora.v1.UpdateFrameworkRequest
+	(*UpdateFrameworkResponse)(nil),    // 29: agora.v1.UpdateFrameworkResponse
+	(*TeardownRequest)(nil),            // 30: agora.v1.TeardownRequest
+	(*TeardownResponse)(nil),           // 31: agora.v1.TeardownResponse
+	(*PutRecordRequest)(nil),           // 32: agora.v1.PutRecordRequest
+	(*PutRecordResponse)(nil),          // 33: agora.v1.PutRecordResponse
+	(*DeleteRecordRequest)(nil),        // 34: agora.v1.DeleteRecordRequest
+	(*DeleteRecordResponse)(nil),       // 35: agora.v1.DeleteRecordResponse
+	(*ListRecordsRequest)(nil),         // 36: agora.v1.ListRecordsRequest
+	(*ListRecordsResponse)(nil),        // 37: agora.v1.ListRecordsResponse
+	(*InverseOffers)(nil),              // 38: agora.v1.InverseOffers
+	(*AnswerInverseOfferRequest)(nil),  // 39: agora.v1.AnswerInverseOfferRequest
+	(*AnswerInverseOfferResponse)(nil), // 40: agora.v1.AnswerInverseOfferResponse
+	(*DemandRequest)(nil),              // 41: agora.v1.DemandRequest
+	(*DemandResponse)(nil),             // 42: agora.v1.DemandResponse
+	(*FrameworkInfo)(nil),              // 43: agora.v1.FrameworkInfo
+	(*Offer)(nil),                      // 44: agora.v1.Offer
+	(*TaskStatus)(nil),                 // 45: agora.v1.TaskStatus
+	(*Operation)(nil),                  // 46: agora.v1.Operation
+	(*FrameworkRecord)(nil),            // 47: agora.v1.FrameworkRecord
+	(*InverseOffer)(nil),               // 48: agora.v1.InverseOffer
+	(*Demand)(nil),                     // 49: agora.v1.Demand
 }
 var file_agora_v1_scheduler_proto_depIdxs = []int32{
-	42, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	43, // 0: agora.v1.SubscribeRequest.framework_info:type_name -> agora.v1.FrameworkInfo
 	3,  // 1: agora.v1.SubscribeResponse.subscribed:type_name -> agora.v1.Subscribed
 	4,  // 2: agora.v1.SubscribeResponse.offers:type_name -> agora.v1.Offers
 	5,  // 3: agora.v1.SubscribeResponse.rescind:type_name -> agora.v1.Rescind
 	6,  // 4: agora.v1.SubscribeResponse.update:type_name -> agora.v1.Update
-	7,  // 5: agora.v1.SubscribeResponse.failure:type_name -> agora.v1.Failure
-	8,  // 6: agora.v1.SubscribeResponse.error:type_name -> agora.v1.Error
-	9,  // 7: agora.v1.SubscribeResponse.heartbeat:type_name -> agora.v1.Heartbeat
-	37, // 8: agora.v1.SubscribeResponse.inverse_offers:type_name -> agora.v1.InverseOffers
-	43, // 9: agora.v1.Offers.offers:type_name -> agora.v1.Offer
-	44, // 10: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
-	0,  // 11: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
-	45, // 12: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
-	0,  // 13: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 14: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 15: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 16: agora.v1.KillRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 17: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
-	21, // 18: agora.v1.AcknowledgeRequest.acknowledgements:type_name -> agora.v1.Acknowledgement
-	22, // 19: agora.v1.AcknowledgeResponse.failures:type_name -> agora.v1.AcknowledgementFailure
-	0,  // 20: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
-	24, // 21: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
-	44, // 22: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
-	0,  // 23: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
-	42, // 24: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
-	0,  // 25: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 26: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 27: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 28: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
-	46, // 29: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
-	47, // 30: agora.v1.InverseOffers.inverse_offers:type_name -> agora.v1.InverseOffer
-	0,  // 31: agora.v1.AnswerInverseOfferRequest.call:type_name -> agora.v1.FrameworkCall
-	0,  // 32: agora.v1.DemandRequest.call:type_name -> agora.v1.FrameworkCall
-	48, // 33: agora.v1.DemandRequest.demands:type_name -> agora.v1.Demand
-	1,  // 34: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
-	10, // 35: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
-	12, // 36: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
-	14, // 37: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
-	16, // 38: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
-	18, // 39: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
-	20, // 40: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
-	25, // 41: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
-	27, // 42: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
-	29, // 43: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
-	31, // 44: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
-	33, // 45: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
-	35, // 46: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
-	40, // 47: agora.v1.SchedulerService.Demand:input_type -> agora.v1.DemandRequest
-	38, // 48: agora.v1.SchedulerService.AnswerInverseOffer:input_type -> agora.v1.AnswerInverseOfferRequest
-	2,  // 49: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
-	11, // 50: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
-	13, // 51: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
-	15, // 52: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
-	17, // 53: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
-	19, // 54: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
-	23, // 55: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
-	26, // 56: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
-	28, // 57: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
-	30, // 58: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
-	32, // 59: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
-	34, // 60: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
-	36, // 61: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
-	41, // 62: agora.v1.SchedulerService.Demand:output_type -> agora.v1.DemandResponse
-	39, // 63: agora.v1.SchedulerService.AnswerInverseOffer:output_type -> agora.v1.AnswerInverseOfferResponse
-	49, // [49:64] is the sub-list for method output_type
-	34, // [34:49] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	8,  // 5: agora.v1.SubscribeResponse.failure:type_name -> agora.v1.Failure
+	9,  // 6: agora.v1.SubscribeResponse.error:type_name -> agora.v1.Error
+	10, // 7: agora.v1.SubscribeResponse.heartbeat:type_name -> agora.v1.Heartbeat
+	7,  // 8: agora.v1.SubscribeResponse.updates:type_name -> agora.v1.Updates
+	38, // 9: agora.v1.SubscribeResponse.inverse_offers:type_name -> agora.v1.InverseOffers
+	44, // 10: agora.v1.Offers.offers:type_name -> agora.v1.Offer
+	45, // 11: agora.v1.Update.status:type_name -> agora.v1.TaskStatus
+	45, // 12: agora.v1.Updates.statuses:type_name -> agora.v1.TaskStatus
+	0,  // 13: agora.v1.AcceptRequest.call:type_name -> agora.v1.FrameworkCall
+	46, // 14: agora.v1.AcceptRequest.operations:type_name -> agora.v1.Operation
+	0,  // 15: agora.v1.DeclineRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 16: agora.v1.ReviveRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 17: agora.v1.SuppressRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 18: agora.v1.KillRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 19: agora.v1.AcknowledgeRequest.call:type_name -> agora.v1.FrameworkCall
+	22, // 20: agora.v1.AcknowledgeRequest.acknowledgements:type_name -> agora.v1.Acknowledgement
+	23, // 21: agora.v1.AcknowledgeResponse.failures:type_name -> agora.v1.AcknowledgementFailure
+	0,  // 22: agora.v1.ReconcileRequest.call:type_name -> agora.v1.FrameworkCall
+	25, // 23: agora.v1.ReconcileRequest.tasks:type_name -> agora.v1.ReconcileTask
+	45, // 24: agora.v1.ReconcileResponse.statuses:type_name -> agora.v1.TaskStatus
+	0,  // 25: agora.v1.UpdateFrameworkRequest.call:type_name -> agora.v1.FrameworkCall
+	43, // 26: agora.v1.UpdateFrameworkRequest.framework_info:type_name -> agora.v1.FrameworkInfo
+	0,  // 27: agora.v1.TeardownRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 28: agora.v1.PutRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 29: agora.v1.DeleteRecordRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 30: agora.v1.ListRecordsRequest.call:type_name -> agora.v1.FrameworkCall
+	47, // 31: agora.v1.ListRecordsResponse.records:type_name -> agora.v1.FrameworkRecord
+	48, // 32: agora.v1.InverseOffers.inverse_offers:type_name -> agora.v1.InverseOffer
+	0,  // 33: agora.v1.AnswerInverseOfferRequest.call:type_name -> agora.v1.FrameworkCall
+	0,  // 34: agora.v1.DemandRequest.call:type_name -> agora.v1.FrameworkCall
+	49, // 35: agora.v1.DemandRequest.demands:type_name -> agora.v1.Demand
+	1,  // 36: agora.v1.SchedulerService.Subscribe:input_type -> agora.v1.SubscribeRequest
+	11, // 37: agora.v1.SchedulerService.Accept:input_type -> agora.v1.AcceptRequest
+	13, // 38: agora.v1.SchedulerService.Decline:input_type -> agora.v1.DeclineRequest
+	15, // 39: agora.v1.SchedulerService.Revive:input_type -> agora.v1.ReviveRequest
+	17, // 40: agora.v1.SchedulerService.Suppress:input_type -> agora.v1.SuppressRequest
+	19, // 41: agora.v1.SchedulerService.Kill:input_type -> agora.v1.KillRequest
+	21, // 42: agora.v1.SchedulerService.Acknowledge:input_type -> agora.v1.AcknowledgeRequest
+	26, // 43: agora.v1.SchedulerService.Reconcile:input_type -> agora.v1.ReconcileRequest
+	28, // 44: agora.v1.SchedulerService.UpdateFramework:input_type -> agora.v1.UpdateFrameworkRequest
+	30, // 45: agora.v1.SchedulerService.Teardown:input_type -> agora.v1.TeardownRequest
+	32, // 46: agora.v1.SchedulerService.PutRecord:input_type -> agora.v1.PutRecordRequest
+	34, // 47: agora.v1.SchedulerService.DeleteRecord:input_type -> agora.v1.DeleteRecordRequest
+	36, // 48: agora.v1.SchedulerService.ListRecords:input_type -> agora.v1.ListRecordsRequest
+	41, // 49: agora.v1.SchedulerService.Demand:input_type -> agora.v1.DemandRequest
+	39, // 50: agora.v1.SchedulerService.AnswerInverseOffer:input_type -> agora.v1.AnswerInverseOfferRequest
+	2,  // 51: agora.v1.SchedulerService.Subscribe:output_type -> agora.v1.SubscribeResponse
+	12, // 52: agora.v1.SchedulerService.Accept:output_type -> agora.v1.AcceptResponse
+	14, // 53: agora.v1.SchedulerService.Decline:output_type -> agora.v1.DeclineResponse
+	16, // 54: agora.v1.SchedulerService.Revive:output_type -> agora.v1.ReviveResponse
+	18, // 55: agora.v1.SchedulerService.Suppress:output_type -> agora.v1.SuppressResponse
+	20, // 56: agora.v1.SchedulerService.Kill:output_type -> agora.v1.KillResponse
+	24, // 57: agora.v1.SchedulerService.Acknowledge:output_type -> agora.v1.AcknowledgeResponse
+	27, // 58: agora.v1.SchedulerService.Reconcile:output_type -> agora.v1.ReconcileResponse
+	29, // 59: agora.v1.SchedulerService.UpdateFramework:output_type -> agora.v1.UpdateFrameworkResponse
+	31, // 60: agora.v1.SchedulerService.Teardown:output_type -> agora.v1.TeardownResponse
+	33, // 61: agora.v1.SchedulerService.PutRecord:output_type -> agora.v1.PutRecordResponse
+	35, // 62: agora.v1.SchedulerService.DeleteRecord:output_type -> agora.v1.DeleteRecordResponse
+	37, // 63: agora.v1.SchedulerService.ListRecords:output_type -> agora.v1.ListRecordsResponse
+	42, // 64: agora.v1.SchedulerService.Demand:output_type -> agora.v1.DemandResponse
+	40, // 65: agora.v1.SchedulerService.AnswerInverseOffer:output_type -> agora.v1.AnswerInverseOfferResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_agora_v1_scheduler_proto_init() }
@@ -2551,17 +2634,18 @@ func file_agora_v1_scheduler_proto_init() {
 		(*SubscribeResponse_Failure)(nil),
 		(*SubscribeResponse_Error)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
+		(*SubscribeResponse_Updates)(nil),
 		(*SubscribeResponse_InverseOffers)(nil),
 	}
-	file_agora_v1_scheduler_proto_msgTypes[10].OneofWrappers = []any{}
-	file_agora_v1_scheduler_proto_msgTypes[12].OneofWrappers = []any{}
+	file_agora_v1_scheduler_proto_msgTypes[11].OneofWrappers = []any{}
+	file_agora_v1_scheduler_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agora_v1_scheduler_proto_rawDesc), len(file_agora_v1_scheduler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
