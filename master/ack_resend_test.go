@@ -117,7 +117,17 @@ func TestResendSkipsQueuedAcks(t *testing.T) {
 	clock.Advance(s.resendEvery() / 2)
 	step("half an interval later")
 	clock.Advance(s.resendEvery() / 2)
-	step("an interval after the resend", "u1")
+	step("an interval after the resend: it backs off")
+	clock.Advance(s.resendEvery())
+	step("two intervals after the resend", "u1")
+	clock.Advance(3 * s.resendEvery())
+	step("three intervals after the second resend")
+	clock.Advance(s.resendEvery())
+	step("four intervals after the second resend", "u1")
+	for range 3 {
+		clock.Advance(8 * s.resendEvery())
+		step("at most eight intervals apart", "u1")
+	}
 	if s.queuedAcks.queued("fw1", "u1") || len(s.queuedAcks.n) != 0 {
 		t.Fatalf("queued acknowledgements left: %v", s.queuedAcks.n)
 	}

@@ -47,4 +47,14 @@ func TestResendTrackerDueOrder(t *testing.T) {
 	if e, ok := r.nextDue(t0.Add(time.Hour+every), every); !ok || e.uuid != "u1" {
 		t.Fatalf("the status sent again came due as %v %v, want u1", e, ok)
 	}
+	// Backed off: resent at t, next due at t+2*every, not before.
+	r.backOff("u1")
+	at := t0.Add(2 * time.Hour)
+	r.note(&agorav1.TaskStatus{TaskId: "t1", Uuid: "u1"}, at)
+	if e, ok := r.nextDue(at.Add(2*every-time.Millisecond), every); ok {
+		t.Fatalf("a backed-off status came due early: %v", e)
+	}
+	if e, ok := r.nextDue(at.Add(2*every), every); !ok || e.uuid != "u1" || e.level != 1 {
+		t.Fatalf("the backed-off status came due as %v %v, want u1 at level 1", e, ok)
+	}
 }

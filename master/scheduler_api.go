@@ -323,8 +323,9 @@ func (s *schedulerServer) serveStream(ctx context.Context, out *connect.ServerSt
 }
 
 // resendUnacked sends again every unacknowledged status last sent on this
-// stream at least resendEvery ago (and then waits resendEvery again),
-// unless its acknowledgement is in a call waiting for its commit. It looks
+// stream at least resendEvery ago, and then waits twice as long, up to
+// 2^(resendLevels-1) times (resendTracker), unless its acknowledgement is in
+// a call waiting for its commit (then it waits resendEvery again). It looks
 // only at the statuses due (sent tracks them in the order they were sent),
 // each by one lookup in the state: a scan of every unacknowledged status
 // at each tick took a tenth of the leader's CPU with 100,000s of them
@@ -357,6 +358,7 @@ func (s *schedulerServer) resendUnacked(fid string, sent *resendTracker, send fu
 			sent.note(t.GetStatus(), now) // its acknowledgement waits for its commit
 			continue
 		}
+		sent.backOff(e.uuid)
 		if err := send(updateEvent(t.GetStatus())); err != nil {
 			return err
 		}

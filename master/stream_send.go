@@ -76,49 +76,96 @@ func (e *eventSender) flush() error {
 // this many resend intervals.
 const fullScanEvery = 4
 
+// resendLevels: a status resent waits twice as long before the next
+// resend, up to 2^(resendLevels-1) resend intervals (40 s at the default
+// 5 s), as Mesos backs off its status update retries: under a load that
+// keeps acknowledgements waiting seconds for their commit, fixed-interval
+// resends were a tenth of the leader's CPU at 1M tasks (issue 13).
+const resendLevels = 4
+
 // resendTracker is what a stream sent that may need sending again: when
-// each status (by uuid) last went out, and the same in the order sent.
+// each status (by uuid) last went out and how often it was resent, and the
+// same in the order sent, one queue per backoff level (each queue is then
+// in due order).
 type resendTracker struct {
-	at       map[string]time.Time
-	order    []sentStatus // by time sent; entries superseded in at are stale
-	head     int          // order[:head] are consumed
-	lastScan time.Time    // of the last full scan (resendUnacked)
+	at       map[string]sentMark
+	levels   [resendLevels]sentQueue
+	lastScan time.Time // of the last full scan (resendUnacked)
+}
+
+type sentMark struct {
+	at    time.Time
+	level int
 }
 
 type sentStatus struct {
 	taskID, uuid string
 	at           time.Time
+	level        int
+}
+
+// sentQueue is a FIFO of sentStatus.
+type sentQueue struct {
+	items []sentStatus
+	head  int // items[:head] are consumed
+}
+
+func (q *sentQueue) peek() (sentStatus, bool) {
+	if q.head == len(q.items) {
+		return sentStatus{}, false
+	}
+	return q.items[q.head], true
+}
+
+func (q *sentQueue) pop() {
+	q.items[q.head] = sentStatus{}
+	q.head++
+	if q.head > 1024 && q.head*2 > len(q.items) {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
 }
 
 func newResendTracker() *resendTracker {
-	return &resendTracker{at: map[string]time.Time{}}
+	return &resendTracker{at: map[string]sentMark{}}
 }
 
-// note records that st went out (or is to be treated so) at now.
+// note records that st went out (or is to be treated so) at now, at the
+// backoff level it has (0 for a status new to the tracker).
 func (r *resendTracker) note(st *agorav1.TaskStatus, now time.Time) {
-	r.at[st.GetUuid()] = now
-	r.order = append(r.order, sentStatus{taskID: st.GetTaskId(), uuid: st.GetUuid(), at: now})
+	u := st.GetUuid()
+	lv := r.at[u].level
+	r.at[u] = sentMark{at: now, level: lv}
+	r.levels[lv].items = append(r.levels[lv].items, sentStatus{taskID: st.GetTaskId(), uuid: u, at: now, level: lv})
+}
+
+// backOff raises the backoff level of a status about to be resent (its
+// next note files it there).
+func (r *resendTracker) backOff(uuid string) {
+	if m, ok := r.at[uuid]; ok && m.level < resendLevels-1 {
+		m.level++
+		r.at[uuid] = m
+	}
 }
 
 // forget drops a status that needs no resend (acknowledged or superseded).
 func (r *resendTracker) forget(uuid string) { delete(r.at, uuid) }
 
-// nextDue pops the oldest status last sent at least every before now, if
-// any; superseded entries (sent again since) are skipped.
+// nextDue pops a status last sent at least its level's wait (every <<
+// level) before now, if any; entries superseded (sent again since) are
+// skipped.
 func (r *resendTracker) nextDue(now time.Time, every time.Duration) (sentStatus, bool) {
-	for r.head < len(r.order) {
-		e := r.order[r.head]
-		if now.Sub(e.at) < every {
-			return sentStatus{}, false
-		}
-		r.order[r.head] = sentStatus{}
-		r.head++
-		if r.head > 1024 && r.head*2 > len(r.order) {
-			r.order = append(r.order[:0], r.order[r.head:]...)
-			r.head = 0
-		}
-		if at, ok := r.at[e.uuid]; ok && at.Equal(e.at) {
-			return e, true
+	for lv := range r.levels {
+		q := &r.levels[lv]
+		for {
+			e, ok := q.peek()
+			if !ok || now.Sub(e.at) < every<<lv {
+				break
+			}
+			q.pop()
+			if m, ok := r.at[e.uuid]; ok && m.at.Equal(e.at) && m.level == e.level {
+				return e, true
+			}
 		}
 	}
 	return sentStatus{}, false

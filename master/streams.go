@@ -14,8 +14,14 @@ import (
 
 // maxStreamQueue bounds the events waiting for one framework stream. A stream
 // that falls this far behind is closed; the framework resubscribes and gets a
-// fresh view from state (outstanding offers, unacknowledged updates).
-const maxStreamQueue = 10000
+// fresh view from state (outstanding offers, unacknowledged updates). A
+// queued event costs about 100 bytes (events share the state's statuses and
+// offers), so the bound holds a stream's queue near 10 MB. It was 10,000:
+// a framework launching 250,000 tasks that fell a few seconds behind on a
+// busy machine overflowed 25 times in one 1M-task run, and each overflow
+// cost more than it saved (its offers rescinded, Accepts in flight refused,
+// every task reconciled again on resubscription; issue 13).
+const maxStreamQueue = 100_000
 
 // deliverAlways is the index of events that are not part of the replicated
 // log (reconciliation answers): they pass every stream's snapshot filter.
