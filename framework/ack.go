@@ -136,10 +136,22 @@ func (r *runner) sendAckBatches(ctx context.Context) {
 			r.acks.done(batch, err != nil)
 			return
 		}
-		r.acks.done(batch, false)
+		retry := err != nil && retryableAck(err)
+		r.acks.done(batch, retry)
 		if err != nil {
-			// The masters resend unacknowledged updates; nothing is lost.
-			r.log.Warn("acknowledgements failed", "count", len(batch), "err", err)
+			// Retried at once when the failure may pass (the masters also
+			// resend unacknowledged updates, but with backoff: waiting for
+			// that drew out the end of a 1M-task run by 20 s).
+			r.log.Warn("acknowledgements failed", "count", len(batch), "err", err, "retry", retry)
+			if retry {
+				t := time.NewTimer(ackRetryPause)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
 		}
 		for _, f := range failures {
 			if f.GetCode() == connect.CodeNotFound.String() {
@@ -150,6 +162,24 @@ func (r *runner) sendAckBatches(ctx context.Context) {
 			r.log.Warn("acknowledgement refused", "task_id", f.GetTaskId(), "uuid", f.GetUuid(), "code", f.GetCode(), "err", f.GetMessage())
 		}
 	}
+}
+
+// ackRetryPause is how long a sender waits after a failed call whose
+// acknowledgements it queued again, so that an overloaded leader is not
+// sent the same batch back to back.
+const ackRetryPause = 100 * time.Millisecond
+
+// retryableAck reports whether an Acknowledge call that failed with err may
+// succeed if sent again: the leader was busy, changing or out of reach.
+// Acknowledging is idempotent, so a call that committed after all is
+// harmless to repeat.
+func retryableAck(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeResourceExhausted,
+		connect.CodeCanceled, connect.CodeUnknown, connect.CodeAborted, connect.CodeInternal:
+		return true
+	}
+	return false
 }
 
 // acknowledgeAll acknowledges many updates in one call and returns those

@@ -209,3 +209,65 @@ func TestGzipOptIn(t *testing.T) {
 		t.Fatalf("the stream accepts compression %q, want gzip", e)
 	}
 }
+
+// TestFailedAcksRetried: acknowledgements of a call that failed in a way
+// that may pass are sent again by the SDK, without waiting for the masters
+// to resend the updates; a refusal that cannot pass is not retried.
+func TestFailedAcksRetried(t *testing.T) {
+	ctx := testCtx(t)
+	m := frameworktest.NewMaster()
+	defer m.Close()
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	acked := func(uuid string) int {
+		n := 0
+		for _, c := range m.Calls("Acknowledge") {
+			for _, a := range c.Request.(*agorav1.AcknowledgeRequest).GetAcknowledgements() {
+				if a.GetUuid() == uuid {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	m.FailCalls("Acknowledge", 1, connect.NewError(connect.CodeResourceExhausted, errors.New("rate limit exceeded")))
+	if err := m.Send(frameworktest.UpdateEvent(&agorav1.TaskStatus{TaskId: "t1", AgentId: "a1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "u1"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := frameworktestPoll(ctx, func() error {
+		if n := acked("u1"); n != 2 {
+			return fmt.Errorf("u1 acknowledged in %d calls, want 2 (one refused, one retried)", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	m.FailCalls("Acknowledge", 1, connect.NewError(connect.CodeInvalidArgument, errors.New("bad acknowledgement")))
+	if err := m.Send(frameworktest.UpdateEvent(&agorav1.TaskStatus{TaskId: "t2", AgentId: "a1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "u2"})); err != nil {
+		t.Fatal(err)
+	}
+	// A later update's acknowledgement goes out after u2's refusal; u2 is
+	// then not sent again.
+	if _, err := m.WaitCalls(ctx, "Acknowledge", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Send(frameworktest.UpdateEvent(&agorav1.TaskStatus{TaskId: "t3", AgentId: "a1", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "u3"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := frameworktestPoll(ctx, func() error {
+		if n := acked("u3"); n != 1 {
+			return fmt.Errorf("u3 acknowledged in %d calls, want 1", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := acked("u2"); n != 1 {
+		t.Fatalf("u2 acknowledged in %d calls after an InvalidArgument refusal, want 1", n)
+	}
+}

@@ -16,10 +16,19 @@ import (
 // maxAcksPerCall bounds the acknowledgements of one Acknowledge call.
 const maxAcksPerCall = 10_000
 
+// ackBatchesInFlight bounds the AcknowledgeBatch entries being committed at
+// once. Acknowledgements commute (of different updates they touch
+// different tasks; of one update, the second changes nothing), so entries
+// may commit in any order. With one at a time the acknowledgements of a
+// 1M-task run fell behind the updates by 100,000s, and their backlog drew
+// out the end of the run by seconds (issue 13).
+const ackBatchesInFlight = 4
+
 // newAckCoalescer groups concurrent acknowledgements (of one call's list
-// and of concurrent calls) into AcknowledgeBatch entries.
+// and of concurrent calls) into AcknowledgeBatch entries, up to
+// ackBatchesInFlight at once.
 func newAckCoalescer(b backend) *coalescer[*agorav1.AcknowledgeCommand] {
-	return newCoalescer(b, fsm.CmdAcknowledge, fsm.CmdAcknowledgeBatch, func(as []*agorav1.AcknowledgeCommand) proto.Message {
+	return newCoalescer(b, fsm.CmdAcknowledge, fsm.CmdAcknowledgeBatch, ackBatchesInFlight, func(as []*agorav1.AcknowledgeCommand) proto.Message {
 		return &agorav1.AcknowledgeBatchCommand{Acks: as}
 	})
 }

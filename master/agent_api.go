@@ -44,7 +44,7 @@ type agentServer struct {
 // statusCoalescer groups concurrent UpdateStatus calls into one entry.
 func (s *agentServer) statusCoalescer() *coalescer[*agorav1.StatusUpdateCommand] {
 	s.statusOnce.Do(func() {
-		s.statuses = newCoalescer(s.m, fsm.CmdStatusUpdate, fsm.CmdStatusUpdateBatch, func(us []*agorav1.StatusUpdateCommand) proto.Message {
+		s.statuses = newCoalescer(s.m, fsm.CmdStatusUpdate, fsm.CmdStatusUpdateBatch, 1, func(us []*agorav1.StatusUpdateCommand) proto.Message {
 			return &agorav1.StatusUpdateBatchCommand{Updates: us}
 		})
 	})

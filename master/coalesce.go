@@ -21,8 +21,8 @@ const maxCoalesced = 4096
 
 // coalescer groups concurrent commands of one kind (acknowledgements,
 // agents' status update calls) into batch entries (fsm.CmdAcknowledgeBatch,
-// fsm.CmdStatusUpdateBatch): while one batch is being committed the next
-// calls queue, and the whole queue goes out as the next entry. A call is
+// fsm.CmdStatusUpdateBatch): while inFlight batches are being committed the
+// next calls queue, and the whole queue goes out as the next entry. A call is
 // judged alone first, exactly as applyChange would judge it (a rejection
 // or a no-op never reaches the log); the FSM judges every item again on
 // every replica and a refused item does not stop the others.
@@ -32,9 +32,14 @@ type coalescer[M proto.Message] struct {
 	batch  fsm.CommandType
 	wrap   func([]M) proto.Message
 
+	// inFlight bounds the batch entries being committed at once. With
+	// more than one, entries may reach the log in another order than
+	// queued: only for commands whose order does not matter.
+	inFlight int
+
 	mu      sync.Mutex
 	queue   []*coalesced[M]
-	running bool
+	running int // flushing goroutines, at most inFlight
 }
 
 // coalesced is one queued call.
@@ -45,8 +50,8 @@ type coalesced[M proto.Message] struct {
 	err  error
 }
 
-func newCoalescer[M proto.Message](b backend, single, batch fsm.CommandType, wrap func([]M) proto.Message) *coalescer[M] {
-	return &coalescer[M]{b: b, single: single, batch: batch, wrap: wrap}
+func newCoalescer[M proto.Message](b backend, single, batch fsm.CommandType, inFlight int, wrap func([]M) proto.Message) *coalescer[M] {
+	return &coalescer[M]{b: b, single: single, batch: batch, inFlight: max(inFlight, 1), wrap: wrap}
 }
 
 // submit judges item against the leader's state, queues it when it
@@ -86,8 +91,10 @@ func (c *coalescer[M]) submitAll(ctx context.Context, items []M) ([]fsm.Result, 
 	}
 	c.mu.Lock()
 	c.queue = append(c.queue, queued...)
-	start := !c.running
-	c.running = true
+	start := c.running < c.inFlight
+	if start {
+		c.running++
+	}
 	c.mu.Unlock()
 	if start {
 		go c.flush()
@@ -108,7 +115,7 @@ func (c *coalescer[M]) flush() {
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
-			c.running = false
+			c.running--
 			c.mu.Unlock()
 			return
 		}

@@ -48,6 +48,12 @@ type Master struct {
 	reconcileWith []*agorav1.TaskStatus
 	issued        map[string]bool
 	blocked       map[string]chan struct{}
+	failing       map[string]failing
+}
+
+type failing struct {
+	n   int
+	err error
 }
 
 type liveStream struct {
@@ -371,7 +377,23 @@ func (m *Master) record(method string, fc *agorav1.FrameworkCall, msg proto.Mess
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("stream token %q is not the live one", fc.GetStreamToken()))
 	}
 	m.calls = append(m.calls, Call{Method: method, Framework: fc, Request: proto.Clone(msg)})
+	if f := m.failing[method]; f.n > 0 {
+		f.n--
+		m.failing[method] = f
+		return f.err
+	}
 	return nil
+}
+
+// FailCalls makes the next n calls of method fail with err (after they are
+// recorded).
+func (m *Master) FailCalls(method string, n int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failing == nil {
+		m.failing = map[string]failing{}
+	}
+	m.failing[method] = failing{n: n, err: err}
 }
 
 // wait blocks while calls of method are blocked.
