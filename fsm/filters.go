@@ -23,6 +23,14 @@ var frameworkFilters = (&agorav1.Framework{}).ProtoReflect().Descriptor().Fields
 // cloneSharingFilters returns a deep copy of f but for its filters: the
 // copy's Filters is a new slice of f's (shared) filters.
 func cloneSharingFilters(f *agorav1.Framework) *agorav1.Framework {
+	n := cloneWithoutFilters(f)
+	n.Filters = slices.Clone(f.GetFilters())
+	return n
+}
+
+// cloneWithoutFilters returns a deep copy of f but for its filters, which
+// it leaves nil.
+func cloneWithoutFilters(f *agorav1.Framework) *agorav1.Framework {
 	view := &agorav1.Framework{} // f's fields but filters, aliased: only cloned
 	src, dst := f.ProtoReflect(), view.ProtoReflect()
 	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -32,9 +40,7 @@ func cloneSharingFilters(f *agorav1.Framework) *agorav1.Framework {
 		return true
 	})
 	dst.SetUnknown(src.GetUnknown())
-	n := proto.Clone(view).(*agorav1.Framework)
-	n.Filters = slices.Clone(f.GetFilters())
-	return n
+	return proto.Clone(view).(*agorav1.Framework)
 }
 
 func compareFilter(a, b *agorav1.OfferFilter) int {
@@ -54,44 +60,70 @@ func filterOf(f *agorav1.Framework, agentID string) (*agorav1.OfferFilter, bool)
 }
 
 // addFilters stops offers of each of agentIDs to framework fid until until
-// (keeping a later one), writing the framework once.
+// (keeping a later one), writing the framework once, and not at all when
+// every filter was already as late. It builds the new filter list in one
+// allocation: an Accept adds one filter to a list of up to one per agent.
+//
+// A dry run (State.Judge) skips it: a filter never refuses a command, and
+// the Accept or Decline that sets it has changed the state already by
+// taking its offers.
 func (x *txn) addFilters(fid string, agentIDs []string, until *timestamppb.Timestamp) {
+	if x.judging {
+		return
+	}
 	f, ok := x.framework(fid)
 	if !ok || len(agentIDs) == 0 {
 		return
 	}
-	n := cloneSharingFilters(f)
-	if !slices.IsSortedFunc(n.Filters, compareFilter) {
-		slices.SortFunc(n.Filters, compareFilter)
+	old := f.GetFilters()
+	if !slices.IsSortedFunc(old, compareFilter) {
+		old = slices.SortedFunc(slices.Values(old), compareFilter)
 	}
-	var added []*agorav1.OfferFilter
-	for _, id := range agentIDs {
-		i, found := slices.BinarySearchFunc(n.Filters, id, func(flt *agorav1.OfferFilter, id string) int {
-			return strings.Compare(flt.GetAgentId(), id)
-		})
+	ids := slices.Clone(agentIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	// One pass over both sorted lists: count what is new or later.
+	grow, changed := 0, false
+	for i, j := 0, 0; j < len(ids); {
 		switch {
-		case !found:
-			added = append(added, &agorav1.OfferFilter{AgentId: id, Until: clone(until)})
-		case cmpTS(until, n.Filters[i].GetUntil()) > 0:
-			n.Filters[i] = &agorav1.OfferFilter{AgentId: id, Until: clone(until)}
-		}
-	}
-	if len(added) > 0 {
-		slices.SortStableFunc(added, compareFilter)
-		added = slices.CompactFunc(added, func(a, b *agorav1.OfferFilter) bool { return a.GetAgentId() == b.GetAgentId() })
-		merged := make([]*agorav1.OfferFilter, 0, len(n.Filters)+len(added))
-		i, j := 0, 0
-		for i < len(n.Filters) && j < len(added) {
-			if compareFilter(n.Filters[i], added[j]) < 0 {
-				merged = append(merged, n.Filters[i])
-				i++
-			} else {
-				merged = append(merged, added[j])
-				j++
+		case i < len(old) && old[i].GetAgentId() < ids[j]:
+			i++
+		case i < len(old) && old[i].GetAgentId() == ids[j]:
+			if cmpTS(until, old[i].GetUntil()) > 0 {
+				changed = true
 			}
+			i++
+			j++
+		default:
+			grow++
+			changed = true
+			j++
 		}
-		merged = append(merged, n.Filters[i:]...)
-		n.Filters = append(merged, added[j:]...)
 	}
+	if !changed {
+		return
+	}
+	merged := make([]*agorav1.OfferFilter, 0, len(old)+grow)
+	i, j := 0, 0
+	for i < len(old) || j < len(ids) {
+		switch {
+		case j == len(ids) || (i < len(old) && old[i].GetAgentId() < ids[j]):
+			merged = append(merged, old[i])
+			i++
+		case i < len(old) && old[i].GetAgentId() == ids[j]:
+			if cmpTS(until, old[i].GetUntil()) > 0 {
+				merged = append(merged, &agorav1.OfferFilter{AgentId: ids[j], Until: clone(until)})
+			} else {
+				merged = append(merged, old[i])
+			}
+			i++
+			j++
+		default:
+			merged = append(merged, &agorav1.OfferFilter{AgentId: ids[j], Until: clone(until)})
+			j++
+		}
+	}
+	n := cloneWithoutFilters(f)
+	n.Filters = merged
 	x.putFramework(n)
 }
