@@ -18,8 +18,8 @@ const maxAcksPerCall = 10_000
 
 // ackBatchesInFlight bounds the AcknowledgeBatch entries being committed at
 // once. Acknowledgements commute (of different updates they touch
-// different tasks; of one update, the second changes nothing), so entries
-// may commit in any order. With one at a time the acknowledgements of a
+// different tasks; of one update, the second changes nothing), so even
+// without ordered proposals entries may commit in any order. With one at a time the acknowledgements of a
 // 1M-task run fell behind the updates by 100,000s, and their backlog drew
 // out the end of the run by seconds (issue 13).
 const ackBatchesInFlight = 4
@@ -28,7 +28,7 @@ const ackBatchesInFlight = 4
 // and of concurrent calls) into AcknowledgeBatch entries, up to
 // ackBatchesInFlight at once.
 func newAckCoalescer(b backend) *coalescer[*agorav1.AcknowledgeCommand] {
-	return newCoalescer(b, fsm.CmdAcknowledge, fsm.CmdAcknowledgeBatch, ackBatchesInFlight, func(as []*agorav1.AcknowledgeCommand) proto.Message {
+	return newCoalescer(b, fsm.CmdAcknowledge, fsm.CmdAcknowledgeBatch, ackBatchesInFlight, true, func(as []*agorav1.AcknowledgeCommand) proto.Message {
 		return &agorav1.AcknowledgeBatchCommand{Acks: as}
 	})
 }

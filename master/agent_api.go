@@ -41,10 +41,17 @@ type agentServer struct {
 	conns agentConns
 }
 
+// statusBatchesInFlight bounds the StatusUpdateBatch entries being committed
+// at once, proposed in queue order (an agent's later update of a task must
+// not commit before an earlier one). With one at a time the status path
+// carried at most one entry of 4,096 updates per commit: at 1M tasks agents'
+// status calls waited past their deadline and were sent again (issue 13).
+const statusBatchesInFlight = 4
+
 // statusCoalescer groups concurrent UpdateStatus calls into one entry.
 func (s *agentServer) statusCoalescer() *coalescer[*agorav1.StatusUpdateCommand] {
 	s.statusOnce.Do(func() {
-		s.statuses = newCoalescer(s.m, fsm.CmdStatusUpdate, fsm.CmdStatusUpdateBatch, 1, func(us []*agorav1.StatusUpdateCommand) proto.Message {
+		s.statuses = newCoalescer(s.m, fsm.CmdStatusUpdate, fsm.CmdStatusUpdateBatch, statusBatchesInFlight, false, func(us []*agorav1.StatusUpdateCommand) proto.Message {
 			return &agorav1.StatusUpdateBatchCommand{Updates: us}
 		})
 	})

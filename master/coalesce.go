@@ -32,14 +32,22 @@ type coalescer[M proto.Message] struct {
 	batch  fsm.CommandType
 	wrap   func([]M) proto.Message
 
-	// inFlight bounds the batch entries being committed at once. With
-	// more than one, entries may reach the log in another order than
-	// queued: only for commands whose order does not matter.
+	// inFlight bounds the batch entries being committed at once. They
+	// reach the log in queue order when the backend proposes
+	// asynchronously (Master); a backend that does not (the handler tests'
+	// harness) gets one at a time unless the commands commute.
 	inFlight int
+	// commute: the commands' effects do not depend on their order, so
+	// without an asyncProposer inFlight entries may still be in flight.
+	commute bool
+
+	// slots holds one token per entry in flight when the backend proposes
+	// asynchronously (ordered: one flush goroutine).
+	slots chan struct{}
 
 	mu      sync.Mutex
 	queue   []*coalesced[M]
-	running int // flushing goroutines, at most inFlight
+	running int // flushing goroutines: at most 1 when ordered, else inFlight
 }
 
 // coalesced is one queued call.
@@ -50,8 +58,9 @@ type coalesced[M proto.Message] struct {
 	err  error
 }
 
-func newCoalescer[M proto.Message](b backend, single, batch fsm.CommandType, inFlight int, wrap func([]M) proto.Message) *coalescer[M] {
-	return &coalescer[M]{b: b, single: single, batch: batch, inFlight: max(inFlight, 1), wrap: wrap}
+func newCoalescer[M proto.Message](b backend, single, batch fsm.CommandType, inFlight int, commute bool, wrap func([]M) proto.Message) *coalescer[M] {
+	inFlight = max(inFlight, 1)
+	return &coalescer[M]{b: b, single: single, batch: batch, inFlight: inFlight, commute: commute, slots: make(chan struct{}, inFlight), wrap: wrap}
 }
 
 // submit judges item against the leader's state, queues it when it
@@ -91,7 +100,11 @@ func (c *coalescer[M]) submitAll(ctx context.Context, items []M) ([]fsm.Result, 
 	}
 	c.mu.Lock()
 	c.queue = append(c.queue, queued...)
-	start := c.running < c.inFlight
+	limit := 1 // one proposer keeps the queue's order; with an asyncProposer slots bound the entries
+	if _, ordered := c.b.(asyncProposer); !ordered && c.commute {
+		limit = c.inFlight
+	}
+	start := c.running < limit
 	if start {
 		c.running++
 	}
@@ -110,13 +123,30 @@ func (c *coalescer[M]) submitAll(ctx context.Context, items []M) ([]fsm.Result, 
 	return res, errs, nil
 }
 
-// flush proposes the queue, batch after batch, until it is empty.
+// asyncProposer is a backend that can propose without waiting
+// (Master.proposeAsync), so that batches stay in queue order with several
+// in flight.
+type asyncProposer interface {
+	proposeAsync(t fsm.CommandType, msg proto.Message) (wait func() (fsm.Result, error), err error)
+}
+
+// flush proposes the queue, batch after batch, until it is empty. With an
+// asyncProposer one flush goroutine proposes in queue order, up to
+// inFlight entries waiting for their commit at once; otherwise up to
+// inFlight flush goroutines each propose and wait.
 func (c *coalescer[M]) flush() {
+	ap, ordered := c.b.(asyncProposer)
 	for {
+		if ordered {
+			c.slots <- struct{}{}
+		}
 		c.mu.Lock()
 		if len(c.queue) == 0 {
 			c.running--
 			c.mu.Unlock()
+			if ordered {
+				<-c.slots
+			}
 			return
 		}
 		n := min(len(c.queue), maxCoalesced)
@@ -128,21 +158,41 @@ func (c *coalescer[M]) flush() {
 		for i, p := range batch {
 			items[i] = p.item
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), defaultApplyTimeout)
-		res, err := c.b.Apply(ctx, c.batch, c.wrap(items))
-		cancel()
-		for i, p := range batch {
-			switch {
-			case err != nil:
-				p.err = err
-			case i < len(res.Items) && res.Items[i] != nil:
-				p.res = fsm.Result{Index: res.Index, Err: res.Items[i]}
-				p.err = RejectionError(res.Items[i])
-			default:
-				p.res = fsm.Result{Index: res.Index}
-			}
-			close(p.done)
+		if !ordered {
+			ctx, cancel := context.WithTimeout(context.Background(), defaultApplyTimeout)
+			res, err := c.b.Apply(ctx, c.batch, c.wrap(items))
+			cancel()
+			c.answer(batch, res, err)
+			continue
 		}
+		wait, err := ap.proposeAsync(c.batch, c.wrap(items))
+		if err != nil {
+			c.answer(batch, fsm.Result{}, err)
+			<-c.slots
+			continue
+		}
+		go func() {
+			res, err := wait()
+			c.answer(batch, res, err)
+			<-c.slots
+		}()
+	}
+}
+
+// answer gives each queued call of batch its verdict from the entry's
+// result.
+func (c *coalescer[M]) answer(batch []*coalesced[M], res fsm.Result, err error) {
+	for i, p := range batch {
+		switch {
+		case err != nil:
+			p.err = err
+		case i < len(res.Items) && res.Items[i] != nil:
+			p.res = fsm.Result{Index: res.Index, Err: res.Items[i]}
+			p.err = RejectionError(res.Items[i])
+		default:
+			p.res = fsm.Result{Index: res.Index}
+		}
+		close(p.done)
 	}
 }
 

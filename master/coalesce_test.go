@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func TestCoalescerInFlight(t *testing.T) {
 	for _, inFlight := range []int{1, 2} {
 		t.Run(fmt.Sprint(inFlight), func(t *testing.T) {
 			b := &flightBackend{st: fsm.New(fsm.Config{}).State(), gate: make(chan struct{})}
-			c := newCoalescer(b, fsm.CmdRegisterAgent, fsm.CmdBatch, inFlight, func(cs []*agorav1.RegisterAgentCommand) proto.Message {
+			c := newCoalescer(b, fsm.CmdRegisterAgent, fsm.CmdBatch, inFlight, true, func(cs []*agorav1.RegisterAgentCommand) proto.Message {
 				out := &agorav1.BatchCommand{}
 				for range cs {
 					out.Items = append(out.Items, &agorav1.BatchItem{})
@@ -99,5 +100,87 @@ func TestCoalescerInFlight(t *testing.T) {
 				t.Fatalf("%d items committed, want %d", b.items, n)
 			}
 		})
+	}
+}
+
+// asyncBackend proposes without waiting (like Master.proposeAsync): it
+// records each entry's first agent id (the test's wrap makes the entry an
+// Agent carrying it) in proposal order; waits block on gate.
+type asyncBackend struct {
+	flightBackend
+	proposed []string
+}
+
+func (b *asyncBackend) proposeAsync(_ fsm.CommandType, msg proto.Message) (func() (fsm.Result, error), error) {
+	b.mu.Lock()
+	b.cur++
+	b.peak = max(b.peak, b.cur)
+	b.proposed = append(b.proposed, msg.(*agorav1.Agent).GetId())
+	b.mu.Unlock()
+	return func() (fsm.Result, error) {
+		<-b.gate
+		b.mu.Lock()
+		b.cur--
+		b.mu.Unlock()
+		return fsm.Result{Index: 1}, nil
+	}, nil
+}
+
+func (b *asyncBackend) proposals() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.proposed...)
+}
+
+// TestCoalescerOrderedInFlight: with a backend that proposes without
+// waiting, one goroutine proposes entries in queue order with up to
+// inFlight waiting for their commit, and a call queued while every slot is
+// taken goes out once one frees.
+func TestCoalescerOrderedInFlight(t *testing.T) {
+	b := &asyncBackend{flightBackend: flightBackend{st: fsm.New(fsm.Config{}).State(), gate: make(chan struct{})}}
+	c := newCoalescer(b, fsm.CmdRegisterAgent, fsm.CmdBatch, 2, false, func(cs []*agorav1.RegisterAgentCommand) proto.Message {
+		return &agorav1.Agent{Id: cs[0].GetAgent().GetId()} // the entry's first item
+	})
+	errs := make(chan error, 3)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: proposals %v", what, b.proposals())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	submit := func(id string) {
+		go func() {
+			_, err := c.submit(context.Background(), &agorav1.RegisterAgentCommand{
+				Agent: &agorav1.Agent{Id: id, Hostname: "h", Resources: resourcepb.ToProto("", resources.MustParse("cpus:1;mem:64"))},
+				Now:   timestamppb.Now(),
+			})
+			errs <- err
+		}()
+	}
+	submit("a")
+	waitFor("a proposed", func() bool { return len(b.proposals()) == 1 })
+	submit("b")
+	waitFor("b proposed while a commits", func() bool { return len(b.proposals()) == 2 })
+	submit("c")
+	// Both slots are taken: c waits in the queue.
+	time.Sleep(20 * time.Millisecond)
+	if p := b.proposals(); len(p) != 2 {
+		t.Fatalf("proposals %v with both slots taken, want [a b]", p)
+	}
+	close(b.gate)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := b.proposals(); !slices.Equal(p, []string{"a", "b", "c"}) {
+		t.Fatalf("proposals %v, want [a b c]", p)
+	}
+	if _, peak := b.flight(); peak != 2 {
+		t.Fatalf("peak entries in flight %d, want 2", peak)
 	}
 }

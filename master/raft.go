@@ -164,6 +164,33 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 	return res, err
 }
 
+// proposeAsync appends a command that needs no dry run (a batch entry
+// whose items were judged) to the log and returns at once with a wait for
+// its result: proposals reach the log in the order of the calls, so a
+// caller may have several in flight and keep their order.
+func (m *Master) proposeAsync(t fsm.CommandType, msg proto.Message) (wait func() (fsm.Result, error), err error) {
+	if m.raft == nil || m.raft.State() != raft.Leader {
+		return nil, m.NotLeaderError()
+	}
+	if m.stopping.Load() {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
+	}
+	b, err := fsm.Encode(t, msg)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %v: %w", t, err))
+	}
+	start := time.Now()
+	fut := m.raft.Apply(b, defaultApplyTimeout)
+	return func() (fsm.Result, error) {
+		res, err := m.result(fut)
+		if err == nil && res.Err != nil {
+			err = RejectionError(res.Err)
+		}
+		m.metrics.observeApply(t, start, err)
+		return res, err
+	}, nil
+}
+
 // applyChange is Apply, except that a command the FSM judges, against the
 // leader's state, to change nothing (a resent status update, an
 // acknowledgement of a superseded update, a second kill) succeeds at the
