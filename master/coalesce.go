@@ -183,17 +183,21 @@ func (c *coalescer[M]) flush() {
 // result.
 func (c *coalescer[M]) answer(batch []*coalesced[M], res fsm.Result, err error) {
 	for i, p := range batch {
-		switch {
-		case err != nil:
+		if err != nil {
 			p.err = err
-		case i < len(res.Items) && res.Items[i] != nil:
-			p.res = fsm.Result{Index: res.Index, Err: res.Items[i]}
-			p.err = RejectionError(res.Items[i])
-		default:
-			p.res = fsm.Result{Index: res.Index}
+		} else {
+			p.res, p.err = itemVerdict(res, i)
 		}
 		close(p.done)
 	}
+}
+
+// itemVerdict is item i's result and error from its batch entry's result.
+func itemVerdict(res fsm.Result, i int) (fsm.Result, error) {
+	if i < len(res.Items) && res.Items[i] != nil {
+		return fsm.Result{Index: res.Index, Err: res.Items[i]}, RejectionError(res.Items[i])
+	}
+	return fsm.Result{Index: res.Index}, nil
 }
 
 // batcher is the leader's coalescer of batchable writes of any kind
@@ -360,11 +364,8 @@ func (b *batcher) answer(live []*batched, fut raft.ApplyFuture) {
 			}
 		case res.Err != nil: // the entry itself refused: never for a non-empty batch
 			p.res, p.err = res, RejectionError(res.Err)
-		case i < len(res.Items) && res.Items[i] != nil:
-			p.res = fsm.Result{Index: res.Index, Err: res.Items[i]}
-			p.err = RejectionError(res.Items[i])
 		default:
-			p.res = fsm.Result{Index: res.Index}
+			p.res, p.err = itemVerdict(res, i)
 		}
 		close(p.done)
 	}
