@@ -145,14 +145,7 @@ func frameworktestPoll(ctx context.Context, cond func() error) error {
 // acknowledges every one.
 func TestBatchedUpdates(t *testing.T) {
 	ctx := testCtx(t)
-	m := frameworktest.NewMaster()
-	defer m.Close()
-	rec := &recorder{}
-	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
-	if err := m.WaitSubscriptions(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	m, rec := startSubscribed(t)
 	if b := m.BatchedUpdates(); len(b) != 1 || !b[0] {
 		t.Fatalf("subscriptions asked for batched updates: %v, want [true]", b)
 	}
@@ -215,14 +208,7 @@ func TestGzipOptIn(t *testing.T) {
 // to resend the updates; a refusal that cannot pass is not retried.
 func TestFailedAcksRetried(t *testing.T) {
 	ctx := testCtx(t)
-	m := frameworktest.NewMaster()
-	defer m.Close()
-	rec := &recorder{}
-	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
-	if err := m.WaitSubscriptions(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	m, _ := startSubscribed(t)
 	acked := func(uuid string) int {
 		n := 0
 		for _, c := range m.Calls("Acknowledge") {
@@ -270,4 +256,19 @@ func TestFailedAcksRetried(t *testing.T) {
 	if n := acked("u2"); n != 1 {
 		t.Fatalf("u2 acknowledged in %d calls after an InvalidArgument refusal, want 1", n)
 	}
+}
+
+// startSubscribed runs the SDK against a fake master until it has
+// subscribed (as fw-1); the fake closes with the test.
+func startSubscribed(t *testing.T) (*frameworktest.Master, *recorder) {
+	t.Helper()
+	m := frameworktest.NewMaster()
+	t.Cleanup(m.Close)
+	rec := &recorder{}
+	_, _ = startRun(t, Config{Masters: []string{m.URL()}}, rec)
+	if err := m.WaitSubscriptions(testCtx(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLine(t, "subscribed fw-1 resubscribed=false")
+	return m, rec
 }
