@@ -50,8 +50,8 @@ type E2EResult struct {
 	// framework and every RUNNING update is acknowledged (committed).
 	Seconds     float64 `json:"seconds"`
 	TasksPerSec float64 `json:"tasks_per_sec"`
-	// RaftEntries is how far the commit index moved from the frameworks' start
-	// to the end.
+	// RaftEntries is how far the commit index moved from just before the
+	// frameworks started to the end.
 	RaftEntries uint64 `json:"raft_entries"`
 	// P99LaunchToRunningMs: from the Accept that launched a task to its
 	// RUNNING update at the framework.
@@ -390,12 +390,8 @@ func (s *e2eSched) recover(d framework.Driver, ids []string) {
 			s.retry(again)
 			return
 		}
-		t := time.NewTimer(offerControlTick)
-		select {
-		case <-s.ctx.Done():
-			t.Stop()
+		if !client.Sleep(s.ctx, offerControlTick) {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -504,25 +500,8 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 		s.inflight.Add(1)
 		go func() {
 			defer s.inflight.Done()
-			s.accepts <- struct{}{}
-			defer func() { <-s.accepts }()
-			now := time.Now()
-			r.mu.Lock()
-			for _, id := range ids {
-				r.launchedAt[id] = now
-			}
-			r.mu.Unlock()
-			refuse := 60.0
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			err := d.Accept(ctx, []string{o.GetId()}, []*agorav1.Operation{framework.Launch(tasks...)}, &refuse)
-			r.mu.Lock()
-			r.acceptLat = append(r.acceptLat, time.Since(now))
-			r.mu.Unlock()
-			if err != nil {
-				<-s.accepts // the slot is for Accepts, not for finding out
-				s.recover(d, ids)
-				s.accepts <- struct{}{}
+			if err := s.accept(d, o.GetId(), ids, tasks); err != nil {
+				s.recover(d, ids) // outside the Accept slot
 			}
 		}()
 	}
@@ -538,6 +517,28 @@ func (s *e2eSched) Offers(d framework.Driver, offers []*agorav1.Offer) {
 		refuse := 60.0
 		_ = d.Decline(ctx, unused, &refuse)
 	}()
+}
+
+// accept launches tasks (ids) on the offer, holding one of the Accept
+// slots for the call.
+func (s *e2eSched) accept(d framework.Driver, offerID string, ids []string, tasks []*agorav1.TaskInfo) error {
+	s.accepts <- struct{}{}
+	defer func() { <-s.accepts }()
+	r := s.run
+	now := time.Now()
+	r.mu.Lock()
+	for _, id := range ids {
+		r.launchedAt[id] = now
+	}
+	r.mu.Unlock()
+	refuse := 60.0
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := d.Accept(ctx, []string{offerID}, []*agorav1.Operation{framework.Launch(tasks...)}, &refuse)
+	r.mu.Lock()
+	r.acceptLat = append(r.acceptLat, time.Since(now))
+	r.mu.Unlock()
+	return err
 }
 
 // Rescind implements framework.Scheduler.

@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/agora-sched/agora/rpc/client"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
 )
@@ -143,14 +144,8 @@ func (r *runner) sendAckBatches(ctx context.Context) {
 			// resend unacknowledged updates, but with backoff: waiting for
 			// that drew out the end of a 1M-task run by 20 s).
 			r.log.Warn("acknowledgements failed", "count", len(batch), "err", err, "retry", retry)
-			if retry {
-				t := time.NewTimer(ackRetryPause)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				}
+			if retry && !client.Sleep(ctx, ackRetryPause) {
+				return
 			}
 		}
 		for _, f := range failures {

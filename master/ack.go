@@ -19,9 +19,10 @@ const maxAcksPerCall = 10_000
 // ackBatchesInFlight bounds the AcknowledgeBatch entries being committed at
 // once. Acknowledgements commute (of different updates they touch
 // different tasks; of one update, the second changes nothing), so even
-// without ordered proposals entries may commit in any order. With one at a time the acknowledgements of a
-// 1M-task run fell behind the updates by 100,000s, and their backlog drew
-// out the end of the run by seconds (issue 13).
+// without ordered proposals entries may commit in any order. With one at a
+// time the acknowledgements of a 1M-task run fell behind the updates by
+// 100,000s, and their backlog drew out the end of the run by seconds
+// (issue 13).
 const ackBatchesInFlight = 4
 
 // newAckCoalescer groups concurrent acknowledgements (of one call's list

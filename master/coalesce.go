@@ -41,13 +41,18 @@ type coalescer[M proto.Message] struct {
 	// without an asyncProposer inFlight entries may still be in flight.
 	commute bool
 
-	// slots holds one token per entry in flight when the backend proposes
-	// asynchronously (ordered: one flush goroutine).
+	// async is b when it proposes without waiting: one flush goroutine
+	// then proposes in queue order, and slots holds one token per entry in
+	// flight.
+	async asyncProposer
 	slots chan struct{}
+	// flushers bounds the flush goroutines: 1, or inFlight for commuting
+	// commands on a backend that cannot propose without waiting.
+	flushers int
 
 	mu      sync.Mutex
 	queue   []*coalesced[M]
-	running int // flushing goroutines: at most 1 when ordered, else inFlight
+	running int // flush goroutines
 }
 
 // coalesced is one queued call.
@@ -59,8 +64,13 @@ type coalesced[M proto.Message] struct {
 }
 
 func newCoalescer[M proto.Message](b backend, single, batch fsm.CommandType, inFlight int, commute bool, wrap func([]M) proto.Message) *coalescer[M] {
-	inFlight = max(inFlight, 1)
-	return &coalescer[M]{b: b, single: single, batch: batch, inFlight: inFlight, commute: commute, slots: make(chan struct{}, inFlight), wrap: wrap}
+	c := &coalescer[M]{b: b, single: single, batch: batch, inFlight: max(inFlight, 1), commute: commute, wrap: wrap, flushers: 1}
+	c.async, _ = b.(asyncProposer)
+	c.slots = make(chan struct{}, c.inFlight)
+	if c.async == nil && commute {
+		c.flushers = c.inFlight
+	}
+	return c
 }
 
 // submit judges item against the leader's state, queues it when it
@@ -100,11 +110,7 @@ func (c *coalescer[M]) submitAll(ctx context.Context, items []M) ([]fsm.Result, 
 	}
 	c.mu.Lock()
 	c.queue = append(c.queue, queued...)
-	limit := 1 // one proposer keeps the queue's order; with an asyncProposer slots bound the entries
-	if _, ordered := c.b.(asyncProposer); !ordered && c.commute {
-		limit = c.inFlight
-	}
-	start := c.running < limit
+	start := c.running < c.flushers
 	if start {
 		c.running++
 	}
@@ -135,7 +141,7 @@ type asyncProposer interface {
 // inFlight entries waiting for their commit at once; otherwise up to
 // inFlight flush goroutines each propose and wait.
 func (c *coalescer[M]) flush() {
-	ap, ordered := c.b.(asyncProposer)
+	ordered := c.async != nil
 	for {
 		if ordered {
 			c.slots <- struct{}{}
@@ -165,7 +171,7 @@ func (c *coalescer[M]) flush() {
 			c.answer(batch, res, err)
 			continue
 		}
-		wait, err := ap.proposeAsync(c.batch, c.wrap(items))
+		wait, err := c.async.proposeAsync(c.batch, c.wrap(items))
 		if err != nil {
 			c.answer(batch, fsm.Result{}, err)
 			<-c.slots

@@ -74,17 +74,10 @@ func TestCoalescerInFlight(t *testing.T) {
 					errs <- err
 				}()
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				if cur, _ := b.flight(); cur == inFlight {
-					break
-				}
-				if time.Now().After(deadline) {
-					cur, peak := b.flight()
-					t.Fatalf("entries in flight %d (peak %d), want %d", cur, peak, inFlight)
-				}
-				time.Sleep(time.Millisecond)
-			}
+			eventually(t, fmt.Sprintf("%d entries in flight", inFlight), func() bool {
+				cur, _ := b.flight()
+				return cur == inFlight
+			})
 			close(b.gate)
 			for range n {
 				if err := <-errs; err != nil {
@@ -142,16 +135,6 @@ func TestCoalescerOrderedInFlight(t *testing.T) {
 		return &agorav1.Agent{Id: cs[0].GetAgent().GetId()} // the entry's first item
 	})
 	errs := make(chan error, 3)
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: proposals %v", what, b.proposals())
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	submit := func(id string) {
 		go func() {
 			_, err := c.submit(context.Background(), &agorav1.RegisterAgentCommand{
@@ -162,12 +145,17 @@ func TestCoalescerOrderedInFlight(t *testing.T) {
 		}()
 	}
 	submit("a")
-	waitFor("a proposed", func() bool { return len(b.proposals()) == 1 })
+	eventually(t, "a proposed", func() bool { return len(b.proposals()) == 1 })
 	submit("b")
-	waitFor("b proposed while a commits", func() bool { return len(b.proposals()) == 2 })
+	eventually(t, "b proposed while a commits", func() bool { return len(b.proposals()) == 2 })
 	submit("c")
-	// Both slots are taken: c waits in the queue.
-	time.Sleep(20 * time.Millisecond)
+	// Both slots are taken: once c is queued it stays there (the one
+	// proposer waits for a slot) until an entry commits.
+	eventually(t, "c queued", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.queue) == 1
+	})
 	if p := b.proposals(); len(p) != 2 {
 		t.Fatalf("proposals %v with both slots taken, want [a b]", p)
 	}
@@ -182,5 +170,21 @@ func TestCoalescerOrderedInFlight(t *testing.T) {
 	}
 	if _, peak := b.flight(); peak != 2 {
 		t.Fatalf("peak entries in flight %d, want 2", peak)
+	}
+}
+
+// eventually polls cond until it holds, failing the test after 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("%s: not within 10 s", what)
+		case <-tick.C:
+		}
 	}
 }

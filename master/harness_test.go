@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -127,9 +126,9 @@ func (h *Harness) apply(ctx context.Context, t fsm.CommandType, msg proto.Messag
 			return res, err
 		}
 	}
-	b, err := fsm.Encode(t, msg)
+	b, err := encodeEntry(t, msg)
 	if err != nil {
-		return fsm.Result{}, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %v: %w", t, err))
+		return fsm.Result{}, err
 	}
 	h.index++
 	res := h.f.ApplyCommand(h.index, b)

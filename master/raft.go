@@ -169,15 +169,12 @@ func (m *Master) Apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 // its result: proposals reach the log in the order of the calls, so a
 // caller may have several in flight and keep their order.
 func (m *Master) proposeAsync(t fsm.CommandType, msg proto.Message) (wait func() (fsm.Result, error), err error) {
-	if m.raft == nil || m.raft.State() != raft.Leader {
-		return nil, m.NotLeaderError()
+	if err := m.canPropose(); err != nil {
+		return nil, err
 	}
-	if m.stopping.Load() {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
-	}
-	b, err := fsm.Encode(t, msg)
+	b, err := encodeEntry(t, msg)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %v: %w", t, err))
+		return nil, err
 	}
 	start := time.Now()
 	fut := m.raft.Apply(b, defaultApplyTimeout)
@@ -189,6 +186,27 @@ func (m *Master) proposeAsync(t fsm.CommandType, msg proto.Message) (wait func()
 		m.metrics.observeApply(t, start, err)
 		return res, err
 	}, nil
+}
+
+// canPropose is nil when this master may propose: it leads and is not
+// shutting down.
+func (m *Master) canPropose() error {
+	if m.raft == nil || m.raft.State() != raft.Leader {
+		return m.NotLeaderError()
+	}
+	if m.stopping.Load() {
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
+	}
+	return nil
+}
+
+// encodeEntry encodes a command as a log entry.
+func encodeEntry(t fsm.CommandType, msg proto.Message) ([]byte, error) {
+	b, err := fsm.Encode(t, msg)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %v: %w", t, err))
+	}
+	return b, nil
 }
 
 // applyChange is Apply, except that a command the FSM judges, against the
@@ -205,11 +223,8 @@ func (m *Master) applyChange(ctx context.Context, t fsm.CommandType, msg proto.M
 }
 
 func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message, skipNoop bool) (fsm.Result, error) {
-	if m.raft == nil || m.raft.State() != raft.Leader {
-		return fsm.Result{}, m.NotLeaderError()
-	}
-	if m.stopping.Load() {
-		return fsm.Result{}, connect.NewError(connect.CodeUnavailable, fmt.Errorf("master %s is shutting down", m.cfg.ID))
+	if err := m.canPropose(); err != nil {
+		return fsm.Result{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return fsm.Result{}, connect.NewError(connect.CodeOf(err), err)
@@ -226,9 +241,9 @@ func (m *Master) apply(ctx context.Context, t fsm.CommandType, msg proto.Message
 	if fsm.Batchable(t) {
 		return m.batch.submit(ctx, t, msg)
 	}
-	b, err := fsm.Encode(t, msg)
+	b, err := encodeEntry(t, msg)
 	if err != nil {
-		return fsm.Result{}, connect.NewError(connect.CodeInternal, fmt.Errorf("encode %v: %w", t, err))
+		return fsm.Result{}, err
 	}
 	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
