@@ -312,6 +312,7 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 	// task's, as a launch's tasks usually do, reuses their parse.
 	r.pool = r.pool.Clone()
 	var memo launchMemo
+	var run launchRun
 	for _, ti := range op.GetTasks() {
 		if ti == nil {
 			return reject(CodeInvalidArgument, "task is null")
@@ -343,23 +344,29 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		if err != nil {
 			return reject(CodeInvalidArgument, "task %s: %v", tid, err)
 		}
-		if p.IsEmpty() {
+		facts := memo.factsOf(p)
+		if facts.empty {
 			return reject(CodeInvalidArgument, "task %s has no resources", tid)
 		}
-		role, nreserved := r.role, 0
-		for pool, res := range p { // p.Roles() without its sorted copy
-			if pool != "" && !res.IsEmpty() {
-				role, nreserved = pool, nreserved+1
-			}
+		role := r.role
+		if facts.reserved != "" {
+			role = facts.reserved
 		}
-		if nreserved > 1 {
+		if facts.nreserved > 1 {
 			reserved := slices.DeleteFunc(p.Roles(), func(s string) bool { return s == "" })
 			return reject(CodeInvalidArgument, "task %s uses resources reserved for more than one role (%v)", tid, reserved)
 		}
-		if !r.pool.Contains(p) {
-			return reject(CodeFailedPrecondition, "not enough resources in the offers for task %s: wants %s, %s left", tid, p, orNothing(r.pool.Total()))
+		// A task asking for the remembered resources joins the run of
+		// such tasks, whose pool arithmetic is done once for the run;
+		// any other task ends the run first.
+		inRun := memo.remembered() && run.join(r, &charge, p, memo.gen, role)
+		if !inRun {
+			run.flush(r, &charge)
+			if !r.pool.Contains(p) {
+				return reject(CodeFailedPrecondition, "not enough resources in the offers for task %s: wants %s, %s left", tid, p, orNothing(r.pool.Total()))
+			}
 		}
-		revocable := r.revocable && !p[""].IsEmpty()
+		revocable := r.revocable && facts.unreserved
 		if revocable && !revocableCapable(r.f) {
 			return reject(CodeFailedPrecondition, "task %s would use revocable resources but framework %s lacks CAPABILITY_REVOCABLE_RESOURCES", tid, r.f.GetId())
 		}
@@ -367,8 +374,10 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		if rej != nil {
 			return rej
 		}
-		r.pool = takeFrom(r.pool, p)
-		charge.add(role, p)
+		if !inRun {
+			r.pool = takeFrom(r.pool, p, 1)
+			charge.add(role, p, 1)
+		}
 		if r.x.judging && len(vids) == 0 {
 			// Judge's dry run stores no task without volumes: no later
 			// check of this accept reads it (a task id given twice is
@@ -397,6 +406,7 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 			Revocable:        revocable,
 		})
 	}
+	run.flush(r, &charge)
 	r.x.bumpTaskEpoch(r.agentID)
 	r.x.chargeLaunch(r.agentID, r.f.GetId(), &charge)
 	return nil
@@ -412,6 +422,102 @@ type launchMemo struct {
 	in    []*agorav1.Resource // the last scalar-only input
 	p     resourcepb.Pools    // its parse
 	canon []*agorav1.Resource // p.ToProto()
+	gen   int                 // bumped for each newly remembered parse
+	facts poolFacts           // p's facts, when factsGen == gen
+	// factsGen is the gen facts were computed for (0: none; gen starts at 1).
+	factsGen int
+}
+
+// poolFacts are what launch asks of a task's resources, besides whether
+// the offers hold them.
+type poolFacts struct {
+	empty      bool   // no resources at all
+	reserved   string // the (last) role with resources reserved to it
+	nreserved  int    // roles with resources reserved to them
+	unreserved bool   // some resources are unreserved
+}
+
+func factsOf(p resourcepb.Pools) poolFacts {
+	f := poolFacts{empty: p.IsEmpty(), unreserved: !p[""].IsEmpty()}
+	for pool, res := range p { // p.Roles() without its sorted copy
+		if pool != "" && !res.IsEmpty() {
+			f.reserved, f.nreserved = pool, f.nreserved+1
+		}
+	}
+	return f
+}
+
+// remembered reports whether the last parse returned the remembered one.
+func (m *launchMemo) remembered() bool { return m.in != nil }
+
+// factsOf returns p's facts, p being what the last parse returned: those
+// of the remembered parse are computed once.
+func (m *launchMemo) factsOf(p resourcepb.Pools) poolFacts {
+	if !m.remembered() {
+		return factsOf(p)
+	}
+	if m.factsGen != m.gen {
+		m.facts, m.factsGen = factsOf(m.p), m.gen
+	}
+	return m.facts
+}
+
+// launchRun is a run of consecutive tasks of one launch asking for the
+// same remembered (scalar-only) resources p: whether the offers hold one
+// more of them is a count against how many copies of p the pool held when
+// the run began (scalars are integers, so n copies fit exactly when n*p
+// does), and the pool and the launch's charge are debited once for the
+// whole run (flush), not once per task. At 100 tasks per launch these were
+// half the cost of a launch, judged on the leader and applied on every
+// master.
+type launchRun struct {
+	p    resourcepb.Pools
+	gen  int    // the memo generation of p
+	role string // the tasks' allocation role
+	n    int64  // tasks in the run, not yet debited
+	fit  int64  // copies of p the pool held when the run began
+}
+
+// join adds a task asking for p (the memo's remembered parse of
+// generation gen) to the run, ending a run of other resources first. It
+// reports false, adding nothing, when the pool cannot hold one more p.
+func (u *launchRun) join(r *acceptRun, c *launchCharge, p resourcepb.Pools, gen int, role string) bool {
+	if u.n > 0 && (u.gen != gen || u.role != role) {
+		u.flush(r, c)
+	}
+	if u.n == 0 {
+		u.p, u.gen, u.role, u.fit = p, gen, role, copiesIn(r.pool, p)
+	}
+	if u.n >= u.fit {
+		return false
+	}
+	u.n++
+	return true
+}
+
+// flush debits the run's tasks from the pool and charges them.
+func (u *launchRun) flush(r *acceptRun, c *launchCharge) {
+	if u.n == 0 {
+		return
+	}
+	r.pool = takeFrom(r.pool, u.p, u.n)
+	c.add(u.role, u.p, u.n)
+	u.n = 0
+}
+
+// copiesIn returns how many copies of the scalar-only p pool holds: the
+// largest n with pool.Contains(n*p).
+func copiesIn(pool, p resourcepb.Pools) int64 {
+	n := int64(math.MaxInt64)
+	for role, r := range p {
+		have := pool[role]
+		for name, v := range r.Scalars {
+			if v > 0 {
+				n = min(n, have.Scalars[name]/v)
+			}
+		}
+	}
+	return n
 }
 
 // parse is resourcepb.FromProto(rs), reusing the last parse when rs equals
@@ -427,6 +533,7 @@ func (m *launchMemo) parse(rs []*agorav1.Resource) (resourcepb.Pools, error) {
 	m.in, m.p, m.canon = nil, nil, nil
 	if scalarsOnly(rs) {
 		m.in, m.p = rs, p
+		m.gen++
 	}
 	return p, nil
 }
@@ -515,13 +622,17 @@ func sameScalars(a, b []*agorav1.Resource) bool {
 	return true
 }
 
-// takeFrom returns pool - p, pool being the launch's own copy: the
+// takeFrom returns pool - n*p, pool being the launch's own copy: the
 // scalars of a scalar-only p are taken in place (as Pools.Subtract would,
-// entries and roles that reach zero are removed); anything else goes
-// through Pools.Subtract. The caller checked that pool contains p.
-func takeFrom(pool, p resourcepb.Pools) resourcepb.Pools {
+// entries and roles that reach zero are removed); anything else (n is 1
+// then) goes through Pools.Subtract. The caller checked that pool
+// contains n*p.
+func takeFrom(pool, p resourcepb.Pools, n int64) resourcepb.Pools {
 	for _, r := range p {
 		if len(r.Ranges) > 0 || len(r.Sets) > 0 {
+			if n != 1 {
+				panic(fmt.Sprintf("fsm: launch: %d copies of %s, which has ranges or sets", n, p))
+			}
 			left, err := pool.Subtract(p)
 			if err != nil {
 				panic(fmt.Sprintf("fsm: launch: pool %s does not contain %s: %v", pool, p, err))
@@ -531,14 +642,14 @@ func takeFrom(pool, p resourcepb.Pools) resourcepb.Pools {
 	}
 	for role, r := range p {
 		have := pool[role]
-		for n, v := range r.Scalars {
+		for name, v := range r.Scalars {
 			if v <= 0 {
 				continue
 			}
-			if left := have.Scalars[n] - v; left > 0 {
-				have.Scalars[n] = left
+			if left := have.Scalars[name] - n*v; left > 0 {
+				have.Scalars[name] = left
 			} else {
-				delete(have.Scalars, n)
+				delete(have.Scalars, name)
 			}
 		}
 		if have.IsEmpty() {
@@ -584,7 +695,9 @@ type launchCharge struct {
 	count []int
 }
 
-func (c *launchCharge) add(role string, p resourcepb.Pools) {
+// add charges n tasks asking for p each, of allocation role role (n is 1
+// for resources with ranges or sets).
+func (c *launchCharge) add(role string, p resourcepb.Pools, n int64) {
 	if c.used == nil {
 		c.used = resourcepb.Pools{}
 	}
@@ -595,11 +708,14 @@ func (c *launchCharge) add(role string, p resourcepb.Pools) {
 		c.count = append(c.count, 0)
 		i = len(c.roles) - 1
 	}
-	c.count[i]++
+	c.count[i] += int(n)
 	for pool, r := range p {
 		acc, ok := c.used[pool]
 		switch {
 		case len(r.Ranges) > 0 || len(r.Sets) > 0:
+			if n != 1 {
+				panic(fmt.Sprintf("fsm: launch: %d copies of %s, which has ranges or sets", n, p))
+			}
 			acc = acc.Add(r) // a fresh copy
 		case !ok:
 			acc = resources.Resources{Scalars: make(map[string]int64, len(r.Scalars))}
@@ -608,24 +724,29 @@ func (c *launchCharge) add(role string, p resourcepb.Pools) {
 			if acc.Scalars == nil {
 				acc.Scalars = make(map[string]int64, len(r.Scalars))
 			}
-			addScalars(acc.Scalars, r.Scalars)
+			addScalars(acc.Scalars, r.Scalars, n)
 		}
 		c.used[pool] = acc
-		addScalars(c.total[i], r.Scalars)
+		addScalars(c.total[i], r.Scalars, n)
 	}
 }
 
-// addScalars adds the positive scalars of o to acc (saturating, as
-// resources.Resources.Add does).
-func addScalars(acc, o map[string]int64) {
-	for n, v := range o {
+// addScalars adds n times the positive scalars of o to acc (saturating, as
+// n calls of resources.Resources.Add would).
+func addScalars(acc, o map[string]int64, n int64) {
+	for name, v := range o {
 		if v <= 0 {
 			continue
 		}
-		if s := acc[n]; s > math.MaxInt64-v {
-			acc[n] = math.MaxInt64
+		if v > math.MaxInt64/n {
+			v = math.MaxInt64
 		} else {
-			acc[n] = s + v
+			v *= n
+		}
+		if s := acc[name]; s > math.MaxInt64-v {
+			acc[name] = math.MaxInt64
+		} else {
+			acc[name] = s + v
 		}
 	}
 }

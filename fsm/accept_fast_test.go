@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"pgregory.net/rapid"
 
 	"github.com/agora-sched/agora/resources"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
@@ -187,4 +188,63 @@ func TestLaunchMemoRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLaunchRunsMatchOneByOne: a launch debits runs of tasks asking for
+// the same resources once per run (launchRun); whatever the mix of
+// repeated and changing resources, it must accept exactly what taking the
+// tasks from the offer one by one accepts, refuse the first task that no
+// longer fits with the same message, and charge the agent the same sum.
+func TestLaunchRunsMatchOneByOne(t *testing.T) {
+	specs := []string{"cpus:0.5;mem:100", "cpus:0.25", "mem:300", "cpus:1;mem:1000", "cpus:0.001", "mem:100;cpus:0.5"}
+	rapid.Check(t, func(rt *rapid.T) {
+		h := newHarness(rt)
+		for _, e := range seedLog(rt)[:5] { // the role, agents a1 and a2, frameworks f1 and f2
+			h.index++
+			if res := h.f.ApplyCommand(h.index, e); res.Err != nil {
+				rt.Fatalf("seed: %v", res.Err)
+			}
+		}
+		offer := rapid.SampledFrom([]string{"cpus:2;mem:1000", "cpus:4;mem:4096", "cpus:0.75;mem:250", "cpus:0.003;mem:4000"}).Draw(rt, "offer")
+		if res := h.apply(CmdOffersCreated, mustParse[*agorav1.OffersCreatedCommand](rt, `now: {seconds: 2} offers: {id: "o9" framework_id: "f2" agent_id: "a2" role: "*" @resources(`+offer+`) expires_at: {seconds: 100}}`)); res.Err != nil {
+			rt.Fatalf("offer: %v", res.Err)
+		}
+		left := resources.MustParse(offer)
+		var sum resources.Resources
+		wantErr := ""
+		op := &agorav1.Operation{Type: agorav1.OperationType_OPERATION_TYPE_LAUNCH}
+		for i := range rapid.IntRange(1, 12).Draw(rt, "tasks") {
+			spec := rapid.SampledFrom(specs).Draw(rt, "spec")
+			r := resources.MustParse(spec)
+			rs := resourcepb.ToProto("", r)
+			if spec == "mem:100;cpus:0.5" { // same resources, another order: parsed anew
+				rs[0], rs[1] = rs[1], rs[0]
+			}
+			id := fmt.Sprintf("m%d", i)
+			op.Tasks = append(op.Tasks, &agorav1.TaskInfo{TaskId: id, Resources: rs, Command: &agorav1.CommandInfo{Value: "x"}})
+			if wantErr != "" {
+				continue
+			}
+			if !left.Contains(r) {
+				wantErr = fmt.Sprintf("operation 0: not enough resources in the offers for task %s: wants %s, %s left", id, r, orNothing(left))
+				continue
+			}
+			var err error
+			if left, err = left.Subtract(r); err != nil {
+				rt.Fatalf("reference: %v", err)
+			}
+			sum = sum.Add(r)
+		}
+		res := h.apply(CmdAccept, &agorav1.AcceptCommand{FrameworkId: "f2", OfferIds: []string{"o9"}, Now: &timestamppb.Timestamp{Seconds: 3}, Operations: []*agorav1.Operation{op}})
+		switch {
+		case wantErr != "" && (res.Err == nil || res.Err.Message != wantErr):
+			rt.Fatalf("rejection %v, want %q", res.Err, wantErr)
+		case wantErr == "" && res.Err != nil:
+			rt.Fatalf("refused: %v", res.Err)
+		case wantErr == "":
+			if used := h.f.State().AgentUsage("a2").Used.Total(); !used.Equal(sum) {
+				rt.Fatalf("agent a2 charged %s, want %s", used, sum)
+			}
+		}
+	})
 }

@@ -75,9 +75,29 @@ func (x *txn) addFilters(fid string, agentIDs []string, until *timestamppb.Times
 	if !ok || len(agentIDs) == 0 {
 		return
 	}
-	old := f.GetFilters()
-	if !slices.IsSortedFunc(old, compareFilter) {
-		old = slices.SortedFunc(slices.Values(old), compareFilter)
+	old := f.GetFilters() // sorted by agent id, one per agent (restore sorts an old snapshot's)
+	if len(agentIDs) == 1 {
+		// An Accept's one filter: a binary search and one copy, not a
+		// pass over every filter (up to one per agent).
+		id := agentIDs[0]
+		i, found := slices.BinarySearchFunc(old, id, func(flt *agorav1.OfferFilter, id string) int {
+			return strings.Compare(flt.GetAgentId(), id)
+		})
+		if found && cmpTS(until, old[i].GetUntil()) <= 0 {
+			return
+		}
+		merged := make([]*agorav1.OfferFilter, len(old), len(old)+1)
+		copy(merged, old)
+		flt := &agorav1.OfferFilter{AgentId: id, Until: clone(until)}
+		if found {
+			merged[i] = flt
+		} else {
+			merged = slices.Insert(merged, i, flt)
+		}
+		n := cloneWithoutFilters(f)
+		n.Filters = merged
+		x.putFramework(n)
+		return
 	}
 	ids := slices.Clone(agentIDs)
 	slices.Sort(ids)

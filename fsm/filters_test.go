@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"testing"
@@ -63,4 +64,32 @@ func TestPropertyAddFilters(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRestoreSortsFilters: a snapshot written before filters were kept
+// sorted restores with them sorted, so that addFilters' binary search and
+// filterOf find every one.
+func TestRestoreSortsFilters(t *testing.T) {
+	s := emptyState()
+	x := newTxn(s, 1)
+	x.putFramework(&agorav1.Framework{Id: "f", Info: &agorav1.FrameworkInfo{Name: "n", Roles: []string{"r"}}, StreamToken: "s",
+		Filters: []*agorav1.OfferFilter{
+			{AgentId: "a3", Until: &timestamppb.Timestamp{Seconds: 3}},
+			{AgentId: "a1", Until: &timestamppb.Timestamp{Seconds: 1}},
+			{AgentId: "a2", Until: &timestamppb.Timestamp{Seconds: 2}},
+		}})
+	live := &State{index: 1, root: x.t.CommitOnly(), changed: make(chan struct{})}
+	restored, err := ReadState(bytes.NewReader(snapshotBytes(t, live)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := restored.Framework("f")
+	if !ok || !slices.IsSortedFunc(f.GetFilters(), compareFilter) || len(f.GetFilters()) != 3 {
+		t.Fatalf("restored filters %v, want 3 sorted by agent", f.GetFilters())
+	}
+	for i, id := range []string{"a1", "a2", "a3"} {
+		if flt, ok := filterOf(f, id); !ok || flt.GetUntil().GetSeconds() != int64(i+1) {
+			t.Fatalf("filterOf(%s) = %v, %v", id, flt, ok)
+		}
+	}
 }

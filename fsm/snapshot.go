@@ -652,6 +652,12 @@ func appendRecordKVs(kvs []restoreKV, rec byte, body []byte, td *taskDecoder, su
 	case *agorav1.Agent:
 		put(runAgent, tableKey(pAgent, v.GetId()), v)
 	case *agorav1.Framework:
+		if !slices.IsSortedFunc(v.GetFilters(), compareFilter) {
+			// Filters are kept sorted by agent id (addFilters, filterOf
+			// search them); a snapshot written before they were is sorted
+			// here, once.
+			slices.SortStableFunc(v.Filters, compareFilter)
+		}
 		put(runFramework, tableKey(pFramework, v.GetId()), v)
 	case *agorav1.Reservation:
 		put(runReservation, tableKey(pReservation, v.GetId()), v)
