@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -53,6 +54,7 @@ func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[
 		return nil, err
 	}
 	var acks []*agorav1.AcknowledgeCommand
+	s.queuedAcks.acked(fw.GetId(), s.m.Now())
 	defer s.queuedAcks.hold(fw.GetId(), r)()
 	if r.GetTaskId() != "" || r.GetUuid() != "" || len(r.GetAcknowledgements()) == 0 {
 		acks = append(acks, &agorav1.AcknowledgeCommand{FrameworkId: fw.GetId(), TaskId: r.GetTaskId(), Uuid: r.GetUuid()})
@@ -96,6 +98,26 @@ func (s *schedulerServer) Acknowledge(ctx context.Context, req *connect.Request[
 type queuedAcks struct {
 	mu sync.Mutex
 	n  map[string]int // framework \0 uuid -> calls holding it
+	// last is when each framework's last acknowledgement call came.
+	last map[string]time.Time
+}
+
+// acked records that an acknowledgement call of framework fid came at at.
+func (q *queuedAcks) acked(fid string, at time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.last == nil {
+		q.last = map[string]time.Time{}
+	}
+	q.last[fid] = at
+}
+
+// lastAck is when framework fid's last acknowledgement call came (zero:
+// none since this master started).
+func (q *queuedAcks) lastAck(fid string) time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.last[fid]
 }
 
 func queuedKey(fid, uuid string) string { return fid + "\x00" + uuid }

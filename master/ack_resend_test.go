@@ -34,8 +34,9 @@ func (c *lockedClock) Advance(d time.Duration) {
 }
 
 // TestResendSkipsQueuedAcks: an unacknowledged update is resent once per
-// interval (not at every tick after the first interval), and not while an
-// acknowledgement of it waits for its commit.
+// interval (not at every tick after the first interval), backing off, not
+// while an acknowledgement of it waits for its commit, and not while the
+// framework acknowledges other updates.
 func TestResendSkipsQueuedAcks(t *testing.T) {
 	clock := &lockedClock{t: time.Now()}
 	h := NewHarness(t, nil, func(c *Config) { c.Now = clock.Now })
@@ -128,6 +129,13 @@ func TestResendSkipsQueuedAcks(t *testing.T) {
 		clock.Advance(8 * s.resendEvery())
 		step("at most eight intervals apart", "u1")
 	}
+	clock.Advance(8 * s.resendEvery())
+	s.queuedAcks.acked("fw1", clock.Now()) // it acknowledges other updates
+	step("due, but the framework acknowledges others: behind, not lost")
+	clock.Advance(s.resendEvery() / 2)
+	step("acknowledged half an interval ago")
+	clock.Advance(s.resendEvery() / 2)
+	step("no acknowledgement for an interval", "u1")
 	if s.queuedAcks.queued("fw1", "u1") || len(s.queuedAcks.n) != 0 {
 		t.Fatalf("queued acknowledgements left: %v", s.queuedAcks.n)
 	}

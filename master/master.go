@@ -320,6 +320,7 @@ func New(cfg Config) (*Master, error) {
 	m.schedSrv = newSchedulerServer(m)
 	m.applyHooks = append(m.applyHooks, m.schedSrv.OnApply)
 	m.metrics = newMasterMetrics(m)
+	m.schedSrv.metrics = m.metrics
 	m.applyHooks = append(m.applyHooks, m.metrics.onApply)
 	return m, nil
 }

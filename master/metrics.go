@@ -93,6 +93,7 @@ type masterMetrics struct {
 	drains         *prometheus.CounterVec
 	drainedTasks   prometheus.Counter
 	leaderChanges  prometheus.Counter
+	statusResends  prometheus.Counter
 }
 
 // newMasterMetrics builds m's metrics; called by New (the apply hook must
@@ -137,6 +138,10 @@ func newMasterMetrics(m *Master) *masterMetrics {
 			Namespace: "agora", Name: "drained_tasks_total", ConstLabels: labels,
 			Help: "Tasks killed because their agent's drain deadline passed (KILLING with reason DRAINED)." + leaderCounts,
 		}),
+		statusResends: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "agora", Name: "status_resends_total", ConstLabels: labels,
+			Help: "Task status updates sent again to a framework because it had not acknowledged them in time." + leaderCounts,
+		}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "agora", Name: "raft_leader_changes_total", ConstLabels: labels,
 			Help: "Leaders this master has seen take office (raft LeaderObservations naming a leader), since it started.",
@@ -165,7 +170,7 @@ func newMasterMetrics(m *Master) *masterMetrics {
 	gauge("raft_term", "Current Raft term on this master.", func() float64 { return float64(m.raftIndex((*raft.Raft).CurrentTerm)) })
 	gauge("fsm_index", "Index of the last command applied to the state machine.", func() float64 { return float64(m.fsm.State().Index()) })
 	mm.reg.MustRegister(mm.rpc, mm.applyDuration, mm.roundDuration, mm.offersCreated, mm.offersRemoved,
-		mm.preemptions, mm.preemptedTasks, mm.drains, mm.drainedTasks, mm.leaderChanges,
+		mm.preemptions, mm.preemptedTasks, mm.drains, mm.drainedTasks, mm.leaderChanges, mm.statusResends,
 		newStateCollector(labels, m.fsm.State), &liveCollector{m: m, labels: labels})
 	return mm
 }
@@ -205,6 +210,13 @@ func (mm *masterMetrics) observeApply(t fsm.CommandType, start time.Time, err er
 		mm.drains.WithLabelValues("deadline_passed").Inc()
 	case fsm.CmdUndrainAgent:
 		mm.drains.WithLabelValues("undrained").Inc()
+	}
+}
+
+// resent counts status updates sent again (resendUnacked).
+func (mm *masterMetrics) resent(n int) {
+	if mm != nil && n > 0 {
+		mm.statusResends.Add(float64(n))
 	}
 }
 

@@ -46,6 +46,8 @@ type schedulerServer struct {
 
 	// resendInterval is StatusResendInterval.
 	resendInterval time.Duration
+	// metrics counts resends (nil in tests without a Master).
+	metrics *masterMetrics
 
 	// subscribes and calls rate Subscribe and the other calls per
 	// principal (Config.Limits; nil: no limit).
@@ -344,6 +346,16 @@ func (s *schedulerServer) resendUnacked(fid string, sent *resendTracker, send fu
 			}
 		}
 	}
+	if now.Sub(s.queuedAcks.lastAck(fid)) < every {
+		// The framework acknowledged within the interval: the stream
+		// delivers (in order, over one connection) and the framework is
+		// behind, not lost. A resend now only adds to what it has yet to
+		// read: at 1M tasks, frameworks a few seconds behind were sent a
+		// quarter of their updates twice, the leader's time and theirs
+		// (issue 13). What is due goes out once acknowledgements stop
+		// for an interval.
+		return nil
+	}
 	for {
 		e, ok := sent.nextDue(now, every)
 		if !ok {
@@ -359,6 +371,7 @@ func (s *schedulerServer) resendUnacked(fid string, sent *resendTracker, send fu
 			continue
 		}
 		sent.backOff(e.uuid)
+		s.metrics.resent(1)
 		if err := send(updateEvent(t.GetStatus())); err != nil {
 			return err
 		}

@@ -87,6 +87,8 @@ type Client struct {
 	masters []string             // every known master, in the order learned
 	target  string               // preferred master
 	down    map[string]time.Time // masters that did not answer, until when
+	// lastAnswer is when each master last answered a call of this client.
+	lastAnswer map[string]time.Time
 }
 
 // Option configures a Client.
@@ -213,7 +215,7 @@ func New(addrs string, opts ...Option) *Client {
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{opts: o, down: map[string]time.Time{}}
+	c := &Client{opts: o, down: map[string]time.Time{}, lastAnswer: map[string]time.Time{}}
 	c.AddMasters(strings.Split(addrs, ",")...)
 
 	hc := o.httpClient
@@ -410,6 +412,7 @@ func (c *Client) answered(addr, leader string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.down, addr)
+	c.lastAnswer[addr] = time.Now()
 	c.target = addr
 	// A follower that served a read names the leader: the next calls
 	// (writes among them) go there, not to the follower to be redirected.
@@ -417,6 +420,14 @@ func (c *Client) answered(addr, leader string) {
 		c.learnLocked(leader)
 		c.target = leader
 	}
+}
+
+// answeredSince reports whether addr answered a call of this client after
+// t: it is up, if slow to answer some calls.
+func (c *Client) answeredSince(addr string, t time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastAnswer[addr].After(t)
 }
 
 // passedOver returns the masters being passed over, comma-separated ("" for

@@ -107,7 +107,14 @@ func noLeader() *connect.Error {
 	return connect.NewError(connect.CodeUnavailable, errors.New("no leader is known"))
 }
 
-func serve(t *testing.T, f *fakeMaster) *httptest.Server {
+// masterHandler is what serve serves: a fakeMaster, or one that embeds it.
+type masterHandler interface {
+	agorav1connect.OperatorServiceHandler
+	agorav1connect.AgentServiceHandler
+	agorav1connect.SchedulerServiceHandler
+}
+
+func serve(t *testing.T, f masterHandler) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(agorav1connect.NewOperatorServiceHandler(f))
@@ -732,5 +739,56 @@ func TestStreamNamesUnreachableMasters(t *testing.T) {
 	}
 	if got, _ := good.unreachable.Load().(string); got != refused {
 		t.Fatalf("%s = %q, want %q", UnreachableHeader, got, refused)
+	}
+}
+
+// slowOnceMaster answers GetAssignments at once but for its first call,
+// which it holds until the caller gives up on it.
+type slowOnceMaster struct {
+	fakeMaster
+	slowCalled chan struct{} // closed when the first call arrived
+	n          atomic.Int32
+}
+
+func (f *slowOnceMaster) GetAssignments(ctx context.Context, _ *connect.Request[agorav1.GetAssignmentsRequest]) (*connect.Response[agorav1.GetAssignmentsResponse], error) {
+	if f.n.Add(1) == 1 {
+		close(f.slowCalled)
+		<-ctx.Done()
+		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
+	}
+	return connect.NewResponse(&agorav1.GetAssignmentsResponse{Index: 9, Known: true}), nil
+}
+
+// A leader that answers other calls of the client while one call outlives
+// its attempt is slow, not down: it is not passed over, and the call's
+// retry reaches it through the follower's redirect (issue 13: passing it
+// over sent every call of a shared client to followers for 10 s, which
+// redirected back to it in vain).
+func TestSlowLeaderIsNotPassedOver(t *testing.T) {
+	leader := &slowOnceMaster{slowCalled: make(chan struct{})}
+	ls := serve(t, leader)
+	follower := &fakeMaster{answer: func(int32) error { return redirectTo(ls.URL, false) }}
+	fs := serve(t, follower)
+	c := New(ls.URL+","+fs.URL, fast()...)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Agent.GetAssignments(context.Background(), connect.NewRequest(&agorav1.GetAssignmentsRequest{AgentId: "a"}))
+		done <- err
+	}()
+	<-leader.slowCalled
+	if _, err := c.Operator.GetStatus(context.Background(), connect.NewRequest(&agorav1.GetStatusRequest{})); err != nil {
+		t.Fatalf("GetStatus while the first call waits: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("GetAssignments: %v", err)
+	}
+	if until := c.downUntil(ls.URL); !until.IsZero() {
+		t.Fatalf("the slow leader is passed over until %s", until)
+	}
+	if n := leader.n.Load(); n != 2 {
+		t.Fatalf("leader got %d GetAssignments, want 2 (the slow one and its retry)", n)
+	}
+	if c.Target() != ls.URL {
+		t.Fatalf("target %s, want the leader %s", c.Target(), ls.URL)
 	}
 }
