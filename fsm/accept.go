@@ -423,9 +423,7 @@ type launchMemo struct {
 	p     resourcepb.Pools    // its parse
 	canon []*agorav1.Resource // p.ToProto()
 	gen   int                 // bumped for each newly remembered parse
-	facts poolFacts           // p's facts, when factsGen == gen
-	// factsGen is the gen facts were computed for (0: none; gen starts at 1).
-	factsGen int
+	facts poolFacts           // p's facts
 }
 
 // poolFacts are what launch asks of a task's resources, besides whether
@@ -451,13 +449,10 @@ func factsOf(p resourcepb.Pools) poolFacts {
 func (m *launchMemo) remembered() bool { return m.in != nil }
 
 // factsOf returns p's facts, p being what the last parse returned: those
-// of the remembered parse are computed once.
+// of the remembered parse were computed when it was remembered.
 func (m *launchMemo) factsOf(p resourcepb.Pools) poolFacts {
 	if !m.remembered() {
 		return factsOf(p)
-	}
-	if m.factsGen != m.gen {
-		m.facts, m.factsGen = factsOf(m.p), m.gen
 	}
 	return m.facts
 }
@@ -532,7 +527,7 @@ func (m *launchMemo) parse(rs []*agorav1.Resource) (resourcepb.Pools, error) {
 	}
 	m.in, m.p, m.canon = nil, nil, nil
 	if scalarsOnly(rs) {
-		m.in, m.p = rs, p
+		m.in, m.p, m.facts = rs, p, factsOf(p)
 		m.gen++
 	}
 	return p, nil

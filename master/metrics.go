@@ -213,10 +213,10 @@ func (mm *masterMetrics) observeApply(t fsm.CommandType, start time.Time, err er
 	}
 }
 
-// resent counts status updates sent again (resendUnacked).
-func (mm *masterMetrics) resent(n int) {
-	if mm != nil && n > 0 {
-		mm.statusResends.Add(float64(n))
+// resent counts a status update sent again (resendUnacked).
+func (mm *masterMetrics) resent() {
+	if mm != nil {
+		mm.statusResends.Inc()
 	}
 }
 

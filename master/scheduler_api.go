@@ -371,7 +371,7 @@ func (s *schedulerServer) resendUnacked(fid string, sent *resendTracker, send fu
 			continue
 		}
 		sent.backOff(e.uuid)
-		s.metrics.resent(1)
+		s.metrics.resent()
 		if err := send(updateEvent(t.GetStatus())); err != nil {
 			return err
 		}
