@@ -19,6 +19,10 @@ import (
 // HealthService is the gRPC health service name.
 const HealthService = "grpc.health.v1.Health"
 
+// maxStreamsPerConn is how many concurrent HTTP/2 streams a master lets
+// one connection have.
+const maxStreamsPerConn = 1000
+
 // Services lists the fully qualified names of the services a master serves
 // (and reflection advertises).
 var Services = []string{
@@ -69,6 +73,12 @@ func (m *Master) newHTTPServer() *http.Server {
 		ConnContext: m.connContext,
 		ConnState:   m.connState,
 	}
+	// Streams per connection: a client's long polls, status calls,
+	// accepts and streams to one master share one connection (100
+	// simulated agents, or an SDK framework with 128 Accepts in flight,
+	// hold 200-300 calls at once); past Go's default of 250 a client opens
+	// a second connection.
+	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)

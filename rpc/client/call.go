@@ -327,14 +327,17 @@ func (c *Client) do(ctx context.Context, req connect.AnyRequest, next connect.Un
 		last = err
 		o, silent := classify(err, expired, &tr)
 		switch {
-		case silent && expired && c.answeredSince(target, attemptStart):
+		case silent && (expired || connect.CodeOf(err) == connect.CodeDeadlineExceeded) && c.answeredSince(target, attemptStart):
 			// Slow, not down: the master answered other calls of this
 			// client while this one waited (a leader under load, whose
 			// commits queue). Passing it over would send every call of
 			// the client to followers that redirect back to it, not
 			// followed while it is passed over: at 10,000 simulated
 			// agents, 100 agents per client reported nothing for 10 s
-			// after one status call outlived its attempt (issue 13).
+			// after one status call outlived its attempt (issue 13). A
+			// master's DeadlineExceeded is the same outlived attempt
+			// (the call carries the attempt's deadline), seen from the
+			// master's clock, which may run out first.
 			// Only this call moves on.
 		case silent:
 			// A master that gave up on the call itself took its time too.

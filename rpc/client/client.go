@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/net/http2"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
@@ -167,16 +168,32 @@ func WithLogger(l *slog.Logger) Option {
 // A connection on which nothing arrives for 5s is pinged and closed when
 // the ping is not answered within 5s: a stream or long poll to a paused or
 // partitioned master fails instead of waiting forever.
+//
+// It is golang.org/x/net/http2's transport rather than net/http's: calls
+// made together to a master with no connection yet wait for one dial and
+// share its connection. net/http's dials once per waiting call (measured:
+// 1,900 connections from 100 clients of 100 simulated agents at start,
+// and bursts of up to 7,700 new connections in 5 s whenever a connection
+// to a master was replaced), and its MaxConnsPerHost, the knob that would
+// bound that, is unreliable with HTTP/2 (golang/go#34941).
 func DefaultHTTPClient() *http.Client {
-	t := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		HTTP2:               &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	t := h2Transport()
+	t.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
 	}
-	t.Protocols = new(http.Protocols)
-	t.Protocols.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: t}
+}
+
+// h2Transport is the HTTP/2 transport of every client, cleartext until
+// its dial says otherwise.
+func h2Transport() *http2.Transport {
+	return &http2.Transport{
+		AllowHTTP:       true,
+		ReadIdleTimeout: 5 * time.Second,
+		PingTimeout:     5 * time.Second,
+		IdleConnTimeout: 90 * time.Second,
+	}
 }
 
 // New returns a Client for the masters at addrs: one address or a

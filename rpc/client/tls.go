@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -25,22 +26,20 @@ func WithTLS(cfg *tls.Config) Option {
 func NewHTTPClient(cfg *tls.Config) *http.Client { return newHTTPClient(cfg) }
 
 // newHTTPClient is DefaultHTTPClient, over TLS (HTTP/2 by ALPN) when
-// cfg is set.
+// cfg is set: the same transport, dialing TLS (the handshake within the
+// dial's 5s).
 func newHTTPClient(cfg *tls.Config) *http.Client {
 	if cfg == nil {
 		return DefaultHTTPClient()
 	}
-	t := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     cfg.Clone(),
-		TLSHandshakeTimeout: 5 * time.Second,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		HTTP2:               &http.HTTP2Config{SendPingTimeout: 5 * time.Second, PingTimeout: 5 * time.Second},
+	nd := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	t := h2Transport()
+	t.AllowHTTP = false
+	t.TLSClientConfig = cfg.Clone()
+	// c is TLSClientConfig as the transport completed it (ALPN "h2").
+	t.DialTLSContext = func(ctx context.Context, network, addr string, c *tls.Config) (net.Conn, error) {
+		return (&tls.Dialer{NetDialer: nd, Config: c}).DialContext(ctx, network, addr)
 	}
-	t.Protocols = new(http.Protocols)
-	t.Protocols.SetHTTP2(true)
-	t.Protocols.SetHTTP1(true)
 	return &http.Client{Transport: t}
 }
 
