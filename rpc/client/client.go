@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"golang.org/x/net/http2"
 
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 	"github.com/agora-sched/agora/rpc/gen/agora/v1/agorav1connect"
@@ -167,34 +166,9 @@ func WithLogger(l *slog.Logger) Option {
 // TCP (prior knowledge), as agora masters accept, so gRPC and streams work.
 // A connection on which nothing arrives for 5s is pinged and closed when
 // the ping is not answered within 5s: a stream or long poll to a paused or
-// partitioned master fails instead of waiting forever.
-//
-// It is golang.org/x/net/http2's transport rather than net/http's: calls
-// made together to a master with no connection yet wait for one dial and
-// share its connection. net/http's dials once per waiting call (measured:
-// 1,900 connections from 100 clients of 100 simulated agents at start,
-// and bursts of up to 7,700 new connections in 5 s whenever a connection
-// to a master was replaced), and its MaxConnsPerHost, the knob that would
-// bound that, is unreliable with HTTP/2 (golang/go#34941).
-func DefaultHTTPClient() *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	t := h2Transport()
-	t.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		return d.DialContext(ctx, network, addr)
-	}
-	return &http.Client{Transport: t}
-}
-
-// h2Transport is the HTTP/2 transport of every client, cleartext until
-// its dial says otherwise.
-func h2Transport() *http2.Transport {
-	return &http2.Transport{
-		AllowHTTP:       true,
-		ReadIdleTimeout: 5 * time.Second,
-		PingTimeout:     5 * time.Second,
-		IdleConnTimeout: 90 * time.Second,
-	}
-}
+// partitioned master fails instead of waiting forever. Calls made together
+// to a master share one connection (h2.go).
+func DefaultHTTPClient() *http.Client { return &http.Client{Transport: h2Transport(nil)} }
 
 // New returns a Client for the masters at addrs: one address or a
 // comma-separated list ("http://host:port" or "host:port"); "" starts

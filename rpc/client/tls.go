@@ -1,14 +1,12 @@
 package client
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // WithTLS makes the client speak HTTPS to the masters with cfg (normally
@@ -26,22 +24,8 @@ func WithTLS(cfg *tls.Config) Option {
 func NewHTTPClient(cfg *tls.Config) *http.Client { return newHTTPClient(cfg) }
 
 // newHTTPClient is DefaultHTTPClient, over TLS (HTTP/2 by ALPN) when
-// cfg is set: the same transport, dialing TLS (the handshake within the
-// dial's 5s).
-func newHTTPClient(cfg *tls.Config) *http.Client {
-	if cfg == nil {
-		return DefaultHTTPClient()
-	}
-	nd := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	t := h2Transport()
-	t.AllowHTTP = false
-	t.TLSClientConfig = cfg.Clone()
-	// c is TLSClientConfig as the transport completed it (ALPN "h2").
-	t.DialTLSContext = func(ctx context.Context, network, addr string, c *tls.Config) (net.Conn, error) {
-		return (&tls.Dialer{NetDialer: nd, Config: c}).DialContext(ctx, network, addr)
-	}
-	return &http.Client{Transport: t}
-}
+// cfg is set.
+func newHTTPClient(cfg *tls.Config) *http.Client { return &http.Client{Transport: h2Transport(cfg)} }
 
 // norm is NormalizeAddr, with the https scheme when the client uses TLS.
 func (c *Client) norm(addr string) string {
