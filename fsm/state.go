@@ -188,6 +188,15 @@ func (s *State) Role(name string) (*agorav1.Role, bool) {
 // Agents returns all agents sorted by id.
 func (s *State) Agents() []*agorav1.Agent { return list[*agorav1.Agent](s, pAgent) }
 
+// EachAgent calls fn for every agent in id order, without listing them
+// first (for passes over all agents that keep few of them).
+func (s *State) EachAgent(fn func(*agorav1.Agent)) {
+	s.root.Root().WalkPrefix([]byte(pAgent), func(_ []byte, v interface{}) bool {
+		fn(v.(*agorav1.Agent))
+		return false
+	})
+}
+
 // Agent returns an agent by id.
 func (s *State) Agent(id string) (*agorav1.Agent, bool) {
 	return get[*agorav1.Agent](s, tableKey(pAgent, id))

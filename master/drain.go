@@ -63,20 +63,20 @@ func (s *schedulerServer) AnswerInverseOffer(ctx context.Context, req *connect.R
 // passed at now and whose kill is not applied yet (sorted by id), and the
 // earliest deadline still ahead (zero when none).
 func drainDue(st *fsm.State, now time.Time) (due []string, next time.Time) {
-	for _, a := range st.Agents() {
+	st.EachAgent(func(a *agorav1.Agent) {
 		d := a.GetDrain()
 		if d.GetDeadline() == nil || d.GetDeadlinePassed() {
-			continue
+			return
 		}
 		at := d.GetDeadline().AsTime()
 		if !at.After(now) {
 			due = append(due, a.GetId())
-			continue
+			return
 		}
 		if next.IsZero() || at.Before(next) {
 			next = at
 		}
-	}
+	})
 	slices.Sort(due)
 	return due, next
 }

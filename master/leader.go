@@ -203,9 +203,12 @@ func (l *leader) runLiveness(ctx context.Context) {
 		case ev := <-probed:
 			probe(tr.Observe(ev))
 		case <-tick.C:
-			probe(tr.Sweep(agentViews(m.State().Agents()), l.agentsAliveInGossip(), m.Now()))
+			probe(tr.Sweep(agentViews(m.State()), l.agentsAliveInGossip(), m.Now()))
 		}
-		due := tr.Due(agentViews(m.State().Agents()), l.agentsAliveInGossip(), m.Now())
+		if !tr.Queued() {
+			continue // nothing to propose: no need to list the agents
+		}
+		due := tr.Due(agentViews(m.State()), l.agentsAliveInGossip(), m.Now())
 		for i, p := range due {
 			if !l.propose(ctx, p, log) {
 				tr.Retry(due[i:])

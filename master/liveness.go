@@ -3,6 +3,7 @@ package master
 import (
 	"time"
 
+	"github.com/agora-sched/agora/fsm"
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
@@ -81,21 +82,21 @@ type agentView struct {
 	Since time.Time
 }
 
-// agentViews extracts the liveness view of agents from state order.
+// agentViews extracts the liveness view of the agents of st, in id order.
 // Simulated agents (package simagent) are left out: they are no gossip
 // members, so gossip-based liveness is off for them.
-func agentViews(agents []*agorav1.Agent) []agentView {
-	out := make([]agentView, 0, len(agents))
-	for _, a := range agents {
+func agentViews(st *fsm.State) []agentView {
+	var out []agentView
+	st.EachAgent(func(a *agorav1.Agent) {
 		if a.GetSimulated() {
-			continue
+			return
 		}
 		v := agentView{ID: a.GetId(), State: a.GetState()}
 		if ss := a.GetStateSince(); ss != nil {
 			v.Since = ss.AsTime()
 		}
 		out = append(out, v)
-	}
+	})
 	return out
 }
 
@@ -238,6 +239,9 @@ func newLivenessTracker(cfg livenessConfig, start time.Time) *livenessTracker {
 		hintBucket: newTokenBucket(cfg.HintRate, max(1, cfg.HintBurst), start),
 	}
 }
+
+// Queued reports whether proposals wait for Due.
+func (t *livenessTracker) Queued() bool { return len(t.queue) > 0 }
 
 func (t *livenessTracker) enqueue(p livenessProposal) {
 	if !t.queued[p] {

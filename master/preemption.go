@@ -315,7 +315,9 @@ func (c *preemptCache) input(st *fsm.State, now time.Time) preempt.Input {
 		prio[r.GetName()] = r.GetPriority()
 	}
 	for _, fw := range st.Frameworks() {
-		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED {
+		// A framework without demand adds nothing; its filters (up to one
+		// per agent) are not worth a map each pass.
+		if fw.GetState() != agorav1.FrameworkState_FRAMEWORK_STATE_CONNECTED || len(fw.GetDemand()) == 0 {
 			continue
 		}
 		var filtered map[string]bool
