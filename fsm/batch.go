@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -173,5 +174,8 @@ func init() {
 // statusUpdateBatch applies agents' status update calls one by one (see
 // statusUpdate).
 func (x *txn) statusUpdateBatch(c *agorav1.StatusUpdateBatchCommand) *Rejection {
+	// Each update emits its status event: room for them at once, not by
+	// doubling (4% of a leader's allocations at 1M tasks).
+	x.events = slices.Grow(x.events, len(c.GetUpdates()))
 	return applyItems(x, c.GetUpdates(), (*txn).statusUpdate)
 }
