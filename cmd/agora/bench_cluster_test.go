@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"strings"
 	"testing"
 )
@@ -80,6 +81,38 @@ func TestBenchSubcommandsTiny(t *testing.T) {
 			t.Errorf("RESCIND or UNREACHABLE missing: %v", r)
 		}
 	})
+	t.Run("e2e", func(t *testing.T) {
+		out, errOut, code := agora(t, "bench", "e2e", "--agents", "20", "--tasks", "200", "--frameworks", "2", "--tasks-per-accept", "20", "--json")
+		if code != 0 {
+			t.Fatalf("agora bench e2e: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+		}
+		if !strings.Contains(errOut, "200/200 RUNNING") {
+			t.Errorf("no progress on stderr: %q", errOut)
+		}
+		r := mustJSON[map[string]any](t, lastLine(out))
+		if num(t, r, "tasks") != 200 || num(t, r, "agents") != 20 || num(t, r, "frameworks") != 2 || num(t, r, "raft_entries") <= 0 {
+			t.Errorf("result: %v", r)
+		}
+		// The CPU the run took: every master's, the simulator's and the
+		// frameworks', each read before and after.
+		ms, _ := r["master_cpu_seconds"].([]any)
+		if len(ms) != 3 {
+			t.Fatalf("master_cpu_seconds = %v, want one figure per master", r["master_cpu_seconds"])
+		}
+		sum := num(t, r, "sim_cpu_seconds") + num(t, r, "framework_cpu_seconds")
+		for i, m := range ms {
+			if c, _ := m.(float64); c <= 0 {
+				t.Errorf("master %d used no CPU: %v", i, ms)
+			}
+			sum += m.(float64)
+		}
+		if num(t, r, "sim_cpu_seconds") <= 0 || num(t, r, "framework_cpu_seconds") <= 0 {
+			t.Errorf("simulator or frameworks used no CPU: %v", r)
+		}
+		if got := num(t, r, "cpu_seconds"); got < sum-1e-6 || got > sum+1e-6 {
+			t.Errorf("cpu_seconds %v is not the sum of its parts %v", got, sum)
+		}
+	})
 	t.Run("bad input", func(t *testing.T) {
 		_, errOut, code := agora(t, "bench", "agent-loss", "--agents", "2", "--rounds", "3")
 		if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
@@ -98,5 +131,18 @@ func TestBenchAllocatorIncrementalTiny(t *testing.T) {
 	r = benchJSON(t, "allocator", "--agents", "50", "--frameworks", "10", "--rounds", "2")
 	if num(t, r, "offers_per_cycle") != 50 {
 		t.Errorf("full round: %v", r)
+	}
+}
+
+// TestMetricValue: the CPU meter finds an unlabelled sample by its exact
+// name, not a longer name that starts with it, and says when there is none.
+func TestMetricValue(t *testing.T) {
+	text := "# HELP process_cpu_seconds_total x\nprocess_cpu_seconds_total_other 9\nprocess_cpu_seconds_total 12.5\n"
+	v, err := metricValue(bufio.NewScanner(strings.NewReader(text)), "process_cpu_seconds_total")
+	if err != nil || v != 12.5 {
+		t.Fatalf("got %v, %v; want 12.5", v, err)
+	}
+	if _, err := metricValue(bufio.NewScanner(strings.NewReader("up 1\n")), "process_cpu_seconds_total"); err == nil {
+		t.Fatal("no error for a missing sample")
 	}
 }

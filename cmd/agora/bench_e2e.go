@@ -119,16 +119,20 @@ func runBenchE2E(ctx context.Context, args []string) error {
 	if err := yieldCPU(*nice); err != nil {
 		return fmt.Errorf("--nice: %w", err)
 	}
+	meter := cpuMeter{masters: urls, simPid: sim.Process.Pid}
+	before := meter.read(ctx)
 	bar := newProgressBar(*tasks)
-	res, err := devcluster.RunE2E(ctx, devcluster.E2EOptions{Masters: urls, Agents: *agents, Frameworks: *frameworks, Tasks: *tasks,
+	e2e, err := devcluster.RunE2E(ctx, devcluster.E2EOptions{Masters: urls, Agents: *agents, Frameworks: *frameworks, Tasks: *tasks,
 		TasksPerAccept: *perAccept, CPUs: *cpus, MemMiB: *mem, Verify: *verify && *tasks <= 100_000,
 		Progress: func(n, total int) { bar.set(n) }})
 	bar.done()
 	if err != nil {
 		return err
 	}
+	res := e2eReport{E2EResult: e2e}
+	res.cpu(before, meter.read(ctx))
 	if *plot != "" {
-		if err := os.WriteFile(*plot, []byte(runningSVG(res)), 0o644); err != nil {
+		if err := os.WriteFile(*plot, []byte(runningSVG(res.E2EResult)), 0o644); err != nil {
 			return fmt.Errorf("plot: %w", err)
 		}
 	}
@@ -140,9 +144,44 @@ func runBenchE2E(ctx context.Context, args []string) error {
 		fmt.Println(string(b))
 		return nil
 	}
-	fmt.Printf("%d tasks on %d simulated agents, %d frameworks: %.2f s from the first offer to all RUNNING and acknowledged (%.0f tasks/s; all RUNNING at %.2f s), %d raft entries, p99 launch->running %.0f ms, %d elections\n",
-		res.Tasks, res.Agents, res.Frameworks, res.Seconds, res.TasksPerSec, res.RunningSeconds, res.RaftEntries, res.P99LaunchToRunningMs, res.Elections)
+	fmt.Printf("%d tasks on %d simulated agents, %d frameworks: %.2f s from the first offer to all RUNNING and acknowledged (%.0f tasks/s; all RUNNING at %.2f s), %d raft entries, p99 launch->running %.0f ms, %d elections; %.1f CPU-s\n",
+		res.Tasks, res.Agents, res.Frameworks, res.Seconds, res.TasksPerSec, res.RunningSeconds, res.RaftEntries, res.P99LaunchToRunningMs, res.Elections, res.CPUSeconds)
 	return nil
+}
+
+// e2eReport is what `agora bench e2e` prints: the run's result and the CPU
+// it took. On a shared machine whose speed varies from hour to hour (this
+// project's varied by half), the CPU seconds of a run vary less than its
+// time and show where a change moved work.
+type e2eReport struct {
+	devcluster.E2EResult
+	// CPUSeconds is the user + system CPU, while RunE2E ran, of the
+	// masters, the simulated agents and this process (the frameworks):
+	// the sum of the three figures below (a master that could not be read
+	// counts 0).
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// MasterCPUSeconds is each master's (process_cpu_seconds_total).
+	MasterCPUSeconds []float64 `json:"master_cpu_seconds"`
+	// SimCPUSeconds is the simulated agents' process's.
+	SimCPUSeconds float64 `json:"sim_cpu_seconds"`
+	// FrameworkCPUSeconds is this process's: the SDK frameworks.
+	FrameworkCPUSeconds float64 `json:"framework_cpu_seconds"`
+}
+
+// cpu fills the CPU figures from two readings, before and after the run.
+func (r *e2eReport) cpu(before, after cpuReading) {
+	r.MasterCPUSeconds = make([]float64, len(after.masters))
+	for i := range after.masters {
+		if i < len(before.masters) && after.masters[i] >= before.masters[i] {
+			r.MasterCPUSeconds[i] = after.masters[i] - before.masters[i]
+		}
+	}
+	r.SimCPUSeconds = max(after.sim-before.sim, 0)
+	r.FrameworkCPUSeconds = max(after.self-before.self, 0)
+	r.CPUSeconds = r.SimCPUSeconds + r.FrameworkCPUSeconds
+	for _, c := range r.MasterCPUSeconds {
+		r.CPUSeconds += c
+	}
 }
 
 // stopProcess stops a child with SIGTERM, and SIGKILL after 15 s.
