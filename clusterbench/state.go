@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -197,13 +196,7 @@ func restoreFile(f *fsm.FSM, path string) error {
 }
 
 // cpuSeconds returns the CPU time (user + system) this process has used.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
+func cpuSeconds() float64 { return devcluster.ProcessCPU().Seconds() }
 
 // rssMiB reads VmRSS from /proc/self/status (0 where there is none).
 func rssMiB() float64 {

@@ -192,19 +192,19 @@ func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error)
 	}
 	first := leader.Raft().LastIndex()
 	rpcs0 := rpcs.Load()
-	cpu0 := processCPU()
+	cpu0 := ProcessCPU()
 	n, bad := runCountedErr(ctx, o.Writers, o.Duration, setRole, &fe)
 	errs.Add(bad)
 	if o.ConnectProfile != nil {
 		pprof.StopCPUProfile()
 	}
-	res.AgoraCPUPerWrite = perWrite(processCPU()-cpu0, n)
+	res.AgoraCPUPerWrite = perWrite(ProcessCPU()-cpu0, n)
 	res.AgoraRPCs = rpcs.Load() - rpcs0
 	res.AgoraPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
 	mid := leader.Raft().LastIndex()
 	res.AgoraEntries = mid - first
-	cpu0 = processCPU()
+	cpu0 = ProcessCPU()
 	n, bad = runCountedErr(ctx, o.Writers, o.Duration, func(ctx context.Context, w, i int) error {
 		_, err := leader.Apply(ctx, fsm.CmdSetRole, &agorav1.SetRoleCommand{
 			Role: &agorav1.Role{Name: "d" + strconv.Itoa(w) + "-" + strconv.Itoa(i%4), Weight: float64(i%10 + 1)},
@@ -212,7 +212,7 @@ func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error)
 		return err
 	}, &fe)
 	errs.Add(bad)
-	res.DirectCPUPerWrite = perWrite(processCPU()-cpu0, n)
+	res.DirectCPUPerWrite = perWrite(ProcessCPU()-cpu0, n)
 	res.DirectPerSec = float64(n) / o.Duration.Seconds()
 	res.AgoraErrors = errs.Load()
 	res.DirectEntries = leader.Raft().LastIndex() - mid
@@ -238,10 +238,10 @@ func BenchWrites(ctx context.Context, o WriteBench) (res WriteResult, err error)
 		_, bad = runCountedErr(ctx, o.Writers, o.Warmup, bareApply, &fe)
 		res.BareErrors += bad
 	}
-	cpu0 = processCPU()
+	cpu0 = ProcessCPU()
 	n, bad = runCountedErr(ctx, o.Writers, o.Duration, bareApply, &fe)
 	res.BareErrors += bad
-	res.BareCPUPerWrite = perWrite(processCPU()-cpu0, n)
+	res.BareCPUPerWrite = perWrite(ProcessCPU()-cpu0, n)
 	res.BarePerSec = float64(n) / o.Duration.Seconds()
 	if res.BarePerSec > 0 {
 		res.Ratio = res.AgoraPerSec / res.BarePerSec
@@ -260,9 +260,9 @@ func countCalls(n *atomic.Uint64) connect.UnaryInterceptorFunc {
 	}
 }
 
-// processCPU is the CPU time (user + system) this process has used so far;
+// ProcessCPU is the CPU time (user + system) this process has used so far;
 // 0 when the system does not say.
-func processCPU() time.Duration {
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

@@ -50,13 +50,19 @@ func compareFilter(a, b *agorav1.OfferFilter) int {
 // filterOf returns f's filter of agentID (filters are sorted by agent id).
 func filterOf(f *agorav1.Framework, agentID string) (*agorav1.OfferFilter, bool) {
 	fs := f.GetFilters()
-	i, ok := slices.BinarySearchFunc(fs, agentID, func(flt *agorav1.OfferFilter, id string) int {
-		return strings.Compare(flt.GetAgentId(), id)
-	})
+	i, ok := filterIndex(fs, agentID)
 	if !ok {
 		return nil, false
 	}
 	return fs[i], true
+}
+
+// filterIndex is where agentID's filter is in fs (sorted by agent id), or
+// where it would go.
+func filterIndex(fs []*agorav1.OfferFilter, agentID string) (int, bool) {
+	return slices.BinarySearchFunc(fs, agentID, func(flt *agorav1.OfferFilter, id string) int {
+		return strings.Compare(flt.GetAgentId(), id)
+	})
 }
 
 // addFilters stops offers of each of agentIDs to framework fid until until
@@ -80,9 +86,7 @@ func (x *txn) addFilters(fid string, agentIDs []string, until *timestamppb.Times
 		// An Accept's one filter: a binary search and one copy, not a
 		// pass over every filter (up to one per agent).
 		id := agentIDs[0]
-		i, found := slices.BinarySearchFunc(old, id, func(flt *agorav1.OfferFilter, id string) int {
-			return strings.Compare(flt.GetAgentId(), id)
-		})
+		i, found := filterIndex(old, id)
 		if found && cmpTS(until, old[i].GetUntil()) <= 0 {
 			return
 		}

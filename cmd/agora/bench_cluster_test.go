@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"strings"
 	"testing"
 )
@@ -138,11 +137,11 @@ func TestBenchAllocatorIncrementalTiny(t *testing.T) {
 // name, not a longer name that starts with it, and says when there is none.
 func TestMetricValue(t *testing.T) {
 	text := "# HELP process_cpu_seconds_total x\nprocess_cpu_seconds_total_other 9\nprocess_cpu_seconds_total 12.5\n"
-	v, err := metricValue(bufio.NewScanner(strings.NewReader(text)), "process_cpu_seconds_total")
+	v, err := metricValue(strings.NewReader(text), "process_cpu_seconds_total")
 	if err != nil || v != 12.5 {
 		t.Fatalf("got %v, %v; want 12.5", v, err)
 	}
-	if _, err := metricValue(bufio.NewScanner(strings.NewReader("up 1\n")), "process_cpu_seconds_total"); err == nil {
+	if _, err := metricValue(strings.NewReader("up 1\n"), "process_cpu_seconds_total"); err == nil {
 		t.Fatal("no error for a missing sample")
 	}
 }

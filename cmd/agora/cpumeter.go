@@ -1,20 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
+
+	"github.com/agora-sched/agora/devcluster"
 )
 
 // cpuMeter reads the CPU time used so far by the processes of a benchmark
 // run: the masters (their process_cpu_seconds_total metric), a child
-// process (/proc, Linux) and this process (getrusage).
+// process (/proc, Linux) and this process.
 type cpuMeter struct {
 	masters []string // base URLs
 	simPid  int      // 0: none
@@ -28,16 +31,16 @@ type cpuReading struct {
 }
 
 func (m cpuMeter) read(ctx context.Context) cpuReading {
-	r := cpuReading{masters: make([]float64, len(m.masters))}
+	r := cpuReading{masters: make([]float64, len(m.masters)), self: devcluster.ProcessCPU().Seconds()}
 	for i, u := range m.masters {
 		r.masters[i], _ = masterCPUSeconds(ctx, u)
 	}
 	if m.simPid > 0 {
-		r.sim, _ = procCPUSeconds(m.simPid)
-	}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		r.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		if p, err := procfs.NewProc(m.simPid); err == nil {
+			if st, err := p.Stat(); err == nil {
+				r.sim = st.CPUTime()
+			}
+		}
 	}
 	return r
 }
@@ -59,48 +62,29 @@ func masterCPUSeconds(ctx context.Context, baseURL string) (float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("metrics of %s: %s", baseURL, resp.Status)
 	}
-	return metricValue(bufio.NewScanner(resp.Body), "process_cpu_seconds_total")
+	return metricValue(resp.Body, "process_cpu_seconds_total")
 }
 
-// metricValue finds an unlabelled sample of name in a Prometheus text
-// exposition.
-func metricValue(sc *bufio.Scanner, name string) (float64, error) {
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == name {
-			return strconv.ParseFloat(f[1], 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
+// metricValue is the value of the first sample of the metric family name
+// in a Prometheus text exposition.
+func metricValue(in io.Reader, name string) (float64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(in)
+	if err != nil {
 		return 0, fmt.Errorf("reading metrics: %w", err)
 	}
-	return 0, fmt.Errorf("no %s sample", name)
-}
-
-// procCPUSeconds reads a process's user + system time from /proc (Linux;
-// an error elsewhere).
-func procCPUSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("cpu of process %d: %w", pid, err)
+	f, ok := families[name]
+	if !ok || len(f.GetMetric()) == 0 {
+		return 0, fmt.Errorf("no %s sample", name)
 	}
-	// The command name (field 2) is in parentheses and may hold spaces:
-	// fields 14 and 15 (utime, stime) count from after its ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("cpu of process %d: unreadable stat", pid)
+	m := f.GetMetric()[0]
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue(), nil
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue(), nil
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue(), nil
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("cpu of process %d: short stat", pid)
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("cpu of process %d: unreadable times", pid)
-	}
-	const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go supports
-	return float64(ut+st) / clockTicks, nil
+	return 0, fmt.Errorf("%s is no counter or gauge", name)
 }
