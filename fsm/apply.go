@@ -603,12 +603,16 @@ func (x *txn) statusUpdate(c *agorav1.StatusUpdateCommand) *Rejection {
 			(t.GetStatus() != nil && x.wasSuperseded(t.GetFrameworkId(), tid, st.GetUuid())) {
 			continue // a task that already ended, or a resend
 		}
-		if x.judging {
+		if x.judging && !IsTerminal(st.GetState()) {
 			// Judge asks only for the verdict and whether anything
-			// changes: no check above reads what setStatus writes (a
-			// later status of the same task in this call can only turn
-			// from a change into a no-op, and this one already changed
-			// something), so the copy and the writes are skipped.
+			// changes: no check above reads what setStatus writes for a
+			// live state (a later status of the same task in this call
+			// can only turn from a change into a no-op, and this one
+			// already changed something), so the copy and the writes are
+			// skipped. A terminal status is written, judging too: it
+			// removes the task of a torn-down framework, which a later
+			// status of it in this call then finds unknown, as Apply does
+			// (found by TestPropertyDeterminismAndRestore).
 			x.judgedChange = true
 			continue
 		}
