@@ -103,7 +103,8 @@ func TestCopyCommandCopiesEveryField(t *testing.T) {
 // TestLaunchMemo launches tasks whose resources repeat, change and repeat
 // again, in one accept, and checks that each stored task holds exactly
 // what parsing its own resources gives (resourcepb.FromProto, then
-// Pools.ToProto), that no two tasks share a resource message, and that the
+// Pools.ToProto), that tasks share resource and command messages only where
+// they are equal (and do share them in a run of equal tasks), and that the
 // agent is charged their sum.
 func TestLaunchMemo(t *testing.T) {
 	h := newHarness(t)
@@ -136,25 +137,88 @@ func TestLaunchMemo(t *testing.T) {
 	if res := h.apply(CmdAccept, &agorav1.AcceptCommand{FrameworkId: "f2", OfferIds: []string{"o9"}, Now: &timestamppb.Timestamp{Seconds: 3}, Operations: []*agorav1.Operation{op}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	seen := map[*agorav1.Resource]string{}
+	tasks := map[string]*agorav1.Task{}
 	for id, w := range want {
 		task, ok := h.f.State().Task("f2", id)
 		if !ok {
 			t.Fatalf("task %s not stored", id)
 		}
+		tasks[id] = task
 		got := &agorav1.Task{Resources: task.GetResources()}
 		if !proto.Equal(got, &agorav1.Task{Resources: w}) {
 			t.Errorf("task %s resources %v, want %v", id, task.GetResources(), w)
 		}
+		if task.GetCommand().GetValue() != "x" {
+			t.Errorf("task %s command %v, want x", id, task.GetCommand())
+		}
+	}
+	// A message two tasks share holds what both asked for.
+	seen := map[*agorav1.Resource]string{}
+	for id, task := range tasks {
 		for _, r := range task.GetResources() {
-			if other, dup := seen[r]; dup {
-				t.Errorf("tasks %s and %s share a resource message", id, other)
+			if other, dup := seen[r]; dup && !proto.Equal(&agorav1.Task{Resources: want[id]}, &agorav1.Task{Resources: want[other]}) {
+				t.Errorf("tasks %s and %s share a resource message but ask for different resources", id, other)
 			}
 			seen[r] = id
 		}
 	}
+	// A run of equal tasks shares one resource list and one command.
+	if a, b := tasks["m0"], tasks["m1"]; &a.GetResources()[0] != &b.GetResources()[0] || a.GetCommand() != b.GetCommand() {
+		t.Errorf("tasks m0 and m1 ask for the same resources and command but do not share them")
+	}
 	if used := h.f.State().AgentUsage("a2").Used.Total(); !used.Equal(sum) {
 		t.Errorf("agent a2 charged %s, want %s", used, sum)
+	}
+}
+
+// TestLaunchSharesPlainCommands: tasks of a launch share a stored command
+// only when it is a bare value equal to the previous task's; a command with
+// an environment is each task's own copy, and no stored command is the
+// caller's message or holds its map.
+func TestLaunchSharesPlainCommands(t *testing.T) {
+	h := newHarness(t)
+	for _, e := range seedLog(t)[:5] {
+		h.index++
+		h.f.ApplyCommand(h.index, e)
+	}
+	h.apply(CmdOffersCreated, mustParse[*agorav1.OffersCreatedCommand](t, `now: {seconds: 2} offers: {id: "o9" framework_id: "f2" agent_id: "a2" role: "*" @resources(cpus:4) expires_at: {seconds: 100}}`))
+	cmds := []*agorav1.CommandInfo{
+		{Value: "x"}, {Value: "x"}, {Value: "y"},
+		{Value: "y", Environment: map[string]string{"K": "1"}}, {Value: "y", Environment: map[string]string{"K": "1"}},
+		{Value: "y"},
+	}
+	op := &agorav1.Operation{Type: agorav1.OperationType_OPERATION_TYPE_LAUNCH}
+	for i, c := range cmds {
+		op.Tasks = append(op.Tasks, &agorav1.TaskInfo{TaskId: fmt.Sprintf("c%d", i), Command: c,
+			Resources: []*agorav1.Resource{{Name: "cpus", Scalar: 0.5}}})
+	}
+	if res := h.apply(CmdAccept, &agorav1.AcceptCommand{FrameworkId: "f2", OfferIds: []string{"o9"}, Now: &timestamppb.Timestamp{Seconds: 3}, Operations: []*agorav1.Operation{op}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	stored := make([]*agorav1.CommandInfo, len(cmds))
+	for i, c := range cmds {
+		task, ok := h.f.State().Task("f2", fmt.Sprintf("c%d", i))
+		if !ok {
+			t.Fatalf("task c%d not stored", i)
+		}
+		stored[i] = task.GetCommand()
+		if !proto.Equal(stored[i], c) {
+			t.Errorf("task c%d command %v, want %v", i, stored[i], c)
+		}
+		if stored[i] == c {
+			t.Errorf("task c%d stores the caller's command message", i)
+		}
+	}
+	shared := func(i, j int) bool { return stored[i] == stored[j] }
+	if !shared(0, 1) {
+		t.Error("c0 and c1 run the same bare command but do not share it")
+	}
+	if shared(1, 2) || shared(2, 3) || shared(3, 4) || shared(4, 5) || shared(2, 5) {
+		t.Error("tasks share a command that differs from, or follows, one with an environment")
+	}
+	cmds[3].Environment["K"] = "changed"
+	if stored[3].GetEnvironment()["K"] != "1" {
+		t.Error("a stored command holds the caller's environment map")
 	}
 }
 
