@@ -11,18 +11,17 @@ import (
 	agorav1 "github.com/agora-sched/agora/rpc/gen/agora/v1"
 )
 
-// taskBlock holds a restored task and the messages under it in one
-// allocation: they are written together (a task is replaced whole, never
-// changed in place) and die together.
+// taskBlock holds a restored task and the messages under it that are its
+// own in one allocation: they are written together (a task is replaced
+// whole, never changed in place) and die together. Its resources and
+// command are shared with the task before it when they are encoded alike
+// (taskDecoder.shared), as a launch shares them (launchMemo): 536 bytes in
+// the 576-byte size class, where the block with its own command and two
+// resources took 896.
 type taskBlock struct {
 	task             agorav1.Task
 	status           agorav1.TaskStatus
 	created, stamped timestamppb.Timestamp
-	command          agorav1.CommandInfo
-	res              [2]agorav1.Resource
-	// The block is 888 bytes, in the 896-byte size class: a field more
-	// (say, the resource pointers) would put it in the 1,024-byte one,
-	// 128 MiB more for a million tasks.
 }
 
 // taskDecoder decodes the Task records of a snapshot without reflection,
@@ -43,6 +42,20 @@ type taskDecoder struct {
 	// pending are the string fields to cut from the task's one string.
 	pending []pendingString
 	arena   []byte
+	// shared are the previous task's resources and command with their
+	// encodings, for the next task encoded alike.
+	shared sharedParts
+	// resRaw holds the encodings of the task's resources being decoded.
+	resRaw [][]byte
+}
+
+// sharedParts are the resources and command of the last task decoded, and
+// their encodings (copies: the record buffer is reused).
+type sharedParts struct {
+	resRaw []byte // the resources' encodings, each after its length
+	res    []*agorav1.Resource
+	cmdRaw []byte
+	cmd    *agorav1.CommandInfo
 }
 
 // taskHints holds the previous task's interned strings.
@@ -62,9 +75,9 @@ func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
 	blk := &taskBlock{}
 	t = &blk.task
 	d.pending = d.pending[:0]
-	var idBytes, statusIDBytes []byte
+	var idBytes, statusIDBytes, cmdRaw []byte
 	var haveCommand, haveStatus, haveCreated, haveStatusID bool
-	nres := 0
+	d.resRaw = d.resRaw[:0]
 	for len(body) > 0 {
 		num, typ, n := protowire.ConsumeTag(body)
 		if n < 0 {
@@ -101,25 +114,12 @@ func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
 					return nil, false
 				}
 			case 6:
-				var r *agorav1.Resource
-				if nres < len(blk.res) {
-					r = &blk.res[nres]
-				} else {
-					r = &agorav1.Resource{}
-				}
-				if t.Resources == nil {
-					t.Resources = make([]*agorav1.Resource, 0, len(blk.res))
-				}
-				t.Resources = append(t.Resources, r)
-				nres++
-				if !d.resource(r, b, nres-1) {
-					return nil, false
-				}
+				d.resRaw = append(d.resRaw, b) // decoded below
 			case 7:
-				if haveCommand || !d.command(&blk.command, b) {
+				if haveCommand {
 					return nil, false
 				}
-				haveCommand, t.Command = true, &blk.command
+				haveCommand, cmdRaw = true, b // decoded below
 			case 8:
 				if !utf8.Valid(b) {
 					return nil, false
@@ -179,6 +179,12 @@ func (d *taskDecoder) decode(body []byte) (t *agorav1.Task, ok bool) {
 			return nil, false
 		}
 	}
+	if len(d.resRaw) > 0 && !d.resources(t) {
+		return nil, false
+	}
+	if haveCommand && !d.commandOf(t, cmdRaw) {
+		return nil, false
+	}
 	d.hints.fid, d.hints.aid, d.hints.role = t.FrameworkId, t.AgentId, t.Role
 	shareID := haveStatusID && bytes.Equal(statusIDBytes, idBytes)
 	// Cut the strings that are not interned from one allocation.
@@ -235,6 +241,61 @@ func (d *taskDecoder) intern(dst *string, b []byte, hint string) bool {
 		return true
 	}
 	*dst = d.in.str(string(b))
+	return true
+}
+
+// resources sets t's resources from their encodings in d.resRaw: the
+// previous task's when they are encoded alike, else decoded anew (and then
+// remembered for the next task).
+func (d *taskDecoder) resources(t *agorav1.Task) bool {
+	sh := &d.shared
+	if sh.res != nil && sameEncodings(sh.resRaw, d.resRaw) {
+		t.Resources = sh.res
+		return true
+	}
+	vals := make([]agorav1.Resource, len(d.resRaw))
+	res := make([]*agorav1.Resource, len(d.resRaw))
+	for i, b := range d.resRaw {
+		if !d.resource(&vals[i], b, i) {
+			return false
+		}
+		res[i] = &vals[i]
+	}
+	t.Resources = res
+	sh.res, sh.resRaw = res, sh.resRaw[:0]
+	for _, b := range d.resRaw {
+		sh.resRaw = protowire.AppendBytes(sh.resRaw, b)
+	}
+	return true
+}
+
+// sameEncodings reports whether flat, encodings each after its length (as
+// sharedParts.resRaw holds them), holds exactly raw.
+func sameEncodings(flat []byte, raw [][]byte) bool {
+	for _, b := range raw {
+		v, n := protowire.ConsumeBytes(flat)
+		if n < 0 || !bytes.Equal(v, b) {
+			return false
+		}
+		flat = flat[n:]
+	}
+	return len(flat) == 0
+}
+
+// commandOf sets t's command from its encoding b: the previous task's when
+// encoded alike, else decoded anew (and then remembered).
+func (d *taskDecoder) commandOf(t *agorav1.Task, b []byte) bool {
+	sh := &d.shared
+	if sh.cmd != nil && bytes.Equal(sh.cmdRaw, b) {
+		t.Command = sh.cmd
+		return true
+	}
+	c := new(agorav1.CommandInfo)
+	if !d.command(c, b) {
+		return false
+	}
+	t.Command = c
+	sh.cmd, sh.cmdRaw = c, append(sh.cmdRaw[:0], b...)
 	return true
 }
 

@@ -113,6 +113,66 @@ func TestTaskDecoderMatchesProto(t *testing.T) {
 	})
 }
 
+// TestTaskDecoderSharesRepeatedParts: consecutive tasks encoded with the
+// same resources or command share one copy of them (as a launch stores
+// them), each still equal to what proto.Unmarshal yields; a task whose
+// resources or command differ, or one that follows a declined task, gets
+// its own or the right shared copy.
+func TestTaskDecoderSharesRepeatedParts(t *testing.T) {
+	res := func(cpus float64) []*agorav1.Resource {
+		return []*agorav1.Resource{{Name: "cpus", Scalar: cpus}, {Name: "mem", Scalar: 512}}
+	}
+	tasks := []*agorav1.Task{
+		{Id: "t1", Resources: res(0.5), Command: &agorav1.CommandInfo{Value: "sleep 1"}},
+		{Id: "t2", Resources: res(0.5), Command: &agorav1.CommandInfo{Value: "sleep 1"}},
+		{Id: "t3", Resources: res(0.25), Command: &agorav1.CommandInfo{Value: "sleep 1"}},
+		{Id: "t4", Resources: res(0.25), Command: &agorav1.CommandInfo{Value: "sleep 2"}},
+		// Declined (a range): decoded by proto.Unmarshal, not remembered.
+		{Id: "t5", Resources: []*agorav1.Resource{{Name: "ports", Ranges: []*agorav1.Range{{Begin: 1, End: 2}}}}},
+		{Id: "t6", Resources: res(0.25), Command: &agorav1.CommandInfo{Value: "sleep 2"}},
+		{Id: "t7", Resources: res(0.25)[:1], Command: &agorav1.CommandInfo{Value: "sleep 2"}},
+		{Id: "t8"},
+	}
+	d := &taskDecoder{in: interner{}}
+	got := make([]*agorav1.Task, len(tasks))
+	for i, task := range tasks {
+		body, err := proto.MarshalOptions{Deterministic: true}.Marshal(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, ok := d.decode(body)
+		if want := i != 4; ok != want {
+			t.Fatalf("task %s: decoded %v, want %v", task.Id, ok, want)
+		}
+		if !ok {
+			continue
+		}
+		if !proto.Equal(dec, task) {
+			t.Fatalf("task %s decoded as %v", task.Id, dec)
+		}
+		got[i] = dec
+	}
+	sameRes := func(i, j int) bool { return &got[i].Resources[0] == &got[j].Resources[0] }
+	if !sameRes(0, 1) || got[0].Command != got[1].Command {
+		t.Error("t1 and t2 are encoded alike but do not share resources and command")
+	}
+	if sameRes(1, 2) || got[2].Command != got[1].Command {
+		t.Error("t3: resources differ from t2's (must not be shared), command equal (must be shared)")
+	}
+	if !sameRes(2, 3) || got[3].Command == got[2].Command {
+		t.Error("t4: resources equal to t3's (must be shared), command differs (must not be)")
+	}
+	if !sameRes(3, 5) || got[5].Command != got[3].Command {
+		t.Error("t6 after a declined task: still shares t4's resources and command")
+	}
+	if len(got[6].Resources) != 1 || sameRes(5, 6) || got[6].Command != got[5].Command {
+		t.Error("t7 has one resource of t6's two: its own list; same command: shared")
+	}
+	if got[7].Resources != nil || got[7].Command != nil {
+		t.Error("t8 has no resources or command but was given some")
+	}
+}
+
 // FuzzTaskDecode: on any bytes the task decoder declines or agrees with
 // proto.Unmarshal.
 func FuzzTaskDecode(f *testing.F) {
