@@ -41,6 +41,7 @@ type reportSizes struct {
 	profiles                   []string
 	lossAgents, lossRounds     int
 	stateAgents, stateTasks    int
+	e2e                        []E2ESize
 }
 
 var (
@@ -51,6 +52,10 @@ var (
 		failRounds: 10, profiles: []string{"default", "fast"},
 		lossAgents: 100, lossRounds: 10,
 		stateAgents: 10000, stateTasks: 1000000,
+		e2e: []E2ESize{
+			{Agents: 100, Tasks: 1000, Frameworks: 1, GoalSeconds: 0.5, Anchor: "Nomad dev agent, 100 simulated clients, 1,000-task job: 6.0-6.9 s on this machine (issue 13)"},
+			{Agents: 10000, Tasks: 1000000, Frameworks: 4, GoalSeconds: 60, Anchor: "Nomad C1M: 1M containers on 5,000 nodes in under 5 min on 5 servers (~3,750/s)"},
+		},
 	}
 	quickSizes = reportSizes{
 		gridAgents: []int{100, 200}, gridFrameworks: []int{1, 10}, gridRounds: 2,
@@ -59,6 +64,7 @@ var (
 		failRounds: 1, profiles: []string{"fast"},
 		lossAgents: 2, lossRounds: 1,
 		stateAgents: 50, stateTasks: 500,
+		e2e: []E2ESize{{Agents: 20, Tasks: 200, Frameworks: 2}},
 	}
 )
 
@@ -202,6 +208,12 @@ func Report(ctx context.Context, o ReportOptions) (string, error) {
 		}
 	}
 	fmt.Fprintf(&md, "\nCommand: `agora bench state --agents %d --tasks %d`.\n", sz.stateAgents, sz.stateTasks)
+
+	// Placement at scale, last: its million tasks take the most memory.
+	md.WriteString(e2eSection(ctx, o.Binary, sz.e2e, o.PlotDir, o.PlotRef, func(what string, err error) {
+		p.printf("%s failed: %v", what, err)
+		failed = append(failed, fmt.Errorf("%s: %w", what, err))
+	}))
 	return md.String(), errors.Join(failed...)
 }
 

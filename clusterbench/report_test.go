@@ -72,3 +72,38 @@ func TestVsGoal(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ERowVerdicts: a run within its size's goal is met, one over it says
+// by how much, and a size without a goal has no verdict.
+func TestE2ERowVerdicts(t *testing.T) {
+	run := E2ERun{Tasks: 1000000, Agents: 10000, Frameworks: 4, Seconds: 54.3, TasksPerSec: 18416, RaftEntries: 10598, Elections: 0, CPUSeconds: 115.6}
+	for _, tc := range []struct {
+		goal    float64
+		seconds float64
+		want    string
+	}{
+		{60, 54.3, "| <= 60 s | met |"},
+		{60, 90, "| <= 60 s | **not met**: 1.5x the goal |"},
+		{0, 54.3, "| - | - |"},
+	} {
+		run.Seconds = tc.seconds
+		row := e2eRow(E2ESize{Agents: 10000, Tasks: 1000000, Frameworks: 4, GoalSeconds: tc.goal, Anchor: "peer"}, run)
+		if !strings.Contains(row, tc.want) || !strings.HasPrefix(row, "| 1000000 tasks, 10000 agents, 4 frameworks |") {
+			t.Errorf("goal %g, %g s: row %q, want it to hold %q", tc.goal, tc.seconds, row, tc.want)
+		}
+	}
+}
+
+// TestLastLines keeps what a progress bar drew last on each line.
+func TestLastLines(t *testing.T) {
+	in := "masters: a b\n 10/200 RUNNING\r 200/200 RUNNING\n\n{\"tasks\":200}\n"
+	if got := lastLines(in, 1); got != `{"tasks":200}` {
+		t.Errorf("last line %q", got)
+	}
+	if got := lastLines(in, 2); got != `200/200 RUNNING | {"tasks":200}` {
+		t.Errorf("last two lines %q", got)
+	}
+	if got := lastLines("", 3); got != "" {
+		t.Errorf("empty input: %q", got)
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -118,6 +120,47 @@ func TestBenchSubcommandsTiny(t *testing.T) {
 			t.Errorf("want one line and exit 1, got %d: %q", code, errOut)
 		}
 	})
+}
+
+// TestBenchReportQuick runs `agora bench report --quick` (what `make bench`
+// runs, at tiny sizes): every benchmark's section is written between the
+// markers, none failed, the text outside them is kept, and each plot it
+// links to is there.
+func TestBenchReportQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short: starts clusters of separate processes")
+	}
+	dir := t.TempDir()
+	doc := filepath.Join(dir, "B.md")
+	if err := os.WriteFile(doc, []byte("# Benchmarks\n\nwritten by hand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := agora(t, "bench", "report", "--quick", "--out", doc, "--plots", "plots")
+	if code != 0 {
+		t.Fatalf("agora bench report --quick: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(b)
+	for _, want := range []string{"written by hand", "### Allocator: full round", "### Replicated writes", "### Leader failover",
+		"### Agent loss", "### The store at scale", "### Placement at scale", "| 200 tasks, 20 agents, 2 frameworks |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "failed in this run") || strings.Contains(md, "Runs that failed") {
+		t.Errorf("a benchmark failed:\n%s", md)
+	}
+	for _, plot := range []string{"allocator-round.svg", "failover-timeline.svg", "e2e-running.svg"} {
+		if !strings.Contains(md, "plots/"+plot) {
+			t.Errorf("report does not link %s", plot)
+		}
+		if svg, err := os.ReadFile(filepath.Join(dir, "plots", plot)); err != nil || !strings.HasPrefix(string(svg), "<svg") {
+			t.Errorf("plot %s: %v %.40q", plot, err, svg)
+		}
+	}
 }
 
 // TestBenchAllocatorIncrementalTiny runs the one-agent-freed benchmark at

@@ -1,0 +1,122 @@
+package clusterbench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// E2ESize is one `agora bench e2e` run of a report: Tasks launched by
+// Frameworks SDK frameworks on Agents simulated agents.
+type E2ESize struct {
+	Agents, Tasks, Frameworks int
+	// GoalSeconds is the issue's goal for this size (0: none).
+	GoalSeconds float64
+	// Anchor names a peer's figure for the same work, with its source.
+	Anchor string
+}
+
+// E2ERun is what `agora bench e2e --json` reports (the fields the report
+// shows).
+type E2ERun struct {
+	Tasks                int     `json:"tasks"`
+	Agents               int     `json:"agents"`
+	Frameworks           int     `json:"frameworks"`
+	Seconds              float64 `json:"seconds"`
+	TasksPerSec          float64 `json:"tasks_per_sec"`
+	RaftEntries          uint64  `json:"raft_entries"`
+	P99LaunchToRunningMs float64 `json:"p99_launch_to_running_ms"`
+	Elections            int     `json:"elections"`
+	CPUSeconds           float64 `json:"cpu_seconds"`
+}
+
+// E2E runs `binary bench e2e` at one size as a process of its own (the
+// command renices itself and its load generators, which a report process
+// must not) and returns its result; plot, if not empty, receives its SVG
+// of tasks RUNNING over time.
+func E2E(ctx context.Context, binary string, sz E2ESize, plot string) (E2ERun, error) {
+	args := []string{"bench", "e2e", "--agents", fmt.Sprint(sz.Agents), "--tasks", fmt.Sprint(sz.Tasks),
+		"--frameworks", fmt.Sprint(sz.Frameworks), "--json"}
+	if plot != "" {
+		args = append(args, "--plot", plot)
+	}
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return E2ERun{}, fmt.Errorf("%s %s: %w: %s", binary, strings.Join(args, " "), err, lastLines(errOut.String(), 3))
+	}
+	var r E2ERun
+	if err := json.Unmarshal([]byte(lastLines(out.String(), 1)), &r); err != nil {
+		return E2ERun{}, fmt.Errorf("%s %s: its last line is not the JSON result: %w", binary, strings.Join(args, " "), err)
+	}
+	if r.Tasks != sz.Tasks || r.Agents != sz.Agents || r.Frameworks != sz.Frameworks {
+		return E2ERun{}, fmt.Errorf("%s %s: ran %d tasks on %d agents with %d frameworks", binary, strings.Join(args, " "), r.Tasks, r.Agents, r.Frameworks)
+	}
+	return r, nil
+}
+
+// lastLines is the last n non-empty lines of s, joined by " | ".
+func lastLines(s string, n int) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		// A progress bar redraws its line with \r: keep what was drawn last.
+		if i := strings.LastIndexByte(l, '\r'); i >= 0 {
+			l = l[i+1:]
+		}
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// e2eRow is the markdown table row of one e2e run.
+func e2eRow(sz E2ESize, r E2ERun) string {
+	goal, verdict, anchor := "-", "-", sz.Anchor
+	if anchor == "" {
+		anchor = "-"
+	}
+	if sz.GoalSeconds > 0 {
+		goal, verdict = fmt.Sprintf("<= %g s", sz.GoalSeconds), vsGoal(r.Seconds, sz.GoalSeconds, false)
+	}
+	return fmt.Sprintf("| %d tasks, %d agents, %d frameworks | %.2f s (%.0f tasks/s), %d raft entries, p99 launch -> RUNNING %.0f ms, %d elections, %.1f CPU-s | %s | %s | %s |\n",
+		r.Tasks, r.Agents, r.Frameworks, r.Seconds, r.TasksPerSec, r.RaftEntries, r.P99LaunchToRunningMs, r.Elections, r.CPUSeconds, anchor, goal, verdict)
+}
+
+// e2eSection runs every size, writes the plot of the last run into
+// plotDir (as e2e-running.svg) and returns the markdown section; fail
+// records a run that failed.
+func e2eSection(ctx context.Context, binary string, sizes []E2ESize, plotDir, plotRef string, fail func(string, error)) string {
+	var md strings.Builder
+	md.WriteString("\n### Placement at scale (`agora bench e2e`)\n\n| run | ours | anchor (source) | goal | vs goal |\n|---|---|---|---|---|\n")
+	plotted := false
+	var failures []string
+	for i, sz := range sizes {
+		plot := ""
+		if i == len(sizes)-1 && plotDir != "" {
+			plot = filepath.Join(plotDir, "e2e-running.svg")
+		}
+		r, err := E2E(ctx, binary, sz, plot)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%d tasks on %d agents", sz.Tasks, sz.Agents))
+			fail(fmt.Sprintf("agora bench e2e --agents %d --tasks %d", sz.Agents, sz.Tasks), err)
+			continue
+		}
+		md.WriteString(e2eRow(sz, r))
+		plotted = plotted || plot != ""
+	}
+	md.WriteString("\nCommand: `agora bench e2e --agents N --tasks T --frameworks F --json` (3 masters and one process of N simulated agents; " +
+		"the time runs from the first offer until every task is RUNNING at its framework and acknowledged).\n")
+	if len(failures) > 0 {
+		fmt.Fprintf(&md, "\nRuns that failed: %s (see above).\n", strings.Join(failures, ", "))
+	}
+	if plotted {
+		fmt.Fprintf(&md, "\n![tasks RUNNING over time](%s/e2e-running.svg)\n", plotRef)
+	}
+	return md.String()
+}
