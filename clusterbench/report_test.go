@@ -73,23 +73,37 @@ func TestVsGoal(t *testing.T) {
 	}
 }
 
-// TestE2ERowVerdicts: a run within its size's goal is met, one over it says
-// by how much, and a size without a goal has no verdict.
+// TestE2ERowVerdicts: the row shows the median run of a size (judged
+// against the goal: met, or by how much not), every run's time in run
+// order and how many met the goal; a size without a goal has no verdict.
 func TestE2ERowVerdicts(t *testing.T) {
-	run := E2ERun{Tasks: 1000000, Agents: 10000, Frameworks: 4, Seconds: 54.3, TasksPerSec: 18416, RaftEntries: 10598, Elections: 0, CPUSeconds: 115.6}
+	run := func(s float64, entries uint64) E2ERun {
+		return E2ERun{Tasks: 1000000, Agents: 10000, Frameworks: 4, Seconds: s, TasksPerSec: 1e6 / s, RaftEntries: entries, CPUSeconds: 2 * s}
+	}
+	sz := E2ESize{Agents: 10000, Tasks: 1000000, Frameworks: 4, GoalSeconds: 60, Anchor: "peer"}
 	for _, tc := range []struct {
-		goal    float64
-		seconds float64
-		want    string
+		name string
+		sz   E2ESize
+		runs []E2ERun
+		want []string
 	}{
-		{60, 54.3, "| <= 60 s | met |"},
-		{60, 90, "| <= 60 s | **not met**: 1.5x the goal |"},
-		{0, 54.3, "| - | - |"},
+		{"one run, met", sz, []E2ERun{run(54.3, 7)}, []string{"| 54.30 s (18416 tasks/s), 7 raft entries", "| peer | <= 60 s | met |"}},
+		{"median of three, met", sz, []E2ERun{run(72.7, 1), run(54.6, 2), run(44.7, 3)},
+			[]string{"median of 3 runs (72.70, 54.60, 44.70 s in run order; 2 of 3 within the goal): 54.60 s", "2 raft entries", "| met |"}},
+		{"median of three, not met", sz, []E2ERun{run(90, 1), run(50, 2), run(95, 3)},
+			[]string{"(90.00, 50.00, 95.00 s in run order; 1 of 3 within the goal): 90.00 s", "**not met**: 1.5x the goal |"}},
+		{"even count: the slower middle run", sz, []E2ERun{run(50, 1), run(58, 2), run(61, 3), run(70, 4)},
+			[]string{"): 61.00 s", "3 raft entries", "**not met**"}},
+		{"no goal", E2ESize{Agents: 10000, Tasks: 1000000, Frameworks: 4}, []E2ERun{run(54.3, 7)}, []string{"| - | - | - |"}},
 	} {
-		run.Seconds = tc.seconds
-		row := e2eRow(E2ESize{Agents: 10000, Tasks: 1000000, Frameworks: 4, GoalSeconds: tc.goal, Anchor: "peer"}, run)
-		if !strings.Contains(row, tc.want) || !strings.HasPrefix(row, "| 1000000 tasks, 10000 agents, 4 frameworks |") {
-			t.Errorf("goal %g, %g s: row %q, want it to hold %q", tc.goal, tc.seconds, row, tc.want)
+		row := e2eRow(tc.sz, tc.runs)
+		if !strings.HasPrefix(row, "| 1000000 tasks, 10000 agents, 4 frameworks |") {
+			t.Errorf("%s: row %q", tc.name, row)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(row, w) {
+				t.Errorf("%s: row %q lacks %q", tc.name, row, w)
+			}
 		}
 	}
 }
