@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/agora-sched/agora/devcluster"
 )
 
 // E2ESize is one `agora bench e2e` run of a report: Tasks launched by
@@ -26,18 +28,11 @@ type E2ESize struct {
 	Runs int
 }
 
-// E2ERun is what `agora bench e2e --json` reports (the fields the report
-// shows).
+// E2ERun is what `agora bench e2e --json` reports: the run's result and
+// the CPU it took (the field the report shows of the rest).
 type E2ERun struct {
-	Tasks                int     `json:"tasks"`
-	Agents               int     `json:"agents"`
-	Frameworks           int     `json:"frameworks"`
-	Seconds              float64 `json:"seconds"`
-	TasksPerSec          float64 `json:"tasks_per_sec"`
-	RaftEntries          uint64  `json:"raft_entries"`
-	P99LaunchToRunningMs float64 `json:"p99_launch_to_running_ms"`
-	Elections            int     `json:"elections"`
-	CPUSeconds           float64 `json:"cpu_seconds"`
+	devcluster.E2EResult
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // E2E runs `binary bench e2e` at one size as a process of its own (the

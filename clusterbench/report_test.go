@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/agora-sched/agora/devcluster"
 )
 
 // wellFormed decodes svg as XML and counts elements by name.
@@ -78,7 +80,7 @@ func TestVsGoal(t *testing.T) {
 // order and how many met the goal; a size without a goal has no verdict.
 func TestE2ERowVerdicts(t *testing.T) {
 	run := func(s float64, entries uint64) E2ERun {
-		return E2ERun{Tasks: 1000000, Agents: 10000, Frameworks: 4, Seconds: s, TasksPerSec: 1e6 / s, RaftEntries: entries, CPUSeconds: 2 * s}
+		return E2ERun{E2EResult: devcluster.E2EResult{Tasks: 1000000, Agents: 10000, Frameworks: 4, Seconds: s, TasksPerSec: 1e6 / s, RaftEntries: entries}, CPUSeconds: 2 * s}
 	}
 	sz := E2ESize{Agents: 10000, Tasks: 1000000, Frameworks: 4, GoalSeconds: 60, Anchor: "peer"}
 	for _, tc := range []struct {
