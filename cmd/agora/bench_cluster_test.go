@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // lastLine is the last non-empty line of s.
@@ -135,7 +136,9 @@ func TestBenchReportQuick(t *testing.T) {
 	if err := os.WriteFile(doc, []byte("# Benchmarks\n\nwritten by hand\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := agora(t, "bench", "report", "--quick", "--out", doc, "--plots", "plots")
+	// Five benchmarks one after another, each starting its own cluster:
+	// 30-40 s on a quiet machine, more beside the other packages' tests.
+	out, errOut, code := agoraWithin(t, 5*time.Minute, "bench", "report", "--quick", "--out", doc, "--plots", "plots")
 	if code != 0 {
 		t.Fatalf("agora bench report --quick: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}

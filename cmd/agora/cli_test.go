@@ -46,7 +46,14 @@ func freeBase(t *testing.T) int {
 // agora runs the CLI and returns stdout, stderr and the exit code.
 func agora(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	return agoraWithin(t, 90*time.Second, args...)
+}
+
+// agoraWithin is agora for a command that may take up to d (it is killed
+// after that).
+func agoraWithin(t *testing.T, d time.Duration, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, agoraBin, args...)
 	var out, errb strings.Builder
