@@ -119,12 +119,13 @@ func e2eSection(ctx context.Context, binary string, sizes []E2ESize, plotDir, pl
 	var failures []string
 	for i, sz := range sizes {
 		var runs []E2ERun
-		for run := range max(sz.Runs, 1) {
+		n := max(sz.Runs, 1)
+		for run := range n {
 			plot := ""
-			if i == len(sizes)-1 && run == max(sz.Runs, 1)-1 && plotDir != "" {
+			if i == len(sizes)-1 && run == n-1 && plotDir != "" {
 				plot = filepath.Join(plotDir, "e2e-running.svg")
 			}
-			progress("e2e %d tasks on %d agents, run %d of %d", sz.Tasks, sz.Agents, run+1, max(sz.Runs, 1))
+			progress("e2e %d tasks on %d agents, run %d of %d", sz.Tasks, sz.Agents, run+1, n)
 			r, err := E2E(ctx, binary, sz, plot)
 			if err != nil {
 				failures = append(failures, fmt.Sprintf("%d tasks on %d agents", sz.Tasks, sz.Agents))
@@ -135,7 +136,7 @@ func e2eSection(ctx context.Context, binary string, sizes []E2ESize, plotDir, pl
 			runs = append(runs, r)
 			plotted = plotted || plot != ""
 		}
-		if len(runs) == max(sz.Runs, 1) {
+		if len(runs) == n {
 			md.WriteString(e2eRow(sz, runs))
 		}
 	}

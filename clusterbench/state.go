@@ -114,11 +114,11 @@ func State(ctx context.Context, o StateOptions) (StateResult, error) {
 	p.printf("loaded: heap %.0f MiB, RSS %.0f MiB", res.HeapMiB, res.RSSMiB)
 
 	snap := filepath.Join(dir, "state.snap")
-	t0, c0 := time.Now(), cpuSeconds()
+	t0, c0 := time.Now(), devcluster.ProcessCPU().Seconds()
 	if err := writeFile(snap, f.State().Persist); err != nil {
 		return res, err
 	}
-	res.SnapshotS, res.SnapshotCPUS = time.Since(t0).Seconds(), cpuSeconds()-c0
+	res.SnapshotS, res.SnapshotCPUS = time.Since(t0).Seconds(), devcluster.ProcessCPU().Seconds()-c0
 	st, err := os.Stat(snap)
 	if err != nil {
 		return res, fmt.Errorf("clusterbench: state: %w", err)
@@ -129,11 +129,11 @@ func State(ctx context.Context, o StateOptions) (StateResult, error) {
 	runtime.GC()
 
 	g := fsm.New(fsm.Config{})
-	t0, c0 = time.Now(), cpuSeconds()
+	t0, c0 = time.Now(), devcluster.ProcessCPU().Seconds()
 	if err := restoreFile(g, snap); err != nil {
 		return res, err
 	}
-	res.RestoreS, res.RestoreCPUS = time.Since(t0).Seconds(), cpuSeconds()-c0
+	res.RestoreS, res.RestoreCPUS = time.Since(t0).Seconds(), devcluster.ProcessCPU().Seconds()-c0
 	if err := checkState(g.State(), res.Agents, o.Tasks); err != nil {
 		return res, err
 	}
@@ -194,9 +194,6 @@ func restoreFile(f *fsm.FSM, path string) error {
 	}
 	return nil
 }
-
-// cpuSeconds returns the CPU time (user + system) this process has used.
-func cpuSeconds() float64 { return devcluster.ProcessCPU().Seconds() }
 
 // rssMiB reads VmRSS from /proc/self/status (0 where there is none).
 func rssMiB() float64 {
