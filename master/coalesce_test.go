@@ -65,7 +65,7 @@ func TestCoalescerInFlight(t *testing.T) {
 			})
 			const n = 5
 			errs := make(chan error, n)
-			for i := range n {
+			submit := func(i int) {
 				go func() {
 					_, err := c.submit(context.Background(), &agorav1.RegisterAgentCommand{
 						Agent: &agorav1.Agent{Id: fmt.Sprintf("a%d", i), Hostname: "h", Resources: resourcepb.ToProto("", resources.MustParse("cpus:1;mem:64"))},
@@ -73,6 +73,19 @@ func TestCoalescerInFlight(t *testing.T) {
 					})
 					errs <- err
 				}()
+			}
+			// The first item's entry commits first; the others arrive
+			// while it does. Submitted all at once, the first flusher
+			// could take every item before a second one started, which
+			// then found nothing to send (a correct coalescer, and a test
+			// that waited in vain for a second entry).
+			submit(0)
+			eventually(t, "the first entry in flight", func() bool {
+				cur, _ := b.flight()
+				return cur == 1
+			})
+			for i := 1; i < n; i++ {
+				submit(i)
 			}
 			eventually(t, fmt.Sprintf("%d entries in flight", inFlight), func() bool {
 				cur, _ := b.flight()
