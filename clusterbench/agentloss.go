@@ -33,10 +33,14 @@ type AgentLossResult struct {
 	RescindP99Ms float64 `json:"rescind_p99_ms"`
 	// Unreachable*: the UNREACHABLE update of the framework's task there
 	// (the framework is partition-aware).
-	UnreachableP50Ms float64   `json:"unreachable_p50_ms"`
-	UnreachableP99Ms float64   `json:"unreachable_p99_ms"`
-	RescindMs        []float64 `json:"rescind_ms"`
-	UnreachableMs    []float64 `json:"unreachable_ms"`
+	UnreachableP50Ms float64 `json:"unreachable_p50_ms"`
+	UnreachableP99Ms float64 `json:"unreachable_p99_ms"`
+	// SettleMs is how long the cluster took, after every agent was
+	// ACTIVE, to settle in gossip (every master seeing every member alive
+	// and none failed for 2 s) before the first kill.
+	SettleMs      float64   `json:"settle_ms"`
+	RescindMs     []float64 `json:"rescind_ms"`
+	UnreachableMs []float64 `json:"unreachable_ms"`
 }
 
 // AgentLoss runs 3 masters and Agents agents as separate processes and a
@@ -68,6 +72,13 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 		return res, err
 	}
 	defer pc.close()
+	settle := time.Now()
+	if err := pc.waitGossipSettled(ctx, o.Agents); err != nil {
+		return res, fmt.Errorf("clusterbench: waiting for gossip to settle: %w", err)
+	}
+	res.SettleMs = float64(time.Since(settle).Microseconds()) / 1000
+	p.printf("gossip settled: every master sees %d masters and %d agents alive, none failed, for %v (%v)",
+		pc.Masters(), o.Agents, gossipSettle, time.Since(settle).Round(time.Millisecond))
 	fctx, stopFramework := context.WithCancel(ctx)
 	defer stopFramework()
 	rec, fwDone, err := runFramework(fctx, pc, "bench-agent-loss", true)

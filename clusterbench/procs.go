@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/agora-sched/agora/chaos"
 	"github.com/agora-sched/agora/framework"
@@ -363,4 +366,79 @@ func (r *recorder) freshOfferOn(agentID string, t time.Time) *agorav1.Offer {
 		}
 	}
 	return nil
+}
+
+// gossipSettle is how long every master must see the whole pool alive,
+// and no member failed, before waitGossipSettled returns.
+const gossipSettle = 2 * time.Second
+
+// waitGossipSettled waits until every master's gossip pool has held all
+// masters and agents alive, none failed, for gossipSettle. Agent
+// processes joining gossip keep the machine busy for a while after they
+// are all ACTIVE (joins and their broadcasts); a failure-detection
+// benchmark that kills an agent before then times that start-up, not a
+// running cluster.
+func (pc *procCluster) waitGossipSettled(ctx context.Context, agents int) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	seen := "no master answered"
+	var since time.Time
+	err := poll(ctx, 3*time.Minute, 200*time.Millisecond, func() (bool, error) {
+		for _, u := range pc.MasterURLs() {
+			m, err := gossipMembers(ctx, hc, u)
+			if err != nil {
+				seen, since = err.Error(), time.Time{}
+				return false, nil
+			}
+			if m["master/alive"] != pc.Masters() || m["agent/alive"] != agents || m["master/failed"]+m["agent/failed"] != 0 {
+				seen, since = fmt.Sprintf("%s: %d of %d masters and %d of %d agents alive, %d failed", u,
+					m["master/alive"], pc.Masters(), m["agent/alive"], agents, m["master/failed"]+m["agent/failed"]), time.Time{}
+				return false, nil
+			}
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		seen = "settled for " + time.Since(since).Round(time.Millisecond).String()
+		return time.Since(since) >= gossipSettle, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last seen: %s)", err, seen)
+	}
+	return nil
+}
+
+// gossipMembers reads agora_gossip_members from a master's /metrics, by
+// "role/state".
+func gossipMembers(ctx context.Context, hc *http.Client, baseURL string) (map[string]int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", baseURL, err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", baseURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics of %s: %s", baseURL, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", baseURL, err)
+	}
+	out := map[string]int{}
+	for _, m := range families["agora_gossip_members"].GetMetric() {
+		var role, state string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "role":
+				role = l.GetValue()
+			case "state":
+				state = l.GetValue()
+			}
+		}
+		out[role+"/"+state] += int(m.GetGauge().GetValue())
+	}
+	return out, nil
 }
