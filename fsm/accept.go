@@ -77,8 +77,8 @@ func (x *txn) accept(c *agorav1.AcceptCommand) *Rejection {
 	for _, o := range offers {
 		run.revocable = run.revocable || o.GetRevocable()
 		run.pool = run.pool.Add(pools(o.GetResources()))
-		x.removeOffer(o, "accepted", false)
 	}
+	x.takeOffers(offers, "accepted")
 	for i, op := range c.GetOperations() {
 		var rej *Rejection
 		if op == nil {
@@ -406,6 +406,13 @@ func (r *acceptRun) launch(op *agorav1.Operation, groupID string) *Rejection {
 		})
 	}
 	run.flush(r, &charge)
+	if r.x.judging {
+		// No check of this accept reads the task epoch or the usage
+		// these write (checkAcceptLimits read the framework's before):
+		// the dry run only notes the change.
+		r.x.judgedChange = true
+		return nil
+	}
 	r.x.bumpTaskEpoch(r.agentID)
 	r.x.chargeLaunch(r.agentID, r.f.GetId(), &charge)
 	return nil

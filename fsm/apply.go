@@ -1187,9 +1187,7 @@ func (x *txn) decline(c *agorav1.DeclineCommand) *Rejection {
 	if rej != nil {
 		return rej
 	}
-	for _, o := range offers {
-		x.removeOffer(o, "declined", false)
-	}
+	x.takeOffers(offers, "declined")
 	if until := c.GetRefuseUntil(); until != nil {
 		// Decline carries no clock: a filter counts if it outlives the offer.
 		var agents []string
