@@ -186,8 +186,9 @@ func Report(ctx context.Context, o ReportOptions) (string, error) {
 		fmt.Fprintf(&md, "| agent SIGKILL -> RESCIND, %d agents (local gossip profile) | p50 %.0f ms, p99 %.0f ms | none measured here (issue 13 names none) | p99 <= 3 s | %s |\n",
 			l.Agents, l.RescindP50Ms, l.RescindP99Ms, vsGoal(l.RescindP99Ms, 3000, false))
 		fmt.Fprintf(&md, "| agent SIGKILL -> task UNREACHABLE | p50 %.0f ms, p99 %.0f ms | - | - | - |\n", l.UnreachableP50Ms, l.UnreachableP99Ms)
+		fmt.Fprintf(&md, "| gossip settled after every agent ACTIVE | %.1f s | - | - | - |\n", l.SettleMs/1000)
 	}
-	fmt.Fprintf(&md, "\nCommand: `agora bench agent-loss --agents %d --rounds %d`.\n", sz.lossAgents, sz.lossRounds)
+	fmt.Fprintf(&md, "\nCommand: `agora bench agent-loss --agents %d --rounds %d` (the first kill waits until every master has seen every member alive, none failed, for 2 s).\n", sz.lossAgents, sz.lossRounds)
 
 	// State.
 	fmt.Fprintf(&md, "\n### The store at scale (`agora bench state`)\n\n")

@@ -82,6 +82,9 @@ func TestBenchSubcommandsTiny(t *testing.T) {
 		if len(r["rescind_ms"].([]any)) != 1 || len(r["unreachable_ms"].([]any)) != 1 {
 			t.Errorf("RESCIND or UNREACHABLE missing: %v", r)
 		}
+		if num(t, r, "settle_ms") < 2000 { // the members held alive for 2 s first
+			t.Errorf("settle_ms %v: the first kill did not wait for gossip to settle", r["settle_ms"])
+		}
 	})
 	t.Run("e2e", func(t *testing.T) {
 		out, errOut, code := agora(t, "bench", "e2e", "--agents", "20", "--tasks", "200", "--frameworks", "2", "--tasks-per-accept", "20", "--json")
