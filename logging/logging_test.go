@@ -153,6 +153,7 @@ func TestStdLogBridge(t *testing.T) {
 	std.Printf("[ERR] memberlist: Failed fallback ping")
 	std.Print("plain line\n[ERR] second line")
 	std.Printf("[ERR] memberlist: Failed to send indirect UDP ping: write udp 127.0.0.1:1->127.0.0.1:2: use of closed network connection")
+	std.Printf("[ERR] memberlist: Failed fallback TCP ping: timeout 200ms: read tcp 127.0.0.1:3->127.0.0.1:4: i/o timeout")
 
 	recs := records(t, &buf)
 	want := []struct{ level, sub, msg string }{
@@ -161,6 +162,7 @@ func TestStdLogBridge(t *testing.T) {
 		{"ERROR", "memberlist", "Failed fallback ping"},
 		{"INFO", "", "plain line"},
 		{"ERROR", "", "second line"},
+		{"WARN", "memberlist", "Failed fallback TCP ping: timeout 200ms: read tcp 127.0.0.1:3->127.0.0.1:4: i/o timeout"},
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("got %d records, want %d: %v", len(recs), len(want), recs)

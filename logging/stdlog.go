@@ -20,7 +20,9 @@ import (
 // An error about a "use of closed network connection" is emitted at Debug:
 // it is the library's own socket, closed by its shutdown while one of its
 // goroutines was still sending (memberlist's probes race its Shutdown), so
-// a clean stop logs no ERROR for it.
+// a clean stop logs no ERROR for it. memberlist's failed TCP fallback
+// probe of an unresponsive member is emitted at Warn: it is how a member
+// that is down is found, not an error of this process.
 func StdLog(l *slog.Logger, name string) *log.Logger {
 	return log.New(&lineWriter{l: orDefault(l), name: name}, "", 0)
 }
@@ -102,6 +104,13 @@ func (w *lineWriter) emit(line string) {
 	level, subsystem, msg := ParseLine(line)
 	if level >= slog.LevelError && strings.Contains(msg, "use of closed network connection") {
 		level = slog.LevelDebug
+	}
+	if level >= slog.LevelError && subsystem == "memberlist" && strings.HasPrefix(msg, "Failed fallback TCP ping") {
+		// The TCP probe of a member that missed its UDP probe, failing:
+		// failure detection doing its job (the member is down, or the
+		// network to it), whose verdict gossip reports as the member
+		// failing. Every agent killed made masters log it at ERROR.
+		level = slog.LevelWarn
 	}
 	if w.force != nil {
 		level = *w.force
