@@ -76,9 +76,10 @@ func AgentLoss(ctx context.Context, o AgentLossOptions) (AgentLossResult, error)
 	if err := pc.waitGossipSettled(ctx, o.Agents); err != nil {
 		return res, fmt.Errorf("clusterbench: waiting for gossip to settle: %w", err)
 	}
-	res.SettleMs = float64(time.Since(settle).Microseconds()) / 1000
+	settled := time.Since(settle)
+	res.SettleMs = float64(settled.Microseconds()) / 1000
 	p.printf("gossip settled: every master sees %d masters and %d agents alive, none failed, for %v (%v)",
-		pc.Masters(), o.Agents, gossipSettle, time.Since(settle).Round(time.Millisecond))
+		pc.Masters(), o.Agents, gossipSettle, settled.Round(time.Millisecond))
 	fctx, stopFramework := context.WithCancel(ctx)
 	defer stopFramework()
 	rec, fwDone, err := runFramework(fctx, pc, "bench-agent-loss", true)
