@@ -1,5 +1,5 @@
-// Package master is one agora master: a Raft voter (hashicorp/raft over
-// raft-boltdb) holding the replicated [fsm.FSM], a gossip member that finds
+// Package master is one agora master: a Raft voter (hashicorp/raft over a
+// bbolt log in raft-boltdb's format, package raftlog) holding the replicated [fsm.FSM], a gossip member that finds
 // the other masters, and one HTTP listener serving the Connect services
 // (operator, agent, scheduler), grpc.health.v1, server reflection, /metrics
 // and /debug/pprof. metrics.go says which master counts what on /metrics;

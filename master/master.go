@@ -17,13 +17,13 @@ import (
 
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
 	"github.com/agora-sched/agora/auth"
 	"github.com/agora-sched/agora/fsm"
 	"github.com/agora-sched/agora/gossip"
 	"github.com/agora-sched/agora/logging"
+	"github.com/agora-sched/agora/raftlog"
 	"github.com/agora-sched/agora/tlsconf"
 )
 
@@ -246,7 +246,7 @@ type Master struct {
 	nextSub    int
 
 	// Set by Start.
-	store   *raftboltdb.BoltStore
+	store   *raftlog.Store
 	raft    *raft.Raft
 	trans   *RaftTransport
 	pool    *gossip.Pool
@@ -466,10 +466,11 @@ func NewRaftConfig(id, profile string, logger *slog.Logger) (*raft.Config, error
 }
 
 // RaftStorage is a Raft log + stable store and snapshot store under one
-// directory, as agora uses them: raft-boltdb with fsync, a log cache and
-// a file snapshot store retaining 3 snapshots.
+// directory, as agora uses them: a bbolt file in raft-boltdb's format
+// (package raftlog) with fsync, a log cache and a file snapshot store
+// retaining 3 snapshots.
 type RaftStorage struct {
-	Bolt  *raftboltdb.BoltStore
+	Bolt  *raftlog.Store
 	Logs  raft.LogStore
 	Snaps raft.SnapshotStore
 }
@@ -479,10 +480,7 @@ func OpenRaftStorage(dir string, logger *slog.Logger) (*RaftStorage, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("master: raft dir: %w", err)
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(dir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
-	})
+	bolt, err := raftlog.Open(filepath.Join(dir, "raft.db"), &bbolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("master: open raft store %s: %w", dir, err)
 	}
