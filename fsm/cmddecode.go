@@ -694,3 +694,80 @@ func (d *cmdDecoder) ack(a *agorav1.AcknowledgeCommand, body []byte) bool {
 	}
 	return true
 }
+
+// DecodeAcceptRequest decodes the body of a SchedulerService Accept call
+// into m as the leader's hot path: its operations share field numbers and
+// messages with AcceptCommand's, and are decoded as an Accept entry's are
+// (one slab per operation for its tasks and their resources, the strings
+// of a task cut from one allocation), instead of one heap object per
+// field. It returns false, leaving m as it was, when it declines (any
+// field or shape the entry decoder declines, an unknown field, malformed
+// input); the caller then uses proto.Unmarshal, so m always ends equal to
+// what proto.Unmarshal makes of b (FuzzDecodeAcceptRequest). m must be
+// empty.
+func DecodeAcceptRequest(b []byte, m *agorav1.AcceptRequest) bool {
+	d := cmdDecoders.Get().(*cmdDecoder)
+	defer func() {
+		d.reset()
+		cmdDecoders.Put(d)
+	}()
+	var (
+		call   *agorav1.FrameworkCall
+		offers []string
+		ops    []*agorav1.Operation
+		refuse *float64
+	)
+	for len(b) > 0 {
+		num, typ, v, x, rest, ok := field(b)
+		if !ok {
+			return false
+		}
+		b = rest
+		switch {
+		case num == 1 && typ == protowire.BytesType && call == nil:
+			call = &agorav1.FrameworkCall{}
+			ok = frameworkCall(call, v)
+		case num == 2 && typ == protowire.BytesType:
+			var s string
+			s, ok = own(v)
+			offers = append(offers, s)
+		case num == 3 && typ == protowire.BytesType:
+			op := &agorav1.Operation{}
+			ops = append(ops, op)
+			ok = d.operation(op, v)
+		case num == 4 && typ == protowire.Fixed64Type:
+			f := math.Float64frombits(x)
+			refuse = &f
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	m.Call, m.OfferIds, m.Operations, m.RefuseSeconds = call, offers, ops, refuse
+	return true
+}
+
+// frameworkCall decodes a FrameworkCall (its two strings).
+func frameworkCall(c *agorav1.FrameworkCall, body []byte) bool {
+	for len(body) > 0 {
+		num, typ, b, _, rest, ok := field(body)
+		if !ok || typ != protowire.BytesType {
+			return false
+		}
+		body = rest
+		switch num {
+		case 1:
+			c.FrameworkId, ok = own(b)
+		case 2:
+			c.StreamToken, ok = own(b)
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

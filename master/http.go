@@ -35,7 +35,8 @@ var Services = []string{
 func (m *Master) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	// Small messages are not worth gzip's CPU (most agora messages are).
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(m.cfg.Limits.readMaxBytes()), connect.WithCompressMinBytes(4 << 10), connect.WithInterceptors(m.metrics.rpc)}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(m.cfg.Limits.readMaxBytes()), connect.WithCompressMinBytes(4 << 10), connect.WithInterceptors(m.metrics.rpc),
+		connect.WithCodec(protoCodec{})}
 	if m.sec.audit != nil {
 		opts = append(opts, connect.WithInterceptors(auditInterceptor{m: m}))
 	}
