@@ -46,7 +46,7 @@ demo: build
 ## fuzz: every go test -fuzz target for FUZZTIME each (CI runs FUZZTIME=5000x, a count; the seed corpora
 ## also run in make test). New crashers land in the package's testdata/fuzz: commit them.
 FUZZTIME ?= 60s
-FUZZ_TARGETS = FuzzDecode:./fsm FuzzApply:./fsm FuzzRestore:./fsm FuzzAccept:./fsm FuzzDecodeCommand:./fsm FuzzDecodeAcceptRequest:./fsm FuzzTaskDecode:./fsm \
+FUZZ_TARGETS = FuzzDecode:./fsm FuzzApply:./fsm FuzzRestore:./fsm FuzzAccept:./fsm FuzzDecodeCommand:./fsm FuzzDecodeAcceptRequest:./fsm FuzzDecodeUpdateStatusRequest:./fsm FuzzTaskDecode:./fsm \
 	FuzzParse:./resources FuzzArithmetic:./resources FuzzParse:./service FuzzDecodeEntries:./examples/kvservice \
 	FuzzParseAuthFile:./auth FuzzParseACL:./auth \
 	FuzzVerify:./backup

@@ -19,7 +19,9 @@ func TestProtoCodec(t *testing.T) {
 	withVolumes := proto.Clone(launch).(*agorav1.AcceptRequest)
 	withVolumes.Operations[0].Tasks[0].VolumeIds = []string{"v1"}
 	var c protoCodec
-	for _, want := range []proto.Message{launch, withVolumes, &agorav1.DeclineRequest{OfferIds: []string{"o2"}}} {
+	running := &agorav1.UpdateStatusRequest{AgentId: "a1", Statuses: []*agorav1.TaskStatus{
+		{TaskId: "t1", FrameworkId: "fw", State: agorav1.TaskState_TASK_STATE_RUNNING, Uuid: "u1"}}}
+	for _, want := range []proto.Message{launch, withVolumes, running, &agorav1.DeclineRequest{OfferIds: []string{"o2"}}} {
 		b, err := c.Marshal(want)
 		if err != nil {
 			t.Fatal(err)
