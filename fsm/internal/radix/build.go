@@ -100,7 +100,7 @@ func join(subs []subtree, depth int) []edge {
 		} else {
 			first, last := subs[i].prefix, subs[j-1].prefix
 			end := depth + commonPrefix(first[depth:], last[depth:])
-			edges = append(edges, edge{label: label, node: &Node{prefix: first[depth:end], edges: join(subs[i:j], end)}})
+			edges = append(edges, edge{label: label, node: &Node{prefix: str(first[depth:end]), edges: join(subs[i:j], end)}})
 		}
 		i = j
 	}
@@ -330,10 +330,10 @@ func (b *builder) build(kvs []KV, start int) *Node {
 	first, last := kvs[0].Key, kvs[len(kvs)-1].Key
 	end := start + commonPrefix(first[start:], last[start:])
 	n := b.node()
-	n.prefix = first[start:end]
+	n.prefix = str(first[start:end])
 	if len(first) == end {
 		// The shortest key sorts first; only it can end here.
-		n.leaf, n.key, n.val = true, first, kvs[0].Val
+		n.setLeaf(str(first), kvs[0].Val)
 		kvs = kvs[1:]
 	}
 	if len(kvs) == 0 {

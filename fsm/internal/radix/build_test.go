@@ -127,8 +127,8 @@ func modelOf(runs [][]KV) model {
 // leaves and edges (a radix tree's shape is given by its keys).
 func assertSameShape(t *testing.T, a, b *Node) {
 	t.Helper()
-	if string(a.prefix) != string(b.prefix) || a.leaf != b.leaf || string(a.key) != string(b.key) || len(a.edges) != len(b.edges) {
-		t.Fatalf("nodes differ: prefix %q/%q leaf %v/%v key %q/%q edges %d/%d", a.prefix, b.prefix, a.leaf, b.leaf, a.key, b.key, len(a.edges), len(b.edges))
+	if string(a.prefix) != string(b.prefix) || a.isLeaf() != b.isLeaf() || string(a.key) != string(b.key) || len(a.edges) != len(b.edges) {
+		t.Fatalf("nodes differ: prefix %q/%q leaf %v/%v key %q/%q edges %d/%d", a.prefix, b.prefix, a.isLeaf(), b.isLeaf(), a.key, b.key, len(a.edges), len(b.edges))
 	}
 	for i := range a.edges {
 		if a.edges[i].label != b.edges[i].label {

@@ -1,8 +1,8 @@
 package radix
 
 import (
-	"bytes"
 	"sync/atomic"
+	"unsafe"
 )
 
 // generations hands every Txn a number no other Txn has had; a node whose
@@ -12,18 +12,55 @@ var generations atomic.Uint64
 
 // Node is one node of a Tree. Nodes reachable from a committed Tree are
 // immutable.
+//
+// A node is 80 bytes (it was 112: []byte prefix and key, and a bool of
+// its own for leaf): a master holding a million tasks holds about six
+// million of them. Prefix and key are strings over the bytes of the keys
+// given to Insert and Build (which must not change afterwards), and the
+// leaf flag is the top bit of gen.
 type Node struct {
 	// prefix is the part of the key this node adds to its parent's (it
 	// starts with the edge label; empty at the root). It usually aliases
 	// key.
-	prefix []byte
-	// key and val are the leaf stored at this node when leaf is set.
-	key   []byte
+	prefix string
+	// key and val are the leaf stored at this node when it is a leaf.
+	key   string
 	val   interface{}
 	edges []edge // sorted by label
-	gen   uint64
-	leaf  bool
+	// gen is the generation of the Txn that owns the node (low 63 bits)
+	// and, in leafBit, whether the node holds a leaf.
+	gen uint64
 }
+
+// leafBit marks a leaf in Node.gen; generations stay far below it.
+const leafBit = 1 << 63
+
+func (n *Node) isLeaf() bool { return n.gen&leafBit != 0 }
+
+// owner is the generation of the Txn that may change n in place.
+func (n *Node) owner() uint64 { return n.gen &^ leafBit }
+
+// setLeaf makes n hold k and v.
+func (n *Node) setLeaf(k string, v interface{}) {
+	n.key, n.val = k, v
+	n.gen |= leafBit
+}
+
+// clearLeaf drops n's leaf.
+func (n *Node) clearLeaf() {
+	n.key, n.val = "", nil
+	n.gen &^= leafBit
+}
+
+// str is b as a string without a copy: b must never change afterwards
+// (keys given to Insert and Build never do).
+func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// keyBytes is n's key as the []byte the caller inserted.
+func (n *Node) keyBytes() []byte { return unsafe.Slice(unsafe.StringData(n.key), len(n.key)) }
+
+// hasPrefix reports whether b starts with p.
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
 
 type edge struct {
 	label byte
@@ -87,7 +124,7 @@ func (n *Node) Get(k []byte) (interface{}, bool) {
 	search := k
 	for {
 		if len(search) == 0 {
-			if n.leaf {
+			if n.isLeaf() {
 				return n.val, true
 			}
 			return nil, false
@@ -97,7 +134,7 @@ func (n *Node) Get(k []byte) (interface{}, bool) {
 			return nil, false
 		}
 		child := n.edges[i].node
-		if !bytes.HasPrefix(search, child.prefix) {
+		if !hasPrefix(search, child.prefix) {
 			return nil, false
 		}
 		search = search[len(child.prefix):]
@@ -119,10 +156,10 @@ func (n *Node) seekPrefix(prefix []byte) *Node {
 		}
 		child := n.edges[i].node
 		switch {
-		case bytes.HasPrefix(search, child.prefix):
+		case hasPrefix(search, child.prefix):
 			search = search[len(child.prefix):]
 			n = child
-		case bytes.HasPrefix(child.prefix, search):
+		case len(search) < len(child.prefix) && child.prefix[:len(search)] == string(search):
 			return child
 		default:
 			return nil
@@ -142,7 +179,7 @@ func (n *Node) WalkPrefix(prefix []byte, fn WalkFn) {
 }
 
 func walk(n *Node, fn WalkFn) bool {
-	if n.leaf && fn(n.key, n.val) {
+	if n.isLeaf() && fn(n.keyBytes(), n.val) {
 		return true
 	}
 	for i := range n.edges {
@@ -186,8 +223,8 @@ func (it *Iterator) Next() (k []byte, v interface{}, ok bool) {
 		if len(n.edges) > 0 {
 			it.stack = append(it.stack, n.edges)
 		}
-		if n.leaf {
-			return n.key, n.val, true
+		if n.isLeaf() {
+			return n.keyBytes(), n.val, true
 		}
 	}
 	return nil, nil, false

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 // model is the sorted map a Tree must equal.
@@ -146,7 +147,7 @@ func TestDeleteToEmptyAndReinsert(t *testing.T) {
 			t.Fatalf("Delete(%q) found nothing", k)
 		}
 	}
-	if tx.Len() != 0 || len(tx.Root().edges) != 0 || tx.Root().leaf {
+	if tx.Len() != 0 || len(tx.Root().edges) != 0 || tx.Root().isLeaf() {
 		t.Fatalf("tree not empty after deleting every key: len %d", tx.Len())
 	}
 	tx.Insert([]byte("x"), 9)
@@ -172,4 +173,12 @@ func BenchmarkInsertSorted(b *testing.B) {
 		}
 	}
 	_ = bytes.Compare
+}
+
+// TestNodeSize: a node stays in the 80-byte size class (six million of
+// them at a million tasks).
+func TestNodeSize(t *testing.T) {
+	if s := unsafe.Sizeof(Node{}); s != 80 {
+		t.Fatalf("a Node is %d bytes, want 80", s)
+	}
 }

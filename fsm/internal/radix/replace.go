@@ -1,7 +1,5 @@
 package radix
 
-import "bytes"
-
 // Replace stores v under k when k is in the tree already, returning the
 // value it replaced; it changes nothing and returns false when k is not.
 // Unlike Insert it does not keep k (the node keeps its own key), so k may
@@ -19,7 +17,7 @@ func (t *Txn) Replace(k []byte, v interface{}) (interface{}, bool) {
 // or n is owned, else a copy that this Txn owns.
 func (t *Txn) replace(n *Node, search []byte, v interface{}) (*Node, interface{}, bool) {
 	if len(search) == 0 {
-		if !n.leaf {
+		if !n.isLeaf() {
 			return n, nil, false
 		}
 		old := n.val
@@ -32,7 +30,7 @@ func (t *Txn) replace(n *Node, search []byte, v interface{}) (*Node, interface{}
 		return n, nil, false
 	}
 	child := n.edges[i].node
-	if !bytes.HasPrefix(search, child.prefix) {
+	if !hasPrefix(search, child.prefix) {
 		return n, nil, false
 	}
 	nchild, old, ok := t.replace(child, search[len(child.prefix):], v)

@@ -1,7 +1,5 @@
 package radix
 
-import "bytes"
-
 // Txn is a set of writes over a Tree, made visible as a new Tree by
 // CommitOnly. It is not safe for concurrent use. Keys passed to Insert are
 // kept (not copied) and must not be modified afterwards.
@@ -31,10 +29,10 @@ func (t *Txn) CommitOnly() *Tree {
 
 // writable returns n if this Txn created it, else a copy of n that it owns.
 func (t *Txn) writable(n *Node) *Node {
-	if n.gen == t.gen {
+	if n.owner() == t.gen {
 		return n
 	}
-	c := &Node{prefix: n.prefix, key: n.key, val: n.val, leaf: n.leaf, gen: t.gen}
+	c := &Node{prefix: n.prefix, key: n.key, val: n.val, gen: t.gen | n.gen&leafBit}
 	if len(n.edges) > 0 {
 		c.edges = make([]edge, len(n.edges), len(n.edges)+1)
 		copy(c.edges, n.edges)
@@ -52,7 +50,7 @@ func (n *Node) addEdge(e edge) {
 	n.edges[i] = e
 }
 
-func commonPrefix(a, b []byte) int {
+func commonPrefix[A, B []byte | string](a A, b B) int {
 	n := min(len(a), len(b))
 	for i := range n {
 		if a[i] != b[i] {
@@ -77,7 +75,7 @@ func (t *Txn) Insert(k []byte, v interface{}) (interface{}, bool) {
 // and hands the rest of the key to insert at the last of them.
 func (t *Txn) insertOwned(k []byte, v interface{}) (interface{}, bool) {
 	n := t.root
-	if n.gen != t.gen {
+	if n.owner() != t.gen {
 		root, old, updated := t.insert(n, k, k, v)
 		t.root = root
 		return old, updated
@@ -89,7 +87,7 @@ func (t *Txn) insertOwned(k []byte, v interface{}) (interface{}, bool) {
 			break
 		}
 		child := n.edges[i].node
-		if child.gen != t.gen || !bytes.HasPrefix(search, child.prefix) {
+		if child.owner() != t.gen || !hasPrefix(search, child.prefix) {
 			break
 		}
 		search = search[len(child.prefix):]
@@ -103,20 +101,20 @@ func (t *Txn) insertOwned(k []byte, v interface{}) (interface{}, bool) {
 
 func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface{}, bool) {
 	if len(search) == 0 {
-		old, updated := n.val, n.leaf
+		old, updated := n.val, n.isLeaf()
 		nc := t.writable(n)
-		nc.leaf, nc.key, nc.val = true, k, v
+		nc.setLeaf(str(k), v)
 		return nc, old, updated
 	}
 	i := n.edgeIndex(search[0])
 	if i < 0 {
 		nc := t.writable(n)
-		nc.addEdge(edge{label: search[0], node: &Node{prefix: search, key: k, val: v, leaf: true, gen: t.gen}})
+		nc.addEdge(edge{label: search[0], node: &Node{prefix: str(search), key: str(k), val: v, gen: t.gen | leafBit}})
 		return nc, nil, false
 	}
 	child := n.edges[i].node
 	common := len(child.prefix)
-	if !bytes.HasPrefix(search, child.prefix) {
+	if !hasPrefix(search, child.prefix) {
 		common = commonPrefix(search, child.prefix)
 	}
 	if common == len(child.prefix) {
@@ -130,7 +128,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	}
 	// The key leaves the child's prefix part way: split it.
 	nc := t.writable(n)
-	split := &Node{prefix: search[:common], gen: t.gen}
+	split := &Node{prefix: str(search[:common]), gen: t.gen}
 	nc.edges[i].node = split
 	mod := t.writable(child)
 	mod.prefix = child.prefix[common:]
@@ -138,10 +136,10 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	split.edges[0] = edge{label: mod.prefix[0], node: mod}
 	search = search[common:]
 	if len(search) == 0 {
-		split.leaf, split.key, split.val = true, k, v
+		split.setLeaf(str(k), v)
 		return nc, nil, false
 	}
-	split.addEdge(edge{label: search[0], node: &Node{prefix: search, key: k, val: v, leaf: true, gen: t.gen}})
+	split.addEdge(edge{label: search[0], node: &Node{prefix: str(search), key: str(k), val: v, gen: t.gen | leafBit}})
 	return nc, nil, false
 }
 
@@ -163,7 +161,7 @@ func (t *Txn) Delete(k []byte) (interface{}, bool) {
 // left empty and is not the root).
 func (t *Txn) delete(n *Node, search []byte, isRoot bool) (*Node, interface{}, bool) {
 	if len(search) == 0 {
-		if !n.leaf {
+		if !n.isLeaf() {
 			return n, nil, false
 		}
 		old := n.val
@@ -171,7 +169,7 @@ func (t *Txn) delete(n *Node, search []byte, isRoot bool) (*Node, interface{}, b
 			return nil, old, true
 		}
 		nc := t.writable(n)
-		nc.leaf, nc.key, nc.val = false, nil, nil
+		nc.clearLeaf()
 		if !isRoot && len(nc.edges) == 1 {
 			t.mergeChild(nc)
 		}
@@ -182,7 +180,7 @@ func (t *Txn) delete(n *Node, search []byte, isRoot bool) (*Node, interface{}, b
 		return n, nil, false
 	}
 	child := n.edges[i].node
-	if !bytes.HasPrefix(search, child.prefix) {
+	if !hasPrefix(search, child.prefix) {
 		return n, nil, false
 	}
 	nchild, old, deleted := t.delete(child, search[len(child.prefix):], false)
@@ -197,7 +195,7 @@ func (t *Txn) delete(n *Node, search []byte, isRoot bool) (*Node, interface{}, b
 	copy(nc.edges[i:], nc.edges[i+1:])
 	nc.edges[len(nc.edges)-1] = edge{}
 	nc.edges = nc.edges[:len(nc.edges)-1]
-	if !isRoot && !nc.leaf {
+	if !isRoot && !nc.isLeaf() {
 		switch len(nc.edges) {
 		case 0:
 			return nil, old, true
@@ -211,9 +209,9 @@ func (t *Txn) delete(n *Node, search []byte, isRoot bool) (*Node, interface{}, b
 // mergeChild folds the only child of n (which holds no leaf) into n.
 func (t *Txn) mergeChild(n *Node) {
 	child := n.edges[0].node
-	p := make([]byte, 0, len(n.prefix)+len(child.prefix))
-	n.prefix = append(append(p, n.prefix...), child.prefix...)
-	n.leaf, n.key, n.val = child.leaf, child.key, child.val
+	n.prefix += child.prefix
+	n.key, n.val = child.key, child.val
+	n.gen = n.owner() | child.gen&leafBit
 	if len(child.edges) > 0 {
 		n.edges = make([]edge, len(child.edges), len(child.edges)+1)
 		copy(n.edges, child.edges)
