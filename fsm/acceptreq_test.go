@@ -50,7 +50,19 @@ func FuzzDecodeAcceptRequest(f *testing.F) {
 	req := e2eAcceptRequest(1, 3)
 	req.Operations[0].Tasks[1].KillGraceSeconds = 2.5
 	req.Operations[0].Tasks[2].Resources[0].Role = "web"
-	for _, m := range []*agorav1.AcceptRequest{req, {}, {Call: &agorav1.FrameworkCall{}}, {OfferIds: []string{"a", ""}}} {
+	fuzzRequestDecoder(f, DecodeAcceptRequest, req, &agorav1.AcceptRequest{},
+		&agorav1.AcceptRequest{Call: &agorav1.FrameworkCall{}}, &agorav1.AcceptRequest{OfferIds: []string{"a", ""}})
+}
+
+// fuzzRequestDecoder checks a request decoder against proto.Unmarshal on
+// the seeds and whatever the fuzzer makes of them: a body it decodes, it
+// decodes as proto.Unmarshal does; one it declines leaves the message
+// empty.
+func fuzzRequestDecoder[M any, PM interface {
+	*M
+	proto.Message
+}](f *testing.F, decode func([]byte, PM) bool, seeds ...PM) {
+	for _, m := range seeds {
 		b, err := proto.Marshal(m)
 		if err != nil {
 			f.Fatal(err)
@@ -58,20 +70,20 @@ func FuzzDecodeAcceptRequest(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var fast, slow agorav1.AcceptRequest
-		ok := DecodeAcceptRequest(b, &fast)
-		err := proto.Unmarshal(b, &slow)
+		fast, slow := PM(new(M)), PM(new(M))
+		ok := decode(b, fast)
+		err := proto.Unmarshal(b, slow)
 		if !ok {
-			if !proto.Equal(&fast, &agorav1.AcceptRequest{}) {
-				t.Fatalf("declined but changed the message: %v", &fast)
+			if !proto.Equal(fast, PM(new(M))) {
+				t.Fatalf("declined but changed the message: %v", fast)
 			}
 			return
 		}
 		if err != nil {
-			t.Fatalf("fast path decoded what proto refuses (%v): %v", err, &fast)
+			t.Fatalf("fast path decoded what proto refuses (%v): %v", err, fast)
 		}
-		if !proto.Equal(&fast, &slow) {
-			t.Fatalf("fast %v, proto %v", &fast, &slow)
+		if !proto.Equal(fast, slow) {
+			t.Fatalf("fast %v, proto %v", fast, slow)
 		}
 	})
 }
@@ -135,30 +147,8 @@ func FuzzDecodeUpdateStatusRequest(f *testing.F) {
 	req := e2eUpdateStatusRequest(e2eAccept(1, 3))
 	req.Statuses[0].Timestamp = &timestamppb.Timestamp{Seconds: 5}
 	req.Statuses[1].Healthy, req.Statuses[1].ExitCode = true, -1
-	for _, m := range []*agorav1.UpdateStatusRequest{req, {}, {AgentId: "a"}, {Statuses: []*agorav1.TaskStatus{{}}}} {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var fast, slow agorav1.UpdateStatusRequest
-		ok := DecodeUpdateStatusRequest(b, &fast)
-		err := proto.Unmarshal(b, &slow)
-		if !ok {
-			if !proto.Equal(&fast, &agorav1.UpdateStatusRequest{}) {
-				t.Fatalf("declined but changed the message: %v", &fast)
-			}
-			return
-		}
-		if err != nil {
-			t.Fatalf("fast path decoded what proto refuses (%v): %v", err, &fast)
-		}
-		if !proto.Equal(&fast, &slow) {
-			t.Fatalf("fast %v, proto %v", &fast, &slow)
-		}
-	})
+	fuzzRequestDecoder(f, DecodeUpdateStatusRequest, req, &agorav1.UpdateStatusRequest{},
+		&agorav1.UpdateStatusRequest{AgentId: "a"}, &agorav1.UpdateStatusRequest{Statuses: []*agorav1.TaskStatus{{}}})
 }
 
 // TestDecodeSharesEqualResources: tasks whose resources encode alike share

@@ -73,6 +73,16 @@ type cmdDecoder struct {
 
 var cmdDecoders = sync.Pool{New: func() any { return &cmdDecoder{} }}
 
+// borrowDecoder takes a decoder from the pool; done resets it (dropping
+// its references to the entry) and puts it back.
+func borrowDecoder() (d *cmdDecoder, done func()) {
+	d = cmdDecoders.Get().(*cmdDecoder)
+	return d, func() {
+		d.reset()
+		cmdDecoders.Put(d)
+	}
+}
+
 // decodeFast decodes the payload of a hot command type; ok false means it
 // declined and the caller must use proto.Unmarshal.
 func decodeFast(t CommandType, b []byte) (m proto.Message, ok bool) {
@@ -80,11 +90,8 @@ func decodeFast(t CommandType, b []byte) (m proto.Message, ok bool) {
 	if t != CmdAccept && t != CmdStatusUpdateBatch && t != CmdAcknowledgeBatch {
 		return nil, false
 	}
-	d := cmdDecoders.Get().(*cmdDecoder)
-	defer func() {
-		d.reset()
-		cmdDecoders.Put(d)
-	}()
+	d, done := borrowDecoder()
+	defer done()
 	switch t {
 	case CmdAccept:
 		return d.accept(b)
@@ -753,11 +760,8 @@ func (d *cmdDecoder) ack(a *agorav1.AcknowledgeCommand, body []byte) bool {
 // what proto.Unmarshal makes of b (FuzzDecodeAcceptRequest). m must be
 // empty.
 func DecodeAcceptRequest(b []byte, m *agorav1.AcceptRequest) bool {
-	d := cmdDecoders.Get().(*cmdDecoder)
-	defer func() {
-		d.reset()
-		cmdDecoders.Put(d)
-	}()
+	d, done := borrowDecoder()
+	defer done()
 	var (
 		call   *agorav1.FrameworkCall
 		offers []string
@@ -830,11 +834,8 @@ func DecodeUpdateStatusRequest(b []byte, m *agorav1.UpdateStatusRequest) bool {
 	if !ok {
 		return false
 	}
-	d := cmdDecoders.Get().(*cmdDecoder)
-	defer func() {
-		d.reset()
-		cmdDecoders.Put(d)
-	}()
+	d, done := borrowDecoder()
+	defer done()
 	var (
 		agent    string
 		statuses []agorav1.TaskStatus
