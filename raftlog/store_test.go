@@ -313,3 +313,28 @@ func BenchmarkStoreLogs(b *testing.B) {
 		})
 	}
 }
+
+// TestGetLogCopies: an entry read stays valid after the file is closed
+// (and its memory map gone): GetLog copies out of bbolt's pages.
+func TestGetLogCopies(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "raft.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := sampleLogs(1)
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]raft.Log, len(logs))
+	for i, l := range logs {
+		if err := s.GetLog(l.Index, &got[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range logs {
+		sameLog(t, &got[i], logs[i])
+	}
+}
