@@ -33,7 +33,7 @@ func TestDecodeAcceptRequest(t *testing.T) {
 		t.Fatalf("decoded %v, want %v", &got, req)
 	}
 	// What it declines it leaves alone: an unknown field (here 9).
-	bad := append(append([]byte{}, b...), 9<<3|0, 1)
+	bad := protowire.AppendVarint(protowire.AppendTag(append([]byte{}, b...), 9, protowire.VarintType), 1)
 	var m agorav1.AcceptRequest
 	if DecodeAcceptRequest(bad, &m) {
 		t.Fatal("an unknown field was decoded")

@@ -22,7 +22,11 @@ var ErrKeyNotFound = errors.New("not found")
 // handle is raft-boltdb's codec configuration: the old time encoding, so
 // files stay readable by the raft-boltdb and go-msgpack versions agora
 // has shipped with. A handle is safe for concurrent use once configured.
-var handle = &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}}
+var handle = func() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{}
+	h.TimeNotBuiltin = true
+	return h
+}()
 
 // logOverhead bounds the encoding of a raft.Log beside its Data and
 // Extensions: the map header, six field names and the fixed-size values.
