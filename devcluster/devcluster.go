@@ -158,6 +158,19 @@ func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.It
 // freeport holds, outside the kernel's ephemeral range.
 func FreeTCPPort() (int, error) { return freeport.TCP("127.0.0.1") }
 
+// FreeTCPPorts returns the first of n consecutive loopback ports, every
+// one of them free for TCP and held like FreeTCPPort's: an agent's ports
+// resource. Only the first being free is not enough: a task binds any port
+// of the range, and a master's or another agent's port inside it made a
+// pod fail on every launch (a NATS pod in a CI run).
+func FreeTCPPorts(n int) (int, error) {
+	offsets := make([]int, n)
+	for i := range offsets {
+		offsets[i] = i
+	}
+	return freeport.Block("127.0.0.1", offsets, false)
+}
+
 // FreeGossipPort returns a loopback port free for both TCP and UDP, held
 // like FreeTCPPort's.
 func FreeGossipPort() (int, error) { return freeport.TCPUDP("127.0.0.1") }

@@ -103,7 +103,7 @@ func startCluster(t *testing.T, agents int) *cluster {
 		t.Fatal(err)
 	}
 	for i := 0; i < agents; i++ {
-		base, err := devcluster.FreeTCPPort()
+		base, err := devcluster.FreeTCPPorts(40)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -130,7 +130,7 @@ func (s *story) run(ctx context.Context) error {
 	}
 	s.cl = client.New(strings.Join(c.Addrs(), ","))
 	for i := 1; i <= agentCount; i++ {
-		base, err := devcluster.FreeTCPPort()
+		base, err := devcluster.FreeTCPPorts(20)
 		if err != nil {
 			return err
 		}

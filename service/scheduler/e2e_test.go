@@ -86,7 +86,7 @@ const podsPerAgent = 3
 // startAgent starts agent id with room for podsPerAgent pods.
 func (e *e2e) startAgent(ctx context.Context, id string) {
 	e.t.Helper()
-	base, err := devcluster.FreeTCPPort()
+	base, err := devcluster.FreeTCPPorts(podsPerAgent)
 	if err != nil {
 		e.t.Fatal(err)
 	}

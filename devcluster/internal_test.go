@@ -1,6 +1,10 @@
 package devcluster
 
-import "testing"
+import (
+	"fmt"
+	"net"
+	"testing"
+)
 
 func TestE2ETaskIndex(t *testing.T) {
 	r := &e2eRun{running: make([]bool, 7), base: []int{0, 4}} // 4 tasks of framework 0, 3 of framework 1
@@ -13,5 +17,28 @@ func TestE2ETaskIndex(t *testing.T) {
 		if i, ok := r.taskIndex(id); ok {
 			t.Errorf("taskIndex(%q) = %d, want no task", id, i)
 		}
+	}
+}
+
+// TestFreeTCPPorts: every port of a range is free, and two ranges never
+// overlap while both are held.
+func TestFreeTCPPorts(t *testing.T) {
+	a, err := FreeTCPPorts(40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := FreeTCPPorts(40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a < b+40 && b < a+40 {
+		t.Fatalf("ranges [%d, %d) and [%d, %d) overlap", a, a+40, b, b+40)
+	}
+	for p := a; p < a+40; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Fatalf("port %d of the range is not free: %v", p, err)
+		}
+		l.Close()
 	}
 }
