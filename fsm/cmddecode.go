@@ -407,13 +407,18 @@ type resourceSlab struct {
 	misses  int
 }
 
+// tasksToSize is how many tasks a new slab is for: the current one, or
+// once two tasks in a row differed from their predecessor, the tasks left.
+func (s *resourceSlab) tasksToSize() int {
+	if s.misses > 1 {
+		return max(s.tasksLeft, 1)
+	}
+	return 1
+}
+
 func (s *resourceSlab) next(n int) *agorav1.Resource {
 	if len(s.res) == 0 {
-		tasks := 1
-		if s.misses > 1 {
-			tasks = max(s.tasksLeft, 1)
-		}
-		s.res = make([]agorav1.Resource, max(n, 1)*tasks)
+		s.res = make([]agorav1.Resource, max(n, 1)*s.tasksToSize())
 	}
 	r := &s.res[0]
 	s.res = s.res[1:]
@@ -424,11 +429,7 @@ func (s *resourceSlab) next(n int) *agorav1.Resource {
 // append to it cannot write into the next task's).
 func (s *resourceSlab) list(rs []*agorav1.Resource) []*agorav1.Resource {
 	if len(s.ptrs) < len(rs) {
-		tasks := 1
-		if s.misses > 1 {
-			tasks = max(s.tasksLeft, 1)
-		}
-		s.ptrs = make([]*agorav1.Resource, len(rs)*tasks)
+		s.ptrs = make([]*agorav1.Resource, len(rs)*s.tasksToSize())
 	}
 	out := s.ptrs[:len(rs):len(rs)]
 	s.ptrs = s.ptrs[len(rs):]
@@ -826,9 +827,10 @@ func frameworkCall(c *agorav1.FrameworkCall, body []byte) bool {
 // DecodeUpdateStatusRequest decodes the body of an AgentService
 // UpdateStatus call into m as DecodeAcceptRequest does an Accept: the call
 // is a StatusUpdateCommand without its time (the same field numbers), and
-// its statuses are decoded as a StatusUpdateBatch entry's, from one slab.
-// It returns false, leaving m as it was, when it declines; m must be
-// empty (FuzzDecodeUpdateStatusRequest).
+// is decoded as one agent's update of a StatusUpdateBatch entry, its
+// statuses from one slab. It returns false, leaving m as it was, when it
+// declines (a time, field 3, is no field of the call); m must be empty
+// (FuzzDecodeUpdateStatusRequest).
 func DecodeUpdateStatusRequest(b []byte, m *agorav1.UpdateStatusRequest) bool {
 	n, _, ok := count(b, 2, 0)
 	if !ok {
@@ -836,41 +838,16 @@ func DecodeUpdateStatusRequest(b []byte, m *agorav1.UpdateStatusRequest) bool {
 	}
 	d, done := borrowDecoder()
 	defer done()
-	var (
-		agent    string
-		statuses []agorav1.TaskStatus
-		ptrs     []*agorav1.TaskStatus
-		used     int
-	)
+	var statuses []agorav1.TaskStatus
+	var ptrs []*agorav1.TaskStatus
 	if n > 0 {
 		statuses = make([]agorav1.TaskStatus, n)
 		ptrs = make([]*agorav1.TaskStatus, n)
 	}
-	for len(b) > 0 {
-		num, typ, v, _, rest, ok := field(b)
-		if !ok || typ != protowire.BytesType {
-			return false
-		}
-		b = rest
-		switch num {
-		case 1:
-			agent, ok = own(v)
-		case 2:
-			st := &statuses[used]
-			ptrs[used] = st
-			used++
-			d.statusesLeft = n - used + 1
-			ok = d.taskStatus(st, v)
-		default:
-			ok = false
-		}
-		if !ok {
-			return false
-		}
+	var blk statusUpdateBlock
+	if _, ok := d.statusUpdate(&blk, b, statuses, ptrs); !ok || blk.update.Now != nil {
+		return false
 	}
-	m.AgentId = agent
-	if used > 0 {
-		m.Statuses = ptrs[:used:used]
-	}
+	m.AgentId, m.Statuses = blk.update.AgentId, blk.update.Statuses
 	return true
 }
